@@ -1,0 +1,44 @@
+// One benchmark client process: pull + push rounds of unique random keys against a running
+// cluster, then one JSON line with its timings on stdout.
+import { PSClient } from '../src/client/ps-client.ts';
+import { Consistency } from '../src/wire/codec.ts';
+
+const env = process.env;
+const rows = Number(env.ROWS), dim = Number(env.DIM), keysPer = Number(env.KEYS), rounds = Number(env.ROUNDS);
+const client = await PSClient.connect({ secret: new TextEncoder().encode(env.HYBRIDPS_SECRET!), schedulerUrl: env.SCHEDULER!, nodeId: env.NODE_ID, role: 3 });
+await client.waitForView((v) => v.servers.length === Number(env.SERVERS));
+await client.declareTables([{ id: 1, name: 'emb', dim, init: 'uniform', initScale: 0.01, seed: 1n, optimizer: 'sgd', hyper: { lr: 0.01 }, consistency: Consistency.ASP, staleness: 0 }]);
+
+let seed = Number(env.SEED ?? 1) >>> 0 || 1;
+const rand = () => { seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0; return seed % rows; };
+function uniqueKeys(): BigUint64Array {
+  const s = new Set<number>();
+  while (s.size < keysPer) s.add(rand());
+  return BigUint64Array.from(s, (k) => BigInt(k));
+}
+
+if (env.MODE === 'fill') {
+  // Touch every row once so the table holds `rows` rows.
+  for (let start = 0; start < rows; start += keysPer) {
+    const n = Math.min(keysPer, rows - start);
+    const keys = BigUint64Array.from({ length: n }, (_, i) => BigInt(start + i));
+    await client.push(1, keys, new Float32Array(n * dim));
+  }
+} else {
+  const batches = Array.from({ length: Math.min(rounds, 16) }, uniqueKeys);
+  const grads = new Float32Array(keysPer * dim).fill(0.001);
+  await client.pull(1, batches[0]!); // warm-up: connections open
+  let pullMs = 0, pushMs = 0;
+  for (let r = 0; r < rounds; r++) {
+    const keys = batches[r % batches.length]!;
+    let t = performance.now();
+    await client.pull(1, keys);
+    pullMs += performance.now() - t;
+    t = performance.now();
+    await client.push(1, keys, grads);
+    pushMs += performance.now() - t;
+  }
+  process.stdout.write(JSON.stringify({ pullMs, pushMs, rounds, keysPer, dim }) + '\n');
+}
+await client.close();
+process.exit(0);

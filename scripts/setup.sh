@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Makes this machine ready to run hybridps: Node dependencies, and a Vulkan driver for Dawn.
+# Idempotent and quick when everything is already there. On a machine without a GPU driver it
+# installs Mesa 25's software Vulkan (lavapipe) from Debian bookworm-backports: bookworm's own
+# Mesa 22 is too old for Dawn.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# 1. Node dependencies (npm ci when node_modules is missing or older than the lockfile).
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "[setup] installing Node dependencies (npm ci)" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+# 2. Vulkan. A vendor ICD (NVIDIA, AMD, Intel) or Mesa >= 25 is fine as is.
+have_vendor_icd() {
+  ls /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json 2>/dev/null | grep -q .
+}
+mesa_version() { dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | sed -E 's/^[0-9]+://; s/[^0-9.].*//' || true; }
+mesa_ok() {
+  local v; v=$(mesa_version)
+  [ -n "$v" ] && [ "${v%%.*}" -ge 25 ] && ldconfig -p 2>/dev/null | grep -q 'libvulkan.so.1'
+}
+
+if [ "${HYBRIDPS_SKIP_VULKAN_SETUP:-}" = "1" ] || have_vendor_icd || mesa_ok; then
+  exit 0
+fi
+
+if [ "$(id -u)" != "0" ] || ! command -v apt-get >/dev/null; then
+  cat >&2 <<MSG
+[setup] No usable Vulkan driver found (need a GPU driver, or Mesa >= 25 lavapipe; found mesa-vulkan-drivers '$(mesa_version)').
+        On Debian bookworm, as root:
+          add the bookworm-backports suite, then
+          apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1
+MSG
+  exit 1
+fi
+
+echo "[setup] installing Mesa software Vulkan (lavapipe) from bookworm-backports" >&2
+src=/etc/apt/sources.list.d/debian.sources
+dst=/etc/apt/sources.list.d/bookworm-backports.sources
+if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  if [ -f "$src" ]; then
+    awk 'BEGIN{RS="";ORS="\n\n"} NR==1' "$src" | sed 's/^Suites:.*/Suites: bookworm-backports/' > "$dst"
+  else
+    echo "deb http://deb.debian.org/debian bookworm-backports main" > /etc/apt/sources.list.d/bookworm-backports.list
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers libvulkan1 >&2
+mesa_ok || { echo "[setup] Mesa install finished but Mesa >= 25 Vulkan is still not available ($(mesa_version))" >&2; exit 1; }
+echo "[setup] Vulkan ready: mesa-vulkan-drivers $(mesa_version)" >&2

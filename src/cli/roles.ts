@@ -1,0 +1,56 @@
+// Running one role in this process until a signal (or, under `launch`, until the parent goes
+// away: a child whose stdin closes exits, so no orphan outlives a killed launcher).
+import { Scheduler } from '../scheduler/scheduler.ts';
+import { PsServer } from '../server/ps-server.ts';
+import { loadSecret } from '../transport/index.ts';
+import { clusterEnvFromProcess } from './cluster-env.ts';
+
+export interface CommonRoleFlags { secret?: string; secretFile?: string; host?: string; port?: number; maxFrameMb?: number; heartbeatMs?: number }
+
+/** Announces readiness to a launching parent on stdout, one machine-readable line. */
+export function announceReady(info: Record<string, unknown>): void {
+  process.stdout.write(`HYBRIDPS_READY ${JSON.stringify(info)}\n`);
+}
+
+export function exitWithParent(stop: () => Promise<void>): void {
+  let stopping = false;
+  const shutdown = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    const t = setTimeout(() => process.exit(1), 5000);
+    t.unref();
+    try { await stop(); } catch (e) { process.stderr.write(`error while stopping (${why}): ${(e as Error).message}\n`); }
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  if (process.env.HYBRIDPS_EXIT_WITH_PARENT === '1') {
+    process.stdin.on('end', () => void shutdown('parent gone'));
+    process.stdin.on('error', () => void shutdown('parent gone'));
+    process.stdin.resume();
+  }
+}
+
+export async function runScheduler(flags: CommonRoleFlags & { replicas?: number; vnodes?: number; heartbeatMisses?: number }): Promise<void> {
+  const env = clusterEnvFromProcess();
+  const s = await Scheduler.start({
+    secret: loadSecret(flags), host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
+    replicas: flags.replicas, vnodes: flags.vnodes, heartbeatIntervalMs: flags.heartbeatMs, heartbeatMisses: flags.heartbeatMisses,
+  });
+  announceReady({ role: 'scheduler', url: s.url, pid: process.pid });
+  exitWithParent(() => s.stop());
+}
+
+export async function runServer(flags: CommonRoleFlags & { scheduler?: string; nodeId?: string; optimizerModule?: string[] }): Promise<void> {
+  const env = clusterEnvFromProcess();
+  const schedulerUrl = flags.scheduler ?? env.schedulerUrl;
+  if (!schedulerUrl) throw new Error('the server needs the scheduler: --scheduler ws://HOST:PORT, HYBRIDPS_SCHEDULER, or TF_CONFIG');
+  const s = await PsServer.start({
+    secret: loadSecret(flags), schedulerUrl, host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
+    nodeId: flags.nodeId ?? (env.role === 'server' && env.index !== undefined ? `server-${env.index}` : undefined),
+    maxFrameBytes: flags.maxFrameMb ? flags.maxFrameMb << 20 : undefined, heartbeatIntervalMs: flags.heartbeatMs,
+    optimizerModules: flags.optimizerModule,
+  });
+  announceReady({ role: 'server', url: s.url, nodeId: s.nodeId, pid: process.pid });
+  exitWithParent(() => s.stop());
+}

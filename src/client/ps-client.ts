@@ -1,0 +1,290 @@
+// The worker's handle on the parameter servers (ps-lite's KVWorker): pull and push rows by key,
+// pull and push dense vectors by range, and advance the worker clock. Each request is split by
+// owning server under the current cluster view and the parts go out in parallel; a part that
+// fails because a link dropped or the view moved is re-routed and re-sent with the same
+// sequence number, so the server applies it once.
+import { Peer, RemoteError, ConnectionClosedError, RequestTimeoutError } from '../transport/index.ts';
+import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
+import { ClusterView } from '../scheduler/cluster-view.ts';
+import { createLogger } from '../util/log.ts';
+
+export interface PSClientOptions {
+  secret: Uint8Array;
+  schedulerUrl: string;
+  nodeId?: string;
+  role?: Role.Worker | Role.Client;
+  /** Address this node listens on (the worker's allreduce ring), announced to the scheduler. */
+  address?: string;
+  requestTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  /** Send values as fp16 on the wire (halves bytes; relative error <= 2^-11 per value). */
+  f16?: boolean;
+  maxFrameBytes?: number;
+  /** Attempts per request part across view changes and reconnects. */
+  retries?: number;
+}
+
+export interface WireBytes { pull: number; push: number; other: number }
+
+/** How a flat dense vector is cut into rows of a range table. */
+export function rangeKeys(offset: number, length: number, blockSize: number): { keys: BigUint64Array; first: number } {
+  const first = Math.floor(offset / blockSize);
+  const last = Math.floor((offset + length - 1) / blockSize);
+  const keys = new BigUint64Array(Math.max(0, last - first + 1));
+  for (let i = 0; i < keys.length; i++) keys[i] = BigInt(first + i);
+  return { keys, first };
+}
+
+export class PSClient {
+  readonly nodeId: string;
+  view = ClusterView.empty();
+  rank = -1;
+  clockValue = 0;
+  readonly bytes: WireBytes = { pull: 0, push: 0, other: 0 };
+  readonly tables = new Map<number, TableSpecMsg>();
+  private scheduler!: Peer;
+  private servers = new Map<string, Peer>();
+  private seq = 0;
+  private viewListeners: ((v: ClusterView) => void)[] = [];
+  private viewWaiters: (() => void)[] = [];
+  private heartbeat?: NodeJS.Timeout;
+  private readonly log;
+
+  private constructor(private readonly opts: PSClientOptions) {
+    this.nodeId = opts.nodeId ?? `worker-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    this.log = createLogger(this.nodeId);
+  }
+
+  static async connect(opts: PSClientOptions): Promise<PSClient> {
+    const c = new PSClient(opts);
+    c.scheduler = new Peer(opts.schedulerUrl, {
+      nodeId: c.nodeId, secret: opts.secret, role: opts.role ?? Role.Worker, address: opts.address ?? '',
+      epoch: () => c.view.epoch, connectAttempts: 20,
+      onRequest: (env) => { if (env.body.type === 'clusterView') c.setView(env.body.view); },
+      onConnect: (_conn, welcome) => { if (welcome.view) c.setView(welcome.view); },
+    });
+    await c.scheduler.connection();
+    c.heartbeat = setInterval(() => {
+      c.scheduler.notify({ type: 'heartbeat', nodeId: c.nodeId, clock: c.clockValue }).catch(() => {});
+    }, opts.heartbeatIntervalMs ?? 1000);
+    c.heartbeat.unref();
+    return c;
+  }
+
+  private setView(msg: ClusterViewMsg): void {
+    if (msg.epoch <= this.view.epoch) return;
+    this.view = new ClusterView(msg);
+    const me = this.view.workers.find((w) => w.nodeId === this.nodeId);
+    if (me) this.rank = me.rank;
+    for (const [id, peer] of this.servers) {
+      if (!this.view.servers.some((s) => s.nodeId === id)) { void peer.close(); this.servers.delete(id); }
+    }
+    for (const w of this.viewWaiters.splice(0)) w();
+    for (const l of this.viewListeners) l(this.view);
+  }
+
+  onViewChange(listener: (v: ClusterView) => void): void { this.viewListeners.push(listener); }
+
+  /** Resolves once the view satisfies `pred` (e.g. all expected servers and workers joined). */
+  async waitForView(pred: (v: ClusterView) => boolean, timeoutMs = 60_000): Promise<ClusterView> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pred(this.view)) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for the cluster (view ${this.view.epoch}: ${this.view.servers.length} servers, ${this.view.workers.length} workers)`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 1000));
+        this.viewWaiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+    return this.view;
+  }
+
+  private server(id: string): Peer {
+    let p = this.servers.get(id);
+    if (!p) {
+      const m = this.view.servers.find((s) => s.nodeId === id);
+      if (!m) throw new Error(`server ${id} is not in view ${this.view.epoch}`);
+      p = new Peer(m.address, {
+        nodeId: this.nodeId, secret: this.opts.secret, role: this.opts.role ?? Role.Worker,
+        epoch: () => this.view.epoch, requestTimeoutMs: this.opts.requestTimeoutMs, connectAttempts: 4,
+        maxFrameBytes: this.opts.maxFrameBytes,
+      });
+      this.servers.set(id, p);
+    }
+    return p;
+  }
+
+  private async toServer<T extends Body>(serverId: string, body: Body): Promise<Envelope<T>> {
+    return this.server(serverId).request<T>(body, this.opts.requestTimeoutMs);
+  }
+
+  private isRetriable(e: unknown): boolean {
+    return e instanceof ConnectionClosedError || e instanceof RequestTimeoutError ||
+      (e instanceof RemoteError && (e.code === ErrorCode.WrongOwner || e.code === ErrorCode.StaleEpoch || e.code === ErrorCode.Shutdown)) ||
+      (e instanceof Error && /could not reach|cannot connect|not in view/.test(e.message));
+  }
+
+  private async withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const attempts = this.opts.retries ?? 5;
+    for (let i = 0; ; i++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (i + 1 >= attempts || !this.isRetriable(e)) throw e;
+        this.log.warn('retrying', { what, attempt: i + 1, error: (e as Error).message });
+        const epoch = this.view.epoch;
+        // Give the scheduler a moment to publish a view without the failed server.
+        await this.waitForView((v) => v.epoch > epoch, 200 * 2 ** i).catch(() => {});
+      }
+    }
+  }
+
+  /** Declares tables on every server (idempotent; a different spec for an existing id is an error). */
+  async declareTables(specs: TableSpecMsg[]): Promise<void> {
+    await Promise.all(this.view.servers.map((s) =>
+      this.toServer(s.nodeId, { type: 'declareTables', tables: specs, workers: this.view.workers.length })));
+    for (const s of specs) this.tables.set(s.id, s);
+  }
+
+  private dimOf(table: number): number {
+    const t = this.tables.get(table);
+    if (!t) throw new Error(`table ${table} was not declared through this client`);
+    return t.dim;
+  }
+
+  /**
+   * Rows of `keys` (unique keys expected), row-major keys.length x dim. With `clock`, the pull
+   * waits on the servers as the table's consistency model requires.
+   */
+  async pull(table: number, keys: BigUint64Array, opts: { clock?: number } = {}): Promise<Float32Array> {
+    const dim = this.dimOf(table);
+    const out = new Float32Array(keys.length * dim);
+    await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
+      const reply = await this.toServer<Extract<Body, { type: 'pullReply' }>>(serverId, {
+        type: 'pull', table, keys: partKeys, clock: opts.clock ?? -1, worker: this.rank, f16: !!this.opts.f16,
+      });
+      const v = reply.body.values;
+      if (reply.body.type !== 'pullReply' || v.length !== idx.length * dim) {
+        throw new Error(`server ${serverId} answered ${v.length} values for ${idx.length} rows of dim ${dim}`);
+      }
+      this.bytes.pull += partKeys.byteLength + (this.opts.f16 ? v.length * 2 : v.byteLength);
+      for (let i = 0; i < idx.length; i++) out.set(v.subarray(i * dim, (i + 1) * dim), idx[i]! * dim);
+    });
+    return out;
+  }
+
+  /** Pushes one gradient row per key; resolves when every owning server acknowledged. */
+  async push(table: number, keys: BigUint64Array, grads: Float32Array, opts: { clock?: number } = {}): Promise<void> {
+    const dim = this.dimOf(table);
+    if (grads.length !== keys.length * dim) throw new Error(`push of ${keys.length} keys needs ${keys.length * dim} values, got ${grads.length}`);
+    await this.forEachPart(table, keys, async (serverId, idx, partKeys, seq) => {
+      const values = new Float32Array(idx.length * dim);
+      for (let i = 0; i < idx.length; i++) values.set(grads.subarray(idx[i]! * dim, (idx[i]! + 1) * dim), i * dim);
+      await this.toServer(serverId, {
+        type: 'push', table, keys: partKeys, values, worker: this.rank, clock: opts.clock ?? this.clockValue, seq, f16: !!this.opts.f16,
+      });
+      this.bytes.push += partKeys.byteLength + (this.opts.f16 ? values.length * 2 : values.byteLength);
+    });
+  }
+
+  /**
+   * Routes keys to their owners and runs `send` per owner in parallel. A part that fails on a
+   * dropped link or a moved view is re-routed under the next view and re-sent with its original
+   * sequence number (one counter per client), so a server that already applied it does not again.
+   */
+  private async forEachPart(
+    table: number, keys: BigUint64Array,
+    send: (serverId: string, idx: Int32Array, partKeys: BigUint64Array, seq: number) => Promise<void>,
+  ): Promise<void> {
+    if (keys.length === 0) return;
+    let groups: { idx: Int32Array; seq?: number }[] = [{ idx: Int32Array.from({ length: keys.length }, (_, i) => i) }];
+    for (let attempt = 0; ; attempt++) {
+      const view = this.view;
+      if (view.servers.length === 0) throw new Error('no servers in the cluster view');
+      const tasks: { serverId: string; idx: Int32Array; seq: number }[] = [];
+      for (const g of groups) {
+        const subset = new BigUint64Array(g.idx.length);
+        for (let i = 0; i < g.idx.length; i++) subset[i] = keys[g.idx[i]!]!;
+        view.ring.partition(table, subset).forEach((part, s) => {
+          if (part.length) tasks.push({ serverId: view.servers[s]!.nodeId, idx: part.map((p) => g.idx[p]!), seq: g.seq ?? ++this.seq });
+        });
+      }
+      const failed: { idx: Int32Array; seq: number }[] = [];
+      let lastErr: unknown;
+      await Promise.all(tasks.map(async (t) => {
+        const partKeys = new BigUint64Array(t.idx.length);
+        for (let i = 0; i < t.idx.length; i++) partKeys[i] = keys[t.idx[i]!]!;
+        try {
+          await send(t.serverId, t.idx, partKeys, t.seq);
+        } catch (e) {
+          if (!this.isRetriable(e) || attempt >= (this.opts.retries ?? 5)) throw e;
+          lastErr = e;
+          failed.push({ idx: t.idx, seq: t.seq });
+        }
+      }));
+      if (failed.length === 0) return;
+      groups = failed;
+      this.log.warn('re-routing request parts', { table, parts: failed.length, error: (lastErr as Error).message });
+      const epoch = view.epoch;
+      await this.waitForView((v) => v.epoch > epoch, 500 * 2 ** attempt).catch(() => {});
+    }
+  }
+
+  /** Reads `length` floats of a dense range table starting at `offset`. */
+  async pullRange(table: number, offset: number, length: number, opts: { clock?: number } = {}): Promise<Float32Array> {
+    const block = this.dimOf(table);
+    const { keys, first } = rangeKeys(offset, length, block);
+    const rows = await this.pull(table, keys, opts);
+    const start = offset - first * block;
+    return rows.slice(start, start + length);
+  }
+
+  /** Pushes a gradient for `values.length` floats of a dense range table starting at `offset`. */
+  async pushRange(table: number, offset: number, values: Float32Array, opts: { clock?: number } = {}): Promise<void> {
+    const block = this.dimOf(table);
+    const { keys, first } = rangeKeys(offset, values.length, block);
+    const grads = new Float32Array(keys.length * block);
+    grads.set(values, offset - first * block);
+    await this.push(table, keys, grads, opts);
+  }
+
+  /** Finishes the current step: tells every server (and the scheduler) this worker's new clock. */
+  async clock(): Promise<number> {
+    this.clockValue++;
+    const c = this.clockValue;
+    await this.withRetry('clock', () => Promise.all(this.view.servers.map((s) =>
+      this.toServer(s.nodeId, { type: 'clock', worker: this.rank, clock: c }))));
+    this.scheduler.notify({ type: 'heartbeat', nodeId: this.nodeId, clock: c }).catch(() => {});
+    return c;
+  }
+
+  /** Waits until every live worker reached the named barrier. */
+  async barrier(name: string): Promise<void> {
+    await this.scheduler.request({ type: 'barrier', name, worker: this.rank, generation: 0 }, 600_000);
+  }
+
+  async checkpoint(dir: string, step: number): Promise<string[]> {
+    const replies = await Promise.all(this.view.servers.map((s) =>
+      this.toServer<Extract<Body, { type: 'checkpointReply' }>>(s.nodeId, { type: 'checkpoint', dir, step }, )));
+    return replies.flatMap((r) => r.body.files);
+  }
+
+  async restore(dir: string): Promise<number> {
+    const replies = await Promise.all(this.view.servers.map((s) =>
+      this.toServer<Extract<Body, { type: 'checkpointReply' }>>(s.nodeId, { type: 'restore', dir })));
+    return replies.reduce((a, r) => a + r.body.rows, 0);
+  }
+
+  async serverStats(): Promise<object[]> {
+    const replies = await Promise.all(this.view.servers.map((s) =>
+      this.toServer<Extract<Body, { type: 'statsReply' }>>(s.nodeId, { type: 'statsRequest' })));
+    return replies.map((r) => JSON.parse(r.body.json));
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.heartbeat);
+    await this.scheduler.notify({ type: 'leave', nodeId: this.nodeId }).catch(() => {});
+    await Promise.all([...this.servers.values()].map((p) => p.close()));
+    await this.scheduler.close();
+  }
+}

@@ -1,0 +1,172 @@
+// Acquires one WebGPU device through Dawn's Node bindings (npm `webgpu`): picks the adapter,
+// asks for the limits a training step needs, and gives a handle whose destroy() lets Node exit.
+import { create, globals } from 'webgpu';
+import { createLogger } from '../util/log.ts';
+
+const log = createLogger('gpu');
+
+export interface Gpu {
+  device: GPUDevice;
+  adapterName: string;
+  limits: GPUSupportedLimits;
+  /** Resolves with "reason: message" when the device is lost (destroy() included). */
+  lost: Promise<string>;
+  /** Waits for submitted work, destroys the device and drops Dawn references so Node can exit. */
+  destroy(): Promise<void>;
+}
+
+export interface AcquireOptions {
+  /** Case-insensitive substring of the adapter's name/vendor/description; env HYBRIDPS_ADAPTER. */
+  adapter?: string;
+  /** Limits to require on top of the defaults chosen here; must not exceed the adapter's. */
+  requiredLimits?: Record<string, number>;
+  label?: string;
+}
+
+/** Limits raised to the adapter's maximum: big embedding shards and wide workgroups need them. */
+const RAISED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+] as const;
+
+/** Optional features taken when the adapter has them (timing and fp16 paths use them). */
+const WANTED_FEATURES: GPUFeatureName[] = ['timestamp-query', 'shader-f16'];
+
+export const NO_ADAPTER_HELP =
+  'No WebGPU adapter found (Dawn needs a Vulkan driver). On a machine without a GPU, install ' +
+  'Mesa 25 software Vulkan (lavapipe): on Debian bookworm run `bash scripts/setup.sh`, or ' +
+  '`apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1` (add ' +
+  '"deb http://deb.debian.org/debian bookworm-backports main" to your apt sources first). ' +
+  'Mesa 22 from bookworm main is too old for Dawn. Also set XDG_RUNTIME_DIR (e.g. /tmp). ' +
+  'Check with `vulkaninfo --summary`.';
+
+let globalsInstalled = false;
+function installGlobals(): void {
+  if (globalsInstalled) return;
+  // Dawn's GPUBufferUsage, GPUMapMode, ... constants are expected as globals by WebGPU code.
+  for (const [k, v] of Object.entries(globals as Record<string, unknown>)) {
+    if (!(k in globalThis)) (globalThis as Record<string, unknown>)[k] = v;
+  }
+  globalsInstalled = true;
+}
+
+function describeAdapter(a: GPUAdapter): string {
+  const i = a.info;
+  return i.description || [i.vendor, i.architecture, i.device].filter(Boolean).join(' ') || 'unknown adapter';
+}
+
+function adapterMatches(a: GPUAdapter, wanted: string): boolean {
+  const i = a.info;
+  const hay = [i.vendor, i.architecture, i.device, i.description].join(' ').toLowerCase();
+  return hay.includes(wanted.toLowerCase());
+}
+
+async function requestAdapterFrom(instance: GPU): Promise<GPUAdapter | null> {
+  return (await instance.requestAdapter({ powerPreference: 'high-performance' })) ?? null;
+}
+
+export async function acquireGpu(opts: AcquireOptions = {}): Promise<Gpu> {
+  process.env.XDG_RUNTIME_DIR ??= '/tmp'; // the Vulkan loader warns and some ICDs fail without it
+  installGlobals();
+  const wanted = opts.adapter ?? (process.env.HYBRIDPS_ADAPTER || undefined);
+  const label = opts.label ?? 'hybridps';
+
+  // `instance` is the object Dawn keeps Node alive for; destroy() drops it.
+  let instance: GPU | null = create([]);
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await requestAdapterFrom(instance);
+  } catch (e) {
+    adapter = null;
+    log.debug('requestAdapter failed', { error: String(e) });
+  }
+  if (adapter && wanted && !adapterMatches(adapter, wanted)) {
+    // Dawn's own selector matches adapter names and lists the available ones when none fits.
+    const defaultName = describeAdapter(adapter);
+    adapter = null;
+    instance = create([`adapter=${wanted}`]);
+    try {
+      adapter = await requestAdapterFrom(instance);
+    } catch (e) {
+      instance = null;
+      throw new Error(`No adapter matches "${wanted}" (from ${opts.adapter ? 'options' : 'HYBRIDPS_ADAPTER'}); default adapter is "${defaultName}". ${String((e as Error).message ?? e)}`);
+    }
+    if (!adapter) {
+      instance = null;
+      throw new Error(`No adapter matches "${wanted}"; default adapter is "${defaultName}".`);
+    }
+  }
+  if (!adapter) {
+    instance = null;
+    throw new Error(NO_ADAPTER_HELP);
+  }
+
+  const requiredLimits: Record<string, number> = {};
+  const adapterLimits = adapter.limits as unknown as Record<string, number>;
+  for (const k of RAISED_LIMITS) {
+    const v = adapterLimits[k];
+    if (typeof v === 'number') requiredLimits[k] = v;
+  }
+  for (const [k, v] of Object.entries(opts.requiredLimits ?? {})) {
+    const max = adapterLimits[k];
+    if (typeof max !== 'number') throw new Error(`Unknown GPU limit "${k}"`);
+    if (v > max) throw new Error(`Limit ${k}=${v} exceeds the adapter's ${max} (${describeAdapter(adapter)})`);
+    requiredLimits[k] = v;
+  }
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter!.features.has(f));
+  const device = await adapter.requestDevice({ label, requiredLimits, requiredFeatures });
+  const adapterName = describeAdapter(adapter);
+
+  let destroyed = false;
+  const lost = device.lost.then((info) => {
+    if (!destroyed) log.error('device lost', { adapter: adapterName, reason: info.reason, message: info.message });
+    return `${info.reason}: ${info.message}`;
+  });
+  device.addEventListener('uncapturederror', (ev) => {
+    const err = (ev as GPUUncapturedErrorEvent).error;
+    log.error('uncaptured GPU error', { label, type: err.constructor?.name, message: err.message });
+  });
+
+  const gpu: Gpu = {
+    device,
+    adapterName,
+    limits: device.limits,
+    lost,
+    async destroy() {
+      if (destroyed) return;
+      destroyed = true;
+      // Lavapipe can crash at exit with work in flight: drain first, but never hang on a lost device.
+      await Promise.race([
+        device.queue.onSubmittedWorkDone().catch(() => undefined),
+        lost,
+        new Promise((r) => setTimeout(r, 10_000).unref()),
+      ]);
+      device.destroy();
+      adapter = null;
+      instance = null;
+    },
+  };
+  return gpu;
+}
+
+/** Resolves when the queue is idle; rejects if the device is lost first (no hang on loss). */
+export function waitIdle(gpu: Gpu): Promise<void> {
+  return settleOrLost(gpu, gpu.device.queue.onSubmittedWorkDone());
+}
+
+/** Races a GPU promise against device loss so callers see an error instead of a hang. */
+export function settleOrLost<T>(gpu: Gpu, p: Promise<T>): Promise<T> {
+  return Promise.race([
+    p,
+    gpu.lost.then((reason) => {
+      throw new Error(`GPU device lost (${gpu.adapterName}): ${reason}`);
+    }),
+  ]);
+}

@@ -1,0 +1,91 @@
+// Consistent hashing with virtual nodes. A key (table, row) hashes to a point on a 32-bit ring;
+// the first virtual node clockwise owns it and the next R-1 distinct servers are its backups.
+// Adding or removing one server moves only about 1/S of the keys.
+
+/** murmur3's 32-bit finalizer: cheap, and every input bit affects every output bit. */
+export function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** Placement hash of (table, 64-bit key given as lo/hi words). */
+export function keyHash(table: number, lo: number, hi: number): number {
+  return fmix32(fmix32(lo ^ Math.imul(table + 1, 0x9e3779b9)) ^ fmix32(hi + 0x7f4a7c15));
+}
+
+function stringHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return fmix32(h);
+}
+
+export class HashRing {
+  private readonly points: Uint32Array;   // sorted vnode positions
+  private readonly owners: Uint16Array;   // server index of each point
+  readonly servers: readonly string[];
+
+  constructor(servers: readonly string[], readonly vnodes = 64) {
+    this.servers = [...servers];
+    const pts: [number, number][] = [];
+    servers.forEach((id, s) => {
+      for (let v = 0; v < vnodes; v++) pts.push([stringHash(`${id}#${v}`), s]);
+    });
+    pts.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    this.points = Uint32Array.from(pts, (p) => p[0]);
+    this.owners = Uint16Array.from(pts, (p) => p[1]);
+  }
+
+  /** Index of the first point at or after h (wrapping). */
+  private pointIndex(h: number): number {
+    const p = this.points;
+    let lo = 0, hi = p.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (p[mid]! < h) lo = mid + 1; else hi = mid;
+    }
+    return lo === p.length ? 0 : lo;
+  }
+
+  /** Server index owning a hash. */
+  ownerOfHash(h: number): number {
+    if (this.servers.length === 0) throw new Error('no servers in the cluster view');
+    return this.owners[this.pointIndex(h)]!;
+  }
+
+  /** Owner first, then up to r-1 distinct backups, as server indices. */
+  chainOfHash(h: number, r: number): number[] {
+    const chain: number[] = [];
+    const want = Math.min(r, this.servers.length);
+    let i = this.pointIndex(h);
+    while (chain.length < want) {
+      const s = this.owners[i]!;
+      if (!chain.includes(s)) chain.push(s);
+      i = (i + 1) % this.points.length;
+    }
+    return chain;
+  }
+
+  /**
+   * Groups keys by owning server: returns, per server index, the positions of the keys it owns.
+   * Keys are read as lo/hi words of the BigUint64Array's buffer (no BigInt math per key).
+   */
+  partition(table: number, keys: BigUint64Array): Int32Array[] {
+    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+    const n = keys.length;
+    const owner = new Uint16Array(n);
+    const counts = new Int32Array(this.servers.length);
+    for (let i = 0; i < n; i++) {
+      const s = this.ownerOfHash(keyHash(table, words[2 * i]!, words[2 * i + 1]!));
+      owner[i] = s;
+      counts[s]!++;
+    }
+    const parts = Array.from(counts, (c) => new Int32Array(c));
+    const fill = new Int32Array(this.servers.length);
+    for (let i = 0; i < n; i++) { const s = owner[i]!; parts[s]![fill[s]!++] = i; }
+    return parts;
+  }
+}

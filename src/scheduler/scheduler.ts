@@ -1,0 +1,190 @@
+// The scheduler: accepts registrations, gives each member a stable rank within its role, watches
+// heartbeats, and publishes a new cluster view (epoch + members + ring parameters) to everyone on
+// every change. It also keeps the workers' clock table and runs named barriers over live workers.
+import { Listener, type Connection } from '../transport/index.ts';
+import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type MemberMsg } from '../wire/codec.ts';
+import { RpcError } from '../transport/connection.ts';
+import { createLogger } from '../util/log.ts';
+
+export interface SchedulerOptions {
+  secret: Uint8Array;
+  host?: string;
+  port?: number;
+  nodeId?: string;
+  vnodes?: number;
+  replicas?: number;
+  heartbeatIntervalMs?: number;
+  /** Missed heartbeats before a member is declared dead. */
+  heartbeatMisses?: number;
+  maxFrameBytes?: number;
+}
+
+interface MemberState { member: MemberMsg; conn: Connection; lastSeen: number; clock: number }
+
+interface BarrierState { generation: number; waiting: Map<number, () => void> }
+
+export class Scheduler {
+  private listener!: Listener;
+  private members = new Map<string, MemberState>();
+  private epoch = 0;
+  private barriers = new Map<string, BarrierState>();
+  private timer?: NodeJS.Timeout;
+  private readonly log = createLogger('scheduler');
+  readonly nodeId: string;
+  readonly stats = { registrations: 0, deaths: 0, views: 0, heartbeats: 0, barriers: 0, malformed: 0 };
+
+  private constructor(private readonly opts: SchedulerOptions) {
+    this.nodeId = opts.nodeId ?? 'scheduler';
+  }
+
+  static async start(opts: SchedulerOptions): Promise<Scheduler> {
+    const s = new Scheduler(opts);
+    s.listener = await Listener.listen({
+      nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port, maxFrameBytes: opts.maxFrameBytes ?? 1 << 20,
+      epoch: () => s.epoch,
+      onHello: (hello, conn) => s.register(hello, conn),
+      onRequest: (env, conn) => s.onRequest(env, conn),
+      onRejected: (why) => s.log.warn('peer refused', { why }),
+    });
+    const interval = opts.heartbeatIntervalMs ?? 1000;
+    s.timer = setInterval(() => s.checkHeartbeats(), interval);
+    s.timer.unref();
+    s.log.info('listening', { url: s.listener.url });
+    return s;
+  }
+
+  get url(): string { return this.listener.url; }
+
+  view(): ClusterViewMsg {
+    return {
+      epoch: this.epoch, vnodes: this.opts.vnodes ?? 64, replicas: this.opts.replicas ?? 1,
+      members: [...this.members.values()].map((m) => m.member),
+    };
+  }
+
+  private register(hello: Extract<Body, { type: 'hello' }>, conn: Connection): Body {
+    if (hello.role !== Role.Server && hello.role !== Role.Worker && hello.role !== Role.Client) {
+      throw new RpcError(ErrorCode.Unsupported, `role ${hello.role} cannot register`);
+    }
+    this.stats.registrations++;
+    const previous = this.members.get(hello.nodeId);
+    if (previous && previous.conn !== conn) void previous.conn.close(4003, 'replaced by a new registration');
+    if (hello.role === Role.Client) {
+      // Observers (tools, the launcher) get views but are not members.
+      conn.closed.then(() => {});
+      return { type: 'welcome', nodeId: this.nodeId, view: this.view() };
+    }
+    const rank = previous && previous.member.role === hello.role ? previous.member.rank : this.freeRank(hello.role);
+    const member: MemberMsg = { nodeId: hello.nodeId, role: hello.role, address: hello.address, rank };
+    this.members.set(hello.nodeId, { member, conn, lastSeen: Date.now(), clock: previous?.clock ?? 0 });
+    void conn.closed.then(() => this.drop(hello.nodeId, conn, 'connection closed'));
+    this.log.info('joined', { node: hello.nodeId, role: Role[hello.role], rank, address: hello.address });
+    this.publish(conn);
+    return { type: 'welcome', nodeId: this.nodeId, view: this.view() };
+  }
+
+  private freeRank(role: Role): number {
+    const used = new Set([...this.members.values()].filter((m) => m.member.role === role).map((m) => m.member.rank));
+    let r = 0;
+    while (used.has(r)) r++;
+    return r;
+  }
+
+  /** Bumps the epoch and sends the view to every connected peer (the new member gets it in its welcome). */
+  private publish(except?: Connection): void {
+    this.epoch++;
+    this.stats.views++;
+    const view = this.view();
+    this.log.info('view changed', {
+      epoch: view.epoch,
+      servers: view.members.filter((m) => m.role === Role.Server).length,
+      workers: view.members.filter((m) => m.role === Role.Worker).length,
+    });
+    for (const conn of this.listener.connections) {
+      if (conn === except || !conn.isOpen) continue;
+      conn.notify({ type: 'clusterView', view }).catch(() => {});
+    }
+    this.releaseBarriers();
+  }
+
+  private drop(nodeId: string, conn: Connection, why: string): void {
+    const m = this.members.get(nodeId);
+    if (!m || m.conn !== conn) return;
+    this.members.delete(nodeId);
+    this.stats.deaths++;
+    this.log.warn('peer lost', { node: nodeId, role: Role[m.member.role], why });
+    void conn.close(4004, why);
+    this.publish();
+  }
+
+  private checkHeartbeats(): void {
+    const limit = (this.opts.heartbeatIntervalMs ?? 1000) * (this.opts.heartbeatMisses ?? 5);
+    const now = Date.now();
+    for (const [id, m] of this.members) {
+      if (now - m.lastSeen > limit) this.drop(id, m.conn, `no heartbeat for ${now - m.lastSeen} ms`);
+    }
+  }
+
+  private liveWorkerRanks(): number[] {
+    return [...this.members.values()].filter((m) => m.member.role === Role.Worker).map((m) => m.member.rank);
+  }
+
+  private releaseBarriers(): void {
+    const live = this.liveWorkerRanks();
+    for (const [name, b] of this.barriers) {
+      if (b.waiting.size > 0 && live.every((r) => b.waiting.has(r))) {
+        for (const release of b.waiting.values()) release();
+        b.waiting.clear();
+        b.generation++;
+        this.stats.barriers++;
+        this.log.debug('barrier released', { name, generation: b.generation });
+      }
+    }
+  }
+
+  private async onRequest(env: Envelope, conn: Connection): Promise<Body | void> {
+    const body = env.body;
+    switch (body.type) {
+      case 'heartbeat': {
+        const m = this.members.get(body.nodeId);
+        if (m && m.conn === conn) {
+          m.lastSeen = Date.now();
+          if (body.clock >= 0) m.clock = body.clock;
+        }
+        this.stats.heartbeats++;
+        return env.requestId ? { type: 'ok' } : undefined;
+      }
+      case 'leave': {
+        this.drop(body.nodeId, conn, 'left');
+        return { type: 'ok' };
+      }
+      case 'barrier': {
+        const b = this.barriers.get(body.name) ?? { generation: 0, waiting: new Map() };
+        this.barriers.set(body.name, b);
+        const generation = b.generation;
+        await new Promise<void>((resolve) => {
+          b.waiting.set(body.worker, resolve);
+          this.releaseBarriers();
+        });
+        return { type: 'barrierRelease', name: body.name, generation };
+      }
+      case 'statsRequest':
+        return { type: 'statsReply', json: JSON.stringify(this.status()) };
+      default:
+        throw new RpcError(ErrorCode.Unsupported, `the scheduler does not handle ${body.type}`);
+    }
+  }
+
+  status(): object {
+    return {
+      role: 'scheduler', epoch: this.epoch, url: this.url, stats: this.stats,
+      members: [...this.members.values()].map((m) => ({ ...m.member, role: Role[m.member.role], clock: m.clock, lastSeenMsAgo: Date.now() - m.lastSeen })),
+    };
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.listener.close();
+    this.log.info('stopped');
+  }
+}

@@ -1,0 +1,273 @@
+// A parameter server: holds the shards of every declared table that the cluster view assigns to
+// it, answers pulls, applies pushes through the table's update function under the table's
+// consistency model, and writes/reads checkpoints. Everything a peer sends is validated before
+// any table is touched; a bad request gets an error naming the cause and changes nothing.
+import { Listener, Peer, RpcError, type Connection } from '../transport/index.ts';
+import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type PushBody, type TableSpecMsg } from '../wire/codec.ts';
+import { ClusterView } from '../scheduler/cluster-view.ts';
+import { TableStore, checkPush } from './table-store.ts';
+import { getOptimizer, loadOptimizerModule } from './optimizers.ts';
+import { ClockTable } from './clock-table.ts';
+import { BspAccumulator } from './bsp-accumulator.ts';
+import { PushDeduper } from './push-deduper.ts';
+import { saveServerCheckpoint, restoreServerCheckpoint } from './checkpointing.ts';
+import { createLogger } from '../util/log.ts';
+
+export interface PsServerOptions {
+  secret: Uint8Array;
+  schedulerUrl: string;
+  host?: string;
+  port?: number;
+  nodeId?: string;
+  maxFrameBytes?: number;
+  heartbeatIntervalMs?: number;
+  /** User modules with custom update functions, loaded before any table is declared. */
+  optimizerModules?: string[];
+  /** How long a request from a newer view epoch waits for that view to arrive here. */
+  viewWaitMs?: number;
+}
+
+export interface TableState {
+  spec: TableSpecMsg;
+  store: TableStore;
+  /** BSP: gradients of clocks not yet applied, by clock. */
+  pending: Map<number, BspAccumulator>;
+  appliedClock: number;
+}
+
+const KEY_LIMIT = 2n ** 48n;
+
+export class PsServer {
+  readonly tables = new Map<number, TableState>();
+  readonly nodeId: string;
+  readonly stats = {
+    pulls: 0, pushes: 0, rowsPulled: 0, rowsPushed: 0, bytesIn: 0, bytesOut: 0,
+    applyMs: 0, rejected: 0, duplicatePushes: 0, clocks: 0,
+  };
+  view = ClusterView.empty();
+  private listener!: Listener;
+  private scheduler!: Peer;
+  private clocks = new ClockTable();
+  private dedup = new PushDeduper();
+  private viewWaiters: { epoch: number; resolve: () => void }[] = [];
+  private heartbeat?: NodeJS.Timeout;
+  private readonly log;
+
+  private constructor(private readonly opts: PsServerOptions) {
+    this.nodeId = opts.nodeId ?? `server-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    this.log = createLogger(this.nodeId);
+  }
+
+  static async start(opts: PsServerOptions): Promise<PsServer> {
+    const s = new PsServer(opts);
+    for (const m of opts.optimizerModules ?? []) await loadOptimizerModule(m);
+    s.listener = await Listener.listen({
+      nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port,
+      maxFrameBytes: opts.maxFrameBytes, epoch: () => s.view.epoch,
+      onRequest: (env, conn) => s.onRequest(env, conn),
+      onRejected: (why) => { s.stats.rejected++; s.log.warn('peer refused', { why }); },
+    });
+    s.scheduler = new Peer(opts.schedulerUrl, {
+      nodeId: s.nodeId, secret: opts.secret, role: Role.Server, address: s.listener.url,
+      epoch: () => s.view.epoch, connectAttempts: 20,
+      onRequest: (env) => s.onSchedulerMessage(env),
+      onConnect: (_c, welcome) => { if (welcome.view) s.setView(welcome.view); },
+    });
+    await s.scheduler.connection();
+    const interval = opts.heartbeatIntervalMs ?? 1000;
+    s.heartbeat = setInterval(() => {
+      s.scheduler.notify({ type: 'heartbeat', nodeId: s.nodeId, clock: -1 }).catch((e) => s.log.warn('heartbeat failed', { error: (e as Error).message }));
+    }, interval);
+    s.heartbeat.unref();
+    s.log.info('started', { url: s.listener.url, scheduler: opts.schedulerUrl });
+    return s;
+  }
+
+  get url(): string { return this.listener.url; }
+
+  private onSchedulerMessage(env: Envelope): void {
+    if (env.body.type === 'clusterView') this.setView(env.body.view);
+  }
+
+  private setView(msg: ClusterViewMsg): void {
+    if (msg.epoch <= this.view.epoch) return;
+    this.view = new ClusterView(msg);
+    this.clocks.setLiveWorkers(this.view.workers.map((w) => w.rank));
+    this.log.info('view changed', { epoch: msg.epoch, servers: this.view.servers.length, workers: this.view.workers.length });
+    this.viewWaiters = this.viewWaiters.filter((w) => (w.epoch <= msg.epoch ? (w.resolve(), false) : true));
+    this.onClocksChanged();
+  }
+
+  /** A request made under a newer view waits (briefly) until this server has that view too. */
+  private async viewAtLeast(epoch: number): Promise<void> {
+    if (epoch <= this.view.epoch) return;
+    const wait = new Promise<void>((resolve) => this.viewWaiters.push({ epoch, resolve }));
+    const timeout = new Promise<never>((_, reject) => setTimeout(
+      () => reject(new RpcError(ErrorCode.StaleEpoch, `request from view ${epoch}, this server has ${this.view.epoch}`)),
+      this.opts.viewWaitMs ?? 5_000).unref());
+    await Promise.race([wait, timeout]);
+  }
+
+  private table(id: number): TableState {
+    const t = this.tables.get(id);
+    if (!t) throw new RpcError(ErrorCode.UnknownTable, `unknown table ${id} (declared: ${[...this.tables.keys()].join(', ') || 'none'})`);
+    return t;
+  }
+
+  private async onRequest(env: Envelope, conn: Connection): Promise<Body | void> {
+    await this.viewAtLeast(env.epoch);
+    const body = env.body;
+    try {
+      switch (body.type) {
+        case 'declareTables': return this.declare(body.tables);
+        case 'pull': return await this.pull(body);
+        case 'push': return this.push(body, conn.peerId);
+        case 'clock': return this.clock(body.worker, body.clock);
+        case 'checkpoint': return await this.checkpoint(body.dir, body.step);
+        case 'restore': return await this.restore(body.dir);
+        case 'statsRequest': return { type: 'statsReply', json: JSON.stringify(this.status()) };
+        default: throw new RpcError(ErrorCode.Unsupported, `a server does not handle ${body.type}`);
+      }
+    } catch (e) {
+      this.stats.rejected++;
+      throw e;
+    }
+  }
+
+  private declare(specs: TableSpecMsg[]): Body {
+    // Validate all before creating any, so a bad declaration changes nothing.
+    for (const s of specs) {
+      const have = this.tables.get(s.id);
+      if (have && !sameSpec(have.spec, s)) {
+        throw new RpcError(ErrorCode.Conflict, `table ${s.id} (${s.name}) is already declared with a different spec`);
+      }
+      if (!(s.dim >= 1 && s.dim <= 1 << 16)) throw new RpcError(ErrorCode.BadDimension, `table ${s.name}: dim ${s.dim} out of range`);
+      try { getOptimizer(s.optimizer); } catch (e) { throw new RpcError(ErrorCode.Unsupported, (e as Error).message); }
+    }
+    for (const s of specs) {
+      if (this.tables.has(s.id)) continue;
+      const store = new TableStore({
+        id: s.id, name: s.name, dim: s.dim, init: s.init as 'zeros', initScale: s.initScale, seed: s.seed,
+        optimizer: s.optimizer, hyper: s.hyper,
+      });
+      this.tables.set(s.id, { spec: s, store, pending: new Map(), appliedClock: -1 });
+      this.log.info('table declared', { id: s.id, name: s.name, dim: s.dim, optimizer: s.optimizer, consistency: Consistency[s.consistency] });
+    }
+    return { type: 'declareTablesReply', tables: [...this.tables.values()].map((t) => t.spec) };
+  }
+
+  private async pull(p: Extract<Body, { type: 'pull' }>): Promise<Body> {
+    const t = this.table(p.table);
+    checkKeys(p.keys);
+    if (p.clock >= 0) {
+      const c = t.spec.consistency;
+      if (c === Consistency.BSP) await this.clocks.waitFor(p.clock);
+      else if (c === Consistency.SSP) await this.clocks.waitFor(p.clock - t.spec.staleness);
+    }
+    const values = t.store.pull(p.keys);
+    this.stats.pulls++;
+    this.stats.rowsPulled += p.keys.length;
+    this.stats.bytesOut += values.byteLength;
+    return { type: 'pullReply', table: p.table, dim: t.spec.dim, values, f16: p.f16 };
+  }
+
+  private push(p: PushBody, sender: string): Body {
+    const t = this.table(p.table);
+    const bad = checkPush(t.spec.dim, p.keys, p.values);
+    if (bad) throw new RpcError(/finite|NaN|Inf/i.test(bad) ? ErrorCode.NonFinite : /length|dim/i.test(bad) ? ErrorCode.BadDimension : ErrorCode.Malformed, bad);
+    if (this.dedup.seen(sender, p.seq)) {
+      this.stats.duplicatePushes++;
+      return { type: 'pushAck', seq: p.seq, applied: false };
+    }
+    if (t.spec.consistency === Consistency.BSP) {
+      if (p.clock < 0) throw new RpcError(ErrorCode.Malformed, 'a BSP push needs the clock it belongs to');
+      if (p.clock <= t.appliedClock) {
+        throw new RpcError(ErrorCode.StaleEpoch, `clock ${p.clock} of table ${t.spec.name} was already applied`);
+      }
+      let acc = t.pending.get(p.clock);
+      if (!acc) t.pending.set(p.clock, (acc = new BspAccumulator(t.spec.dim)));
+      acc.add(p.keys, p.values);
+    } else {
+      const t0 = performance.now();
+      t.store.apply(p.keys, p.values);
+      this.stats.applyMs += performance.now() - t0;
+    }
+    this.dedup.record(sender, p.seq);
+    this.stats.pushes++;
+    this.stats.rowsPushed += p.keys.length;
+    this.stats.bytesIn += p.values.byteLength;
+    return { type: 'pushAck', seq: p.seq, applied: t.spec.consistency !== Consistency.BSP };
+  }
+
+  private clock(worker: number, clock: number): Body {
+    this.clocks.advance(worker, clock);
+    this.stats.clocks++;
+    this.onClocksChanged();
+    return { type: 'clockAck', clock: this.clocks.minClock() === Infinity ? clock : this.clocks.minClock() };
+  }
+
+  /** Applies every BSP clock all live workers have finished, then lets waiting pulls through. */
+  private onClocksChanged(): void {
+    const min = this.clocks.minClock();
+    for (const t of this.tables.values()) {
+      if (t.spec.consistency !== Consistency.BSP) continue;
+      const ready = [...t.pending.keys()].filter((c) => c < min).sort((a, b) => a - b);
+      for (const c of ready) {
+        const { keys, grads } = t.pending.get(c)!.drain();
+        t.pending.delete(c);
+        const t0 = performance.now();
+        t.store.apply(keys, grads);
+        this.stats.applyMs += performance.now() - t0;
+        t.appliedClock = c;
+      }
+    }
+    this.clocks.release();
+  }
+
+  private async checkpoint(dir: string, step: number): Promise<Body> {
+    const res = await saveServerCheckpoint(dir, this.nodeId, [...this.tables.values()], { step, epoch: this.view.epoch });
+    this.log.info('checkpoint written', { dir, files: res.files.length, rows: res.rows });
+    return { type: 'checkpointReply', files: res.files, rows: res.rows };
+  }
+
+  /** Loads every shard file in `dir` and keeps the rows this server owns under the current view. */
+  private async restore(dir: string): Promise<Body> {
+    const rows = await restoreServerCheckpoint(dir, this.tables, (table, lo, hi) =>
+      this.view.chainOf(table, lo, hi).some((m) => m.nodeId === this.nodeId));
+    this.log.info('checkpoint restored', { dir, rows });
+    return { type: 'checkpointReply', files: [], rows };
+  }
+
+  status(): object {
+    return {
+      role: 'server', nodeId: this.nodeId, url: this.url, epoch: this.view.epoch,
+      stats: this.stats, waitingPulls: this.clocks.waiting,
+      tables: [...this.tables.values()].map((t) => ({
+        id: t.spec.id, name: t.spec.name, dim: t.spec.dim, rows: t.store.rows,
+        bytesPerRow: t.store.bytesPerRow(), idealBytesPerRow: t.store.idealBytesPerRow(),
+        pendingClocks: t.pending.size, appliedClock: t.appliedClock,
+      })),
+    };
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.heartbeat);
+    this.clocks.rejectAll(new RpcError(ErrorCode.Shutdown, 'server shutting down'));
+    await this.scheduler.notify({ type: 'leave', nodeId: this.nodeId }).catch(() => {});
+    await this.scheduler.close();
+    await this.listener.close();
+    this.log.info('stopped');
+  }
+}
+
+function checkKeys(keys: BigUint64Array): void {
+  for (let i = 0; i < keys.length; i++) {
+    if (keys[i]! >= KEY_LIMIT) throw new RpcError(ErrorCode.Malformed, `key ${keys[i]} at position ${i} is not below 2^48`);
+  }
+}
+
+function sameSpec(a: TableSpecMsg, b: TableSpecMsg): boolean {
+  return a.name === b.name && a.dim === b.dim && a.init === b.init && a.initScale === b.initScale && a.seed === b.seed &&
+    a.optimizer === b.optimizer && a.consistency === b.consistency && a.staleness === b.staleness &&
+    JSON.stringify(a.hyper) === JSON.stringify(b.hyper);
+}

@@ -1,0 +1,64 @@
+// A real scheduler and real servers on loopback, in this process (fast to start); tests that
+// need separate processes use LocalCluster or spawn helpers of their own.
+import { Scheduler } from '../../src/scheduler/scheduler.ts';
+import { PsServer } from '../../src/server/ps-server.ts';
+import { PSClient } from '../../src/client/ps-client.ts';
+import { Consistency, type TableSpecMsg } from '../../src/wire/codec.ts';
+export { randomFloats } from './random.ts';
+
+export const SECRET = new TextEncoder().encode('test-secret-0123456789');
+
+export interface TestCluster {
+  scheduler: Scheduler;
+  servers: PsServer[];
+  clients: PSClient[];
+  client(nodeId?: string): Promise<PSClient>;
+  close(): Promise<void>;
+}
+
+export async function startCluster(opts: { servers: number; replicas?: number; heartbeatMs?: number; maxFrameBytes?: number }): Promise<TestCluster> {
+  const scheduler = await Scheduler.start({ secret: SECRET, replicas: opts.replicas, heartbeatIntervalMs: opts.heartbeatMs ?? 200 });
+  const servers: PsServer[] = [];
+  for (let i = 0; i < opts.servers; i++) {
+    servers.push(await PsServer.start({ secret: SECRET, schedulerUrl: scheduler.url, nodeId: `server-${i}`, heartbeatIntervalMs: opts.heartbeatMs ?? 200, maxFrameBytes: opts.maxFrameBytes }));
+  }
+  const clients: PSClient[] = [];
+  return {
+    scheduler, servers, clients,
+    async client(nodeId?: string) {
+      const c = await PSClient.connect({ secret: SECRET, schedulerUrl: scheduler.url, nodeId, heartbeatIntervalMs: opts.heartbeatMs ?? 200 });
+      clients.push(c);
+      await c.waitForView((v) => v.servers.length === opts.servers && v.workers.some((w) => w.nodeId === c.nodeId));
+      return c;
+    },
+    async close() {
+      await Promise.all(clients.map((c) => c.close().catch(() => {})));
+      await Promise.all(servers.map((s) => s.stop().catch(() => {})));
+      await scheduler.stop();
+    },
+  };
+}
+
+/** Waits until every client sees `workers` workers, so BSP/SSP count all of them. */
+export async function allJoined(clients: PSClient[], workers: number): Promise<void> {
+  await Promise.all(clients.map((c) => c.waitForView((v) => v.workers.length === workers && c.rank >= 0)));
+}
+
+export function table(partial: Partial<TableSpecMsg> & { id: number; dim: number }): TableSpecMsg {
+  return {
+    name: `t${partial.id}`, init: 'zeros', initScale: 0, seed: 7n, optimizer: 'sgd', hyper: { lr: 0.1 },
+    consistency: Consistency.BSP, staleness: 0, ...partial,
+  };
+}
+
+export function keysOf(...ks: number[]): BigUint64Array {
+  return BigUint64Array.from(ks, (k) => BigInt(k));
+}
+
+/** Resolves 'pending' if `p` has not settled within `ms`. */
+export async function settledWithin<T>(p: Promise<T>, ms: number): Promise<'settled' | 'pending'> {
+  let done = false;
+  p.then(() => { done = true; }, () => { done = true; });
+  await new Promise((r) => setTimeout(r, ms));
+  return done ? 'settled' : 'pending';
+}

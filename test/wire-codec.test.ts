@@ -1,0 +1,112 @@
+// The wire contract: every body round-trips, payloads are zero-copy views, fp16 stays within its
+// bound, damaged frames are refused with a WireError (never another exception), and the
+// generated code matches fbs/.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { encode, decode, WireError, Role, Consistency, ErrorCode, type Body } from '../src/wire/codec.ts';
+import { f32ToF16, f16ToF32, F16_RELATIVE_ERROR } from '../src/wire/f16.ts';
+import { randomFloats } from './helpers/random.ts';
+
+const keys = BigUint64Array.from([0n, 1n, 2n ** 48n - 1n, 123456789n]);
+const vals = randomFloats(keys.length * 3, 5);
+const view = { epoch: 9, vnodes: 32, replicas: 2, members: [{ nodeId: 's0', role: Role.Server, address: 'ws://127.0.0.1:1', rank: 0 }, { nodeId: 'w0', role: Role.Worker, address: '', rank: 3 }] };
+const spec = { id: 3, name: 'emb', dim: 3, init: 'normal', initScale: 0.5, seed: 2n ** 63n + 5n, optimizer: 'adam', hyper: { lr: 0.01, beta1: 0.9 }, consistency: Consistency.SSP, staleness: 4 };
+const push = { type: 'push', table: 3, keys, values: vals, worker: 2, clock: 11, seq: 99, f16: false } as const;
+
+const bodies: Body[] = [
+  { type: 'challenge', nonce: new Uint8Array([1, 2, 3]) },
+  { type: 'hello', role: Role.Worker, nodeId: 'w0', address: 'ws://x', mac: new Uint8Array(32).fill(7) },
+  { type: 'welcome', nodeId: 'scheduler', view },
+  { type: 'clusterView', view },
+  { type: 'heartbeat', nodeId: 'w0', clock: 12 },
+  { type: 'leave', nodeId: 'w0' },
+  { type: 'declareTables', tables: [spec], workers: 4 },
+  { type: 'declareTablesReply', tables: [spec] },
+  { type: 'pull', table: 3, keys, clock: 4, worker: 1, f16: true },
+  { type: 'pullReply', table: 3, dim: 3, values: vals, f16: false },
+  push,
+  { type: 'pushAck', seq: 99, applied: true },
+  { type: 'clock', worker: 2, clock: 12 },
+  { type: 'clockAck', clock: 12 },
+  { type: 'barrier', name: 'start', worker: 1, generation: 3 },
+  { type: 'barrierRelease', name: 'start', generation: 3 },
+  { type: 'checkpoint', dir: '/tmp/ckpt', step: 100 },
+  { type: 'checkpointReply', files: ['a.safetensors', 'b.safetensors'], rows: 1000 },
+  { type: 'restore', dir: '/tmp/ckpt' },
+  { type: 'replicaPush', push, origin: 'server-1' },
+  { type: 'copyRows', table: 3, keys, values: vals, slots: randomFloats(24, 2), slotCount: 2, steps: new Uint32Array([1, 2, 3, 4]) },
+  { type: 'allreduceChunk', opId: 5, ringEpoch: 2, step: 3, segment: 1, offset: 4096, values: vals, f16: false },
+  { type: 'statsRequest' },
+  { type: 'statsReply', json: '{"a":1}' },
+  { type: 'ok' },
+  { type: 'error', code: ErrorCode.NonFinite, message: 'NaN at row 3' },
+];
+
+test('every body type round-trips', () => {
+  for (const body of bodies) {
+    const env = { requestId: 42, reply: body.type.endsWith('Reply'), sender: 'me', epoch: 7, body };
+    const back = decode(encode(env));
+    assert.equal({ ...back, body: normal(back.body) }, { ...env, body: normal(body) }, body.type);
+  }
+});
+
+function normal(b: Body): unknown {
+  return JSON.parse(JSON.stringify(b, (_k, v) => (typeof v === 'bigint' ? v.toString() : ArrayBuffer.isView(v) ? Array.from(v as unknown as number[], String) : v),
+  ), (k, v) => (k === 'f16' ? undefined : v));
+}
+
+test('payload vectors are zero-copy views of an aligned frame', () => {
+  const bytes = encode({ requestId: 1, reply: false, sender: 'w', epoch: 1, body: push });
+  const env = decode(bytes);
+  assert.is(env.body.type, 'push');
+  if (env.body.type !== 'push') return;
+  assert.is(env.body.values.buffer, bytes.buffer, 'values alias the frame');
+  assert.is(env.body.keys.buffer, bytes.buffer, 'keys alias the frame');
+  // A frame at an odd offset (as ws may hand out) still decodes, via one copy.
+  const odd = new Uint8Array(bytes.length + 1);
+  odd.set(bytes, 1);
+  const env2 = decode(odd.subarray(1));
+  assert.equal(Array.from((env2.body as typeof push).values), Array.from(vals));
+});
+
+test('fp16 values stay within the documented relative error', () => {
+  const x = randomFloats(100_000, 9).map((v, i) => v * 10 ** ((i % 8) - 3));
+  const y = f16ToF32(f32ToF16(x));
+  for (let i = 0; i < x.length; i++) {
+    if (Math.abs(x[i]!) < 6.2e-5) { assert.ok(Math.abs(y[i]! - x[i]!) <= 2 ** -25, `subnormal ${x[i]}`); continue; }
+    assert.ok(Math.abs(y[i]! - x[i]!) <= F16_RELATIVE_ERROR * Math.abs(x[i]!), `${x[i]} -> ${y[i]}`);
+  }
+  assert.equal(Array.from(f16ToF32(f32ToF16(new Float32Array([Infinity, -Infinity, 1e6, 0])))), [Infinity, -Infinity, Infinity, 0]);
+  assert.ok(Number.isNaN(f16ToF32(f32ToF16(new Float32Array([NaN])))[0]));
+  const env = decode(encode({ requestId: 1, reply: true, sender: 's', epoch: 1, body: { type: 'pullReply', table: 1, dim: 3, values: vals, f16: true } }));
+  assert.ok(env.body.type === 'pullReply' && env.body.f16 === true && env.body.values.length === vals.length);
+});
+
+test('truncated, bit-flipped and random frames are refused with WireError only', () => {
+  let seed = 77;
+  const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296);
+  const frames = bodies.map((body) => encode({ requestId: 3, reply: false, sender: 'x', epoch: 1, body }));
+  let refused = 0, accepted = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const f = frames[i % frames.length]!;
+    let m: Uint8Array;
+    const kind = i % 4;
+    if (kind === 0) m = f.slice(0, Math.floor(rnd() * f.length));
+    else if (kind === 1) { m = f.slice(); for (let j = 0; j < 1 + (i % 5); j++) m[Math.floor(rnd() * m.length)] ^= 1 << Math.floor(rnd() * 8); }
+    else if (kind === 2) m = Uint8Array.from({ length: Math.floor(rnd() * 200) }, () => Math.floor(rnd() * 256));
+    else { m = f.slice(); new DataView(m.buffer).setUint32(Math.floor(rnd() * (m.length / 4)) * 4, Math.floor(rnd() * 2 ** 32), true); }
+    try { decode(m); accepted++; } catch (e) {
+      assert.instance(e, WireError, `frame ${i} threw ${(e as Error)?.constructor?.name}: ${(e as Error).message}`);
+      refused++;
+    }
+  }
+  assert.ok(refused > 10_000, `refused ${refused}, accepted ${accepted}`);
+});
+
+test('generated FlatBuffers code matches fbs/ (npm run gen:fbs)', () => {
+  const out = execFileSync(process.execPath, ['scripts/gen-fbs.mjs', '--check'], { encoding: 'utf8' });
+  assert.match(out, /up to date/);
+});
+
+test.run();
