@@ -12,7 +12,8 @@ const secretOptions = (c: Command) => c
   .option('--secret-file <file>', 'file holding the cluster secret (or HYBRIDPS_SECRET / HYBRIDPS_SECRET_FILE)')
   .option('--host <host>', 'interface to listen on (default 127.0.0.1, or from TF_CONFIG)')
   .option('--port <port>', 'port to listen on (0: any free port)', int)
-  .option('--heartbeat-ms <ms>', 'heartbeat interval', int);
+  .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
+  .option('--metrics-port <port>', 'serve Prometheus /metrics and JSON /status on this port (0: any)', int);
 
 secretOptions(program.command('scheduler').description('run the scheduler (membership, cluster view, clocks, barriers)'))
   .option('--replicas <n>', 'replication factor R for every key range', int)

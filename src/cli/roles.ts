@@ -4,8 +4,9 @@ import { Scheduler } from '../scheduler/scheduler.ts';
 import { PsServer } from '../server/ps-server.ts';
 import { loadSecret } from '../transport/index.ts';
 import { clusterEnvFromProcess } from './cluster-env.ts';
+import { serveMetrics } from '../util/metrics-http.ts';
 
-export interface CommonRoleFlags { secret?: string; secretFile?: string; host?: string; port?: number; maxFrameMb?: number; heartbeatMs?: number }
+export interface CommonRoleFlags { secret?: string; secretFile?: string; host?: string; port?: number; maxFrameMb?: number; heartbeatMs?: number; metricsPort?: number }
 
 /** Announces readiness to a launching parent on stdout, one machine-readable line. */
 export function announceReady(info: Record<string, unknown>): void {
@@ -37,7 +38,10 @@ export async function runScheduler(flags: CommonRoleFlags & { replicas?: number;
     secret: loadSecret(flags), host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
     replicas: flags.replicas, vnodes: flags.vnodes, heartbeatIntervalMs: flags.heartbeatMs, heartbeatMisses: flags.heartbeatMisses,
   });
-  announceReady({ role: 'scheduler', url: s.url, pid: process.pid });
+  const metrics = flags.metricsPort !== undefined
+    ? await serveMetrics('scheduler', { counters: () => ({ ...s.stats, epoch: s.view().epoch, members: s.view().members.length }), status: () => s.status() }, flags.metricsPort)
+    : undefined;
+  announceReady({ role: 'scheduler', url: s.url, metrics: metrics?.url, pid: process.pid });
   exitWithParent(() => s.stop());
 }
 
@@ -51,6 +55,9 @@ export async function runServer(flags: CommonRoleFlags & { scheduler?: string; n
     maxFrameBytes: flags.maxFrameMb ? flags.maxFrameMb << 20 : undefined, heartbeatIntervalMs: flags.heartbeatMs,
     optimizerModules: flags.optimizerModule,
   });
-  announceReady({ role: 'server', url: s.url, nodeId: s.nodeId, pid: process.pid });
+  const metrics = flags.metricsPort !== undefined
+    ? await serveMetrics('server', { counters: () => s.counters(), status: () => s.status() }, flags.metricsPort)
+    : undefined;
+  announceReady({ role: 'server', url: s.url, nodeId: s.nodeId, metrics: metrics?.url, pid: process.pid });
   exitWithParent(() => s.stop());
 }

@@ -238,6 +238,13 @@ export class PsServer {
     return { type: 'checkpointReply', files: [], rows };
   }
 
+  /** Flat counters for /metrics: request counts, rows, bytes, apply time, queue depth, rows stored. */
+  counters(): Record<string, number> {
+    let rows = 0, memoryBytes = 0;
+    for (const t of this.tables.values()) { rows += t.store.rows; memoryBytes += t.store.memoryBytes(); }
+    return { ...this.stats, waitingPulls: this.clocks.waiting, rows, memoryBytes, epoch: this.view.epoch };
+  }
+
   status(): object {
     return {
       role: 'server', nodeId: this.nodeId, url: this.url, epoch: this.view.epoch,

@@ -6,7 +6,8 @@ import { PSClient } from '../../src/client/ps-client.ts';
 import { Consistency, type TableSpecMsg } from '../../src/wire/codec.ts';
 export { randomFloats } from './random.ts';
 
-export const SECRET = new TextEncoder().encode('test-secret-0123456789');
+export { SECRET } from './secret.ts';
+import { SECRET } from './secret.ts';
 
 export interface TestCluster {
   scheduler: Scheduler;

@@ -1,0 +1,1 @@
+export const SECRET = new TextEncoder().encode('test-secret-0123456789');
