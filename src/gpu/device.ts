@@ -68,6 +68,24 @@ function adapterMatches(a: GPUAdapter, wanted: string): boolean {
   return hay.includes(wanted.toLowerCase());
 }
 
+// One Dawn instance per flag set, shared by the live devices made from it and dropped when the
+// last of them is destroyed: Node stays alive while an instance is referenced, and creating and
+// dropping instances while another device is in use has crashed lavapipe here.
+const instances = new Map<string, { gpu: GPU; users: number }>();
+function takeInstance(flag: string): GPU {
+  let e = instances.get(flag);
+  if (!e) {
+    e = { gpu: create(flag ? [flag] : []), users: 0 };
+    instances.set(flag, e);
+  }
+  e.users++;
+  return e.gpu;
+}
+function releaseInstance(flag: string): void {
+  const e = instances.get(flag);
+  if (e && --e.users <= 0) instances.delete(flag);
+}
+
 async function requestAdapterFrom(instance: GPU): Promise<GPUAdapter | null> {
   return (await instance.requestAdapter({ powerPreference: 'high-performance' })) ?? null;
 }
@@ -78,8 +96,9 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<Gpu> {
   const wanted = opts.adapter ?? (process.env.HYBRIDPS_ADAPTER || undefined);
   const label = opts.label ?? 'hybridps';
 
-  // `instance` is the object Dawn keeps Node alive for; destroy() drops it.
-  let instance: GPU | null = create([]);
+  // The instance is what Dawn keeps Node alive for; destroy() releases it.
+  let flag = '';
+  let instance: GPU | null = takeInstance(flag);
   let adapter: GPUAdapter | null;
   try {
     adapter = await requestAdapterFrom(instance);
@@ -91,37 +110,45 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<Gpu> {
     // Dawn's own selector matches adapter names and lists the available ones when none fits.
     const defaultName = describeAdapter(adapter);
     adapter = null;
-    instance = create([`adapter=${wanted}`]);
+    releaseInstance(flag);
+    flag = `adapter=${wanted}`;
+    instance = takeInstance(flag);
     try {
       adapter = await requestAdapterFrom(instance);
     } catch (e) {
-      instance = null;
+      releaseInstance(flag);
       throw new Error(`No adapter matches "${wanted}" (from ${opts.adapter ? 'options' : 'HYBRIDPS_ADAPTER'}); default adapter is "${defaultName}". ${String((e as Error).message ?? e)}`);
     }
     if (!adapter) {
-      instance = null;
+      releaseInstance(flag);
       throw new Error(`No adapter matches "${wanted}"; default adapter is "${defaultName}".`);
     }
   }
   if (!adapter) {
-    instance = null;
+    releaseInstance(flag);
     throw new Error(NO_ADAPTER_HELP);
   }
 
-  const requiredLimits: Record<string, number> = {};
-  const adapterLimits = adapter.limits as unknown as Record<string, number>;
-  for (const k of RAISED_LIMITS) {
-    const v = adapterLimits[k];
-    if (typeof v === 'number') requiredLimits[k] = v;
+  let device: GPUDevice;
+  try {
+    const requiredLimits: Record<string, number> = {};
+    const adapterLimits = adapter.limits as unknown as Record<string, number>;
+    for (const k of RAISED_LIMITS) {
+      const v = adapterLimits[k];
+      if (typeof v === 'number') requiredLimits[k] = v;
+    }
+    for (const [k, v] of Object.entries(opts.requiredLimits ?? {})) {
+      const max = adapterLimits[k];
+      if (typeof max !== 'number') throw new Error(`Unknown GPU limit "${k}"`);
+      if (v > max) throw new Error(`Limit ${k}=${v} exceeds the adapter's ${max} (${describeAdapter(adapter)})`);
+      requiredLimits[k] = v;
+    }
+    const requiredFeatures = WANTED_FEATURES.filter((f) => adapter!.features.has(f));
+    device = await adapter.requestDevice({ label, requiredLimits, requiredFeatures });
+  } catch (e) {
+    releaseInstance(flag);
+    throw e;
   }
-  for (const [k, v] of Object.entries(opts.requiredLimits ?? {})) {
-    const max = adapterLimits[k];
-    if (typeof max !== 'number') throw new Error(`Unknown GPU limit "${k}"`);
-    if (v > max) throw new Error(`Limit ${k}=${v} exceeds the adapter's ${max} (${describeAdapter(adapter)})`);
-    requiredLimits[k] = v;
-  }
-  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter!.features.has(f));
-  const device = await adapter.requestDevice({ label, requiredLimits, requiredFeatures });
   const adapterName = describeAdapter(adapter);
 
   let destroyed = false;
@@ -151,6 +178,7 @@ export async function acquireGpu(opts: AcquireOptions = {}): Promise<Gpu> {
       device.destroy();
       adapter = null;
       instance = null;
+      releaseInstance(flag);
     },
   };
   return gpu;

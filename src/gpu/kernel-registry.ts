@@ -112,14 +112,15 @@ export class KernelRegistry {
     const device = this.gpu.device;
     this.bindGroupLayout(name);
     if (!k.module) {
+      // Push and pop around the one call, synchronously, so concurrent compiles cannot swap scopes.
       device.pushErrorScope('validation');
       const module = device.createShaderModule({ label: k.path, code: k.source });
+      const scope = device.popErrorScope();
       const info = await module.getCompilationInfo();
-      const scopeErr = await device.popErrorScope();
+      const scopeErr = await scope;
       const errors = info.messages.filter((m) => m.type === 'error');
       if (errors.length) {
-        throw new KernelCompileError(errors.map((m) => `${k.path}:${m.lineNum}:${m.linePos}: error: ${m.message}`).join('\n') +
-          '\n' + errors.map((m) => excerpt(k.source, m.lineNum, m.linePos)).join('\n'));
+        throw new KernelCompileError(errors.map((m) => `${k.path}:${m.lineNum}:${m.linePos}: error: ${m.message}`).join('\n'));
       }
       if (scopeErr) throw new KernelCompileError(`${k.path}: ${scopeErr.message}`);
       for (const m of info.messages) if (m.type === 'warning') process.stderr.write(`${k.path}:${m.lineNum}:${m.linePos}: warning: ${m.message}\n`);
@@ -135,10 +136,4 @@ export class KernelRegistry {
       throw new KernelCompileError(`${k.path}: pipeline creation failed (entry point "main", layout from the header: binding 0 uniform Params, ${k.meta.bindings.map((b) => `${b.binding} ${b.name} ${b.access}`).join(', ')}): ${(e as Error).message}`);
     }
   }
-}
-
-function excerpt(source: string, line: number, col: number): string {
-  const text = source.split(/\r?\n/)[line - 1];
-  if (text === undefined) return '';
-  return `  ${text}\n  ${' '.repeat(Math.max(0, col - 1))}^`;
 }
