@@ -28,6 +28,11 @@ export class ClusterView {
     return this.servers[this.ring.ownerOfHash(keyHash(table, lo, hi))]!;
   }
 
+  /** The owner of a key given as its two 32-bit words. */
+  ownerOfWords(table: number, lo: number, hi: number): MemberMsg {
+    return this.servers[this.ring.ownerOfHash(keyHash(table, lo, hi))]!;
+  }
+
   /** Replication chain of a key: owner first. */
   chainOf(table: number, lo: number, hi: number): MemberMsg[] {
     return this.ring.chainOfHash(keyHash(table, lo, hi), this.replicas).map((i) => this.servers[i]!);

@@ -111,8 +111,12 @@ export class Scheduler {
     const m = this.members.get(nodeId);
     if (!m || m.conn !== conn) return;
     this.members.delete(nodeId);
-    this.stats.deaths++;
-    this.log.warn('peer lost', { node: nodeId, role: Role[m.member.role], why });
+    if (why === 'left') {
+      this.log.info('left', { node: nodeId, role: Role[m.member.role] });
+    } else {
+      this.stats.deaths++;
+      this.log.warn('peer lost', { node: nodeId, role: Role[m.member.role], why });
+    }
     void conn.close(4004, why);
     this.publish();
   }

@@ -3,10 +3,11 @@
 // consistency model, and writes/reads checkpoints. Everything a peer sends is validated before
 // any table is touched; a bad request gets an error naming the cause and changes nothing.
 import { Listener, Peer, RpcError, type Connection } from '../transport/index.ts';
+import type { MemberMsg } from '../wire/codec.ts';
 import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type PushBody, type TableSpecMsg } from '../wire/codec.ts';
 import { ClusterView } from '../scheduler/cluster-view.ts';
-import { TableStore, checkPush } from './table-store.ts';
-import { getOptimizer, loadOptimizerModule } from './optimizers.ts';
+import { TableStore, checkPush, checkTableConfig, type TableConfig } from './table-store.ts';
+import { loadOptimizerModule } from './optimizers.ts';
 import { ClockTable } from './clock-table.ts';
 import { BspAccumulator } from './bsp-accumulator.ts';
 import { PushDeduper } from './push-deduper.ts';
@@ -50,6 +51,8 @@ export class PsServer {
   private clocks = new ClockTable();
   private dedup = new PushDeduper();
   private viewWaiters: { epoch: number; resolve: () => void }[] = [];
+  /** Links to other servers, for forwarding down replication chains and copying rows. */
+  private serverPeers = new Map<string, Peer>();
   private heartbeat?: NodeJS.Timeout;
   private readonly log;
 
@@ -91,7 +94,12 @@ export class PsServer {
 
   private setView(msg: ClusterViewMsg): void {
     if (msg.epoch <= this.view.epoch) return;
+    const old = this.view;
     this.view = new ClusterView(msg);
+    for (const [id, peer] of this.serverPeers) {
+      if (!this.view.servers.some((m) => m.nodeId === id)) { void peer.close(); this.serverPeers.delete(id); }
+    }
+    this.rereplicate(old);
     this.clocks.setLiveWorkers(this.view.workers.map((w) => w.rank));
     this.log.info('view changed', { epoch: msg.epoch, servers: this.view.servers.length, workers: this.view.workers.length });
     this.viewWaiters = this.viewWaiters.filter((w) => (w.epoch <= msg.epoch ? (w.resolve(), false) : true));
@@ -121,7 +129,9 @@ export class PsServer {
       switch (body.type) {
         case 'declareTables': return this.declare(body.tables);
         case 'pull': return await this.pull(body);
-        case 'push': return this.push(body, conn.peerId);
+        case 'push': return await this.push(body, conn.peerId, 0);
+        case 'replicaPush': return await this.push(body.push, body.origin, 1);
+        case 'copyRows': return this.copyRows(body);
         case 'clock': return this.clock(body.worker, body.clock);
         case 'checkpoint': return await this.checkpoint(body.dir, body.step);
         case 'restore': return await this.restore(body.dir);
@@ -135,23 +145,26 @@ export class PsServer {
   }
 
   private declare(specs: TableSpecMsg[]): Body {
-    // Validate all before creating any, so a bad declaration changes nothing.
+    // Validate every spec before creating any table, so a bad declaration changes nothing.
+    const fresh: TableConfig[] = [];
     for (const s of specs) {
       const have = this.tables.get(s.id);
-      if (have && !sameSpec(have.spec, s)) {
-        throw new RpcError(ErrorCode.Conflict, `table ${s.id} (${s.name}) is already declared with a different spec`);
+      if (have) {
+        if (!sameSpec(have.spec, s)) throw new RpcError(ErrorCode.Conflict, `table ${s.id} (${s.name}) is already declared with a different spec`);
+        continue;
       }
-      if (!(s.dim >= 1 && s.dim <= 1 << 16)) throw new RpcError(ErrorCode.BadDimension, `table ${s.name}: dim ${s.dim} out of range`);
-      try { getOptimizer(s.optimizer); } catch (e) { throw new RpcError(ErrorCode.Unsupported, (e as Error).message); }
-    }
-    for (const s of specs) {
-      if (this.tables.has(s.id)) continue;
-      const store = new TableStore({
-        id: s.id, name: s.name, dim: s.dim, init: s.init as 'zeros', initScale: s.initScale, seed: s.seed,
+      const cfg: TableConfig = {
+        id: s.id, name: s.name, dim: s.dim, init: s.init as TableConfig['init'], initScale: s.initScale, seed: s.seed,
         optimizer: s.optimizer, hyper: s.hyper,
-      });
-      this.tables.set(s.id, { spec: s, store, pending: new Map(), appliedClock: -1 });
-      this.log.info('table declared', { id: s.id, name: s.name, dim: s.dim, optimizer: s.optimizer, consistency: Consistency[s.consistency] });
+      };
+      const bad = checkTableConfig(cfg);
+      if (bad) throw new RpcError(ErrorCode.Unsupported, bad);
+      fresh.push(cfg);
+    }
+    for (const cfg of fresh) {
+      const spec = specs.find((s) => s.id === cfg.id)!;
+      this.tables.set(cfg.id, { spec, store: new TableStore(cfg), pending: new Map(), appliedClock: -1 });
+      this.log.info('table declared', { id: cfg.id, name: cfg.name, dim: cfg.dim, optimizer: cfg.optimizer, consistency: Consistency[spec.consistency] });
     }
     return { type: 'declareTablesReply', tables: [...this.tables.values()].map((t) => t.spec) };
   }
@@ -159,6 +172,7 @@ export class PsServer {
   private async pull(p: Extract<Body, { type: 'pull' }>): Promise<Body> {
     const t = this.table(p.table);
     checkKeys(p.keys);
+    this.nextHops(p.table, p.keys, true); // only the head answers, so every reader sees one copy
     if (p.clock >= 0) {
       const c = t.spec.consistency;
       if (c === Consistency.BSP) await this.clocks.waitFor(p.clock);
@@ -171,32 +185,124 @@ export class PsServer {
     return { type: 'pullReply', table: p.table, dim: t.spec.dim, values, f16: p.f16 };
   }
 
-  private push(p: PushBody, sender: string): Body {
+  /**
+   * A push, from a worker (`hop` 0: this server must head every key's chain) or forwarded down
+   * a replication chain (`hop` 1). Applied locally once per (sender, seq), then forwarded to the
+   * next server of each key's chain; acknowledged only when the chain's tail has it.
+   */
+  private async push(p: PushBody, sender: string, hop: number): Promise<Body> {
     const t = this.table(p.table);
     const bad = checkPush(t.spec.dim, p.keys, p.values);
     if (bad) throw new RpcError(/finite|NaN|Inf/i.test(bad) ? ErrorCode.NonFinite : /length|dim/i.test(bad) ? ErrorCode.BadDimension : ErrorCode.Malformed, bad);
-    if (this.dedup.seen(sender, p.seq)) {
-      this.stats.duplicatePushes++;
-      return { type: 'pushAck', seq: p.seq, applied: false };
-    }
     if (t.spec.consistency === Consistency.BSP) {
       if (p.clock < 0) throw new RpcError(ErrorCode.Malformed, 'a BSP push needs the clock it belongs to');
-      if (p.clock <= t.appliedClock) {
+      if (p.clock <= t.appliedClock && !this.dedup.seen(sender, p.seq)) {
         throw new RpcError(ErrorCode.StaleEpoch, `clock ${p.clock} of table ${t.spec.name} was already applied`);
       }
-      let acc = t.pending.get(p.clock);
-      if (!acc) t.pending.set(p.clock, (acc = new BspAccumulator(t.spec.dim)));
-      acc.add(p.keys, p.values);
-    } else {
-      const t0 = performance.now();
-      t.store.apply(p.keys, p.values);
-      this.stats.applyMs += performance.now() - t0;
     }
-    this.dedup.record(sender, p.seq);
-    this.stats.pushes++;
-    this.stats.rowsPushed += p.keys.length;
-    this.stats.bytesIn += p.values.byteLength;
-    return { type: 'pushAck', seq: p.seq, applied: t.spec.consistency !== Consistency.BSP };
+    const next = this.nextHops(p.table, p.keys, hop === 0);
+    const duplicate = this.dedup.seen(sender, p.seq);
+    if (duplicate) {
+      this.stats.duplicatePushes++;
+    } else {
+      if (t.spec.consistency === Consistency.BSP) {
+        let acc = t.pending.get(p.clock);
+        if (!acc) t.pending.set(p.clock, (acc = new BspAccumulator(t.spec.dim)));
+        acc.add(p.keys, p.values);
+      } else {
+        const t0 = performance.now();
+        t.store.apply(p.keys, p.values);
+        this.stats.applyMs += performance.now() - t0;
+      }
+      this.dedup.record(sender, p.seq);
+      this.stats.pushes++;
+      this.stats.rowsPushed += p.keys.length;
+      this.stats.bytesIn += p.values.byteLength;
+    }
+    // Forward even a duplicate: the first attempt may have died before reaching the tail.
+    await Promise.all([...next].map(([serverId, idx]) => {
+      const sub = subsetPush(p, idx, t.spec.dim);
+      return this.serverPeer(serverId).request({ type: 'replicaPush', push: sub, origin: sender });
+    }));
+    return { type: 'pushAck', seq: p.seq, applied: !duplicate && t.spec.consistency !== Consistency.BSP };
+  }
+
+  /**
+   * For each key, checks this server's place in its chain (the head, for a worker's request) and
+   * groups the keys by the chain's next server. Throws WrongOwner so the sender re-routes.
+   */
+  private nextHops(table: number, keys: BigUint64Array, mustBeHead: boolean): Map<string, number[]> {
+    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+    const next = new Map<string, number[]>();
+    const r = this.view.replicas;
+    for (let i = 0; i < keys.length; i++) {
+      const chain = r > 1 ? this.view.chainOf(table, words[2 * i]!, words[2 * i + 1]!) : [this.view.ownerOfWords(table, words[2 * i]!, words[2 * i + 1]!)];
+      const at = chain.findIndex((m) => m.nodeId === this.nodeId);
+      if (at < 0 || (mustBeHead && at !== 0)) {
+        throw new RpcError(ErrorCode.WrongOwner, `key ${keys[i]} of table ${table} belongs to ${chain[0]?.nodeId} in view ${this.view.epoch}, not ${this.nodeId}`);
+      }
+      const to = chain[at + 1];
+      if (to) {
+        let list = next.get(to.nodeId);
+        if (!list) next.set(to.nodeId, (list = []));
+        list.push(i);
+      }
+    }
+    return next;
+  }
+
+  private serverPeer(nodeId: string): Peer {
+    let p = this.serverPeers.get(nodeId);
+    if (!p) {
+      const m = this.view.servers.find((s) => s.nodeId === nodeId);
+      if (!m) throw new RpcError(ErrorCode.StaleEpoch, `server ${nodeId} is not in view ${this.view.epoch}`);
+      p = new Peer(m.address, { nodeId: this.nodeId, secret: this.opts.secret, role: Role.Server, epoch: () => this.view.epoch, connectAttempts: 4 });
+      this.serverPeers.set(nodeId, p);
+    }
+    return p;
+  }
+
+  /**
+   * After a view change, copies every row this server heads to the chain members that did not
+   * hold it before (a backup promoted to owner gets a new backup), so R copies exist again.
+   */
+  private rereplicate(old: ClusterView): void {
+    if (this.view.replicas < 2 || old.servers.length === 0) return;
+    for (const t of this.tables.values()) {
+      if (t.store.rows === 0) continue;
+      const rows = t.store.exportRows();
+      const words = new Uint32Array(rows.keys.buffer, rows.keys.byteOffset, rows.keys.length * 2);
+      const targets = new Map<string, number[]>();
+      for (let i = 0; i < rows.keys.length; i++) {
+        const lo = words[2 * i]!, hi = words[2 * i + 1]!;
+        const chain = this.view.chainOf(t.spec.id, lo, hi);
+        if (chain[0]?.nodeId !== this.nodeId) continue;
+        const before = new Set(old.chainOf(t.spec.id, lo, hi).map((m: MemberMsg) => m.nodeId));
+        for (const m of chain.slice(1)) {
+          if (before.has(m.nodeId)) continue;
+          let list = targets.get(m.nodeId);
+          if (!list) targets.set(m.nodeId, (list = []));
+          list.push(i);
+        }
+      }
+      for (const [serverId, idx] of targets) {
+        const body = copyRowsBody(t, rows, idx);
+        this.log.info('copying rows to new replica', { table: t.spec.name, to: serverId, rows: idx.length });
+        this.serverPeer(serverId).request(body).catch((e) => this.log.warn('row copy failed', { to: serverId, error: (e as Error).message }));
+      }
+    }
+  }
+
+  private copyRows(c: Extract<Body, { type: 'copyRows' }>): Body {
+    const t = this.table(c.table);
+    const n = c.keys.length, d = t.spec.dim, sc = t.store.slotCount;
+    if (c.values.length !== n * d || c.slotCount !== sc || c.slots.length !== n * d * sc || c.steps.length !== n) {
+      throw new RpcError(ErrorCode.BadDimension, `copyRows of ${n} rows: values ${c.values.length}, slots ${c.slots.length} (${c.slotCount}), steps ${c.steps.length} do not match dim ${d} with ${sc} slots`);
+    }
+    for (let i = 0; i < c.values.length; i++) if (!Number.isFinite(c.values[i]!)) throw new RpcError(ErrorCode.NonFinite, `copyRows value ${i} is not finite`);
+    const slots = Array.from({ length: sc }, (_, s) => c.slots.slice(s * n * d, (s + 1) * n * d));
+    t.store.importRows({ keys: c.keys.slice(), values: c.values.slice(), slots, steps: c.steps.slice() });
+    return { type: 'ok' };
   }
 
   private clock(worker: number, clock: number): Body {
@@ -262,6 +368,7 @@ export class PsServer {
     this.clocks.rejectAll(new RpcError(ErrorCode.Shutdown, 'server shutting down'));
     await this.scheduler.notify({ type: 'leave', nodeId: this.nodeId }).catch(() => {});
     await this.scheduler.close();
+    await Promise.all([...this.serverPeers.values()].map((p) => p.close()));
     await this.listener.close();
     this.log.info('stopped');
   }
@@ -277,4 +384,24 @@ function sameSpec(a: TableSpecMsg, b: TableSpecMsg): boolean {
   return a.name === b.name && a.dim === b.dim && a.init === b.init && a.initScale === b.initScale && a.seed === b.seed &&
     a.optimizer === b.optimizer && a.consistency === b.consistency && a.staleness === b.staleness &&
     JSON.stringify(a.hyper) === JSON.stringify(b.hyper);
+}
+
+function subsetPush(p: PushBody, idx: number[], dim: number): PushBody {
+  if (idx.length === p.keys.length) return { ...p, f16: false };
+  const keys = new BigUint64Array(idx.length);
+  const values = new Float32Array(idx.length * dim);
+  idx.forEach((k, i) => { keys[i] = p.keys[k]!; values.set(p.values.subarray(k * dim, (k + 1) * dim), i * dim); });
+  return { ...p, keys, values, f16: false };
+}
+
+function copyRowsBody(t: TableState, rows: ReturnType<TableStore['exportRows']>, idx: number[]): Extract<Body, { type: 'copyRows' }> {
+  const d = t.spec.dim, n = idx.length, sc = rows.slots.length;
+  const keys = new BigUint64Array(n), values = new Float32Array(n * d), slots = new Float32Array(n * d * sc), steps = new Uint32Array(n);
+  idx.forEach((k, i) => {
+    keys[i] = rows.keys[k]!;
+    values.set(rows.values.subarray(k * d, (k + 1) * d), i * d);
+    for (let s = 0; s < sc; s++) slots.set(rows.slots[s]!.subarray(k * d, (k + 1) * d), s * n * d + i * d);
+    steps[i] = rows.steps[k]!;
+  });
+  return { type: 'copyRows', table: t.spec.id, keys, values, slots, slotCount: sc, steps };
 }
