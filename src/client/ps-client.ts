@@ -168,7 +168,8 @@ export class PSClient {
         throw new Error(`server ${serverId} answered ${v.length} values for ${idx.length} rows of dim ${dim}`);
       }
       this.bytes.pull += partKeys.byteLength + (this.opts.f16 ? v.length * 2 : v.byteLength);
-      for (let i = 0; i < idx.length; i++) out.set(v.subarray(i * dim, (i + 1) * dim), idx[i]! * dim);
+      if (isIdentity(idx, keys.length)) out.set(v);
+      else for (let i = 0; i < idx.length; i++) out.set(v.subarray(i * dim, (i + 1) * dim), idx[i]! * dim);
     });
     return out;
   }
@@ -178,8 +179,11 @@ export class PSClient {
     const dim = this.dimOf(table);
     if (grads.length !== keys.length * dim) throw new Error(`push of ${keys.length} keys needs ${keys.length * dim} values, got ${grads.length}`);
     await this.forEachPart(table, keys, async (serverId, idx, partKeys, seq) => {
-      const values = new Float32Array(idx.length * dim);
-      for (let i = 0; i < idx.length; i++) values.set(grads.subarray(idx[i]! * dim, (idx[i]! + 1) * dim), i * dim);
+      let values = grads;
+      if (!isIdentity(idx, keys.length)) {
+        values = new Float32Array(idx.length * dim);
+        for (let i = 0; i < idx.length; i++) values.set(grads.subarray(idx[i]! * dim, (idx[i]! + 1) * dim), i * dim);
+      }
       await this.toServer(serverId, {
         type: 'push', table, keys: partKeys, values, worker: this.rank, clock: opts.clock ?? this.clockValue, seq, f16: !!this.opts.f16,
       });
@@ -212,8 +216,11 @@ export class PSClient {
       const failed: { idx: Int32Array; seq: number }[] = [];
       let lastErr: unknown;
       await Promise.all(tasks.map(async (t) => {
-        const partKeys = new BigUint64Array(t.idx.length);
-        for (let i = 0; i < t.idx.length; i++) partKeys[i] = keys[t.idx[i]!]!;
+        let partKeys = keys;
+        if (!isIdentity(t.idx, keys.length)) {
+          partKeys = new BigUint64Array(t.idx.length);
+          for (let i = 0; i < t.idx.length; i++) partKeys[i] = keys[t.idx[i]!]!;
+        }
         try {
           await send(t.serverId, t.idx, partKeys, t.seq);
         } catch (e) {
@@ -287,4 +294,9 @@ export class PSClient {
     await Promise.all([...this.servers.values()].map((p) => p.close()));
     await this.scheduler.close();
   }
+}
+
+/** True when a part is every key in order (one server, or all keys on one): no gather needed. */
+function isIdentity(idx: Int32Array, n: number): boolean {
+  return idx.length === n && (n === 0 || (idx[0] === 0 && idx[n - 1] === n - 1));
 }
