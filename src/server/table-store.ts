@@ -1,0 +1,429 @@
+// One table shard on a server: a KeyIndex (row id -> slot) plus rows in one growable Float32Array
+// slab (row s at s*dim), one slab of the same shape per optimizer slot and a Uint32Array of per-row
+// update counts. No object or Map entry per row, so memory per row stays near
+// dim * 4 * (1 + slots) bytes plus the index and the growth slack (see docs/store.md).
+// Keys are handled as (lo, hi) u32 words through a Uint32Array view of the BigUint64Array, so
+// hot paths do no BigInt arithmetic.
+import { KeyIndex } from './key-index.ts';
+import { checkInitSpec, makeRowInitializer, type InitKind, type RowInitializer } from './initializers.ts';
+import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
+
+export interface TableConfig {
+  id: number;
+  name: string;
+  dim: number;
+  init: InitKind;
+  initScale: number;
+  seed: bigint;
+  optimizer: string;
+  hyper: Record<string, number>;
+  /** Rows to preallocate for (slabs and index), so a table of known size has no growth slack. */
+  expectedRows?: number;
+}
+
+/** Rows of a table, sorted by key when they come from exportRows. */
+export interface TableRows {
+  keys: BigUint64Array;
+  /** keys.length x dim, row-major. */
+  values: Float32Array;
+  /** One keys.length x dim array per optimizer slot, in the optimizer's slotNames order. */
+  slots: Float32Array[];
+  /** Per-row update counts. */
+  steps: Uint32Array;
+}
+
+/**
+ * Rows to import. Slots may be given by position (slotNames order) or by name; a slot that is
+ * missing starts at the optimizer's initial value, and names the optimizer does not have are
+ * ignored (e.g. Adam state loaded into an SGD table). Missing steps start at 0.
+ */
+export interface ImportRows {
+  keys: BigUint64Array;
+  values: Float32Array;
+  slots?: (Float32Array | undefined)[] | Record<string, Float32Array>;
+  steps?: Uint32Array;
+  /** If given, must equal the table's dim (checked for a clearer error than a length mismatch). */
+  dim?: number;
+}
+
+export const MAX_DIM = 1 << 16;
+const KEY_LIMIT_HI = 1 << 16; // key < 2^48  <=>  hi word < 2^16
+const MIN_ROWS = 64;
+/** Below this many rows the slabs double; above it they grow by 1/8 to bound the slack. */
+const DOUBLING_ROWS = 1 << 16;
+
+/** The table config's problem as a sentence, or null. Checks everything the constructor would. */
+export function checkTableConfig(cfg: TableConfig): string | null {
+  const where = `table ${cfg.id} (${cfg.name})`;
+  if (!Number.isInteger(cfg.dim) || cfg.dim < 1 || cfg.dim > MAX_DIM) return `${where}: dim ${cfg.dim} is not an integer in [1, ${MAX_DIM}]`;
+  if (typeof cfg.name !== 'string' || cfg.name.length === 0) return `table ${cfg.id}: name must be a non-empty string`;
+  if (cfg.name === 'dense' || cfg.name.startsWith('dense.')) return `${where}: the name 'dense' is reserved for dense parameters in checkpoints`;
+  const init = checkInitSpec({ init: cfg.init, scale: cfg.initScale, seed: cfg.seed });
+  if (init) return `${where}: ${init}`;
+  if (cfg.expectedRows !== undefined && !(Number.isSafeInteger(cfg.expectedRows) && cfg.expectedRows >= 0)) {
+    return `${where}: expectedRows ${cfg.expectedRows} is not a non-negative integer`;
+  }
+  try {
+    resolveHyper(getOptimizer(cfg.optimizer), cfg.hyper);
+  } catch (e) {
+    return `${where}: ${(e as Error).message}`;
+  }
+  return null;
+}
+
+/** Little-endian (lo, hi) words of a BigUint64Array, without copying. */
+export function keyWords(keys: BigUint64Array): Uint32Array {
+  return new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+}
+
+/**
+ * Why a push must be refused, or null: values.length === keys.length * dim, every value finite,
+ * every key < 2^48, no key twice. The server calls this before touching the table, so a bad push
+ * changes nothing.
+ */
+export function checkPush(dim: number, keys: BigUint64Array, values: Float32Array): string | null {
+  const n = keys.length;
+  if (values.length !== n * dim) return `values length ${values.length} does not match ${n} keys x dim ${dim} = ${n * dim}`;
+  const w = keyWords(keys);
+  for (let i = 0; i < n; i++) {
+    if (w[2 * i + 1]! >= KEY_LIMIT_HI) return `key ${keys[i]} at position ${i} is not below 2^48 (row ids are 48-bit)`;
+  }
+  if (n > 1) {
+    const seen = new KeyIndex(n);
+    for (let i = 0; i < n; i++) {
+      const first = seen.lookupOrInsert(w[2 * i]!, w[2 * i + 1]!, i);
+      if (first >= 0) return `duplicate key ${keys[i]} at positions ${first} and ${i} (a push carries one summed gradient per row)`;
+    }
+  }
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v - v !== 0) {
+      const row = Math.floor(i / dim);
+      return `gradient value ${v} for key ${keys[row]} (position ${row}, column ${i - row * dim}) is not finite`;
+    }
+  }
+  return null;
+}
+
+export class TableStore {
+  readonly config: Readonly<TableConfig>;
+  readonly dim: number;
+  readonly slotCount: number;
+  readonly optimizer: Optimizer;
+  /** Resolved hyperparameters (defaults filled in). */
+  readonly hyper: Readonly<Record<string, number>>;
+  private readonly index: KeyIndex;
+  private readonly initRow: RowInitializer;
+  private readonly update: UpdateFn;
+  private readonly slotInit: number[];
+  private capacity: number;
+  private count = 0;
+  private values: Float32Array;
+  /** The same array object for the store's life (elements replaced on growth), passed to update fns. */
+  private readonly slots: Float32Array[];
+  private steps: Uint32Array;
+  private scratch = new Float32Array(0);
+
+  constructor(cfg: TableConfig) {
+    const bad = checkTableConfig(cfg);
+    if (bad) throw new Error(bad);
+    this.config = Object.freeze({ ...cfg, hyper: { ...cfg.hyper } });
+    this.dim = cfg.dim;
+    this.optimizer = getOptimizer(cfg.optimizer);
+    this.slotCount = this.optimizer.slotCount;
+    this.hyper = Object.freeze(resolveHyper(this.optimizer, cfg.hyper));
+    this.update = this.optimizer.update;
+    this.slotInit = this.optimizer.initialSlotValues({ ...this.hyper });
+    this.initRow = makeRowInitializer({ init: cfg.init, scale: cfg.initScale, seed: cfg.seed });
+    const expected = cfg.expectedRows ?? 0;
+    this.capacity = Math.max(MIN_ROWS, expected);
+    this.index = new KeyIndex(expected);
+    this.values = this.alloc(Float32Array, this.capacity * this.dim);
+    this.slots = Array.from({ length: this.slotCount }, () => this.alloc(Float32Array, this.capacity * this.dim));
+    this.steps = this.alloc(Uint32Array, this.capacity);
+  }
+
+  get rows(): number { return this.count; }
+  get name(): string { return this.config.name; }
+  get slotNames(): readonly string[] { return this.optimizer.slotNames; }
+
+  /**
+   * The rows for `keys`, in the order asked, into `out` (keys.length * dim) or a new array.
+   * Missing rows are created by the table's initializer. Keys are not validated here.
+   */
+  pull(keys: BigUint64Array, out?: Float32Array): Float32Array {
+    const n = keys.length, d = this.dim;
+    if (out === undefined) out = new Float32Array(n * d);
+    else if (out.length !== n * d) throw new RangeError(`pull: out has length ${out.length}, need ${n} keys x dim ${d} = ${n * d}`);
+    const w = keyWords(keys);
+    for (let i = 0; i < n; i++) {
+      const s = this.slotOf(w[2 * i]!, w[2 * i + 1]!);
+      const v = this.values; // read after slotOf: creating a row may grow the slab
+      const src = s * d, dst = i * d;
+      for (let j = 0; j < d; j++) out[dst + j] = v[src + j]!;
+    }
+    return out;
+  }
+
+  /**
+   * Runs the update function once per (key, gradient row); rows are created on first touch.
+   * The caller has validated the push (checkPush); grads is keys.length * dim.
+   */
+  apply(keys: BigUint64Array, grads: Float32Array): void {
+    const n = keys.length, d = this.dim;
+    if (grads.length !== n * d) throw new RangeError(`apply: grads has length ${grads.length}, need ${n} keys x dim ${d} = ${n * d}`);
+    const w = keyWords(keys);
+    const update = this.update, hyper = this.hyper as Record<string, number>, slots = this.slots;
+    for (let i = 0; i < n; i++) {
+      const s = this.slotOf(w[2 * i]!, w[2 * i + 1]!);
+      const step = ++this.steps[s]!;
+      update(this.values, s * d, grads, i * d, d, slots, s * d, step, hyper);
+    }
+  }
+
+  /** BSP: adds a push into `acc` (summed per key across workers) without touching the table. */
+  accumulate(acc: GradAccumulator, keys: BigUint64Array, grads: Float32Array): void {
+    if (acc.dim !== this.dim) throw new RangeError(`accumulate: accumulator dim ${acc.dim} != table ${this.config.name} dim ${this.dim}`);
+    acc.add(keys, grads);
+  }
+
+  /** Applies every summed row of `acc` once (the sums rounded to f32), then resets `acc`. */
+  applyAccumulated(acc: GradAccumulator): number {
+    if (acc.dim !== this.dim) throw new RangeError(`applyAccumulated: accumulator dim ${acc.dim} != table ${this.config.name} dim ${this.dim}`);
+    const d = this.dim, n = acc.rows;
+    if (this.scratch.length !== d) this.scratch = new Float32Array(d);
+    const g = this.scratch, update = this.update, hyper = this.hyper as Record<string, number>, slots = this.slots;
+    for (let r = 0; r < n; r++) {
+      acc.readRow(r, g);
+      const s = this.slotOf(acc.keyLo(r), acc.keyHi(r));
+      const step = ++this.steps[s]!;
+      update(this.values, s * d, g, 0, d, slots, s * d, step, hyper);
+    }
+    acc.reset();
+    return n;
+  }
+
+  /** Copies of every row with its slots and step count, sorted by key (checkpoints, migration). */
+  exportRows(): TableRows {
+    const n = this.count, d = this.dim;
+    const keys = new BigUint64Array(n);
+    const kw = keyWords(keys);
+    let i = 0;
+    this.index.forEach((lo, hi) => { kw[2 * i] = lo; kw[2 * i + 1] = hi; i++; });
+    keys.sort(); // native numeric sort of the u64 values
+    const values = new Float32Array(n * d);
+    const slots = this.slots.map(() => new Float32Array(n * d));
+    const steps = new Uint32Array(n);
+    for (let r = 0; r < n; r++) {
+      const s = this.index.lookup(kw[2 * r]!, kw[2 * r + 1]!);
+      values.set(this.values.subarray(s * d, s * d + d), r * d);
+      for (let k = 0; k < slots.length; k++) slots[k]!.set(this.slots[k]!.subarray(s * d, s * d + d), r * d);
+      steps[r] = this.steps[s]!;
+    }
+    return { keys, values, slots, steps };
+  }
+
+  /**
+   * Inserts or replaces rows with their slots and steps; with `keep`, only rows for which it
+   * returns true (a server restoring a checkpoint keeps the keys it owns). Everything is checked
+   * before any row changes. Returns the number of rows written.
+   */
+  importRows(data: ImportRows, keep?: (lo: number, hi: number) => boolean): number {
+    const bad = this.checkImport(data);
+    if (bad) throw new Error(`importRows into table ${this.config.name}: ${bad}`);
+    const d = this.dim, n = data.keys.length;
+    const w = keyWords(data.keys);
+    const src = this.slotSources(data.slots);
+    let written = 0;
+    for (let r = 0; r < n; r++) {
+      const lo = w[2 * r]!, hi = w[2 * r + 1]!;
+      if (keep && !keep(lo, hi)) continue;
+      let s = this.index.lookup(lo, hi);
+      if (s < 0) s = this.createRow(lo, hi, false);
+      this.values.set(data.values.subarray(r * d, r * d + d), s * d);
+      for (let k = 0; k < this.slotCount; k++) {
+        const from = src[k];
+        if (from) this.slots[k]!.set(from.subarray(r * d, r * d + d), s * d);
+        else this.slots[k]!.fill(this.slotInit[k]!, s * d, s * d + d);
+      }
+      this.steps[s] = data.steps ? data.steps[r]! : 0;
+      written++;
+    }
+    return written;
+  }
+
+  /** Bytes held (capacity, not just rows in use) divided by rows; the index and slack count. */
+  bytesPerRow(): number {
+    return this.count === 0 ? 0 : this.memoryBytes() / this.count;
+  }
+
+  /** dim * 4 * (1 + slotCount): the row and its slots, nothing else. */
+  idealBytesPerRow(): number {
+    return this.dim * 4 * (1 + this.slotCount);
+  }
+
+  /** Bytes held by the slabs, the step counts and the index. */
+  memoryBytes(): number {
+    let b = this.values.byteLength + this.steps.byteLength + this.index.bytes;
+    for (const s of this.slots) b += s.byteLength;
+    return b;
+  }
+
+  /** Allocated row capacity of the slabs. */
+  get capacityRows(): number { return this.capacity; }
+
+  // ---- internals ----
+
+  /** The row's slot, creating (and initializing) the row if absent. */
+  private slotOf(lo: number, hi: number): number {
+    const s = this.index.lookup(lo, hi);
+    return s >= 0 ? s : this.createRow(lo, hi, true);
+  }
+
+  private createRow(lo: number, hi: number, init: boolean): number {
+    const s = this.count;
+    if (s === this.capacity) this.grow(s + 1);
+    // Grow first: if an allocation fails nothing points at a row that does not exist.
+    this.index.insert(lo, hi, s);
+    this.count++;
+    const d = this.dim, off = s * d;
+    if (init) {
+      this.initRow(this.values, off, d, lo, hi);
+      for (let k = 0; k < this.slotCount; k++) this.slots[k]!.fill(this.slotInit[k]!, off, off + d);
+    }
+    this.steps[s] = 0;
+    return s;
+  }
+
+  private grow(need: number): void {
+    const cap = this.capacity;
+    // Doubling while small; then +1/8, which bounds the slack at 12.5% of the slabs (a 1.5x or 2x
+    // step would leave up to a third or half of a large table's memory unused).
+    let next = cap < DOUBLING_ROWS ? cap * 2 : cap + Math.ceil(cap / 8);
+    if (next < need) next = need;
+    const d = this.dim;
+    // One array at a time, so the transient peak is one slab, not all of them.
+    this.values = this.regrow(Float32Array, this.values, next * d);
+    for (let k = 0; k < this.slotCount; k++) this.slots[k] = this.regrow(Float32Array, this.slots[k]!, next * d);
+    this.steps = this.regrow(Uint32Array, this.steps, next);
+    this.capacity = next;
+  }
+
+  private regrow<T extends Float32Array | Uint32Array>(Ctor: new (n: number) => T, old: T, n: number): T {
+    const a = this.alloc(Ctor, n);
+    a.set(old as never);
+    return a;
+  }
+
+  private alloc<T>(Ctor: new (n: number) => T, n: number): T {
+    try {
+      return new Ctor(n);
+    } catch (e) {
+      throw new RangeError(`table ${this.config?.name ?? ''}: cannot allocate ${n} elements (${this.count} rows, dim ${this.dim}): ${(e as Error).message}`);
+    }
+  }
+
+  private slotSources(slots: ImportRows['slots']): (Float32Array | undefined)[] {
+    if (!slots) return [];
+    if (Array.isArray(slots)) return slots;
+    return this.optimizer.slotNames.map((name) => (Object.hasOwn(slots, name) ? slots[name] : undefined));
+  }
+
+  private checkImport(data: ImportRows): string | null {
+    if (!(data.keys instanceof BigUint64Array)) return 'keys must be a BigUint64Array';
+    if (!(data.values instanceof Float32Array)) return 'values must be a Float32Array';
+    const n = data.keys.length, d = this.dim;
+    if (data.dim !== undefined && data.dim !== d) return `rows have dim ${data.dim}, the table has dim ${d}`;
+    if (data.values.length !== n * d) return `values length ${data.values.length} does not match ${n} keys x dim ${d}`;
+    const w = keyWords(data.keys);
+    for (let i = 0; i < n; i++) if (w[2 * i + 1]! >= KEY_LIMIT_HI) return `key ${data.keys[i]} at position ${i} is not below 2^48`;
+    if (Array.isArray(data.slots) && data.slots.length > this.slotCount) {
+      return `${data.slots.length} slot arrays given, optimizer ${this.optimizer.name} has ${this.slotCount}`;
+    }
+    const src = this.slotSources(data.slots);
+    for (let k = 0; k < src.length; k++) {
+      const s = src[k];
+      if (s === undefined) continue;
+      if (!(s instanceof Float32Array) || s.length !== n * d) return `slot ${this.optimizer.slotNames[k]} must be a Float32Array of ${n} x ${d}`;
+    }
+    if (data.steps !== undefined && (!(data.steps instanceof Uint32Array) || data.steps.length !== n)) return `steps must be a Uint32Array of length ${n}`;
+    return null;
+  }
+}
+
+/**
+ * Sums gradient rows per key (BSP: the pushes of one clock from every worker), in float64 so the
+ * order pushes arrive in does not change the result. Keys in first-seen order; typed arrays only.
+ * reset() keeps the memory for the next clock.
+ */
+export class GradAccumulator {
+  private readonly index: KeyIndex;
+  private keys: Uint32Array; // lo, hi per row
+  private sums: Float64Array;
+  private count = 0;
+
+  constructor(readonly dim: number, expectedRows = 0) {
+    if (!Number.isInteger(dim) || dim < 1 || dim > MAX_DIM) throw new RangeError(`GradAccumulator: dim ${dim} is not an integer in [1, ${MAX_DIM}]`);
+    const cap = Math.max(16, expectedRows);
+    this.index = new KeyIndex(expectedRows);
+    this.keys = new Uint32Array(cap * 2);
+    this.sums = new Float64Array(cap * dim);
+  }
+
+  get rows(): number { return this.count; }
+
+  add(keys: BigUint64Array, grads: Float32Array): void {
+    const n = keys.length, d = this.dim;
+    if (grads.length !== n * d) throw new RangeError(`GradAccumulator.add: grads length ${grads.length} does not match ${n} keys x dim ${d}`);
+    const w = keyWords(keys);
+    for (let i = 0; i < n; i++) {
+      const lo = w[2 * i]!, hi = w[2 * i + 1]!;
+      let r = this.index.lookup(lo, hi);
+      if (r < 0) {
+        r = this.count;
+        if (r * 2 === this.keys.length) this.grow();
+        this.index.insert(lo, hi, r);
+        this.keys[2 * r] = lo; this.keys[2 * r + 1] = hi;
+        this.count++;
+      }
+      const sums = this.sums, o = r * d, g = i * d;
+      for (let j = 0; j < d; j++) sums[o + j]! += grads[g + j]!;
+    }
+  }
+
+  keyLo(row: number): number { return this.keys[2 * row]!; }
+  keyHi(row: number): number { return this.keys[2 * row + 1]!; }
+
+  /** Copies row r's sum (rounded to f32) into out[0..dim). */
+  readRow(row: number, out: Float32Array): void {
+    const d = this.dim, o = row * d;
+    for (let j = 0; j < d; j++) out[j] = this.sums[o + j]!;
+  }
+
+  /** The summed rows (f32) with their keys in first-seen order; then resets. */
+  drain(): { keys: BigUint64Array; grads: Float32Array } {
+    const n = this.count;
+    const keys = new BigUint64Array(n);
+    keyWords(keys).set(this.keys.subarray(0, 2 * n));
+    const grads = Float32Array.from(this.sums.subarray(0, n * this.dim));
+    this.reset();
+    return { keys, grads };
+  }
+
+  /** Forgets every row, keeping the memory. */
+  reset(): void {
+    this.sums.fill(0, 0, this.count * this.dim);
+    this.index.clear();
+    this.count = 0;
+  }
+
+  private grow(): void {
+    const cap = this.keys.length; // rows: twice the current keys.length / 2
+    const k = new Uint32Array(cap * 2);
+    k.set(this.keys);
+    this.keys = k;
+    const s = new Float64Array(cap * this.dim);
+    s.set(this.sums);
+    this.sums = s;
+  }
+}
