@@ -42,6 +42,17 @@ program.command('run').description('run the role named by TF_CONFIG or HYBRIDPS_
     throw new Error('no role: set TF_CONFIG (task.type chief|ps|worker) or HYBRIDPS_ROLE');
   });
 
+program.command('launch').description('start a scheduler and servers on this machine (child processes) until Ctrl-C')
+  .option('--servers <n>', 'parameter servers', int, 2)
+  .option('--replicas <n>', 'replication factor R', int)
+  .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
+  .option('--json', 'print the cluster addresses as one JSON line')
+  .action(async (o) => {
+    const { launchAndWait } = await import('./launch.ts');
+    await launchAndWait({ servers: o.servers, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
+    process.exit(0);
+  });
+
 program.command('demo').description('push/pull demo on a local cluster (scheduler + servers as child processes)')
   .option('--servers <n>', 'parameter servers', int, 2)
   .option('--rows <n>', 'distinct rows to touch', int, 100_000)
