@@ -75,8 +75,8 @@ const isDim = (x: unknown): x is number => typeof x === 'number' && Number.isSaf
 
 /**
  * Writes tensors (and string metadata) to `path` atomically. Everything is validated before the
- * file is opened. Tensors are laid out largest element size first (then by name), as the
- * reference writer does, so every tensor is aligned to its element size.
+ * file is opened. Tensors are laid out largest element size first, then by name (the reference
+ * writer also puts wider dtypes first), so every tensor is aligned to its element size.
  */
 export async function writeSafetensors(path: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
   assertLittleEndian();
@@ -240,7 +240,7 @@ async function readHeader(fh: FileHandle, path: string): Promise<SafetensorsHead
   spans.sort((x, y) => x.b - y.b || x.e - y.e);
   let at = 0, prev = '(start of data)';
   for (const s of spans) {
-    if (s.b < at) fail(`tensors '${prev}' and '${s.name}' overlap (byte ${s.b} < ${at})`);
+    if (s.b < at) fail(`tensors ${prev} and '${s.name}' overlap (byte ${s.b} < ${at})`);
     if (s.b > at) fail(`${s.b - at} bytes of gap before tensor '${s.name}' (after ${prev})`);
     at = s.e;
     prev = `'${s.name}'`;

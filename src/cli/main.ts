@@ -26,6 +26,7 @@ secretOptions(program.command('server').description('run a parameter server'))
   .option('--node-id <id>', 'stable name of this server')
   .option('--max-frame-mb <mb>', 'refuse frames larger than this', int)
   .option('--optimizer-module <path...>', 'ESM module(s) exporting custom update functions')
+  .option('--checkpoint-root <dir>', 'checkpoints may only be written/read inside this directory (default: cwd)')
   .action((o) => runServer(o));
 
 program.command('run').description('run the role named by TF_CONFIG or HYBRIDPS_ROLE (for orchestrators)')

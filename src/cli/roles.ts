@@ -45,7 +45,7 @@ export async function runScheduler(flags: CommonRoleFlags & { replicas?: number;
   exitWithParent(() => s.stop());
 }
 
-export async function runServer(flags: CommonRoleFlags & { scheduler?: string; nodeId?: string; optimizerModule?: string[] }): Promise<void> {
+export async function runServer(flags: CommonRoleFlags & { scheduler?: string; nodeId?: string; optimizerModule?: string[]; checkpointRoot?: string }): Promise<void> {
   const env = clusterEnvFromProcess();
   const schedulerUrl = flags.scheduler ?? env.schedulerUrl;
   if (!schedulerUrl) throw new Error('the server needs the scheduler: --scheduler ws://HOST:PORT, HYBRIDPS_SCHEDULER, or TF_CONFIG');
@@ -53,7 +53,7 @@ export async function runServer(flags: CommonRoleFlags & { scheduler?: string; n
     secret: loadSecret(flags), schedulerUrl, host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
     nodeId: flags.nodeId ?? (env.role === 'server' && env.index !== undefined ? `server-${env.index}` : undefined),
     maxFrameBytes: flags.maxFrameMb ? flags.maxFrameMb << 20 : undefined, heartbeatIntervalMs: flags.heartbeatMs,
-    optimizerModules: flags.optimizerModule,
+    optimizerModules: flags.optimizerModule, checkpointRoot: flags.checkpointRoot,
   });
   const metrics = flags.metricsPort !== undefined
     ? await serveMetrics('server', { counters: () => s.counters(), status: () => s.status() }, flags.metricsPort)

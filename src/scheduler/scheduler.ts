@@ -163,6 +163,9 @@ export class Scheduler {
         return { type: 'ok' };
       }
       case 'barrier': {
+        const m = [...this.members.values()].find((x) => x.conn === conn);
+        if (!m || m.member.role !== Role.Worker) throw new RpcError(ErrorCode.Unsupported, 'only registered workers take part in barriers');
+        if (m.member.rank !== body.worker) throw new RpcError(ErrorCode.Malformed, `barrier from worker rank ${m.member.rank} claims rank ${body.worker}`);
         const b = this.barriers.get(body.name) ?? { generation: 0, waiting: new Map() };
         this.barriers.set(body.name, b);
         const generation = b.generation;

@@ -13,6 +13,7 @@ import { BspAccumulator } from './bsp-accumulator.ts';
 import { PushDeduper } from './push-deduper.ts';
 import { saveServerCheckpoint, restoreServerCheckpoint } from './checkpointing.ts';
 import { createLogger } from '../util/log.ts';
+import { resolve, sep } from 'node:path';
 
 export interface PsServerOptions {
   secret: Uint8Array;
@@ -26,6 +27,12 @@ export interface PsServerOptions {
   optimizerModules?: string[];
   /** How long a request from a newer view epoch waits for that view to arrive here. */
   viewWaitMs?: number;
+  /**
+   * Checkpoint and restore requests may only name directories inside this one (default: the
+   * HYBRIDPS_CHECKPOINT_ROOT variable, else the working directory), so a peer cannot make a
+   * server write or read files elsewhere.
+   */
+  checkpointRoot?: string;
 }
 
 export interface TableState {
@@ -109,10 +116,11 @@ export class PsServer {
   /** A request made under a newer view waits (briefly) until this server has that view too. */
   private async viewAtLeast(epoch: number): Promise<void> {
     if (epoch <= this.view.epoch) return;
+    if (epoch > this.view.epoch + 1000) throw new RpcError(ErrorCode.StaleEpoch, `request from view ${epoch}, far beyond this server's ${this.view.epoch}`);
     const wait = new Promise<void>((resolve) => this.viewWaiters.push({ epoch, resolve }));
     const timeout = new Promise<never>((_, reject) => setTimeout(
       () => reject(new RpcError(ErrorCode.StaleEpoch, `request from view ${epoch}, this server has ${this.view.epoch}`)),
-      this.opts.viewWaitMs ?? 5_000).unref());
+      this.opts.viewWaitMs ?? 3_000).unref());
     await Promise.race([wait, timeout]);
   }
 
@@ -133,8 +141,8 @@ export class PsServer {
         case 'replicaPush': return await this.push(body.push, body.origin, 1);
         case 'copyRows': return this.copyRows(body);
         case 'clock': return this.clock(body.worker, body.clock);
-        case 'checkpoint': return await this.checkpoint(body.dir, body.step);
-        case 'restore': return await this.restore(body.dir);
+        case 'checkpoint': return await this.checkpoint(this.checkpointDir(body.dir), body.step);
+        case 'restore': return await this.restore(this.checkpointDir(body.dir));
         case 'statsRequest': return { type: 'statsReply', json: JSON.stringify(this.status()) };
         default: throw new RpcError(ErrorCode.Unsupported, `a server does not handle ${body.type}`);
       }
@@ -328,6 +336,15 @@ export class PsServer {
       }
     }
     this.clocks.release();
+  }
+
+  private checkpointDir(dir: string): string {
+    const root = resolve(this.opts.checkpointRoot ?? process.env.HYBRIDPS_CHECKPOINT_ROOT ?? process.cwd());
+    const full = resolve(root, dir);
+    if (full !== root && !full.startsWith(root + sep)) {
+      throw new RpcError(ErrorCode.Unsupported, `checkpoint directory ${dir} is outside the server's checkpoint root ${root}`);
+    }
+    return full;
   }
 
   private async checkpoint(dir: string, step: number): Promise<Body> {

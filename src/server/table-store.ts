@@ -214,10 +214,15 @@ export class TableStore {
     const values = new Float32Array(n * d);
     const slots = this.slots.map(() => new Float32Array(n * d));
     const steps = new Uint32Array(n);
+    const v = this.values;
     for (let r = 0; r < n; r++) {
       const s = this.index.lookup(kw[2 * r]!, kw[2 * r + 1]!);
-      values.set(this.values.subarray(s * d, s * d + d), r * d);
-      for (let k = 0; k < slots.length; k++) slots[k]!.set(this.slots[k]!.subarray(s * d, s * d + d), r * d);
+      const from = s * d, to = r * d;
+      for (let j = 0; j < d; j++) values[to + j] = v[from + j]!;
+      for (let k = 0; k < slots.length; k++) {
+        const src = this.slots[k]!, dst = slots[k]!;
+        for (let j = 0; j < d; j++) dst[to + j] = src[from + j]!;
+      }
       steps[r] = this.steps[s]!;
     }
     return { keys, values, slots, steps };

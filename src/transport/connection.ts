@@ -106,7 +106,8 @@ export class Connection {
       body = { type: 'error', code, message: (e as Error).message };
     }
     if (env.requestId !== 0 && body) {
-      await this.send({ requestId: env.requestId, reply: true, sender: this.opts.nodeId, epoch: this.epoch(), body });
+      // The peer may be gone by the time the answer is ready: nothing to do then.
+      await this.send({ requestId: env.requestId, reply: true, sender: this.opts.nodeId, epoch: this.epoch(), body }).catch(() => {});
     }
   }
 

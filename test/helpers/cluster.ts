@@ -1,5 +1,6 @@
 // A real scheduler and real servers on loopback, in this process (fast to start); tests that
 // need separate processes use LocalCluster or spawn helpers of their own.
+import { tmpdir } from 'node:os';
 import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { PsServer } from '../../src/server/ps-server.ts';
 import { PSClient } from '../../src/client/ps-client.ts';
@@ -17,11 +18,11 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
-export async function startCluster(opts: { servers: number; replicas?: number; heartbeatMs?: number; maxFrameBytes?: number }): Promise<TestCluster> {
+export async function startCluster(opts: { servers: number; replicas?: number; heartbeatMs?: number; maxFrameBytes?: number; viewWaitMs?: number }): Promise<TestCluster> {
   const scheduler = await Scheduler.start({ secret: SECRET, replicas: opts.replicas, heartbeatIntervalMs: opts.heartbeatMs ?? 200 });
   const servers: PsServer[] = [];
   for (let i = 0; i < opts.servers; i++) {
-    servers.push(await PsServer.start({ secret: SECRET, schedulerUrl: scheduler.url, nodeId: `server-${i}`, heartbeatIntervalMs: opts.heartbeatMs ?? 200, maxFrameBytes: opts.maxFrameBytes }));
+    servers.push(await PsServer.start({ secret: SECRET, checkpointRoot: tmpdir(), schedulerUrl: scheduler.url, nodeId: `server-${i}`, heartbeatIntervalMs: opts.heartbeatMs ?? 200, maxFrameBytes: opts.maxFrameBytes, viewWaitMs: opts.viewWaitMs }));
   }
   const clients: PSClient[] = [];
   return {

@@ -1,0 +1,185 @@
+// TableStore: pull creates rows deterministically, apply runs the update per row, export is
+// sorted and import round-trips (also by slot name, with a keep filter, onto fewer slots), BSP
+// accumulation sums per key, and checkPush / checkTableConfig refuse bad input with the reason.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { TableStore, GradAccumulator, checkPush, checkTableConfig, type TableConfig } from '../src/server/table-store.ts';
+import { rng, testSeed } from './helpers/reference.ts';
+
+const seed = testSeed();
+const cfg = (over: Partial<TableConfig> = {}): TableConfig => ({
+  id: 1, name: 'emb', dim: 4, init: 'uniform', initScale: 0.5, seed: 11n, optimizer: 'sgd', hyper: { lr: 0.5 }, ...over,
+});
+const K = (...ks: (number | bigint)[]) => BigUint64Array.from(ks, (k) => BigInt(k));
+
+test('pull creates missing rows once, in the order asked, into out', () => {
+  const s = new TableStore(cfg());
+  const a = s.pull(K(5, 2 ** 47, 5, 0));
+  assert.is(s.rows, 3, 'a repeated key is one row');
+  assert.equal(Array.from(a.subarray(0, 4)), Array.from(a.subarray(8, 12)));
+  const out = new Float32Array(8).fill(NaN);
+  assert.is(s.pull(K(0, 5), out), out);
+  assert.equal(Array.from(out), [...a.subarray(12, 16), ...a.subarray(0, 4)]);
+  assert.is(s.rows, 3);
+  assert.throws(() => s.pull(K(1), new Float32Array(3)), /out has length 3, need 1 keys x dim 4/);
+  assert.is(s.pull(K()).length, 0);
+});
+
+test('apply: sgd per row, rows created on first touch, steps counted', () => {
+  const s = new TableStore(cfg());
+  const w0 = new TableStore(cfg()).pull(K(1, 2, 3));
+  s.pull(K(1));
+  s.apply(K(1, 3), Float32Array.of(1, 2, 3, 4, -1, -1, -1, -1)); // row 3 is created by the push
+  s.apply(K(1), Float32Array.of(1, 1, 1, 1));
+  const w = s.pull(K(1, 2, 3));
+  const want = [
+    ...[1, 2, 3, 4].map((g, j) => Math.fround(Math.fround(w0[j]! - 0.5 * g) - 0.5)),
+    ...w0.subarray(4, 8),
+    ...[0, 1, 2, 3].map((j) => Math.fround(w0[8 + j]! + 0.5)),
+  ];
+  assert.equal(Array.from(w), want);
+  const e = s.exportRows();
+  assert.equal(Array.from(e.keys), [1n, 2n, 3n]);
+  assert.equal(Array.from(e.steps), [2, 0, 1]);
+  assert.throws(() => s.apply(K(1), new Float32Array(3)), /grads has length 3/);
+});
+
+test(`export is sorted by key and import round-trips rows, slots and steps (TEST_SEED=${seed})`, () => {
+  const r = rng(seed);
+  const c = cfg({ dim: 3, optimizer: 'adam', hyper: { lr: 0.01 } });
+  const a = new TableStore(c);
+  const keys = BigUint64Array.from({ length: 3000 }, (_, i) => (BigInt(Math.floor(r() * 2 ** 32)) << 16n) | BigInt(i));
+  a.pull(keys);
+  for (let round = 0; round < 3; round++) {
+    const some = keys.filter(() => r() < 0.5);
+    a.apply(some, Float32Array.from({ length: some.length * 3 }, () => r() - 0.5));
+  }
+  const e = a.exportRows();
+  assert.is(e.keys.length, 3000);
+  for (let i = 1; i < e.keys.length; i++) assert.ok(e.keys[i - 1]! < e.keys[i]!, 'sorted ascending');
+  assert.is(e.slots.length, 2);
+  const b = new TableStore({ ...c, seed: 999n }); // another seed: imported rows must not be re-initialized
+  assert.is(b.importRows(e), 3000);
+  const f = b.exportRows();
+  assert.equal(f.keys, e.keys);
+  assert.equal(f.values, e.values);
+  assert.equal(f.slots, e.slots);
+  assert.equal(f.steps, e.steps);
+  assert.equal(Array.from(b.pull(keys.subarray(0, 10))), Array.from(a.pull(keys.subarray(0, 10))));
+  // Applying the same update to both continues identically (Adam state and steps came along).
+  const g = Float32Array.from({ length: 30 }, () => r() - 0.5);
+  a.apply(keys.subarray(0, 10), g);
+  b.apply(keys.subarray(0, 10), g);
+  assert.equal(Array.from(b.pull(keys.subarray(0, 10))), Array.from(a.pull(keys.subarray(0, 10))));
+});
+
+test('import: keep filter, slots by name, missing slots at their initial value, replace existing', () => {
+  const c = cfg({ dim: 2, optimizer: 'adagrad', hyper: { initial_accumulator: 0.25 } });
+  const s = new TableStore(c);
+  s.apply(K(4), Float32Array.of(1, 1)); // existing row, accumulator 1.25
+  const data = {
+    keys: K(1, 2, 3, 4), values: Float32Array.of(1, 1, 2, 2, 3, 3, 4, 4),
+    slots: { accumulator: Float32Array.of(9, 9, 8, 8, 7, 7, 6, 6), m: new Float32Array(8) }, // m: not this optimizer's
+    steps: Uint32Array.of(5, 6, 7, 8),
+  };
+  assert.is(s.importRows(data, (lo) => lo % 2 === 0), 2, 'kept keys 2 and 4');
+  let e = s.exportRows();
+  assert.equal(Array.from(e.keys), [2n, 4n]);
+  assert.equal(Array.from(e.values), [2, 2, 4, 4]);
+  assert.equal(Array.from(e.slots[0]!), [8, 8, 6, 6]);
+  assert.equal(Array.from(e.steps), [6, 8]);
+  s.importRows({ keys: K(4, 9), values: Float32Array.of(0, 1, 2, 3) }); // no slots, no steps
+  e = s.exportRows();
+  assert.equal(Array.from(e.keys), [2n, 4n, 9n]);
+  assert.equal(Array.from(e.slots[0]!), [8, 8, 0.25, 0.25, 0.25, 0.25]);
+  assert.equal(Array.from(e.steps), [6, 0, 0]);
+});
+
+test('import refuses inconsistent rows and changes nothing', () => {
+  const s = new TableStore(cfg({ dim: 2, optimizer: 'adam' }));
+  s.pull(K(1, 2));
+  const before = s.exportRows();
+  const bad: [Parameters<TableStore['importRows']>[0], RegExp][] = [
+    [{ keys: K(1), values: new Float32Array(3) }, /values length 3 does not match 1 keys x dim 2/],
+    [{ keys: K(1), values: new Float32Array(2), dim: 3 }, /rows have dim 3, the table has dim 2/],
+    [{ keys: K(1n << 48n), values: new Float32Array(2) }, /not below 2\^48/],
+    [{ keys: K(1), values: new Float32Array(2), slots: [new Float32Array(1)] }, /slot m must be a Float32Array of 1 x 2/],
+    [{ keys: K(1), values: new Float32Array(2), slots: [undefined, undefined, new Float32Array(2)] }, /3 slot arrays given, optimizer adam has 2/],
+    [{ keys: K(1, 3), values: new Float32Array(4), steps: new Uint32Array(1) }, /steps must be a Uint32Array of length 2/],
+  ];
+  for (const [data, re] of bad) assert.throws(() => s.importRows(data), re);
+  const after = s.exportRows();
+  assert.equal(after.keys, before.keys);
+  assert.equal(after.values, before.values);
+});
+
+test('GradAccumulator sums per key across pushes; applyAccumulated equals one apply of the sums', () => {
+  const c = cfg({ dim: 2, optimizer: 'adagrad', hyper: { lr: 0.5 } });
+  const bsp = new TableStore(c), direct = new TableStore(c);
+  const acc = new GradAccumulator(2, 1);
+  bsp.accumulate(acc, K(7, 1), Float32Array.of(0.1, 0.2, 1, 1));
+  bsp.accumulate(acc, K(1, 8), Float32Array.of(2, 3, -1, -1));
+  bsp.accumulate(acc, K(7), Float32Array.of(0.2, 0.2));
+  for (let i = 0; i < 100; i++) acc.add(K(1000 + i), Float32Array.of(i, i)); // grows past its presize
+  assert.is(acc.rows, 103);
+  assert.is(bsp.rows, 0, 'accumulating does not touch the table');
+  direct.apply(K(7, 1, 8), Float32Array.of(0.1 + 0.2, 0.2 + 0.2, 3, 4, -1, -1));
+  direct.apply(BigUint64Array.from({ length: 100 }, (_, i) => BigInt(1000 + i)), Float32Array.from({ length: 200 }, (_, j) => Math.floor(j / 2)));
+  assert.is(bsp.applyAccumulated(acc), 103);
+  assert.is(acc.rows, 0, 'reset after applying');
+  const d = direct.exportRows(), b = bsp.exportRows();
+  assert.equal(b.keys, d.keys);
+  assert.equal(b.values, d.values);
+  assert.equal(Array.from(b.steps), new Array(103).fill(1), 'one update per row per clock');
+  // drain(): first-seen order, summed in f64, then empty with memory kept.
+  acc.add(K(3, 2), Float32Array.of(1, 1, 2, 2));
+  acc.add(K(3), Float32Array.of(0.5, 0.5));
+  const { keys, grads } = acc.drain();
+  assert.equal(Array.from(keys), [3n, 2n]);
+  assert.equal(Array.from(grads), [1.5, 1.5, 2, 2]);
+  assert.is(acc.rows, 0);
+  assert.throws(() => bsp.accumulate(new GradAccumulator(3), K(1), new Float32Array(3)), /accumulator dim 3 != table emb dim 2/);
+  assert.throws(() => acc.add(K(1), new Float32Array(3)), /grads length 3 does not match 1 keys x dim 2/);
+});
+
+test('checkPush refuses wrong length, NaN/Inf, duplicates and keys >= 2^48, naming the cause', () => {
+  const k = K(1, 2, 3);
+  assert.is(checkPush(2, k, new Float32Array(6)), null);
+  assert.is(checkPush(2, K(), new Float32Array(0)), null);
+  assert.is(checkPush(1, K((1n << 48n) - 1n), Float32Array.of(1)), null, '2^48 - 1 is a valid row id');
+  assert.match(checkPush(2, k, new Float32Array(5))!, /values length 5 does not match 3 keys x dim 2 = 6/);
+  for (const bad of [NaN, Infinity, -Infinity]) {
+    const v = new Float32Array(6); v[3] = bad;
+    assert.match(checkPush(2, k, v)!, new RegExp(`gradient value ${bad} for key 2 \\(position 1, column 1\\) is not finite`));
+  }
+  assert.match(checkPush(1, K(4, 5, 4), new Float32Array(3))!, /duplicate key 4 at positions 0 and 2/);
+  const big = checkPush(1, K(1, 1n << 48n), new Float32Array(2))!;
+  assert.match(big, /key 281474976710656 at position 1 is not below 2\^48/);
+  // The server maps messages to error codes by words; keep them apart.
+  assert.not.match(big, /finite|NaN|Inf|length|dim/i);
+  assert.not.match(checkPush(1, K(4, 4), new Float32Array(2))!, /finite|NaN|Inf|length|dim/i);
+});
+
+test('checkTableConfig names what is wrong; the constructor refuses the same', () => {
+  const cases: [Partial<TableConfig>, RegExp][] = [
+    [{ dim: 0 }, /dim 0 is not an integer in \[1, 65536\]/],
+    [{ dim: 1.5 }, /dim 1.5/],
+    [{ name: '' }, /name must be a non-empty string/],
+    [{ name: 'dense' }, /reserved for dense parameters/],
+    [{ init: 'glorot' as TableConfig['init'] }, /unknown initializer 'glorot'/],
+    [{ optimizer: 'nadam' }, /unknown optimizer 'nadam'/],
+    [{ hyper: { learning_rate: 1 } }, /table 1 \(emb\): optimizer 'sgd' has no hyperparameter 'learning_rate'/],
+    [{ expectedRows: -5 }, /expectedRows -5/],
+  ];
+  for (const [over, re] of cases) {
+    assert.match(checkTableConfig(cfg(over)) ?? 'null', re);
+    assert.throws(() => new TableStore(cfg(over)), re);
+  }
+  assert.is(checkTableConfig(cfg()), null);
+  const s = new TableStore(cfg({ optimizer: 'adam', hyper: { lr: 0.1 } }));
+  assert.equal(s.hyper, { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+  assert.is(s.slotCount, 2);
+  assert.is(s.idealBytesPerRow(), 4 * 4 * 3);
+});
+
+test.run();
