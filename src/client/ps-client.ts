@@ -158,7 +158,7 @@ export class PSClient {
    */
   async pull(table: number, keys: BigUint64Array, opts: { clock?: number } = {}): Promise<Float32Array> {
     const dim = this.dimOf(table);
-    const out = new Float32Array(keys.length * dim);
+    let out: Float32Array | null = null;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
       const reply = await this.toServer<Extract<Body, { type: 'pullReply' }>>(serverId, {
         type: 'pull', table, keys: partKeys, clock: opts.clock ?? -1, worker: this.rank, f16: !!this.opts.f16,
@@ -168,10 +168,12 @@ export class PSClient {
         throw new Error(`server ${serverId} answered ${v.length} values for ${idx.length} rows of dim ${dim}`);
       }
       this.bytes.pull += partKeys.byteLength + (this.opts.f16 ? v.length * 2 : v.byteLength);
-      if (isIdentity(idx, keys.length)) out.set(v);
-      else for (let i = 0; i < idx.length; i++) out.set(v.subarray(i * dim, (i + 1) * dim), idx[i]! * dim);
+      // One server answered for every key, in order: hand out the reply itself (a view of the frame).
+      if (isIdentity(idx, keys.length)) { out = v; return; }
+      out ??= new Float32Array(keys.length * dim);
+      for (let i = 0; i < idx.length; i++) out.set(v.subarray(i * dim, (i + 1) * dim), idx[i]! * dim);
     });
-    return out;
+    return out ?? new Float32Array(keys.length * dim);
   }
 
   /** Pushes one gradient row per key; resolves when every owning server acknowledged. */
@@ -207,8 +209,11 @@ export class PSClient {
       if (view.servers.length === 0) throw new Error('no servers in the cluster view');
       const tasks: { serverId: string; idx: Int32Array; seq: number }[] = [];
       for (const g of groups) {
-        const subset = new BigUint64Array(g.idx.length);
-        for (let i = 0; i < g.idx.length; i++) subset[i] = keys[g.idx[i]!]!;
+        let subset = keys;
+        if (!isIdentity(g.idx, keys.length)) {
+          subset = new BigUint64Array(g.idx.length);
+          for (let i = 0; i < g.idx.length; i++) subset[i] = keys[g.idx[i]!]!;
+        }
         view.ring.partition(table, subset).forEach((part, s) => {
           if (part.length) tasks.push({ serverId: view.servers[s]!.nodeId, idx: part.map((p) => g.idx[p]!), seq: g.seq ?? ++this.seq });
         });

@@ -74,6 +74,7 @@ export class HashRing {
    * Keys are read as lo/hi words of the BigUint64Array's buffer (no BigInt math per key).
    */
   partition(table: number, keys: BigUint64Array): Int32Array[] {
+    if (this.servers.length === 1) return [Int32Array.from({ length: keys.length }, (_, i) => i)];
     const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
     const n = keys.length;
     const owner = new Uint16Array(n);

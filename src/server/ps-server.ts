@@ -6,7 +6,7 @@ import { Listener, Peer, RpcError, type Connection } from '../transport/index.ts
 import type { MemberMsg } from '../wire/codec.ts';
 import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type PushBody, type TableSpecMsg } from '../wire/codec.ts';
 import { ClusterView } from '../scheduler/cluster-view.ts';
-import { TableStore, checkPush, checkTableConfig, type TableConfig } from './table-store.ts';
+import { TableStore, checkPush, checkTableConfig, keyWords, type TableConfig } from './table-store.ts';
 import { loadOptimizerModule } from './optimizers.ts';
 import { ClockTable } from './clock-table.ts';
 import { BspAccumulator } from './bsp-accumulator.ts';
@@ -43,7 +43,6 @@ export interface TableState {
   appliedClock: number;
 }
 
-const KEY_LIMIT = 2n ** 48n;
 
 export class PsServer {
   readonly tables = new Map<number, TableState>();
@@ -240,8 +239,9 @@ export class PsServer {
    * groups the keys by the chain's next server. Throws WrongOwner so the sender re-routes.
    */
   private nextHops(table: number, keys: BigUint64Array, mustBeHead: boolean): Map<string, number[]> {
-    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
     const next = new Map<string, number[]>();
+    if (this.view.servers.length === 1 && this.view.servers[0]!.nodeId === this.nodeId) return next; // sole server: owns all
+    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
     const r = this.view.replicas;
     for (let i = 0; i < keys.length; i++) {
       const chain = r > 1 ? this.view.chainOf(table, words[2 * i]!, words[2 * i + 1]!) : [this.view.ownerOfWords(table, words[2 * i]!, words[2 * i + 1]!)];
@@ -392,8 +392,9 @@ export class PsServer {
 }
 
 function checkKeys(keys: BigUint64Array): void {
+  const w = keyWords(keys);
   for (let i = 0; i < keys.length; i++) {
-    if (keys[i]! >= KEY_LIMIT) throw new RpcError(ErrorCode.Malformed, `key ${keys[i]} at position ${i} is not below 2^48`);
+    if (w[2 * i + 1]! >= 0x10000) throw new RpcError(ErrorCode.Malformed, `key ${keys[i]} at position ${i} is not below 2^48`);
   }
 }
 
