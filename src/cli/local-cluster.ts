@@ -19,6 +19,8 @@ export interface LocalClusterOptions {
   /** Where the children's log lines go (default: this process's stderr). */
   log?: (line: string) => void;
   env?: NodeJS.ProcessEnv;
+  /** Extra Node flags for every child (e.g. --max-old-space-size=8192, --cpu-prof). */
+  nodeArgs?: string[];
 }
 
 export class LocalCluster {
@@ -38,7 +40,7 @@ export class LocalCluster {
 
   /** Spawns `hybridps <args>` and resolves when it prints its ready line. */
   spawnRole(role: string, args: string[], timeoutMs = 30_000): Promise<ChildInfo> {
-    const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), '--import', 'tsx', MAIN, ...args], { env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
     const log = this.opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
     createInterface({ input: proc.stderr! }).on('line', (l) => log(l));
     return new Promise((resolve, reject) => {
