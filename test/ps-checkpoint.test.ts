@@ -2,8 +2,7 @@
 // 3 servers (each keeps the rows it owns) and training continues identically.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdtempSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { startCluster, table, randomFloats } from './helpers/cluster.ts';
 import { Consistency } from '../src/wire/codec.ts';
@@ -20,12 +19,11 @@ async function steps(c: Awaited<ReturnType<typeof startCluster>>, n: number, fro
 }
 
 test('save on 2 servers, restore on 3, continue: equals an uninterrupted run', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'hps-ckpt-'));
   const straight = await startCluster({ servers: 2 });
+  const dir = mkdtempSync(join(straight.checkpointRoot, 'ckpt-'));
   await steps(straight, 3, 0);
   const files = await straight.clients[0]!.checkpoint(dir, 3);
   const want = await steps(straight, 2, 3);
-  await straight.close();
   assert.is(files.length, 2);
   assert.equal(readdirSync(dir).filter((f) => f.endsWith('.safetensors')).length, 2, 'one shard per server, no temp files left');
   const shard = await readSafetensors(files[0]!);
@@ -34,10 +32,13 @@ test('save on 2 servers, restore on 3, continue: equals an uninterrupted run', a
   const resumed = await startCluster({ servers: 3 });
   const cl = await resumed.client('trainer');
   await cl.declareTables([spec]);
-  const restored = await cl.restore(dir);
+  const moved = join(resumed.checkpointRoot, 'ckpt');
+  renameSync(dir, moved);
+  const restored = await cl.restore(moved);
   assert.is(restored, keys.length, 'every row restored exactly once across the 3 servers');
   const got = await steps(resumed, 2, 3);
   await resumed.close();
+  await straight.close();
   assert.equal(Array.from(got), Array.from(want));
 });
 

@@ -1,6 +1,6 @@
 // `hybridps launch`: a scheduler and N servers (and, with a model, W workers) as child processes
 // on this machine. Without a model it keeps the cluster up until Ctrl-C and prints how to reach it.
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalCluster } from './local-cluster.ts';
@@ -36,5 +36,6 @@ export async function launchAndWait(flags: LaunchFlags): Promise<void> {
     process.once('SIGTERM', stop);
   });
   await cluster.stop();
+  rmSync(dir, { recursive: true, force: true });
   console.log('stopped');
 }

@@ -1,6 +1,8 @@
 // A real scheduler and real servers on loopback, in this process (fast to start); tests that
 // need separate processes use LocalCluster or spawn helpers of their own.
 import { tmpdir } from 'node:os';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { PsServer } from '../../src/server/ps-server.ts';
 import { PSClient } from '../../src/client/ps-client.ts';
@@ -12,6 +14,7 @@ import { SECRET } from './secret.ts';
 
 export interface TestCluster {
   scheduler: Scheduler;
+  checkpointRoot: string;
   servers: PsServer[];
   clients: PSClient[];
   client(nodeId?: string): Promise<PSClient>;
@@ -19,14 +22,16 @@ export interface TestCluster {
 }
 
 export async function startCluster(opts: { servers: number; replicas?: number; heartbeatMs?: number; maxFrameBytes?: number; viewWaitMs?: number }): Promise<TestCluster> {
+  // Servers may write checkpoints only here; removed on close.
+  const checkpointRoot = mkdtempSync(join(tmpdir(), 'hps-test-'));
   const scheduler = await Scheduler.start({ secret: SECRET, replicas: opts.replicas, heartbeatIntervalMs: opts.heartbeatMs ?? 200 });
   const servers: PsServer[] = [];
   for (let i = 0; i < opts.servers; i++) {
-    servers.push(await PsServer.start({ secret: SECRET, checkpointRoot: tmpdir(), schedulerUrl: scheduler.url, nodeId: `server-${i}`, heartbeatIntervalMs: opts.heartbeatMs ?? 200, maxFrameBytes: opts.maxFrameBytes, viewWaitMs: opts.viewWaitMs }));
+    servers.push(await PsServer.start({ secret: SECRET, checkpointRoot, schedulerUrl: scheduler.url, nodeId: `server-${i}`, heartbeatIntervalMs: opts.heartbeatMs ?? 200, maxFrameBytes: opts.maxFrameBytes, viewWaitMs: opts.viewWaitMs }));
   }
   const clients: PSClient[] = [];
   return {
-    scheduler, servers, clients,
+    scheduler, servers, clients, checkpointRoot,
     async client(nodeId?: string) {
       const c = await PSClient.connect({ secret: SECRET, schedulerUrl: scheduler.url, nodeId, heartbeatIntervalMs: opts.heartbeatMs ?? 200 });
       clients.push(c);
@@ -37,6 +42,7 @@ export async function startCluster(opts: { servers: number; replicas?: number; h
       await Promise.all(clients.map((c) => c.close().catch(() => {})));
       await Promise.all(servers.map((s) => s.stop().catch(() => {})));
       await scheduler.stop();
+      rmSync(checkpointRoot, { recursive: true, force: true });
     },
   };
 }
