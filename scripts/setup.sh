@@ -12,7 +12,17 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 
-# 2. Vulkan. A vendor ICD (NVIDIA, AMD, Intel) or Mesa >= 25 is fine as is.
+# 2. With --browser (the test command passes it): Debian's Chromium, for the report test.
+if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing Debian's chromium (headless browser for the report test)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+  else
+    echo "[setup] the report test needs Chromium: apt-get install chromium" >&2
+  fi
+fi
+
+# 3. Vulkan. A vendor ICD (NVIDIA, AMD, Intel) or Mesa >= 25 is fine as is.
 have_vendor_icd() {
   ls /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json 2>/dev/null | grep -q .
 }
