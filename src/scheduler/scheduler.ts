@@ -42,7 +42,7 @@ export class Scheduler {
     s.listener = await Listener.listen({
       nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port, maxFrameBytes: opts.maxFrameBytes ?? 1 << 20,
       epoch: () => s.epoch,
-      onHello: (hello, conn) => s.register(hello, conn),
+      onHello: (hello, conn, env) => s.register(hello, conn, env.epoch),
       onRequest: (env, conn) => s.onRequest(env, conn),
       onRejected: (why) => s.log.warn('peer refused', { why }),
     });
@@ -62,7 +62,10 @@ export class Scheduler {
     };
   }
 
-  private register(hello: Extract<Body, { type: 'hello' }>, conn: Connection): Body {
+  private register(hello: Extract<Body, { type: 'hello' }>, conn: Connection, senderEpoch: number): Body {
+    // After a scheduler restart, members come back knowing a later epoch than ours: continue from
+    // there, so the views we publish are newer than any they have seen.
+    if (senderEpoch > this.epoch && senderEpoch < Number.MAX_SAFE_INTEGER / 2) this.epoch = senderEpoch;
     if (hello.role !== Role.Server && hello.role !== Role.Worker && hello.role !== Role.Client) {
       throw new RpcError(ErrorCode.Unsupported, `role ${hello.role} cannot register`);
     }
@@ -74,7 +77,7 @@ export class Scheduler {
       conn.closed.then(() => {});
       return { type: 'welcome', nodeId: this.nodeId, view: this.view() };
     }
-    const rank = previous && previous.member.role === hello.role ? previous.member.rank : this.freeRank(hello.role);
+    const rank = previous && previous.member.role === hello.role ? previous.member.rank : this.freeRank(hello.role, hello.nodeId);
     const member: MemberMsg = { nodeId: hello.nodeId, role: hello.role, address: hello.address, rank };
     this.members.set(hello.nodeId, { member, conn, lastSeen: Date.now(), clock: previous?.clock ?? 0 });
     void conn.closed.then(() => this.drop(hello.nodeId, conn, 'connection closed'));
@@ -83,8 +86,14 @@ export class Scheduler {
     return { type: 'welcome', nodeId: this.nodeId, view: this.view() };
   }
 
-  private freeRank(role: Role): number {
+  /**
+   * The lowest free rank for a role; a node named `server-<i>` or `worker-<i>` (launch, TF_CONFIG)
+   * gets rank i when free, so ranks survive a scheduler restart whatever order members return in.
+   */
+  private freeRank(role: Role, nodeId: string): number {
     const used = new Set([...this.members.values()].filter((m) => m.member.role === role).map((m) => m.member.rank));
+    const named = /^(?:server|worker)-(\d{1,6})$/.exec(nodeId);
+    if (named && !used.has(Number(named[1]))) return Number(named[1]);
     let r = 0;
     while (used.has(r)) r++;
     return r;

@@ -21,7 +21,7 @@ export interface ListenOptions extends EndpointOptions {
   host?: string;
   port?: number;
   /** Decides what to answer a valid Hello with (Welcome, or an error to refuse the peer). */
-  onHello?: (hello: Extract<Body, { type: 'hello' }>, conn: Connection) => Body | Promise<Body>;
+  onHello?: (hello: Extract<Body, { type: 'hello' }>, conn: Connection, env: Envelope) => Body | Promise<Body>;
   onConnection?: (conn: Connection) => void;
   onRequest: RequestHandler;
   onRejected?: (why: string) => void;
@@ -76,7 +76,7 @@ export class Listener {
       void conn.closed.then(() => this.connections.delete(conn));
       let welcome: Body;
       try {
-        welcome = opts.onHello ? await opts.onHello(b, conn) : { type: 'welcome', nodeId: opts.nodeId, view: null };
+        welcome = opts.onHello ? await opts.onHello(b, conn, env) : { type: 'welcome', nodeId: opts.nodeId, view: null };
       } catch (e) {
         welcome = { type: 'error', code: ErrorCode.Conflict, message: (e as Error).message };
       }
