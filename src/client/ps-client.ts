@@ -270,6 +270,18 @@ export class PSClient {
     return c;
   }
 
+  /**
+   * For a worker joining a running job: adopts the clock the servers gave it when it entered the
+   * view (the slowest live worker's), so its first pushes belong to a clock not yet applied.
+   */
+  async joinClock(): Promise<number> {
+    const replies = await this.withRetry('joinClock', () => Promise.all(this.view.servers.map((s) =>
+      this.toServer<Extract<Body, { type: 'clockAck' }>>(s.nodeId, { type: 'clock', worker: this.rank, clock: this.clockValue }))));
+    const c = Math.max(this.clockValue, ...replies.map((r) => r.body.clock));
+    this.clockValue = Number.isFinite(c) ? c : this.clockValue;
+    return this.clockValue;
+  }
+
   /** Waits until every live worker reached the named barrier. */
   async barrier(name: string): Promise<void> {
     await this.scheduler.request({ type: 'barrier', name, worker: this.rank, generation: 0 }, 600_000);

@@ -317,7 +317,8 @@ export class PsServer {
     this.clocks.advance(worker, clock);
     this.stats.clocks++;
     this.onClocksChanged();
-    return { type: 'clockAck', clock: this.clocks.minClock() === Infinity ? clock : this.clocks.minClock() };
+    // Answer with this worker's clock as the server sees it (a joining worker starts at the slowest).
+    return { type: 'clockAck', clock: this.clocks.clockOf(worker) };
   }
 
   /** Applies every BSP clock all live workers have finished, then lets waiting pulls through. */
