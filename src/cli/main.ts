@@ -37,8 +37,7 @@ program.command('run').description('run the role named by TF_CONFIG or HYBRIDPS_
     if (env.role === 'scheduler') return runScheduler(o);
     if (env.role === 'server') return runServer(o);
     if (env.role === 'worker') {
-      const { runWorkerFromEnv } = await import('./worker-role.ts');
-      return runWorkerFromEnv(o);
+      throw new Error('the worker role is a library call for now (PSClient in src/client/ps-client.ts); the GPU training worker is not wired to the command line yet');
     }
     throw new Error('no role: set TF_CONFIG (task.type chief|ps|worker) or HYBRIDPS_ROLE');
   });
