@@ -44,6 +44,8 @@ export interface TableState {
 }
 
 
+const EMPTY = new Float32Array(0);
+
 export class PsServer {
   readonly tables = new Map<number, TableState>();
   readonly nodeId: string;
@@ -185,11 +187,16 @@ export class PsServer {
       if (c === Consistency.BSP) await this.clocks.waitFor(p.clock);
       else if (c === Consistency.SSP) await this.clocks.waitFor(p.clock - t.spec.staleness);
     }
-    const values = t.store.pull(p.keys);
     this.stats.pulls++;
     this.stats.rowsPulled += p.keys.length;
-    this.stats.bytesOut += values.byteLength;
-    return { type: 'pullReply', table: p.table, dim: t.spec.dim, values, f16: p.f16 };
+    this.stats.bytesOut += p.keys.length * t.spec.dim * 4;
+    // The rows are copied straight into the reply frame when it is encoded (keys view the request
+    // frame, which ws does not reuse).
+    const keys = p.keys;
+    return {
+      type: 'pullReply', table: p.table, dim: t.spec.dim, values: EMPTY, f16: p.f16,
+      writer: { length: keys.length * t.spec.dim, write: (dst) => { t.store.pull(keys, dst); } },
+    };
   }
 
   /**

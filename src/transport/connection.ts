@@ -2,6 +2,7 @@
 // by id with a timeout each, one-way notifications, and bounded send buffering (a sender waits
 // when the socket has more than `highWaterBytes` queued instead of growing memory without end).
 import type WebSocket from 'ws';
+import * as flatbuffers from 'flatbuffers';
 import { decode, encode, ErrorCode, WireError, type Body, type Envelope } from '../wire/codec.ts';
 
 export class RemoteError extends Error {
@@ -45,6 +46,8 @@ export class Connection {
   private pending = new Map<number, Pending>();
   private drainWaiters: (() => void)[] = [];
   private isClosed = false;
+  /** Builders whose frames the socket has finished with, reused so big frames need no fresh memory. */
+  private builders: flatbuffers.Builder[] = [];
   private closeInfo = { code: 0, reason: '' };
   onRequest?: RequestHandler;
 
@@ -113,10 +116,14 @@ export class Connection {
 
   private sendRaw(env: Envelope, done?: (err?: Error) => void): number {
     if (this.isClosed) { done?.(new ConnectionClosedError(`connection to ${this.peerId} is closed`)); return 0; }
-    const bytes = encode(env);
+    const builder = this.builders.pop() ?? new flatbuffers.Builder(1024);
+    const bytes = encode(env, builder);
+    const owner = bytes.buffer === builder.dataBuffer().bytes().buffer ? builder : null;
     this.stats.sentBytes += bytes.byteLength;
     this.stats.sentFrames++;
     this.ws.send(bytes, { binary: true }, (err) => {
+      // ws is done with the bytes: the builder (or the larger one encode made) can be reused.
+      if (this.builders.length < 4) this.builders.push(owner ?? adoptBuilder(bytes));
       if (this.ws.bufferedAmount <= (this.opts.highWaterBytes ?? 32 << 20) / 2) {
         for (const w of this.drainWaiters.splice(0)) w();
       }
@@ -170,4 +177,12 @@ export class Connection {
     }
     return this.closed;
   }
+}
+
+/** A builder wrapping a frame's buffer, for reuse after encode had to allocate a larger one. */
+function adoptBuilder(bytes: Uint8Array): flatbuffers.Builder {
+  const b = new flatbuffers.Builder(1);
+  (b as unknown as { bb: flatbuffers.ByteBuffer }).bb = new flatbuffers.ByteBuffer(new Uint8Array(bytes.buffer as ArrayBuffer));
+  b.clear();
+  return b;
 }

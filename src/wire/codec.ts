@@ -26,6 +26,9 @@ export interface AllreduceChunkBody {
   type: 'allreduceChunk'; opId: number; ringEpoch: number; step: number; segment: number;
   offset: number; values: Float32Array; f16?: boolean;
 }
+/** Values produced straight into the outgoing frame (saves a buffer and a copy on big replies). */
+export interface ValuesWriter { length: number; write(dst: Float32Array): void }
+
 export type Body =
   | { type: 'challenge'; nonce: Uint8Array }
   | { type: 'hello'; role: Role; nodeId: string; address: string; mac: Uint8Array }
@@ -36,7 +39,7 @@ export type Body =
   | { type: 'declareTables'; tables: TableSpecMsg[]; workers: number }
   | { type: 'declareTablesReply'; tables: TableSpecMsg[] }
   | PullBody
-  | { type: 'pullReply'; table: number; dim: number; values: Float32Array; f16?: boolean }
+  | { type: 'pullReply'; table: number; dim: number; values: Float32Array; f16?: boolean; writer?: ValuesWriter }
   | PushBody
   | { type: 'pushAck'; seq: number; applied: boolean }
   | { type: 'clock'; worker: number; clock: number }
@@ -83,7 +86,20 @@ function bulkVector(b: flatbuffers.Builder, data: ArrayBufferView, elemSize: num
   return b.endVector();
 }
 
-function valuesVectors(b: flatbuffers.Builder, values: Float32Array, f16: boolean | undefined): [number, number] {
+function valuesVectors(b: flatbuffers.Builder, values: Float32Array, f16: boolean | undefined, writer?: ValuesWriter): [number, number] {
+  if (writer && !f16) {
+    // Reserve the vector in the builder and let the writer fill it in place.
+    b.startVector(4, writer.length, 4);
+    const internal = b as unknown as { space: number; bb: flatbuffers.ByteBuffer };
+    internal.space -= writer.length * 4;
+    const bytes = internal.bb.bytes();
+    writer.write(new Float32Array(bytes.buffer, bytes.byteOffset + internal.space, writer.length));
+    return [b.endVector(), 0];
+  }
+  if (writer) {
+    values = new Float32Array(writer.length);
+    writer.write(values);
+  }
   return f16 ? [0, bulkVector(b, f32ToF16(values), 2)] : [bulkVector(b, values, 4), 0];
 }
 
@@ -179,7 +195,7 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       return [W.Body.Pull, W.Pull.createPull(b, body.table, keys, big(body.clock), body.worker, body.f16)];
     }
     case 'pullReply': {
-      const [vals, vals16] = valuesVectors(b, body.values, body.f16);
+      const [vals, vals16] = valuesVectors(b, body.values, body.f16, body.writer);
       return [W.Body.PullReply, W.PullReply.createPullReply(b, body.table, body.dim, vals, vals16)];
     }
     case 'push':
@@ -235,16 +251,23 @@ function payloadBytes(body: Body): number {
   switch (body.type) {
     case 'pull': return body.keys.byteLength;
     case 'push': return body.keys.byteLength + body.values.byteLength;
-    case 'pullReply': case 'allreduceChunk': return body.values.byteLength;
+    case 'pullReply': return body.writer ? body.writer.length * 4 : body.values.byteLength;
+    case 'allreduceChunk': return body.values.byteLength;
     case 'replicaPush': return body.push.keys.byteLength + body.push.values.byteLength;
     case 'copyRows': return body.keys.byteLength + body.values.byteLength + body.slots.byteLength + body.steps.byteLength;
     default: return 0;
   }
 }
 
-export function encode(env: Envelope): Uint8Array {
+/**
+ * Encodes one frame. With `builder` (reused across frames by a connection) the bytes live in the
+ * builder's memory, already paged in, and stay valid until the builder is used again.
+ */
+export function encode(env: Envelope, builder?: flatbuffers.Builder): Uint8Array {
   // Size the builder up front so large payloads are copied once, not on every doubling.
-  const b = new flatbuffers.Builder(payloadBytes(env.body) + 512);
+  const need = payloadBytes(env.body) + 512;
+  let b: flatbuffers.Builder;
+  if (builder && builder.dataBuffer().capacity() >= need) { b = builder; b.clear(); } else b = new flatbuffers.Builder(need);
   const sender = b.createString(env.sender);
   const [type, off] = encodeBody(b, env.body);
   W.Envelope.startEnvelope(b);
