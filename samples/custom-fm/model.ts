@@ -1,0 +1,95 @@
+// A factorization machine (Rendle 2010) declared as data for ModelRunner, with its own WGSL
+// kernels in ./shaders (fm_fwd, fm_bwd) and the repo's for the rest (embedding_bag, bce_fwd_bwd,
+// sum_reduce, segment_sum). One table per field; a row is [w_i, v_i(1..K)], so the linear and the
+// factor terms are pulled, pushed and updated together on the parameter servers.
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { KernelCall, ModelSpec, TableDecl } from '../../src/model/model-spec.ts';
+import { REPO_SHADERS } from '../../src/model/dlrm.ts';
+
+export const FM_SHADERS = join(dirname(fileURLToPath(import.meta.url)), 'shaders');
+
+export interface FmConfig {
+  /** Categorical fields (one table each). */
+  fields: number;
+  /** Factor size K (rows are K+1 wide). */
+  k: number;
+  rowsPerField: number;
+  lr?: number;
+  initScale?: number;
+}
+
+export function fmSpec(c: FmConfig): ModelSpec {
+  const W = c.k + 1, F = c.fields;
+  const tables: TableDecl[] = Array.from({ length: F }, (_, f) => ({
+    name: `field${f}`, dim: W, rows: c.rowsPerField, init: 'uniform', initScale: c.initScale ?? 0.05,
+    optimizer: 'adagrad', hyper: { lr: c.lr ?? 0.1 }, consistency: 'bsp',
+  }));
+  const gather: KernelCall[] = tables.map((t, f) => ({
+    kernel: 'embedding_bag', params: { B: 'B', D: W, outStride: F * W, outOffset: f * W, mode: 0 },
+    bind: [`${t.name}.rows`, `${t.name}.index`, `${t.name}.offsets`, 'e'],
+  }));
+  const scatter: KernelCall[] = tables.map((t, f) => ({
+    kernel: 'segment_sum', params: { U: `U_${t.name}`, D: W, outStride: F * W, outOffset: f * W, mode: 0 },
+    bind: [`${t.name}.csrOffsets`, `${t.name}.csrItems`, `${t.name}.offsets`, 'de', `${t.name}.grad`],
+  }));
+  return {
+    name: 'custom-fm',
+    config: { F, K: c.k },
+    kernelDirs: [FM_SHADERS, REPO_SHADERS],
+    tables,
+    dense: [{ name: 'w0', shape: [1], init: { kind: 'zeros' } }],
+    inputs: [{ name: 'labels', shape: ['B'] }],
+    buffers: [
+      { name: 'e', shape: ['B', 'F * (K + 1)'] },
+      { name: 'de', shape: ['B', 'F * (K + 1)'] },
+      { name: 'logits', shape: ['B'] },
+      { name: 'dlogits', shape: ['B'] },
+      { name: 'lossvec', shape: ['B'] },
+      { name: 'loss', shape: [1] },
+    ],
+    forward: [
+      ...gather,
+      { kernel: 'fm_fwd', params: { B: 'B', F: 'F', K: 'K' }, bind: ['e', 'w0', 'logits'] },
+    ],
+    backward: [
+      { kernel: 'bce_fwd_bwd', params: { B: 'B' }, bind: ['logits', 'labels', 'lossvec', 'dlogits'] },
+      { kernel: 'sum_reduce', params: { n: 'B', scale: '1/B' }, bind: ['lossvec', 'loss'] },
+      { kernel: 'sum_reduce', params: { n: 'B', scale: 1 }, bind: ['dlogits', 'w0.grad'] },
+      { kernel: 'fm_bwd', params: { B: 'B', F: 'F', K: 'K' }, bind: ['e', 'dlogits', 'de'] },
+      ...scatter,
+    ],
+    loss: 'loss',
+  };
+}
+
+/**
+ * Synthetic click data with a planted FM structure: a hidden factor per (field, id) and the label
+ * drawn from sigmoid of their pairwise interactions, so an FM can learn it.
+ */
+export function syntheticFm(c: FmConfig, seed = 1) {
+  let a = seed >>> 0;
+  const r = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const hidden = Array.from({ length: c.fields }, () => Array.from({ length: c.rowsPerField }, () => r() * 2 - 1));
+  return (B: number) => {
+    const ids = Array.from({ length: c.fields }, () => new Float64Array(B));
+    const labels = new Float32Array(B);
+    for (let b = 0; b < B; b++) {
+      let s = 0;
+      for (let f = 0; f < c.fields; f++) {
+        const id = Math.floor(r() * c.rowsPerField);
+        ids[f][b] = id;
+        s += hidden[f][id];
+      }
+      const logit = 2.5 * s; // strong, learnable signal
+      labels[b] = r() < 1 / (1 + Math.exp(-logit)) ? 1 : 0;
+    }
+    return { B, inputs: { labels }, tables: ids.map((x) => ({ ids: x })) };
+  };
+}

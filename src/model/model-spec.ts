@@ -1,0 +1,171 @@
+// A model as data: its sparse tables, its dense parameters, its named GPU buffers (shapes as
+// expressions of the batch size B, the config numbers and the per-step unique-row counts) and its
+// forward and backward passes as ordered lists of kernel invocations. ModelRunner executes it;
+// nothing in src/ needs to change to swap a kernel or to add a model.
+//
+// Names a kernel invocation can bind, besides the buffers the model declares:
+//   per table T:  T.rows [U_T, dim] (pulled unique rows, uploaded), T.index [NNZ_T] u32
+//                 (occurrence -> unique slot), T.offsets [B+1] u32 (bag offsets per sample),
+//                 T.csrOffsets [U_T+1] u32, T.csrItems [NNZ_T] u32 (sample of each occurrence,
+//                 grouped by unique row), T.grad [U_T, dim] (one gradient per unique row: read back)
+//   per dense parameter P: P (its values) and P.grad (its gradient: read back)
+// Expression scope: B, every config number, U_T and NNZ_T for every table T.
+import { evalFormula } from '../gpu/kernel-meta.ts';
+
+/** A number, or a formula such as 'B', 'B*numTables*dim', 'ceil(B/64)', '1/B'. */
+export type Expr = number | string;
+
+export type Initializer = 'zeros' | 'uniform' | 'normal';
+export type ConsistencyName = 'bsp' | 'ssp' | 'asp';
+export type OptimizerName = 'sgd' | 'adagrad' | 'adam' | 'ftrl';
+
+export interface TableDecl {
+  /** An identifier (it names buffers T.rows, ... and scope variables U_T, NNZ_T). */
+  name: string;
+  dim: number;
+  /** Number of distinct row ids (ids are 0..rows-1). */
+  rows: number;
+  init: Initializer;
+  initScale: number;
+  /** Server-side update function and its hyper-parameters. */
+  optimizer: OptimizerName;
+  hyper: Record<string, number>;
+  consistency: ConsistencyName;
+  staleness?: number;
+  /** Pooling of a multi-hot bag: sum (default) or mean. */
+  pooling?: 'sum' | 'mean';
+}
+
+export interface DenseInit {
+  kind: Initializer;
+  /** uniform: U(-scale, scale); normal: N(0, scale^2). */
+  scale?: number;
+}
+
+export interface DenseParamDecl {
+  name: string;
+  shape: Expr[];
+  init: DenseInit;
+}
+
+export interface BufferDecl {
+  name: string;
+  shape: Expr[];
+  type?: 'f32' | 'u32';
+}
+
+export interface KernelCall {
+  kernel: string;
+  /** The kernel's @param values (missing ones take the header defaults). */
+  params: Record<string, Expr>;
+  /** One buffer name per storage binding of the kernel, in binding order. */
+  bind: string[];
+  /** Explicit workgroup counts instead of the kernel header's formula. */
+  workgroups?: Expr[];
+}
+
+export interface InputDecl {
+  name: string;
+  shape: Expr[];
+}
+
+export interface ModelSpec {
+  name: string;
+  /** Numbers the expressions may use (besides B, U_T, NNZ_T). */
+  config: Record<string, number>;
+  /** WGSL search path: earlier directories win (a model's own shaders/ first, then the repo's). */
+  kernelDirs: string[];
+  tables: TableDecl[];
+  dense: DenseParamDecl[];
+  /** Per-step f32 inputs the caller uploads (dense features, labels, ...). */
+  inputs: InputDecl[];
+  /** Activations and their gradients. */
+  buffers: BufferDecl[];
+  forward: KernelCall[];
+  /** The loss kernels and the backward pass, run after forward in the same encoder. */
+  backward: KernelCall[];
+  /** Buffer holding the scalar loss (mean over the batch) after the step. */
+  loss: string;
+}
+
+/** Evaluates an expression; the message names the context on failure. */
+export function evalExpr(e: Expr, scope: Record<string, number>, what = 'expression'): number {
+  if (typeof e === 'number') return e;
+  try {
+    return evalFormula(e, scope);
+  } catch (err) {
+    throw new Error(`${what}: ${(err as Error).message}`);
+  }
+}
+
+export function shapeSize(shape: Expr[], scope: Record<string, number>, what = 'shape'): number {
+  let n = 1;
+  for (const e of shape) {
+    const v = evalExpr(e, scope, what);
+    if (!Number.isInteger(v) || v < 0) throw new Error(`${what}: dimension ${String(e)} = ${v} is not a non-negative integer`);
+    n *= v;
+  }
+  return n;
+}
+
+/** Size in floats of every dense parameter (batch-independent). */
+export function denseSizes(spec: ModelSpec): { name: string; offset: number; size: number }[] {
+  const out: { name: string; offset: number; size: number }[] = [];
+  let offset = 0;
+  for (const p of spec.dense) {
+    const size = shapeSize(p.shape, spec.config, `dense parameter ${p.name}`);
+    out.push({ name: p.name, offset, size });
+    offset += size;
+  }
+  return out;
+}
+
+/** Total floats of the flat dense vector (parameters in declaration order, no padding). */
+export function denseLength(spec: ModelSpec): number {
+  return denseSizes(spec).reduce((s, p) => s + p.size, 0);
+}
+
+/** The expression scope of one step. */
+export function stepScope(spec: ModelSpec, B: number, counts: { unique: number; nnz: number }[]): Record<string, number> {
+  const s: Record<string, number> = { ...spec.config, B };
+  spec.tables.forEach((t, i) => {
+    s[`U_${t.name}`] = counts[i]?.unique ?? 0;
+    s[`NNZ_${t.name}`] = counts[i]?.nnz ?? 0;
+  });
+  return s;
+}
+
+const IDENT = /^[A-Za-z_]\w*$/;
+
+/** Names every binding can refer to; used by validateSpec and the runner. */
+export function tableBufferNames(t: TableDecl): string[] {
+  return ['rows', 'index', 'offsets', 'csrOffsets', 'csrItems', 'grad'].map((s) => `${t.name}.${s}`);
+}
+
+/** Static checks: unique names, bindings that exist. Kernel-side checks happen in the runner. */
+export function validateSpec(spec: ModelSpec): void {
+  const names = new Set<string>();
+  const add = (n: string, what: string) => {
+    if (names.has(n)) throw new Error(`model ${spec.name}: ${what} "${n}" is declared twice`);
+    names.add(n);
+  };
+  for (const t of spec.tables) {
+    if (!IDENT.test(t.name)) throw new Error(`model ${spec.name}: table name "${t.name}" must be an identifier`);
+    if (!(t.dim > 0) || !Number.isInteger(t.dim)) throw new Error(`model ${spec.name}: table ${t.name} dim ${t.dim}`);
+    for (const n of tableBufferNames(t)) add(n, 'table buffer');
+  }
+  for (const p of spec.dense) {
+    add(p.name, 'dense parameter');
+    add(`${p.name}.grad`, 'dense gradient');
+  }
+  for (const i of spec.inputs) add(i.name, 'input');
+  for (const b of spec.buffers) add(b.name, 'buffer');
+  for (const [phase, calls] of [['forward', spec.forward], ['backward', spec.backward]] as const) {
+    calls.forEach((c, i) => {
+      for (const b of c.bind) {
+        if (!names.has(b)) throw new Error(`model ${spec.name}: ${phase}[${i}] (${c.kernel}) binds unknown buffer "${b}"`);
+      }
+    });
+  }
+  if (!names.has(spec.loss)) throw new Error(`model ${spec.name}: loss buffer "${spec.loss}" is not declared`);
+}

@@ -1,0 +1,117 @@
+// Per-table batch preparation: the unique row ids of a batch (first-occurrence order), the inverse
+// index (occurrence -> unique slot) for the embedding gather, and the CSR of occurrences per
+// unique row (as sample indices) for the segment-sum that reduces row gradients without atomics.
+// Ids are deduplicated with an open-addressing hash in typed arrays (no Map per id).
+
+/** One table's ids in a batch: `ids[offsets[b] .. offsets[b+1])` are sample b's bag. */
+export interface TableBatch {
+  /** Row ids (integers in [0, 2^48)). */
+  ids: ArrayLike<number>;
+  /** Bag offsets, length B+1; omitted: one id per sample (offsets = 0..B). */
+  offsets?: Uint32Array;
+}
+
+export interface PreparedTable {
+  /** Unique row ids in first-occurrence order. */
+  unique: Float64Array;
+  /** The same ids as PS keys. */
+  keys: BigUint64Array;
+  /** Occurrence -> unique slot (length NNZ). */
+  inverse: Uint32Array;
+  /** Bag offsets per sample (length B+1). */
+  bagOffsets: Uint32Array;
+  /** CSR over unique rows: occurrences of row u are csrItems[csrOffsets[u] .. csrOffsets[u+1]). */
+  csrOffsets: Uint32Array;
+  /** Sample index of each occurrence, grouped by unique row, in occurrence order within a row. */
+  csrItems: Uint32Array;
+}
+
+const TWO32 = 4294967296;
+const MAX_ID = 2 ** 48;
+
+function hashId(id: number): number {
+  const lo = id >>> 0;
+  const hi = (id / TWO32) >>> 0;
+  let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+// Scratch hash table reused across calls (grown when needed) so the hot path does not allocate.
+let slotIds = new Float64Array(0);
+let slotUnique = new Int32Array(0);
+
+function ensureScratch(cap: number): void {
+  if (slotIds.length < cap) {
+    slotIds = new Float64Array(cap);
+    slotUnique = new Int32Array(cap);
+  }
+}
+
+export function prepareTable(batch: TableBatch, B: number): PreparedTable {
+  const ids = batch.ids;
+  const nnz = ids.length;
+  let bagOffsets = batch.offsets;
+  if (!bagOffsets) {
+    if (nnz !== B) throw new Error(`batch prep: ${nnz} ids for ${B} samples without bag offsets (one id per sample expected)`);
+    bagOffsets = new Uint32Array(B + 1);
+    for (let b = 0; b <= B; b++) bagOffsets[b] = b;
+  } else {
+    if (bagOffsets.length !== B + 1) throw new Error(`batch prep: bag offsets have length ${bagOffsets.length}, expected B+1 = ${B + 1}`);
+    if (bagOffsets[0] !== 0 || bagOffsets[B] !== nnz) throw new Error(`batch prep: bag offsets must run from 0 to ${nnz}, got ${bagOffsets[0]}..${bagOffsets[B]}`);
+    for (let b = 0; b < B; b++) if (bagOffsets[b + 1] < bagOffsets[b]) throw new Error(`batch prep: bag offsets decrease at sample ${b}`);
+  }
+
+  let cap = 16;
+  while (cap < nnz * 2) cap *= 2;
+  const mask = cap - 1;
+  ensureScratch(cap);
+  slotUnique.fill(-1, 0, cap);
+
+  const inverse = new Uint32Array(nnz);
+  const uniqueTmp = new Float64Array(nnz);
+  const counts = new Uint32Array(nnz + 1);
+  let U = 0;
+  for (let i = 0; i < nnz; i++) {
+    const id = ids[i];
+    if (!(id >= 0 && id < MAX_ID) || !Number.isInteger(id)) throw new Error(`batch prep: id ${id} at occurrence ${i} is not an integer in [0, 2^48)`);
+    let h = hashId(id) & mask;
+    for (;;) {
+      const u = slotUnique[h];
+      if (u < 0) {
+        slotUnique[h] = U;
+        slotIds[h] = id;
+        uniqueTmp[U] = id;
+        inverse[i] = U;
+        counts[U + 1]++;
+        U++;
+        break;
+      }
+      if (slotIds[h] === id) {
+        inverse[i] = u;
+        counts[u + 1]++;
+        break;
+      }
+      h = (h + 1) & mask;
+    }
+  }
+
+  // Counting sort of occurrences by unique slot (stable: occurrence order within a row).
+  const csrOffsets = new Uint32Array(U + 1);
+  for (let u = 0; u < U; u++) csrOffsets[u + 1] = csrOffsets[u] + counts[u + 1];
+  const cursor = csrOffsets.slice(0, U);
+  const csrItems = new Uint32Array(nnz);
+  for (let b = 0; b < B; b++) {
+    for (let i = bagOffsets[b]; i < bagOffsets[b + 1]; i++) csrItems[cursor[inverse[i]]++] = b;
+  }
+
+  const unique = uniqueTmp.slice(0, U);
+  const keys = new BigUint64Array(U);
+  for (let u = 0; u < U; u++) keys[u] = BigInt(unique[u]);
+  return { unique, keys, inverse, bagOffsets, csrOffsets, csrItems };
+}
+
+export function prepareBatch(tables: TableBatch[], B: number): PreparedTable[] {
+  return tables.map((t) => prepareTable(t, B));
+}

@@ -1,0 +1,63 @@
+// Batch prep (unique ids, inverse index, CSR of occurrences) vs a brute-force reference.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { prepareTable } from '../src/worker/batch-prep.ts';
+import { rng, testSeed } from './helpers/reference.ts';
+
+function bruteForce(ids: number[], offsets: number[]) {
+  const unique: number[] = [];
+  for (const id of ids) if (!unique.includes(id)) unique.push(id);
+  const inverse = ids.map((id) => unique.indexOf(id));
+  const items: number[][] = unique.map(() => []);
+  for (let b = 0; b + 1 < offsets.length; b++) for (let i = offsets[b]; i < offsets[b + 1]; i++) items[inverse[i]].push(b);
+  const csrOffsets = [0];
+  for (const l of items) csrOffsets.push(csrOffsets[csrOffsets.length - 1] + l.length);
+  return { unique, inverse, csrOffsets, csrItems: items.flat() };
+}
+
+const seed = testSeed();
+
+test('one id per sample: unique, inverse, CSR match brute force', () => {
+  const r = rng(seed);
+  for (const [B, range] of [[1, 1], [7, 3], [64, 20], [257, 100000], [300, 2 ** 47]] as const) {
+    const ids = Array.from({ length: B }, () => Math.floor(r() * range));
+    const p = prepareTable({ ids: Float64Array.from(ids) }, B);
+    const want = bruteForce(ids, Array.from({ length: B + 1 }, (_, i) => i));
+    assert.equal(Array.from(p.unique), want.unique, `unique (B=${B}, seed ${seed})`);
+    assert.equal(Array.from(p.keys, Number), want.unique, 'keys');
+    assert.equal(Array.from(p.inverse), want.inverse, 'inverse');
+    assert.equal(Array.from(p.csrOffsets), want.csrOffsets, 'csrOffsets');
+    assert.equal(Array.from(p.csrItems), want.csrItems, 'csrItems');
+    assert.equal(Array.from(p.bagOffsets), Array.from({ length: B + 1 }, (_, i) => i), 'bag offsets');
+  }
+});
+
+test('multi-hot bags (some empty, repeated ids within a bag) match brute force', () => {
+  const r = rng(seed + 1);
+  for (let trial = 0; trial < 20; trial++) {
+    const B = 1 + Math.floor(r() * 40);
+    const offsets = [0];
+    const ids: number[] = [];
+    for (let b = 0; b < B; b++) {
+      const n = Math.floor(r() * 5);
+      for (let i = 0; i < n; i++) ids.push(Math.floor(r() * 12));
+      offsets.push(ids.length);
+    }
+    const p = prepareTable({ ids: Uint32Array.from(ids), offsets: Uint32Array.from(offsets) }, B);
+    const want = bruteForce(ids, offsets);
+    assert.equal(Array.from(p.unique), want.unique, `unique (trial ${trial}, seed ${seed})`);
+    assert.equal(Array.from(p.inverse), want.inverse, 'inverse');
+    assert.equal(Array.from(p.csrOffsets), want.csrOffsets, 'csrOffsets');
+    assert.equal(Array.from(p.csrItems), want.csrItems, 'csrItems');
+  }
+});
+
+test('bad input is refused with the cause', () => {
+  assert.throws(() => prepareTable({ ids: [1, 2] }, 3), /one id per sample/);
+  assert.throws(() => prepareTable({ ids: [1, -2] }, 2), /not an integer/);
+  assert.throws(() => prepareTable({ ids: [1, 2.5] }, 2), /not an integer/);
+  assert.throws(() => prepareTable({ ids: [1, 2], offsets: Uint32Array.from([0, 2]) }, 2), /length/);
+  assert.throws(() => prepareTable({ ids: [1, 2], offsets: Uint32Array.from([0, 1, 3]) }, 2), /from 0 to 2/);
+});
+
+test.run();
