@@ -4,7 +4,15 @@ const json = rest.includes('--json');
 const quick = rest.includes('--quick');
 const benches: Record<string, () => Promise<object>> = {
   ps: async () => (await import('./ps.ts')).runPsBench({ json, quick }),
-  kernels: async () => (await import('./kernels.ts')).runKernelsBench({ json, quick }),
+  kernels: async () => {
+    const kernels = await (await import('./kernels.ts')).runKernelsBench({ json, quick });
+    // The full step at the same shapes: pull, upload, compute, download, push (and dense update).
+    const log = (s: string) => (json ? process.stderr : process.stdout).write(s + '\n');
+    log('\nfull DLRM worker step against a loopback server:');
+    const step = await (await import('./step.ts')).runStepBench({ quick, log });
+    log(`median: ${Object.entries(step).filter(([k]) => k.endsWith('Ms')).map(([k, v]) => `${k.replace('Ms', '')} ${v} ms`).join(', ')}`);
+    return { ...kernels, step };
+  },
   allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick }),
 };
 const run = name ? benches[name] : undefined;
