@@ -7,6 +7,7 @@
 // Dense parameters live in one flat GPU buffer (each parameter at an offset aligned for storage
 // binding) with a gradient buffer of the same layout; the CPU sees them as the unpadded flat
 // vector in declaration order (denseSizes()).
+import { mulberry32 } from '../util/hash.ts';
 import type { Gpu } from '../gpu/device.ts';
 import { settleOrLost } from '../gpu/device.ts';
 import { KernelRegistry } from '../gpu/kernel-registry.ts';
@@ -57,17 +58,6 @@ interface DenseSlot { name: string; offset: number; size: number; gpuOffset: num
 
 const now = () => performance.now();
 
-/** Deterministic PRNG (mulberry32) for dense initialisation. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The spec's initial dense vector (flat, unpadded), deterministic in `seed`. */
 export function initDense(spec: ModelSpec, seed = 1): Float32Array {

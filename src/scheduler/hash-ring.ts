@@ -2,15 +2,8 @@
 // the first virtual node clockwise owns it and the next R-1 distinct servers are its backups.
 // Adding or removing one server moves only about 1/S of the keys.
 
-/** murmur3's 32-bit finalizer: cheap, and every input bit affects every output bit. */
-export function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
+import { fmix32 } from '../util/hash.ts';
+
 
 /** Placement hash of (table, 64-bit key given as lo/hi words). */
 export function keyHash(table: number, lo: number, hi: number): number {

@@ -4,6 +4,9 @@
 // Uint32Array, so one probe touches one cache line instead of three parallel arrays; a stored 0
 // in the slot word marks an empty bucket, which makes a freshly allocated table all-empty.
 // There is no delete: table rows are never removed (clear() empties the whole index).
+import { fmix32 } from '../util/hash.ts';
+
+export { fmix32 };
 
 /** Largest slot value the index can hold (the slot word stores slot + 1). */
 export const MAX_SLOT = 0xffff_fffe;
@@ -35,15 +38,6 @@ export function hash64(lo: number, hi: number): number {
   return fmix32(h);
 }
 
-/** murmur3's 32-bit finalizer. */
-export function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 const WORDS = 3; // per bucket: lo, hi, slot + 1
 const MIN_CAPACITY = 16;

@@ -1,5 +1,6 @@
 // Float64 CPU references for the GPU kernels in shaders/ (same layouts: row-major, W[out][in]).
 // Inputs are f32 arrays (what the GPU sees); results are Float64Array.
+import { mulberry32 } from '../../src/util/hash.ts';
 
 type Arr = ArrayLike<number>;
 
@@ -182,16 +183,7 @@ export function adamUpdate(param: Arr, grad: Arr, m: Arr, v: Arr, step: number, 
 // ---- random inputs and comparison ----
 
 /** Small seeded PRNG (mulberry32) so a failing case can be replayed with TEST_SEED. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 export function testSeed(): number {
   const s = process.env.TEST_SEED ? Number(process.env.TEST_SEED) : (Date.now() ^ (process.pid << 8)) >>> 0;
