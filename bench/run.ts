@@ -13,7 +13,6 @@ const benches: Record<string, () => Promise<object>> = {
     log(`median: ${Object.entries(step).filter(([k]) => k.endsWith('Ms')).map(([k, v]) => `${k.replace('Ms', '')} ${v} ms`).join(', ')}`);
     return { ...kernels, step };
   },
-  allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick }),
 };
 const run = name ? benches[name] : undefined;
 if (!run) {
