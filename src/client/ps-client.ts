@@ -8,6 +8,9 @@ import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type Ta
 import { ClusterView } from '../scheduler/cluster-view.ts';
 import { createLogger } from '../util/log.ts';
 
+/** Answers that mean "the cluster is changing under you": wait for the next view and re-send. */
+const RETRIABLE_CODES = new Set([ErrorCode.WrongOwner, ErrorCode.StaleEpoch, ErrorCode.Shutdown, ErrorCode.Aborted, ErrorCode.Timeout]);
+
 export interface PSClientOptions {
   secret: Uint8Array;
   schedulerUrl: string;
@@ -120,7 +123,7 @@ export class PSClient {
 
   private isRetriable(e: unknown): boolean {
     return e instanceof ConnectionClosedError || e instanceof RequestTimeoutError ||
-      (e instanceof RemoteError && (e.code === ErrorCode.WrongOwner || e.code === ErrorCode.StaleEpoch || e.code === ErrorCode.Shutdown)) ||
+      (e instanceof RemoteError && RETRIABLE_CODES.has(e.code)) ||
       (e instanceof Error && /could not reach|cannot connect|not in view/.test(e.message));
   }
 

@@ -19,6 +19,18 @@ export class RpcError extends Error {
 export class ConnectionClosedError extends Error {}
 export class RequestTimeoutError extends Error {}
 
+/**
+ * The code a handler's failure goes back with. A handler that called a third node and lost it
+ * (a replica died mid-forward) answers Aborted or Timeout, so the original caller knows the
+ * request is worth retrying once the view has changed, instead of an opaque Unknown.
+ */
+export function errorCodeOf(e: unknown): ErrorCode {
+  if (e instanceof RpcError || e instanceof WireError || e instanceof RemoteError) return e.code;
+  if (e instanceof ConnectionClosedError) return ErrorCode.Aborted;
+  if (e instanceof RequestTimeoutError) return ErrorCode.Timeout;
+  return ErrorCode.Unknown;
+}
+
 export type RequestHandler = (env: Envelope, conn: Connection) => Body | void | Promise<Body | void>;
 
 export interface ConnectionOptions {
@@ -105,7 +117,7 @@ export class Connection {
       if (!this.onRequest) throw new RpcError(ErrorCode.Unsupported, `no handler for ${env.body.type}`);
       body = await this.onRequest(env, this);
     } catch (e) {
-      const code = e instanceof RpcError ? e.code : e instanceof WireError ? e.code : ErrorCode.Unknown;
+      const code = errorCodeOf(e);
       body = { type: 'error', code, message: (e as Error).message };
     }
     if (env.requestId !== 0 && body) {

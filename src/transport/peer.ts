@@ -1,6 +1,6 @@
 // A link to one remote node that (re)connects on demand with exponential backoff, so callers
 // just send requests; a request that fails because the link dropped is the caller's to retry.
-import { Connection } from './connection.ts';
+import { Connection, ConnectionClosedError } from './connection.ts';
 import { dial, type DialOptions } from './endpoint.ts';
 import type { Body, Envelope } from '../wire/codec.ts';
 
@@ -24,7 +24,7 @@ export class Peer {
 
   connection(): Promise<Connection> {
     if (this.conn?.isOpen) return Promise.resolve(this.conn);
-    if (this.closedByUs) return Promise.reject(new Error(`link to ${this.url} was closed`));
+    if (this.closedByUs) return Promise.reject(new ConnectionClosedError(`link to ${this.url} was closed`));
     this.connecting ??= this.connectWithBackoff().finally(() => { this.connecting = null; });
     return this.connecting;
   }
@@ -46,7 +46,7 @@ export class Peer {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
-    throw new Error(`could not reach ${this.url} after ${attempts} attempts: ${lastErr.message}`);
+    throw new ConnectionClosedError(`could not reach ${this.url} after ${attempts} attempts: ${lastErr.message}`);
   }
 
   async request<T extends Body = Body>(body: Body, timeoutMs?: number): Promise<Envelope<T>> {
