@@ -10,7 +10,7 @@ import { randomFloats } from './helpers/random.ts';
 
 const keys = BigUint64Array.from([0n, 1n, 2n ** 48n - 1n, 123456789n]);
 const vals = randomFloats(keys.length * 3, 5);
-const view = { epoch: 9, vnodes: 32, replicas: 2, members: [{ nodeId: 's0', role: Role.Server, address: 'ws://127.0.0.1:1', rank: 0 }, { nodeId: 'w0', role: Role.Worker, address: '', rank: 3 }] };
+const view = { epoch: 9, vnodes: 32, replicas: 2, workersEpoch: 8, members: [{ nodeId: 's0', role: Role.Server, address: 'ws://127.0.0.1:1', rank: 0 }, { nodeId: 'w0', role: Role.Worker, address: '', rank: 3 }] };
 const spec = { id: 3, name: 'emb', dim: 3, init: 'normal', initScale: 0.5, seed: 2n ** 63n + 5n, optimizer: 'adam', hyper: { lr: 0.01, beta1: 0.9 }, consistency: Consistency.SSP, staleness: 4 };
 const push = { type: 'push', table: 3, keys, values: vals, worker: 2, clock: 11, seq: 99, f16: false } as const;
 

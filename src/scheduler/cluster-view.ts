@@ -17,6 +17,8 @@ export class ClusterView {
 
   get epoch(): number { return this.msg.epoch; }
   get replicas(): number { return this.msg.replicas; }
+  /** Changes only when the worker set does: the allreduce ring is rebuilt exactly then. */
+  get workersEpoch(): number { return this.msg.workersEpoch ?? 0; }
 
   static empty(): ClusterView {
     return new ClusterView({ epoch: 0, members: [], vnodes: 64, replicas: 1 });

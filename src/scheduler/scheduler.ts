@@ -27,6 +27,9 @@ export class Scheduler {
   private listener!: Listener;
   private members = new Map<string, MemberState>();
   private epoch = 0;
+  /** Epoch of the last change to the worker set, and that set's signature (the ring's identity). */
+  private workersEpoch = 0;
+  private workersSignature = '';
   private barriers = new Map<string, BarrierState>();
   private timer?: NodeJS.Timeout;
   private readonly log = createLogger('scheduler');
@@ -57,7 +60,7 @@ export class Scheduler {
 
   view(): ClusterViewMsg {
     return {
-      epoch: this.epoch, vnodes: this.opts.vnodes ?? 64, replicas: this.opts.replicas ?? 1,
+      epoch: this.epoch, vnodes: this.opts.vnodes ?? 64, replicas: this.opts.replicas ?? 1, workersEpoch: this.workersEpoch,
       members: [...this.members.values()].map((m) => m.member),
     };
   }
@@ -103,6 +106,9 @@ export class Scheduler {
   private publish(except?: Connection): void {
     this.epoch++;
     this.stats.views++;
+    const workers = [...this.members.values()].filter((m) => m.member.role === Role.Worker)
+      .map((m) => `${m.member.rank}:${m.member.nodeId}@${m.member.address}`).sort().join(' ');
+    if (workers !== this.workersSignature) { this.workersSignature = workers; this.workersEpoch = this.epoch; }
     const view = this.view();
     this.log.info('view changed', {
       epoch: view.epoch,

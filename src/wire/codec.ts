@@ -12,7 +12,11 @@ type Role = W.Role;
 type ErrorCode = W.ErrorCode;
 
 export interface MemberMsg { nodeId: string; role: Role; address: string; rank: number }
-export interface ClusterViewMsg { epoch: number; members: MemberMsg[]; vnodes: number; replicas: number }
+export interface ClusterViewMsg {
+  epoch: number; members: MemberMsg[]; vnodes: number; replicas: number;
+  /** Epoch at which the worker set last changed (0 if never): names the allreduce ring. */
+  workersEpoch?: number;
+}
 export interface TableSpecMsg {
   id: number; name: string; dim: number; init: string; initScale: number; seed: bigint;
   optimizer: string; hyper: Record<string, number>; consistency: W.Consistency; staleness: number;
@@ -122,6 +126,7 @@ function encodeView(b: flatbuffers.Builder, v: ClusterViewMsg): number {
   W.ClusterView.addMembers(b, mv);
   W.ClusterView.addVnodes(b, v.vnodes);
   W.ClusterView.addReplicas(b, v.replicas);
+  W.ClusterView.addWorkersEpoch(b, big(v.workersEpoch ?? 0));
   return W.ClusterView.endClusterView(b);
 }
 
@@ -367,7 +372,7 @@ function decodeView(bb: flatbuffers.ByteBuffer, v: W.ClusterView): ClusterViewMs
     const m = v.members(i)!;
     members.push({ nodeId: m.nodeId() ?? '', role: m.role(), address: m.address() ?? '', rank: m.rank() });
   }
-  return { epoch: num(v.epoch()), members, vnodes: v.vnodes(), replicas: v.replicas() };
+  return { epoch: num(v.epoch()), members, vnodes: v.vnodes(), replicas: v.replicas(), workersEpoch: num(v.workersEpoch()) };
 }
 
 function decodeTableSpecs(n: number, get: (i: number) => W.TableSpec | null): TableSpecMsg[] {

@@ -50,8 +50,13 @@ replicas():number {
   return offset ? this.bb!.readInt32(this.bb_pos + offset) : 1;
 }
 
+workersEpoch():bigint {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readUint64(this.bb_pos + offset) : BigInt('0');
+}
+
 static startClusterView(builder:flatbuffers.Builder) {
-  builder.startObject(4);
+  builder.startObject(5);
 }
 
 static addEpoch(builder:flatbuffers.Builder, epoch:bigint) {
@@ -82,17 +87,22 @@ static addReplicas(builder:flatbuffers.Builder, replicas:number) {
   builder.addFieldInt32(3, replicas, 1);
 }
 
+static addWorkersEpoch(builder:flatbuffers.Builder, workersEpoch:bigint) {
+  builder.addFieldInt64(4, workersEpoch, BigInt('0'));
+}
+
 static endClusterView(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createClusterView(builder:flatbuffers.Builder, epoch:bigint, membersOffset:flatbuffers.Offset, vnodes:number, replicas:number):flatbuffers.Offset {
+static createClusterView(builder:flatbuffers.Builder, epoch:bigint, membersOffset:flatbuffers.Offset, vnodes:number, replicas:number, workersEpoch:bigint):flatbuffers.Offset {
   ClusterView.startClusterView(builder);
   ClusterView.addEpoch(builder, epoch);
   ClusterView.addMembers(builder, membersOffset);
   ClusterView.addVnodes(builder, vnodes);
   ClusterView.addReplicas(builder, replicas);
+  ClusterView.addWorkersEpoch(builder, workersEpoch);
   return ClusterView.endClusterView(builder);
 }
 }
