@@ -4,6 +4,7 @@ const json = rest.includes('--json');
 const quick = rest.includes('--quick');
 const benches: Record<string, () => Promise<object>> = {
   ps: async () => (await import('./ps.ts')).runPsBench({ json, quick }),
+  allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick }),
   kernels: async () => {
     const kernels = await (await import('./kernels.ts')).runKernelsBench({ json, quick });
     // The full step at the same shapes: pull, upload, compute, download, push (and dense update).

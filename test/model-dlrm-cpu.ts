@@ -11,6 +11,8 @@ export interface CpuStep {
   /** Gradients of the batch-mean loss. */
   denseGrads: Float64Array;
   tableGrads: Float64Array[];
+  /** One logit per sample (the forward pass's output). */
+  logits: Float64Array;
 }
 
 export function dlrmCpuStep(c: DlrmConfig, dense: ArrayLike<number>, x: ArrayLike<number>, labels: ArrayLike<number>, B: number,
@@ -54,5 +56,5 @@ export function dlrmCpuStep(c: DlrmConfig, dense: ArrayLike<number>, x: ArrayLik
   dy = dz;
   for (let i = nb - 1; i >= 0; i--) back(i, acts[i], acts[i + 1], i > 0);
   const tableGrads = tables.map((t, i) => ref.segmentSum(t.prep.csrOffsets, t.prep.csrItems, t.prep.bagOffsets, de, t.prep.unique.length, D, T * D, i * D, 0));
-  return { loss: meanLoss, denseGrads: grads, tableGrads };
+  return { loss: meanLoss, denseGrads: grads, tableGrads, logits: Float64Array.from(topActs[topActs.length - 1]!) };
 }

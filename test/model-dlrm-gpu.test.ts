@@ -37,6 +37,9 @@ s('forward+backward matches the float64 reference (two batches, buffers reused)'
       expectClose(ctx, [got.loss], [want.loss], 1e-5 + 1e-5 * Math.abs(want.loss), `loss B=${B}`);
       expectClose(ctx, got.denseGrads, want.denseGrads, tol(want.denseGrads), `dense grads B=${B}`);
       tables.forEach((_, i) => expectClose(ctx, got.tableGrads[i], want.tableGrads[i], tol(want.tableGrads[i]), `table ${i} grads B=${B}`));
+      // Forward only (evaluation): the logits, with the output buffer poisoned first.
+      const logits = await runner.predict({ B, inputs: { dense_x: x, labels: new Float32Array(B) }, tables }, { poison: true });
+      expectClose(ctx, logits, want.logits, tol(want.logits), `predicted logits B=${B}`);
       for (const v of Object.values(got.ms)) assert.ok(v >= 0);
     }
     assert.equal(Array.from(await runner.readDense()), Array.from(params), 'dense params round-trip');

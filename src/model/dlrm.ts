@@ -143,5 +143,6 @@ export function dlrmSpec(c: DlrmConfig, o: DlrmOptions = {}): ModelSpec {
     forward,
     backward,
     loss: 'loss',
+    output: logits,
   };
 }

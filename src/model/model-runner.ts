@@ -186,41 +186,8 @@ export class ModelRunner {
   async step(inp: StepInputs, opts: RunnerStepOptions = {}): Promise<StepResult> {
     if (this.destroyed) throw new Error('ModelRunner used after destroy()');
     const { spec } = this;
-    const { B } = inp;
-    if (inp.tables.length !== spec.tables.length) throw new Error(`model ${spec.name} has ${spec.tables.length} tables, step got ${inp.tables.length}`);
     const t0 = now();
-    const counts = inp.tables.map((t) => ({ unique: t.prep.unique.length, nnz: t.prep.inverse.length }));
-    const scope = stepScope(spec, B, counts);
-    const sized = new Map<string, GPUBuffer>();
-
-    // Upload: inputs, pulled rows and the index structures.
-    for (const d of spec.inputs) {
-      const data = inp.inputs[d.name];
-      const n = shapeSize(d.shape, scope, `input ${d.name}`);
-      if (!data || data.length !== n) throw new Error(`model ${spec.name}: input ${d.name} needs ${n} floats, got ${data ? data.length : 'none'}`);
-      sized.set(d.name, this.pool.upload(d.name, data));
-    }
-    spec.tables.forEach((t, i) => {
-      const { prep, rows } = inp.tables[i];
-      const U = prep.unique.length;
-      if (rows.length !== U * t.dim) throw new Error(`table ${t.name}: ${rows.length} row values for ${U} unique rows of dim ${t.dim}`);
-      if (prep.bagOffsets.length !== B + 1) throw new Error(`table ${t.name}: bag offsets for ${prep.bagOffsets.length - 1} samples, batch has ${B}`);
-      sized.set(`${t.name}.rows`, this.pool.upload(`${t.name}.rows`, rows));
-      sized.set(`${t.name}.index`, this.pool.upload(`${t.name}.index`, prep.inverse));
-      sized.set(`${t.name}.offsets`, this.pool.upload(`${t.name}.offsets`, prep.bagOffsets));
-      sized.set(`${t.name}.csrOffsets`, this.pool.upload(`${t.name}.csrOffsets`, prep.csrOffsets));
-      sized.set(`${t.name}.csrItems`, this.pool.upload(`${t.name}.csrItems`, prep.csrItems));
-      const g = this.pool.get(`${t.name}.grad`, U * t.dim * 4);
-      sized.set(`${t.name}.grad`, g);
-      if (opts.poison) this.fillNaNRange(g, 0, U * t.dim);
-    });
-    for (const d of spec.buffers) {
-      const n = shapeSize(d.shape, scope, `buffer ${d.name}`);
-      const b = this.pool.get(d.name, n * 4);
-      sized.set(d.name, b);
-      if (opts.poison) this.fillNaNRange(b, 0, n);
-    }
-    if (opts.poison) for (const p of this.dense) this.fillNaNRange(this.denseGradBuf, p.gpuOffset, p.size);
+    const { counts, scope, sized } = this.upload(inp, !!opts.poison);
     const t1 = now();
 
     // Forward, loss, backward: one pass (WebGPU orders dispatches' storage accesses in a pass).
@@ -247,6 +214,68 @@ export class ModelRunner {
       denseGrads: this.unpad(out[out.length - 1]),
       ms: { upload: t1 - t0, compute: t2 - t1, download: t3 - t2 },
     };
+  }
+
+  /** Uploads inputs, pulled rows and index structures; sizes every buffer for this batch. */
+  private upload(inp: StepInputs, poison: boolean): { counts: { unique: number; nnz: number }[]; scope: Record<string, number>; sized: Map<string, GPUBuffer> } {
+    const { spec } = this;
+    const { B } = inp;
+    if (inp.tables.length !== spec.tables.length) throw new Error(`model ${spec.name} has ${spec.tables.length} tables, the batch has ${inp.tables.length}`);
+    const counts = inp.tables.map((t) => ({ unique: t.prep.unique.length, nnz: t.prep.inverse.length }));
+    const scope = stepScope(spec, B, counts);
+    const sized = new Map<string, GPUBuffer>();
+
+    // Upload: inputs, pulled rows and the index structures.
+    for (const d of spec.inputs) {
+      const data = inp.inputs[d.name];
+      const n = shapeSize(d.shape, scope, `input ${d.name}`);
+      if (!data || data.length !== n) throw new Error(`model ${spec.name}: input ${d.name} needs ${n} floats, got ${data ? data.length : 'none'}`);
+      sized.set(d.name, this.pool.upload(d.name, data));
+    }
+    spec.tables.forEach((t, i) => {
+      const { prep, rows } = inp.tables[i];
+      const U = prep.unique.length;
+      if (rows.length !== U * t.dim) throw new Error(`table ${t.name}: ${rows.length} row values for ${U} unique rows of dim ${t.dim}`);
+      if (prep.bagOffsets.length !== B + 1) throw new Error(`table ${t.name}: bag offsets for ${prep.bagOffsets.length - 1} samples, batch has ${B}`);
+      sized.set(`${t.name}.rows`, this.pool.upload(`${t.name}.rows`, rows));
+      sized.set(`${t.name}.index`, this.pool.upload(`${t.name}.index`, prep.inverse));
+      sized.set(`${t.name}.offsets`, this.pool.upload(`${t.name}.offsets`, prep.bagOffsets));
+      sized.set(`${t.name}.csrOffsets`, this.pool.upload(`${t.name}.csrOffsets`, prep.csrOffsets));
+      sized.set(`${t.name}.csrItems`, this.pool.upload(`${t.name}.csrItems`, prep.csrItems));
+      const g = this.pool.get(`${t.name}.grad`, U * t.dim * 4);
+      sized.set(`${t.name}.grad`, g);
+      if (poison) this.fillNaNRange(g, 0, U * t.dim);
+    });
+    for (const d of spec.buffers) {
+      const n = shapeSize(d.shape, scope, `buffer ${d.name}`);
+      const b = this.pool.get(d.name, n * 4);
+      sized.set(d.name, b);
+      if (poison) this.fillNaNRange(b, 0, n);
+    }
+    if (poison) for (const p of this.dense) this.fillNaNRange(this.denseGradBuf, p.gpuOffset, p.size);
+    return { counts, scope, sized };
+  }
+
+  /**
+   * Forward only: the spec's `output` (one score per sample, e.g. the logit) for a batch. Inputs
+   * the forward pass does not read (labels) may be zeros.
+   */
+  async predict(inp: StepInputs, opts: RunnerStepOptions = {}): Promise<Float32Array> {
+    if (this.destroyed) throw new Error('ModelRunner used after destroy()');
+    const out = this.spec.output;
+    if (!out) throw new Error(`model ${this.spec.name} declares no output buffer to predict with`);
+    const { scope, sized } = this.upload(inp, !!opts.poison);
+    const enc = this.gpu.device.createCommandEncoder({ label: `${this.spec.name} predict` });
+    const pass = enc.beginComputePass({ label: `${this.spec.name} forward` });
+    this.record(pass, this.spec.forward, scope, sized, 'forward');
+    pass.end();
+    const buf = sized.get(out);
+    if (!buf) throw new Error(`model ${this.spec.name}: output ${out} is not a buffer of the model`);
+    const reads = [{ buf, floats: inp.B }];
+    const staged = this.recordCopies(enc, reads);
+    this.dispatcher.submit(enc);
+    const [scores] = await this.mapStaged(staged, reads);
+    return scores!.slice();
   }
 
   private recordCopies(enc: GPUCommandEncoder, reads: { buf: GPUBuffer; floats: number }[]): GPUBuffer {

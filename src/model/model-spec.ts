@@ -86,6 +86,8 @@ export interface ModelSpec {
   backward: KernelCall[];
   /** Buffer holding the scalar loss (mean over the batch) after the step. */
   loss: string;
+  /** Buffer holding one score (logit) per sample after forward: what evaluation reads. */
+  output?: string;
 }
 
 /** Evaluates an expression; the message names the context on failure. */

@@ -1,0 +1,202 @@
+// Ring allreduce on loopback: W = 2 and 4 worker processes, buffers of 1-64 MiB, median of
+// repeated runs, bus bandwidth = 2(W-1)/W x bytes / time. Baseline in the same run: one `ws`
+// stream between two processes moving the same bytes in frames of the ring's segment size, client
+// to server as the ring's links are (so masked the same way), timed until the receiver has it all.
+//
+// `node --import tsx bench/allreduce.ts [--json] [--quick]`. The same file is the worker and the
+// baseline processes (first argument `worker`, `sink` or `source`), driven by JSON lines on stdin.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { WebSocketServer, WebSocket } from 'ws';
+import { RingAllreduce, DEFAULT_SEGMENT_BYTES } from '../src/allreduce/index.ts';
+import { printTable } from './table.ts';
+
+const MiB = 1 << 20;
+const here = fileURLToPath(import.meta.url);
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
+
+/** A child process of this file that answers one JSON line on stdout per JSON line on stdin. */
+class Proc {
+  private readonly lines: string[] = [];
+  private waiter: ((l: string) => void) | null = null;
+  readonly exited: Promise<number | null>;
+  constructor(readonly child: ChildProcess) {
+    createInterface({ input: child.stdout! }).on('line', (l) => {
+      if (this.waiter) { const w = this.waiter; this.waiter = null; w(l); } else this.lines.push(l);
+    });
+    this.exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  }
+  static start(role: string, env: Record<string, string> = {}): Proc {
+    return new Proc(spawn(process.execPath, ['--import', 'tsx', here, role], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] }));
+  }
+  async next(): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const line = this.lines.shift() ?? await Promise.race([
+      new Promise<string>((r) => { this.waiter = r; }),
+      this.exited.then((code) => { throw new Error(`bench process exited (${code}) before answering`); }),
+    ]);
+    const msg = JSON.parse(line);
+    if (msg.error) throw new Error(msg.error);
+    return msg;
+  }
+  send(msg: object): void { this.child.stdin!.write(JSON.stringify(msg) + '\n'); }
+  async ask(msg: object): Promise<any> { this.send(msg); return this.next(); } // eslint-disable-line @typescript-eslint/no-explicit-any
+  stop(): void { this.child.stdin!.end(); setTimeout(() => this.child.kill('SIGKILL'), 2000).unref(); }
+}
+
+function commands(handle: (msg: any) => Promise<object>): void { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const rl = createInterface({ input: process.stdin });
+  let chain = Promise.resolve();
+  rl.on('line', (l) => {
+    chain = chain.then(async () => {
+      let out: object;
+      try { out = await handle(JSON.parse(l)); } catch (e) { out = { error: (e as Error).stack ?? String(e) }; }
+      process.stdout.write(JSON.stringify(out) + '\n');
+    });
+  });
+  rl.on('close', () => { void chain.then(() => process.exit(0)); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child roles
+
+async function workerMain(): Promise<void> {
+  const secret = new TextEncoder().encode(process.env.HYBRIDPS_SECRET!);
+  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000 });
+  process.stdout.write(JSON.stringify({ url: ring.url }) + '\n');
+  commands(async (m) => {
+    if (m.cmd === 'ring') { ring.setRing(m.members, m.epoch); return { ok: true }; }
+    if (m.cmd === 'run') {
+      const buf = new Float32Array(m.bytes / 4);
+      const seconds: number[] = [];
+      buf.fill(1);
+      await ring.allreduce(buf); // warm-up, and a barrier: nobody starts timing before all are here
+      for (let i = 0; i < m.reps; i++) {
+        buf.fill(1); // sums of sums would overflow to Infinity after a few dozen reps
+        const t = performance.now();
+        await ring.allreduce(buf, 'sum', { f16: m.f16 });
+        seconds.push((performance.now() - t) / 1000);
+      }
+      if (buf[0] !== m.workers) throw new Error(`wrong sum ${buf[0]}, expected ${m.workers}`);
+      return { seconds, cpu: process.cpuUsage() };
+    }
+    throw new Error(`unknown command ${m.cmd}`);
+  });
+}
+
+async function sinkMain(): Promise<void> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 64 * MiB });
+  await new Promise((r) => wss.once('listening', r));
+  wss.on('connection', (ws) => {
+    let want = 0, got = 0;
+    ws.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary) { want = Number(data.toString()); got = 0; return; } // the next transfer's size
+      got += data.length;
+      if (got === want) ws.send('done');
+    });
+  });
+  process.stdout.write(JSON.stringify({ url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}` }) + '\n');
+  process.stdin.resume();
+  process.stdin.on('end', () => process.exit(0));
+}
+
+async function sourceMain(): Promise<void> {
+  const ws = new WebSocket(process.env.SINK_URL!, { perMessageDeflate: false, maxPayload: 64 * MiB });
+  await new Promise((r) => ws.once('open', r));
+  const frame = Number(process.env.SEGMENT_BYTES);
+  const payload = randomBytes(frame);
+  const transfer = (bytes: number) => new Promise<number>((resolve) => {
+    ws.send(String(bytes));
+    const t = performance.now();
+    ws.once('message', () => resolve((performance.now() - t) / 1000));
+    // Same backpressure as the ring's links: keep the socket's queue under a high-water mark.
+    let sent = 0;
+    // Every frame's write callback re-checks the queue, so sending resumes once it drains.
+    const pump = () => {
+      while (sent < bytes && ws.bufferedAmount < 32 * MiB) {
+        const n = Math.min(frame, bytes - sent);
+        sent += n;
+        ws.send(n === frame ? payload : payload.subarray(0, n), { binary: true }, () => { if (sent < bytes) pump(); });
+      }
+    };
+    pump();
+  });
+  commands(async (m) => {
+    await transfer(m.bytes); // warm-up
+    const seconds: number[] = [];
+    for (let i = 0; i < m.reps; i++) seconds.push(await transfer(m.bytes));
+    return { seconds };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driver
+
+export async function runAllreduceBench(args: { json: boolean; quick?: boolean }): Promise<object> {
+  const log = (s: string) => (args.json ? process.stderr : process.stdout).write(s + '\n');
+  const segmentBytes = Number(process.env.SEGMENT_BYTES ?? DEFAULT_SEGMENT_BYTES);
+  const sizes = args.quick ? [1 * MiB, 4 * MiB] : [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB];
+  const repsFor = (bytes: number) => (args.quick ? 5 : bytes >= 64 * MiB ? 5 : bytes >= 16 * MiB ? 9 : 15);
+  const workerCounts = args.quick ? [2, 4] : [2, 4];
+  const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn' };
+
+  // Baseline: one ws stream, two processes.
+  const baseline = new Map<number, number>();
+  {
+    const sink = Proc.start('sink', env);
+    const { url } = await sink.next();
+    const source = Proc.start('source', { ...env, SINK_URL: url });
+    try {
+      for (const bytes of sizes) {
+        const { seconds } = await source.ask({ bytes, reps: repsFor(bytes) });
+        baseline.set(bytes, median(seconds));
+        log(`[bench allreduce] baseline ${bytes / MiB} MiB: ${(bytes / median(seconds) / 1e9).toFixed(3)} GB/s`);
+      }
+    } finally { source.stop(); sink.stop(); }
+  }
+
+  const results: { workers: number; bytes: number; seconds: number; busGBps: number; baselineGBps: number; ratioToBaseline: number; cpuPerWorker: number }[] = [];
+  for (const workers of workerCounts) {
+    const procs = Array.from({ length: workers }, (_, i) => Proc.start('worker', { ...env, NODE_ID: `w${i}` }));
+    try {
+      const urls = await Promise.all(procs.map((p) => p.next()));
+      const members = urls.map((u, i) => ({ nodeId: `w${i}`, address: u.url as string }));
+      await Promise.all(procs.map((p) => p.ask({ cmd: 'ring', members, epoch: 1 })));
+      for (const bytes of sizes) {
+        const reps = repsFor(bytes);
+        const out = await Promise.all(procs.map((p) => p.ask({ cmd: 'run', bytes, reps, workers })));
+        // One rep ends when the slowest worker has its result.
+        const perRep = Array.from({ length: reps }, (_, i) => Math.max(...out.map((o) => o.seconds[i] as number)));
+        const seconds = median(perRep);
+        const busGBps = (2 * (workers - 1) / workers) * bytes / seconds / 1e9;
+        const baseGBps = bytes / baseline.get(bytes)! / 1e9;
+        const cpu = out.reduce((a, o) => a + (o.cpu.user + o.cpu.system) / 1e6, 0) / workers;
+        results.push({ workers, bytes, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), baselineGBps: +baseGBps.toFixed(3), ratioToBaseline: +(busGBps / baseGBps).toFixed(3), cpuPerWorker: +cpu.toFixed(2) });
+        log(`[bench allreduce] W=${workers} ${bytes / MiB} MiB: ${busGBps.toFixed(3)} GB/s bus`);
+      }
+    } finally { for (const p of procs) p.stop(); }
+  }
+
+  const rows = results.map((r) => ({ workers: r.workers, MiB: r.bytes / MiB, ms: r.seconds * 1000, 'bus GB/s': r.busGBps, 'ws GB/s': r.baselineGBps, ratio: r.ratioToBaseline }));
+  if (args.json) process.stderr.write(''); // the table goes to stdout either way; JSON is the last line
+  printTable(`ring allreduce on loopback (${segmentBytes / 1024} KiB segments; baseline: one ws stream, same bytes, same frames)`, rows);
+  const largest = sizes[sizes.length - 1]!;
+  return {
+    bench: 'allreduce', segmentBytes, sizes, results,
+    baselineGBps: +(largest / baseline.get(largest)! / 1e9).toFixed(3),
+    baselineBySize: Object.fromEntries([...baseline].map(([b, s]) => [b, +(b / s / 1e9).toFixed(3)])),
+    cores: (await import('node:os')).availableParallelism(),
+  };
+}
+
+const role = process.argv[2];
+if (role === 'worker') await workerMain();
+else if (role === 'sink') await sinkMain();
+else if (role === 'source') await sourceMain();
+else if (process.argv[1] === here) {
+  const json = process.argv.includes('--json');
+  const result = await runAllreduceBench({ json, quick: process.argv.includes('--quick') });
+  if (json) console.log(JSON.stringify(result));
+  process.exit(0);
+}
