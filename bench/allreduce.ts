@@ -29,7 +29,7 @@ class Proc {
     this.exited = new Promise((r) => child.on('exit', (code) => r(code)));
   }
   static start(role: string, env: Record<string, string> = {}): Proc {
-    return new Proc(spawn(process.execPath, ['--import', 'tsx', here, role], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] }));
+    return new Proc(spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', here, role], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] }));
   }
   async next(): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
     const line = this.lines.shift() ?? await Promise.race([
@@ -102,7 +102,8 @@ async function sinkMain(): Promise<void> {
 }
 
 async function sourceMain(): Promise<void> {
-  const ws = new WebSocket(process.env.SINK_URL!, { perMessageDeflate: false, maxPayload: 64 * MiB });
+  // The same zero mask as hybridps's own links (src/transport/endpoint.ts): a like-for-like baseline.
+  const ws = new WebSocket(process.env.SINK_URL!, { perMessageDeflate: false, maxPayload: 64 * MiB, generateMask: (m) => { m.fill(0); } });
   await new Promise((r) => ws.once('open', r));
   const frame = Number(process.env.SEGMENT_BYTES);
   const payload = randomBytes(frame);

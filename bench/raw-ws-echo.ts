@@ -18,7 +18,8 @@ if (process.argv[2] === 'server') {
 } else if (process.argv[2] === 'client') {
   const [url, smallS, bigS, roundsS] = process.argv.slice(3);
   const small = Number(smallS), big = Number(bigS), rounds = Number(roundsS);
-  const ws = new WebSocket(url!, { perMessageDeflate: false, maxPayload: 256 << 20 });
+  // The same zero mask as hybridps's own links (src/transport/endpoint.ts): a like-for-like baseline.
+  const ws = new WebSocket(url!, { perMessageDeflate: false, maxPayload: 256 << 20, generateMask: (m) => { m.fill(0); } });
   await new Promise((r) => ws.once('open', r));
   const req = (size: number, replySize: number) => new Promise<void>((resolve) => {
     const b = Buffer.alloc(Math.max(4, size));

@@ -263,6 +263,35 @@ export class PSClient {
     await this.push(table, keys, grads, opts);
   }
 
+  /**
+   * Sets rows of a range table to `values` (offset/length in floats), on every replica, with fresh
+   * optimizer state: how a dense vector kept on the servers (pure-PS mode) gets its initial values.
+   */
+  async assignRange(table: number, offset: number, values: Float32Array): Promise<void> {
+    const block = this.tables.get(table)?.dim;
+    if (!block) throw new Error(`assignRange: table ${table} is not declared by this client`);
+    if (offset % block !== 0) throw new Error(`assignRange: offset ${offset} is not a multiple of the row width ${block}`);
+    const { keys } = rangeKeys(offset, values.length, block);
+    const padded = new Float32Array(keys.length * block);
+    padded.set(values);
+    const byServer = new Map<string, number[]>();
+    keys.forEach((k, i) => {
+      for (const m of this.view.chainOf(table, Number(k & 0xffffffffn), Number(k >> 32n))) {
+        let list = byServer.get(m.nodeId);
+        if (!list) byServer.set(m.nodeId, (list = []));
+        list.push(i);
+      }
+    });
+    await this.withRetry('assign', () => Promise.all([...byServer].map(([serverId, idx]) => {
+      const part = new Float32Array(idx.length * block);
+      idx.forEach((k, i) => part.set(padded.subarray(k * block, (k + 1) * block), i * block));
+      return this.toServer(serverId, {
+        type: 'copyRows', table, keys: BigUint64Array.from(idx, (i) => keys[i]!), values: part,
+        slots: new Float32Array(0), slotCount: 0, steps: new Uint32Array(0),
+      });
+    })));
+  }
+
   /** Finishes the current step: tells every server (and the scheduler) this worker's new clock. */
   async clock(): Promise<number> {
     this.clockValue++;

@@ -311,12 +311,15 @@ export class PsServer {
   private copyRows(c: Extract<Body, { type: 'copyRows' }>): Body {
     const t = this.table(c.table);
     const n = c.keys.length, d = t.spec.dim, sc = t.store.slotCount;
-    if (c.values.length !== n * d || c.slotCount !== sc || c.slots.length !== n * d * sc || c.steps.length !== n) {
+    checkKeys(c.keys);
+    // slotCount 0 with no slots and no steps: values only (an assignment), optimizer state fresh.
+    const valuesOnly = c.slotCount === 0 && c.slots.length === 0 && c.steps.length === 0;
+    if (c.values.length !== n * d || (!valuesOnly && (c.slotCount !== sc || c.slots.length !== n * d * sc || c.steps.length !== n))) {
       throw new RpcError(ErrorCode.BadDimension, `copyRows of ${n} rows: values ${c.values.length}, slots ${c.slots.length} (${c.slotCount}), steps ${c.steps.length} do not match dim ${d} with ${sc} slots`);
     }
     for (let i = 0; i < c.values.length; i++) if (!Number.isFinite(c.values[i]!)) throw new RpcError(ErrorCode.NonFinite, `copyRows value ${i} is not finite`);
-    const slots = Array.from({ length: sc }, (_, s) => c.slots.slice(s * n * d, (s + 1) * n * d));
-    t.store.importRows({ keys: c.keys.slice(), values: c.values.slice(), slots, steps: c.steps.slice() });
+    const slots = valuesOnly ? [] : Array.from({ length: sc }, (_, s) => c.slots.slice(s * n * d, (s + 1) * n * d));
+    t.store.importRows({ keys: c.keys.slice(), values: c.values.slice(), slots, steps: valuesOnly ? undefined : c.steps.slice() });
     return { type: 'ok' };
   }
 

@@ -102,10 +102,17 @@ export interface DialOptions extends EndpointOptions {
   connectTimeoutMs?: number;
 }
 
+/**
+ * RFC 6455 masks client frames so that a browser's script cannot make a proxy cache chosen bytes.
+ * Our peers are authenticated processes, not browser scripts, so masking protects nothing here
+ * and costs a copy-and-XOR of every payload on both ends; an all-zero mask makes ws skip it.
+ */
+const zeroMask = (mask: Buffer): void => { mask.fill(0); };
+
 /** Connects, answers the challenge, and resolves with the connection and the peer's welcome. */
 export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection; welcome: Extract<Body, { type: 'welcome' }> }> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { maxPayload: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, perMessageDeflate: false });
+    const ws = new WebSocket(url, { maxPayload: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, perMessageDeflate: false, generateMask: zeroMask });
     let settled = false;
     const fail = (err: Error) => {
       if (settled) return;
