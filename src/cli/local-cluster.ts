@@ -38,8 +38,11 @@ export class LocalCluster {
     return { ...process.env, ...this.opts.env, HYBRIDPS_SECRET: this.secret, HYBRIDPS_EXIT_WITH_PARENT: '1' };
   }
 
-  /** Spawns `hybridps <args>` and resolves when it prints its ready line. */
-  spawnRole(role: string, args: string[], timeoutMs = 30_000): Promise<ChildInfo> {
+  /**
+   * Spawns `hybridps <args>` and resolves when it prints its ready line. Later stdout lines go to
+   * `onStdout` (worker progress), or to the log.
+   */
+  spawnRole(role: string, args: string[], timeoutMs = 30_000, onStdout?: (line: string) => void): Promise<ChildInfo> {
     const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), '--import', 'tsx', MAIN, ...args], { env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
     const log = this.opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
     createInterface({ input: proc.stderr! }).on('line', (l) => log(l));
@@ -48,7 +51,7 @@ export class LocalCluster {
       proc.once('exit', (code, sig) => { clearTimeout(timer); reject(new Error(`${role} exited during start-up (${code ?? sig})`)); });
       createInterface({ input: proc.stdout! }).on('line', (line) => {
         const m = /^HYBRIDPS_READY (.*)$/.exec(line);
-        if (!m) { log(line); return; }
+        if (!m) { (onStdout ?? log)(line); return; }
         clearTimeout(timer);
         proc.removeAllListeners('exit');
         const info: ChildInfo = { ...JSON.parse(m[1]!), proc };

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `hybridps` command line: one subcommand per role plus the local launcher and tools.
 import { Command, Option } from 'commander';
-import { runScheduler, runServer } from './roles.ts';
+import { runScheduler, runServer, runWorker } from './roles.ts';
 import { runDemo } from './demo.ts';
 
 const program = new Command();
@@ -36,21 +36,75 @@ program.command('run').description('run the role named by TF_CONFIG or HYBRIDPS_
     const env = clusterEnvFromProcess();
     if (env.role === 'scheduler') return runScheduler(o);
     if (env.role === 'server') return runServer(o);
-    if (env.role === 'worker') {
-      throw new Error('the worker role is a library call for now (PSClient in src/client/ps-client.ts); the GPU training worker is not wired to the command line yet');
-    }
+    if (env.role === 'worker') return runWorker(o);
     throw new Error('no role: set TF_CONFIG (task.type chief|ps|worker) or HYBRIDPS_ROLE');
   });
 
-program.command('launch').description('start a scheduler and servers on this machine (child processes) until Ctrl-C')
-  .option('--servers <n>', 'parameter servers', int, 2)
+const trainOptions = (c: Command) => c
+  .option('--servers <n>', 'parameter servers (default 2)', int)
+  .option('--workers <n>', 'GPU workers (default 2)', int)
   .option('--replicas <n>', 'replication factor R', int)
+  .option('--mode <mode>', 'hybrid (dense part by ring-allreduce) or pure-ps (dense part on the servers)')
+  .option('--consistency <c>', 'bsp, ssp:N or asp (default bsp)')
+  .option('--batch <n>', 'samples per worker per step (default 256)', int)
+  .option('--steps <n>', 'steps to run (default: --epochs passes over the data)', int)
+  .option('--epochs <n>', 'passes over the training data when --steps is not given (default 1)', int)
+  .option('--lr <lr>', 'learning rate: 0.05, or per part emb=0.05,dense=0.01')
+  .option('--optimizer <opt>', 'adagrad, or per part emb=adagrad,dense=sgd (emb: sgd|adagrad|adam|ftrl; dense: sgd|adagrad|adam)')
+  .option('--data <file>', 'Criteo-layout file, plain or gzip (default: synthetic data from gen-data, cached in runs/data)')
+  .option('--samples <n>', 'samples of the default synthetic data', int)
+  .option('--rows-per-table <n>', 'rows per embedding table (categorical ids are taken mod this)', int)
+  .option('--eval-every <steps>', 'evaluate on held-out data every this many steps (default: at the end only)', int)
+  .option('--eval-samples <n>', 'held-out samples for the periodic evaluations (the final one uses all)', int)
+  .option('--checkpoint-dir <dir>', 'write checkpoints here (step-N/ directories and a latest file)')
+  .option('--checkpoint-every <steps>', 'checkpoint every this many steps (and at the end)', int)
+  .option('--resume <dir>', 'continue from a checkpoint (a step-N directory or a checkpoint root)')
+  .option('--preset <name>', 'model size: small (CPU-friendly) or gpu (the DLRM benchmark shape)')
+  .option('--model <json>', 'model shape overrides as JSON, e.g. {"dim":8}')
+  .option('--seed <n>', 'initialisation seed (default 1)', int)
+  .option('--f16', 'values as fp16 on the wire')
+  .option('--bad-lines <policy>', 'skip (default; counted and reported) or fatal')
+  .option('--json', 'print one JSON summary as the last line');
+
+trainOptions(program.command('launch').argument('[sample]', 'a sample directory to train (e.g. samples/dlrm); without one, just a cluster')
+  .description('train a sample on a local cluster (scheduler, servers and GPU workers as child processes); without a sample, start a scheduler and servers until Ctrl-C'))
   .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
-  .option('--json', 'print the cluster addresses as one JSON line')
-  .action(async (o) => {
-    const { launchAndWait } = await import('./launch.ts');
-    await launchAndWait({ servers: o.servers, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
+  .action(async (sample: string | undefined, o) => {
+    if (!sample) {
+      const { launchAndWait } = await import('./launch.ts');
+      await launchAndWait({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
+      process.exit(0);
+    }
+    const { trainCommand } = await import('../train/commands.ts');
+    await trainCommand(sample, o);
     process.exit(0);
+  });
+
+trainOptions(program.command('compare').argument('[sample]', 'sample directory', 'samples/dlrm')
+  .description('train the sample in hybrid and in pure-PS mode on the same data and seed; write a report (terminal table + HTML plots)'))
+  .option('--report <file>', 'HTML report path (default runs/compare-<time>.html)')
+  .action(async (sample: string, o) => {
+    const { compareCommand } = await import('../train/commands.ts');
+    await compareCommand(sample, o);
+    process.exit(0);
+  });
+
+secretOptions(program.command('worker').description('run one training worker (launch starts these; for orchestrators: TF_CONFIG task type worker)'))
+  .option('--scheduler <url>', 'scheduler address ws://HOST:PORT (or HYBRIDPS_SCHEDULER / TF_CONFIG)')
+  .option('--node-id <id>', 'stable name of this worker')
+  .option('--config <file>', 'training configuration JSON (or HYBRIDPS_TRAIN_CONFIG)')
+  .action((o) => runWorker(o));
+
+program.command('gen-data').description('write a synthetic Criteo-layout file from a planted DLRM-like model and print its AUC')
+  .requiredOption('--out <file>', 'output file')
+  .option('--samples <n>', 'lines to write', int, 200_000)
+  .option('--seed <n>', 'random seed', int, 7)
+  .option('--rows-per-table <n>', 'distinct ids per categorical feature', int, 1000)
+  .option('--gzip', 'gzip the output')
+  .option('--json', 'print one JSON summary as the last line')
+  .action(async (o) => {
+    const { genDataCommand } = await import('./gen-data.ts');
+    await genDataCommand({ out: o.out, samples: o.samples, seed: o.seed, rowsPerTable: o.rowsPerTable, gzip: !!o.gzip, json: !!o.json });
   });
 
 program.command('demo').description('push/pull demo on a local cluster (scheduler + servers as child processes)')

@@ -61,3 +61,32 @@ export async function runServer(flags: CommonRoleFlags & { scheduler?: string; n
   announceReady({ role: 'server', url: s.url, nodeId: s.nodeId, metrics: metrics?.url, pid: process.pid });
   exitWithParent(() => s.stop());
 }
+
+/**
+ * A training worker: the run's configuration (TrainConfig JSON) from --config or
+ * HYBRIDPS_TRAIN_CONFIG, the scheduler from --scheduler, HYBRIDPS_SCHEDULER or TF_CONFIG. Exits 0
+ * when training is done, 1 on an error (after a line on stderr saying what went wrong).
+ */
+export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; nodeId?: string; config?: string }): Promise<void> {
+  const env = clusterEnvFromProcess();
+  const schedulerUrl = flags.scheduler ?? env.schedulerUrl;
+  if (!schedulerUrl) throw new Error('the worker needs the scheduler: --scheduler ws://HOST:PORT, HYBRIDPS_SCHEDULER, or TF_CONFIG');
+  const { readFileSync } = await import('node:fs');
+  const text = flags.config ? readFileSync(flags.config, 'utf8') : process.env.HYBRIDPS_TRAIN_CONFIG;
+  if (!text) throw new Error('the worker needs the training configuration: --config FILE or HYBRIDPS_TRAIN_CONFIG (hybridps launch writes it)');
+  const { validateConfig } = await import('../train/config.ts');
+  const cfg = JSON.parse(text);
+  validateConfig(cfg);
+  const nodeId = flags.nodeId ?? (env.role === 'worker' && env.index !== undefined ? `worker-${env.index}` : `worker-${process.pid}`);
+  announceReady({ role: 'worker', nodeId, pid: process.pid });
+  let stopRequested = false;
+  exitWithParent(async () => { stopRequested = true; });
+  const { runTrainWorker } = await import('../train/worker.ts');
+  try {
+    await runTrainWorker(cfg, { nodeId, schedulerUrl, secret: loadSecret(flags) });
+    process.exit(0);
+  } catch (e) {
+    if (!stopRequested) process.stderr.write(`${nodeId}: ${(e as Error).stack ?? (e as Error).message}\n`);
+    process.exit(1);
+  }
+}

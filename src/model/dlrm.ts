@@ -33,7 +33,7 @@ export interface DlrmOptions {
 }
 
 export const DLRM_PRESETS: Record<'small' | 'gpu', DlrmConfig> = {
-  small: { numDense: 13, numTables: 8, dim: 16, bottom: [13, 64, 16], top: [64, 1], rowsPerTable: 1000 },
+  small: { numDense: 13, numTables: 26, dim: 16, bottom: [13, 64, 16], top: [64, 1], rowsPerTable: 1000 },
   gpu: { numDense: 13, numTables: 26, dim: 64, bottom: [13, 512, 256, 64], top: [512, 256, 1], rowsPerTable: 100_000 },
 };
 

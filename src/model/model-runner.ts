@@ -157,6 +157,21 @@ export class ModelRunner {
     return this.unpad(await this.readback([{ buf: this.denseBuf, floats: this.densePadded }]).then((r) => r[0]));
   }
 
+  /**
+   * The local dense optimizer's state (AdaGrad's accumulator, Adam's moments and step), flat and
+   * unpadded like the parameters: what a checkpoint needs to resume bit for bit.
+   */
+  async readOptimizerState(): Promise<{ slots: Record<string, Float32Array>; adamStep: number }> {
+    const names = [...this.optimSlots.keys()];
+    const got = names.length ? await this.readback(names.map((n) => ({ buf: this.optimSlots.get(n)!, floats: this.densePadded }))) : [];
+    return { slots: Object.fromEntries(names.map((n, i) => [n, this.unpad(got[i]!)])), adamStep: this.adamStep };
+  }
+
+  setOptimizerState(state: { slots: Record<string, Float32Array>; adamStep: number }): void {
+    for (const [name, flat] of Object.entries(state.slots)) writeView(this.gpu, this.slot(name), this.pad(flat));
+    this.adamStep = state.adamStep;
+  }
+
   private resolve(name: string, sized: Map<string, GPUBuffer>): BufferArg {
     const b = sized.get(name);
     if (b) return b;

@@ -1,0 +1,131 @@
+// A training checkpoint: `<root>/step-<N>/` with one shard per server (the embedding tables, and
+// the dense vector in pure-PS mode, with optimizer slots), `dense.safetensors` (the dense
+// parameters by name, `dense.<name>` in their declared shapes) and `manifest.json` (model config,
+// step, cluster shape, files); `<root>/latest` names the newest step directory. Every file is
+// written atomically and the manifest last, so a directory with a manifest is complete.
+import { stat, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { writeSafetensors, readSafetensors, writeManifest, readManifest, writeBytesAtomic, MANIFEST_FILE, type Tensor } from '../checkpoint/index.ts';
+import type { PSClient } from '../client/ps-client.ts';
+import type { TrainConfig } from './config.ts';
+
+export const DENSE_FILE = 'dense.safetensors';
+export const LATEST_FILE = 'latest';
+
+export interface DenseEntry { name: string; offset: number; size: number; shape?: number[] }
+
+/** The checkpoint directory `path` names: itself if it has a manifest, else the one `latest` names. */
+export async function resolveCheckpoint(path: string): Promise<string> {
+  const abs = resolve(path);
+  if (await exists(join(abs, MANIFEST_FILE))) return abs;
+  let latest: string;
+  try { latest = (await readFile(join(abs, LATEST_FILE), 'utf8')).trim(); } catch {
+    throw new Error(`--resume ${path}: no ${MANIFEST_FILE} and no ${LATEST_FILE} file there (give a step-N checkpoint directory or the checkpoint root)`);
+  }
+  if (!/^[A-Za-z0-9_.-]+$/.test(latest)) throw new Error(`${join(abs, LATEST_FILE)} names ${JSON.stringify(latest)}, not a directory name`);
+  const dir = join(abs, latest);
+  if (!(await exists(join(dir, MANIFEST_FILE)))) throw new Error(`${join(abs, LATEST_FILE)} points to ${latest}, which has no ${MANIFEST_FILE} (incomplete checkpoint?)`);
+  return dir;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try { await stat(p); return true; } catch { return false; }
+}
+
+export interface DenseOptimizerState { slots: Record<string, Float32Array>; adamStep: number }
+
+export async function saveTrainingCheckpoint(o: {
+  client: PSClient; cfg: TrainConfig; step: number; dense: Float32Array; layout: DenseEntry[]; workers: number;
+  /** Hybrid mode: the workers' local dense optimizer state (pure-PS keeps it in the server shards). */
+  optimizer?: DenseOptimizerState;
+}): Promise<string> {
+  const root = resolve(o.cfg.checkpointDir!);
+  const name = `step-${o.step}`;
+  const dir = join(root, name);
+  const serverFiles = await o.client.checkpoint(dir, o.step); // the servers create `dir`
+  const tensors: Record<string, Tensor> = {};
+  for (const p of o.layout) {
+    tensors[`dense.${p.name}`] = { dtype: 'F32', shape: p.shape ?? [p.size], data: o.dense.slice(p.offset, p.offset + p.size) };
+    for (const [slot, flat] of Object.entries(o.optimizer?.slots ?? {})) {
+      tensors[`dense.${p.name}.slot.${slot}`] = { dtype: 'F32', shape: p.shape ?? [p.size], data: flat.slice(p.offset, p.offset + p.size) };
+    }
+  }
+  const densePath = join(dir, DENSE_FILE);
+  await writeSafetensors(densePath, tensors, {
+    format: 'hybridps-dense', step: String(o.step), ...(o.optimizer ? { dense_optimizer: o.cfg.optimizer.dense, dense_adam_step: String(o.optimizer.adamStep) } : {}),
+  });
+  const files = [];
+  for (const f of [...serverFiles, densePath]) {
+    files.push({ path: f, shard: f === densePath ? 'dense' : f.replace(/^.*\//, '').replace(/\.safetensors$/, ''), bytes: (await stat(f)).size, rows: 0 });
+  }
+  const c = o.cfg;
+  await writeManifest(dir, {
+    step: o.step,
+    model: {
+      kind: 'dlrm', preset: c.preset, config: c.model, mode: c.mode, consistency: c.consistency, optimizer: c.optimizer,
+      lr: c.lr, seed: c.seed, batch: c.batch, dense: o.layout.map(({ name, shape, size }) => ({ name, shape: shape ?? [size] })),
+    },
+    cluster: { servers: c.servers, workers: o.workers, replicas: c.replicas },
+    files,
+  });
+  await writeBytesAtomic(join(root, LATEST_FILE), `${name}\n`);
+  return dir;
+}
+
+export interface LoadedTraining {
+  step: number;
+  /** Flat dense vector in the runner's layout, or null when the checkpoint has no dense parameters. */
+  dense: Float32Array | null;
+  /** The dense vector is in the server shards too (written in pure-PS mode, with its optimizer state). */
+  denseOnServers: boolean;
+  /** The local dense optimizer's state, when the checkpoint has it for this run's dense optimizer. */
+  optimizer: DenseOptimizerState | null;
+}
+
+/**
+ * Reads the step and the dense parameters. A checkpoint written by another tool needs only the
+ * server shard files and, optionally, `dense.safetensors` (see docs/checkpoints.md); the model's
+ * shapes must match.
+ */
+export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], cfg: TrainConfig): Promise<LoadedTraining> {
+  const m = await readManifest(dir);
+  const model = (m.model ?? {}) as { config?: Record<string, unknown>; mode?: string };
+  if (model.config) {
+    for (const k of ['numDense', 'numTables', 'dim', 'rowsPerTable'] as const) {
+      if (model.config[k] !== undefined && JSON.stringify(model.config[k]) !== JSON.stringify(cfg.model[k])) {
+        throw new Error(`checkpoint ${dir} was written for a model with ${k} = ${JSON.stringify(model.config[k])}; this run has ${JSON.stringify(cfg.model[k])}`);
+      }
+    }
+  }
+  let dense: Float32Array | null = null;
+  let optimizer: DenseOptimizerState | null = null;
+  const densePath = join(dir, DENSE_FILE);
+  if (await exists(densePath)) {
+    const f = await readSafetensors(densePath);
+    const total = layout.reduce((s, p) => s + p.size, 0);
+    // Optimizer slots only carry over to the same optimizer (a different one starts fresh).
+    if (f.metadata.dense_optimizer === cfg.optimizer.dense) {
+      const slotNames = new Set(Object.keys(f.tensors).map((n) => /\.slot\.([^.]+)$/.exec(n)?.[1]).filter((x): x is string => !!x));
+      optimizer = { slots: {}, adamStep: Number(f.metadata.dense_adam_step ?? 0) };
+      for (const slot of slotNames) {
+        const flat = new Float32Array(total);
+        for (const p of layout) {
+          const t = f.tensors[`dense.${p.name}.slot.${slot}`];
+          if (!t || t.shape.reduce((a, b) => a * b, 1) !== p.size) throw new Error(`${densePath}: dense.${p.name}.slot.${slot} is missing or has the wrong size`);
+          flat.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
+        }
+        optimizer.slots[slot] = flat;
+      }
+    }
+    dense = new Float32Array(total);
+    for (const p of layout) {
+      const t = f.tensors[`dense.${p.name}`];
+      if (!t) throw new Error(`${densePath}: no tensor dense.${p.name}`);
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      if (n !== p.size) throw new Error(`${densePath}: dense.${p.name} has ${n} values (shape ${t.shape.join('x')}); the model's has ${p.size}`);
+      if (t.dtype !== 'F32' && t.dtype !== 'F64') throw new Error(`${densePath}: dense.${p.name} is ${t.dtype}; F32 or F64 expected`);
+      dense.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
+    }
+  }
+  return { step: m.step, dense, denseOnServers: model.mode === 'pure-ps' && cfg.mode === 'pure-ps', optimizer };
+}

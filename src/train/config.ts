@@ -1,0 +1,110 @@
+// What a training run is: the model, the cluster shape, the layout (hybrid or pure-PS), the
+// consistency model, the optimisation settings, data, evaluation and checkpoints. The launcher
+// builds one from flags (and a sample's defaults), validates it, and hands the same JSON to every
+// worker process, so all workers train exactly the same model.
+import { DLRM_PRESETS, validateDlrmConfig, type DlrmConfig } from '../model/dlrm.ts';
+import type { ConsistencyName, OptimizerName } from '../model/model-spec.ts';
+
+export type Mode = 'hybrid' | 'pure-ps';
+export type DenseOptimizerName = 'sgd' | 'adagrad' | 'adam';
+
+export interface TrainConfig {
+  preset: string;
+  model: DlrmConfig;
+  servers: number;
+  workers: number;
+  replicas: number;
+  mode: Mode;
+  consistency: { kind: ConsistencyName; staleness: number };
+  /** Samples per worker per step (the global batch is batch x workers). */
+  batch: number;
+  /** Steps to run; 0 = as many as `epochs` passes over the training data give. */
+  steps: number;
+  epochs: number;
+  lr: { emb: number; dense: number };
+  optimizer: { emb: OptimizerName; dense: DenseOptimizerName };
+  /** Criteo-layout file (plain or gzip). */
+  data: string;
+  /** Every k-th line (k-1 mod k) is held out for evaluation. */
+  evalEvery: number;
+  /** Evaluate every this many steps during training (0: only at the end), on `evalSamples` held-out samples. */
+  evalSteps: number;
+  evalSamples: number;
+  checkpointDir?: string;
+  /** Checkpoint every this many steps (0: only at the end, when checkpointDir is set). */
+  checkpointEvery: number;
+  /** A checkpoint directory (a step-N directory, or a checkpoint root with a `latest` file). */
+  resume?: string;
+  seed: number;
+  /** Values as fp16 on the wire (PS and allreduce). */
+  f16: boolean;
+  /** Bad data lines: skip (counted, reported) or stop. */
+  onBadLine: 'skip' | 'fatal';
+}
+
+export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
+  preset: 'small', servers: 2, workers: 2, replicas: 1, mode: 'hybrid',
+  consistency: { kind: 'bsp', staleness: 0 },
+  batch: 256, steps: 0, epochs: 1,
+  lr: { emb: 0.05, dense: 0.05 }, optimizer: { emb: 'adagrad', dense: 'adagrad' },
+  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, seed: 1, f16: false, onBadLine: 'skip',
+};
+
+/** `bsp`, `asp`, `ssp:3` (or `ssp` for a bound of 1). */
+export function parseConsistency(s: string): TrainConfig['consistency'] {
+  const m = /^(bsp|asp|ssp)(?::(\d+))?$/.exec(s.trim().toLowerCase());
+  if (!m) throw new Error(`--consistency ${s}: expected bsp, asp or ssp:N`);
+  const kind = m[1] as ConsistencyName;
+  if (kind !== 'ssp' && m[2] !== undefined) throw new Error(`--consistency ${s}: only ssp takes a staleness bound`);
+  return { kind, staleness: kind === 'ssp' ? Number(m[2] ?? 1) : 0 };
+}
+
+export function consistencyName(c: TrainConfig['consistency']): string {
+  return c.kind === 'ssp' ? `ssp:${c.staleness}` : c.kind;
+}
+
+/**
+ * Per-part settings: `0.05` for both parts, or `emb=0.1,dense=0.01` (either part may be left
+ * out, keeping its default).
+ */
+export function parsePerPart<T>(s: string, parse: (v: string) => T, defaults: { emb: T; dense: T }, flag: string): { emb: T; dense: T } {
+  if (!s.includes('=')) { const v = parse(s); return { emb: v, dense: v }; }
+  const out = { ...defaults };
+  for (const part of s.split(',')) {
+    const [k, v] = part.split('=').map((x) => x.trim());
+    if ((k !== 'emb' && k !== 'dense') || !v) throw new Error(`${flag} ${s}: expected VALUE or emb=VALUE,dense=VALUE`);
+    out[k] = parse(v);
+  }
+  return out;
+}
+
+const EMB_OPTIMIZERS: readonly string[] = ['sgd', 'adagrad', 'adam', 'ftrl'];
+const DENSE_OPTIMIZERS: readonly string[] = ['sgd', 'adagrad', 'adam'];
+
+export function resolveModel(preset: string, overrides: Partial<DlrmConfig> = {}): DlrmConfig {
+  const base = (DLRM_PRESETS as Record<string, DlrmConfig>)[preset];
+  if (!base) throw new Error(`--preset ${preset}: known presets are ${Object.keys(DLRM_PRESETS).join(', ')}`);
+  const model = { ...base, ...overrides };
+  validateDlrmConfig(model);
+  return model;
+}
+
+/** Throws one message listing everything wrong with `c`. */
+export function validateConfig(c: TrainConfig): void {
+  const bad: string[] = [];
+  const posInt = (v: number, name: string, min = 1) => { if (!Number.isInteger(v) || v < min) bad.push(`${name} must be an integer >= ${min} (got ${v})`); };
+  posInt(c.servers, '--servers'); posInt(c.workers, '--workers'); posInt(c.replicas, '--replicas');
+  if (c.replicas > c.servers) bad.push(`--replicas ${c.replicas} needs at least as many servers (got ${c.servers})`);
+  posInt(c.batch, '--batch'); posInt(c.steps, '--steps', 0); posInt(c.epochs, '--epochs');
+  posInt(c.evalEvery, 'evalEvery', 2); posInt(c.evalSteps, '--eval-every', 0); posInt(c.evalSamples, '--eval-samples');
+  posInt(c.checkpointEvery, '--checkpoint-every', 0);
+  if (c.mode !== 'hybrid' && c.mode !== 'pure-ps') bad.push(`--mode ${c.mode}: hybrid or pure-ps`);
+  for (const [k, v] of Object.entries(c.lr)) if (!(v > 0) || !Number.isFinite(v)) bad.push(`--lr ${k}=${v}: must be a positive number`);
+  if (!EMB_OPTIMIZERS.includes(c.optimizer.emb)) bad.push(`--optimizer emb=${c.optimizer.emb}: one of ${EMB_OPTIMIZERS.join(', ')}`);
+  if (!DENSE_OPTIMIZERS.includes(c.optimizer.dense)) bad.push(`--optimizer dense=${c.optimizer.dense}: one of ${DENSE_OPTIMIZERS.join(', ')}`);
+  if (c.model.numDense !== 13) bad.push(`the Criteo layout has 13 dense features; the model takes ${c.model.numDense}`);
+  if (c.model.numTables > 26) bad.push(`the Criteo layout has 26 categorical features; the model has ${c.model.numTables} tables`);
+  if (c.checkpointEvery > 0 && !c.checkpointDir) bad.push('--checkpoint-every needs --checkpoint-dir');
+  if (!c.data) bad.push('no data file');
+  if (bad.length) throw new Error(`invalid training configuration:\n  ${bad.join('\n  ')}`);
+}

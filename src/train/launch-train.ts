@@ -1,0 +1,192 @@
+// `hybridps launch samples/dlrm`: a scheduler, S servers and W GPU workers as child processes of
+// this one, training until the steps or the data run out. Shows progress (a bar on a terminal,
+// periodic lines otherwise), stops everything on Ctrl-C or on the first failure, and ends with a
+// summary: throughput, phase times, bytes on the wire by kind, held-out logloss and exact AUC.
+import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, sep } from 'node:path';
+import cliProgress from 'cli-progress';
+import { LocalCluster, type ChildInfo } from '../cli/local-cluster.ts';
+import { consistencyName, validateConfig, type TrainConfig } from './config.ts';
+import type { WorkerProgress, WorkerResult, EvalResult } from './worker.ts';
+import { resolveCheckpoint } from './checkpoint.ts';
+import type { RunSummary, RunHistory } from '../report/compare-report.ts';
+
+export interface TrainRunOptions {
+  /** Where the summary and progress go (stderr when the caller prints JSON on stdout). */
+  out?: NodeJS.WritableStream;
+  /** Show a progress bar when `out` is a terminal (default true). */
+  progress?: boolean;
+  /** Label in progress lines (compare runs two). */
+  label?: string;
+  /** Extra Node flags for the children. */
+  nodeArgs?: string[];
+}
+
+export interface TrainSummary extends RunSummary {
+  results: WorkerResult[];
+  evals: EvalResult[];
+  checkpoint?: string;
+  data: { path: string; lines: number; bad: number; badLines: { line: number; why: string }[] };
+  wallSec: number;
+}
+
+/** A directory holding both paths: the servers' checkpoint root (they refuse paths outside it). */
+function commonRoot(paths: string[]): string {
+  const parts = paths.map((p) => resolve(p).split(sep));
+  const out: string[] = [];
+  for (let i = 0; ; i++) {
+    const seg = parts[0]![i];
+    if (seg === undefined || parts.some((p) => p[i] !== seg)) break;
+    out.push(seg);
+  }
+  return out.join(sep) || sep;
+}
+
+/** Reads the sidecar gen-data writes next to a synthetic file (planted model's AUC), if any. */
+export function readDataMeta(path: string): { plantedAuc?: number; plantedLogloss?: number; samples?: number; rowsPerTable?: number } | null {
+  const meta = `${path}.meta.json`;
+  if (!existsSync(meta)) return null;
+  try { return JSON.parse(readFileSync(meta, 'utf8')); } catch { return null; }
+}
+
+export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Promise<TrainSummary> {
+  validateConfig(cfg);
+  if (cfg.resume) await resolveCheckpoint(cfg.resume); // a wrong path fails here, before any process starts
+  const out = o.out ?? process.stdout;
+  const say = (s: string) => out.write(s + '\n');
+  const label = o.label ? `[${o.label}] ` : '';
+  const meta = readDataMeta(cfg.data);
+  if (meta?.rowsPerTable !== undefined && meta.rowsPerTable !== cfg.model.rowsPerTable) {
+    say(`${label}note: ${cfg.data} was generated with ${meta.rowsPerTable} rows per table; the model uses ${cfg.model.rowsPerTable}`);
+  }
+  const totalSteps = cfg.steps > 0 ? cfg.steps
+    : meta?.samples ? Math.floor((meta.samples - Math.floor(meta.samples / cfg.evalEvery)) * cfg.epochs / (cfg.batch * cfg.workers)) : 0;
+
+  const ckptRoot = cfg.checkpointDir || cfg.resume ? commonRoot([cfg.checkpointDir, cfg.resume].filter((p): p is string => !!p)) : undefined;
+  if (cfg.checkpointDir) mkdirSync(cfg.checkpointDir, { recursive: true });
+  const logs: string[] = [];
+  const cluster = new LocalCluster({
+    servers: cfg.servers, replicas: cfg.replicas > 1 ? cfg.replicas : undefined, nodeArgs: o.nodeArgs,
+    extraServerArgs: ckptRoot ? ['--checkpoint-root', ckptRoot] : [],
+    // Warnings and errors reach the user; the rest is kept for a failure report.
+    log: (l) => { logs.push(l); if (logs.length > 200) logs.shift(); if (/\b(WARN|ERROR)\b|Error|error:/.test(l)) say(`${label}${l}`); },
+  });
+  const dir = mkdtempSync(join(tmpdir(), 'hybridps-train-'));
+  const cfgFile = join(dir, 'config.json');
+  writeFileSync(cfgFile, JSON.stringify(cfg));
+
+  const results: WorkerResult[] = [];
+  const evals: EvalResult[] = [];
+  const history: RunHistory = { step: [], wallSec: [], loss: [], pullBytes: [], pushBytes: [], allreduceBytes: [] };
+  const phaseTotals: Record<string, number> = {};
+  let lastBytes = { pull: 0, push: 0, allreduce: 0 };
+  let checkpoint: string | undefined;
+  const t0 = performance.now();
+
+  const tty = (o.progress ?? true) && (out as NodeJS.WriteStream).isTTY === true;
+  const bar = tty ? new cliProgress.SingleBar({
+    format: `${label}{bar} {value}/{total} steps | {rate} samples/s | loss {loss} | ETA {eta_formatted}`, hideCursor: true, stream: out as NodeJS.WriteStream,
+  }, cliProgress.Presets.shades_classic) : null;
+  let lastLine = 0, barStarted = false;
+  const progress = (p: WorkerProgress) => {
+    if (p.rank !== 0) return; // rank 0 speaks for the step (BSP keeps everyone within a step)
+    history.step.push(p.step); history.wallSec.push(p.wallSec); history.loss.push(p.loss);
+    history.pullBytes.push(p.bytes.pull - lastBytes.pull); history.pushBytes.push(p.bytes.push - lastBytes.push);
+    history.allreduceBytes.push(p.bytes.allreduce - lastBytes.allreduce);
+    lastBytes = p.bytes;
+    const rate = (p.samples * cfg.workers) / Math.max(p.wallSec, 1e-9);
+    if (bar) { if (!barStarted) { bar.start(totalSteps || p.step, 0); barStarted = true; } bar.update(p.step, { rate: rate.toFixed(0), loss: p.loss.toFixed(4) }); if (!totalSteps) bar.setTotal(p.step); }
+    else if (performance.now() - lastLine > 5000 || p.step === totalSteps) {
+      lastLine = performance.now();
+      const eta = totalSteps ? ` eta ${(((totalSteps - p.step) * p.wallSec) / Math.max(1, p.step)).toFixed(0)}s` : '';
+      say(`${label}step ${p.step}${totalSteps ? `/${totalSteps}` : ''}  loss ${p.loss.toFixed(4)}  ${rate.toFixed(0)} samples/s${eta}`);
+    }
+  };
+  const onWorkerLine = (line: string) => {
+    const m = /^HYBRIDPS_(PROGRESS|EVAL|CHECKPOINT|RESULT) (.*)$/.exec(line);
+    if (!m) { logs.push(line); return; }
+    const payload = JSON.parse(m[2]!);
+    if (m[1] === 'PROGRESS') progress(payload);
+    else if (m[1] === 'EVAL') { evals.push(payload); if (!bar) say(`${label}eval at step ${payload.step}: logloss ${payload.logloss.toFixed(4)}, AUC ${payload.auc.toFixed(4)} (${payload.samples} samples)`); }
+    else if (m[1] === 'CHECKPOINT') { checkpoint = payload.dir; if (!bar) say(`${label}checkpoint: ${payload.dir}`); }
+    else results.push(payload);
+  };
+
+  try {
+    await cluster.start();
+    say(`${label}cluster: scheduler ${cluster.schedulerUrl}, ${cfg.servers} server(s), ${cfg.workers} worker(s); ${cfg.mode}, ${consistencyName(cfg.consistency)}, batch ${cfg.batch}/worker, data ${cfg.data}`);
+    const workers: ChildInfo[] = [];
+    for (let i = 0; i < cfg.workers; i++) {
+      workers.push(await cluster.spawnRole(`worker ${i}`, ['worker', '--scheduler', cluster.schedulerUrl, '--node-id', `worker-${i}`, '--config', cfgFile], 60_000, onWorkerLine));
+    }
+    // Every worker must exit 0; the first failure stops the run.
+    await new Promise<void>((resolveAll, reject) => {
+      let left = workers.length;
+      for (const w of workers) {
+        const done = (code: number | null, sig: string | null) => {
+          if (code === 0) { if (--left === 0) resolveAll(); return; }
+          reject(new Error(`${w.nodeId} exited with ${code ?? sig}; last log lines:\n  ${logs.slice(-15).join('\n  ')}`));
+        };
+        if (w.proc.exitCode !== null) done(w.proc.exitCode, null); else w.proc.once('exit', done);
+      }
+    });
+  } finally {
+    bar?.stop();
+    await cluster.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const wallSec = (performance.now() - t0) / 1000;
+  results.sort((a, b) => a.rank - b.rank);
+  const r0 = results[0];
+  if (!r0 || results.length !== cfg.workers) throw new Error(`only ${results.length} of ${cfg.workers} workers reported a result`);
+  const final = r0.eval;
+  if (!final) throw new Error('rank 0 reported no final evaluation');
+  const trainSec = Math.max(...results.map((r) => r.wallSec));
+  const samples = results.reduce((a, r) => a + r.samples, 0);
+  for (const r of results) for (const [k, v] of Object.entries(r.phaseMs)) phaseTotals[k] = (phaseTotals[k] ?? 0) + v;
+  const stepsRun = r0.steps;
+  const phases = Object.fromEntries(Object.entries(phaseTotals).map(([k, v]) => [k, v / Math.max(1, stepsRun * results.length)]));
+  const bytes = {
+    pull: results.reduce((a, r) => a + r.bytes.pull, 0), push: results.reduce((a, r) => a + r.bytes.push, 0),
+    allreduce: results.reduce((a, r) => a + r.bytes.allreduce, 0),
+  };
+  return {
+    mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
+    samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history,
+    plantedAuc: meta?.plantedAuc, results, evals, checkpoint, wallSec,
+    data: { path: cfg.data, ...r0.data },
+  };
+}
+
+function fmtBytes(n: number): string {
+  return n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}
+
+/** The end-of-run summary, for people. */
+export function formatSummary(s: TrainSummary): string {
+  const lines = [
+    `trained ${s.steps} steps (${s.mode}, ${s.consistency}, ${s.workers} worker(s), ${s.servers} server(s)) in ${s.wallSec.toFixed(1)} s`,
+    `  throughput   ${s.samplesPerSec.toFixed(0)} samples/s`,
+    `  per step     ${Object.entries(s.phases).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}`,
+    `  on the wire  pull ${fmtBytes(s.bytes.pull)}, push ${fmtBytes(s.bytes.push)}, allreduce ${fmtBytes(s.bytes.allreduce)}`,
+    `  held-out     logloss ${s.logloss.toFixed(4)}, AUC ${s.auc.toFixed(4)}${s.plantedAuc !== undefined ? ` (planted model: ${s.plantedAuc.toFixed(4)}, gap ${(s.plantedAuc - s.auc).toFixed(4)})` : ''}`,
+  ];
+  if (s.data.bad > 0) {
+    lines.push(`  data         ${s.data.bad} bad line(s) of ${s.data.lines} skipped; first: ${s.data.badLines.slice(0, 5).map((b) => `line ${b.line}: ${b.why}`).join('; ')}`);
+  }
+  if (s.checkpoint) lines.push(`  checkpoint   ${s.checkpoint}`);
+  return lines.join('\n');
+}
+
+/** The `--json` object. */
+export function summaryJson(s: TrainSummary): object {
+  return {
+    mode: s.mode, consistency: s.consistency, workers: s.workers, servers: s.servers, steps: s.steps,
+    samplesPerSec: +s.samplesPerSec.toFixed(1), logloss: s.logloss, auc: s.auc, bytes: s.bytes, phasesMs: s.phases,
+    ...(s.plantedAuc !== undefined ? { plantedAuc: s.plantedAuc } : {}),
+    data: s.data, checkpoint: s.checkpoint, wallSec: +s.wallSec.toFixed(2), evals: s.evals,
+    denseHashes: s.results.map((r) => r.denseHash),
+  };
+}
+

@@ -1,0 +1,176 @@
+// One training worker process: joins the cluster, declares the model's tables, optionally resumes
+// from a checkpoint, then runs WorkerStep over its share of every global batch until the steps or
+// the data run out, evaluating and checkpointing on the way. Everything the launcher needs comes
+// out on stdout as `HYBRIDPS_<KIND> <json>` lines (progress, eval, checkpoint, result); logs go to
+// stderr.
+import { createHash } from 'node:crypto';
+import { acquireGpu } from '../gpu/device.ts';
+import { PSClient } from '../client/ps-client.ts';
+import { ModelRunner, type DenseOptimizer } from '../model/model-runner.ts';
+import { dlrmSpec } from '../model/dlrm.ts';
+import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode } from '../worker/worker-step.ts';
+import { DenseAllreduce } from '../worker/dense-allreduce.ts';
+import { prepareTable } from '../worker/batch-prep.ts';
+import { exactAuc, loglossFromLogits } from '../metrics/classification.ts';
+import { createLogger } from '../util/log.ts';
+import type { TrainConfig } from './config.ts';
+import { trainBatches, evalBatches, toWorkerBatch } from './batches.ts';
+import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
+
+/** PS table id of the pure-PS dense vector (model tables take 1..T). */
+export const DENSE_TABLE_ID = 1000;
+/** Floats per row of the dense range table. */
+export const DENSE_BLOCK = 1024;
+
+export interface WorkerIdentity { nodeId: string; schedulerUrl: string; secret: Uint8Array }
+
+export interface WorkerProgress {
+  rank: number; step: number; loss: number; samples: number; wallSec: number;
+  bytes: { pull: number; push: number; allreduce: number };
+  ms: Record<string, number>;
+}
+
+export interface WorkerResult {
+  rank: number; nodeId: string; steps: number; firstStep: number; samples: number; wallSec: number;
+  bytes: { pull: number; push: number; allreduce: number };
+  /** Summed milliseconds per phase over all steps. */
+  phaseMs: Record<string, number>;
+  /** sha256 of the final dense parameters: equal on every worker in hybrid mode. */
+  denseHash: string;
+  data: { lines: number; bad: number; badLines: { line: number; why: string }[] };
+  eval?: EvalResult;
+  checkpoint?: string;
+}
+
+export interface EvalResult { step: number; samples: number; logloss: number; auc: number }
+
+type Emit = (kind: 'PROGRESS' | 'EVAL' | 'CHECKPOINT' | 'RESULT', payload: object) => void;
+
+export const stdoutEmit: Emit = (kind, payload) => { process.stdout.write(`HYBRIDPS_${kind} ${JSON.stringify(payload)}\n`); };
+
+function denseOptimizer(cfg: TrainConfig): DenseOptimizer {
+  return { kind: cfg.optimizer.dense, lr: cfg.lr.dense };
+}
+
+export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit: Emit = stdoutEmit): Promise<WorkerResult> {
+  const log = createLogger(id.nodeId);
+  const gpu = await acquireGpu({ label: id.nodeId });
+  const spec = dlrmSpec(cfg.model, {
+    optimizer: cfg.optimizer.emb, hyper: cfg.optimizer.emb === 'ftrl' ? { alpha: cfg.lr.emb } : { lr: cfg.lr.emb },
+    consistency: cfg.consistency.kind, staleness: cfg.consistency.staleness,
+  });
+  // The same seed on every worker: identical initial dense parameters without a broadcast.
+  const runner = await ModelRunner.create(gpu, spec, { seed: cfg.seed });
+  const ring = cfg.mode === 'hybrid' ? await DenseAllreduce.create({ nodeId: id.nodeId, secret: id.secret }, { f16: cfg.f16 }) : null;
+  const client = await PSClient.connect({ secret: id.secret, schedulerUrl: id.schedulerUrl, nodeId: id.nodeId, address: ring?.url ?? '', f16: cfg.f16 });
+  ring?.attach(client);
+  try {
+    await client.waitForView((v) => v.servers.length >= cfg.servers && v.workers.length >= cfg.workers && client.rank >= 0, 120_000);
+    if (ring) await client.waitForView((v) => v.workersEpoch === ring.ring.ringEpoch, 30_000);
+    const rank = client.rank, workers = client.view.workers.length;
+    log.info('joined', { rank, workers, servers: client.view.servers.length, mode: cfg.mode, consistency: cfg.consistency.kind, adapter: gpu.adapterName });
+
+    const { specs, tableIds } = psTableSpecs(spec, 1, BigInt(cfg.seed));
+    if (cfg.mode === 'pure-ps') {
+      specs.push(psDenseTableSpec(DENSE_TABLE_ID, DENSE_BLOCK, {
+        optimizer: cfg.optimizer.dense, hyper: { lr: cfg.lr.dense }, consistency: cfg.consistency.kind,
+      }));
+      specs[specs.length - 1]!.staleness = cfg.consistency.staleness;
+    }
+    await client.declareTables(specs);
+
+    // Resume (rank 0 restores the servers; every worker loads the dense parameters), or seed the
+    // pure-PS dense table with the initial parameters.
+    const layout = runner.denseLayout().map((p, i) => ({ ...p, shape: spec.dense[i]!.shape.map(Number) }));
+    let firstStep = 0;
+    if (cfg.resume) {
+      const ckpt = await resolveCheckpoint(cfg.resume);
+      const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg);
+      firstStep = loaded.step;
+      if (loaded.dense) runner.setDense(loaded.dense);
+      if (loaded.optimizer && cfg.mode === 'hybrid') runner.setOptimizerState(loaded.optimizer);
+      if (rank === 0) {
+        const rows = await client.restore(ckpt);
+        log.info('resumed', { from: ckpt, step: firstStep, rows, dense: loaded.dense ? 'from checkpoint' : 'initial' });
+        if (cfg.mode === 'pure-ps' && !loaded.denseOnServers) await client.assignRange(DENSE_TABLE_ID, 0, await runner.readDense());
+      }
+    } else if (cfg.mode === 'pure-ps' && rank === 0) {
+      await client.assignRange(DENSE_TABLE_ID, 0, await runner.readDense());
+    }
+    await client.barrier('start');
+
+    const dense: DenseMode = cfg.mode === 'pure-ps'
+      ? { mode: 'ps', tableId: DENSE_TABLE_ID }
+      : { mode: 'local', optimizer: denseOptimizer(cfg), hook: workers > 1 ? ring!.hook() : undefined };
+    const globalBatch = cfg.batch * workers;
+    const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense });
+
+    const denseNow = async () => (cfg.mode === 'pure-ps' ? client.pullRange(DENSE_TABLE_ID, 0, runner.denseLength) : runner.readDense());
+    const evaluate = async (step: number, limit: number): Promise<EvalResult> => {
+      runner.setDense(await denseNow());
+      const logits: number[] = [], labels: number[] = [];
+      for await (const mb of evalBatches(cfg, 1024, limit)) {
+        const wb = toWorkerBatch(mb, cfg.model.numTables);
+        const preps = wb.tables.map((t) => prepareTable(t, wb.B));
+        const rows = await Promise.all(preps.map((p, i) => client.pull(tableIds[i]!, p.keys)));
+        const scores = await runner.predict({ B: wb.B, inputs: wb.inputs, tables: preps.map((prep, i) => ({ prep, rows: rows[i]! })) });
+        for (let i = 0; i < wb.B; i++) { logits.push(scores[i]!); labels.push(wb.inputs.labels![i]!); }
+      }
+      const res = { step, samples: labels.length, logloss: loglossFromLogits(logits, labels), auc: exactAuc(logits, labels) };
+      emit('EVAL', res);
+      return res;
+    };
+
+    const checkpoint = async (step: number): Promise<string> => {
+      // Everyone has clocked `step`, so the servers hold every update up to it (BSP: applied when
+      // the last worker clocked; ASP/SSP: applied before the push was acknowledged).
+      await client.barrier(`checkpoint-${step}`);
+      let dir = '';
+      if (rank === 0) {
+        dir = await saveTrainingCheckpoint({ client, cfg, step, dense: await denseNow(), layout, workers,
+          optimizer: cfg.mode === 'hybrid' ? await runner.readOptimizerState() : undefined });
+        emit('CHECKPOINT', { step, dir });
+      }
+      await client.barrier(`checkpoint-${step}-written`); // nobody changes a row before the files exist
+      return dir;
+    };
+
+    const phaseMs: Record<string, number> = {};
+    const t0 = performance.now();
+    const bytes = () => ({ pull: client.bytes.pull, push: client.bytes.push, allreduce: ring?.ring.stats.bytesSent ?? 0 });
+    let step = firstStep, samples = 0, lastCheckpoint: string | undefined, lastCheckpointStep = -1;
+    const source = trainBatches(cfg, { rank, workers, skipSamples: firstStep * globalBatch });
+    for await (const mb of source.batches) {
+      if (cfg.steps > 0 && step >= cfg.steps) break;
+      const r = await stepper.run(toWorkerBatch(mb, cfg.model.numTables));
+      if (!Number.isFinite(r.loss)) throw new Error(`step ${step + 1}: the loss is ${r.loss}; lower --lr (emb ${cfg.lr.emb}, dense ${cfg.lr.dense})`);
+      step++;
+      samples += mb.size;
+      for (const [k, v] of Object.entries(r.ms)) phaseMs[k] = (phaseMs[k] ?? 0) + v;
+      emit('PROGRESS', { rank, step, loss: r.loss, samples, wallSec: (performance.now() - t0) / 1000, bytes: bytes(), ms: { ...r.ms } } satisfies WorkerProgress);
+      if (cfg.evalSteps > 0 && step % cfg.evalSteps === 0 && rank === 0) await evaluate(step, cfg.evalSamples);
+      if (cfg.checkpointDir && cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) {
+        lastCheckpoint = await checkpoint(step);
+        lastCheckpointStep = step;
+      }
+    }
+    const wallSec = (performance.now() - t0) / 1000;
+    await client.barrier('trained');
+    if (cfg.checkpointDir && lastCheckpointStep !== step) lastCheckpoint = await checkpoint(step);
+    const final = rank === 0 ? await evaluate(step, Number.MAX_SAFE_INTEGER) : undefined;
+    const denseFinal = await denseNow();
+    const result: WorkerResult = {
+      rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, bytes: bytes(), phaseMs,
+      denseHash: createHash('sha256').update(Buffer.from(denseFinal.buffer, denseFinal.byteOffset, denseFinal.byteLength)).digest('hex'),
+      data: source.stats(), eval: final, checkpoint: rank === 0 ? lastCheckpoint || undefined : undefined,
+    };
+    emit('RESULT', result);
+    await client.barrier('done');
+    return result;
+  } finally {
+    await client.close().catch(() => {});
+    await ring?.close().catch(() => {});
+    runner.destroy();
+    await gpu.destroy();
+  }
+}

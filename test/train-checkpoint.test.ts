@@ -1,0 +1,63 @@
+// Checkpoints end to end: a BSP run stopped at step 3 and resumed (a new cluster, new processes)
+// ends with exactly the parameters of an uninterrupted run: onto the same shape, onto a different
+// number of servers, and onto a different number of workers (same global batch). AdaGrad on both
+// parts, so optimizer state (server slots, the workers' dense accumulator) must survive too.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { runTraining } from '../src/train/launch-train.ts';
+import { readManifest } from '../src/checkpoint/index.ts';
+import { tmp, writeRandomCriteo, tinyConfig, readTrainingCheckpoint, maxDiff } from './helpers/train.ts';
+import type { TrainConfig } from '../src/train/config.ts';
+
+const dir = tmp();
+const data = writeRandomCriteo(join(dir, 'train.tsv'), 400, 23);
+const quiet = { write: () => true } as unknown as NodeJS.WritableStream;
+const base = (over: Partial<TrainConfig>) => tinyConfig(data, {
+  workers: 2, servers: 2, batch: 8, optimizer: { emb: 'adagrad', dense: 'adagrad' }, lr: { emb: 0.1, dense: 0.05 }, ...over,
+});
+
+async function run(over: Partial<TrainConfig>) {
+  const cfg = base(over);
+  const s = await runTraining(cfg, { out: quiet });
+  return { s, ckpt: await readTrainingCheckpoint(s.checkpoint!, cfg) };
+}
+
+test('resume from a checkpoint equals an uninterrupted run (same shape, 3 servers, 1 worker at twice the batch)', async () => {
+  const full = await run({ steps: 6, checkpointDir: join(dir, 'full') });
+  assert.is(full.ckpt.step, 6);
+
+  const first = await run({ steps: 3, checkpointDir: join(dir, 'part') });
+  assert.is(first.s.checkpoint, join(dir, 'part', 'step-3'));
+  assert.is(readFileSync(join(dir, 'part', 'latest'), 'utf8').trim(), 'step-3');
+  const manifest = await readManifest(first.s.checkpoint!);
+  assert.is(manifest.step, 3);
+  assert.equal(manifest.cluster, { servers: 2, workers: 2, replicas: 1 });
+  assert.ok(manifest.files.some((f) => f.path === 'dense.safetensors'));
+
+  const same = await run({ steps: 6, resume: join(dir, 'part'), checkpointDir: join(dir, 'same') });
+  assert.is(same.s.results[0]!.firstStep, 3, 'resumed at step 3');
+  assert.is(same.s.steps, 3, 'ran the 3 remaining steps');
+  assert.is(maxDiff(full.ckpt, same.ckpt), 0, 'same shape: bit-identical');
+  assert.is(maxDiff(same.ckpt, full.ckpt), 0);
+
+  const moreServers = await run({ steps: 6, servers: 3, resume: join(dir, 'part', 'step-3'), checkpointDir: join(dir, 'three') });
+  assert.is(maxDiff(full.ckpt, moreServers.ckpt), 0, '3 servers: bit-identical (rows re-sharded, updates unchanged)');
+
+  const oneWorker = await run({ steps: 6, workers: 1, batch: 16, resume: join(dir, 'part'), checkpointDir: join(dir, 'one') });
+  const d = maxDiff(full.ckpt, oneWorker.ckpt);
+  assert.ok(d < 1e-5, `1 worker at batch 16: within f32 rounding of the 2-worker run (${d})`);
+  assert.ok(existsSync(join(dir, 'one', 'step-6', 'manifest.json')));
+});
+
+test('a bad --resume path is a clear error', async () => {
+  try {
+    await runTraining(base({ steps: 1, resume: join(dir, 'nowhere') }), { out: quiet });
+    assert.unreachable('should fail');
+  } catch (e) {
+    assert.match((e as Error).message, /--resume .*nowhere.*no manifest\.json and no latest file/);
+  }
+});
+
+test.run();
