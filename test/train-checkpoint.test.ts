@@ -7,7 +7,10 @@ import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { runTraining } from '../src/train/launch-train.ts';
-import { readManifest } from '../src/checkpoint/index.ts';
+import { mkdirSync } from 'node:fs';
+import { readManifest, writeSafetensors } from '../src/checkpoint/index.ts';
+import { dlrmSpec } from '../src/model/dlrm.ts';
+import { denseSizes } from '../src/model/model-spec.ts';
 import { tmp, writeRandomCriteo, tinyConfig, readTrainingCheckpoint, maxDiff } from './helpers/train.ts';
 import type { TrainConfig } from '../src/train/config.ts';
 
@@ -51,12 +54,35 @@ test('resume from a checkpoint equals an uninterrupted run (same shape, 3 server
   assert.ok(existsSync(join(dir, 'one', 'step-6', 'manifest.json')));
 });
 
+test('weights written by another tool (plain safetensors, no manifest) initialise a run', async () => {
+  const foreign = join(dir, 'foreign');
+  mkdirSync(foreign);
+  const keys = BigUint64Array.from([0n, 1n, 2n, 3n, 39n]);
+  const values = Float32Array.from({ length: keys.length * 4 }, (_, i) => (i % 7) * 0.125 - 0.4);
+  await writeSafetensors(join(foreign, 'tables.safetensors'), {
+    'emb0.keys': { dtype: 'U64', shape: [keys.length], data: keys },
+    'emb0.values': { dtype: 'F32', shape: [keys.length, 4], data: values },
+  });
+  const bias = Float32Array.from([0.75]);
+  await writeSafetensors(join(foreign, 'dense.safetensors'), { 'dense.top.1.bias': { dtype: 'F64', shape: [1], data: Float64Array.from(bias) } });
+  // One step at a negligible learning rate: what is read back is what was imported.
+  const r = await run({ steps: 1, workers: 1, servers: 2, resume: foreign, checkpointDir: join(dir, 'imported'), lr: { emb: 1e-9, dense: 1e-9 }, optimizer: { emb: 'sgd', dense: 'sgd' } });
+  const emb0 = r.ckpt.tables.get('emb0')!;
+  keys.forEach((k, i) => {
+    const row = emb0.get(k)!;
+    for (let j = 0; j < 4; j++) assert.ok(Math.abs(row[j]! - values[i * 4 + j]!) < 1e-6, `emb0 row ${k}`);
+  });
+  const spec = dlrmSpec(base({}).model);
+  const at = denseSizes(spec).find((p) => p.name === 'top.1.bias')!.offset;
+  assert.ok(Math.abs(r.ckpt.dense[at]! - 0.75) < 1e-6, `top.1.bias ${r.ckpt.dense[at]}`);
+});
+
 test('a bad --resume path is a clear error', async () => {
   try {
     await runTraining(base({ steps: 1, resume: join(dir, 'nowhere') }), { out: quiet });
     assert.unreachable('should fail');
   } catch (e) {
-    assert.match((e as Error).message, /--resume .*nowhere.*no manifest\.json and no latest file/);
+    assert.match((e as Error).message, /--resume .*nowhere.*no manifest\.json, no latest file and no \.safetensors files/);
   }
 });
 

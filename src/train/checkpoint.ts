@@ -5,7 +5,7 @@
 // written atomically and the manifest last, so a directory with a manifest is complete.
 import { stat, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeSafetensors, readSafetensors, writeManifest, readManifest, writeBytesAtomic, MANIFEST_FILE, type Tensor } from '../checkpoint/index.ts';
+import { writeSafetensors, readSafetensors, writeManifest, readManifest, writeBytesAtomic, listShardFiles, MANIFEST_FILE, type Tensor } from '../checkpoint/index.ts';
 import type { PSClient } from '../client/ps-client.ts';
 import type { TrainConfig } from './config.ts';
 
@@ -20,7 +20,9 @@ export async function resolveCheckpoint(path: string): Promise<string> {
   if (await exists(join(abs, MANIFEST_FILE))) return abs;
   let latest: string;
   try { latest = (await readFile(join(abs, LATEST_FILE), 'utf8')).trim(); } catch {
-    throw new Error(`--resume ${path}: no ${MANIFEST_FILE} and no ${LATEST_FILE} file there (give a step-N checkpoint directory or the checkpoint root)`);
+    // Files written by another tool (PyTorch, numpy) need no manifest: they start at step 0.
+    if ((await listShardFiles(abs).catch(() => [])).length > 0) return abs;
+    throw new Error(`--resume ${path}: no ${MANIFEST_FILE}, no ${LATEST_FILE} file and no .safetensors files there (give a step-N checkpoint directory or the checkpoint root)`);
   }
   if (!/^[A-Za-z0-9_.-]+$/.test(latest)) throw new Error(`${join(abs, LATEST_FILE)} names ${JSON.stringify(latest)}, not a directory name`);
   const dir = join(abs, latest);
@@ -87,8 +89,8 @@ export interface LoadedTraining {
  * server shard files and, optionally, `dense.safetensors` (see docs/checkpoints.md); the model's
  * shapes must match.
  */
-export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], cfg: TrainConfig): Promise<LoadedTraining> {
-  const m = await readManifest(dir);
+export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], cfg: TrainConfig, initial: Float32Array): Promise<LoadedTraining> {
+  const m = (await exists(join(dir, MANIFEST_FILE))) ? await readManifest(dir) : { step: 0, model: null };
   const model = (m.model ?? {}) as { config?: Record<string, unknown>; mode?: string };
   if (model.config) {
     for (const k of ['numDense', 'numTables', 'dim', 'rowsPerTable'] as const) {
@@ -117,10 +119,10 @@ export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], 
         optimizer.slots[slot] = flat;
       }
     }
-    dense = new Float32Array(total);
+    dense = initial.slice(); // parameters the file does not have keep their initial values
     for (const p of layout) {
       const t = f.tensors[`dense.${p.name}`];
-      if (!t) throw new Error(`${densePath}: no tensor dense.${p.name}`);
+      if (!t) continue;
       const n = t.shape.reduce((a, b) => a * b, 1);
       if (n !== p.size) throw new Error(`${densePath}: dense.${p.name} has ${n} values (shape ${t.shape.join('x')}); the model's has ${p.size}`);
       if (t.dtype !== 'F32' && t.dtype !== 'F64') throw new Error(`${densePath}: dense.${p.name} is ${t.dtype}; F32 or F64 expected`);

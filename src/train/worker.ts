@@ -85,7 +85,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
     let firstStep = 0;
     if (cfg.resume) {
       const ckpt = await resolveCheckpoint(cfg.resume);
-      const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg);
+      const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg, await runner.readDense());
       firstStep = loaded.step;
       if (loaded.dense) runner.setDense(loaded.dense);
       if (loaded.optimizer && cfg.mode === 'hybrid') runner.setOptimizerState(loaded.optimizer);
