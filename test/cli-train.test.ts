@@ -1,0 +1,70 @@
+// The training commands as a user runs them (`hybridps launch samples/dlrm`, `hybridps compare`,
+// `hybridps gen-data`): real child processes, `--json` ends stdout with one object holding the
+// documented fields, the report file exists, bad flags fail before anything starts.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { tmp } from './helpers/train.ts';
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const dir = tmp();
+const TINY = JSON.stringify({ numTables: 26, dim: 4, bottom: [13, 8, 4], top: [8, 1], rowsPerTable: 50 });
+
+function hybridps(args: string[]): { code: number | null; stdout: string; stderr: string; json: any } { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', timeout: 240_000, env: { ...process.env, HYBRIDPS_LOG: 'warn' } });
+  const last = r.stdout.trim().split('\n').at(-1) ?? '';
+  let json = null;
+  try { json = JSON.parse(last); } catch { /* not JSON */ }
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr, json };
+}
+
+const data = join(dir, 'synthetic.tsv');
+
+test('gen-data writes the file and its planted AUC', () => {
+  const r = hybridps(['gen-data', '--out', data, '--samples', '6000', '--seed', '5', '--rows-per-table', '50', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  assert.ok(existsSync(data) && existsSync(`${data}.meta.json`));
+  assert.ok(r.json.plantedAuc > 0.7 && r.json.plantedAuc < 0.9, String(r.json.plantedAuc));
+});
+
+test('launch samples/dlrm --json: one summary object with the documented fields', () => {
+  const r = hybridps(['launch', 'samples/dlrm', '--data', data, '--model', TINY, '--rows-per-table', '50', '--workers', '2', '--servers', '2',
+    '--batch', '32', '--steps', '12', '--eval-every', '6', '--eval-samples', '200', '--consistency', 'ssp:1', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const j = r.json;
+  for (const k of ['mode', 'consistency', 'workers', 'servers', 'steps', 'samplesPerSec', 'logloss', 'auc', 'bytes', 'plantedAuc']) assert.ok(k in j, `missing ${k}`);
+  assert.equal([j.mode, j.consistency, j.workers, j.servers, j.steps], ['hybrid', 'ssp:1', 2, 2, 12]);
+  assert.ok(j.bytes.pull > 0 && j.bytes.push > 0 && j.bytes.allreduce > 0, JSON.stringify(j.bytes));
+  assert.is(j.evals.length, 3, 'evaluations at steps 6 and 12, and the final one');
+  assert.match(r.stderr, /held-out +logloss/); // the people-facing summary goes to stderr with --json
+});
+
+test('compare: both modes, a report page, one JSON object', () => {
+  const report = join(dir, 'report.html');
+  const r = hybridps(['compare', 'samples/dlrm', '--data', data, '--model', TINY, '--rows-per-table', '50', '--workers', '2', '--servers', '1',
+    '--batch', '32', '--steps', '6', '--report', report, '--json']);
+  assert.is(r.code, 0, r.stderr);
+  assert.equal([r.json.hybrid.mode, r.json.pureps.mode], ['hybrid', 'pure-ps']);
+  assert.is(r.json.report, report);
+  assert.ok(r.json.pureps.bytes.allreduce === 0 && r.json.hybrid.bytes.allreduce > 0);
+  assert.ok(r.json.pureps.bytes.pull > r.json.hybrid.bytes.pull, 'pure-PS also pulls the dense vector every step');
+  const html = readFileSync(report, 'utf8');
+  assert.ok(html.includes('uPlot') && html.includes('pure-ps'));
+});
+
+test('bad flags fail at once with a message', () => {
+  const r = hybridps(['launch', 'samples/dlrm', '--data', data, '--consistency', 'ssp:x', '--workers', '0']);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /--consistency ssp:x/);
+  const r2 = hybridps(['launch', 'samples/dlrm', '--data', data, '--workers', '0', '--lr', 'emb=-1']);
+  assert.is(r2.code, 1);
+  assert.match(r2.stderr, /--workers must be an integer >= 1/);
+  assert.match(r2.stderr, /--lr emb=-1/);
+  const r3 = hybridps(['launch', 'nowhere']);
+  assert.match(r3.stderr, /not a sample directory/);
+});
+
+test.run();
