@@ -83,7 +83,7 @@ export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; n
   exitWithParent(async () => { stopRequested = true; });
   const { runTrainWorker } = await import('../train/worker.ts');
   try {
-    await runTrainWorker(cfg, { nodeId, schedulerUrl, secret: loadSecret(flags) });
+    await runTrainWorker(cfg, { nodeId, schedulerUrl, secret: loadSecret(flags), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort });
     process.exit(0);
   } catch (e) {
     if (!stopRequested) process.stderr.write(`${nodeId}: ${(e as Error).stack ?? (e as Error).message}\n`);

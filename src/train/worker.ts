@@ -22,7 +22,11 @@ export const DENSE_TABLE_ID = 1000;
 /** Floats per row of the dense range table. */
 export const DENSE_BLOCK = 1024;
 
-export interface WorkerIdentity { nodeId: string; schedulerUrl: string; secret: Uint8Array }
+export interface WorkerIdentity {
+  nodeId: string; schedulerUrl: string; secret: Uint8Array;
+  /** Where the hybrid mode's ring listener listens (and so what it announces); default 127.0.0.1, any port. */
+  host?: string; port?: number;
+}
 
 export interface WorkerProgress {
   rank: number; step: number; loss: number; samples: number; wallSec: number;
@@ -61,7 +65,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
   });
   // The same seed on every worker: identical initial dense parameters without a broadcast.
   const runner = await ModelRunner.create(gpu, spec, { seed: cfg.seed });
-  const ring = cfg.mode === 'hybrid' ? await DenseAllreduce.create({ nodeId: id.nodeId, secret: id.secret }, { f16: cfg.f16 }) : null;
+  const ring = cfg.mode === 'hybrid' ? await DenseAllreduce.create({ nodeId: id.nodeId, secret: id.secret, host: id.host, port: id.port }, { f16: cfg.f16 }) : null;
   const client = await PSClient.connect({ secret: id.secret, schedulerUrl: id.schedulerUrl, nodeId: id.nodeId, address: ring?.url ?? '', f16: cfg.f16 });
   ring?.attach(client);
   try {
