@@ -24,6 +24,7 @@ const corpus: Body[] = [
   { type: 'push', table: 1, keys: keys.slice(4, 8), values: new Float32Array(16).fill(0.5), worker: 0, clock: 0, seq: 2, f16: true },
   { type: 'clock', worker: 0, clock: 1 },
   { type: 'statsRequest' },
+  { type: 'handoffRequest', table: 3, offset: 0, limit: 100 },
   { type: 'heartbeat', nodeId: 'x', clock: 3 },
   { type: 'declareTables', tables: [], workers: 1 },
   { type: 'copyRows', table: 1, keys: keys.slice(0, 2), values: new Float32Array(8), slots: new Float32Array(0), slotCount: 0, steps: new Uint32Array(2) },

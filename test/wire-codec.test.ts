@@ -38,6 +38,7 @@ const bodies: Body[] = [
   { type: 'copyRows', table: 3, keys, values: vals, slots: randomFloats(24, 2), slotCount: 2, steps: new Uint32Array([1, 2, 3, 4]) },
   { type: 'allreduceChunk', opId: 5, ringEpoch: 2, step: 3, segment: 1, offset: 4096, values: vals, f16: false },
   { type: 'statsRequest' },
+  { type: 'handoffRequest', table: 65535, offset: 4096, limit: 1024 },
   { type: 'statsReply', json: '{"a":1}' },
   { type: 'ok' },
   { type: 'error', code: ErrorCode.NonFinite, message: 'NaN at row 3' },

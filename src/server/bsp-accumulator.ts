@@ -15,7 +15,7 @@ export class BspAccumulator {
 
   get rows(): number { return this.keys.length; }
 
-  add(keys: BigUint64Array, grads: Float32Array): void {
+  add(keys: BigUint64Array, grads: ArrayLike<number>): void {
     const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
     const d = this.dim;
     for (let i = 0; i < keys.length; i++) {
@@ -34,6 +34,18 @@ export class BspAccumulator {
       const o = s * d, g = i * d;
       for (let j = 0; j < d; j++) this.acc[o + j]! += grads[g + j]!;
     }
+  }
+
+  /** The running f64 sums of the rows `keep` selects (by key as a number), for a handoff. */
+  snapshot(keep: (key: number) => boolean): { keys: number[]; sums: number[] } {
+    const keys: number[] = [], sums: number[] = [];
+    const d = this.dim;
+    this.keys.forEach((k, s) => {
+      if (!keep(k)) return;
+      keys.push(k);
+      for (let j = 0; j < d; j++) sums.push(this.acc[s * d + j]!);
+    });
+    return { keys, sums };
   }
 
   /** The summed rows, keys in first-seen order. */

@@ -29,6 +29,9 @@ export class ClockTable {
 
   clockOf(rank: number): number { return this.clocks.get(rank) ?? 0; }
 
+  /** Every known worker's clock, for a server taking over keys. */
+  snapshot(): [rank: number, clock: number][] { return [...this.clocks]; }
+
   /** The slowest live worker's clock (Infinity with no live workers). */
   minClock(): number {
     let m = Infinity;

@@ -54,6 +54,12 @@ export class PsServer {
     applyMs: 0, rejected: 0, duplicatePushes: 0, clocks: 0,
   };
   view = ClusterView.empty();
+  /** The view before the current one: who held a key before the last change (handoffs). */
+  private prevView = ClusterView.empty();
+  /** Set while this server, new to a running cluster, takes over its rows: data requests wait. */
+  private handoff: Promise<void> | null = null;
+  /** Row lists being handed to a joining server, by `${server}:${table}` (paged). */
+  private handoffRows = new Map<string, { rows: ReturnType<TableStore['exportRows']>; idx: number[] }>();
   private listener!: Listener;
   private scheduler!: Peer;
   private clocks = new ClockTable();
@@ -96,6 +102,9 @@ export class PsServer {
 
   get url(): string { return this.listener.url; }
 
+  /** Resolves when this server serves its keys (at once, unless it is taking rows over). */
+  whenServing(): Promise<void> { return this.handoff ?? Promise.resolve(); }
+
   private onSchedulerMessage(env: Envelope): void {
     if (env.body.type === 'clusterView') this.setView(env.body.view);
   }
@@ -103,7 +112,14 @@ export class PsServer {
   private setView(msg: ClusterViewMsg): void {
     if (msg.epoch <= this.view.epoch) return;
     const old = this.view;
+    this.prevView = old;
     this.view = new ClusterView(msg);
+    // First view, and other servers already run: the rows this server now heads are theirs to
+    // hand over (copy, then serve). A fresh cluster's servers just find nothing to take.
+    if (old.epoch === 0 && this.tables.size === 0) {
+      const others = this.view.servers.filter((m) => m.nodeId !== this.nodeId).map((m) => m.nodeId);
+      if (others.length > 0) this.handoff = this.takeOver(others).finally(() => { this.handoff = null; });
+    }
     for (const [id, peer] of this.serverPeers) {
       if (!this.view.servers.some((m) => m.nodeId === id)) { void peer.close(); this.serverPeers.delete(id); }
     }
@@ -137,8 +153,9 @@ export class PsServer {
     try {
       switch (body.type) {
         case 'declareTables': return this.declare(body.tables);
-        case 'pull': return await this.pull(body);
-        case 'push': return await this.push(body, conn.peerId, 0);
+        case 'pull': if (this.handoff) await this.handoff; return await this.pull(body);
+        case 'push': if (this.handoff) await this.handoff; return await this.push(body, conn.peerId, 0);
+        case 'handoffRequest': return this.handOver(body, conn);
         case 'replicaPush': return await this.push(body.push, body.origin, 1);
         case 'copyRows': return this.copyRows(body);
         case 'clock': return this.clock(body.worker, body.clock);
@@ -349,6 +366,95 @@ export class PsServer {
     this.clocks.release();
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Handoff: a server joining a running cluster (or coming back empty) copies the rows it now
+  // heads from the servers that held them, with the state around them (table specs, worker
+  // clocks, unapplied BSP sums, applied push numbers), before it answers any pull or push. The
+  // old holders refuse those keys from the moment they see the new view (WrongOwner), so what
+  // they hand over is final: no update is lost, and none is applied twice.
+
+  private async takeOver(from: string[]): Promise<void> {
+    const t0 = performance.now();
+    let rows = 0;
+    await Promise.all(from.map(async (serverId) => {
+      try {
+        const n = await this.takeOverFrom(serverId);
+        rows += n;
+      } catch (e) {
+        if (!this.view.servers.some((m) => m.nodeId === serverId)) return; // it left: nothing to take from it
+        this.log.error('handoff failed: rows held by this server may be missing', { from: serverId, error: (e as Error).message });
+      }
+    }));
+    this.onClocksChanged(); // BSP sums taken over for clocks every worker has finished
+    this.log.info('handoff complete', { from: from.join(','), rows, ms: Math.round(performance.now() - t0) });
+  }
+
+  private async takeOverFrom(serverId: string): Promise<number> {
+    const peer = this.serverPeer(serverId);
+    const metaReply = await peer.request<Extract<Body, { type: 'statsReply' }>>({ type: 'handoffRequest', table: HANDOFF_META, offset: 0, limit: 0 }, 60_000);
+    const meta = JSON.parse(metaReply.body.json) as HandoffMeta;
+    this.declare(meta.tables.map((t) => ({ ...t, seed: BigInt(t.seed) })));
+    for (const [rank, clock] of meta.clocks) this.clocks.advance(rank, clock);
+    for (const [sender, seqs] of meta.dedup) for (const q of seqs) this.dedup.record(sender, q);
+    for (const p of meta.pending) {
+      const t = this.table(p.table);
+      let acc = t.pending.get(p.clock);
+      if (!acc) t.pending.set(p.clock, (acc = new BspAccumulator(t.spec.dim)));
+      acc.add(BigUint64Array.from(p.keys, (k) => BigInt(k)), p.sums);
+    }
+    let rows = 0;
+    for (const [table, count] of meta.rows) {
+      for (let offset = 0; offset < count; offset += HANDOFF_PAGE) {
+        const page = await peer.request<Extract<Body, { type: 'copyRows' }>>({ type: 'handoffRequest', table, offset, limit: HANDOFF_PAGE }, 60_000);
+        this.copyRows(page.body);
+        rows += page.body.keys.length;
+      }
+    }
+    this.log.info('rows taken over', { from: serverId, rows, pendingClocks: meta.pending.length });
+    return rows;
+  }
+
+  /** The other side: what this server holds of the keys the asking server heads now. */
+  private handOver(req: Extract<Body, { type: 'handoffRequest' }>, conn: Connection): Body {
+    const to = conn.peerId;
+    if (conn.peerRole !== Role.Server || !this.view.servers.some((m) => m.nodeId === to)) {
+      throw new RpcError(ErrorCode.Unsupported, `handoff requested by ${to}, which is not a server in view ${this.view.epoch}`);
+    }
+    const headIsTo = (table: number, lo: number, hi: number) => this.view.chainOf(table, lo, hi)[0]?.nodeId === to;
+    // Only the previous chain of a key holds its current value (elsewhere a copy may be stale).
+    const heldBefore = (table: number, lo: number, hi: number) =>
+      this.prevView.servers.length === 0 || this.prevView.chainOf(table, lo, hi).some((m) => m.nodeId === this.nodeId);
+    if (req.table === HANDOFF_META) {
+      const meta: HandoffMeta = { tables: [], clocks: this.clocks.snapshot(), dedup: this.dedup.export(), pending: [], rows: [] };
+      for (const t of this.tables.values()) {
+        meta.tables.push({ ...t.spec, seed: String(t.spec.seed) });
+        const rows = t.store.exportRows();
+        const w = keyWords(rows.keys);
+        const idx: number[] = [];
+        for (let i = 0; i < rows.keys.length; i++) if (headIsTo(t.spec.id, w[2 * i]!, w[2 * i + 1]!) && heldBefore(t.spec.id, w[2 * i]!, w[2 * i + 1]!)) idx.push(i);
+        this.handoffRows.set(`${to}:${t.spec.id}`, { rows, idx });
+        meta.rows.push([t.spec.id, idx.length]);
+        // Unapplied BSP sums: only the previous head's count (replicas hold the same sums).
+        const wasHead = (k: number) => {
+          const lo = k % 4294967296, hi = Math.floor(k / 4294967296);
+          return headIsTo(t.spec.id, lo, hi) && (this.prevView.servers.length === 0 || this.prevView.chainOf(t.spec.id, lo, hi)[0]?.nodeId === this.nodeId);
+        };
+        for (const [clock, acc] of t.pending) {
+          const snap = acc.snapshot(wasHead);
+          if (snap.keys.length) meta.pending.push({ table: t.spec.id, clock, ...snap });
+        }
+      }
+      this.log.info('handing over', { to, rows: meta.rows.reduce((a, [, n]) => a + n, 0), pendingClocks: meta.pending.length });
+      return { type: 'statsReply', json: JSON.stringify(meta) };
+    }
+    const t = this.table(req.table);
+    const list = this.handoffRows.get(`${to}:${req.table}`);
+    if (!list) throw new RpcError(ErrorCode.Malformed, `handoff rows of table ${req.table} requested before the handoff's first step`);
+    const part = list.idx.slice(req.offset, req.offset + Math.min(req.limit, HANDOFF_PAGE));
+    if (req.offset + part.length >= list.idx.length) this.handoffRows.delete(`${to}:${req.table}`);
+    return copyRowsBody(t, list.rows, part);
+  }
+
   private checkpointDir(dir: string): string {
     const root = resolve(this.opts.checkpointRoot ?? process.env.HYBRIDPS_CHECKPOINT_ROOT ?? process.cwd());
     const full = resolve(root, dir);
@@ -400,6 +506,19 @@ export class PsServer {
     await this.listener.close();
     this.log.info('stopped');
   }
+}
+
+/** `table` of a HandoffRequest asking for the state that is not rows. */
+const HANDOFF_META = 0xffff;
+/** Rows per handoff page (one CopyRows frame): 4096 x dim 64 x (1 + 2 slots) floats is 3 MiB. */
+const HANDOFF_PAGE = 4096;
+
+interface HandoffMeta {
+  tables: (Omit<TableSpecMsg, 'seed'> & { seed: string })[];
+  clocks: [rank: number, clock: number][];
+  dedup: [sender: string, seqs: number[]][];
+  pending: { table: number; clock: number; keys: number[]; sums: number[] }[];
+  rows: [table: number, count: number][];
 }
 
 function checkKeys(keys: BigUint64Array): void {

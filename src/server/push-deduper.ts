@@ -23,4 +23,13 @@ export class PushDeduper {
     s.next = (s.next + 1) % WINDOW;
     s.set.add(seq);
   }
+
+  /** Every remembered (sender, seqs), oldest first: what a server taking over keys needs. */
+  export(): [string, number[]][] {
+    return [...this.senders].map(([sender, s]) => {
+      const seqs: number[] = [];
+      for (let i = 0; i < WINDOW; i++) { const q = s.ring[(s.next + i) % WINDOW]!; if (q >= 0) seqs.push(q); }
+      return [sender, seqs];
+    });
+  }
 }

@@ -57,6 +57,7 @@ export type Body =
   | { type: 'copyRows'; table: number; keys: BigUint64Array; values: Float32Array; slots: Float32Array; slotCount: number; steps: Uint32Array }
   | AllreduceChunkBody
   | { type: 'statsRequest' }
+  | { type: 'handoffRequest'; table: number; offset: number; limit: number }
   | { type: 'statsReply'; json: string }
   | { type: 'ok' }
   | { type: 'error'; code: ErrorCode; message: string };
@@ -239,6 +240,8 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       return [W.Body.AllreduceChunk, W.AllreduceChunk.createAllreduceChunk(
         b, big(body.opId), big(body.ringEpoch), body.step, body.segment, big(body.offset), vals, vals16)];
     }
+    case 'handoffRequest':
+      return [W.Body.HandoffRequest, W.HandoffRequest.createHandoffRequest(b, body.table, body.offset, body.limit)];
     case 'statsRequest':
       W.StatsRequest.startStatsRequest(b);
       return [W.Body.StatsRequest, W.StatsRequest.endStatsRequest(b)];
@@ -330,6 +333,7 @@ BodySpecs[W.Body.ReplicaPush] = [{ k: 'table', spec: PushSpec }, str];
 BodySpecs[W.Body.CopyRows] = [s2, v8, v4, v4, s4, v4];
 BodySpecs[W.Body.AllreduceChunk] = [s8, s8, s4, s4, s8, v4, v2];
 BodySpecs[W.Body.StatsRequest] = [];
+BodySpecs[W.Body.HandoffRequest] = [s2, s4, s4];
 BodySpecs[W.Body.StatsReply] = [str];
 BodySpecs[W.Body.Ok] = [];
 BodySpecs[W.Body.Error] = [s2, str];
@@ -477,6 +481,7 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
       };
     }
     case W.Body.StatsRequest: return { type: 'statsRequest' };
+    case W.Body.HandoffRequest: { const h = get(W.HandoffRequest); return { type: 'handoffRequest', table: h.table(), offset: h.offset(), limit: h.limit() }; }
     case W.Body.StatsReply: return { type: 'statsReply', json: get(W.StatsReply).json() ?? '' };
     case W.Body.Ok: return { type: 'ok' };
     case W.Body.Error: { const e = get(W.Error); return { type: 'error', code: e.code(), message: e.message() ?? '' }; }

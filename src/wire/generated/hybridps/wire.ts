@@ -19,6 +19,7 @@ export { DeclareTablesReply } from './wire/declare-tables-reply.js';
 export { Envelope } from './wire/envelope.js';
 export { Error } from './wire/error.js';
 export { ErrorCode } from './wire/error-code.js';
+export { HandoffRequest } from './wire/handoff-request.js';
 export { Heartbeat } from './wire/heartbeat.js';
 export { Hello } from './wire/hello.js';
 export { HyperParam } from './wire/hyper-param.js';

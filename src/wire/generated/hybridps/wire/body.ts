@@ -15,6 +15,7 @@ import { CopyRows } from './copy-rows.js';
 import { DeclareTables } from './declare-tables.js';
 import { DeclareTablesReply } from './declare-tables-reply.js';
 import { Error } from './error.js';
+import { HandoffRequest } from './handoff-request.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hello } from './hello.js';
 import { Leave } from './leave.js';
@@ -57,13 +58,14 @@ export enum Body {
   StatsRequest = 23,
   StatsReply = 24,
   Ok = 25,
-  Error = 26
+  Error = 26,
+  HandoffRequest = 27
 }
 
 export function unionToBody(
   type: Body,
-  accessor: (obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
-): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+  accessor: (obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
+): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(new Challenge())! as Challenge;
@@ -92,15 +94,16 @@ export function unionToBody(
     case 'StatsReply': return accessor(new StatsReply())! as StatsReply;
     case 'Ok': return accessor(new Ok())! as Ok;
     case 'Error': return accessor(new Error())! as Error;
+    case 'HandoffRequest': return accessor(new HandoffRequest())! as HandoffRequest;
     default: return null;
   }
 }
 
 export function unionListToBody(
   type: Body, 
-  accessor: (index: number, obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
+  accessor: (index: number, obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
   index: number
-): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(index, new Challenge())! as Challenge;
@@ -129,6 +132,7 @@ export function unionListToBody(
     case 'StatsReply': return accessor(index, new StatsReply())! as StatsReply;
     case 'Ok': return accessor(index, new Ok())! as Ok;
     case 'Error': return accessor(index, new Error())! as Error;
+    case 'HandoffRequest': return accessor(index, new HandoffRequest())! as HandoffRequest;
     default: return null;
   }
 }
