@@ -144,8 +144,14 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
     const bytes = () => ({ pull: client.bytes.pull, push: client.bytes.push, allreduce: ring?.ring.stats.bytesSent ?? 0 });
     let step = firstStep, samples = 0, lastCheckpoint: string | undefined, lastCheckpointStep = -1;
     const source = trainBatches(cfg, { rank, workers, skipSamples: firstStep * globalBatch });
-    for await (const mb of source.batches) {
-      if (cfg.steps > 0 && step >= cfg.steps) break;
+    const batches = source.batches[Symbol.asyncIterator]();
+    // The next batch is read and parsed while this step waits on the GPU and the network.
+    let next = batches.next();
+    for (;;) {
+      if (cfg.steps > 0 && step >= cfg.steps) { next.catch(() => {}); void batches.return?.(undefined); break; }
+      const { value: mb, done } = await next;
+      if (done) break;
+      next = batches.next();
       const r = await stepper.run(toWorkerBatch(mb, cfg.model.numTables));
       if (!Number.isFinite(r.loss)) throw new Error(`step ${step + 1}: the loss is ${r.loss}; lower --lr (emb ${cfg.lr.emb}, dense ${cfg.lr.dense})`);
       step++;
