@@ -315,7 +315,8 @@ export class RingAllreduce {
     const ring = this.ring;
     if (this.broken || this.closed || !ring) return;
     this.broken = why;
-    log.warn('ring-broken', { epoch: ring.epoch, why });
+    // With no operation in flight nothing failed (a neighbour left between steps, or at the end).
+    (this.ops.size > 0 ? log.warn : log.debug)('ring-broken', { epoch: ring.epoch, why, opsFailed: this.ops.size });
     this.failOps((op) => new AllreduceAbortedError(`ring epoch ${ring.epoch} broke during ${op.describe()}: ${why}; call setRing with the current membership, then retry`));
     void this.right?.close('allreduce ring broken');
     for (const [conn, epoch] of this.inboundEpoch) if (epoch === ring.epoch) void conn.close(4000, 'allreduce ring broken');
