@@ -9,10 +9,12 @@ import { PSClient } from '../src/client/ps-client.ts';
 import { printTable } from './table.ts';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
+/** Extra Node flags for every process of the benchmark, e.g. BENCH_NODE_ARGS="--cpu-prof". */
+const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 
 function runProc(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<Record<string, number>> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', file, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', file, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
     let last = '';
     createInterface({ input: p.stdout! }).on('line', (l) => { last = l; });
     p.on('exit', (code) => (code === 0 ? resolve(last ? JSON.parse(last) : {}) : reject(new Error(`${file} exited ${code}`))));
@@ -33,7 +35,7 @@ export async function runPsBench(args: { json: boolean; quick?: boolean }): Prom
 
   try {
     for (const servers of [1, 2]) {
-      const cluster = new LocalCluster({ servers, log: (l) => { if (/ERROR/.test(l)) process.stderr.write(l + '\n'); } });
+      const cluster = new LocalCluster({ servers, nodeArgs, log: (l) => { if (/ERROR/.test(l)) process.stderr.write(l + '\n'); } });
       await cluster.start();
       try {
         const env = { HYBRIDPS_SECRET: cluster.secret, SCHEDULER: cluster.schedulerUrl, SERVERS: String(servers), ROWS: String(rows), DIM: String(dim), KEYS: String(keys), ROUNDS: String(rounds) };
