@@ -28,7 +28,10 @@ export class LocalCluster {
   schedulerUrl = '';
   readonly secret: string;
   private stopping = false;
-  private onSignal = () => { void this.stop().then(() => process.exit(130)); };
+  private onSignal = () => {
+    process.stderr.write('\n[launch] interrupted: stopping every process\n');
+    void this.stop().then(() => process.exit(130));
+  };
 
   constructor(private readonly opts: LocalClusterOptions) {
     this.secret = opts.secret ?? generateSecret();

@@ -69,6 +69,7 @@ const trainOptions = (c: Command) => c
 trainOptions(program.command('launch').argument('[sample]', 'a sample directory to train (e.g. samples/dlrm); without one, just a cluster')
   .description('train a sample on a local cluster (scheduler, servers and GPU workers as child processes); without a sample, start a scheduler and servers until Ctrl-C'))
   .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
+  .option('--keep-going', 'a worker (other than worker-0) dying does not stop the run: the others continue')
   .action(async (sample: string | undefined, o) => {
     if (!sample) {
       const { launchAndWait } = await import('./launch.ts');

@@ -6,10 +6,10 @@ import { readSample, trainConfigFromFlags, type TrainFlags } from './from-flags.
 import { runTraining, formatSummary, summaryJson } from './launch-train.ts';
 import { comparisonTable, writeReport } from '../report/compare-report.ts';
 
-export async function trainCommand(sampleDir: string, flags: TrainFlags): Promise<void> {
+export async function trainCommand(sampleDir: string, flags: TrainFlags & { keepGoing?: boolean }): Promise<void> {
   const out = flags.json ? process.stderr : process.stdout;
   const cfg = await trainConfigFromFlags(flags, readSample(sampleDir), (s) => out.write(s + '\n'));
-  const summary = await runTraining(cfg, { out });
+  const summary = await runTraining(cfg, { out, keepGoing: !!flags.keepGoing });
   out.write(formatSummary(summary) + '\n');
   if (flags.json) process.stdout.write(JSON.stringify(summaryJson(summary)) + '\n');
 }

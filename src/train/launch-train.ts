@@ -21,10 +21,14 @@ export interface TrainRunOptions {
   label?: string;
   /** Extra Node flags for the children. */
   nodeArgs?: string[];
+  /** A worker other than rank 0 dying does not stop the run (the others continue). */
+  keepGoing?: boolean;
 }
 
 export interface TrainSummary extends RunSummary {
   results: WorkerResult[];
+  /** Workers that died during the run (with keepGoing). */
+  failedWorkers: string[];
   evals: EvalResult[];
   checkpoint?: string;
   data: { path: string; lines: number; bad: number; badLines: { line: number; why: string }[] };
@@ -77,6 +81,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
   writeFileSync(cfgFile, JSON.stringify(cfg));
 
   const results: WorkerResult[] = [];
+  const failedWorkers: string[] = [];
   const evals: EvalResult[] = [];
   const history: RunHistory = { step: [], wallSec: [], loss: [], pullBytes: [], pushBytes: [], allreduceBytes: [] };
   const phaseTotals: Record<string, number> = {};
@@ -120,13 +125,23 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
     for (let i = 0; i < cfg.workers; i++) {
       workers.push(await cluster.spawnRole(`worker ${i}`, ['worker', '--scheduler', cluster.schedulerUrl, '--node-id', `worker-${i}`, '--config', cfgFile], 60_000, onWorkerLine));
     }
-    // Every worker must exit 0; the first failure stops the run.
+    // Every worker must exit 0; the first failure stops the run, unless keepGoing: then the others
+    // carry on (the scheduler drops the dead worker from the view, so BSP clocks, barriers and the
+    // allreduce ring continue with those left), as long as rank 0 (evaluation, checkpoints) lives.
     await new Promise<void>((resolveAll, reject) => {
       let left = workers.length;
+      const finish = () => { if (--left === 0) resolveAll(); };
       for (const w of workers) {
         const done = (code: number | null, sig: string | null) => {
-          if (code === 0) { if (--left === 0) resolveAll(); return; }
-          reject(new Error(`${w.nodeId} exited with ${code ?? sig}; last log lines:\n  ${logs.slice(-15).join('\n  ')}`));
+          if (code === 0) return finish();
+          const why = `${w.nodeId} exited with ${code ?? sig}`;
+          if (o.keepGoing && w.nodeId !== 'worker-0') {
+            failedWorkers.push(w.nodeId!);
+            say(`${label}${why}; continuing with the other workers (--keep-going)`);
+            return finish();
+          }
+          const relevant = logs.filter((l) => l.includes(w.nodeId!) || /\b(WARN|ERROR)\b|Error/.test(l)).slice(-15);
+          reject(new Error(`${why}; last log lines:\n  ${(relevant.length ? relevant : logs.slice(-15)).join('\n  ')}`));
         };
         if (w.proc.exitCode !== null) done(w.proc.exitCode, null); else w.proc.once('exit', done);
       }
@@ -139,7 +154,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
   const wallSec = (performance.now() - t0) / 1000;
   results.sort((a, b) => a.rank - b.rank);
   const r0 = results[0];
-  if (!r0 || results.length !== cfg.workers) throw new Error(`only ${results.length} of ${cfg.workers} workers reported a result`);
+  if (!r0 || results.length + failedWorkers.length !== cfg.workers) throw new Error(`only ${results.length} of ${cfg.workers} workers reported a result`);
   const final = r0.eval;
   if (!final) throw new Error('rank 0 reported no final evaluation');
   const trainSec = Math.max(...results.map((r) => r.wallSec));
@@ -154,7 +169,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
   return {
     mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
     samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history,
-    plantedAuc: meta?.plantedAuc, results, evals, checkpoint, wallSec,
+    plantedAuc: meta?.plantedAuc, results, failedWorkers, evals, checkpoint, wallSec,
     data: { path: cfg.data, ...r0.data },
   };
 }
@@ -176,6 +191,7 @@ export function formatSummary(s: TrainSummary): string {
     lines.push(`  data         ${s.data.bad} bad line(s) of ${s.data.lines} skipped; first: ${s.data.badLines.slice(0, 5).map((b) => `line ${b.line}: ${b.why}`).join('; ')}`);
   }
   if (s.checkpoint) lines.push(`  checkpoint   ${s.checkpoint}`);
+  if (s.failedWorkers.length) lines.push(`  failures     ${s.failedWorkers.join(', ')} died during the run; the others finished it`);
   return lines.join('\n');
 }
 
@@ -186,7 +202,7 @@ export function summaryJson(s: TrainSummary): object {
     samplesPerSec: +s.samplesPerSec.toFixed(1), logloss: s.logloss, auc: s.auc, bytes: s.bytes, phasesMs: s.phases,
     ...(s.plantedAuc !== undefined ? { plantedAuc: s.plantedAuc } : {}),
     data: s.data, checkpoint: s.checkpoint, wallSec: +s.wallSec.toFixed(2), evals: s.evals,
-    denseHashes: s.results.map((r) => r.denseHash),
+    denseHashes: s.results.map((r) => r.denseHash), failedWorkers: s.failedWorkers,
   };
 }
 
