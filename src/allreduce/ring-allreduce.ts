@@ -23,7 +23,7 @@ export interface RingAllreduceOptions {
   secret: Uint8Array;
   host?: string;
   port?: number;
-  /** Bytes of f32 data per chunk this worker cuts its own block into (default 512 KiB). */
+  /** Bytes of f32 data per chunk this worker cuts its own block into (default 2 MiB: measured faster than 512 KiB on loopback at 16-64 MiB). */
   segmentBytes?: number;
   /** An op fails when it has received or sent nothing for this long (default 10 s). */
   timeoutMs?: number;
@@ -46,7 +46,7 @@ export interface AllreduceStats {
   rejectedMessages: number;
 }
 
-export const DEFAULT_SEGMENT_BYTES = 512 << 10;
+export const DEFAULT_SEGMENT_BYTES = 2 << 20;
 export const MAX_SEGMENT_BYTES = 16 << 20;
 const MIN_SEGMENT_BYTES = 4 << 10;
 const DEFAULT_TIMEOUT_MS = 10_000;
