@@ -59,6 +59,21 @@ test('duplicate keys and keys beyond 48 bits', async () => {
   await unchanged();
 });
 
+test('copyRows and handoff requests from a worker: refused or checked, nothing changes', async () => {
+  // Only servers take part in a handoff.
+  await expectError({ type: 'handoffRequest', table: 0xffff, offset: 0, limit: 0 }, ErrorCode.Unsupported, /not a server/);
+  await expectError({ type: 'handoffRequest', table: 1, offset: 0, limit: 10 }, ErrorCode.Unsupported, /not a server/);
+  // Row assignment (how the pure-PS dense vector is seeded) is checked like a push.
+  const copy = (over: Partial<Extract<Body, { type: 'copyRows' }>>): Body => ({
+    type: 'copyRows', table: 1, keys, values: new Float32Array(12), slots: new Float32Array(0), slotCount: 0, steps: new Uint32Array(0), ...over,
+  });
+  await expectError(copy({ values: new Float32Array(11) }), ErrorCode.BadDimension, /do not match/);
+  await expectError(copy({ values: new Float32Array(12).fill(NaN) }), ErrorCode.NonFinite, /not finite/);
+  await expectError(copy({ keys: BigUint64Array.of(2n ** 50n, 1n, 2n) }), ErrorCode.Malformed, /2\^48/);
+  await expectError(copy({ table: 9 }), ErrorCode.UnknownTable, /unknown table 9/);
+  await unchanged();
+});
+
 test('malformed and truncated frames get an error reply, the link stays usable', async () => {
   const replies: Envelope[] = [];
   const errs = new Promise<void>((resolve) => {
