@@ -1,62 +1,25 @@
 // Ring allreduce on loopback: W = 2 and 4 worker processes, buffers of 1-64 MiB, median of
 // repeated runs, bus bandwidth = 2(W-1)/W x bytes / time. Baseline in the same run: one `ws`
 // stream between two processes moving the same bytes in frames of the ring's segment size, client
-// to server as the ring's links are (so masked the same way), timed until the receiver has it all.
+// to server as the ring's links are (the same all-zero mask), timed until the receiver has it all.
 //
 // `node --import tsx bench/allreduce.ts [--json] [--quick]`. The same file is the worker and the
 // baseline processes (first argument `worker`, `sink` or `source`), driven by JSON lines on stdin.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer, WebSocket } from 'ws';
 import { RingAllreduce, DEFAULT_SEGMENT_BYTES } from '../src/allreduce/index.ts';
 import { printTable } from './table.ts';
+import { JsonProc, serveCommands } from '../test/helpers/json-proc.ts';
 
 const MiB = 1 << 20;
 const here = fileURLToPath(import.meta.url);
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
 
-/** A child process of this file that answers one JSON line on stdout per JSON line on stdin. */
-class Proc {
-  private readonly lines: string[] = [];
-  private waiter: ((l: string) => void) | null = null;
-  readonly exited: Promise<number | null>;
-  constructor(readonly child: ChildProcess) {
-    createInterface({ input: child.stdout! }).on('line', (l) => {
-      if (this.waiter) { const w = this.waiter; this.waiter = null; w(l); } else this.lines.push(l);
-    });
-    this.exited = new Promise((r) => child.on('exit', (code) => r(code)));
-  }
-  static start(role: string, env: Record<string, string> = {}): Proc {
-    return new Proc(spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []), '--import', 'tsx', here, role], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] }));
-  }
-  async next(): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-    const line = this.lines.shift() ?? await Promise.race([
-      new Promise<string>((r) => { this.waiter = r; }),
-      this.exited.then((code) => { throw new Error(`bench process exited (${code}) before answering`); }),
-    ]);
-    const msg = JSON.parse(line);
-    if (msg.error) throw new Error(msg.error);
-    return msg;
-  }
-  send(msg: object): void { this.child.stdin!.write(JSON.stringify(msg) + '\n'); }
-  async ask(msg: object): Promise<any> { this.send(msg); return this.next(); } // eslint-disable-line @typescript-eslint/no-explicit-any
-  stop(): void { this.child.stdin!.end(); setTimeout(() => this.child.kill('SIGKILL'), 2000).unref(); }
-}
-
-function commands(handle: (msg: any) => Promise<object>): void { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const rl = createInterface({ input: process.stdin });
-  let chain = Promise.resolve();
-  rl.on('line', (l) => {
-    chain = chain.then(async () => {
-      let out: object;
-      try { out = await handle(JSON.parse(l)); } catch (e) { out = { error: (e as Error).stack ?? String(e) }; }
-      process.stdout.write(JSON.stringify(out) + '\n');
-    });
-  });
-  rl.on('close', () => { void chain.then(() => process.exit(0)); });
-}
+/** A child process of this file in role `role` (worker, sink, source), driven by JSON lines. */
+const startRole = (role: string, env: Record<string, string>) =>
+  JsonProc.start(here, env, { args: [role], nodeArgs: process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) });
+const LONG = 600_000;
 
 // ---------------------------------------------------------------------------------------------
 // Child roles
@@ -65,7 +28,7 @@ async function workerMain(): Promise<void> {
   const secret = new TextEncoder().encode(process.env.HYBRIDPS_SECRET!);
   const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000 });
   process.stdout.write(JSON.stringify({ url: ring.url }) + '\n');
-  commands(async (m) => {
+  serveCommands(async (m) => {
     if (m.cmd === 'ring') { ring.setRing(m.members, m.epoch); return { ok: true }; }
     if (m.cmd === 'run') {
       const buf = new Float32Array(m.bytes / 4);
@@ -123,7 +86,7 @@ async function sourceMain(): Promise<void> {
     };
     pump();
   });
-  commands(async (m) => {
+  serveCommands(async (m) => {
     await transfer(m.bytes); // warm-up
     const seconds: number[] = [];
     for (let i = 0; i < m.reps; i++) seconds.push(await transfer(m.bytes));
@@ -145,28 +108,28 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean }
   // Baseline: one ws stream, two processes.
   const baseline = new Map<number, number>();
   {
-    const sink = Proc.start('sink', env);
-    const { url } = await sink.next();
-    const source = Proc.start('source', { ...env, SINK_URL: url });
+    const sink = startRole('sink', env);
+    const { url } = await sink.next(LONG);
+    const source = startRole('source', { ...env, SINK_URL: url });
     try {
       for (const bytes of sizes) {
-        const { seconds } = await source.ask({ bytes, reps: repsFor(bytes) });
+        const { seconds } = await source.call({ bytes, reps: repsFor(bytes) }, LONG);
         baseline.set(bytes, median(seconds));
         log(`[bench allreduce] baseline ${bytes / MiB} MiB: ${(bytes / median(seconds) / 1e9).toFixed(3)} GB/s`);
       }
-    } finally { source.stop(); sink.stop(); }
+    } finally { await Promise.all([source.stop(), sink.stop()]); }
   }
 
   const results: { workers: number; bytes: number; seconds: number; busGBps: number; baselineGBps: number; ratioToBaseline: number; cpuPerWorker: number }[] = [];
   for (const workers of workerCounts) {
-    const procs = Array.from({ length: workers }, (_, i) => Proc.start('worker', { ...env, NODE_ID: `w${i}` }));
+    const procs = Array.from({ length: workers }, (_, i) => startRole('worker', { ...env, NODE_ID: `w${i}` }));
     try {
-      const urls = await Promise.all(procs.map((p) => p.next()));
+      const urls = await Promise.all(procs.map((p) => p.next(LONG)));
       const members = urls.map((u, i) => ({ nodeId: `w${i}`, address: u.url as string }));
-      await Promise.all(procs.map((p) => p.ask({ cmd: 'ring', members, epoch: 1 })));
+      await Promise.all(procs.map((p) => p.call({ cmd: 'ring', members, epoch: 1 }, LONG)));
       for (const bytes of sizes) {
         const reps = repsFor(bytes);
-        const out = await Promise.all(procs.map((p) => p.ask({ cmd: 'run', bytes, reps, workers })));
+        const out = await Promise.all(procs.map((p) => p.call({ cmd: 'run', bytes, reps, workers }, LONG)));
         // One rep ends when the slowest worker has its result.
         const perRep = Array.from({ length: reps }, (_, i) => Math.max(...out.map((o) => o.seconds[i] as number)));
         const seconds = median(perRep);
@@ -176,7 +139,7 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean }
         results.push({ workers, bytes, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), baselineGBps: +baseGBps.toFixed(3), ratioToBaseline: +(busGBps / baseGBps).toFixed(3), cpuPerWorker: +cpu.toFixed(2) });
         log(`[bench allreduce] W=${workers} ${bytes / MiB} MiB: ${busGBps.toFixed(3)} GB/s bus`);
       }
-    } finally { for (const p of procs) p.stop(); }
+    } finally { await Promise.all(procs.map((p) => p.stop())); }
   }
 
   const rows = results.map((r) => ({ workers: r.workers, MiB: r.bytes / MiB, ms: r.seconds * 1000, 'bus GB/s': r.busGBps, 'ws GB/s': r.baselineGBps, ratio: r.ratioToBaseline }));

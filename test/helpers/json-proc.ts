@@ -16,8 +16,9 @@ export class JsonProc {
     this.exited = new Promise((r) => child.on('exit', (code, signal) => r(code ?? (signal ? -1 : null))));
   }
 
-  static start(script: string, env: Record<string, string> = {}): JsonProc {
-    return new JsonProc(spawn(process.execPath, ['--import', 'tsx', script], {
+  /** `node [nodeArgs] --import tsx script [args]`, stdin and stdout piped, stderr inherited. */
+  static start(script: string, env: Record<string, string> = {}, o: { args?: string[]; nodeArgs?: string[] } = {}): JsonProc {
+    return new JsonProc(spawn(process.execPath, [...(o.nodeArgs ?? []), '--import', 'tsx', script, ...(o.args ?? [])], {
       env: { ...process.env, HYBRIDPS_LOG: process.env.HYBRIDPS_LOG ?? 'warn', ...env }, stdio: ['pipe', 'pipe', 'inherit'],
     }));
   }
@@ -31,6 +32,13 @@ export class JsonProc {
       new Promise<never>((_, rej) => { timer = setTimeout(() => rej(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs); }),
     ]).finally(() => clearTimeout(timer));
     return JSON.parse(line) as T;
+  }
+
+  /** ask, but an answer carrying `error` rejects with it. */
+  async call<T = any>(msg: object, timeoutMs?: number): Promise<T> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const r = await this.ask<T & { error?: string }>(msg, timeoutMs);
+    if (r.error) throw new Error(r.error);
+    return r;
   }
 
   send(msg: object): void { this.child.stdin!.write(JSON.stringify(msg) + '\n'); }
