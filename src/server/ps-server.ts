@@ -158,6 +158,7 @@ export class PsServer {
         case 'handoffRequest': return this.handOver(body, conn);
         case 'replicaPush': return await this.push(body.push, body.origin, 1);
         case 'copyRows': return this.copyRows(body);
+        case 'copyPending': return this.copyPending(body, conn);
         case 'clock': return this.clock(body.worker, body.clock);
         case 'checkpoint': return await this.checkpoint(this.checkpointDir(body.dir), body.step);
         case 'restore': return await this.restore(this.checkpointDir(body.dir));
@@ -320,7 +321,17 @@ export class PsServer {
       for (const [serverId, idx] of targets) {
         const body = copyRowsBody(t, rows, idx);
         this.log.info('copying rows to new replica', { table: t.spec.name, to: serverId, rows: idx.length });
-        this.serverPeer(serverId).request(body).catch((e) => this.log.warn('row copy failed', { to: serverId, error: (e as Error).message }));
+        const peer = this.serverPeer(serverId);
+        const failed = (e: unknown) => this.log.warn('row copy failed', { to: serverId, error: (e as Error).message });
+        peer.request(body).catch(failed);
+        // And the BSP sums of clocks not yet applied for those rows: the new replica must apply
+        // them too, or a failure of this server before the clock completes would lose them.
+        const moving = new Set(idx.map((i) => words[2 * i]! + words[2 * i + 1]! * 4294967296));
+        for (const [clock, acc] of t.pending) {
+          const snap = acc.snapshot((k) => moving.has(k));
+          if (snap.keys.length === 0) continue;
+          peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: BigUint64Array.from(snap.keys, (k) => BigInt(k)), sums: Float64Array.from(snap.sums) }).catch(failed);
+        }
       }
     }
   }
@@ -337,6 +348,22 @@ export class PsServer {
     for (let i = 0; i < c.values.length; i++) if (!Number.isFinite(c.values[i]!)) throw new RpcError(ErrorCode.NonFinite, `copyRows value ${i} is not finite`);
     const slots = valuesOnly ? [] : Array.from({ length: sc }, (_, s) => c.slots.slice(s * n * d, (s + 1) * n * d));
     t.store.importRows({ keys: c.keys.slice(), values: c.values.slice(), slots, steps: valuesOnly ? undefined : c.steps.slice() });
+    return { type: 'ok' };
+  }
+
+  /** Unapplied BSP sums copied in by the head of a chain this server just joined (see rereplicate). */
+  private copyPending(c: Extract<Body, { type: 'copyPending' }>, conn: Connection): Body {
+    if (conn.peerRole !== Role.Server) throw new RpcError(ErrorCode.Unsupported, `copyPending from ${conn.peerId}, which is not a server`);
+    const t = this.table(c.table);
+    if (t.spec.consistency !== Consistency.BSP) throw new RpcError(ErrorCode.Unsupported, `copyPending for table ${t.spec.name}, which is not BSP`);
+    checkKeys(c.keys);
+    if (c.sums.length !== c.keys.length * t.spec.dim) throw new RpcError(ErrorCode.BadDimension, `copyPending of ${c.keys.length} rows has ${c.sums.length} sums, dim ${t.spec.dim}`);
+    for (let i = 0; i < c.sums.length; i++) if (!Number.isFinite(c.sums[i]!)) throw new RpcError(ErrorCode.NonFinite, `copyPending sum ${i} is not finite`);
+    if (!Number.isSafeInteger(c.clock) || c.clock <= t.appliedClock) return { type: 'ok' }; // already applied here
+    let acc = t.pending.get(c.clock);
+    if (!acc) t.pending.set(c.clock, (acc = new BspAccumulator(t.spec.dim)));
+    acc.add(c.keys, c.sums);
+    this.onClocksChanged();
     return { type: 'ok' };
   }
 

@@ -58,6 +58,7 @@ export type Body =
   | AllreduceChunkBody
   | { type: 'statsRequest' }
   | { type: 'handoffRequest'; table: number; offset: number; limit: number }
+  | { type: 'copyPending'; table: number; clock: number; keys: BigUint64Array; sums: Float64Array }
   | { type: 'statsReply'; json: string }
   | { type: 'ok' }
   | { type: 'error'; code: ErrorCode; message: string };
@@ -240,6 +241,11 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       return [W.Body.AllreduceChunk, W.AllreduceChunk.createAllreduceChunk(
         b, big(body.opId), big(body.ringEpoch), body.step, body.segment, big(body.offset), vals, vals16)];
     }
+    case 'copyPending': {
+      const keys = bulkVector(b, body.keys, 8);
+      const sums = bulkVector(b, body.sums, 8);
+      return [W.Body.CopyPending, W.CopyPending.createCopyPending(b, body.table, big(body.clock), keys, sums)];
+    }
     case 'handoffRequest':
       return [W.Body.HandoffRequest, W.HandoffRequest.createHandoffRequest(b, body.table, body.offset, body.limit)];
     case 'statsRequest':
@@ -262,6 +268,7 @@ function payloadBytes(body: Body): number {
     case 'pullReply': return body.writer ? body.writer.length * 4 : body.values.byteLength;
     case 'allreduceChunk': return body.values.byteLength;
     case 'replicaPush': return body.push.keys.byteLength + body.push.values.byteLength;
+    case 'copyPending': return body.keys.byteLength + body.sums.byteLength;
     case 'copyRows': return body.keys.byteLength + body.values.byteLength + body.slots.byteLength + body.steps.byteLength;
     default: return 0;
   }
@@ -334,6 +341,7 @@ BodySpecs[W.Body.CopyRows] = [s2, v8, v4, v4, s4, v4];
 BodySpecs[W.Body.AllreduceChunk] = [s8, s8, s4, s4, s8, v4, v2];
 BodySpecs[W.Body.StatsRequest] = [];
 BodySpecs[W.Body.HandoffRequest] = [s2, s4, s4];
+BodySpecs[W.Body.CopyPending] = [s2, s8, v8, v8];
 BodySpecs[W.Body.StatsReply] = [str];
 BodySpecs[W.Body.Ok] = [];
 BodySpecs[W.Body.Error] = [s2, str];
@@ -481,6 +489,10 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
       };
     }
     case W.Body.StatsRequest: return { type: 'statsRequest' };
+    case W.Body.CopyPending: {
+      const c = get(W.CopyPending);
+      return { type: 'copyPending', table: c.table(), clock: num(c.clock()), keys: vec(bb, c, 2, BigUint64Array), sums: vec(bb, c, 3, Float64Array) };
+    }
     case W.Body.HandoffRequest: { const h = get(W.HandoffRequest); return { type: 'handoffRequest', table: h.table(), offset: h.offset(), limit: h.limit() }; }
     case W.Body.StatsReply: return { type: 'statsReply', json: get(W.StatsReply).json() ?? '' };
     case W.Body.Ok: return { type: 'ok' };

@@ -13,6 +13,7 @@ export { Clock } from './wire/clock.js';
 export { ClockAck } from './wire/clock-ack.js';
 export { ClusterView } from './wire/cluster-view.js';
 export { Consistency } from './wire/consistency.js';
+export { CopyPending } from './wire/copy-pending.js';
 export { CopyRows } from './wire/copy-rows.js';
 export { DeclareTables } from './wire/declare-tables.js';
 export { DeclareTablesReply } from './wire/declare-tables-reply.js';

@@ -11,6 +11,7 @@ import { CheckpointReply } from './checkpoint-reply.js';
 import { Clock } from './clock.js';
 import { ClockAck } from './clock-ack.js';
 import { ClusterView } from './cluster-view.js';
+import { CopyPending } from './copy-pending.js';
 import { CopyRows } from './copy-rows.js';
 import { DeclareTables } from './declare-tables.js';
 import { DeclareTablesReply } from './declare-tables-reply.js';
@@ -59,13 +60,14 @@ export enum Body {
   StatsReply = 24,
   Ok = 25,
   Error = 26,
-  HandoffRequest = 27
+  HandoffRequest = 27,
+  CopyPending = 28
 }
 
 export function unionToBody(
   type: Body,
-  accessor: (obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
-): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+  accessor: (obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
+): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(new Challenge())! as Challenge;
@@ -95,15 +97,16 @@ export function unionToBody(
     case 'Ok': return accessor(new Ok())! as Ok;
     case 'Error': return accessor(new Error())! as Error;
     case 'HandoffRequest': return accessor(new HandoffRequest())! as HandoffRequest;
+    case 'CopyPending': return accessor(new CopyPending())! as CopyPending;
     default: return null;
   }
 }
 
 export function unionListToBody(
   type: Body, 
-  accessor: (index: number, obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
+  accessor: (index: number, obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
   index: number
-): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(index, new Challenge())! as Challenge;
@@ -133,6 +136,7 @@ export function unionListToBody(
     case 'Ok': return accessor(index, new Ok())! as Ok;
     case 'Error': return accessor(index, new Error())! as Error;
     case 'HandoffRequest': return accessor(index, new HandoffRequest())! as HandoffRequest;
+    case 'CopyPending': return accessor(index, new CopyPending())! as CopyPending;
     default: return null;
   }
 }
