@@ -100,9 +100,11 @@ async function sourceMain(): Promise<void> {
 export async function runAllreduceBench(args: { json: boolean; quick?: boolean }): Promise<object> {
   const log = (s: string) => (args.json ? process.stderr : process.stdout).write(s + '\n');
   const segmentBytes = Number(process.env.SEGMENT_BYTES ?? DEFAULT_SEGMENT_BYTES);
-  const sizes = args.quick ? [1 * MiB, 4 * MiB] : [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB];
+  // ALLREDUCE_SIZES=16,64 (MiB) and ALLREDUCE_WORKERS=2 narrow a run (for profiling one case).
+  const sizes = process.env.ALLREDUCE_SIZES ? process.env.ALLREDUCE_SIZES.split(',').map((m) => Number(m) * MiB)
+    : args.quick ? [1 * MiB, 4 * MiB] : [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB];
   const repsFor = (bytes: number) => (args.quick ? 5 : bytes >= 64 * MiB ? 5 : bytes >= 16 * MiB ? 9 : 15);
-  const workerCounts = args.quick ? [2, 4] : [2, 4];
+  const workerCounts = process.env.ALLREDUCE_WORKERS ? process.env.ALLREDUCE_WORKERS.split(',').map(Number) : [2, 4];
   const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn' };
 
   // Baseline: one ws stream, two processes.
