@@ -6,6 +6,7 @@
 // `node --import tsx bench/allreduce.ts [--json] [--quick]`. The same file is the worker and the
 // baseline processes (first argument `worker`, `sink` or `source`), driven by JSON lines on stdin.
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { WebSocketServer, WebSocket } from 'ws';
 import { RingAllreduce, DEFAULT_SEGMENT_BYTES } from '../src/allreduce/index.ts';
@@ -20,6 +21,13 @@ const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); retu
 const startRole = (role: string, env: Record<string, string>) =>
   JsonProc.start(here, env, { args: [role], nodeArgs: process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) });
 const LONG = 600_000;
+const GLOO = fileURLToPath(new URL('./gloo_allreduce.py', import.meta.url));
+
+/** torch's version when python3 can import torch with Gloo, else null. */
+function glooVersion(): string | null {
+  const r = spawnSync('python3', ['-c', 'import torch, torch.distributed as d; assert d.is_gloo_available(); print(torch.__version__)'], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Child roles
@@ -122,7 +130,10 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean }
     } finally { await Promise.all([source.stop(), sink.stop()]); }
   }
 
-  const results: { workers: number; bytes: number; seconds: number; busGBps: number; baselineGBps: number; ratioToBaseline: number; cpuPerWorker: number }[] = [];
+  const results: {
+    workers: number; bytes: number; seconds: number; busGBps: number; baselineGBps: number; ratioToBaseline: number; cpuPerWorker: number;
+    glooSeconds?: number; glooBusGBps?: number; vsGloo?: number;
+  }[] = [];
   for (const workers of workerCounts) {
     const procs = Array.from({ length: workers }, (_, i) => startRole('worker', { ...env, NODE_ID: `w${i}` }));
     try {
@@ -144,12 +155,35 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean }
     } finally { await Promise.all(procs.map((p) => p.stop())); }
   }
 
-  const rows = results.map((r) => ({ workers: r.workers, MiB: r.bytes / MiB, ms: r.seconds * 1000, 'bus GB/s': r.busGBps, 'ws GB/s': r.baselineGBps, ratio: r.ratioToBaseline }));
+  // Gloo (PyTorch's CPU collectives) on the same machine, same sizes and repetitions, when
+  // torch is installed (`pip install torch`): the comparison the issue asks for.
+  const gloo = glooVersion();
+  if (gloo) {
+    for (const workers of workerCounts) {
+      const reps = Object.fromEntries(sizes.map((b) => [String(b), repsFor(b)]));
+      const r = spawnSync('python3', [GLOO, String(workers), JSON.stringify(reps), ...sizes.map(String)], { encoding: 'utf8', timeout: 900_000 });
+      if (r.status !== 0) { log(`[bench allreduce] gloo W=${workers} failed: ${r.stderr.trim().split('\n').at(-1)}`); continue; }
+      const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { results: Record<string, number[]> };
+      for (const row of results.filter((x) => x.workers === workers)) {
+        const secs = median(out.results[String(row.bytes)]!);
+        row.glooSeconds = +secs.toFixed(5);
+        row.glooBusGBps = +((2 * (workers - 1) / workers) * row.bytes / secs / 1e9).toFixed(3);
+        row.vsGloo = +(row.busGBps / row.glooBusGBps).toFixed(3);
+      }
+      log(`[bench allreduce] gloo W=${workers} done`);
+    }
+  } else {
+    log('[bench allreduce] gloo: python3 with torch not found (pip install torch), no Gloo comparison');
+  }
+  const rows = results.map((r) => ({
+    workers: r.workers, MiB: r.bytes / MiB, ms: r.seconds * 1000, 'bus GB/s': r.busGBps, 'ws GB/s': r.baselineGBps, ratio: r.ratioToBaseline,
+    ...(r.glooBusGBps !== undefined ? { 'gloo GB/s': r.glooBusGBps, 'vs gloo': r.vsGloo! } : {}),
+  }));
   if (args.json) process.stderr.write(''); // the table goes to stdout either way; JSON is the last line
   printTable(`ring allreduce on loopback (${segmentBytes / 1024} KiB segments; baseline: one ws stream, same bytes, same frames)`, rows);
   const largest = sizes[sizes.length - 1]!;
   return {
-    bench: 'allreduce', segmentBytes, sizes, results,
+    bench: 'allreduce', segmentBytes, sizes, results, gloo: gloo ? { torch: gloo } : null,
     baselineGBps: +(largest / baseline.get(largest)! / 1e9).toFixed(3),
     baselineBySize: Object.fromEntries([...baseline].map(([b, s]) => [b, +(b / s / 1e9).toFixed(3)])),
     cores: (await import('node:os')).availableParallelism(),
