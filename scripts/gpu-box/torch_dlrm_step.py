@@ -6,16 +6,18 @@ Same shape as DLRM_PRESETS.gpu (src/model/dlrm.ts): 26 tables x 100k rows x dim 
 top MLP 415-512-256-1, sigmoid + BCE (mean), batch 2048, one id per table per sample. One step =
 host->device copy of the batch, forward, loss, backward, SGD on the dense parameters and sparse
 SGD on the touched embedding rows, then a sync. Prints one JSON line: median milliseconds.
-Embeddings live on the GPU here (no parameter server), so compare it with hybridps's
+usage: torch_dlrm_step.py [STEPS] [cuda|cpu] [BATCH]. Embeddings live on the device here (no parameter server), so compare it with hybridps's
 upload + compute + download (+ dense), and with the whole step, in bench/RESULTS.md.
 """
 import json, sys, time
 import torch
 import torch.nn as nn
 
-B, T, ROWS, D = 2048, 26, 100_000, 64
+B = int(sys.argv[3]) if len(sys.argv) > 3 else 2048
+T, ROWS, D = 26, 100_000, 64
 BOTTOM, TOP = [13, 512, 256, 64], [512, 256, 1]
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+DEVICE = sys.argv[2] if len(sys.argv) > 2 else "cuda"   # "cpu" for a CPU reference (no GPU box)
 
 def mlp(widths, last_relu):
     layers = []
@@ -42,9 +44,10 @@ class DLRM(nn.Module):
         return self.top(torch.cat([z, dots], dim=1)).squeeze(1)
 
 def main():
-    if not torch.cuda.is_available():
+    if DEVICE == "cuda" and not torch.cuda.is_available():
         print(json.dumps({"error": "no CUDA device"})); sys.exit(1)
-    dev = torch.device("cuda")
+    dev = torch.device(DEVICE)
+    sync = torch.cuda.synchronize if DEVICE == "cuda" else (lambda: None)
     torch.manual_seed(1)
     model = DLRM().to(dev)
     dense = [p for n, p in model.named_parameters() if not n.startswith("emb.")]
@@ -55,27 +58,29 @@ def main():
     g = torch.Generator().manual_seed(2)
     batches = []
     for _ in range(4):  # pinned host batches, as a data loader would hand them over
-        x = torch.log1p(torch.rand(B, 13, generator=g) * 100).pin_memory()
-        ids = (torch.rand(B, T, generator=g) ** 3 * ROWS).long().pin_memory()   # skewed, like click logs
-        y = (torch.rand(B, generator=g) < 0.25).float().pin_memory()
+        pin = (lambda t: t.pin_memory()) if DEVICE == "cuda" else (lambda t: t)
+        x = pin(torch.log1p(torch.rand(B, 13, generator=g) * 100))
+        ids = pin((torch.rand(B, T, generator=g) ** 3 * ROWS).long())   # skewed, like click logs
+        y = pin((torch.rand(B, generator=g) < 0.25).float())
         batches.append((x, ids, y))
     offsets = torch.arange(B, device=dev)
     times = []
     for i in range(STEPS + 5):
         x, ids, y = batches[i % len(batches)]
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         xd, idd, yd = x.to(dev, non_blocking=True), ids.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         loss = loss_fn(model(xd, idd, offsets), yd)
         opt_dense.zero_grad(set_to_none=True); opt_sparse.zero_grad(set_to_none=True)
         loss.backward()
         opt_dense.step(); opt_sparse.step()
-        torch.cuda.synchronize()
+        sync()
         if i >= 5:
             times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     print(json.dumps({"torchStepMs": times[len(times) // 2], "batch": B, "steps": STEPS,
-                      "device": torch.cuda.get_device_name(0), "torch": torch.__version__}))
+                      "device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu", "threads": torch.get_num_threads(),
+                      "torch": torch.__version__}))
 
 if __name__ == "__main__":
     main()
