@@ -15,7 +15,7 @@ const data = writeRandomCriteo(join(dir, 'train.tsv'), 6000, 9);
 const TINY = JSON.stringify({ numTables: 8, dim: 4, bottom: [13, 8, 4], top: [8, 1], rowsPerTable: 50 });
 
 /** Runs launch, kills worker-1 once training has started, returns exit code and output. */
-function launchAndKill(extra: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function launchAndKill(extra: string[]): Promise<{ code: number | null; stdout: string; stderr: string; url: string }> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, ['--import', 'tsx', MAIN, 'launch', 'samples/dlrm', '--data', data, '--model', TINY, '--rows-per-table', '50',
       '--workers', '3', '--servers', '2', '--batch', '32', '--steps', '400', '--json', ...extra], { env: { ...process.env, HYBRIDPS_LOG: 'warn' } });
@@ -30,7 +30,7 @@ function launchAndKill(extra: string[]): Promise<{ code: number | null; stdout: 
         if (line) process.kill(Number(line.trim().split(/\s+/)[0]), 'SIGKILL');
       }
     });
-    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+    p.on('exit', (code) => resolve({ code, stdout, stderr, url: /scheduler (ws:\/\/[\d.:]+)/.exec(stderr)?.[1] ?? 'none' }));
   });
 }
 
@@ -38,7 +38,7 @@ test('--keep-going: a worker killed mid-run, the others finish the run', async (
   const r = await launchAndKill(['--keep-going']);
   assert.is(r.code, 0, r.stderr);
   const j = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
-  assert.equal(j.failedWorkers, ['worker-1']);
+  assert.equal(j.failedWorkers, ['worker-1'], r.stderr.split('\n').slice(-30).join('\n'));
   assert.is(j.steps, 400);
   assert.is(j.denseHashes.length, 2);
   assert.is(j.denseHashes[0], j.denseHashes[1], 'the two survivors hold identical dense parameters');
@@ -50,7 +50,8 @@ test('without --keep-going the failure stops the run and names the worker', asyn
   const r = await launchAndKill([]);
   assert.is(r.code, 1);
   assert.match(r.stderr, /worker-1 exited with SIGKILL/);
-  assert.is(execSync('ps aux').toString().split('\n').filter((l) => l.includes(MAIN) && / (worker|server|scheduler) /.test(l)).length, 0, 'no process left behind');
+  // Servers and workers name the scheduler on their command line: none of this run's is left.
+  assert.is(execSync('ps -eo args').toString().split('\n').filter((l) => l.includes(`--scheduler ${r.url} `)).length, 0, 'no process left behind');
 });
 
 test.run();

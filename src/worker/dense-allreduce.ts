@@ -5,6 +5,14 @@
 //
 // A failed allreduce (a neighbour died, the ring was rebuilt) is retried on the next ring with the
 // gradient as it was before the attempt: a failed op may have half-reduced the buffer in place.
+//
+// A failure can also leave workers one sum apart: a worker that received every block of sum k just
+// before the neighbour died has finished k (and moved on, perhaps to wait for the others' clock at
+// the parameter servers), while the others failed k. So every new ring starts with a reconcile,
+// run by every member in the background: an allreduce of everyone's count of finished sums, and
+// if they differ by one, a second allreduce in which one member that finished sum k contributes
+// its result and the rest zeros; those that had not finished k take it as their result. Nobody
+// waits for a peer that has already moved on, and every worker applies the same sum k.
 import type { PSClient } from '../client/ps-client.ts';
 import type { ClusterView } from '../scheduler/cluster-view.ts';
 import { RingAllreduce, AllreduceError, type RingAllreduceOptions } from '../allreduce/index.ts';
@@ -23,6 +31,13 @@ export interface DenseAllreduceOptions {
 export class DenseAllreduce {
   private readonly log;
   private client: PSClient | null = null;
+  /** Sums this worker has finished, and the last one's result (for a reconcile). */
+  private finished = 0;
+  private lastResult: Float32Array | null = null;
+  /** A sum taken from a peer during a reconcile: the result of the sum numbered `seq`. */
+  private adopted: { seq: number; result: Float32Array } | null = null;
+  /** The current ring's reconcile; sums wait for it so its operations come first on the ring. */
+  private reconciling: Promise<void> = Promise.resolve();
 
   private constructor(readonly ring: RingAllreduce, private readonly opts: DenseAllreduceOptions) {
     this.log = createLogger(`${ring.nodeId}/allreduce`);
@@ -50,22 +65,65 @@ export class DenseAllreduce {
     if (missing) { this.log.warn('worker without a ring address', { worker: missing.nodeId }); return; }
     this.ring.setRing(members, v.workersEpoch);
     this.log.info('ring', { epoch: v.workersEpoch, workers: members.length });
+    if (members.length > 1) {
+      const me = members.findIndex((m) => m.nodeId === this.ring.nodeId);
+      this.reconciling = this.reconcile(v.workersEpoch, members.length, me)
+        .catch((e) => this.log.debug('reconcile failed (the next ring will try again)', { epoch: v.workersEpoch, error: (e as Error).message }));
+    }
+  }
+
+  private async reconcile(epoch: number, w: number, me: number): Promise<void> {
+    const info = new Float32Array(3 * w);
+    info[3 * me] = this.finished % 65536; // two exact halves: f32 holds integers up to 2^24 only
+    info[3 * me + 1] = Math.floor(this.finished / 65536);
+    info[3 * me + 2] = this.lastResult?.length ?? 0;
+    if (this.ring.ringEpoch !== epoch) return; // a newer ring replaced this one: its reconcile goes first
+    await this.ring.allreduce(info, 'sum');
+    const counts = Array.from({ length: w }, (_, r) => info[3 * r]! + info[3 * r + 1]! * 65536);
+    const max = Math.max(...counts), min = Math.min(...counts);
+    if (max === min) return;
+    if (max - min > 1) {
+      this.log.warn('workers are more than one sum apart; not reconciling (a worker joined a running hybrid job?)', { counts: counts.join(',') });
+      return;
+    }
+    const length = Math.max(...Array.from({ length: w }, (_, r) => info[3 * r + 2]!));
+    const buf = new Float32Array(length);
+    if (counts.indexOf(max) === me) buf.set(this.lastResult!); // one contributor: the sum of it and zeros is exact
+    if (this.ring.ringEpoch !== epoch) return;
+    await this.ring.allreduce(buf, 'sum');
+    if (this.finished === min) {
+      this.adopted = { seq: min, result: buf };
+      this.lastResult = buf.slice();
+      this.finished = max;
+    }
+    this.log.info('reconciled', { epoch, behind: counts.filter((c) => c === min).length, sum: min });
   }
 
   /** Sums `buf` over the current ring, in place; on a ring failure waits for the next ring and retries. */
   async sum(buf: Float32Array): Promise<Float32Array> {
     const attempts = this.opts.attempts ?? 5;
+    await this.reconciling;
+    const seq = this.finished;
     const original = buf.slice();
     for (let i = 0; ; i++) {
       const epoch = this.ring.ringEpoch;
       try {
-        return await this.ring.allreduce(buf, 'sum', { f16: this.opts.f16 });
+        await this.ring.allreduce(buf, 'sum', { f16: this.opts.f16 });
+        this.finished = seq + 1;
+        this.lastResult = buf.slice();
+        return buf;
       } catch (e) {
         if (!(e instanceof AllreduceError) || i + 1 >= attempts || !this.client) throw e;
         this.log.warn('allreduce failed; waiting for a new ring', { attempt: i + 1, error: e.message });
         buf.set(original);
         await this.client.waitForView((v) => v.workersEpoch > epoch, this.opts.newRingTimeoutMs ?? 15_000);
         this.follow(this.client.view);
+        await this.reconciling;
+        if (this.adopted?.seq === seq) { // a peer had finished this sum: take its result
+          buf.set(this.adopted.result);
+          this.adopted = null;
+          return buf;
+        }
       }
     }
   }
