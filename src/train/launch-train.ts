@@ -101,7 +101,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
     history.allreduceBytes.push(p.bytes.allreduce - lastBytes.allreduce);
     lastBytes = p.bytes;
     const rate = (p.samples * cfg.workers) / Math.max(p.wallSec, 1e-9);
-    if (bar) { if (!barStarted) { bar.start(totalSteps || p.step, 0); barStarted = true; } bar.update(p.step, { rate: rate.toFixed(0), loss: p.loss.toFixed(4) }); if (!totalSteps) bar.setTotal(p.step); }
+    if (bar) { if (!barStarted) { bar.start(totalSteps || p.step, 0, { rate: '-', loss: '-' }); barStarted = true; } bar.update(p.step, { rate: rate.toFixed(0), loss: p.loss.toFixed(4) }); if (!totalSteps) bar.setTotal(p.step); }
     else if (performance.now() - lastLine > 5000 || p.step === totalSteps) {
       lastLine = performance.now();
       const eta = totalSteps ? ` eta ${(((totalSteps - p.step) * p.wallSec) / Math.max(1, p.step)).toFixed(0)}s` : '';
