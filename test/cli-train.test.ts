@@ -3,7 +3,7 @@
 // documented fields, the report file exists, bad flags fail before anything starts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,6 +53,24 @@ test('compare: both modes, a report page, one JSON object', () => {
   assert.ok(r.json.pureps.bytes.pull > r.json.hybrid.bytes.pull, 'pure-PS also pulls the dense vector every step');
   const html = readFileSync(report, 'utf8');
   assert.ok(html.includes('uPlot') && html.includes('pure-ps'));
+});
+
+test('SIGUSR2 to the launcher: a checkpoint on request, at a step no worker has finished', async () => {
+  const ckpt = join(dir, 'ckpt-on-request');
+  const p = spawn(process.execPath, ['--import', 'tsx', MAIN, 'launch', 'samples/dlrm', '--data', data, '--model', TINY, '--rows-per-table', '50',
+    '--workers', '2', '--servers', '1', '--batch', '16', '--steps', '300', '--checkpoint-dir', ckpt, '--json'], { env: { ...process.env, HYBRIDPS_LOG: 'warn' } });
+  let stderr = '', asked = false;
+  p.stderr.on('data', (d) => {
+    stderr += d;
+    if (!asked && /step \d+/.test(stderr)) { asked = true; p.kill('SIGUSR2'); }
+  });
+  const code = await new Promise<number | null>((r) => p.on('exit', r));
+  assert.is(code, 0, stderr);
+  const at = Number(/checkpoint requested: at step (\d+)/.exec(stderr)?.[1]);
+  assert.ok(at > 0 && at < 300, stderr);
+  assert.ok(existsSync(join(ckpt, `step-${at}`, 'manifest.json')), `step-${at} was written`);
+  assert.ok(existsSync(join(ckpt, 'step-300', 'manifest.json')), 'and the final one');
+  assert.is(readFileSync(join(ckpt, 'latest'), 'utf8').trim(), 'step-300');
 });
 
 test('bad flags fail at once with a message', () => {

@@ -82,8 +82,20 @@ export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; n
   let stopRequested = false;
   exitWithParent(async () => { stopRequested = true; });
   const { runTrainWorker } = await import('../train/worker.ts');
+  // A launching parent may send requests as JSON lines on stdin ({"checkpointAt": step}).
+  const { EventEmitter } = await import('node:events');
+  const { createInterface } = await import('node:readline');
+  const requests = new EventEmitter();
+  if (process.env.HYBRIDPS_EXIT_WITH_PARENT === '1') {
+    createInterface({ input: process.stdin }).on('line', (l) => {
+      try {
+        const m = JSON.parse(l) as { checkpointAt?: unknown };
+        if (Number.isSafeInteger(m.checkpointAt)) requests.emit('checkpointAt', m.checkpointAt);
+      } catch { /* not a request */ }
+    });
+  }
   try {
-    await runTrainWorker(cfg, { nodeId, schedulerUrl, secret: loadSecret(flags), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort });
+    await runTrainWorker(cfg, { nodeId, schedulerUrl, secret: loadSecret(flags), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort, requests });
     process.exit(0);
   } catch (e) {
     if (!stopRequested) process.stderr.write(`${nodeId}: ${(e as Error).stack ?? (e as Error).message}\n`);

@@ -108,11 +108,22 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
       say(`${label}step ${p.step}${totalSteps ? `/${totalSteps}` : ''}  loss ${p.loss.toFixed(4)}  ${rate.toFixed(0)} samples/s${eta}`);
     }
   };
+  // Checkpoint on request: SIGUSR2 asks every worker to checkpoint at a step none has finished yet
+  // (the furthest step any reported, plus 2: BSP keeps them within one step; SSP within its bound).
+  let furthest = 0;
+  const workerProcs: ChildInfo[] = [];
+  const onCheckpointRequest = () => {
+    if (!cfg.checkpointDir) { say(`${label}checkpoint requested (SIGUSR2), but the run has no --checkpoint-dir`); return; }
+    const at = furthest + 2 + (cfg.consistency.kind === 'ssp' ? cfg.consistency.staleness : 0);
+    say(`${label}checkpoint requested: at step ${at}`);
+    for (const w of workerProcs) w.proc.stdin?.write(JSON.stringify({ checkpointAt: at }) + '\n');
+  };
+  process.on('SIGUSR2', onCheckpointRequest);
   const onWorkerLine = (line: string) => {
     const m = /^HYBRIDPS_(PROGRESS|EVAL|CHECKPOINT|RESULT) (.*)$/.exec(line);
     if (!m) { logs.push(line); return; }
     const payload = JSON.parse(m[2]!);
-    if (m[1] === 'PROGRESS') progress(payload);
+    if (m[1] === 'PROGRESS') { furthest = Math.max(furthest, payload.step); progress(payload); }
     else if (m[1] === 'EVAL') { evals.push(payload); if (!bar) say(`${label}eval at step ${payload.step}: logloss ${payload.logloss.toFixed(4)}, AUC ${payload.auc.toFixed(4)} (${payload.samples} samples)`); }
     else if (m[1] === 'CHECKPOINT') { checkpoint = payload.dir; if (!bar) say(`${label}checkpoint: ${payload.dir}`); }
     else results.push(payload);
@@ -125,6 +136,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
     for (let i = 0; i < cfg.workers; i++) {
       workers.push(await cluster.spawnRole(`worker ${i}`, ['worker', '--scheduler', cluster.schedulerUrl, '--node-id', `worker-${i}`, '--config', cfgFile], 60_000, onWorkerLine));
     }
+    workerProcs.push(...workers);
     // Every worker must exit 0; the first failure stops the run, unless keepGoing: then the others
     // carry on (the scheduler drops the dead worker from the view, so BSP clocks, barriers and the
     // allreduce ring continue with those left), as long as rank 0 (evaluation, checkpoints) lives.
@@ -147,6 +159,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
       }
     });
   } finally {
+    process.off('SIGUSR2', onCheckpointRequest);
     bar?.stop();
     await cluster.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -24,6 +24,8 @@ export const DENSE_BLOCK = 1024;
 
 export interface WorkerIdentity {
   nodeId: string; schedulerUrl: string; secret: Uint8Array;
+  /** Requests from the launcher: `{ checkpointAt: step }` (a checkpoint on request, at a step every worker has yet to finish). */
+  requests?: { on(event: 'checkpointAt', listener: (step: number) => void): unknown };
   /** Where the hybrid mode's ring listener listens (and so what it announces); default 127.0.0.1, any port. */
   host?: string; port?: number;
 }
@@ -143,6 +145,11 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
     const t0 = performance.now();
     const bytes = () => ({ pull: client.bytes.pull, push: client.bytes.push, allreduce: ring?.ring.stats.bytesSent ?? 0 });
     let step = firstStep, samples = 0, lastCheckpoint: string | undefined, lastCheckpointStep = -1;
+    const requested = new Set<number>();
+    id.requests?.on('checkpointAt', (s: number) => {
+      if (!cfg.checkpointDir) { log.warn('checkpoint requested, but the run has no --checkpoint-dir'); return; }
+      if (s > step) requested.add(s); else log.warn('checkpoint requested for a step already passed', { step: s, now: step });
+    });
     const source = trainBatches(cfg, { rank, workers, skipSamples: firstStep * globalBatch });
     const batches = source.batches[Symbol.asyncIterator]();
     // The next batch is read and parsed while this step waits on the GPU and the network.
@@ -159,7 +166,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
       for (const [k, v] of Object.entries(r.ms)) phaseMs[k] = (phaseMs[k] ?? 0) + v;
       emit('PROGRESS', { rank, step, loss: r.loss, samples, wallSec: (performance.now() - t0) / 1000, bytes: bytes(), ms: { ...r.ms } } satisfies WorkerProgress);
       if (cfg.evalSteps > 0 && step % cfg.evalSteps === 0 && rank === 0) await evaluate(step, cfg.evalSamples);
-      if (cfg.checkpointDir && cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) {
+      if (cfg.checkpointDir && ((cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) || requested.delete(step))) {
         lastCheckpoint = await checkpoint(step);
         lastCheckpointStep = step;
       }
