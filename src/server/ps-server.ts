@@ -238,9 +238,7 @@ export class PsServer {
       this.stats.duplicatePushes++;
     } else {
       if (t.spec.consistency === Consistency.BSP) {
-        let acc = t.pending.get(p.clock);
-        if (!acc) t.pending.set(p.clock, (acc = new BspAccumulator(t.spec.dim)));
-        acc.add(p.keys, p.values);
+        pendingSums(t, p.clock).add(p.keys, p.values);
       } else {
         const t0 = performance.now();
         t.store.apply(p.keys, p.values);
@@ -360,9 +358,7 @@ export class PsServer {
     if (c.sums.length !== c.keys.length * t.spec.dim) throw new RpcError(ErrorCode.BadDimension, `copyPending of ${c.keys.length} rows has ${c.sums.length} sums, dim ${t.spec.dim}`);
     for (let i = 0; i < c.sums.length; i++) if (!Number.isFinite(c.sums[i]!)) throw new RpcError(ErrorCode.NonFinite, `copyPending sum ${i} is not finite`);
     if (!Number.isSafeInteger(c.clock) || c.clock <= t.appliedClock) return { type: 'ok' }; // already applied here
-    let acc = t.pending.get(c.clock);
-    if (!acc) t.pending.set(c.clock, (acc = new BspAccumulator(t.spec.dim)));
-    acc.add(c.keys, c.sums);
+    pendingSums(t, c.clock).add(c.keys, c.sums);
     this.onClocksChanged();
     return { type: 'ok' };
   }
@@ -424,10 +420,7 @@ export class PsServer {
     for (const [rank, clock] of meta.clocks) this.clocks.advance(rank, clock);
     for (const [sender, seqs] of meta.dedup) for (const q of seqs) this.dedup.record(sender, q);
     for (const p of meta.pending) {
-      const t = this.table(p.table);
-      let acc = t.pending.get(p.clock);
-      if (!acc) t.pending.set(p.clock, (acc = new BspAccumulator(t.spec.dim)));
-      acc.add(BigUint64Array.from(p.keys, (k) => BigInt(k)), p.sums);
+      pendingSums(this.table(p.table), p.clock).add(BigUint64Array.from(p.keys, (k) => BigInt(k)), p.sums);
     }
     let rows = 0;
     for (const [table, count] of meta.rows) {
@@ -546,6 +539,13 @@ interface HandoffMeta {
   dedup: [sender: string, seqs: number[]][];
   pending: { table: number; clock: number; keys: number[]; sums: number[] }[];
   rows: [table: number, count: number][];
+}
+
+/** The BSP sums of `clock` in table `t` not yet applied (created empty on first use). */
+function pendingSums(t: TableState, clock: number): BspAccumulator {
+  let acc = t.pending.get(clock);
+  if (!acc) t.pending.set(clock, (acc = new BspAccumulator(t.spec.dim)));
+  return acc;
 }
 
 function checkKeys(keys: BigUint64Array): void {

@@ -7,21 +7,15 @@
 //
 // Every worker parses every line (to classify bad lines identically everywhere); only its own
 // samples are kept. That costs a few microseconds a line, fine for files of millions of lines.
-import { CRITEO_CATS, CRITEO_DENSE, parseCriteoLine, isEvalIndex } from '../data/criteo.ts';
+import { CRITEO_CATS, CRITEO_DENSE, parseCriteoLine, isEvalIndex, type Minibatch as CriteoMinibatch, type CriteoStats } from '../data/criteo.ts';
 import { numberedLines } from '../data/lines.ts';
 import type { WorkerBatch } from '../worker/worker-step.ts';
 import type { TrainConfig } from './config.ts';
 
-export interface Minibatch {
-  size: number;
-  /** size x 13, transformed. */
-  dense: Float32Array;
-  labels: Float32Array;
-  /** size x 26 row ids (already mod rowsPerTable). */
-  cats: Uint32Array;
-}
+/** A worker's slice of one global batch: the reader's minibatch without a first line number. */
+export type Minibatch = Omit<CriteoMinibatch, 'firstLine'>;
 
-export interface DataStats { lines: number; bad: number; badLines: { line: number; why: string }[] }
+export type DataStats = Omit<CriteoStats, 'samples'>;
 
 const MAX_BAD_REPORTED = 20;
 
