@@ -44,6 +44,33 @@ test('apply: sgd per row, rows created on first touch, steps counted', () => {
   assert.throws(() => s.apply(K(1), new Float32Array(3)), /grads has length 3/);
 });
 
+test(`batched pull and apply (many blocks, odd count, half new rows) equal one key at a time (TEST_SEED=${seed})`, () => {
+  // The store handles keys in blocks (cache lines touched first); the result must not depend on it.
+  const r = rng(seed);
+  const c = cfg({ dim: 20, optimizer: 'adagrad', hyper: { lr: 0.1 } });
+  const batched = new TableStore(c), single = new TableStore(c);
+  const old = Array.from({ length: 300 }, (_, i) => BigInt(i * 3));
+  batched.pull(BigUint64Array.from(old));
+  single.pull(BigUint64Array.from(old));
+  const keys = new Set<bigint>();
+  while (keys.size < 333) keys.add(BigInt(Math.floor(r() * 1800)));
+  const k = BigUint64Array.from(keys);
+  const grads = Float32Array.from({ length: k.length * 20 }, () => r() - 0.5);
+  const pulled = batched.pull(k).slice();
+  batched.apply(k, grads);
+  for (let i = 0; i < k.length; i++) {
+    const one = k.subarray(i, i + 1);
+    assert.equal(Array.from(single.pull(one)), Array.from(pulled.subarray(i * 20, i * 20 + 20)), `pull of key ${k[i]}`);
+    single.apply(one, grads.subarray(i * 20, i * 20 + 20));
+  }
+  assert.is(batched.rows, single.rows);
+  const a = batched.exportRows(), b = single.exportRows();
+  assert.equal(Array.from(a.keys), Array.from(b.keys));
+  assert.equal(Array.from(a.values), Array.from(b.values));
+  assert.equal(Array.from(a.slots[0]!), Array.from(b.slots[0]!));
+  assert.equal(Array.from(a.steps), Array.from(b.steps));
+});
+
 test(`export is sorted by key and import round-trips rows, slots and steps (TEST_SEED=${seed})`, () => {
   const r = rng(seed);
   const c = cfg({ dim: 3, optimizer: 'adam', hyper: { lr: 0.01 } });
