@@ -27,7 +27,12 @@ if (env.MODE === 'fill') {
 } else {
   const batches = Array.from({ length: Math.min(rounds, 16) }, uniqueKeys);
   const grads = new Float32Array(keysPer * dim).fill(0.001);
-  await client.pull(1, batches[0]!); // warm-up: connections open
+  // Warm-up rounds, untimed: connections open and both ends' hot code compiled, so the timed
+  // rounds measure steady state (the raw-ws baseline warms up the same way).
+  for (let r = 0; r < Number(env.WARMUP ?? 0); r++) {
+    await client.pull(1, batches[r % batches.length]!);
+    await client.push(1, batches[r % batches.length]!, grads);
+  }
   let pullMs = 0, pushMs = 0;
   for (let r = 0; r < rounds; r++) {
     const keys = batches[r % batches.length]!;

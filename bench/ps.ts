@@ -22,7 +22,9 @@ function runProc(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<
 }
 
 export async function runPsBench(args: { json: boolean; quick?: boolean }): Promise<object> {
-  const rows = args.quick ? 200_000 : 1_000_000, dim = 64, keys = 4096, rounds = args.quick ? 10 : 40;
+  const rows = args.quick ? 200_000 : 1_000_000, dim = 64, keys = 4096, rounds = args.quick ? 20 : 200;
+  // Untimed rounds first (both ours and the baseline): steady state, not JIT warm-up, is measured.
+  const warmup = args.quick ? 5 : 20;
   const valueBytes = keys * dim * 4, keyBytes = keys * 8;
   const results: Record<string, number | string>[] = [];
   let bytesPerRow = 0, idealBytesPerRow = 0;
@@ -38,7 +40,7 @@ export async function runPsBench(args: { json: boolean; quick?: boolean }): Prom
       const cluster = new LocalCluster({ servers, nodeArgs, log: (l) => { if (/ERROR/.test(l)) process.stderr.write(l + '\n'); } });
       await cluster.start();
       try {
-        const env = { HYBRIDPS_SECRET: cluster.secret, SCHEDULER: cluster.schedulerUrl, SERVERS: String(servers), ROWS: String(rows), DIM: String(dim), KEYS: String(keys), ROUNDS: String(rounds) };
+        const env = { HYBRIDPS_SECRET: cluster.secret, SCHEDULER: cluster.schedulerUrl, SERVERS: String(servers), ROWS: String(rows), DIM: String(dim), KEYS: String(keys), ROUNDS: String(rounds), WARMUP: String(warmup) };
         process.stderr.write(`[bench ps] ${servers} server(s): filling ${rows} rows\n`);
         await runProc(here('./ps-client-proc.ts'), [], { ...env, MODE: 'fill', NODE_ID: 'filler' });
         for (const clients of [1, 2]) {
@@ -49,7 +51,7 @@ export async function runPsBench(args: { json: boolean; quick?: boolean }): Prom
           const oursMs = Math.max(...ours.map((r) => r.pullMs! + r.pushMs!));
           t0 = performance.now();
           const raw = await Promise.all(Array.from({ length: clients }, () =>
-            runProc(here('./raw-ws-echo.ts'), ['client', echoUrl, String(keyBytes), String(valueBytes), String(rounds)], {})));
+            runProc(here('./raw-ws-echo.ts'), ['client', echoUrl, String(keyBytes), String(valueBytes), String(rounds), String(warmup)], {})));
           const rawMs = Math.max(...raw.map((r) => r.pullMs! + r.pushMs!));
           void t0;
           const payload = clients * rounds * 2 * valueBytes; // rows back on pull, rows out on push

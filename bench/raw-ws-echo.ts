@@ -16,7 +16,7 @@ if (process.argv[2] === 'server') {
   process.stdin.on('end', () => process.exit(0));
   process.stdin.resume();
 } else if (process.argv[2] === 'client') {
-  const [url, smallS, bigS, roundsS] = process.argv.slice(3);
+  const [url, smallS, bigS, roundsS, warmupS] = process.argv.slice(3);
   const small = Number(smallS), big = Number(bigS), rounds = Number(roundsS);
   // The same zero mask as hybridps's own links (src/transport/endpoint.ts): a like-for-like baseline.
   const ws = new WebSocket(url!, { perMessageDeflate: false, maxPayload: 256 << 20, generateMask: (m) => { m.fill(0); } });
@@ -27,7 +27,7 @@ if (process.argv[2] === 'server') {
     ws.once('message', () => resolve());
     ws.send(b);
   });
-  await req(small, big);
+  for (let i = 0; i < Number(warmupS ?? 0); i++) { await req(small, big); await req(big + small, 16); } // as the PS client does
   let pullMs = 0, pushMs = 0;
   for (let i = 0; i < rounds; i++) {
     let t = performance.now();
