@@ -7,6 +7,7 @@ import { Peer, RemoteError, ConnectionClosedError, RequestTimeoutError } from '.
 import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
 import { ClusterView } from '../scheduler/cluster-view.ts';
 import { createLogger } from '../util/log.ts';
+import { compose, gatherKeys, iota } from '../util/index-arrays.ts';
 
 /** Answers that mean "the cluster is changing under you": wait for the next view and re-send. */
 const RETRIABLE_CODES = new Set([ErrorCode.WrongOwner, ErrorCode.StaleEpoch, ErrorCode.Shutdown, ErrorCode.Aborted, ErrorCode.Timeout]);
@@ -206,29 +207,21 @@ export class PSClient {
     send: (serverId: string, idx: Int32Array, partKeys: BigUint64Array, seq: number) => Promise<void>,
   ): Promise<void> {
     if (keys.length === 0) return;
-    let groups: { idx: Int32Array; seq?: number }[] = [{ idx: Int32Array.from({ length: keys.length }, (_, i) => i) }];
+    let groups: { idx: Int32Array; seq?: number }[] = [{ idx: iota(keys.length) }];
     for (let attempt = 0; ; attempt++) {
       const view = this.view;
       if (view.servers.length === 0) throw new Error('no servers in the cluster view');
       const tasks: { serverId: string; idx: Int32Array; seq: number }[] = [];
       for (const g of groups) {
-        let subset = keys;
-        if (!isIdentity(g.idx, keys.length)) {
-          subset = new BigUint64Array(g.idx.length);
-          for (let i = 0; i < g.idx.length; i++) subset[i] = keys[g.idx[i]!]!;
-        }
+        const subset = isIdentity(g.idx, keys.length) ? keys : gatherKeys(keys, g.idx);
         view.ring.partition(table, subset).forEach((part, s) => {
-          if (part.length) tasks.push({ serverId: view.servers[s]!.nodeId, idx: part.map((p) => g.idx[p]!), seq: g.seq ?? ++this.seq });
+          if (part.length) tasks.push({ serverId: view.servers[s]!.nodeId, idx: subset === keys ? part : compose(g.idx, part), seq: g.seq ?? ++this.seq });
         });
       }
       const failed: { idx: Int32Array; seq: number }[] = [];
       let lastErr: unknown;
       await Promise.all(tasks.map(async (t) => {
-        let partKeys = keys;
-        if (!isIdentity(t.idx, keys.length)) {
-          partKeys = new BigUint64Array(t.idx.length);
-          for (let i = 0; i < t.idx.length; i++) partKeys[i] = keys[t.idx[i]!]!;
-        }
+        const partKeys = isIdentity(t.idx, keys.length) ? keys : gatherKeys(keys, t.idx);
         try {
           await send(t.serverId, t.idx, partKeys, t.seq);
         } catch (e) {

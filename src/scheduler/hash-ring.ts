@@ -3,6 +3,7 @@
 // Adding or removing one server moves only about 1/S of the keys.
 
 import { fmix32 } from '../util/hash.ts';
+import { iota } from '../util/index-arrays.ts';
 
 
 /** Placement hash of (table, 64-bit key given as lo/hi words). */
@@ -67,7 +68,7 @@ export class HashRing {
    * Keys are read as lo/hi words of the BigUint64Array's buffer (no BigInt math per key).
    */
   partition(table: number, keys: BigUint64Array): Int32Array[] {
-    if (this.servers.length === 1) return [Int32Array.from({ length: keys.length }, (_, i) => i)];
+    if (this.servers.length === 1) return [iota(keys.length)];
     const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
     const n = keys.length;
     const owner = new Uint16Array(n);
