@@ -1,6 +1,6 @@
 // Helpers for the end-to-end training tests: small Criteo-layout files, tiny-model configs, and
 // reading a training checkpoint back (tables by key, dense vector in the model's layout).
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { listShardFiles, loadCheckpointFiles } from '../../src/checkpoint/index.ts';
@@ -12,7 +12,18 @@ import { mulberry32 } from '../../src/util/hash.ts';
 /** A DLRM small enough for lavapipe and for a float64 reference: 3 tables of dim 4. */
 export const TINY_MODEL = { numTables: 3, dim: 4, bottom: [13, 8, 4], top: [6, 1], rowsPerTable: 40 };
 
-export function tmp(prefix = 'hps-train-'): string { return mkdtempSync(join(tmpdir(), prefix)); }
+/**
+ * A fresh temporary directory, removed when the test process exits successfully; after a failure
+ * it is kept (and named on stderr) so its checkpoints and logs can be looked at.
+ */
+export function tmp(prefix = 'hps-train-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  process.on('exit', (code) => {
+    if (code === 0 && !process.exitCode) rmSync(dir, { recursive: true, force: true });
+    else process.stderr.write(`kept ${dir} for inspection\n`);
+  });
+  return dir;
+}
 
 /** `n` random lines in the Criteo layout (some fields empty), labels tied weakly to feature 0. */
 export function writeRandomCriteo(path: string, n: number, seed: number): string {
