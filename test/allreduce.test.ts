@@ -108,4 +108,30 @@ test('a peer killed mid-operation fails the others within a bounded time; the ne
   } finally { await ring.close(); }
 });
 
+test('a worker joining a running hybrid job is refused with a clear error; the others go on', async () => {
+  // Its dense parameters would be the initial ones while its peers' are trained: it must not
+  // take part in their sums (the worker step stops on the error, as here by exiting).
+  const ring = await startRing(2, { TIMEOUT_MS: '3000' });
+  let joiner: JsonProc | undefined;
+  try {
+    check(ring, await runAll(ring, { cmd: 'sums', n: 1001, seed: 41, reps: 3 }), 1001, 41, 'sum');
+    joiner = JsonProc.start(WORKER, { SCHEDULER: ring.scheduler.url, NODE_ID: 'worker-late', SEGMENT_BYTES: String(4 << 10), TIMEOUT_MS: '3000' });
+    await joiner.next();
+    await Promise.all([...ring.procs, joiner].map((p) => p.ask({ cmd: 'wait', workers: 3 })));
+    const going = ring.procs.map((p) => p.ask({ cmd: 'sums', n: 1001, seed: 42, reps: 2 }));
+    const refused = await joiner.ask({ cmd: 'sums', n: 1001, seed: 42, reps: 1 });
+    assert.is(refused.done, 0, 'the joiner completes no sum');
+    assert.match(refused.error, /joined a running hybrid job: its peers have finished 3 dense allreduce/);
+    assert.match(refused.error, /--resume/);
+    joiner.kill();
+    const out = await Promise.all(going);
+    for (const o of out) assert.not.ok(o.error, o.error);
+    // The two workers' sums equal their own 2-worker reference: nothing of the joiner's got in.
+    check(ring, out.map((o) => (o.results as string[]).map(fromBase64)), 1001, 42, 'sum');
+  } finally {
+    joiner?.kill();
+    await ring.close();
+  }
+});
+
 test.run();

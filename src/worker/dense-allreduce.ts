@@ -13,6 +13,11 @@
 // if they differ by one, a second allreduce in which one member that finished sum k contributes
 // its result and the rest zeros; those that had not finished k take it as their result. Nobody
 // waits for a peer that has already moved on, and every worker applies the same sum k.
+//
+// A worker that joins a running hybrid job (a restarted pod, say) holds the initial dense
+// parameters, not the trained ones, and no sum can fix that. The reconcile spots it (it has
+// started no sum while its peers have finished some) and its next sum fails with an error that
+// says what to do, rather than training on with dense parameters that differ between workers.
 import type { PSClient } from '../client/ps-client.ts';
 import type { ClusterView } from '../scheduler/cluster-view.ts';
 import { RingAllreduce, AllreduceError, type RingAllreduceOptions } from '../allreduce/index.ts';
@@ -36,6 +41,10 @@ export class DenseAllreduce {
   private lastResult: Float32Array | null = null;
   /** A sum taken from a peer during a reconcile: the result of the sum numbered `seq`. */
   private adopted: { seq: number; result: Float32Array } | null = null;
+  /** Sums this worker has begun (finished or not): 0 until the first step reaches the ring. */
+  private started = 0;
+  /** Set when this worker turned out to have joined a running job: every later sum throws it. */
+  private refusal: Error | null = null;
   /** The current ring's reconcile; sums wait for it so its operations come first on the ring. */
   private reconciling: Promise<void> = Promise.resolve();
 
@@ -73,25 +82,40 @@ export class DenseAllreduce {
   }
 
   private async reconcile(epoch: number, w: number, me: number): Promise<void> {
-    const info = new Float32Array(3 * w);
-    info[3 * me] = this.finished % 65536; // two exact halves: f32 holds integers up to 2^24 only
-    info[3 * me + 1] = Math.floor(this.finished / 65536);
-    info[3 * me + 2] = this.lastResult?.length ?? 0;
+    const F = 4; // per member: finished (two exact halves: f32 holds integers up to 2^24 only), result length, started any sum
+    const info = new Float32Array(F * w);
+    info[F * me] = this.finished % 65536;
+    info[F * me + 1] = Math.floor(this.finished / 65536);
+    info[F * me + 2] = this.lastResult?.length ?? 0;
+    info[F * me + 3] = this.started > 0 ? 1 : 0;
     if (this.ring.ringEpoch !== epoch) return; // a newer ring replaced this one: its reconcile goes first
     await this.ring.allreduce(info, 'sum');
-    const counts = Array.from({ length: w }, (_, r) => info[3 * r]! + info[3 * r + 1]! * 65536);
-    const max = Math.max(...counts), min = Math.min(...counts);
+    const counts = Array.from({ length: w }, (_, r) => info[F * r]! + info[F * r + 1]! * 65536);
+    const max = Math.max(...counts);
+    // Every member decides from the same numbers, so all agree on who joined late and on whether
+    // the second allreduce below runs.
+    const joined = counts.map((c, r) => info[F * r + 3] === 0 && c < max);
+    if (joined[me]) {
+      this.refusal = new Error(`${this.ring.nodeId} joined a running hybrid job: its peers have finished ${max} dense allreduce(s), so their dense parameters ` +
+        'are trained and this worker\'s are not. Hybrid workers cannot join a running job; stop it and restart every worker from its last checkpoint (--resume), ' +
+        'with the new worker count if you want more workers.');
+      this.log.error('joined a running hybrid job', { peersFinished: max });
+    } else if (joined.some(Boolean)) {
+      this.log.warn('a worker joined the running job; it will stop (dense parameters cannot be handed over)', { workers: joined.map((j, r) => (j ? r : -1)).filter((r) => r >= 0).join(',') });
+    }
+    const settled = counts.filter((_, r) => !joined[r]);
+    const min = Math.min(...settled);
     if (max === min) return;
     if (max - min > 1) {
-      this.log.warn('workers are more than one sum apart; not reconciling (a worker joined a running hybrid job?)', { counts: counts.join(',') });
+      this.log.warn('workers are more than one sum apart; not reconciling', { counts: counts.join(',') });
       return;
     }
-    const length = Math.max(...Array.from({ length: w }, (_, r) => info[3 * r + 2]!));
+    const length = Math.max(...Array.from({ length: w }, (_, r) => info[F * r + 2]!));
     const buf = new Float32Array(length);
     if (counts.indexOf(max) === me) buf.set(this.lastResult!); // one contributor: the sum of it and zeros is exact
     if (this.ring.ringEpoch !== epoch) return;
     await this.ring.allreduce(buf, 'sum');
-    if (this.finished === min) {
+    if (this.finished === min && !joined[me]) {
       this.adopted = { seq: min, result: buf };
       this.lastResult = buf.slice();
       this.finished = max;
@@ -103,6 +127,8 @@ export class DenseAllreduce {
   async sum(buf: Float32Array): Promise<Float32Array> {
     const attempts = this.opts.attempts ?? 5;
     await this.reconciling;
+    if (this.refusal) throw this.refusal;
+    this.started++;
     const seq = this.finished;
     const original = buf.slice();
     for (let i = 0; ; i++) {
@@ -119,6 +145,7 @@ export class DenseAllreduce {
         await this.client.waitForView((v) => v.workersEpoch > epoch, this.opts.newRingTimeoutMs ?? 15_000);
         this.follow(this.client.view);
         await this.reconciling;
+        if (this.refusal) throw this.refusal;
         if (this.adopted?.seq === seq) { // a peer had finished this sum: take its result
           buf.set(this.adopted.result);
           this.adopted = null;

@@ -47,6 +47,16 @@ serveCommands(async (m) => {
       await dense.sum(buf);
       return { rank: client.rank, results: [toBase64(buf)] };
     }
+    case 'sums': {
+      // `reps` worker-step dense sums in a row (DenseAllreduce.sum: retries, reconcile, refusal).
+      const results: string[] = [];
+      for (let rep = 0; rep < m.reps; rep++) {
+        const buf = input(m.n, m.seed, rep);
+        try { await dense.sum(buf); } catch (e) { return { rank: client.rank, error: (e as Error).message, done: rep }; }
+        results.push(toBase64(buf));
+      }
+      return { rank: client.rank, results };
+    }
     default: throw new Error(`unknown command ${m.cmd}`);
   }
 });
