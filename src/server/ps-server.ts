@@ -266,8 +266,18 @@ export class PsServer {
     if (this.view.servers.length === 1 && this.view.servers[0]!.nodeId === this.nodeId) return next; // sole server: owns all
     const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
     const r = this.view.replicas;
+    if (r === 1) {
+      // No chains: only check ownership (no array or closure per key; this runs for every key).
+      for (let i = 0; i < keys.length; i++) {
+        const owner = this.view.ownerOfWords(table, words[2 * i]!, words[2 * i + 1]!);
+        if (owner.nodeId !== this.nodeId) {
+          throw new RpcError(ErrorCode.WrongOwner, `key ${keys[i]} of table ${table} belongs to ${owner.nodeId} in view ${this.view.epoch}, not ${this.nodeId}`);
+        }
+      }
+      return next;
+    }
     for (let i = 0; i < keys.length; i++) {
-      const chain = r > 1 ? this.view.chainOf(table, words[2 * i]!, words[2 * i + 1]!) : [this.view.ownerOfWords(table, words[2 * i]!, words[2 * i + 1]!)];
+      const chain = this.view.chainOf(table, words[2 * i]!, words[2 * i + 1]!);
       const at = chain.findIndex((m) => m.nodeId === this.nodeId);
       if (at < 0 || (mustBeHead && at !== 0)) {
         throw new RpcError(ErrorCode.WrongOwner, `key ${keys[i]} of table ${table} belongs to ${chain[0]?.nodeId} in view ${this.view.epoch}, not ${this.nodeId}`);
