@@ -270,18 +270,14 @@ export class PsServer {
       // No chains: only check ownership (no array or closure per key; this runs for every key).
       for (let i = 0; i < keys.length; i++) {
         const owner = this.view.ownerOfWords(table, words[2 * i]!, words[2 * i + 1]!);
-        if (owner.nodeId !== this.nodeId) {
-          throw new RpcError(ErrorCode.WrongOwner, `key ${keys[i]} of table ${table} belongs to ${owner.nodeId} in view ${this.view.epoch}, not ${this.nodeId}`);
-        }
+        if (owner.nodeId !== this.nodeId) throw this.wrongOwner(keys[i]!, table, owner.nodeId);
       }
       return next;
     }
     for (let i = 0; i < keys.length; i++) {
       const chain = this.view.chainOf(table, words[2 * i]!, words[2 * i + 1]!);
       const at = chain.findIndex((m) => m.nodeId === this.nodeId);
-      if (at < 0 || (mustBeHead && at !== 0)) {
-        throw new RpcError(ErrorCode.WrongOwner, `key ${keys[i]} of table ${table} belongs to ${chain[0]?.nodeId} in view ${this.view.epoch}, not ${this.nodeId}`);
-      }
+      if (at < 0 || (mustBeHead && at !== 0)) throw this.wrongOwner(keys[i]!, table, chain[0]?.nodeId);
       const to = chain[at + 1];
       if (to) {
         let list = next.get(to.nodeId);
@@ -290,6 +286,10 @@ export class PsServer {
       }
     }
     return next;
+  }
+
+  private wrongOwner(key: bigint, table: number, owner: string | undefined): RpcError {
+    return new RpcError(ErrorCode.WrongOwner, `key ${key} of table ${table} belongs to ${owner} in view ${this.view.epoch}, not ${this.nodeId}`);
   }
 
   private serverPeer(nodeId: string): Peer {

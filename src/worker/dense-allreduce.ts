@@ -41,8 +41,8 @@ export class DenseAllreduce {
   private lastResult: Float32Array | null = null;
   /** A sum taken from a peer during a reconcile: the result of the sum numbered `seq`. */
   private adopted: { seq: number; result: Float32Array } | null = null;
-  /** Sums this worker has begun (finished or not): 0 until the first step reaches the ring. */
-  private started = 0;
+  /** Whether this worker has begun any sum (finished or not): false until its first step reaches the ring. */
+  private startedAny = false;
   /** Set when this worker turned out to have joined a running job: every later sum throws it. */
   private refusal: Error | null = null;
   /** The current ring's reconcile; sums wait for it so its operations come first on the ring. */
@@ -87,7 +87,7 @@ export class DenseAllreduce {
     info[F * me] = this.finished % 65536;
     info[F * me + 1] = Math.floor(this.finished / 65536);
     info[F * me + 2] = this.lastResult?.length ?? 0;
-    info[F * me + 3] = this.started > 0 ? 1 : 0;
+    info[F * me + 3] = this.startedAny ? 1 : 0;
     if (this.ring.ringEpoch !== epoch) return; // a newer ring replaced this one: its reconcile goes first
     await this.ring.allreduce(info, 'sum');
     const counts = Array.from({ length: w }, (_, r) => info[F * r]! + info[F * r + 1]! * 65536);
@@ -128,7 +128,7 @@ export class DenseAllreduce {
     const attempts = this.opts.attempts ?? 5;
     await this.reconciling;
     if (this.refusal) throw this.refusal;
-    this.started++;
+    this.startedAny = true;
     const seq = this.finished;
     const original = buf.slice();
     for (let i = 0; ; i++) {
