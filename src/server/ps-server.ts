@@ -141,6 +141,11 @@ export class PsServer {
     await Promise.race([wait, timeout]);
   }
 
+  /** Replication traffic comes from servers only: a worker could otherwise speak for another worker. */
+  private fromServer(conn: Connection, what: string): void {
+    if (conn.peerRole !== Role.Server) throw new RpcError(ErrorCode.Unsupported, `${what} from ${conn.peerId}, which is not a server`);
+  }
+
   private table(id: number): TableState {
     const t = this.tables.get(id);
     if (!t) throw new RpcError(ErrorCode.UnknownTable, `unknown table ${id} (declared: ${[...this.tables.keys()].join(', ') || 'none'})`);
@@ -156,9 +161,9 @@ export class PsServer {
         case 'pull': if (this.handoff) await this.handoff; return await this.pull(body);
         case 'push': if (this.handoff) await this.handoff; return await this.push(body, conn.peerId, 0);
         case 'handoffRequest': return this.handOver(body, conn);
-        case 'replicaPush': return await this.push(body.push, body.origin, 1);
-        case 'copyRows': return this.copyRows(body);
-        case 'copyPending': return this.copyPending(body, conn);
+        case 'replicaPush': this.fromServer(conn, body.type); return await this.push(body.push, body.origin, 1);
+        case 'copyRows': return this.copyRows(body); // also from workers: assignRange seeds dense rows
+        case 'copyPending': this.fromServer(conn, body.type); return this.copyPending(body);
         case 'clock': return this.clock(body.worker, body.clock);
         case 'checkpoint': return await this.checkpoint(this.checkpointDir(body.dir), body.step);
         case 'restore': return await this.restore(this.checkpointDir(body.dir));
@@ -226,28 +231,33 @@ export class PsServer {
     const t = this.table(p.table);
     const bad = checkPush(t.spec.dim, p.keys, p.values);
     if (bad) throw new RpcError(/finite|NaN|Inf/i.test(bad) ? ErrorCode.NonFinite : /length|dim/i.test(bad) ? ErrorCode.BadDimension : ErrorCode.Malformed, bad);
+    // Only the rows this server has not applied under (sender, seq) yet: a retry of a push may
+    // arrive here whole, in part, or as a part that another head already forwarded (see PushDeduper).
+    const fresh = this.dedup.unapplied(sender, p.seq, p.keys);
+    const freshRows = fresh ? fresh.length : p.keys.length;
     if (t.spec.consistency === Consistency.BSP) {
       if (p.clock < 0) throw new RpcError(ErrorCode.Malformed, 'a BSP push needs the clock it belongs to');
-      if (p.clock <= t.appliedClock && !this.dedup.seen(sender, p.seq)) {
+      if (p.clock <= t.appliedClock && freshRows > 0) {
         throw new RpcError(ErrorCode.StaleEpoch, `clock ${p.clock} of table ${t.spec.name} was already applied`);
       }
     }
     const next = this.nextHops(p.table, p.keys, hop === 0);
-    const duplicate = this.dedup.seen(sender, p.seq);
+    const duplicate = freshRows === 0;
     if (duplicate) {
       this.stats.duplicatePushes++;
     } else {
+      const part = fresh ? subsetPush(p, Array.from(fresh), t.spec.dim) : p;
       if (t.spec.consistency === Consistency.BSP) {
-        pendingSums(t, p.clock).add(p.keys, p.values);
+        pendingSums(t, p.clock).add(part.keys, part.values);
       } else {
         const t0 = performance.now();
-        t.store.apply(p.keys, p.values);
+        t.store.apply(part.keys, part.values);
         this.stats.applyMs += performance.now() - t0;
       }
-      this.dedup.record(sender, p.seq);
+      this.dedup.record(sender, p.seq, part.keys);
       this.stats.pushes++;
-      this.stats.rowsPushed += p.keys.length;
-      this.stats.bytesIn += p.values.byteLength;
+      this.stats.rowsPushed += part.keys.length;
+      this.stats.bytesIn += part.values.byteLength;
     }
     // Forward even a duplicate: the first attempt may have died before reaching the tail.
     await Promise.all([...next].map(([serverId, idx]) => {
@@ -360,8 +370,7 @@ export class PsServer {
   }
 
   /** Unapplied BSP sums copied in by the head of a chain this server just joined (see rereplicate). */
-  private copyPending(c: Extract<Body, { type: 'copyPending' }>, conn: Connection): Body {
-    if (conn.peerRole !== Role.Server) throw new RpcError(ErrorCode.Unsupported, `copyPending from ${conn.peerId}, which is not a server`);
+  private copyPending(c: Extract<Body, { type: 'copyPending' }>): Body {
     const t = this.table(c.table);
     if (t.spec.consistency !== Consistency.BSP) throw new RpcError(ErrorCode.Unsupported, `copyPending for table ${t.spec.name}, which is not BSP`);
     checkKeys(c.keys);

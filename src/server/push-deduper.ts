@@ -1,35 +1,88 @@
-// Remembers the most recent (sender, seq) pushes applied, so a push re-sent after a lost ack or a
-// re-route is applied once. A client numbers its pushes with one counter across all servers, so
-// each server sees a sparse subset; we keep the last WINDOW numbers per sender (retries come
-// soon after the original, far inside the window).
+// Remembers which rows of which (sender, seq) pushes this server has applied, so a push re-sent
+// after a lost ack or a re-route is applied once per row.
+//
+// Per row, not per push: after a server dies, a client re-routes the rows of an unacknowledged
+// push under the new view, and one push number can then reach a server as two disjoint parts,
+// one as the chain's head and one forwarded as a replica of another head. Deduplicating whole
+// push numbers dropped the second part (a lost update, found by the kill -9 replication test).
+//
+// A client numbers its pushes with one counter across all servers, so each server sees a sparse
+// subset; we keep the last WINDOW numbers per sender, and the rows of the most recent ones up to
+// KEY_BUDGET rows per sender (retries come soon after the original, far inside both). An older
+// number whose rows were let go counts as applied in full, the conservative answer.
 const WINDOW = 1 << 16;
+const KEY_BUDGET = 1 << 20;
 
-interface SenderSeqs { set: Set<number>; ring: Float64Array; next: number }
+interface Entry {
+  /** The applied rows' keys as u32 word pairs (lo, hi), in one or more parts; null: all of them. */
+  parts: Uint32Array[] | null;
+}
+
+interface SenderSeqs {
+  entries: Map<number, Entry>; // insertion order = age
+  /** Seqs whose rows are still kept, oldest first (from `head`), and how many words they hold. */
+  withKeys: number[];
+  head: number;
+  words: number;
+}
 
 export class PushDeduper {
   private senders = new Map<string, SenderSeqs>();
 
+  /** Whether any row of (sender, seq) was applied here. */
   seen(sender: string, seq: number): boolean {
-    return !!this.senders.get(sender)?.set.has(seq);
+    return !!this.senders.get(sender)?.entries.has(seq);
   }
 
-  record(sender: string, seq: number): void {
+  /**
+   * Positions in `keys` of the rows (sender, seq) has not applied here yet: null when the number
+   * is new (every row), empty when it was applied in full.
+   */
+  unapplied(sender: string, seq: number, keys: BigUint64Array): Int32Array | null {
+    const e = this.senders.get(sender)?.entries.get(seq);
+    if (!e) return null;
+    if (e.parts === null) return new Int32Array(0);
+    const applied = new Set<number>();
+    for (const w of e.parts) for (let i = 0; i < w.length; i += 2) applied.add(w[i]! + w[i + 1]! * 4294967296);
+    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+    const out: number[] = [];
+    for (let i = 0; i < keys.length; i++) if (!applied.has(words[2 * i]! + words[2 * i + 1]! * 4294967296)) out.push(i);
+    return Int32Array.from(out);
+  }
+
+  /** Records rows of (sender, seq) as applied; without `keys`, every row of it (a handoff's import). */
+  record(sender: string, seq: number, keys?: BigUint64Array): void {
     let s = this.senders.get(sender);
-    if (!s) this.senders.set(sender, (s = { set: new Set(), ring: new Float64Array(WINDOW).fill(-1), next: 0 }));
-    if (s.set.has(seq)) return;
-    const evict = s.ring[s.next]!;
-    if (evict >= 0) s.set.delete(evict);
-    s.ring[s.next] = seq;
-    s.next = (s.next + 1) % WINDOW;
-    s.set.add(seq);
+    if (!s) this.senders.set(sender, (s = { entries: new Map(), withKeys: [], head: 0, words: 0 }));
+    let e = s.entries.get(seq);
+    if (!e) {
+      if (s.entries.size >= WINDOW) {
+        const oldest = s.entries.keys().next().value!;
+        this.forgetRows(s, s.entries.get(oldest)!);
+        s.entries.delete(oldest);
+      }
+      s.entries.set(seq, (e = { parts: [] }));
+      if (keys) s.withKeys.push(seq);
+    }
+    if (!keys) { this.forgetRows(s, e); e.parts = null; return; }
+    if (e.parts === null) return; // already known applied in full
+    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2).slice();
+    e.parts.push(words);
+    s.words += words.length;
+    // Over budget: the oldest numbers' rows go; those numbers then count as applied in full.
+    while (s.words > 2 * KEY_BUDGET && s.head < s.withKeys.length) {
+      const old = s.entries.get(s.withKeys[s.head++]!);
+      if (old) { this.forgetRows(s, old); old.parts = null; }
+    }
+    if (s.head > 1024 && s.head * 2 > s.withKeys.length) { s.withKeys = s.withKeys.slice(s.head); s.head = 0; }
+  }
+
+  private forgetRows(s: SenderSeqs, e: Entry): void {
+    for (const w of e.parts ?? []) s.words -= w.length;
   }
 
   /** Every remembered (sender, seqs), oldest first: what a server taking over keys needs. */
   export(): [string, number[]][] {
-    return [...this.senders].map(([sender, s]) => {
-      const seqs: number[] = [];
-      for (let i = 0; i < WINDOW; i++) { const q = s.ring[(s.next + i) % WINDOW]!; if (q >= 0) seqs.push(q); }
-      return [sender, seqs];
-    });
+    return [...this.senders].map(([sender, s]) => [sender, [...s.entries.keys()]]);
   }
 }

@@ -1,0 +1,58 @@
+// Retried pushes are applied once per row. After a server dies, a client re-routes the rows of an
+// unacknowledged push, and one push number can reach a server in disjoint parts (as the head of
+// some rows, and forwarded by another head for others): each part must be applied, each row once.
+// Deduplicating whole push numbers lost such a part (found by the kill -9 replication test).
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { startCluster, table, keysOf, SECRET } from './helpers/cluster.ts';
+import { dial, RemoteError } from '../src/transport/index.ts';
+import { Consistency, ErrorCode, Role, type PushBody } from '../src/wire/codec.ts';
+import { PushDeduper } from '../src/server/push-deduper.ts';
+
+test('PushDeduper: rows of one push number are remembered per row', () => {
+  const d = new PushDeduper();
+  assert.is(d.unapplied('w', 7, keysOf(1, 2)), null, 'a new number: every row');
+  d.record('w', 7, keysOf(1, 2));
+  assert.equal(Array.from(d.unapplied('w', 7, keysOf(3, 2, 4, 1))!), [0, 2], 'rows 3 and 4 are new');
+  d.record('w', 7, keysOf(3));
+  assert.equal(Array.from(d.unapplied('w', 7, keysOf(1, 2, 3))!), []);
+  assert.is(d.unapplied('v', 7, keysOf(1)), null, 'other senders are apart');
+  assert.ok(d.seen('w', 7) && !d.seen('w', 8));
+  d.record('h', 9); // from a handoff: the whole number
+  assert.equal(Array.from(d.unapplied('h', 9, keysOf(5))!), []);
+  assert.equal(d.export().find(([s]) => s === 'w')![1], [7]);
+});
+
+test('a server applies each part of a re-routed push once, whichever way it arrives', async () => {
+  const c = await startCluster({ servers: 1 });
+  try {
+    const reader = await c.client('reader');
+    await reader.declareTables([table({ id: 1, dim: 2, init: 'zeros', initScale: 0, optimizer: 'sgd', hyper: { lr: -1 }, consistency: Consistency.ASP })]);
+    const url = c.servers[0]!.url, epoch = () => reader.view.epoch;
+    const worker = (await dial(url, { nodeId: 'w1', secret: SECRET, role: Role.Worker, epoch })).conn;
+    const peerServer = (await dial(url, { nodeId: 'other-server', secret: SECRET, role: Role.Server, epoch })).conn;
+    const push = (keys: BigUint64Array): PushBody => ({ type: 'push', table: 1, keys, values: new Float32Array(keys.length * 2).fill(1), worker: 1, clock: 0, seq: 7, f16: false });
+    // Rows 10, 11 forwarded by another head as replicas of push 7; rows 20, 21 of the same push sent here directly.
+    await peerServer.request({ type: 'replicaPush', push: push(keysOf(10, 11)), origin: 'w1' });
+    const ack = await worker.request(push(keysOf(20, 21)));
+    assert.is(ack.body.type === 'pushAck' && ack.body.applied, true, 'the second part is applied, not taken for a duplicate');
+    // The whole push again (a retry), and again with one new row: only the new row is added.
+    await worker.request(push(keysOf(10, 11, 20, 21)));
+    await worker.request(push(keysOf(21, 30)));
+    const rows = await reader.pull(1, keysOf(10, 11, 20, 21, 30));
+    assert.equal(Array.from(rows), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 'every row once');
+    // Replication traffic from a worker is refused: it could speak for another worker.
+    try {
+      await worker.request({ type: 'replicaPush', push: { ...push(keysOf(40)), seq: 8 }, origin: 'w2' });
+      assert.unreachable('replicaPush from a worker must be refused');
+    } catch (e) {
+      assert.instance(e, RemoteError);
+      assert.is(ErrorCode[(e as RemoteError).code], 'Unsupported');
+      assert.match((e as Error).message, /replicaPush from w1, which is not a server/);
+    }
+    assert.equal(Array.from(await reader.pull(1, keysOf(40))), [0, 0]);
+    await Promise.all([worker.close(), peerServer.close()]);
+  } finally { await c.close(); }
+});
+
+test.run();
