@@ -8,6 +8,8 @@ import { Role, type ClusterViewMsg } from '../src/wire/codec.ts';
 import { SECRET } from './helpers/secret.ts';
 import { parseTfConfig, clusterEnvFromProcess } from '../src/cli/cluster-env.ts';
 import { HashRing } from '../src/scheduler/hash-ring.ts';
+import { PSClient } from '../src/client/ps-client.ts';
+import { PsServer } from '../src/server/ps-server.ts';
 
 function member(url: string, nodeId: string, role: Role, views: ClusterViewMsg[]) {
   return new Peer(url, {
@@ -58,6 +60,22 @@ test('a member that stops heartbeating is declared dead', async () => {
   assert.is(s.stats.deaths, 1);
   clearInterval(beat);
   await watcher.close(); await silent.close(); await s.stop();
+});
+
+test('members beat at the scheduler\'s pace (told in the welcome): a fast scheduler does not drop default members', async () => {
+  // 100 ms x 5 misses: a member beating at the 1 s default would be declared dead within a second.
+  const s = await Scheduler.start({ secret: SECRET, heartbeatIntervalMs: 100, heartbeatMisses: 5 });
+  const client = await PSClient.connect({ secret: SECRET, schedulerUrl: s.url, nodeId: 'w' });
+  const server = await PsServer.start({ secret: SECRET, schedulerUrl: s.url, nodeId: 'srv' });
+  try {
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(s.view().members.map((m) => m.nodeId).sort(), ['srv', 'w']);
+    assert.is(s.stats.deaths, 0);
+  } finally {
+    await client.close();
+    await server.stop();
+    await s.stop();
+  }
 });
 
 test('a barrier releases when every live worker arrived, and adapts when one dies', async () => {

@@ -17,7 +17,7 @@ const push = { type: 'push', table: 3, keys, values: vals, worker: 2, clock: 11,
 const bodies: Body[] = [
   { type: 'challenge', nonce: new Uint8Array([1, 2, 3]) },
   { type: 'hello', role: Role.Worker, nodeId: 'w0', address: 'ws://x', mac: new Uint8Array(32).fill(7) },
-  { type: 'welcome', nodeId: 'scheduler', view },
+  { type: 'welcome', nodeId: 'scheduler', view, heartbeatMs: 250 },
   { type: 'clusterView', view },
   { type: 'heartbeat', nodeId: 'w0', clock: 12 },
   { type: 'leave', nodeId: 'w0' },

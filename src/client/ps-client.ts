@@ -61,16 +61,17 @@ export class PSClient {
 
   static async connect(opts: PSClientOptions): Promise<PSClient> {
     const c = new PSClient(opts);
+    let schedulerBeat = 0;
     c.scheduler = new Peer(opts.schedulerUrl, {
       nodeId: c.nodeId, secret: opts.secret, role: opts.role ?? Role.Worker, address: opts.address ?? '',
       epoch: () => c.view.epoch, connectAttempts: 20,
       onRequest: (env) => { if (env.body.type === 'clusterView') c.setView(env.body.view); },
-      onConnect: (_conn, welcome) => { if (welcome.view) c.setView(welcome.view); },
+      onConnect: (_conn, welcome) => { schedulerBeat = welcome.heartbeatMs ?? 0; if (welcome.view) c.setView(welcome.view); },
     });
     await c.scheduler.connection();
     c.heartbeat = setInterval(() => {
       c.scheduler.notify({ type: 'heartbeat', nodeId: c.nodeId, clock: c.clockValue }).catch(() => {});
-    }, opts.heartbeatIntervalMs ?? 1000);
+    }, opts.heartbeatIntervalMs ?? (schedulerBeat || 1000)); // the scheduler's pace unless set here
     c.heartbeat.unref();
     return c;
   }

@@ -49,14 +49,16 @@ export class Scheduler {
       onRequest: (env, conn) => s.onRequest(env, conn),
       onRejected: (why) => s.log.warn('peer refused', { why }),
     });
-    const interval = opts.heartbeatIntervalMs ?? 1000;
-    s.timer = setInterval(() => s.checkHeartbeats(), interval);
+    s.timer = setInterval(() => s.checkHeartbeats(), s.heartbeatMs);
     s.timer.unref();
     s.log.info('listening', { url: s.listener.url });
     return s;
   }
 
   get url(): string { return this.listener.url; }
+
+  /** How often members must beat (told to them in the welcome); heartbeatMisses of them missed is death. */
+  get heartbeatMs(): number { return this.opts.heartbeatIntervalMs ?? 1000; }
 
   view(): ClusterViewMsg {
     return {
@@ -78,7 +80,7 @@ export class Scheduler {
     if (hello.role === Role.Client) {
       // Observers (tools, the launcher) get views but are not members.
       conn.closed.then(() => {});
-      return { type: 'welcome', nodeId: this.nodeId, view: this.view() };
+      return { type: 'welcome', nodeId: this.nodeId, view: this.view(), heartbeatMs: this.heartbeatMs };
     }
     const rank = previous && previous.member.role === hello.role ? previous.member.rank : this.freeRank(hello.role, hello.nodeId);
     const member: MemberMsg = { nodeId: hello.nodeId, role: hello.role, address: hello.address, rank };
@@ -86,7 +88,7 @@ export class Scheduler {
     void conn.closed.then(() => this.drop(hello.nodeId, conn, 'connection closed'));
     this.log.info('joined', { node: hello.nodeId, role: Role[hello.role], rank, address: hello.address });
     this.publish(conn);
-    return { type: 'welcome', nodeId: this.nodeId, view: this.view() };
+    return { type: 'welcome', nodeId: this.nodeId, view: this.view(), heartbeatMs: this.heartbeatMs };
   }
 
   /**
@@ -137,7 +139,7 @@ export class Scheduler {
   }
 
   private checkHeartbeats(): void {
-    const limit = (this.opts.heartbeatIntervalMs ?? 1000) * (this.opts.heartbeatMisses ?? 5);
+    const limit = this.heartbeatMs * (this.opts.heartbeatMisses ?? 5);
     const now = Date.now();
     for (const [id, m] of this.members) {
       if (now - m.lastSeen > limit) this.drop(id, m.conn, `no heartbeat for ${now - m.lastSeen} ms`);

@@ -84,14 +84,15 @@ export class PsServer {
       onRequest: (env, conn) => s.onRequest(env, conn),
       onRejected: (why) => { s.stats.rejected++; s.log.warn('peer refused', { why }); },
     });
+    let schedulerBeat = 0;
     s.scheduler = new Peer(opts.schedulerUrl, {
       nodeId: s.nodeId, secret: opts.secret, role: Role.Server, address: s.listener.url,
       epoch: () => s.view.epoch, connectAttempts: 20,
       onRequest: (env) => s.onSchedulerMessage(env),
-      onConnect: (_c, welcome) => { if (welcome.view) s.setView(welcome.view); },
+      onConnect: (_c, welcome) => { schedulerBeat = welcome.heartbeatMs ?? 0; if (welcome.view) s.setView(welcome.view); },
     });
     await s.scheduler.connection();
-    const interval = opts.heartbeatIntervalMs ?? 1000;
+    const interval = opts.heartbeatIntervalMs ?? (schedulerBeat || 1000); // the scheduler's pace unless set here
     s.heartbeat = setInterval(() => {
       s.scheduler.notify({ type: 'heartbeat', nodeId: s.nodeId, clock: -1 }).catch((e) => s.log.warn('heartbeat failed', { error: (e as Error).message }));
     }, interval);

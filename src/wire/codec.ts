@@ -36,7 +36,7 @@ export interface ValuesWriter { length: number; write(dst: Float32Array): void }
 export type Body =
   | { type: 'challenge'; nonce: Uint8Array }
   | { type: 'hello'; role: Role; nodeId: string; address: string; mac: Uint8Array }
-  | { type: 'welcome'; nodeId: string; view: ClusterViewMsg | null }
+  | { type: 'welcome'; nodeId: string; view: ClusterViewMsg | null; heartbeatMs?: number }
   | { type: 'clusterView'; view: ClusterViewMsg }
   | { type: 'heartbeat'; nodeId: string; clock: number }
   | { type: 'leave'; nodeId: string }
@@ -185,6 +185,7 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       W.Welcome.startWelcome(b);
       W.Welcome.addNodeId(b, id);
       if (view) W.Welcome.addView(b, view);
+      if (body.heartbeatMs) W.Welcome.addHeartbeatMs(b, body.heartbeatMs);
       return [W.Body.Welcome, W.Welcome.endWelcome(b)];
     }
     case 'clusterView':
@@ -319,7 +320,7 @@ const PushSpec: TableSpec = [s2, v8, v4, v2, s4, s8, s8];
 const BodySpecs: (TableSpec | undefined)[] = [];
 BodySpecs[W.Body.Challenge] = [v1];
 BodySpecs[W.Body.Hello] = [s1, str, str, v1];
-BodySpecs[W.Body.Welcome] = [str, { k: 'table', spec: ViewSpec }];
+BodySpecs[W.Body.Welcome] = [str, { k: 'table', spec: ViewSpec }, s4];
 BodySpecs[W.Body.ClusterView] = ViewSpec;
 BodySpecs[W.Body.Heartbeat] = [str, s8];
 BodySpecs[W.Body.Leave] = [str];
@@ -424,7 +425,7 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     case W.Body.Welcome: {
       const w = get(W.Welcome);
       const v = w.view();
-      return { type: 'welcome', nodeId: w.nodeId() ?? '', view: v ? decodeView(bb, v) : null };
+      return { type: 'welcome', nodeId: w.nodeId() ?? '', view: v ? decodeView(bb, v) : null, heartbeatMs: w.heartbeatMs() };
     }
     case W.Body.ClusterView: return { type: 'clusterView', view: decodeView(bb, get(W.ClusterView)) };
     case W.Body.Heartbeat: { const h = get(W.Heartbeat); return { type: 'heartbeat', nodeId: h.nodeId() ?? '', clock: num(h.clock()) }; }

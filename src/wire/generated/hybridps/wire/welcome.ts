@@ -37,8 +37,13 @@ view(obj?:ClusterView):ClusterView|null {
   return offset ? (obj || new ClusterView()).__init(this.bb!.__indirect(this.bb_pos + offset), this.bb!) : null;
 }
 
+heartbeatMs():number {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
+}
+
 static startWelcome(builder:flatbuffers.Builder) {
-  builder.startObject(2);
+  builder.startObject(3);
 }
 
 static addNodeId(builder:flatbuffers.Builder, nodeIdOffset:flatbuffers.Offset) {
@@ -47,6 +52,10 @@ static addNodeId(builder:flatbuffers.Builder, nodeIdOffset:flatbuffers.Offset) {
 
 static addView(builder:flatbuffers.Builder, viewOffset:flatbuffers.Offset) {
   builder.addFieldOffset(1, viewOffset, 0);
+}
+
+static addHeartbeatMs(builder:flatbuffers.Builder, heartbeatMs:number) {
+  builder.addFieldInt32(2, heartbeatMs, 0);
 }
 
 static endWelcome(builder:flatbuffers.Builder):flatbuffers.Offset {
