@@ -25,7 +25,7 @@ const corpus: Body[] = [
   { type: 'clock', worker: 0, clock: 1 },
   { type: 'statsRequest' },
   { type: 'handoffRequest', table: 3, offset: 0, limit: 100 },
-  { type: 'copyPending', table: 3, clock: 1, keys: BigUint64Array.of(1n, 2n), sums: Float64Array.of(1, 2, 3, 4, 5, 6, 7, 8) },
+  { type: 'copyPending', table: 3, clock: 1, keys: BigUint64Array.of(1n, 2n), sums: Float64Array.of(1, 2, 3, 4, 5, 6, 7, 8), applied: [{ sender: 'w0', seq: 3, keys: BigUint64Array.of(1n) }] },
   { type: 'heartbeat', nodeId: 'x', clock: 3 },
   { type: 'declareTables', tables: [], workers: 1 },
   { type: 'copyRows', table: 1, keys: keys.slice(0, 2), values: new Float32Array(8), slots: new Float32Array(0), slotCount: 0, steps: new Uint32Array(2) },

@@ -63,7 +63,7 @@ test('copyRows and handoff requests from a worker: refused or checked, nothing c
   // Only servers take part in a handoff.
   await expectError({ type: 'handoffRequest', table: 0xffff, offset: 0, limit: 0 }, ErrorCode.Unsupported, /not a server/);
   await expectError({ type: 'handoffRequest', table: 1, offset: 0, limit: 10 }, ErrorCode.Unsupported, /not a server/);
-  await expectError({ type: 'copyPending', table: 1, clock: 5, keys, sums: new Float64Array(12) }, ErrorCode.Unsupported, /not a server/);
+  await expectError({ type: 'copyPending', table: 1, clock: 5, keys, sums: new Float64Array(12), applied: [] }, ErrorCode.Unsupported, /not a server/);
   // Row assignment (how the pure-PS dense vector is seeded) is checked like a push.
   const copy = (over: Partial<Extract<Body, { type: 'copyRows' }>>): Body => ({
     type: 'copyRows', table: 1, keys, values: new Float32Array(12), slots: new Float32Array(0), slotCount: 0, steps: new Uint32Array(0), ...over,

@@ -55,4 +55,24 @@ test('a server applies each part of a re-routed push once, whichever way it arri
   } finally { await c.close(); }
 });
 
+test('sums copied to a new replica carry their pushes: the same push forwarded later is not counted twice', async () => {
+  // A head copies a BSP clock's unapplied sums to a new replica after a view change, then a
+  // worker's retry of a push already in those sums is forwarded to the replica as well.
+  const c = await startCluster({ servers: 1 });
+  try {
+    const reader = await c.client('reader');
+    await reader.declareTables([table({ id: 1, dim: 2, init: 'zeros', initScale: 0, optimizer: 'sgd', hyper: { lr: -1 }, consistency: Consistency.BSP })]);
+    const url = c.servers[0]!.url, epoch = () => reader.view.epoch;
+    const head = (await dial(url, { nodeId: 'old-head', secret: SECRET, role: Role.Server, epoch })).conn;
+    const keys = keysOf(10, 11);
+    await head.request({ type: 'copyPending', table: 1, clock: 0, keys, sums: Float64Array.of(3, 3, 3, 3), applied: [{ sender: 'w1', seq: 5, keys }] });
+    const retry: PushBody = { type: 'push', table: 1, keys, values: new Float32Array(4).fill(3), worker: 1, clock: 0, seq: 5, f16: false };
+    const ack = await head.request({ type: 'replicaPush', push: retry, origin: 'w1' });
+    assert.is(ack.body.type === 'pushAck' && ack.body.applied, false);
+    await reader.clock();
+    assert.equal(Array.from(await reader.pull(1, keys, { clock: 1 })), [3, 3, 3, 3], 'the copied sum once, not twice');
+    await head.close();
+  } finally { await c.close(); }
+});
+
 test.run();

@@ -255,7 +255,7 @@ export class PsServer {
         t.store.apply(part.keys, part.values);
         this.stats.applyMs += performance.now() - t0;
       }
-      this.dedup.record(sender, p.seq, part.keys);
+      this.dedup.record(sender, p.seq, part.keys, p.table);
       this.stats.pushes++;
       this.stats.rowsPushed += part.keys.length;
       this.stats.bytesIn += part.values.byteLength;
@@ -349,7 +349,11 @@ export class PsServer {
         for (const [clock, acc] of t.pending) {
           const snap = acc.snapshot((k) => moving.has(k));
           if (snap.keys.length === 0) continue;
-          peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: BigUint64Array.from(snap.keys, (k) => BigInt(k)), sums: Float64Array.from(snap.sums) }).catch(failed);
+          // With the pushes summed into them: the same push forwarded to the replica later (a
+          // worker's retry after this view change) must not be counted on top of the copy.
+          const inSnap = new Set(snap.keys);
+          const applied = this.dedup.appliedRows(t.spec.id, (k) => inSnap.has(k));
+          peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: BigUint64Array.from(snap.keys, (k) => BigInt(k)), sums: Float64Array.from(snap.sums), applied }).catch(failed);
         }
       }
     }
@@ -377,6 +381,9 @@ export class PsServer {
     checkKeys(c.keys);
     if (c.sums.length !== c.keys.length * t.spec.dim) throw new RpcError(ErrorCode.BadDimension, `copyPending of ${c.keys.length} rows has ${c.sums.length} sums, dim ${t.spec.dim}`);
     for (let i = 0; i < c.sums.length; i++) if (!Number.isFinite(c.sums[i]!)) throw new RpcError(ErrorCode.NonFinite, `copyPending sum ${i} is not finite`);
+    for (const a of c.applied) checkKeys(a.keys);
+    // The pushes in these sums count as applied here: a retry forwarded later adds nothing.
+    for (const a of c.applied) this.dedup.record(a.sender, a.seq, a.keys, c.table);
     if (!Number.isSafeInteger(c.clock) || c.clock <= t.appliedClock) return { type: 'ok' }; // already applied here
     pendingSums(t, c.clock).add(c.keys, c.sums);
     this.onClocksChanged();

@@ -10,12 +10,16 @@
 // subset; we keep the last WINDOW numbers per sender, and the rows of the most recent ones up to
 // KEY_BUDGET rows per sender (retries come soon after the original, far inside both). An older
 // number whose rows were let go counts as applied in full, the conservative answer.
+import type { AppliedPushMsg } from '../wire/codec.ts';
+
 const WINDOW = 1 << 16;
 const KEY_BUDGET = 1 << 20;
 
 interface Entry {
   /** The applied rows' keys as u32 word pairs (lo, hi), in one or more parts; null: all of them. */
   parts: Uint32Array[] | null;
+  /** The push's table (a push number covers one table); -1 when not known (a handoff's import). */
+  table: number;
 }
 
 interface SenderSeqs {
@@ -50,8 +54,8 @@ export class PushDeduper {
     return Int32Array.from(out);
   }
 
-  /** Records rows of (sender, seq) as applied; without `keys`, every row of it (a handoff's import). */
-  record(sender: string, seq: number, keys?: BigUint64Array): void {
+  /** Records rows of (sender, seq), a push to `table`, as applied; without `keys`, every row of it (a handoff's import). */
+  record(sender: string, seq: number, keys?: BigUint64Array, table = -1): void {
     let s = this.senders.get(sender);
     if (!s) this.senders.set(sender, (s = { entries: new Map(), withKeys: [], head: 0, words: 0 }));
     let e = s.entries.get(seq);
@@ -61,7 +65,7 @@ export class PushDeduper {
         this.forgetRows(s, s.entries.get(oldest)!);
         s.entries.delete(oldest);
       }
-      s.entries.set(seq, (e = { parts: [] }));
+      s.entries.set(seq, (e = { parts: [], table }));
       if (keys) s.withKeys.push(seq);
     }
     if (!keys) { this.forgetRows(s, e); e.parts = null; return; }
@@ -79,6 +83,28 @@ export class PushDeduper {
 
   private forgetRows(s: SenderSeqs, e: Entry): void {
     for (const w of e.parts ?? []) s.words -= w.length;
+  }
+
+  /**
+   * The remembered pushes to `table` with their rows that `keep` selects (keys as numbers, exact
+   * below 2^48): what a new replica needs along with copied sums (CopyPending).
+   */
+  appliedRows(table: number, keep: (key: number) => boolean): AppliedPushMsg[] {
+    const out: AppliedPushMsg[] = [];
+    for (const [sender, s] of this.senders) {
+      for (const [seq, e] of s.entries) {
+        if (e.table !== table || e.parts === null) continue;
+        const keys: bigint[] = [];
+        for (const w of e.parts) {
+          for (let i = 0; i < w.length; i += 2) {
+            const k = w[i]! + w[i + 1]! * 4294967296;
+            if (keep(k)) keys.push(BigInt(k));
+          }
+        }
+        if (keys.length) out.push({ sender, seq, keys: BigUint64Array.from(keys) });
+      }
+    }
+    return out;
   }
 
   /** Every remembered (sender, seqs), oldest first: what a server taking over keys needs. */

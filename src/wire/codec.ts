@@ -12,6 +12,8 @@ type Role = W.Role;
 type ErrorCode = W.ErrorCode;
 
 export interface MemberMsg { nodeId: string; role: Role; address: string; rank: number }
+/** Rows of one (sender, seq) push, as a replica must remember them (see CopyPending). */
+export interface AppliedPushMsg { sender: string; seq: number; keys: BigUint64Array }
 export interface ClusterViewMsg {
   epoch: number; members: MemberMsg[]; vnodes: number; replicas: number;
   /** Epoch at which the worker set last changed (0 if never): names the allreduce ring. */
@@ -58,7 +60,7 @@ export type Body =
   | AllreduceChunkBody
   | { type: 'statsRequest' }
   | { type: 'handoffRequest'; table: number; offset: number; limit: number }
-  | { type: 'copyPending'; table: number; clock: number; keys: BigUint64Array; sums: Float64Array }
+  | { type: 'copyPending'; table: number; clock: number; keys: BigUint64Array; sums: Float64Array; applied: AppliedPushMsg[] }
   | { type: 'statsReply'; json: string }
   | { type: 'ok' }
   | { type: 'error'; code: ErrorCode; message: string };
@@ -245,7 +247,11 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
     case 'copyPending': {
       const keys = bulkVector(b, body.keys, 8);
       const sums = bulkVector(b, body.sums, 8);
-      return [W.Body.CopyPending, W.CopyPending.createCopyPending(b, body.table, big(body.clock), keys, sums)];
+      const applied = W.CopyPending.createAppliedVector(b, body.applied.map((a) => {
+        const sender = b.createString(a.sender);
+        return W.AppliedPush.createAppliedPush(b, sender, big(a.seq), bulkVector(b, a.keys, 8));
+      }));
+      return [W.Body.CopyPending, W.CopyPending.createCopyPending(b, body.table, big(body.clock), keys, sums, applied)];
     }
     case 'handoffRequest':
       return [W.Body.HandoffRequest, W.HandoffRequest.createHandoffRequest(b, body.table, body.offset, body.limit)];
@@ -269,7 +275,7 @@ function payloadBytes(body: Body): number {
     case 'pullReply': return body.writer ? body.writer.length * 4 : body.values.byteLength;
     case 'allreduceChunk': return body.values.byteLength;
     case 'replicaPush': return body.push.keys.byteLength + body.push.values.byteLength;
-    case 'copyPending': return body.keys.byteLength + body.sums.byteLength;
+    case 'copyPending': return body.keys.byteLength + body.sums.byteLength + body.applied.reduce((n, a) => n + a.keys.byteLength + 4 * a.sender.length + 64, 0);
     case 'copyRows': return body.keys.byteLength + body.values.byteLength + body.slots.byteLength + body.steps.byteLength;
     default: return 0;
   }
@@ -342,7 +348,7 @@ BodySpecs[W.Body.CopyRows] = [s2, v8, v4, v4, s4, v4];
 BodySpecs[W.Body.AllreduceChunk] = [s8, s8, s4, s4, s8, v4, v2];
 BodySpecs[W.Body.StatsRequest] = [];
 BodySpecs[W.Body.HandoffRequest] = [s2, s4, s4];
-BodySpecs[W.Body.CopyPending] = [s2, s8, v8, v8];
+BodySpecs[W.Body.CopyPending] = [s2, s8, v8, v8, { k: 'tables', spec: [str, s8, v8] }];
 BodySpecs[W.Body.StatsReply] = [str];
 BodySpecs[W.Body.Ok] = [];
 BodySpecs[W.Body.Error] = [s2, str];
@@ -492,7 +498,12 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     case W.Body.StatsRequest: return { type: 'statsRequest' };
     case W.Body.CopyPending: {
       const c = get(W.CopyPending);
-      return { type: 'copyPending', table: c.table(), clock: num(c.clock()), keys: vec(bb, c, 2, BigUint64Array), sums: vec(bb, c, 3, Float64Array) };
+      const applied: AppliedPushMsg[] = [];
+      for (let j = 0; j < c.appliedLength(); j++) {
+        const a = c.applied(j)!;
+        applied.push({ sender: a.sender() ?? '', seq: num(a.seq()), keys: vec(bb, a, 2, BigUint64Array) });
+      }
+      return { type: 'copyPending', table: c.table(), clock: num(c.clock()), keys: vec(bb, c, 2, BigUint64Array), sums: vec(bb, c, 3, Float64Array), applied };
     }
     case W.Body.HandoffRequest: { const h = get(W.HandoffRequest); return { type: 'handoffRequest', table: h.table(), offset: h.offset(), limit: h.limit() }; }
     case W.Body.StatsReply: return { type: 'statsReply', json: get(W.StatsReply).json() ?? '' };

@@ -3,6 +3,7 @@
 /* eslint-disable @typescript-eslint/no-unused-vars, @typescript-eslint/no-explicit-any, @typescript-eslint/no-non-null-assertion */
 
 export { AllreduceChunk } from './wire/allreduce-chunk.js';
+export { AppliedPush } from './wire/applied-push.js';
 export { Barrier } from './wire/barrier.js';
 export { BarrierRelease } from './wire/barrier-release.js';
 export { Body } from './wire/body.js';

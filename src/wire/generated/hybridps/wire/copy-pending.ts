@@ -4,6 +4,9 @@
 
 import * as flatbuffers from 'flatbuffers';
 
+import { AppliedPush } from './applied-push.js';
+
+
 export class CopyPending {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
@@ -57,8 +60,18 @@ sumsArray():Float64Array|null {
   return offset ? new Float64Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
+applied(index: number, obj?:AppliedPush):AppliedPush|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? (obj || new AppliedPush()).__init(this.bb!.__indirect(this.bb!.__vector(this.bb_pos + offset) + index * 4), this.bb!) : null;
+}
+
+appliedLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
 static startCopyPending(builder:flatbuffers.Builder) {
-  builder.startObject(4);
+  builder.startObject(5);
 }
 
 static addTable(builder:flatbuffers.Builder, table:number) {
@@ -106,17 +119,34 @@ static startSumsVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(8, numElems, 8);
 }
 
+static addApplied(builder:flatbuffers.Builder, appliedOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(4, appliedOffset, 0);
+}
+
+static createAppliedVector(builder:flatbuffers.Builder, data:flatbuffers.Offset[]):flatbuffers.Offset {
+  builder.startVector(4, data.length, 4);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addOffset(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startAppliedVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(4, numElems, 4);
+}
+
 static endCopyPending(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createCopyPending(builder:flatbuffers.Builder, table:number, clock:bigint, keysOffset:flatbuffers.Offset, sumsOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createCopyPending(builder:flatbuffers.Builder, table:number, clock:bigint, keysOffset:flatbuffers.Offset, sumsOffset:flatbuffers.Offset, appliedOffset:flatbuffers.Offset):flatbuffers.Offset {
   CopyPending.startCopyPending(builder);
   CopyPending.addTable(builder, table);
   CopyPending.addClock(builder, clock);
   CopyPending.addKeys(builder, keysOffset);
   CopyPending.addSums(builder, sumsOffset);
+  CopyPending.addApplied(builder, appliedOffset);
   return CopyPending.endCopyPending(builder);
 }
 }
