@@ -20,7 +20,9 @@ test('PushDeduper: rows of one push number are remembered per row', () => {
   assert.ok(d.seen('w', 7) && !d.seen('w', 8));
   d.record('h', 9); // from a handoff: the whole number
   assert.equal(Array.from(d.unapplied('h', 9, keysOf(5))!), []);
-  assert.equal(d.export().find(([s]) => s === 'w')![1], [7]);
+  assert.equal(d.wholePushes(), [['h', [9]]]);
+  d.record('w', 8, keysOf(1, 5), 2);
+  assert.equal(d.appliedRows(2, (k) => k !== 1).map((a) => [a.sender, a.seq, Array.from(a.keys)]), [['w', 8, [5n]]], 'per table and filtered by row');
 });
 
 test('a server applies each part of a re-routed push once, whichever way it arrives', async () => {

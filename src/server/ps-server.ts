@@ -445,7 +445,8 @@ export class PsServer {
     const meta = JSON.parse(metaReply.body.json) as HandoffMeta;
     this.declare(meta.tables.map((t) => ({ ...t, seed: BigInt(t.seed) })));
     for (const [rank, clock] of meta.clocks) this.clocks.advance(rank, clock);
-    for (const [sender, seqs] of meta.dedup) for (const q of seqs) this.dedup.record(sender, q);
+    for (const [sender, seqs] of meta.wholePushes) for (const q of seqs) this.dedup.record(sender, q);
+    for (const a of meta.applied) this.dedup.record(a.sender, a.seq, BigUint64Array.from(a.keys, (k) => BigInt(k)), a.table);
     for (const p of meta.pending) {
       pendingSums(this.table(p.table), p.clock).add(BigUint64Array.from(p.keys, (k) => BigInt(k)), p.sums);
     }
@@ -472,7 +473,7 @@ export class PsServer {
     const heldBefore = (table: number, lo: number, hi: number) =>
       this.prevView.servers.length === 0 || this.prevView.chainOf(table, lo, hi).some((m) => m.nodeId === this.nodeId);
     if (req.table === HANDOFF_META) {
-      const meta: HandoffMeta = { tables: [], clocks: this.clocks.snapshot(), dedup: this.dedup.export(), pending: [], rows: [] };
+      const meta: HandoffMeta = { tables: [], clocks: this.clocks.snapshot(), applied: [], wholePushes: this.dedup.wholePushes(), pending: [], rows: [] };
       for (const t of this.tables.values()) {
         meta.tables.push({ ...t.spec, seed: String(t.spec.seed) });
         const rows = t.store.exportRows();
@@ -480,6 +481,8 @@ export class PsServer {
         const idx: number[] = [];
         for (let i = 0; i < rows.keys.length; i++) if (headIsTo(t.spec.id, w[2 * i]!, w[2 * i + 1]!) && heldBefore(t.spec.id, w[2 * i]!, w[2 * i + 1]!)) idx.push(i);
         this.handoffRows.set(`${to}:${t.spec.id}`, { rows, idx });
+        const moving = (k: number) => headIsTo(t.spec.id, k % 4294967296, Math.floor(k / 4294967296));
+        for (const a of this.dedup.appliedRows(t.spec.id, moving)) meta.applied.push({ table: t.spec.id, sender: a.sender, seq: a.seq, keys: Array.from(a.keys, Number) });
         meta.rows.push([t.spec.id, idx.length]);
         // Unapplied BSP sums: only the previous head's count (replicas hold the same sums).
         const wasHead = (k: number) => {
@@ -563,7 +566,9 @@ const HANDOFF_PAGE = 4096;
 interface HandoffMeta {
   tables: (Omit<TableSpecMsg, 'seed'> & { seed: string })[];
   clocks: [rank: number, clock: number][];
-  dedup: [sender: string, seqs: number[]][];
+  /** Pushes applied to the rows handed over, per row; and older ones whose rows were let go, whole. */
+  applied: { table: number; sender: string; seq: number; keys: number[] }[];
+  wholePushes: [sender: string, seqs: number[]][];
   pending: { table: number; clock: number; keys: number[]; sums: number[] }[];
   rows: [table: number, count: number][];
 }

@@ -107,8 +107,13 @@ export class PushDeduper {
     return out;
   }
 
-  /** Every remembered (sender, seqs), oldest first: what a server taking over keys needs. */
-  export(): [string, number[]][] {
-    return [...this.senders].map(([sender, s]) => [sender, [...s.entries.keys()]]);
+  /** The remembered pushes whose rows were let go (applied in full, as far as anyone can tell). */
+  wholePushes(): [string, number[]][] {
+    const out: [string, number[]][] = [];
+    for (const [sender, s] of this.senders) {
+      const seqs = [...s.entries].filter(([, e]) => e.parts === null).map(([seq]) => seq);
+      if (seqs.length) out.push([sender, seqs]);
+    }
+    return out;
   }
 }
