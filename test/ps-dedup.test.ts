@@ -25,6 +25,15 @@ test('PushDeduper: rows of one push number are remembered per row', () => {
   assert.equal(d.appliedRows(2, (k) => k !== 1).map((a) => [a.sender, a.seq, Array.from(a.keys)]), [['w', 8, [5n]]], 'per table and filtered by row');
 });
 
+test('PushDeduper: past its row budget the oldest pushes count as applied in full', () => {
+  const d = new PushDeduper();
+  const rows = BigUint64Array.from({ length: 4096 }, (_, i) => BigInt(i));
+  for (let seq = 0; seq < 100; seq++) d.record('w', seq, rows, 1); // 409 600 rows, over the 2^18 budget
+  assert.equal(Array.from(d.unapplied('w', 0, keysOf(99999))!), [], 'oldest: whole');
+  assert.equal(Array.from(d.unapplied('w', 99, keysOf(99999, 5))!), [0], 'newest: per row');
+  assert.ok(d.wholePushes()[0]![1].includes(0) && !d.wholePushes()[0]![1].includes(99));
+});
+
 test('a server applies each part of a re-routed push once, whichever way it arrives', async () => {
   const c = await startCluster({ servers: 1 });
   try {

@@ -8,12 +8,13 @@
 //
 // A client numbers its pushes with one counter across all servers, so each server sees a sparse
 // subset; we keep the last WINDOW numbers per sender, and the rows of the most recent ones up to
-// KEY_BUDGET rows per sender (retries come soon after the original, far inside both). An older
-// number whose rows were let go counts as applied in full, the conservative answer.
+// KEY_BUDGET rows per sender, 2 MiB (a retry is of one of a worker's last few pushes: it waits for
+// the answer before pushing much more). An older number whose rows were let go counts as applied
+// in full, the conservative answer.
 import type { AppliedPushMsg } from '../wire/codec.ts';
 
 const WINDOW = 1 << 16;
-const KEY_BUDGET = 1 << 20;
+const KEY_BUDGET = 1 << 18;
 
 interface Entry {
   /** The applied rows' keys as u32 word pairs (lo, hi), in one or more parts; null: all of them. */
