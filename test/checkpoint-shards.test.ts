@@ -7,7 +7,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TableStore, type TableConfig } from '../src/server/table-store.ts';
-import { hash64 } from '../src/server/key-index.ts';
+import { hash64 } from '../src/keys/key-index.ts';
 import {
   saveTableStores, loadTableStores, loadCheckpointFiles, listShardFiles, readSafetensorsHeader,
   writeManifest, readManifest, checkpointFiles,

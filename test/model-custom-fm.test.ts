@@ -6,7 +6,7 @@ import { gpuSuite, finishGpuTests, expectClose } from './helpers/gpu.ts';
 import { startCluster, allJoined } from './helpers/cluster.ts';
 import * as ref from './helpers/reference.ts';
 import { ModelRunner } from '../src/model/model-runner.ts';
-import { prepareTable } from '../src/worker/batch-prep.ts';
+import { prepareTable } from '../src/model/batch-prep.ts';
 import { WorkerStep, psTableSpecs } from '../src/worker/worker-step.ts';
 import { fmSpec, syntheticFm, FM_SHADERS, type FmConfig } from '../samples/custom-fm/model.ts';
 

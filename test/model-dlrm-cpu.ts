@@ -4,7 +4,7 @@
 // this composition must agree with it and is kept here so these tests do not depend on its API).
 import * as ref from './helpers/reference.ts';
 import { dlrmLayers, type DlrmConfig } from '../src/model/dlrm.ts';
-import type { PreparedTable } from '../src/worker/batch-prep.ts';
+import type { PreparedTable } from '../src/model/batch-prep.ts';
 
 export interface CpuStep {
   loss: number;

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { dlrmCpuStep } from './model-dlrm-cpu.ts';
 import { dlrmLayers, type DlrmConfig } from '../src/model/dlrm.ts';
-import { prepareTable } from '../src/worker/batch-prep.ts';
+import { prepareTable } from '../src/model/batch-prep.ts';
 import { randomFloats } from './helpers/random.ts';
 
 const cfg: DlrmConfig = { numDense: 3, numTables: 2, dim: 4, bottom: [3, 5, 4], top: [6, 1], rowsPerTable: 10 };

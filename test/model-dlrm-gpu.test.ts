@@ -4,7 +4,7 @@ import * as assert from 'uvu/assert';
 import { gpuSuite, finishGpuTests, expectClose } from './helpers/gpu.ts';
 import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec, type DlrmConfig } from '../src/model/dlrm.ts';
-import { prepareTable } from '../src/worker/batch-prep.ts';
+import { prepareTable } from '../src/model/batch-prep.ts';
 import { dlrmCpuStep } from './model-dlrm-cpu.ts';
 
 const s = gpuSuite('DLRM via ModelRunner');

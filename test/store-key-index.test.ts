@@ -2,7 +2,7 @@
 // 64-bit keys), growth by rehash with the load factor kept, replace, iteration, clear.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { KeyIndex, hash64, MAX_SLOT } from '../src/server/key-index.ts';
+import { KeyIndex, hash64, MAX_SLOT } from '../src/keys/key-index.ts';
 import { rng, testSeed } from './helpers/reference.ts';
 
 const seed = testSeed();

@@ -10,7 +10,7 @@ import { trainBatches, toWorkerBatch } from '../src/train/batches.ts';
 import { dlrmSpec } from '../src/model/dlrm.ts';
 import { initDense } from '../src/model/model-runner.ts';
 import { psTableSpecs } from '../src/worker/worker-step.ts';
-import { prepareTable } from '../src/worker/batch-prep.ts';
+import { prepareTable } from '../src/model/batch-prep.ts';
 import { makeRowInitializer } from '../src/server/initializers.ts';
 import { dlrmCpuStep } from './model-dlrm-cpu.ts';
 import { tmp, writeRandomCriteo, tinyConfig, readTrainingCheckpoint, maxDiff, type CheckpointContents } from './helpers/train.ts';

@@ -9,7 +9,7 @@ import { startCluster, allJoined } from './helpers/cluster.ts';
 import type { PSClient } from '../src/client/ps-client.ts';
 import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec, type DlrmConfig } from '../src/model/dlrm.ts';
-import { prepareTable } from '../src/worker/batch-prep.ts';
+import { prepareTable } from '../src/model/batch-prep.ts';
 import { WorkerStep, psTableSpecs, psDenseTableSpec, type WorkerBatch, type DenseHook } from '../src/worker/worker-step.ts';
 import { dlrmCpuStep } from './model-dlrm-cpu.ts';
 

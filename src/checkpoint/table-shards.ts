@@ -11,7 +11,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor, type TypedArray } from './safetensors.ts';
 import { TEMP_FILE } from './atomic-file.ts';
-import { KeyIndex } from '../server/key-index.ts';
+import { KeyIndex } from '../keys/key-index.ts';
 import type { TableStore, TableRows } from '../server/table-store.ts';
 
 export const SHARD_FORMAT = 'hybridps-shard';

@@ -5,7 +5,7 @@
 // sequence number, so the server applies it once.
 import { Peer, RemoteError, ConnectionClosedError, RequestTimeoutError } from '../transport/index.ts';
 import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
-import { ClusterView } from '../scheduler/cluster-view.ts';
+import { ClusterView } from '../cluster/cluster-view.ts';
 import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../util/index-arrays.ts';
 

@@ -13,7 +13,7 @@ import { settleOrLost } from '../gpu/device.ts';
 import { KernelRegistry } from '../gpu/kernel-registry.ts';
 import { Dispatcher, type BufferArg } from '../gpu/dispatch.ts';
 import { BufferPool, STORAGE_USAGE, writeView } from '../gpu/buffers.ts';
-import type { PreparedTable } from '../worker/batch-prep.ts';
+import type { PreparedTable } from './batch-prep.ts';
 import {
   denseSizes, evalExpr, shapeSize, stepScope, validateSpec,
   type KernelCall, type ModelSpec,

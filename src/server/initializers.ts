@@ -3,7 +3,7 @@
 // counter-based generator hashes (seed, key) once per row into two 32-bit words and then
 // (row words, column) per value, so any replica or re-partitioning recreates the same row.
 // Column c's value is also independent of the row width.
-import { fmix32 } from './key-index.ts';
+import { fmix32 } from '../keys/key-index.ts';
 
 export type InitKind = 'zeros' | 'uniform' | 'normal' | 'constant';
 export const INIT_KINDS: readonly InitKind[] = ['zeros', 'uniform', 'normal', 'constant'];

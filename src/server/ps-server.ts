@@ -5,7 +5,7 @@
 import { Listener, Peer, RpcError, type Connection } from '../transport/index.ts';
 import type { MemberMsg } from '../wire/codec.ts';
 import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type PushBody, type TableSpecMsg } from '../wire/codec.ts';
-import { ClusterView } from '../scheduler/cluster-view.ts';
+import { ClusterView } from '../cluster/cluster-view.ts';
 import { TableStore, checkPush, checkTableConfig, keyWords, type TableConfig } from './table-store.ts';
 import { loadOptimizerModule } from './optimizers.ts';
 import { ClockTable } from './clock-table.ts';

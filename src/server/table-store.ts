@@ -4,7 +4,7 @@
 // dim * 4 * (1 + slots) bytes plus the index and the growth slack (see docs/store.md).
 // Keys are handled as (lo, hi) u32 words through a Uint32Array view of the BigUint64Array, so
 // hot paths do no BigInt arithmetic.
-import { KeyIndex } from './key-index.ts';
+import { KeyIndex } from '../keys/key-index.ts';
 import { checkInitSpec, makeRowInitializer, type InitKind, type RowInitializer } from './initializers.ts';
 import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
 

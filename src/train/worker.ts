@@ -10,7 +10,7 @@ import { ModelRunner, type DenseOptimizer } from '../model/model-runner.ts';
 import { dlrmSpec } from '../model/dlrm.ts';
 import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode } from '../worker/worker-step.ts';
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
-import { prepareTable } from '../worker/batch-prep.ts';
+import { prepareTable } from '../model/batch-prep.ts';
 import { exactAuc, loglossFromLogits } from '../metrics/classification.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';

@@ -19,7 +19,7 @@
 // started no sum while its peers have finished some) and its next sum fails with an error that
 // says what to do, rather than training on with dense parameters that differ between workers.
 import type { PSClient } from '../client/ps-client.ts';
-import type { ClusterView } from '../scheduler/cluster-view.ts';
+import type { ClusterView } from '../cluster/cluster-view.ts';
 import { RingAllreduce, AllreduceError, type RingAllreduceOptions } from '../allreduce/index.ts';
 import { createLogger } from '../util/log.ts';
 import type { DenseHook } from './worker-step.ts';

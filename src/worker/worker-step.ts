@@ -12,7 +12,7 @@ import type { PSClient } from '../client/ps-client.ts';
 import { Consistency, type TableSpecMsg } from '../wire/codec.ts';
 import type { ModelRunner, DenseOptimizer } from '../model/model-runner.ts';
 import type { ModelSpec, TableDecl, ConsistencyName } from '../model/model-spec.ts';
-import { prepareTable, type TableBatch } from './batch-prep.ts';
+import { prepareTable, type TableBatch } from '../model/batch-prep.ts';
 
 export interface WorkerBatch {
   B: number;

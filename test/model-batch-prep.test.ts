@@ -1,7 +1,7 @@
 // Batch prep (unique ids, inverse index, CSR of occurrences) vs a brute-force reference.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { prepareTable } from '../src/worker/batch-prep.ts';
+import { prepareTable } from '../src/model/batch-prep.ts';
 import { rng, testSeed } from './helpers/reference.ts';
 
 function bruteForce(ids: number[], offsets: number[]) {
