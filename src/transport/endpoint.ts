@@ -28,6 +28,7 @@ export interface ListenOptions extends EndpointOptions {
   onHello?: (hello: Extract<Body, { type: 'hello' }>, conn: Connection, env: Envelope) => Body | Promise<Body>;
   onConnection?: (conn: Connection) => void;
   onRequest: RequestHandler;
+  /** A peer refused before authenticating: at most 10 calls a second, the rest counted in `stats` and summed up in the next call. */
   onRejected?: (why: string) => void;
 }
 
@@ -41,6 +42,7 @@ export class Listener {
   /** Sockets accepted and not yet authenticated, with the timer that closes each. */
   private readonly unauthenticated = new Map<Socket, { timer: NodeJS.Timeout; ws?: WebSocket }>();
   readonly stats = { refusedBusy: 0, helloTimeouts: 0, refusedHello: 0 };
+  private reports = { second: 0, count: 0, unreported: 0 };
 
   private constructor(private readonly http: Server, private readonly wss: WebSocketServer, readonly url: string, private readonly opts: ListenOptions, private readonly limits: Required<LinkLimits>) {}
 
@@ -77,7 +79,7 @@ export class Listener {
     if (this.unauthenticated.size >= this.limits.maxUnauthenticated) {
       this.stats.refusedBusy++;
       const why = `${this.unauthenticated.size} connections are waiting to authenticate (maxUnauthenticated ${this.limits.maxUnauthenticated}); retry later`;
-      this.opts.onRejected?.(why);
+      this.reportRejected(why);
       socket.end(`HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${why.length + 1}\r\n\r\n${why}\n`);
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
@@ -87,11 +89,21 @@ export class Listener {
       const ws = this.unauthenticated.get(socket)?.ws;
       this.unauthenticated.delete(socket);
       if (ws) this.refuse(ws, `no valid hello within ${this.limits.helloTimeoutMs} ms`);
-      else { this.opts.onRejected?.(`no WebSocket upgrade within ${this.limits.helloTimeoutMs} ms`); socket.destroy(); }
+      else { this.reportRejected(`no WebSocket upgrade within ${this.limits.helloTimeoutMs} ms`); socket.destroy(); }
     }, this.limits.helloTimeoutMs);
     timer.unref();
     this.unauthenticated.set(socket, { timer });
     socket.once('close', () => { clearTimeout(timer); this.unauthenticated.delete(socket); });
+  }
+
+  /** onRejected, at most 10 times a second: a flood of connects must not become a flood of log lines. */
+  private reportRejected(why: string): void {
+    const second = Math.floor(Date.now() / 1000);
+    if (second !== this.reports.second) this.reports = { second, count: 0, unreported: this.reports.unreported };
+    if (this.reports.count++ >= 10) { this.reports.unreported++; return; }
+    const more = this.reports.unreported;
+    this.reports.unreported = 0;
+    this.opts.onRejected?.(more ? `${why} (and ${more} refusals since the last report)` : why);
   }
 
   private sendPlain(ws: WebSocket, body: Body, requestId = 0): void {
@@ -100,7 +112,7 @@ export class Listener {
 
   private refuse(ws: WebSocket, why: string, requestId = 0): void {
     this.stats.refusedHello++;
-    this.opts.onRejected?.(why);
+    this.reportRejected(why);
     try { this.sendPlain(ws, { type: 'error', code: ErrorCode.Unauthenticated, message: why }, requestId); } catch { /* gone */ }
     ws.close(4001, 'unauthenticated');
     setTimeout(() => ws.terminate(), 1000).unref();
