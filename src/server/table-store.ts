@@ -7,6 +7,7 @@
 import { KeyIndex } from '../keys/key-index.ts';
 import { checkInitSpec, makeRowInitializer, type InitKind, type RowInitializer } from './initializers.ts';
 import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
+import { KEY_LIMIT_HI, keyWords } from '../keys/keys.ts';
 
 /**
  * Rows handled per touch block. Random rows of a large table miss every cache level; a loop that
@@ -57,7 +58,6 @@ export interface ImportRows {
 }
 
 export const MAX_DIM = 1 << 16;
-const KEY_LIMIT_HI = 1 << 16; // key < 2^48  <=>  hi word < 2^16
 const MIN_ROWS = 64;
 /** Below this many rows the slabs double; above it they grow by 1/8 to bound the slack. */
 const DOUBLING_ROWS = 1 << 16;
@@ -81,10 +81,6 @@ export function checkTableConfig(cfg: TableConfig): string | null {
   return null;
 }
 
-/** Little-endian (lo, hi) words of a BigUint64Array, without copying. */
-export function keyWords(keys: BigUint64Array): Uint32Array {
-  return new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
-}
 
 /**
  * Why a push must be refused, or null: values.length === keys.length * dim, every value finite,
