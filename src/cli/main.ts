@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // `hybridps` command line: one subcommand per role plus the local launcher and tools.
 import { Command, Option } from 'commander';
-import { runScheduler, runServer, runWorker } from './roles.ts';
-import { runDemo } from './demo.ts';
+import { runScheduler, runServer, runWorker } from '../launch/roles.ts';
+import { runDemo } from '../launch/demo.ts';
 
 const program = new Command();
 program.name('hybridps').description('Parameter-server training for recommender models with WebGPU workers').showHelpAfterError();
@@ -32,7 +32,7 @@ secretOptions(program.command('server').description('run a parameter server'))
 program.command('run').description('run the role named by TF_CONFIG or HYBRIDPS_ROLE (for orchestrators)')
   .option('--secret-file <file>')
   .action(async (o) => {
-    const { clusterEnvFromProcess } = await import('./cluster-env.ts');
+    const { clusterEnvFromProcess } = await import('../launch/cluster-env.ts');
     const env = clusterEnvFromProcess();
     if (env.role === 'scheduler') return runScheduler(o);
     if (env.role === 'server') return runServer(o);
@@ -72,11 +72,11 @@ trainOptions(program.command('launch').argument('[sample]', 'a sample directory 
   .option('--keep-going', 'a worker (other than worker-0) dying does not stop the run: the others continue')
   .action(async (sample: string | undefined, o) => {
     if (!sample) {
-      const { launchAndWait } = await import('./launch.ts');
+      const { launchAndWait } = await import('../launch/cluster-command.ts');
       await launchAndWait({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
       process.exit(0);
     }
-    const { trainCommand } = await import('../train/commands.ts');
+    const { trainCommand } = await import('../launch/commands.ts');
     await trainCommand(sample, o);
     process.exit(0);
   });
@@ -85,7 +85,7 @@ trainOptions(program.command('compare').argument('[sample]', 'sample directory',
   .description('train the sample in hybrid and in pure-PS mode on the same data and seed; write a report (terminal table + HTML plots)'))
   .option('--report <file>', 'HTML report path (default runs/compare-<time>.html)')
   .action(async (sample: string, o) => {
-    const { compareCommand } = await import('../train/commands.ts');
+    const { compareCommand } = await import('../launch/commands.ts');
     await compareCommand(sample, o);
     process.exit(0);
   });

@@ -6,11 +6,11 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, mkdirSync
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import cliProgress from 'cli-progress';
-import { LocalCluster, type ChildInfo } from '../cli/local-cluster.ts';
-import { consistencyName, validateConfig, type TrainConfig } from './config.ts';
-import type { WorkerProgress, WorkerResult, EvalResult } from './worker.ts';
-import { resolveCheckpoint } from './checkpoint.ts';
-import type { RunSummary, RunHistory } from '../report/compare-report.ts';
+import { LocalCluster, type ChildInfo } from './local-cluster.ts';
+import { consistencyName, validateConfig, type TrainConfig } from '../train/config.ts';
+import type { WorkerProgress, WorkerResult, EvalResult } from '../train/worker.ts';
+import { resolveCheckpoint } from '../train/checkpoint.ts';
+import type { RunSummary, RunHistory } from './compare-report.ts';
 
 export interface TrainRunOptions {
   /** Where the summary and progress go (stderr when the caller prints JSON on stdout). */

@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { generateSecret } from '../transport/index.ts';
 
-const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 
 export interface ChildInfo { role: string; url?: string; nodeId?: string; pid: number; proc: ChildProcess }
 

@@ -2,9 +2,9 @@
 // With --json, people-facing output goes to stderr and stdout ends with one JSON object.
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { readSample, trainConfigFromFlags, type TrainFlags } from './from-flags.ts';
-import { runTraining, formatSummary, summaryJson } from './launch-train.ts';
-import { comparisonTable, writeReport } from '../report/compare-report.ts';
+import { readSample, trainConfigFromFlags, type TrainFlags } from '../train/from-flags.ts';
+import { runTraining, formatSummary, summaryJson } from './train-run.ts';
+import { comparisonTable, writeReport } from './compare-report.ts';
 
 export async function trainCommand(sampleDir: string, flags: TrainFlags & { keepGoing?: boolean }): Promise<void> {
   const out = flags.json ? process.stderr : process.stdout;
