@@ -72,12 +72,14 @@ trainOptions(program.command('launch').argument('[sample]', 'a sample directory 
   .option('--keep-going', 'a worker (other than worker-0) dying does not stop the run: the others continue')
   .action(async (sample: string | undefined, o) => {
     if (!sample) {
-      const { launchAndWait } = await import('../launch/cluster-command.ts');
-      await launchAndWait({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
+      const { clusterCommand } = await import('../launch/commands.ts');
+      await clusterCommand({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
       process.exit(0);
     }
+    const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
+    const job = trainJobFromFlags(o, readSample(sample));
     const { trainCommand } = await import('../launch/commands.ts');
-    await trainCommand(sample, o);
+    await trainCommand(job, { json: !!o.json, keepGoing: !!o.keepGoing });
     process.exit(0);
   });
 
@@ -85,8 +87,12 @@ trainOptions(program.command('compare').argument('[sample]', 'sample directory',
   .description('train the sample in hybrid and in pure-PS mode on the same data and seed; write a report (terminal table + HTML plots)'))
   .option('--report <file>', 'HTML report path (default runs/compare-<time>.html)')
   .action(async (sample: string, o) => {
+    const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
+    const s = readSample(sample);
+    if (o.mode) throw new Error('compare runs both modes; leave out --mode');
+    const jobs = (['hybrid', 'pure-ps'] as const).map((mode) => trainJobFromFlags({ ...o, mode }, s));
     const { compareCommand } = await import('../launch/commands.ts');
-    await compareCommand(sample, o);
+    await compareCommand(jobs, { json: !!o.json, report: o.report });
     process.exit(0);
   });
 
