@@ -8,7 +8,8 @@ import { join, resolve, sep } from 'node:path';
 import cliProgress from 'cli-progress';
 import { LocalCluster, type ChildInfo } from './local-cluster.ts';
 import { consistencyName, validateConfig, type TrainConfig } from '../train/config.ts';
-import type { WorkerProgress, WorkerResult, EvalResult } from '../train/worker.ts';
+import type { WorkerProgress, WorkerResult, EvalResult, WorkerEvent } from '../train/worker.ts';
+import { sendToChild } from './child-protocol.ts';
 import { resolveCheckpoint } from '../train/checkpoint.ts';
 import type { RunHistory } from './compare-report.ts';
 import { summarize, type TrainSummary } from './summary.ts';
@@ -100,31 +101,34 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
     if (!cfg.checkpointDir) { say(`${label}checkpoint requested (SIGUSR2), but the run has no --checkpoint-dir`); return; }
     const at = furthest + 2 + (cfg.consistency.kind === 'ssp' ? cfg.consistency.staleness : 0);
     say(`${label}checkpoint requested: at step ${at}`);
-    for (const w of workerProcs) w.proc.stdin?.write(JSON.stringify({ checkpointAt: at }) + '\n');
+    for (const w of workerProcs) sendToChild(w.proc, { kind: 'checkpointAt', step: at });
   };
   process.on('SIGUSR2', onCheckpointRequest);
-  const onWorkerLine = (line: string) => {
-    const m = /^HYBRIDPS_(PROGRESS|EVAL|CHECKPOINT|RESULT) (.*)$/.exec(line);
-    if (!m) { logs.push(line); return; }
-    const payload = JSON.parse(m[2]!);
-    if (m[1] === 'PROGRESS') { furthest = Math.max(furthest, payload.step); progress(payload); }
-    else if (m[1] === 'EVAL') { evals.push(payload); if (!bar) say(`${label}eval at step ${payload.step}: logloss ${payload.logloss.toFixed(4)}, AUC ${payload.auc.toFixed(4)} (${payload.samples} samples)`); }
-    else if (m[1] === 'CHECKPOINT') { checkpoint = payload.dir; if (!bar) say(`${label}checkpoint: ${payload.dir}`); }
-    else results.push(payload);
+  const onWorkerReport = (m: WorkerEvent) => {
+    if (m.kind === 'progress') { furthest = Math.max(furthest, m.progress.step); progress(m.progress); }
+    else if (m.kind === 'eval') { evals.push(m.eval); if (!bar) say(`${label}eval at step ${m.eval.step}: logloss ${m.eval.logloss.toFixed(4)}, AUC ${m.eval.auc.toFixed(4)} (${m.eval.samples} samples)`); }
+    else if (m.kind === 'checkpoint') { checkpoint = m.dir; if (!bar) say(`${label}checkpoint: ${m.dir}`); }
+    else results.push(m.result);
   };
+  // A malformed message from a worker ends the run with that error (it is a bug, not data).
+  let failRun: (e: Error) => void = () => {};
+  const runFailed = new Promise<never>((_, reject) => { failRun = reject; });
+  runFailed.catch(() => {}); // awaited below, maybe after it failed
 
   try {
     await cluster.start();
     say(`${label}cluster: scheduler ${cluster.schedulerUrl}, ${cfg.servers} server(s), ${cfg.workers} worker(s); ${cfg.mode}, ${consistencyName(cfg.consistency)}, batch ${cfg.batch}/worker, data ${cfg.data}`);
     const workers: ChildInfo[] = [];
     for (let i = 0; i < cfg.workers; i++) {
-      workers.push(await cluster.spawnRole(`worker ${i}`, ['worker', '--scheduler', cluster.schedulerUrl, '--node-id', `worker-${i}`, '--config', cfgFile], 60_000, onWorkerLine));
+      workers.push(await cluster.spawnRole(`worker ${i}`, ['worker', '--scheduler', cluster.schedulerUrl, '--node-id', `worker-${i}`, '--config', cfgFile], {
+        timeoutMs: 60_000, onMessage: onWorkerReport, onStdout: (line) => logs.push(line), onProtocolError: (e) => failRun(new Error(`worker ${i}: ${e.message}`)),
+      }));
     }
     workerProcs.push(...workers);
     // Every worker must exit 0; the first failure stops the run, unless keepGoing: then the others
     // carry on (the scheduler drops the dead worker from the view, so BSP clocks, barriers and the
     // allreduce ring continue with those left), as long as rank 0 (evaluation, checkpoints) lives.
-    await new Promise<void>((resolveAll, reject) => {
+    await Promise.race([runFailed, new Promise<void>((resolveAll, reject) => {
       let left = workers.length;
       const finish = () => { if (--left === 0) resolveAll(); };
       for (const w of workers) {
@@ -141,7 +145,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
         };
         if (w.proc.exitCode !== null) done(w.proc.exitCode, null); else w.proc.once('exit', done);
       }
-    });
+    })]);
   } finally {
     process.off('SIGUSR2', onCheckpointRequest);
     bar?.stop();
