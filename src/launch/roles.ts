@@ -6,7 +6,9 @@ import { PsServer } from '../server/ps-server.ts';
 import { loadSecret } from '../transport/index.ts';
 import { clusterEnvFromProcess } from './cluster-env.ts';
 import { serveMetrics } from '../util/metrics-http.ts';
-import { tellLauncher, flushToLauncher, onLauncherMessage, onLauncherGone, type ReadyInfo } from './child-protocol.ts';
+import { createLogger } from '../util/log.ts';
+import { hasLauncher, tellLauncher, flushToLauncher, onLauncherMessage, onLauncherGone, type ReadyInfo } from './child-protocol.ts';
+import type { WorkerEvent } from '../train/worker.ts';
 
 export interface CommonRoleFlags { secret?: string; secretFile?: string; host?: string; port?: number; maxFrameMb?: number; heartbeatMs?: number; metricsPort?: number }
 
@@ -85,11 +87,22 @@ export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; n
     await runTrainWorker(cfg, {
       nodeId, schedulerUrl, secret: loadSecret(flags), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort,
       onCheckpointRequest: (listener) => onLauncherMessage((m) => { if (m.kind === 'checkpointAt') listener(m.step); }),
-    }, tellLauncher);
+    }, hasLauncher() ? tellLauncher : logReports(nodeId));
   } catch (e) {
     if (!stopRequested) process.stderr.write(`${nodeId}: ${(e as Error).stack ?? (e as Error).message}\n`);
     code = 1;
   }
   await flushToLauncher(); // the result must reach the launcher before this process ends
   process.exit(code);
+}
+
+/** A worker with no launcher to tell (started by an orchestrator) logs what it would report. */
+function logReports(nodeId: string): (e: WorkerEvent) => void {
+  const log = createLogger(nodeId);
+  return (e) => {
+    if (e.kind === 'progress') log.info('progress', { ...e.progress });
+    else if (e.kind === 'eval') log.info('eval', { ...e.eval });
+    else if (e.kind === 'checkpoint') log.info('checkpoint', { step: e.step, dir: e.dir });
+    else log.info('result', { ...e.result });
+  };
 }
