@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `hybridps` command line: one subcommand per role plus the local launcher and tools.
+// `hybridps` command line: one subcommand per role plus the local launcher and tools. Parses the
+// arguments and dispatches; the roles and launching live in src/launch/, which runs them.
 import { Command, Option } from 'commander';
 import { runScheduler, runServer, runWorker } from '../launch/roles.ts';
 import { runDemo } from '../launch/demo.ts';

@@ -1,6 +1,7 @@
 // Cluster settings from the conventions orchestrators already use. TF_CONFIG (TensorFlow's
 // ParameterServerStrategy) maps as: chief -> scheduler, ps -> server, worker -> worker; the
-// task's index picks this process's address. HYBRIDPS_* variables and flags override it.
+// task's index picks this process's address. HYBRIDPS_* variables and flags override it. This is
+// an orchestrator's input format, read here and nowhere else (not our launcher's protocol).
 
 export interface ClusterEnv {
   role?: 'scheduler' | 'server' | 'worker';

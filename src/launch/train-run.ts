@@ -1,7 +1,7 @@
-// `hybridps launch samples/dlrm`: a scheduler, S servers and W GPU workers as child processes of
-// this one, training until the steps or the data run out. Shows progress (a bar on a terminal,
-// periodic lines otherwise), stops everything on Ctrl-C or on the first failure, and ends with a
-// summary: throughput, phase times, bytes on the wire by kind, held-out logloss and exact AUC.
+// One training run (`hybridps launch samples/dlrm`): a scheduler, S servers and W GPU workers as
+// child processes of this one, training until the steps or the data run out. Shows progress (a bar
+// on a terminal, periodic lines otherwise) from the workers' reports, asks them for a checkpoint on
+// SIGUSR2, stops everything on Ctrl-C or on the first failure, and returns the summary.
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
