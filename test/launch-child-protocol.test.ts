@@ -6,20 +6,24 @@ import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import {
-  childSpawnOptions, onChildMessage, sendToChild, parseChildMessage, parseParentMessage, ProtocolError, type ChildMessage,
+  childSpawnOptions, onChildMessage, sendToChild, parseChildMessage, parseParentMessage, ProtocolError, type ChildMessage, type ProtocolErrorCode,
 } from '../src/launch/child-protocol.ts';
 import { CHILD_MESSAGES } from './helpers/protocol-fixtures.ts';
 
 const CHILD = fileURLToPath(new URL('./helpers/protocol-child.ts', import.meta.url));
 
-function refusal(f: () => unknown): string {
-  try { f(); } catch (e) { assert.instance(e, ProtocolError); return (e as Error).message; }
+function refusal(f: () => unknown, code: ProtocolErrorCode = 'bad-field'): string {
+  try { f(); } catch (e) {
+    assert.instance(e, ProtocolError);
+    assert.is((e as ProtocolError).code, code);
+    return (e as Error).message;
+  }
   throw new Error('accepted a malformed message');
 }
 
 test('malformed messages are refused with the field that is wrong', () => {
-  assert.is(refusal(() => parseChildMessage('HYBRIDPS_READY {}')), 'message from a child: expected an object, got "HYBRIDPS_READY {}"');
-  assert.is(refusal(() => parseChildMessage({ kind: 'hello' })), 'message from a child: kind "hello" is not one of ready, progress, eval, checkpoint, result');
+  assert.is(refusal(() => parseChildMessage('HYBRIDPS_READY {}'), 'not-an-object'), 'message from a child: expected an object, got "HYBRIDPS_READY {}"');
+  assert.is(refusal(() => parseChildMessage({ kind: 'hello' }), 'unknown-kind'), 'message from a child: kind "hello" is not one of ready, progress, eval, checkpoint, result');
   assert.is(refusal(() => parseChildMessage({ kind: 'ready', ready: { role: 'worker' } })), 'ready message from a child: ready.pid: expected an integer, got undefined');
   assert.is(refusal(() => parseChildMessage({ kind: 'ready', ready: { role: 'chief', pid: 1 } })), 'ready message from a child: ready.role: expected one of scheduler, server, worker, got "chief"');
   const progress = structuredClone(CHILD_MESSAGES[2]!) as Extract<ChildMessage, { kind: 'progress' }>;
@@ -28,7 +32,7 @@ test('malformed messages are refused with the field that is wrong', () => {
   const result = structuredClone(CHILD_MESSAGES[5]!) as Extract<ChildMessage, { kind: 'result' }>;
   (result.result.data.badLines[0] as Record<string, unknown>).line = 1.5;
   assert.is(refusal(() => parseChildMessage(result)), 'result message from a child: result.data.badLines[0].line: expected an integer, got number 1.5');
-  assert.is(refusal(() => parseParentMessage({ checkpointAt: 5 })), 'message from the launcher: kind undefined is not one of checkpointAt');
+  assert.is(refusal(() => parseParentMessage({ checkpointAt: 5 }), 'unknown-kind'), 'message from the launcher: kind undefined is not one of checkpointAt');
   assert.is(refusal(() => parseParentMessage({ kind: 'checkpointAt', step: 'soon' })), 'checkpointAt message from the launcher: step: expected an integer, got "soon"');
 });
 
@@ -82,6 +86,7 @@ test('a malformed message from a child reaches the parent as a ProtocolError, an
   try {
     await until(() => c.messages.length === CHILD_MESSAGES.length, 'the fixture messages');
     assert.is(c.errors.length, 1);
+    assert.is(c.errors[0]!.code, 'bad-field');
     assert.is(c.errors[0]!.message, 'progress message from a child: progress.step: expected an integer, got "seven"');
     assert.equal(c.messages, CHILD_MESSAGES);
   } finally { c.proc.kill('SIGKILL'); await c.exited; }

@@ -7,8 +7,9 @@
 // on request). A child exits when the channel closes: its parent is gone, even after a SIGKILL.
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import type { WorkerEvent, WorkerProgress, WorkerResult, EvalResult } from '../train/worker.ts';
+import { ROLE_NAMES, type RoleName } from './cluster-env.ts';
 
-export type RoleName = 'scheduler' | 'server' | 'worker';
+export type { RoleName };
 
 /** A role announcing itself once it listens. */
 export interface ReadyInfo { role: RoleName; pid: number; url?: string; nodeId?: string; metrics?: string }
@@ -16,8 +17,15 @@ export interface ReadyInfo { role: RoleName; pid: number; url?: string; nodeId?:
 export type ChildMessage = { kind: 'ready'; ready: ReadyInfo } | WorkerEvent;
 export type ParentMessage = { kind: 'checkpointAt'; step: number };
 
+/**
+ * What was wrong: not an object, a kind nobody sends, a field of the wrong type, or a well-formed
+ * message at the wrong time (a second ready, a report from a role that makes none).
+ */
+export type ProtocolErrorCode = 'not-an-object' | 'unknown-kind' | 'bad-field' | 'out-of-order';
+
 export class ProtocolError extends Error {
   override name = 'ProtocolError';
+  constructor(readonly code: ProtocolErrorCode, message: string) { super(message); }
 }
 
 // ---- checking a received value against its type ----
@@ -31,7 +39,7 @@ function describe(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
   return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v)}`;
 }
-const fail = (at: string, want: string, v: unknown): never => { throw new ProtocolError(`${at.replace(/^\./, '') || 'the message'}: expected ${want}, got ${describe(v)}`); };
+const fail = (at: string, want: string, v: unknown): never => { throw new ProtocolError('bad-field', `${at.replace(/^\./, '') || 'the message'}: expected ${want}, got ${describe(v)}`); };
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const num: Parser<number> = (v, at) => (typeof v === 'number' ? v : fail(at, 'a number', v));
@@ -62,10 +70,9 @@ function byKind<M extends { kind: string }>(from: string, parsers: { [K in M['ki
   const kinds = Object.keys(parsers) as M['kind'][];
   return (v) => {
     const kind = isObject(v) ? v.kind : undefined;
-    if (!kinds.includes(kind as M['kind'])) {
-      throw new ProtocolError(`message from ${from}: ${isObject(v) ? `kind ${describe(kind)} is not one of ${kinds.join(', ')}` : `expected an object, got ${describe(v)}`}`);
-    }
-    try { return parsers[kind as M['kind']](v, ''); } catch (e) { throw new ProtocolError(`${kind} message from ${from}: ${(e as Error).message}`); }
+    if (!isObject(v)) throw new ProtocolError('not-an-object', `message from ${from}: expected an object, got ${describe(v)}`);
+    if (!kinds.includes(kind as M['kind'])) throw new ProtocolError('unknown-kind', `message from ${from}: kind ${describe(kind)} is not one of ${kinds.join(', ')}`);
+    try { return parsers[kind as M['kind']](v, ''); } catch (e) { throw new ProtocolError('bad-field', `${kind} message from ${from}: ${(e as Error).message}`); }
   };
 }
 const kind = <K extends string>(k: K): Parser<K> => oneOf(k);
@@ -77,7 +84,7 @@ const evalResult = object<EvalResult>({ step: int, samples: int, logloss: num, a
 export const parseChildMessage = byKind<ChildMessage>('a child', {
   ready: object<Of<ChildMessage, 'ready'>>({
     kind: kind('ready'),
-    ready: object<ReadyInfo>({ role: oneOf('scheduler', 'server', 'worker'), pid: int, url: optional(str), nodeId: optional(str), metrics: optional(str) }),
+    ready: object<ReadyInfo>({ role: oneOf(...ROLE_NAMES), pid: int, url: optional(str), nodeId: optional(str), metrics: optional(str) }),
   }),
   progress: object<Of<ChildMessage, 'progress'>>({
     kind: kind('progress'),

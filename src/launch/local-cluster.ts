@@ -71,7 +71,7 @@ export class LocalCluster {
       const protocolError = o.onProtocolError ?? ((e: ProtocolError) => log(`[launch] ERROR ${role}: ${e.message}`));
       onChildMessage(proc, (m) => {
         if (info) {
-          if (m.kind === 'ready' || !o.onMessage) protocolError(new ProtocolError(`${role} sent an unexpected ${m.kind} message`));
+          if (m.kind === 'ready' || !o.onMessage) protocolError(new ProtocolError('out-of-order', `${role} sent an unexpected ${m.kind} message`));
           else o.onMessage(m);
           return;
         }
