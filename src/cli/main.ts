@@ -111,7 +111,7 @@ program.command('gen-data').description('write a synthetic Criteo-layout file fr
   .option('--gzip', 'gzip the output')
   .option('--json', 'print one JSON summary as the last line')
   .action(async (o) => {
-    const { genDataCommand } = await import('./gen-data.ts');
+    const { genDataCommand } = await import('../launch/gen-data.ts');
     await genDataCommand({ out: o.out, samples: o.samples, seed: o.seed, rowsPerTable: o.rowsPerTable, gzip: !!o.gzip, json: !!o.json });
   });
 
