@@ -92,4 +92,10 @@ test('a malformed message from a child reaches the parent as a ProtocolError, an
   } finally { c.proc.kill('SIGKILL'); await c.exited; }
 });
 
+test('a child whose launcher went away before it was listening exits too', async () => {
+  const c = startChild({ LATE: '1' });
+  c.proc.disconnect();
+  assert.is(await c.exited, 0);
+});
+
 test.run();

@@ -168,7 +168,12 @@ export function onLauncherMessage(handle: (m: ParentMessage) => void, onError?: 
   });
 }
 
-/** `gone` runs when the channel to the launcher closes (the launcher exited or was killed). */
+/**
+ * `gone` runs when the channel to the launcher closes (the launcher exited or was killed), or at
+ * once if it closed before this was called (a launcher killed while this process started).
+ */
 export function onLauncherGone(gone: () => void): void {
-  if (hasLauncher()) process.once('disconnect', gone);
+  if (typeof process.send !== 'function') return; // no launcher ever: an orchestrator's process
+  if (process.connected) process.once('disconnect', gone);
+  else setImmediate(gone);
 }
