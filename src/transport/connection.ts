@@ -52,6 +52,8 @@ export class Connection {
   peerId = '?';
   peerRole = -1;
   peerAddress = '';
+  /** The allreduce ring epoch the peer's hello named (its link to its ring neighbour), if any. */
+  peerRingEpoch: number | undefined;
   readonly stats: ConnectionStats = { sentBytes: 0, receivedBytes: 0, sentFrames: 0, receivedFrames: 0, pending: 0 };
   readonly closed: Promise<{ code: number; reason: string }>;
   private nextId = 1;

@@ -72,6 +72,7 @@ export class Listener {
       conn.peerId = b.nodeId;
       conn.peerRole = b.role;
       conn.peerAddress = b.address;
+      conn.peerRingEpoch = b.ringEpoch;
       this.connections.add(conn);
       void conn.closed.then(() => this.connections.delete(conn));
       let welcome: Body;
@@ -98,6 +99,8 @@ export interface DialOptions extends EndpointOptions {
   role: Role;
   /** Where this node listens, announced to the peer (servers, workers). */
   address?: string;
+  /** Sent in the hello by a worker dialling its allreduce neighbour: the ring this link serves. */
+  ringEpoch?: number;
   onRequest?: RequestHandler;
   connectTimeoutMs?: number;
 }
@@ -131,7 +134,7 @@ export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection
       const conn = new Connection(ws, { nodeId: opts.nodeId, epoch: opts.epoch, requestTimeoutMs: opts.requestTimeoutMs, onRequest: opts.onRequest });
       conn.peerId = challenge.sender;
       const mac = computeMac(opts.secret, challenge.body.nonce, opts.role, opts.nodeId);
-      conn.request({ type: 'hello', role: opts.role, nodeId: opts.nodeId, address: opts.address ?? '', mac }, opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS)
+      conn.request({ type: 'hello', role: opts.role, nodeId: opts.nodeId, address: opts.address ?? '', mac, ringEpoch: opts.ringEpoch }, opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS)
         .then((reply) => {
           if (reply.body.type !== 'welcome') return fail(new Error(`expected welcome, got ${reply.body.type}`));
           settled = true;
