@@ -4,7 +4,8 @@
 // fails because a link dropped or the view moved is re-routed and re-sent with the same
 // sequence number, so the server applies it once.
 import { Peer, RemoteError, ConnectionClosedError, RequestTimeoutError } from '../transport/index.ts';
-import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
+import { ErrorCode, Role, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
+import type { Reply, RequestBody } from '../wire/replies.ts';
 import { ClusterView } from '../cluster/cluster-view.ts';
 import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../util/index-arrays.ts';
@@ -119,8 +120,8 @@ export class PSClient {
     return p;
   }
 
-  private async toServer<T extends Body>(serverId: string, body: Body): Promise<Envelope<T>> {
-    return this.server(serverId).request<T>(body, this.opts.requestTimeoutMs);
+  private async toServer<B extends RequestBody>(serverId: string, body: B): Promise<Envelope<Reply<B['type']>>> {
+    return this.server(serverId).request(body, this.opts.requestTimeoutMs);
   }
 
   private isRetriable(e: unknown): boolean {
@@ -165,11 +166,11 @@ export class PSClient {
     const dim = this.dimOf(table);
     let out: Float32Array | null = null;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
-      const reply = await this.toServer<Extract<Body, { type: 'pullReply' }>>(serverId, {
+      const reply = await this.toServer(serverId, {
         type: 'pull', table, keys: partKeys, clock: opts.clock ?? -1, worker: this.rank, f16: !!this.opts.f16,
       });
       const v = reply.body.values;
-      if (reply.body.type !== 'pullReply' || v.length !== idx.length * dim) {
+      if (v.length !== idx.length * dim) {
         throw new Error(`server ${serverId} answered ${v.length} values for ${idx.length} rows of dim ${dim}`);
       }
       this.bytes.pull += partKeys.byteLength + (this.opts.f16 ? v.length * 2 : v.byteLength);
@@ -302,7 +303,7 @@ export class PSClient {
    */
   async joinClock(): Promise<number> {
     const replies = await this.withRetry('joinClock', () => Promise.all(this.view.servers.map((s) =>
-      this.toServer<Extract<Body, { type: 'clockAck' }>>(s.nodeId, { type: 'clock', worker: this.rank, clock: this.clockValue }))));
+      this.toServer(s.nodeId, { type: 'clock', worker: this.rank, clock: this.clockValue }))));
     const c = Math.max(this.clockValue, ...replies.map((r) => r.body.clock));
     this.clockValue = Number.isFinite(c) ? c : this.clockValue;
     return this.clockValue;
@@ -315,19 +316,19 @@ export class PSClient {
 
   async checkpoint(dir: string, step: number): Promise<string[]> {
     const replies = await Promise.all(this.view.servers.map((s) =>
-      this.toServer<Extract<Body, { type: 'checkpointReply' }>>(s.nodeId, { type: 'checkpoint', dir, step }, )));
+      this.toServer(s.nodeId, { type: 'checkpoint', dir, step })));
     return replies.flatMap((r) => r.body.files);
   }
 
   async restore(dir: string): Promise<number> {
     const replies = await Promise.all(this.view.servers.map((s) =>
-      this.toServer<Extract<Body, { type: 'checkpointReply' }>>(s.nodeId, { type: 'restore', dir })));
+      this.toServer(s.nodeId, { type: 'restore', dir })));
     return replies.reduce((a, r) => a + r.body.rows, 0);
   }
 
   async serverStats(): Promise<object[]> {
     const replies = await Promise.all(this.view.servers.map((s) =>
-      this.toServer<Extract<Body, { type: 'statsReply' }>>(s.nodeId, { type: 'statsRequest' })));
+      this.toServer(s.nodeId, { type: 'statsRequest' })));
     return replies.map((r) => JSON.parse(r.body.json));
   }
 

@@ -442,7 +442,7 @@ export class PsServer {
 
   private async takeOverFrom(serverId: string): Promise<number> {
     const peer = this.serverPeer(serverId);
-    const metaReply = await peer.request<Extract<Body, { type: 'statsReply' }>>({ type: 'handoffRequest', table: HANDOFF_META, offset: 0, limit: 0 }, 60_000);
+    const metaReply = await peer.request({ type: 'handoffRequest', table: HANDOFF_META, offset: 0, limit: 0 }, 60_000, 'statsReply');
     const meta = JSON.parse(metaReply.body.json) as HandoffMeta;
     this.declare(meta.tables.map((t) => ({ ...t, seed: BigInt(t.seed) })));
     for (const [rank, clock] of meta.clocks) this.clocks.advance(rank, clock);
@@ -454,7 +454,7 @@ export class PsServer {
     let rows = 0;
     for (const [table, count] of meta.rows) {
       for (let offset = 0; offset < count; offset += HANDOFF_PAGE) {
-        const page = await peer.request<Extract<Body, { type: 'copyRows' }>>({ type: 'handoffRequest', table, offset, limit: HANDOFF_PAGE }, 60_000);
+        const page = await peer.request({ type: 'handoffRequest', table, offset, limit: HANDOFF_PAGE }, 60_000, 'copyRows');
         this.copyRows(page.body);
         rows += page.body.keys.length;
       }

@@ -135,8 +135,7 @@ export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection
       conn.peerId = challenge.sender;
       const mac = computeMac(opts.secret, challenge.body.nonce, opts.role, opts.nodeId);
       conn.request({ type: 'hello', role: opts.role, nodeId: opts.nodeId, address: opts.address ?? '', mac, ringEpoch: opts.ringEpoch }, opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS)
-        .then((reply) => {
-          if (reply.body.type !== 'welcome') return fail(new Error(`expected welcome, got ${reply.body.type}`));
+        .then((reply) => { // a welcome: any other answer rejects (UnexpectedReplyError)
           settled = true;
           clearTimeout(timer);
           resolve({ conn, welcome: reply.body });
