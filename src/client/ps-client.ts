@@ -3,15 +3,13 @@
 // owning server under the current cluster view and the parts go out in parallel; a part that
 // fails because a link dropped or the view moved is re-routed and re-sent with the same
 // sequence number, so the server applies it once.
-import { Peer, RemoteError, ConnectionClosedError, RequestTimeoutError } from '../transport/index.ts';
-import { ErrorCode, Role, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
+import { Peer } from '../transport/index.ts';
+import { Role, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
 import type { Reply, RequestBody } from '../wire/replies.ts';
 import { ClusterView } from '../cluster/cluster-view.ts';
 import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../util/index-arrays.ts';
-
-/** Answers that mean "the cluster is changing under you": wait for the next view and re-send. */
-const RETRIABLE_CODES = new Set([ErrorCode.WrongOwner, ErrorCode.StaleEpoch, ErrorCode.Shutdown, ErrorCode.Aborted, ErrorCode.Timeout]);
+import { isRetryable, NotInViewError } from './retry-policy.ts';
 
 export interface PSClientOptions {
   secret: Uint8Array;
@@ -109,7 +107,7 @@ export class PSClient {
     let p = this.servers.get(id);
     if (!p) {
       const m = this.view.servers.find((s) => s.nodeId === id);
-      if (!m) throw new Error(`server ${id} is not in view ${this.view.epoch}`);
+      if (!m) throw new NotInViewError(id, this.view.epoch);
       p = new Peer(m.address, {
         nodeId: this.nodeId, secret: this.opts.secret, role: this.opts.role ?? Role.Worker,
         epoch: () => this.view.epoch, requestTimeoutMs: this.opts.requestTimeoutMs, connectAttempts: 4,
@@ -124,19 +122,13 @@ export class PSClient {
     return this.server(serverId).request(body, this.opts.requestTimeoutMs);
   }
 
-  private isRetriable(e: unknown): boolean {
-    return e instanceof ConnectionClosedError || e instanceof RequestTimeoutError ||
-      (e instanceof RemoteError && RETRIABLE_CODES.has(e.code)) ||
-      (e instanceof Error && /could not reach|cannot connect|not in view/.test(e.message));
-  }
-
   private async withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
     const attempts = this.opts.retries ?? 5;
     for (let i = 0; ; i++) {
       try {
         return await fn();
       } catch (e) {
-        if (i + 1 >= attempts || !this.isRetriable(e)) throw e;
+        if (i + 1 >= attempts || !isRetryable(e)) throw e;
         this.log.warn('retrying', { what, attempt: i + 1, error: (e as Error).message });
         const epoch = this.view.epoch;
         // Give the scheduler a moment to publish a view without the failed server.
@@ -227,7 +219,7 @@ export class PSClient {
         try {
           await send(t.serverId, t.idx, partKeys, t.seq);
         } catch (e) {
-          if (!this.isRetriable(e) || attempt >= (this.opts.retries ?? 5)) throw e;
+          if (!isRetryable(e) || attempt >= (this.opts.retries ?? 5)) throw e;
           lastErr = e;
           failed.push({ idx: t.idx, seq: t.seq });
         }

@@ -6,7 +6,8 @@ import { Listener, Peer, RpcError, type Connection } from '../transport/index.ts
 import type { MemberMsg } from '../wire/codec.ts';
 import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type PushBody, type TableSpecMsg } from '../wire/codec.ts';
 import { ClusterView } from '../cluster/cluster-view.ts';
-import { TableStore, checkPush, checkTableConfig, type TableConfig } from './table-store.ts';
+import { TableStore, checkTableConfig, type TableConfig } from './table-store.ts';
+import { pushProblem } from './push-check.ts';
 import { keyAt, keyHi, keyLo, keyRangeProblem, keysFromNumbers, keyWords } from '../keys/keys.ts';
 import { loadOptimizerModule } from './optimizers.ts';
 import { ClockTable } from './clock-table.ts';
@@ -231,8 +232,8 @@ export class PsServer {
    */
   private async push(p: PushBody, sender: string, hop: number): Promise<Body> {
     const t = this.table(p.table);
-    const bad = checkPush(t.spec.dim, p.keys, p.values);
-    if (bad) throw new RpcError(/finite|NaN|Inf/i.test(bad) ? ErrorCode.NonFinite : /length|dim/i.test(bad) ? ErrorCode.BadDimension : ErrorCode.Malformed, bad);
+    const bad = pushProblem(t.spec.dim, p.keys, p.values);
+    if (bad) throw new RpcError(bad.code, bad.message);
     // Only the rows this server has not applied under (sender, seq) yet: a retry of a push may
     // arrive here whole, in part, or as a part that another head already forwarded (see PushDeduper).
     const fresh = this.dedup.unapplied(sender, p.seq, p.keys);

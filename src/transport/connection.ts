@@ -5,32 +5,10 @@ import type WebSocket from 'ws';
 import * as flatbuffers from 'flatbuffers';
 import { decode, encode, ErrorCode, WireError, type Body, type BodyOf, type BodyType, type Envelope } from '../wire/codec.ts';
 import { replyTypesOf, UnexpectedReplyError, type ReplyType, type RequestBody } from '../wire/replies.ts';
+import { ConnectionClosedError, RemoteError, RequestTimeoutError, RpcError, errorCodeOf } from './errors.ts';
 
-export class RemoteError extends Error {
-  constructor(readonly code: ErrorCode, message: string, readonly peer: string) {
-    super(`${peer}: ${ErrorCode[code] ?? code}: ${message}`);
-  }
-}
-
-/** Thrown by a request handler to answer with a typed error instead of a generic one. */
-export class RpcError extends Error {
-  constructor(readonly code: ErrorCode, message: string) { super(message); }
-}
-
-export class ConnectionClosedError extends Error {}
-export class RequestTimeoutError extends Error {}
-
-/**
- * The code a handler's failure goes back with. A handler that called a third node and lost it
- * (a replica died mid-forward) answers Aborted or Timeout, so the original caller knows the
- * request is worth retrying once the view has changed, instead of an opaque Unknown.
- */
-export function errorCodeOf(e: unknown): ErrorCode {
-  if (e instanceof RpcError || e instanceof WireError || e instanceof RemoteError) return e.code;
-  if (e instanceof ConnectionClosedError) return ErrorCode.Aborted;
-  if (e instanceof RequestTimeoutError) return ErrorCode.Timeout;
-  return ErrorCode.Unknown;
-}
+// The error classes live in errors.ts; importing them from here works too.
+export { RemoteError, RpcError, ConnectionClosedError, RequestTimeoutError, errorCodeOf } from './errors.ts';
 
 export type RequestHandler = (env: Envelope, conn: Connection) => Body | void | Promise<Body | void>;
 

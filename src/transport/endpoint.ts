@@ -4,6 +4,7 @@ import { WebSocketServer, WebSocket } from 'ws';
 import type { AddressInfo } from 'node:net';
 import { Connection, type ConnectionOptions, type RequestHandler } from './connection.ts';
 import { computeMac, newNonce, verifyMac } from './auth.ts';
+import { ConnectError } from './errors.ts';
 import { decode, encode, ErrorCode, Role, type Body, type Envelope } from '../wire/codec.ts';
 
 export const DEFAULT_MAX_FRAME_BYTES = 64 << 20;
@@ -124,13 +125,13 @@ export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection
       ws.terminate();
       reject(err);
     };
-    const timer = setTimeout(() => fail(new Error(`connecting to ${url} timed out`)), opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
-    ws.on('error', (e) => fail(new Error(`cannot connect to ${url}: ${e.message}`)));
-    ws.on('close', (code, reason) => fail(new Error(`${url} closed the connection during the handshake (${code} ${reason})`)));
+    const timer = setTimeout(() => fail(new ConnectError(url, `connecting to ${url} timed out`)), opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
+    ws.on('error', (e) => fail(new ConnectError(url, `cannot connect to ${url}: ${e.message}`)));
+    ws.on('close', (code, reason) => fail(new ConnectError(url, `${url} closed the connection during the handshake (${code} ${reason})`)));
     ws.once('message', (data) => {
       let challenge: Envelope;
-      try { challenge = decode(data as Buffer); } catch (e) { return fail(new Error(`bad challenge from ${url}: ${(e as Error).message}`)); }
-      if (challenge.body.type !== 'challenge') return fail(new Error(`expected a challenge from ${url}, got ${challenge.body.type}`));
+      try { challenge = decode(data as Buffer); } catch (e) { return fail(new ConnectError(url, `bad challenge from ${url}: ${(e as Error).message}`)); }
+      if (challenge.body.type !== 'challenge') return fail(new ConnectError(url, `expected a challenge from ${url}, got ${challenge.body.type}`));
       const conn = new Connection(ws, { nodeId: opts.nodeId, epoch: opts.epoch, requestTimeoutMs: opts.requestTimeoutMs, onRequest: opts.onRequest });
       conn.peerId = challenge.sender;
       const mac = computeMac(opts.secret, challenge.body.nonce, opts.role, opts.nodeId);

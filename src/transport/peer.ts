@@ -1,6 +1,7 @@
 // A link to one remote node that (re)connects on demand with exponential backoff, so callers
 // just send requests; a request that fails because the link dropped is the caller's to retry.
-import { Connection, ConnectionClosedError } from './connection.ts';
+import type { Connection } from './connection.ts';
+import { ConnectError, ConnectionClosedError } from './errors.ts';
 import { dial, type DialOptions } from './endpoint.ts';
 import type { Body, BodyOf, Envelope } from '../wire/codec.ts';
 import type { ReplyType, RequestBody } from '../wire/replies.ts';
@@ -47,7 +48,7 @@ export class Peer {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
-    throw new ConnectionClosedError(`could not reach ${this.url} after ${attempts} attempts: ${lastErr.message}`);
+    throw new ConnectError(this.url, `could not reach ${this.url} after ${attempts} attempts: ${lastErr.message}`);
   }
 
   /** Connection.request over this link (connecting first): the reply's type follows the request's. */
