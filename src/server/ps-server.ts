@@ -6,7 +6,8 @@ import { Listener, Peer, RpcError, type Connection } from '../transport/index.ts
 import type { MemberMsg } from '../wire/codec.ts';
 import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type PushBody, type TableSpecMsg } from '../wire/codec.ts';
 import { ClusterView } from '../cluster/cluster-view.ts';
-import { TableStore, checkPush, checkTableConfig, type TableConfig } from './table-store.ts';
+import { TableStore, checkTableConfig, type TableConfig } from './table-store.ts';
+import { pushProblem } from './push-check.ts';
 import { keyAt, keyHi, keyLo, keyRangeProblem, keysFromNumbers, keyWords } from '../keys/keys.ts';
 import { loadOptimizerModule } from './optimizers.ts';
 import { ClockTable } from './clock-table.ts';
@@ -231,8 +232,8 @@ export class PsServer {
    */
   private async push(p: PushBody, sender: string, hop: number): Promise<Body> {
     const t = this.table(p.table);
-    const bad = checkPush(t.spec.dim, p.keys, p.values);
-    if (bad) throw new RpcError(/finite|NaN|Inf/i.test(bad) ? ErrorCode.NonFinite : /length|dim/i.test(bad) ? ErrorCode.BadDimension : ErrorCode.Malformed, bad);
+    const bad = pushProblem(t.spec.dim, p.keys, p.values);
+    if (bad) throw new RpcError(bad.code, bad.message);
     // Only the rows this server has not applied under (sender, seq) yet: a retry of a push may
     // arrive here whole, in part, or as a part that another head already forwarded (see PushDeduper).
     const fresh = this.dedup.unapplied(sender, p.seq, p.keys);
@@ -442,7 +443,7 @@ export class PsServer {
 
   private async takeOverFrom(serverId: string): Promise<number> {
     const peer = this.serverPeer(serverId);
-    const metaReply = await peer.request<Extract<Body, { type: 'statsReply' }>>({ type: 'handoffRequest', table: HANDOFF_META, offset: 0, limit: 0 }, 60_000);
+    const metaReply = await peer.request({ type: 'handoffRequest', table: HANDOFF_META, offset: 0, limit: 0 }, 60_000, 'statsReply');
     const meta = JSON.parse(metaReply.body.json) as HandoffMeta;
     this.declare(meta.tables.map((t) => ({ ...t, seed: BigInt(t.seed) })));
     for (const [rank, clock] of meta.clocks) this.clocks.advance(rank, clock);
@@ -454,7 +455,7 @@ export class PsServer {
     let rows = 0;
     for (const [table, count] of meta.rows) {
       for (let offset = 0; offset < count; offset += HANDOFF_PAGE) {
-        const page = await peer.request<Extract<Body, { type: 'copyRows' }>>({ type: 'handoffRequest', table, offset, limit: HANDOFF_PAGE }, 60_000);
+        const page = await peer.request({ type: 'handoffRequest', table, offset, limit: HANDOFF_PAGE }, 60_000, 'copyRows');
         this.copyRows(page.body);
         rows += page.body.keys.length;
       }

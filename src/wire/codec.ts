@@ -37,7 +37,8 @@ export interface ValuesWriter { length: number; write(dst: Float32Array): void }
 
 export type Body =
   | { type: 'challenge'; nonce: Uint8Array }
-  | { type: 'hello'; role: Role; nodeId: string; address: string; mac: Uint8Array }
+  /** `ringEpoch`: set on a worker's link to its allreduce neighbour, the ring it serves. */
+  | { type: 'hello'; role: Role; nodeId: string; address: string; mac: Uint8Array; ringEpoch?: number }
   | { type: 'welcome'; nodeId: string; view: ClusterViewMsg | null; heartbeatMs?: number }
   | { type: 'clusterView'; view: ClusterViewMsg }
   | { type: 'heartbeat'; nodeId: string; clock: number }
@@ -179,7 +180,7 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       const id = b.createString(body.nodeId);
       const addr = b.createString(body.address);
       const mac = bulkVector(b, body.mac, 1);
-      return [W.Body.Hello, W.Hello.createHello(b, body.role, id, addr, mac)];
+      return [W.Body.Hello, W.Hello.createHello(b, body.role, id, addr, mac, body.ringEpoch === undefined ? null : big(body.ringEpoch))];
     }
     case 'welcome': {
       const id = b.createString(body.nodeId);
@@ -325,7 +326,7 @@ const PushSpec: TableSpec = [s2, v8, v4, v2, s4, s8, s8];
 // so CheckpointReply's files vector is verified as a vector of offsets and each string below.
 const BodySpecs: (TableSpec | undefined)[] = [];
 BodySpecs[W.Body.Challenge] = [v1];
-BodySpecs[W.Body.Hello] = [s1, str, str, v1];
+BodySpecs[W.Body.Hello] = [s1, str, str, v1, s8];
 BodySpecs[W.Body.Welcome] = [str, { k: 'table', spec: ViewSpec }, s4];
 BodySpecs[W.Body.ClusterView] = ViewSpec;
 BodySpecs[W.Body.Heartbeat] = [str, s8];
@@ -426,7 +427,10 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     case W.Body.Challenge: return { type: 'challenge', nonce: vec(bb, get(W.Challenge), 0, Uint8Array) };
     case W.Body.Hello: {
       const h = get(W.Hello);
-      return { type: 'hello', role: h.role(), nodeId: h.nodeId() ?? '', address: h.address() ?? '', mac: vec(bb, h, 3, Uint8Array) };
+      const ring = h.ringEpoch();
+      const hello: BodyOf<'hello'> = { type: 'hello', role: h.role(), nodeId: h.nodeId() ?? '', address: h.address() ?? '', mac: vec(bb, h, 3, Uint8Array) };
+      if (ring !== null) hello.ringEpoch = num(ring);
+      return hello;
     }
     case W.Body.Welcome: {
       const w = get(W.Welcome);
