@@ -182,7 +182,7 @@ test('checkPush refuses wrong length, NaN/Inf, duplicates and keys >= 2^48, nami
   assert.match(checkPush(1, K(4, 5, 4), new Float32Array(3))!, /duplicate key 4 at positions 0 and 2/);
   const big = checkPush(1, K(1, 1n << 48n), new Float32Array(2))!;
   assert.match(big, /key 281474976710656 at position 1 is not below 2\^48/);
-  // The server maps messages to error codes by words; keep them apart.
+  // Each cause keeps its own words (the server's codes come from pushProblem, not from these).
   assert.not.match(big, /finite|NaN|Inf|length|dim/i);
   assert.not.match(checkPush(1, K(4, 4), new Float32Array(2))!, /finite|NaN|Inf|length|dim/i);
 });

@@ -18,6 +18,7 @@ const push = { type: 'push', table: 3, keys, values: vals, worker: 2, clock: 11,
 const bodies: Body[] = [
   { type: 'challenge', nonce: new Uint8Array([1, 2, 3]) },
   { type: 'hello', role: Role.Worker, nodeId: 'w0', address: 'ws://x', mac: new Uint8Array(32).fill(7) },
+  { type: 'hello', role: Role.Worker, nodeId: 'w0', address: 'ws://x', mac: new Uint8Array(32).fill(7), ringEpoch: 12 },
   { type: 'welcome', nodeId: 'scheduler', view, heartbeatMs: 250 },
   { type: 'clusterView', view },
   { type: 'heartbeat', nodeId: 'w0', clock: 12 },
@@ -58,6 +59,18 @@ function normal(b: Body): unknown {
   return JSON.parse(JSON.stringify(b, (_k, v) => (typeof v === 'bigint' ? v.toString() : ArrayBuffer.isView(v) ? Array.from(v as unknown as number[], String) : v),
   ), (k, v) => (k === 'f16' ? undefined : v));
 }
+
+test('the hello carries the ring epoch in its own field (0 included), absent when not given', () => {
+  const hello = (ringEpoch?: number): Body => ({ type: 'hello', role: Role.Worker, nodeId: 'w1', address: 'ws://127.0.0.1:9', mac: new Uint8Array(32), ringEpoch });
+  const back = (b: Body) => decode(encode({ requestId: 1, reply: false, sender: 'w1', epoch: 3, body: b })).body;
+  for (const epoch of [0, 1, 7, 2 ** 40]) {
+    const got = back(hello(epoch));
+    assert.is(got.type === 'hello' && got.ringEpoch, epoch, `ring epoch ${epoch}`);
+    assert.is(got.type === 'hello' && got.address, 'ws://127.0.0.1:9', 'the address is the plain URL');
+  }
+  const none = back(hello());
+  assert.ok(none.type === 'hello' && !('ringEpoch' in none), 'no ring epoch on an ordinary link');
+});
 
 test('payload vectors are zero-copy views of an aligned frame', () => {
   const bytes = encode({ requestId: 1, reply: false, sender: 'w', epoch: 1, body: push });

@@ -13,6 +13,7 @@ import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor, type 
 import { TEMP_FILE } from './atomic-file.ts';
 import { KeyIndex } from '../keys/key-index.ts';
 import type { TableStore, TableRows } from '../server/table-store.ts';
+import { firstKeyOutOfRange, keyWords } from '../keys/keys.ts';
 
 export const SHARD_FORMAT = 'hybridps-shard';
 export const SHARD_VERSION = '1';
@@ -228,16 +229,14 @@ function toKeys(t: Tensor, fail: Fail, where: string): BigUint64Array {
       const src = t.data as Uint32Array | Int32Array;
       for (let i = 0; i < src.length; i++) if (src[i]! < 0) fail(`${where}: key ${src[i]} at position ${i} is negative`);
       keys = new BigUint64Array(src.length);
-      const w = new Uint32Array(keys.buffer);
+      const w = keyWords(keys);
       for (let i = 0; i < src.length; i++) w[2 * i] = src[i]!;
       break;
     }
     default: return fail(`${where} has dtype ${t.dtype}; keys must be U64 (or I64/U32/I32), e.g. numpy .astype(np.uint64)`);
   }
-  const w = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
-  for (let i = 0; i < keys.length; i++) {
-    if (w[2 * i + 1]! >= 1 << 16) fail(`${where}: key ${t.dtype === 'I64' ? (t.data as BigInt64Array)[i] : keys[i]} at position ${i} is not in [0, 2^48)`);
-  }
+  const i = firstKeyOutOfRange(keys);
+  if (i >= 0) fail(`${where}: key ${t.dtype === 'I64' ? (t.data as BigInt64Array)[i] : keys[i]} at position ${i} is not in [0, 2^48)`);
   return keys;
 }
 
@@ -301,7 +300,7 @@ function merge(name: string, list: Part[]): LoadedTable {
     }
   }
   // Duplicates: replicas of a row written by several servers, or a foreign file's repeats.
-  const w = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+  const w = keyWords(keys);
   const index = new KeyIndex(total);
   const pick = new Uint32Array(total);
   let unique = 0;

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// `hybridps` command line: one subcommand per role plus the local launcher and tools.
+// `hybridps` command line: one subcommand per role plus the local launcher and tools. Parses the
+// arguments and dispatches; the roles and launching live in src/launch/, which runs them.
 import { Command, Option } from 'commander';
-import { runScheduler, runServer, runWorker } from './roles.ts';
-import { runDemo } from './demo.ts';
+import { runScheduler, runServer, runWorker } from '../launch/roles.ts';
+import { runDemo } from '../launch/demo.ts';
 
 const program = new Command();
 program.name('hybridps').description('Parameter-server training for recommender models with WebGPU workers').showHelpAfterError();
@@ -41,7 +42,7 @@ secretOptions(linkOptions(program.command('server')).description('run a paramete
 program.command('run').description('run the role named by TF_CONFIG or HYBRIDPS_ROLE (for orchestrators)')
   .option('--secret-file <file>')
   .action(async (o) => {
-    const { clusterEnvFromProcess } = await import('./cluster-env.ts');
+    const { clusterEnvFromProcess } = await import('../launch/cluster-env.ts');
     const env = clusterEnvFromProcess();
     if (env.role === 'scheduler') return runScheduler(o);
     if (env.role === 'server') return runServer(o);
@@ -81,12 +82,14 @@ trainOptions(program.command('launch').argument('[sample]', 'a sample directory 
   .option('--keep-going', 'a worker (other than worker-0) dying does not stop the run: the others continue')
   .action(async (sample: string | undefined, o) => {
     if (!sample) {
-      const { launchAndWait } = await import('./launch.ts');
-      await launchAndWait({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
+      const { clusterCommand } = await import('../launch/commands.ts');
+      await clusterCommand({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
       process.exit(0);
     }
-    const { trainCommand } = await import('../train/commands.ts');
-    await trainCommand(sample, o);
+    const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
+    const job = trainJobFromFlags(o, readSample(sample));
+    const { trainCommand } = await import('../launch/commands.ts');
+    await trainCommand(job, { json: !!o.json, keepGoing: !!o.keepGoing });
     process.exit(0);
   });
 
@@ -94,8 +97,12 @@ trainOptions(program.command('compare').argument('[sample]', 'sample directory',
   .description('train the sample in hybrid and in pure-PS mode on the same data and seed; write a report (terminal table + HTML plots)'))
   .option('--report <file>', 'HTML report path (default runs/compare-<time>.html)')
   .action(async (sample: string, o) => {
-    const { compareCommand } = await import('../train/commands.ts');
-    await compareCommand(sample, o);
+    const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
+    const s = readSample(sample);
+    if (o.mode) throw new Error('compare runs both modes; leave out --mode');
+    const jobs = (['hybrid', 'pure-ps'] as const).map((mode) => trainJobFromFlags({ ...o, mode }, s));
+    const { compareCommand } = await import('../launch/commands.ts');
+    await compareCommand(jobs, { json: !!o.json, report: o.report });
     process.exit(0);
   });
 
@@ -113,7 +120,7 @@ program.command('gen-data').description('write a synthetic Criteo-layout file fr
   .option('--gzip', 'gzip the output')
   .option('--json', 'print one JSON summary as the last line')
   .action(async (o) => {
-    const { genDataCommand } = await import('./gen-data.ts');
+    const { genDataCommand } = await import('../launch/gen-data.ts');
     await genDataCommand({ out: o.out, samples: o.samples, seed: o.seed, rowsPerTable: o.rowsPerTable, gzip: !!o.gzip, json: !!o.json });
   });
 

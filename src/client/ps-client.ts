@@ -3,14 +3,13 @@
 // owning server under the current cluster view and the parts go out in parallel; a part that
 // fails because a link dropped or the view moved is re-routed and re-sent with the same
 // sequence number, so the server applies it once.
-import { Peer, RemoteError, ConnectionClosedError, RequestTimeoutError } from '../transport/index.ts';
-import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
+import { Peer } from '../transport/index.ts';
+import { Role, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
+import type { Reply, RequestBody } from '../wire/replies.ts';
 import { ClusterView } from '../cluster/cluster-view.ts';
 import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../util/index-arrays.ts';
-
-/** Answers that mean "the cluster is changing under you": wait for the next view and re-send. */
-const RETRIABLE_CODES = new Set([ErrorCode.WrongOwner, ErrorCode.StaleEpoch, ErrorCode.Shutdown, ErrorCode.Aborted, ErrorCode.Timeout]);
+import { isRetryable, NotInViewError } from './retry-policy.ts';
 
 export interface PSClientOptions {
   secret: Uint8Array;
@@ -108,7 +107,7 @@ export class PSClient {
     let p = this.servers.get(id);
     if (!p) {
       const m = this.view.servers.find((s) => s.nodeId === id);
-      if (!m) throw new Error(`server ${id} is not in view ${this.view.epoch}`);
+      if (!m) throw new NotInViewError(id, this.view.epoch);
       p = new Peer(m.address, {
         nodeId: this.nodeId, secret: this.opts.secret, role: this.opts.role ?? Role.Worker,
         epoch: () => this.view.epoch, requestTimeoutMs: this.opts.requestTimeoutMs, connectAttempts: 4,
@@ -119,14 +118,8 @@ export class PSClient {
     return p;
   }
 
-  private async toServer<T extends Body>(serverId: string, body: Body): Promise<Envelope<T>> {
-    return this.server(serverId).request<T>(body, this.opts.requestTimeoutMs);
-  }
-
-  private isRetriable(e: unknown): boolean {
-    return e instanceof ConnectionClosedError || e instanceof RequestTimeoutError ||
-      (e instanceof RemoteError && RETRIABLE_CODES.has(e.code)) ||
-      (e instanceof Error && /could not reach|cannot connect|not in view/.test(e.message));
+  private async toServer<B extends RequestBody>(serverId: string, body: B): Promise<Envelope<Reply<B['type']>>> {
+    return this.server(serverId).request(body, this.opts.requestTimeoutMs);
   }
 
   private async withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -135,7 +128,7 @@ export class PSClient {
       try {
         return await fn();
       } catch (e) {
-        if (i + 1 >= attempts || !this.isRetriable(e)) throw e;
+        if (i + 1 >= attempts || !isRetryable(e)) throw e;
         this.log.warn('retrying', { what, attempt: i + 1, error: (e as Error).message });
         const epoch = this.view.epoch;
         // Give the scheduler a moment to publish a view without the failed server.
@@ -165,11 +158,11 @@ export class PSClient {
     const dim = this.dimOf(table);
     let out: Float32Array | null = null;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
-      const reply = await this.toServer<Extract<Body, { type: 'pullReply' }>>(serverId, {
+      const reply = await this.toServer(serverId, {
         type: 'pull', table, keys: partKeys, clock: opts.clock ?? -1, worker: this.rank, f16: !!this.opts.f16,
       });
       const v = reply.body.values;
-      if (reply.body.type !== 'pullReply' || v.length !== idx.length * dim) {
+      if (v.length !== idx.length * dim) {
         throw new Error(`server ${serverId} answered ${v.length} values for ${idx.length} rows of dim ${dim}`);
       }
       this.bytes.pull += partKeys.byteLength + (this.opts.f16 ? v.length * 2 : v.byteLength);
@@ -226,7 +219,7 @@ export class PSClient {
         try {
           await send(t.serverId, t.idx, partKeys, t.seq);
         } catch (e) {
-          if (!this.isRetriable(e) || attempt >= (this.opts.retries ?? 5)) throw e;
+          if (!isRetryable(e) || attempt >= (this.opts.retries ?? 5)) throw e;
           lastErr = e;
           failed.push({ idx: t.idx, seq: t.seq });
         }
@@ -302,7 +295,7 @@ export class PSClient {
    */
   async joinClock(): Promise<number> {
     const replies = await this.withRetry('joinClock', () => Promise.all(this.view.servers.map((s) =>
-      this.toServer<Extract<Body, { type: 'clockAck' }>>(s.nodeId, { type: 'clock', worker: this.rank, clock: this.clockValue }))));
+      this.toServer(s.nodeId, { type: 'clock', worker: this.rank, clock: this.clockValue }))));
     const c = Math.max(this.clockValue, ...replies.map((r) => r.body.clock));
     this.clockValue = Number.isFinite(c) ? c : this.clockValue;
     return this.clockValue;
@@ -315,19 +308,19 @@ export class PSClient {
 
   async checkpoint(dir: string, step: number): Promise<string[]> {
     const replies = await Promise.all(this.view.servers.map((s) =>
-      this.toServer<Extract<Body, { type: 'checkpointReply' }>>(s.nodeId, { type: 'checkpoint', dir, step }, )));
+      this.toServer(s.nodeId, { type: 'checkpoint', dir, step })));
     return replies.flatMap((r) => r.body.files);
   }
 
   async restore(dir: string): Promise<number> {
     const replies = await Promise.all(this.view.servers.map((s) =>
-      this.toServer<Extract<Body, { type: 'checkpointReply' }>>(s.nodeId, { type: 'restore', dir })));
+      this.toServer(s.nodeId, { type: 'restore', dir })));
     return replies.reduce((a, r) => a + r.body.rows, 0);
   }
 
   async serverStats(): Promise<object[]> {
     const replies = await Promise.all(this.view.servers.map((s) =>
-      this.toServer<Extract<Body, { type: 'statsReply' }>>(s.nodeId, { type: 'statsRequest' })));
+      this.toServer(s.nodeId, { type: 'statsRequest' })));
     return replies.map((r) => JSON.parse(r.body.json));
   }
 

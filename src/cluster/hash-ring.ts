@@ -4,6 +4,7 @@
 
 import { fmix32 } from '../util/hash.ts';
 import { iota } from '../util/index-arrays.ts';
+import { keyWords } from '../keys/keys.ts';
 
 
 /** Placement hash of (table, 64-bit key given as lo/hi words). */
@@ -69,7 +70,7 @@ export class HashRing {
    */
   partition(table: number, keys: BigUint64Array): Int32Array[] {
     if (this.servers.length === 1) return [iota(keys.length)];
-    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+    const words = keyWords(keys);
     const n = keys.length;
     const owner = new Uint16Array(n);
     const counts = new Int32Array(this.servers.length);

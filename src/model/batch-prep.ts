@@ -2,6 +2,7 @@
 // index (occurrence -> unique slot) for the embedding gather, and the CSR of occurrences per
 // unique row (as sample indices) for the segment-sum that reduces row gradients without atomics.
 // Ids are deduplicated with an open-addressing hash in typed arrays (no Map per id).
+import { KEY_LIMIT, keyHi } from '../keys/keys.ts';
 
 /** One table's ids in a batch: `ids[offsets[b] .. offsets[b+1])` are sample b's bag. */
 export interface TableBatch {
@@ -26,12 +27,9 @@ export interface PreparedTable {
   csrItems: Uint32Array;
 }
 
-const TWO32 = 4294967296;
-const MAX_ID = 2 ** 48;
-
 function hashId(id: number): number {
   const lo = id >>> 0;
-  const hi = (id / TWO32) >>> 0;
+  const hi = keyHi(id) >>> 0;
   let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
@@ -75,7 +73,7 @@ export function prepareTable(batch: TableBatch, B: number): PreparedTable {
   let U = 0;
   for (let i = 0; i < nnz; i++) {
     const id = ids[i];
-    if (!(id >= 0 && id < MAX_ID) || !Number.isInteger(id)) throw new Error(`batch prep: id ${id} at occurrence ${i} is not an integer in [0, 2^48)`);
+    if (!(id >= 0 && id < KEY_LIMIT) || !Number.isInteger(id)) throw new Error(`batch prep: id ${id} at occurrence ${i} is not an integer in [0, 2^48)`);
     let h = hashId(id) & mask;
     for (;;) {
       const u = slotUnique[h];

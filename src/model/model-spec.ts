@@ -16,8 +16,8 @@ import { evalFormula } from '../gpu/kernel-meta.ts';
 export type Expr = number | string;
 
 export type Initializer = 'zeros' | 'uniform' | 'normal';
-export type ConsistencyName = 'bsp' | 'ssp' | 'asp';
-export type OptimizerName = 'sgd' | 'adagrad' | 'adam' | 'ftrl';
+export type { ConsistencyName, OptimizerName } from '../wire/vocabulary.ts';
+import type { ConsistencyName, OptimizerName } from '../wire/vocabulary.ts';
 
 export interface TableDecl {
   /** An identifier (it names buffers T.rows, ... and scope variables U_T, NNZ_T). */

@@ -1,4 +1,5 @@
 // Sums the row gradients of one BSP clock across workers, so the update function runs once per
+import { keyAt, keysFromNumbers, keyWords } from '../keys/keys.ts';
 // row with the total (for AdaGrad/Adam, applying pushes one by one would not equal minibatch SGD).
 // Rows live in one growable slab; the key -> slot map is transient (one clock's touched rows).
 
@@ -16,10 +17,10 @@ export class BspAccumulator {
   get rows(): number { return this.keys.length; }
 
   add(keys: BigUint64Array, grads: ArrayLike<number>): void {
-    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+    const words = keyWords(keys);
     const d = this.dim;
     for (let i = 0; i < keys.length; i++) {
-      const k = words[2 * i]! + words[2 * i + 1]! * 4294967296;
+      const k = keyAt(words, i);
       let s = this.slots.get(k);
       if (s === undefined) {
         s = this.keys.length;
@@ -51,13 +52,7 @@ export class BspAccumulator {
   /** The summed rows, keys in first-seen order. */
   drain(): { keys: BigUint64Array; grads: Float32Array } {
     const n = this.keys.length;
-    const keys = new BigUint64Array(n);
-    const words = new Uint32Array(keys.buffer);
-    for (let i = 0; i < n; i++) {
-      const k = this.keys[i]!;
-      words[2 * i] = k % 4294967296;
-      words[2 * i + 1] = Math.floor(k / 4294967296);
-    }
+    const keys = keysFromNumbers(this.keys);
     this.sums = Float32Array.from(this.acc.subarray(0, n * this.dim));
     this.slots.clear();
     this.keys = [];

@@ -4,6 +4,7 @@
 // row, gradient and slots stored as float32.
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { BUILTIN_OPTIMIZERS, type OptimizerName } from '../wire/vocabulary.ts';
 
 /**
  * Updates w[wOff .. wOff+dim) from g[gOff .. gOff+dim). `slots[k]` is the k-th slot slab and the
@@ -210,7 +211,8 @@ function add(def: OptimizerDef, builtin: boolean): Optimizer {
   return opt;
 }
 
-for (const d of [sgd, adagrad, adam, ftrl]) add(d, true);
+const BUILTINS: Record<OptimizerName, OptimizerDef> = { sgd, adagrad, adam, ftrl };
+for (const name of BUILTIN_OPTIMIZERS) add(BUILTINS[name], true);
 
 /**
  * Registers a custom optimizer. Registering the same definition object again is a no-op (a module

@@ -6,7 +6,9 @@ import { Listener, Peer, RpcError, type Connection, type LinkLimits } from '../t
 import type { MemberMsg } from '../wire/codec.ts';
 import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type PushBody, type TableSpecMsg } from '../wire/codec.ts';
 import { ClusterView } from '../cluster/cluster-view.ts';
-import { TableStore, checkPush, checkTableConfig, keyWords, type TableConfig } from './table-store.ts';
+import { TableStore, checkTableConfig, type TableConfig } from './table-store.ts';
+import { pushProblem } from './push-check.ts';
+import { keyAt, keyHi, keyLo, keyRangeProblem, keysFromNumbers, keyWords } from '../keys/keys.ts';
 import { loadOptimizerModule } from './optimizers.ts';
 import { ClockTable } from './clock-table.ts';
 import { BspAccumulator } from './bsp-accumulator.ts';
@@ -232,8 +234,8 @@ export class PsServer {
    */
   private async push(p: PushBody, sender: string, hop: number): Promise<Body> {
     const t = this.table(p.table);
-    const bad = checkPush(t.spec.dim, p.keys, p.values);
-    if (bad) throw new RpcError(/finite|NaN|Inf/i.test(bad) ? ErrorCode.NonFinite : /length|dim/i.test(bad) ? ErrorCode.BadDimension : ErrorCode.Malformed, bad);
+    const bad = pushProblem(t.spec.dim, p.keys, p.values);
+    if (bad) throw new RpcError(bad.code, bad.message);
     // Only the rows this server has not applied under (sender, seq) yet: a retry of a push may
     // arrive here whole, in part, or as a part that another head already forwarded (see PushDeduper).
     const fresh = this.dedup.unapplied(sender, p.seq, p.keys);
@@ -277,7 +279,7 @@ export class PsServer {
   private nextHops(table: number, keys: BigUint64Array, mustBeHead: boolean): Map<string, number[]> {
     const next = new Map<string, number[]>();
     if (this.view.servers.length === 1 && this.view.servers[0]!.nodeId === this.nodeId) return next; // sole server: owns all
-    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+    const words = keyWords(keys);
     const r = this.view.replicas;
     if (r === 1) {
       // No chains: only check ownership (no array or closure per key; this runs for every key).
@@ -347,7 +349,7 @@ export class PsServer {
         peer.request(body).catch(failed);
         // And the BSP sums of clocks not yet applied for those rows: the new replica must apply
         // them too, or a failure of this server before the clock completes would lose them.
-        const moving = new Set(idx.map((i) => words[2 * i]! + words[2 * i + 1]! * 4294967296));
+        const moving = new Set(idx.map((i) => keyAt(words, i)));
         for (const [clock, acc] of t.pending) {
           const snap = acc.snapshot((k) => moving.has(k));
           if (snap.keys.length === 0) continue;
@@ -355,7 +357,7 @@ export class PsServer {
           // worker's retry after this view change) must not be counted on top of the copy.
           const inSnap = new Set(snap.keys);
           const applied = this.dedup.appliedRows(t.spec.id, (k) => inSnap.has(k));
-          peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: BigUint64Array.from(snap.keys, (k) => BigInt(k)), sums: Float64Array.from(snap.sums), applied }).catch(failed);
+          peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: keysFromNumbers(snap.keys), sums: Float64Array.from(snap.sums), applied }).catch(failed);
         }
       }
     }
@@ -443,19 +445,19 @@ export class PsServer {
 
   private async takeOverFrom(serverId: string): Promise<number> {
     const peer = this.serverPeer(serverId);
-    const metaReply = await peer.request<Extract<Body, { type: 'statsReply' }>>({ type: 'handoffRequest', table: HANDOFF_META, offset: 0, limit: 0 }, 60_000);
+    const metaReply = await peer.request({ type: 'handoffRequest', table: HANDOFF_META, offset: 0, limit: 0 }, 60_000, 'statsReply');
     const meta = JSON.parse(metaReply.body.json) as HandoffMeta;
     this.declare(meta.tables.map((t) => ({ ...t, seed: BigInt(t.seed) })));
     for (const [rank, clock] of meta.clocks) this.clocks.advance(rank, clock);
     for (const [sender, seqs] of meta.wholePushes) for (const q of seqs) this.dedup.record(sender, q);
-    for (const a of meta.applied) this.dedup.record(a.sender, a.seq, BigUint64Array.from(a.keys, (k) => BigInt(k)), a.table);
+    for (const a of meta.applied) this.dedup.record(a.sender, a.seq, keysFromNumbers(a.keys), a.table);
     for (const p of meta.pending) {
-      pendingSums(this.table(p.table), p.clock).add(BigUint64Array.from(p.keys, (k) => BigInt(k)), p.sums);
+      pendingSums(this.table(p.table), p.clock).add(keysFromNumbers(p.keys), p.sums);
     }
     let rows = 0;
     for (const [table, count] of meta.rows) {
       for (let offset = 0; offset < count; offset += HANDOFF_PAGE) {
-        const page = await peer.request<Extract<Body, { type: 'copyRows' }>>({ type: 'handoffRequest', table, offset, limit: HANDOFF_PAGE }, 60_000);
+        const page = await peer.request({ type: 'handoffRequest', table, offset, limit: HANDOFF_PAGE }, 60_000, 'copyRows');
         this.copyRows(page.body);
         rows += page.body.keys.length;
       }
@@ -483,12 +485,12 @@ export class PsServer {
         const idx: number[] = [];
         for (let i = 0; i < rows.keys.length; i++) if (headIsTo(t.spec.id, w[2 * i]!, w[2 * i + 1]!) && heldBefore(t.spec.id, w[2 * i]!, w[2 * i + 1]!)) idx.push(i);
         this.handoffRows.set(`${to}:${t.spec.id}`, { rows, idx });
-        const moving = (k: number) => headIsTo(t.spec.id, k % 4294967296, Math.floor(k / 4294967296));
+        const moving = (k: number) => headIsTo(t.spec.id, keyLo(k), keyHi(k));
         for (const a of this.dedup.appliedRows(t.spec.id, moving)) meta.applied.push({ table: t.spec.id, sender: a.sender, seq: a.seq, keys: Array.from(a.keys, Number) });
         meta.rows.push([t.spec.id, idx.length]);
         // Unapplied BSP sums: only the previous head's count (replicas hold the same sums).
         const wasHead = (k: number) => {
-          const lo = k % 4294967296, hi = Math.floor(k / 4294967296);
+          const lo = keyLo(k), hi = keyHi(k);
           return headIsTo(t.spec.id, lo, hi) && (this.prevView.servers.length === 0 || this.prevView.chainOf(t.spec.id, lo, hi)[0]?.nodeId === this.nodeId);
         };
         for (const [clock, acc] of t.pending) {
@@ -583,10 +585,8 @@ function pendingSums(t: TableState, clock: number): BspAccumulator {
 }
 
 function checkKeys(keys: BigUint64Array): void {
-  const w = keyWords(keys);
-  for (let i = 0; i < keys.length; i++) {
-    if (w[2 * i + 1]! >= 0x10000) throw new RpcError(ErrorCode.Malformed, `key ${keys[i]} at position ${i} is not below 2^48`);
-  }
+  const bad = keyRangeProblem(keys);
+  if (bad) throw new RpcError(ErrorCode.Malformed, bad);
 }
 
 function sameSpec(a: TableSpecMsg, b: TableSpecMsg): boolean {

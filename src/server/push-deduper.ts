@@ -12,6 +12,7 @@
 // the answer before pushing much more). An older number whose rows were let go counts as applied
 // in full, the conservative answer.
 import type { AppliedPushMsg } from '../wire/codec.ts';
+import { keyAt, keyNumber, keysFromNumbers, keyWords } from '../keys/keys.ts';
 
 const WINDOW = 1 << 16;
 const KEY_BUDGET = 1 << 18;
@@ -48,10 +49,10 @@ export class PushDeduper {
     if (!e) return null;
     if (e.parts === null) return new Int32Array(0);
     const applied = new Set<number>();
-    for (const w of e.parts) for (let i = 0; i < w.length; i += 2) applied.add(w[i]! + w[i + 1]! * 4294967296);
-    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+    for (const w of e.parts) for (let i = 0; i < w.length; i += 2) applied.add(keyNumber(w[i]!, w[i + 1]!));
+    const words = keyWords(keys);
     const out: number[] = [];
-    for (let i = 0; i < keys.length; i++) if (!applied.has(words[2 * i]! + words[2 * i + 1]! * 4294967296)) out.push(i);
+    for (let i = 0; i < keys.length; i++) if (!applied.has(keyAt(words, i))) out.push(i);
     return Int32Array.from(out);
   }
 
@@ -71,7 +72,7 @@ export class PushDeduper {
     }
     if (!keys) { this.forgetRows(s, e); e.parts = null; return; }
     if (e.parts === null) return; // already known applied in full
-    const words = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2).slice();
+    const words = keyWords(keys).slice();
     e.parts.push(words);
     s.words += words.length;
     // Over budget: the oldest numbers' rows go; those numbers then count as applied in full.
@@ -95,14 +96,14 @@ export class PushDeduper {
     for (const [sender, s] of this.senders) {
       for (const [seq, e] of s.entries) {
         if (e.table !== table || e.parts === null) continue;
-        const keys: bigint[] = [];
+        const keys: number[] = [];
         for (const w of e.parts) {
           for (let i = 0; i < w.length; i += 2) {
-            const k = w[i]! + w[i + 1]! * 4294967296;
-            if (keep(k)) keys.push(BigInt(k));
+            const k = keyNumber(w[i]!, w[i + 1]!);
+            if (keep(k)) keys.push(k);
           }
         }
-        if (keys.length) out.push({ sender, seq, keys: BigUint64Array.from(keys) });
+        if (keys.length) out.push({ sender, seq, keys: keysFromNumbers(keys) });
       }
     }
     return out;

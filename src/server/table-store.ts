@@ -7,6 +7,9 @@
 import { KeyIndex } from '../keys/key-index.ts';
 import { checkInitSpec, makeRowInitializer, type InitKind, type RowInitializer } from './initializers.ts';
 import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
+import { KEY_LIMIT_HI, keyWords } from '../keys/keys.ts';
+
+export { checkPush } from './push-check.ts';
 
 /**
  * Rows handled per touch block. Random rows of a large table miss every cache level; a loop that
@@ -57,7 +60,6 @@ export interface ImportRows {
 }
 
 export const MAX_DIM = 1 << 16;
-const KEY_LIMIT_HI = 1 << 16; // key < 2^48  <=>  hi word < 2^16
 const MIN_ROWS = 64;
 /** Below this many rows the slabs double; above it they grow by 1/8 to bound the slack. */
 const DOUBLING_ROWS = 1 << 16;
@@ -77,40 +79,6 @@ export function checkTableConfig(cfg: TableConfig): string | null {
     resolveHyper(getOptimizer(cfg.optimizer), cfg.hyper);
   } catch (e) {
     return `${where}: ${(e as Error).message}`;
-  }
-  return null;
-}
-
-/** Little-endian (lo, hi) words of a BigUint64Array, without copying. */
-export function keyWords(keys: BigUint64Array): Uint32Array {
-  return new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
-}
-
-/**
- * Why a push must be refused, or null: values.length === keys.length * dim, every value finite,
- * every key < 2^48, no key twice. The server calls this before touching the table, so a bad push
- * changes nothing.
- */
-export function checkPush(dim: number, keys: BigUint64Array, values: Float32Array): string | null {
-  const n = keys.length;
-  if (values.length !== n * dim) return `values length ${values.length} does not match ${n} keys x dim ${dim} = ${n * dim}`;
-  const w = keyWords(keys);
-  for (let i = 0; i < n; i++) {
-    if (w[2 * i + 1]! >= KEY_LIMIT_HI) return `key ${keys[i]} at position ${i} is not below 2^48 (row ids are 48-bit)`;
-  }
-  if (n > 1) {
-    const seen = new KeyIndex(n);
-    for (let i = 0; i < n; i++) {
-      const first = seen.lookupOrInsert(w[2 * i]!, w[2 * i + 1]!, i);
-      if (first >= 0) return `duplicate key ${keys[i]} at positions ${first} and ${i} (a push carries one summed gradient per row)`;
-    }
-  }
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    if (v - v !== 0) {
-      const row = Math.floor(i / dim);
-      return `gradient value ${v} for key ${keys[row]} (position ${row}, column ${i - row * dim}) is not finite`;
-    }
   }
   return null;
 }

@@ -3,10 +3,10 @@
 // builds one from flags (and a sample's defaults), validates it, and hands the same JSON to every
 // worker process, so all workers train exactly the same model.
 import { DLRM_PRESETS, validateDlrmConfig, type DlrmConfig } from '../model/dlrm.ts';
-import type { ConsistencyName, OptimizerName } from '../model/model-spec.ts';
+import { DENSE_OPTIMIZERS, BUILTIN_OPTIMIZERS, isOneOf, type ConsistencyModel, type DenseOptimizerName, type OptimizerName } from '../wire/vocabulary.ts';
+export { parseConsistency, consistencyName, type DenseOptimizerName } from '../wire/vocabulary.ts';
 
 export type Mode = 'hybrid' | 'pure-ps';
-export type DenseOptimizerName = 'sgd' | 'adagrad' | 'adam';
 
 export interface TrainConfig {
   preset: string;
@@ -15,7 +15,7 @@ export interface TrainConfig {
   workers: number;
   replicas: number;
   mode: Mode;
-  consistency: { kind: ConsistencyName; staleness: number };
+  consistency: ConsistencyModel;
   /** Samples per worker per step (the global batch is batch x workers). */
   batch: number;
   /** Steps to run; 0 = as many as `epochs` passes over the training data give. */
@@ -50,19 +50,6 @@ export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, seed: 1, f16: false, onBadLine: 'skip',
 };
 
-/** `bsp`, `asp`, `ssp:3` (or `ssp` for a bound of 1). */
-export function parseConsistency(s: string): TrainConfig['consistency'] {
-  const m = /^(bsp|asp|ssp)(?::(\d+))?$/.exec(s.trim().toLowerCase());
-  if (!m) throw new Error(`--consistency ${s}: expected bsp, asp or ssp:N`);
-  const kind = m[1] as ConsistencyName;
-  if (kind !== 'ssp' && m[2] !== undefined) throw new Error(`--consistency ${s}: only ssp takes a staleness bound`);
-  return { kind, staleness: kind === 'ssp' ? Number(m[2] ?? 1) : 0 };
-}
-
-export function consistencyName(c: TrainConfig['consistency']): string {
-  return c.kind === 'ssp' ? `ssp:${c.staleness}` : c.kind;
-}
-
 /**
  * Per-part settings: `0.05` for both parts, or `emb=0.1,dense=0.01` (either part may be left
  * out, keeping its default).
@@ -77,9 +64,6 @@ export function parsePerPart<T>(s: string, parse: (v: string) => T, defaults: { 
   }
   return out;
 }
-
-const EMB_OPTIMIZERS: readonly string[] = ['sgd', 'adagrad', 'adam', 'ftrl'];
-const DENSE_OPTIMIZERS: readonly string[] = ['sgd', 'adagrad', 'adam'];
 
 export function resolveModel(preset: string, overrides: Partial<DlrmConfig> = {}): DlrmConfig {
   const base = (DLRM_PRESETS as Record<string, DlrmConfig>)[preset];
@@ -100,8 +84,8 @@ export function validateConfig(c: TrainConfig): void {
   posInt(c.checkpointEvery, '--checkpoint-every', 0);
   if (c.mode !== 'hybrid' && c.mode !== 'pure-ps') bad.push(`--mode ${c.mode}: hybrid or pure-ps`);
   for (const [k, v] of Object.entries(c.lr)) if (!(v > 0) || !Number.isFinite(v)) bad.push(`--lr ${k}=${v}: must be a positive number`);
-  if (!EMB_OPTIMIZERS.includes(c.optimizer.emb)) bad.push(`--optimizer emb=${c.optimizer.emb}: one of ${EMB_OPTIMIZERS.join(', ')}`);
-  if (!DENSE_OPTIMIZERS.includes(c.optimizer.dense)) bad.push(`--optimizer dense=${c.optimizer.dense}: one of ${DENSE_OPTIMIZERS.join(', ')}`);
+  if (!isOneOf(BUILTIN_OPTIMIZERS, c.optimizer.emb)) bad.push(`--optimizer emb=${c.optimizer.emb}: one of ${BUILTIN_OPTIMIZERS.join(', ')}`);
+  if (!isOneOf(DENSE_OPTIMIZERS, c.optimizer.dense)) bad.push(`--optimizer dense=${c.optimizer.dense}: one of ${DENSE_OPTIMIZERS.join(', ')}`);
   if (c.model.numDense !== 13) bad.push(`the Criteo layout has 13 dense features; the model takes ${c.model.numDense}`);
   if (c.model.numTables > 26) bad.push(`the Criteo layout has 26 categorical features; the model has ${c.model.numTables} tables`);
   if (c.checkpointEvery > 0 && !c.checkpointDir) bad.push('--checkpoint-every needs --checkpoint-dir');

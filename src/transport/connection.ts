@@ -5,21 +5,13 @@
 // a peer that sends requests and never reads the replies is held back by TCP, not by our memory.
 import type WebSocket from 'ws';
 import * as flatbuffers from 'flatbuffers';
-import { decode, encode, ErrorCode, WireError, type Body, type Envelope } from '../wire/codec.ts';
+import { decode, encode, ErrorCode, WireError, type Body, type BodyOf, type BodyType, type Envelope } from '../wire/codec.ts';
+import { replyTypesOf, UnexpectedReplyError, type ReplyType, type RequestBody } from '../wire/replies.ts';
+import { ConnectionClosedError, RemoteError, RequestTimeoutError, RpcError, errorCodeOf } from './errors.ts';
 import { DEFAULT_LIMITS } from './limits.ts';
 
-export class RemoteError extends Error {
-  constructor(readonly code: ErrorCode, message: string, readonly peer: string) {
-    super(`${peer}: ${ErrorCode[code] ?? code}: ${message}`);
-  }
-}
-
-/** Thrown by a request handler to answer with a typed error instead of a generic one. */
-export class RpcError extends Error {
-  constructor(readonly code: ErrorCode, message: string) { super(message); }
-}
-
-export class ConnectionClosedError extends Error {}
+// The error classes live in errors.ts; importing them from here works too.
+export { RemoteError, RpcError, ConnectionClosedError, RequestTimeoutError, errorCodeOf } from './errors.ts';
 
 /** Frames up to this size are copied out of their builder before they are queued (see sendRaw). */
 const SMALL_FRAME_BYTES = 4096;
@@ -28,19 +20,6 @@ const SMALL_FRAME_BYTES = 4096;
  * buffers): counted against the high-water mark, so many tiny queued replies are bounded too.
  */
 const QUEUED_FRAME_OVERHEAD = 512;
-export class RequestTimeoutError extends Error {}
-
-/**
- * The code a handler's failure goes back with. A handler that called a third node and lost it
- * (a replica died mid-forward) answers Aborted or Timeout, so the original caller knows the
- * request is worth retrying once the view has changed, instead of an opaque Unknown.
- */
-export function errorCodeOf(e: unknown): ErrorCode {
-  if (e instanceof RpcError || e instanceof WireError || e instanceof RemoteError) return e.code;
-  if (e instanceof ConnectionClosedError) return ErrorCode.Aborted;
-  if (e instanceof RequestTimeoutError) return ErrorCode.Timeout;
-  return ErrorCode.Unknown;
-}
 
 export type RequestHandler = (env: Envelope, conn: Connection) => Body | void | Promise<Body | void>;
 
@@ -65,13 +44,19 @@ export interface ConnectionStats {
   inFlight: number; readPauses: number;
 }
 
-interface Pending { resolve: (e: Envelope) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+interface Pending {
+  resolve: (e: Envelope) => void; reject: (e: Error) => void; timer: NodeJS.Timeout;
+  /** The request's body type and the reply types it may get (see wire/replies.ts). */
+  request: BodyType; expect: readonly BodyType[];
+}
 
 export class Connection {
   /** The authenticated peer's node id and role (set by the handshake). */
   peerId = '?';
   peerRole = -1;
   peerAddress = '';
+  /** The allreduce ring epoch the peer's hello named (its link to its ring neighbour), if any. */
+  peerRingEpoch: number | undefined;
   readonly stats: ConnectionStats = { sentBytes: 0, receivedBytes: 0, sentFrames: 0, receivedFrames: 0, pending: 0, inFlight: 0, readPauses: 0 };
   readonly closed: Promise<{ code: number; reason: string }>;
   private nextId = 1;
@@ -158,6 +143,7 @@ export class Connection {
       this.stats.pending = this.pending.size;
       clearTimeout(p.timer);
       if (env.body.type === 'error') p.reject(new RemoteError(env.body.code, env.body.message, this.peerId));
+      else if (!p.expect.includes(env.body.type)) p.reject(new UnexpectedReplyError(p.request, p.expect, env.body.type, this.peerId));
       else p.resolve(env);
       return;
     }
@@ -274,7 +260,14 @@ export class Connection {
     return this.send({ requestId: 0, reply: false, sender: this.opts.nodeId, epoch: this.epoch(), body });
   }
 
-  async request<T extends Body = Body>(body: Body, timeoutMs = this.opts.requestTimeoutMs ?? 30_000): Promise<Envelope<T>> {
+  /**
+   * Sends a request and resolves with its reply, whose type the request's type determines
+   * (REPLY_OF); `expect` narrows it where a request has several (a handoff page). A reply of
+   * another kind rejects with UnexpectedReplyError, an error reply with RemoteError.
+   */
+  async request<B extends RequestBody, R extends ReplyType<B['type']> = ReplyType<B['type']>>(
+    body: B, timeoutMs = this.opts.requestTimeoutMs ?? 30_000, expect?: R,
+  ): Promise<Envelope<BodyOf<R>>> {
     if (this.isClosed) throw new ConnectionClosedError(`connection to ${this.peerId} is closed (${this.closeInfo.code} ${this.closeInfo.reason})`);
     const requestId = this.nextId++;
     const reply = new Promise<Envelope>((resolve, reject) => {
@@ -283,7 +276,7 @@ export class Connection {
         this.stats.pending = this.pending.size;
         reject(new RequestTimeoutError(`${body.type} to ${this.peerId} timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(requestId, { resolve, reject, timer });
+      this.pending.set(requestId, { resolve, reject, timer, request: body.type, expect: replyTypesOf(body.type).filter((t) => expect === undefined || t === expect) });
       this.stats.pending = this.pending.size;
     });
     try {
@@ -293,7 +286,7 @@ export class Connection {
       if (p) { clearTimeout(p.timer); this.pending.delete(requestId); }
       throw e;
     }
-    return reply as Promise<Envelope<T>>;
+    return reply as Promise<Envelope<BodyOf<R>>>;
   }
 
   close(code = 1000, reason = ''): Promise<unknown> {

@@ -9,6 +9,7 @@ import { WebSocketServer, WebSocket } from 'ws';
 import { Connection, type RequestHandler } from './connection.ts';
 import { computeMac, newNonce, verifyMac } from './auth.ts';
 import { DEFAULT_MAX_FRAME_BYTES, resolveLimits, setMaxPayload, type LinkLimits } from './limits.ts';
+import { ConnectError } from './errors.ts';
 import { decodeHandshake, encode, ErrorCode, Role, type Body, type Envelope } from '../wire/codec.ts';
 
 export { DEFAULT_MAX_FRAME_BYTES };
@@ -156,6 +157,7 @@ export class Listener {
       conn.peerId = b.nodeId;
       conn.peerRole = b.role;
       conn.peerAddress = b.address;
+      conn.peerRingEpoch = b.ringEpoch;
       this.connections.add(conn);
       void conn.closed.then(() => this.connections.delete(conn));
       let welcome: Body;
@@ -186,6 +188,8 @@ export interface DialOptions extends EndpointOptions {
   role: Role;
   /** Where this node listens, announced to the peer (servers, workers). */
   address?: string;
+  /** Sent in the hello by a worker dialling its allreduce neighbour: the ring this link serves. */
+  ringEpoch?: number;
   onRequest?: RequestHandler;
   connectTimeoutMs?: number;
 }
@@ -211,19 +215,18 @@ export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection
       ws.terminate();
       reject(err);
     };
-    const timer = setTimeout(() => fail(new Error(`connecting to ${url} timed out`)), opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
-    ws.on('error', (e) => fail(new Error(`cannot connect to ${url}: ${e.message}${/ 503$/.test(e.message) ? ' (too many connections are waiting to authenticate there; retry later)' : ''}`)));
-    ws.on('close', (code, reason) => fail(new Error(`${url} closed the connection during the handshake (${code} ${reason})`)));
+    const timer = setTimeout(() => fail(new ConnectError(url, `connecting to ${url} timed out`)), opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
+    ws.on('error', (e) => fail(new ConnectError(url, `cannot connect to ${url}: ${e.message}${/ 503$/.test(e.message) ? ' (too many connections are waiting to authenticate there; retry later)' : ''}`)));
+    ws.on('close', (code, reason) => fail(new ConnectError(url, `${url} closed the connection during the handshake (${code} ${reason})`)));
     ws.once('message', (data) => {
       let challenge: Envelope<Extract<Body, { type: 'challenge' }>>;
-      try { challenge = decodeHandshake(data as Buffer, 'challenge'); } catch (e) { return fail(new Error(`bad challenge from ${url}: ${(e as Error).message}`)); }
+      try { challenge = decodeHandshake(data as Buffer, 'challenge'); } catch (e) { return fail(new ConnectError(url, `bad challenge from ${url}: ${(e as Error).message}`)); }
       setMaxPayload(ws, limits.maxFrameBytes);
       const conn = new Connection(ws, { nodeId: opts.nodeId, epoch: opts.epoch, requestTimeoutMs: opts.requestTimeoutMs, onRequest: opts.onRequest, ...connectionLimits(limits) });
       conn.peerId = challenge.sender;
       const mac = computeMac(opts.secret, challenge.body.nonce, opts.role, opts.nodeId);
-      conn.request({ type: 'hello', role: opts.role, nodeId: opts.nodeId, address: opts.address ?? '', mac }, opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS)
-        .then((reply) => {
-          if (reply.body.type !== 'welcome') return fail(new Error(`expected welcome, got ${reply.body.type}`));
+      conn.request({ type: 'hello', role: opts.role, nodeId: opts.nodeId, address: opts.address ?? '', mac, ringEpoch: opts.ringEpoch }, opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS)
+        .then((reply) => { // a welcome: any other answer rejects (UnexpectedReplyError)
           settled = true;
           clearTimeout(timer);
           resolve({ conn, welcome: reply.body });

@@ -1,4 +1,5 @@
 // Small typed-array helpers for routing keys, written as plain loops: the generic
+import { keyWords } from '../keys/keys.ts';
 // TypedArray.from({ length }, fn) and .map(fn) call a function per element and cost a tenth of
 // a millisecond per 4096 keys, on every request.
 
@@ -12,7 +13,7 @@ export function iota(n: number): Int32Array {
 /** keys[idx[0]], keys[idx[1]], ... copied as u32 word pairs (reading a BigUint64Array element makes a BigInt). */
 export function gatherKeys(keys: BigUint64Array, idx: Int32Array): BigUint64Array {
   const out = new BigUint64Array(idx.length);
-  const from = new Uint32Array(keys.buffer, keys.byteOffset, keys.length * 2);
+  const from = keyWords(keys);
   const to = new Uint32Array(out.buffer);
   for (let i = 0; i < idx.length; i++) {
     const k = idx[i]!;

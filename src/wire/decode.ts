@@ -27,7 +27,7 @@ const TableSpecSpec: TableSpec = [s2, str, s4, str, s8, s8, str, { k: 'tables', 
 const PushSpec: TableSpec = [s2, v8, v4, v2, s4, s8, s8];
 const BodySpecs: (TableSpec | undefined)[] = [];
 BodySpecs[W.Body.Challenge] = [v1];
-BodySpecs[W.Body.Hello] = [s1, str, str, v1];
+BodySpecs[W.Body.Hello] = [s1, str, str, v1, s8];
 BodySpecs[W.Body.Welcome] = [str, { k: 'table', spec: ViewSpec }, s4];
 BodySpecs[W.Body.ClusterView] = ViewSpec;
 BodySpecs[W.Body.Heartbeat] = [str, s8];
@@ -133,7 +133,10 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     case W.Body.Challenge: return { type: 'challenge', nonce: vec(bb, get(W.Challenge), 0, Uint8Array) };
     case W.Body.Hello: {
       const h = get(W.Hello);
-      return { type: 'hello', role: h.role(), nodeId: h.nodeId() ?? '', address: h.address() ?? '', mac: vec(bb, h, 3, Uint8Array) };
+      const ring = h.ringEpoch();
+      const hello: BodyOf<'hello'> = { type: 'hello', role: h.role(), nodeId: h.nodeId() ?? '', address: h.address() ?? '', mac: vec(bb, h, 3, Uint8Array) };
+      if (ring !== null) hello.ringEpoch = num(ring);
+      return hello;
     }
     case W.Body.Welcome: {
       const w = get(W.Welcome);

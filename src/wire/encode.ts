@@ -100,7 +100,7 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       const id = b.createString(body.nodeId);
       const addr = b.createString(body.address);
       const mac = bulkVector(b, body.mac, 1);
-      return [W.Body.Hello, W.Hello.createHello(b, body.role, id, addr, mac)];
+      return [W.Body.Hello, W.Hello.createHello(b, body.role, id, addr, mac, body.ringEpoch === undefined ? null : big(body.ringEpoch))];
     }
     case 'welcome': {
       const id = b.createString(body.nodeId);

@@ -31,7 +31,8 @@ export interface ValuesWriter { length: number; write(dst: Float32Array): void }
 
 export type Body =
   | { type: 'challenge'; nonce: Uint8Array }
-  | { type: 'hello'; role: Role; nodeId: string; address: string; mac: Uint8Array }
+  /** `ringEpoch`: set on a worker's link to its allreduce neighbour, the ring it serves. */
+  | { type: 'hello'; role: Role; nodeId: string; address: string; mac: Uint8Array; ringEpoch?: number }
   | { type: 'welcome'; nodeId: string; view: ClusterViewMsg | null; heartbeatMs?: number }
   | { type: 'clusterView'; view: ClusterViewMsg }
   | { type: 'heartbeat'; nodeId: string; clock: number }

@@ -9,9 +9,10 @@
 // (sum over local samples) / globalBatch, so under BSP the servers' sum over workers is exactly
 // the gradient of the global batch mean and the update equals single-process minibatch SGD.
 import type { PSClient } from '../client/ps-client.ts';
-import { Consistency, type TableSpecMsg } from '../wire/codec.ts';
+import type { TableSpecMsg } from '../wire/codec.ts';
 import type { ModelRunner, DenseOptimizer } from '../model/model-runner.ts';
-import type { ModelSpec, TableDecl, ConsistencyName } from '../model/model-spec.ts';
+import type { ModelSpec, TableDecl, ConsistencyName, OptimizerName } from '../model/model-spec.ts';
+import { consistencyCode } from '../wire/vocabulary.ts';
 import { prepareTable, type TableBatch } from '../model/batch-prep.ts';
 
 export interface WorkerBatch {
@@ -58,13 +59,11 @@ export interface WorkerStepResult {
   ms: StepPhases;
 }
 
-const CONSISTENCY: Record<ConsistencyName, Consistency> = { bsp: Consistency.BSP, ssp: Consistency.SSP, asp: Consistency.ASP };
-
 /** The PS table spec of a model table. */
 export function psTableSpec(t: TableDecl, id: number, seed: bigint): TableSpecMsg {
   return {
     id, name: t.name, dim: t.dim, init: t.init, initScale: t.initScale, seed, optimizer: t.optimizer,
-    hyper: t.hyper, consistency: CONSISTENCY[t.consistency], staleness: t.staleness ?? 0,
+    hyper: t.hyper, consistency: consistencyCode(t.consistency), staleness: t.staleness ?? 0,
   };
 }
 
@@ -78,10 +77,10 @@ export function psTableSpecs(spec: ModelSpec, firstId = 1, seed = 7n): { specs: 
  * The range table holding the dense vector in pure-PS mode (rows of `block` floats). The caller
  * pushes the initial values once (e.g. `initDensePs`) since range rows start from the initializer.
  */
-export function psDenseTableSpec(id: number, block: number, opt: { optimizer: 'sgd' | 'adagrad' | 'adam' | 'ftrl'; hyper: Record<string, number>; consistency?: ConsistencyName }): TableSpecMsg {
+export function psDenseTableSpec(id: number, block: number, opt: { optimizer: OptimizerName; hyper: Record<string, number>; consistency?: ConsistencyName }): TableSpecMsg {
   return {
     id, name: 'dense_params', dim: block, init: 'zeros', initScale: 0, seed: 0n, optimizer: opt.optimizer, hyper: opt.hyper,
-    consistency: CONSISTENCY[opt.consistency ?? 'bsp'], staleness: 0,
+    consistency: consistencyCode(opt.consistency ?? 'bsp'), staleness: 0,
   };
 }
 
