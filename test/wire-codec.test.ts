@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { encode, decode, WireError, Role, Consistency, ErrorCode, type Body } from '../src/wire/codec.ts';
 import { f32ToF16, f16ToF32, F16_RELATIVE_ERROR } from '../src/wire/f16.ts';
 import { randomFloats } from './helpers/random.ts';
+import { encodeMisaligned, frameAt, vectorOffset } from './helpers/hostile-frames.ts';
 
 const keys = BigUint64Array.from([0n, 1n, 2n ** 48n - 1n, 123456789n]);
 const vals = randomFloats(keys.length * 3, 5);
@@ -83,6 +84,24 @@ test('payload vectors are zero-copy views of an aligned frame', () => {
   odd.set(bytes, 1);
   const env2 = decode(odd.subarray(1));
   assert.equal(Array.from((env2.body as typeof push).values), Array.from(vals));
+});
+
+test('every body decodes to what was encoded, at every frame offset and vector alignment (0-7 mod 8)', () => {
+  for (const body of bodies) {
+    const env = { requestId: 42, reply: false, sender: 'me', epoch: 7, body };
+    for (let k = 0; k < 8; k++) {
+      const frame = encodeMisaligned(env, k);
+      for (let at = 0; at < 8; at++) {
+        // Around the frame lie 0xff bytes: a vector read from anywhere but its own bytes differs.
+        const back = decode(frameAt(frame, at));
+        assert.equal(normal(back.body), normal(body), `${body.type}, vectors shifted by ${k}, frame at offset ${at}`);
+      }
+    }
+  }
+  // The shifted builder really puts vectors at every residue: pull keys at 0..7 mod 8 of the frame.
+  const pull = bodies.find((b) => b.type === 'pull')!;
+  const residues = new Set(Array.from({ length: 8 }, (_, k) => vectorOffset(encodeMisaligned({ requestId: 1, reply: false, sender: 'me', epoch: 1, body: pull }, k), 1) % 8));
+  assert.is(residues.size, 8, `pull keys at residues ${[...residues]}`);
 });
 
 test('fp16 values stay within the documented relative error', () => {

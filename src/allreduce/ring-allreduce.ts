@@ -260,7 +260,7 @@ export class RingAllreduce {
     if (this.earlyBytes > this.maxEarlyBytes && !this.paused.has(conn)) {
       log.warn('early-chunks-over-cap', { bytes: this.earlyBytes, cap: this.maxEarlyBytes, pausing: conn.peerId });
       this.paused.add(conn);
-      conn.ws.pause();
+      conn.holdReading();
     }
   }
 
@@ -286,7 +286,7 @@ export class RingAllreduce {
 
   private resumeIfBelowCap(): void {
     if (this.paused.size === 0 || this.earlyBytes > this.maxEarlyBytes / 2) return;
-    for (const conn of this.paused) if (conn.isOpen) conn.ws.resume();
+    for (const conn of this.paused) if (conn.isOpen) conn.releaseReading();
     this.paused.clear();
   }
 

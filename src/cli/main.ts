@@ -16,16 +16,25 @@ const secretOptions = (c: Command) => c
   .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
   .option('--metrics-port <port>', 'serve Prometheus /metrics and JSON /status on this port (0: any)', int);
 
-secretOptions(program.command('scheduler').description('run the scheduler (membership, cluster view, clocks, barriers)'))
+// Bounds on what one peer's link may cost (docs/wire.md, "Bounds").
+const linkOptions = (c: Command) => c
+  .option('--max-frame-mb <mb>', 'refuse frames larger than this (default: server 64, scheduler 1)', int)
+  .option('--pre-auth-max-bytes <n>', 'largest frame before the hello is verified (default 4096)', int)
+  .option('--max-unauthenticated <n>', 'connections waiting to authenticate; more are refused (default 64)', int)
+  .option('--hello-timeout-ms <ms>', 'close a connection not authenticated this long after it opened (default 5000)', int)
+  .option('--max-in-flight <n>', 'frames a connection has in hand before its socket is not read (default 256)', int)
+  .option('--max-in-flight-mb <mb>', 'bytes of frames a connection has in hand (default 64)', int)
+  .option('--send-high-water-mb <mb>', 'replies wait while a socket has this much queued (default 32)', int);
+
+secretOptions(linkOptions(program.command('scheduler')).description('run the scheduler (membership, cluster view, clocks, barriers)'))
   .option('--replicas <n>', 'replication factor R for every key range', int)
   .option('--vnodes <n>', 'virtual nodes per server on the hash ring', int)
   .option('--heartbeat-misses <n>', 'missed heartbeats before a member is declared dead', int)
   .action((o) => runScheduler(o));
 
-secretOptions(program.command('server').description('run a parameter server'))
+secretOptions(linkOptions(program.command('server')).description('run a parameter server'))
   .option('--scheduler <url>', 'scheduler address ws://HOST:PORT (or HYBRIDPS_SCHEDULER / TF_CONFIG)')
   .option('--node-id <id>', 'stable name of this server')
-  .option('--max-frame-mb <mb>', 'refuse frames larger than this', int)
   .option('--optimizer-module <path...>', 'ESM module(s) exporting custom update functions')
   .option('--checkpoint-root <dir>', 'checkpoints may only be written/read inside this directory (default: cwd)')
   .action((o) => runServer(o));

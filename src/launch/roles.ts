@@ -3,14 +3,14 @@
 // launcher hears from a role only through src/launch/child-protocol.ts.
 import { Scheduler } from '../scheduler/scheduler.ts';
 import { PsServer } from '../server/ps-server.ts';
-import { loadSecret } from '../transport/index.ts';
+import { limitsFromFlags, loadSecret, type LinkLimitFlags } from '../transport/index.ts';
 import { clusterEnvFromProcess } from './cluster-env.ts';
 import { serveMetrics } from '../util/metrics-http.ts';
 import { createLogger } from '../util/log.ts';
 import { hasLauncher, tellLauncher, flushToLauncher, onLauncherMessage, onLauncherGone, type ReadyInfo } from './child-protocol.ts';
 import type { WorkerEvent } from '../train/worker.ts';
 
-export interface CommonRoleFlags { secret?: string; secretFile?: string; host?: string; port?: number; maxFrameMb?: number; heartbeatMs?: number; metricsPort?: number }
+export interface CommonRoleFlags extends LinkLimitFlags { secret?: string; secretFile?: string; host?: string; port?: number; heartbeatMs?: number; metricsPort?: number }
 
 /** Announces readiness to a launching parent (a no-op when no launcher started this process). */
 export function announceReady(ready: ReadyInfo): void {
@@ -36,7 +36,7 @@ export async function runScheduler(flags: CommonRoleFlags & { replicas?: number;
   const env = clusterEnvFromProcess();
   const s = await Scheduler.start({
     secret: loadSecret(flags), host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
-    replicas: flags.replicas, vnodes: flags.vnodes, heartbeatIntervalMs: flags.heartbeatMs, heartbeatMisses: flags.heartbeatMisses,
+    replicas: flags.replicas, vnodes: flags.vnodes, heartbeatIntervalMs: flags.heartbeatMs, heartbeatMisses: flags.heartbeatMisses, limits: limitsFromFlags(flags),
   });
   const metrics = flags.metricsPort !== undefined
     ? await serveMetrics('scheduler', { counters: () => ({ ...s.stats, epoch: s.view().epoch, members: s.view().members.length }), status: () => s.status() }, flags.metricsPort)
@@ -53,7 +53,7 @@ export async function runServer(flags: CommonRoleFlags & { scheduler?: string; n
     secret: loadSecret(flags), schedulerUrl, host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
     nodeId: flags.nodeId ?? (env.role === 'server' && env.index !== undefined ? `server-${env.index}` : undefined),
     maxFrameBytes: flags.maxFrameMb ? flags.maxFrameMb << 20 : undefined, heartbeatIntervalMs: flags.heartbeatMs,
-    optimizerModules: flags.optimizerModule, checkpointRoot: flags.checkpointRoot,
+    optimizerModules: flags.optimizerModule, checkpointRoot: flags.checkpointRoot, limits: limitsFromFlags(flags),
   });
   const metrics = flags.metricsPort !== undefined
     ? await serveMetrics('server', { counters: () => s.counters(), status: () => s.status() }, flags.metricsPort)

@@ -1,7 +1,7 @@
 // The scheduler: accepts registrations, gives each member a stable rank within its role, watches
 // heartbeats, and publishes a new cluster view (epoch + members + ring parameters) to everyone on
 // every change. It also keeps the workers' clock table and runs named barriers over live workers.
-import { Listener, type Connection } from '../transport/index.ts';
+import { Listener, type Connection, type LinkLimits } from '../transport/index.ts';
 import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type MemberMsg } from '../wire/codec.ts';
 import { RpcError } from '../transport/connection.ts';
 import { createLogger } from '../util/log.ts';
@@ -17,6 +17,8 @@ export interface SchedulerOptions {
   /** Missed heartbeats before a member is declared dead. */
   heartbeatMisses?: number;
   maxFrameBytes?: number;
+  /** Bounds on what a peer's link may cost (docs/wire.md, "Bounds"); maxFrameBytes defaults to 1 MiB here. */
+  limits?: LinkLimits;
   /** Barrier names remembered after release (their generation counters); older ones are forgotten. */
   maxBarrierNames?: number;
   /** Barriers one worker may wait in at once; a further one is refused. */
@@ -56,7 +58,7 @@ export class Scheduler {
   static async start(opts: SchedulerOptions): Promise<Scheduler> {
     const s = new Scheduler(opts);
     s.listener = await Listener.listen({
-      nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port, maxFrameBytes: opts.maxFrameBytes ?? 1 << 20,
+      ...opts.limits, nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port, maxFrameBytes: opts.maxFrameBytes ?? opts.limits?.maxFrameBytes ?? 1 << 20,
       epoch: () => s.epoch,
       onHello: (hello, conn, env) => s.register(hello, conn, env.epoch),
       onRequest: (env, conn) => s.onRequest(env, conn),

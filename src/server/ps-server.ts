@@ -2,7 +2,7 @@
 // it, answers pulls, applies pushes through the table's update function under the table's
 // consistency model, and writes/reads checkpoints. Everything a peer sends is validated before
 // any table is touched; a bad request gets an error naming the cause and changes nothing.
-import { Listener, Peer, RpcError, type Connection } from '../transport/index.ts';
+import { Listener, Peer, RpcError, type Connection, type LinkLimits } from '../transport/index.ts';
 import type { MemberMsg } from '../wire/codec.ts';
 import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type PushBody, type TableSpecMsg } from '../wire/codec.ts';
 import { ClusterView } from '../cluster/cluster-view.ts';
@@ -24,6 +24,8 @@ export interface PsServerOptions {
   port?: number;
   nodeId?: string;
   maxFrameBytes?: number;
+  /** Bounds on what a peer's link may cost (docs/wire.md, "Bounds"). */
+  limits?: LinkLimits;
   heartbeatIntervalMs?: number;
   /** User modules with custom update functions, loaded before any table is declared. */
   optimizerModules?: string[];
@@ -81,8 +83,8 @@ export class PsServer {
     const s = new PsServer(opts);
     for (const m of opts.optimizerModules ?? []) await loadOptimizerModule(m);
     s.listener = await Listener.listen({
-      nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port,
-      maxFrameBytes: opts.maxFrameBytes, epoch: () => s.view.epoch,
+      ...opts.limits, nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port,
+      maxFrameBytes: opts.maxFrameBytes ?? opts.limits?.maxFrameBytes, epoch: () => s.view.epoch,
       onRequest: (env, conn) => s.onRequest(env, conn),
       onRejected: (why) => { s.stats.rejected++; s.log.warn('peer refused', { why }); },
     });
