@@ -7,9 +7,18 @@
 #   nvidia-smi -L, and the adapter Dawn reports (vendor, architecture, device, driver).
 # A software adapter (lavapipe/llvmpipe, SwiftShader) is refused, exit 3, unless SOFTWARE_OK=1,
 # and so is an adapter whose vendor is not EXPECT_VENDOR (default nvidia; empty: any).
-# In: SOFTWARE_OK, EXPECT_VENDOR, OUT (where results go; default $BOX_DIR/out), HYBRIDPS_DEVBOX
-# (the carried folder; default .devbox beside scripts/). Out: NODE, APP, BOX_DIR, OUT, and
-# $OUT/env.json with every check.
+# In: SOFTWARE_OK, EXPECT_VENDOR, OUT (where results go; default a new /tmp/hybridps-out.XXXXXX),
+# HYBRIDPS_DEVBOX (the carried folder; default .devbox beside scripts/). Out: NODE, APP, BOX_DIR,
+# OUT (exported), $OUT/env.json with every check, and from here on all output also in $OUT/run.log.
+
+OUT="${OUT:-$(mktemp -d /tmp/hybridps-out.XXXXXX)}"
+mkdir -p "$OUT"
+export OUT
+exec > >(tee -a "$OUT/run.log") 2>&1
+box_tee=$!
+BOX_DIR=""
+# On exit: remove the unpacked copy (about 120 MiB; KEEP_BOX=1 keeps it), let tee finish run.log.
+trap '[ -n "$BOX_DIR" ] && [ "${KEEP_BOX:-0}" != 1 ] && rm -rf "$BOX_DIR"; exec >&- 2>&-; wait "$box_tee" 2>/dev/null || true' EXIT
 
 box_here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 carried="${HYBRIDPS_DEVBOX:-$box_here/../../.devbox}"
@@ -20,8 +29,6 @@ for f in node.xz app.tar.xz; do
 done
 
 BOX_DIR=$(mktemp -d /tmp/hybridps-box.XXXXXX)
-OUT="${OUT:-$BOX_DIR/out}"
-mkdir -p "$OUT"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}" HYBRIDPS_LOG="${HYBRIDPS_LOG:-warn}"
 say() { echo "[box] $*"; }
 say "unpacking $carried into $BOX_DIR"

@@ -11,12 +11,6 @@ here="$(cd "$(dirname "$0")" && pwd)"
 if [ "${1:-}" = --software-ok ]; then export SOFTWARE_OK=1; shift; fi
 entry=${1:?usage: run.sh [--software-ok] hybridps|kernels|step|probe [ARGS...]}
 shift
-OUT="${OUT:-$(mktemp -d /tmp/hybridps-out.XXXXXX)}"
-mkdir -p "$OUT"
-export OUT
-exec > >(tee -a "$OUT/run.log") 2>&1
-tee_pid=$!
-trap 'exec >&- 2>&-; wait "$tee_pid" 2>/dev/null || true' EXIT
 # shellcheck source=box-env.sh
 source "$here/box-env.sh"
 [ -f "$APP/bundle/$entry.mjs" ] || { echo "no entry $entry (have: $(cd "$APP/bundle" && echo *.mjs))" >&2; exit 2; }

@@ -26,13 +26,6 @@ while [ $# -gt 0 ]; do
   shift
 done
 started=$(date +%s)
-OUT="${OUT:-$(mktemp -d /tmp/hybridps-out.XXXXXX)}"
-mkdir -p "$OUT"
-export OUT
-exec > >(tee -a "$OUT/run.log") 2>&1
-tee_pid=$!
-trap 'exec >&- 2>&-; wait "$tee_pid" 2>/dev/null || true' EXIT
-
 # shellcheck source=box-env.sh
 source "$here/box-env.sh"
 
