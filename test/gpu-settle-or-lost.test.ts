@@ -16,10 +16,10 @@ function heapAfterGc(): number {
   return process.memoryUsage().heapUsed;
 }
 
-/** Heap growth in bytes over `CALLS` settled calls on `gpu`, after a warm-up round. */
+/** Heap growth in bytes over `CALLS` settled calls on `gpu`, after a warm-up. */
 async function growthOver(gpu: Gpu): Promise<number> {
   const round = async () => { for (let i = 0; i < CALLS; i++) await settleOrLost(gpu, Promise.resolve(i)); };
-  await round(); // warm-up: JIT, lazily created state
+  await round(); await round(); // warm-up: JIT, lazily created state
   const before = heapAfterGc();
   await round();
   return heapAfterGc() - before;
@@ -29,8 +29,9 @@ const real = gpuSuite('settleOrLost on a live device');
 
 real(`${CALLS} settled calls leave the heap flat`, async ({ gpu }) => {
   const grew = await growthOver(gpu);
-  // The leak was ~465 B a call (4.6 MB here); allow 200 KB of noise.
-  assert.ok(grew < 200_000, `heap grew ${grew} bytes over ${CALLS} calls (${(grew / CALLS).toFixed(0)} B/call)`);
+  console.log(`heap growth over ${CALLS} calls: ${grew} bytes`);
+  // The leak was ~500 B a call (5 MB here); the heap's own noise under load reached ~230 KB.
+  assert.ok(grew < 1_000_000, `heap grew ${grew} bytes over ${CALLS} calls (${(grew / CALLS).toFixed(0)} B/call)`);
 });
 
 real('passes values and errors through', async ({ gpu }) => {
@@ -69,7 +70,7 @@ loss('pending calls reject when the device is lost, later calls reject at once',
 loss(`${CALLS} settled calls leave the heap flat on a stand-in device too`, async () => {
   const { gpu } = fakeGpu();
   const grew = await growthOver(gpu);
-  assert.ok(grew < 200_000, `heap grew ${grew} bytes`);
+  assert.ok(grew < 1_000_000, `heap grew ${grew} bytes`);
 });
 
 loss.run();
