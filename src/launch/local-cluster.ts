@@ -4,13 +4,10 @@
 // src/launch/child-protocol.ts; their stdout and stderr are log lines.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { generateSecret } from '../transport/index.ts';
+import { cliNodeArgs } from '../util/package-files.ts';
 import { childSpawnOptions, onChildMessage, ProtocolError, type ReadyInfo } from './child-protocol.ts';
 import type { WorkerEvent } from '../train/worker.ts';
-
-/** The program a child runs: the `hybridps` command line, as an orchestrator would run it. */
-const HYBRIDPS = fileURLToPath(new URL('../cli/main.ts', import.meta.url));
 
 export interface ChildInfo extends ReadyInfo { proc: ChildProcess }
 
@@ -59,7 +56,7 @@ export class LocalCluster {
   /** Spawns `hybridps <args>` and resolves when it reports ready. */
   spawnRole(role: string, args: string[], o: SpawnRoleOptions = {}): Promise<ChildInfo> {
     const timeoutMs = o.timeoutMs ?? 30_000;
-    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), '--import', 'tsx', HYBRIDPS, ...args], childSpawnOptions(this.env));
+    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), ...cliNodeArgs(), ...args], childSpawnOptions(this.env));
     const log = this.opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
     createInterface({ input: proc.stderr! }).on('line', (l) => log(l));
     createInterface({ input: proc.stdout! }).on('line', (l) => (o.onStdout ?? log)(l));
