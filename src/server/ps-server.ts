@@ -8,7 +8,7 @@ import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Enve
 import { ClusterView } from '../cluster/cluster-view.ts';
 import { TableStore, checkTableConfig, type TableConfig } from './table-store.ts';
 import { pushProblem } from './push-check.ts';
-import { keyAt, keyHi, keyLo, keyRangeProblem, keysFromNumbers, keyWords } from '../keys/keys.ts';
+import { keyAt, keyHi, keyLo, keyNumber, keyRangeProblem, keysFromNumbers, keysToNumbers, keyWords } from '../keys/keys.ts';
 import { loadOptimizerModule } from './optimizers.ts';
 import { ClockTable } from './clock-table.ts';
 import { BspAccumulator } from './bsp-accumulator.ts';
@@ -351,13 +351,13 @@ export class PsServer {
         // them too, or a failure of this server before the clock completes would lose them.
         const moving = new Set(idx.map((i) => keyAt(words, i)));
         for (const [clock, acc] of t.pending) {
-          const snap = acc.snapshot((k) => moving.has(k));
+          const snap = acc.snapshot((lo, hi) => moving.has(keyNumber(lo, hi)));
           if (snap.keys.length === 0) continue;
           // With the pushes summed into them: the same push forwarded to the replica later (a
           // worker's retry after this view change) must not be counted on top of the copy.
-          const inSnap = new Set(snap.keys);
+          const inSnap = new Set(keysToNumbers(snap.keys));
           const applied = this.dedup.appliedRows(t.spec.id, (k) => inSnap.has(k));
-          peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: keysFromNumbers(snap.keys), sums: Float64Array.from(snap.sums), applied }).catch(failed);
+          peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: snap.keys, sums: snap.sums, applied }).catch(failed);
         }
       }
     }
@@ -489,13 +489,12 @@ export class PsServer {
         for (const a of this.dedup.appliedRows(t.spec.id, moving)) meta.applied.push({ table: t.spec.id, sender: a.sender, seq: a.seq, keys: Array.from(a.keys, Number) });
         meta.rows.push([t.spec.id, idx.length]);
         // Unapplied BSP sums: only the previous head's count (replicas hold the same sums).
-        const wasHead = (k: number) => {
-          const lo = keyLo(k), hi = keyHi(k);
+        const wasHead = (lo: number, hi: number) => {
           return headIsTo(t.spec.id, lo, hi) && (this.prevView.servers.length === 0 || this.prevView.chainOf(t.spec.id, lo, hi)[0]?.nodeId === this.nodeId);
         };
         for (const [clock, acc] of t.pending) {
           const snap = acc.snapshot(wasHead);
-          if (snap.keys.length) meta.pending.push({ table: t.spec.id, clock, ...snap });
+          if (snap.keys.length) meta.pending.push({ table: t.spec.id, clock, keys: Array.from(snap.keys, Number), sums: Array.from(snap.sums) });
         }
       }
       this.log.info('handing over', { to, rows: meta.rows.reduce((a, [, n]) => a + n, 0), pendingClocks: meta.pending.length });
