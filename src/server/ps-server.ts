@@ -7,8 +7,8 @@ import type { MemberMsg } from '../wire/codec.ts';
 import { Consistency, ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type PushBody, type TableSpecMsg } from '../wire/codec.ts';
 import { ClusterView } from '../cluster/cluster-view.ts';
 import { TableStore, checkTableConfig, type TableConfig } from './table-store.ts';
-import { pushProblem } from './push-check.ts';
-import { keyAt, keyHi, keyLo, keyNumber, keyRangeProblem, keysFromNumbers, keysToNumbers, keyWords } from '../keys/keys.ts';
+import { checkFinite, checkKeys, pushProblem, refuse } from './request-checks.ts';
+import { keyAt, keyHi, keyLo, keyNumber, keysFromNumbers, keysToNumbers, keyWords } from '../keys/keys.ts';
 import { loadOptimizerModule } from './optimizers.ts';
 import { ClockTable } from './clock-table.ts';
 import { BspAccumulator } from './bsp-accumulator.ts';
@@ -208,7 +208,7 @@ export class PsServer {
 
   private async pull(p: Extract<Body, { type: 'pull' }>): Promise<Body> {
     const t = this.table(p.table);
-    checkKeys(p.keys);
+    refuse(checkKeys(p.keys));
     this.nextHops(p.table, p.keys, true); // only the head answers, so every reader sees one copy
     if (p.clock >= 0) {
       const c = t.spec.consistency;
@@ -234,8 +234,7 @@ export class PsServer {
    */
   private async push(p: PushBody, sender: string, hop: number): Promise<Body> {
     const t = this.table(p.table);
-    const bad = pushProblem(t.spec.dim, p.keys, p.values);
-    if (bad) throw new RpcError(bad.code, bad.message);
+    refuse(pushProblem(t.spec.dim, p.keys, p.values));
     // Only the rows this server has not applied under (sender, seq) yet: a retry of a push may
     // arrive here whole, in part, or as a part that another head already forwarded (see PushDeduper).
     const fresh = this.dedup.unapplied(sender, p.seq, p.keys);
@@ -366,13 +365,13 @@ export class PsServer {
   private copyRows(c: Extract<Body, { type: 'copyRows' }>): Body {
     const t = this.table(c.table);
     const n = c.keys.length, d = t.spec.dim, sc = t.store.slotCount;
-    checkKeys(c.keys);
+    refuse(checkKeys(c.keys));
     // slotCount 0 with no slots and no steps: values only (an assignment), optimizer state fresh.
     const valuesOnly = c.slotCount === 0 && c.slots.length === 0 && c.steps.length === 0;
     if (c.values.length !== n * d || (!valuesOnly && (c.slotCount !== sc || c.slots.length !== n * d * sc || c.steps.length !== n))) {
       throw new RpcError(ErrorCode.BadDimension, `copyRows of ${n} rows: values ${c.values.length}, slots ${c.slots.length} (${c.slotCount}), steps ${c.steps.length} do not match dim ${d} with ${sc} slots`);
     }
-    for (let i = 0; i < c.values.length; i++) if (!Number.isFinite(c.values[i]!)) throw new RpcError(ErrorCode.NonFinite, `copyRows value ${i} is not finite`);
+    refuse(checkFinite(c.values, 'copyRows value'));
     const slots = valuesOnly ? [] : Array.from({ length: sc }, (_, s) => c.slots.slice(s * n * d, (s + 1) * n * d));
     t.store.importRows({ keys: c.keys.slice(), values: c.values.slice(), slots, steps: valuesOnly ? undefined : c.steps.slice() });
     return { type: 'ok' };
@@ -382,10 +381,10 @@ export class PsServer {
   private copyPending(c: Extract<Body, { type: 'copyPending' }>): Body {
     const t = this.table(c.table);
     if (t.spec.consistency !== Consistency.BSP) throw new RpcError(ErrorCode.Unsupported, `copyPending for table ${t.spec.name}, which is not BSP`);
-    checkKeys(c.keys);
+    refuse(checkKeys(c.keys));
     if (c.sums.length !== c.keys.length * t.spec.dim) throw new RpcError(ErrorCode.BadDimension, `copyPending of ${c.keys.length} rows has ${c.sums.length} sums, dim ${t.spec.dim}`);
-    for (let i = 0; i < c.sums.length; i++) if (!Number.isFinite(c.sums[i]!)) throw new RpcError(ErrorCode.NonFinite, `copyPending sum ${i} is not finite`);
-    for (const a of c.applied) checkKeys(a.keys);
+    refuse(checkFinite(c.sums, 'copyPending sum'));
+    for (const a of c.applied) refuse(checkKeys(a.keys));
     // The pushes in these sums count as applied here: a retry forwarded later adds nothing.
     for (const a of c.applied) this.dedup.record(a.sender, a.seq, a.keys, c.table);
     if (!Number.isSafeInteger(c.clock) || c.clock <= t.appliedClock) return { type: 'ok' }; // already applied here
@@ -581,11 +580,6 @@ function pendingSums(t: TableState, clock: number): BspAccumulator {
   let acc = t.pending.get(clock);
   if (!acc) t.pending.set(clock, (acc = new BspAccumulator(t.spec.dim)));
   return acc;
-}
-
-function checkKeys(keys: BigUint64Array): void {
-  const bad = keyRangeProblem(keys);
-  if (bad) throw new RpcError(ErrorCode.Malformed, bad);
 }
 
 function sameSpec(a: TableSpecMsg, b: TableSpecMsg): boolean {

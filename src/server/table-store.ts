@@ -9,7 +9,7 @@ import { checkInitSpec, makeRowInitializer, type InitKind, type RowInitializer }
 import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
 import { KEY_LIMIT_HI, keyWords } from '../keys/keys.ts';
 
-export { checkPush } from './push-check.ts';
+export { checkPush } from './request-checks.ts';
 
 /**
  * Rows handled per touch block. Random rows of a large table miss every cache level; a loop that
@@ -149,7 +149,7 @@ export class TableStore {
 
   /**
    * Runs the update function once per (key, gradient row); rows are created on first touch.
-   * The caller has validated the push (checkPush); grads is keys.length * dim.
+   * The caller has validated the push (request-checks.ts: pushProblem); grads is keys.length * dim.
    */
   apply(keys: BigUint64Array, grads: Float32Array): void {
     const n = keys.length, d = this.dim;
