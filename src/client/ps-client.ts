@@ -235,10 +235,7 @@ export class PSClient {
     await this.withRetry('assign', () => Promise.all([...byServer].map(([serverId, idx]) => {
       const part = new Float32Array(idx.length * block);
       idx.forEach((k, i) => part.set(padded.subarray(k * block, (k + 1) * block), i * block));
-      return this.toServer(serverId, {
-        type: 'copyRows', table, keys: BigUint64Array.from(idx, (i) => keys[i]!), values: part,
-        slots: new Float32Array(0), slotCount: 0, steps: new Uint32Array(0),
-      });
+      return this.toServer(serverId, { type: 'assignRows', table, keys: BigUint64Array.from(idx, (i) => keys[i]!), values: part });
     })));
   }
 
