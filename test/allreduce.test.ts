@@ -17,7 +17,9 @@ const WORKER = fileURLToPath(new URL('./helpers/ring-worker.ts', import.meta.url
 interface Ring { scheduler: Scheduler; procs: JsonProc[]; close(): Promise<void> }
 
 async function startRing(w: number, env: Record<string, string> = {}): Promise<Ring> {
-  const scheduler = await Scheduler.start({ secret: SECRET, heartbeatIntervalMs: 200 });
+  // Default heartbeats (1 s, 5 missed): peers die here by being killed (closed links, seen at once);
+  // at 200 ms a worker process left without CPU for a second was dropped and its ring broke.
+  const scheduler = await Scheduler.start({ secret: SECRET });
   const procs = Array.from({ length: w }, (_, i) => JsonProc.start(WORKER, { SCHEDULER: scheduler.url, NODE_ID: `worker-${i}`, SEGMENT_BYTES: String(4 << 10), ...env }));
   await Promise.all(procs.map((p) => p.next()));
   const ranks = await Promise.all(procs.map((p) => p.ask({ cmd: 'wait', workers: w })));

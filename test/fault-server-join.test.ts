@@ -35,7 +35,7 @@ for (const consistency of [Consistency.ASP, Consistency.BSP]) {
             // Join between a push and its clock: under BSP the old servers then hold sums of a
             // clock not yet applied, which the new server must take over too.
             if (i === 0 && r === JOIN_AT) {
-              const s = await PsServer.start({ secret: SECRET, schedulerUrl: cluster.scheduler.url, nodeId: 'server-2', heartbeatIntervalMs: 200 });
+              const s = await PsServer.start({ secret: SECRET, schedulerUrl: cluster.scheduler.url, nodeId: 'server-2' });
               joined = s;
               await s.whenServing(); // the handoff ran while this clock's sums were still pending
               resolve();
