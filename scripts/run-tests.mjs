@@ -1,8 +1,8 @@
 // Runs every test/*.test.ts in its own Node process (uvu, through tsx; with --expose-gc for the
 // tests that measure the heap) with a hard timeout, because Dawn keeps a process alive and
-// lavapipe can hang at exit. Prints uvu's output, a table
-// of files with their time, the slowest files, which files failed (with their failing tests,
-// exit status and the line to rerun them), and one closing line "N passed, N failed" for CI.
+// lavapipe can hang at exit. Prints uvu's output, a table of files with their time, the slowest
+// files, which files failed (with their failing tests, exit status and the line to rerun them),
+// and one closing line "N passed, N failed" for CI.
 // Usage: node scripts/run-tests.mjs [filter...]    (TEST_TIMEOUT_MS: per file, default 300 s)
 //
 // Each file runs in a process group of its own: on a timeout, or when the file leaves processes
