@@ -180,7 +180,7 @@ export class PsServer {
   status(): object {
     return {
       role: 'server', nodeId: this.nodeId, url: this.url, epoch: this.view.epoch,
-      stats: this.stats, waitingPulls: this.gate.clocks.waiting,
+      stats: this.stats, waitingPulls: this.gate.clocks.waiting, copiesInFlight: this.replication.copiesInFlight,
       tables: [...this.tables.values()].map((t) => ({
         id: t.spec.id, name: t.spec.name, dim: t.spec.dim, rows: t.store.rows,
         bytesPerRow: t.store.bytesPerRow(), idealBytesPerRow: t.store.idealBytesPerRow(),

@@ -13,6 +13,9 @@ import { checkFinite, checkKeys, refuse } from './request-checks.ts';
 import { copyRowsBody, importCopiedRows } from './row-copy.ts';
 
 export class Replication {
+  /** Copies sent by rereplicate not yet answered (an answer means applied): 0 once R copies exist again. */
+  copiesInFlight = 0;
+
   constructor(private readonly ctx: ServerContext) {}
 
   /**
@@ -77,7 +80,8 @@ export class Replication {
         this.ctx.log.info('copying rows to new replica', { table: t.spec.name, to: serverId, rows: idx.length });
         const peer = this.ctx.member.server(serverId);
         const failed = (e: unknown) => this.ctx.log.warn('row copy failed', { to: serverId, error: (e as Error).message });
-        peer.request(copyRowsBody(t, rows, idx)).catch(failed);
+        const track = (p: Promise<unknown>) => { this.copiesInFlight++; void p.catch(failed).finally(() => { this.copiesInFlight--; }); };
+        track(peer.request(copyRowsBody(t, rows, idx)));
         // And the BSP sums of clocks not yet applied for those rows: the new replica must apply
         // them too, or a failure of this server before the clock completes would lose them.
         const moving = new Set(idx.map((i) => keyAt(words, i)));
@@ -88,7 +92,7 @@ export class Replication {
           // worker's retry after this view change) must not be counted on top of the copy.
           const inSnap = new Set(keysToNumbers(snap.keys));
           const applied = this.ctx.dedup.appliedRows(t.spec.id, (k) => inSnap.has(k));
-          peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: snap.keys, sums: snap.sums, applied }).catch(failed);
+          track(peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: snap.keys, sums: snap.sums, applied }));
         }
       }
     }
