@@ -131,7 +131,7 @@ export async function runKernelsBench(args: { json: boolean; quick?: boolean; on
   cases.push({ name: 'bce_fwd_bwd', shape: `B=${B}`, calls: [{ kernel: 'bce_fwd_bwd', params: { B }, buffers: [logits, labels, loss, dlogits] }], bytes: B * 16 });
   for (const l of [...layers].reverse()) {
     const tag = `${l.M}x${l.N}x${l.K}`;
-    cases.push({ name: `linear_bwd_weight ${l.label}`, shape: tag, calls: [{ kernel: 'linear_bwd_weight', params: { M: l.M, N: l.N, K: l.K, relu: l.relu ? 1 : 0 }, buffers: [l.dy, l.x, l.y, l.dw] }], flops: 2 * l.M * l.N * l.K });
+    cases.push({ name: `linear_bwd_weight ${l.label}`, shape: tag, calls: [{ kernel: 'linear_bwd_weight', params: { M: l.M, N: l.N, K: l.K, relu: l.relu ? 1 : 0 }, buffers: [l.dy, l.x, l.y, l.dw, l.db] }], flops: 2 * l.M * l.N * l.K });
     cases.push({ name: `linear_bwd_input ${l.label}`, shape: tag, calls: [{ kernel: 'linear_bwd_input', params: { M: l.M, N: l.N, K: l.K, relu: l.relu ? 1 : 0 }, buffers: [l.dy, l.w, l.y, l.dx] }], flops: 2 * l.M * l.N * l.K });
     cases.push({ name: `bias_grad ${l.label}`, shape: `${l.M}x${l.N}`, calls: [{ kernel: 'bias_grad', params: { M: l.M, N: l.N, relu: l.relu ? 1 : 0 }, buffers: [l.dy, l.y, l.db] }], bytes: l.M * l.N * 8 });
   }

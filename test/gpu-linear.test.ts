@@ -1,5 +1,6 @@
 // Linear layer kernels vs float64 references: linear_fwd (and the matmul_naive baseline),
-// linear_bwd_input, linear_bwd_weight, bias_grad, relu_bwd. Outputs are NaN-poisoned first.
+// linear_bwd_input, linear_bwd_weight (split over the batch, fused bias) with split_sum, the
+// one-output head (linear_fwd_n1, linear_bwd_n1), bias_grad, relu_bwd. Outputs are NaN-poisoned first.
 //
 // Tolerance: each output is a K-term (or M-term, N-term) dot product of f32 values, so its error
 // is bounded by about n * 2^-24 * sum|a_i b_i|. We allow 1e-6 * n * max|a| * max|b| per output
@@ -73,31 +74,109 @@ for (const shape of SHAPES) {
 }
 bwdIn.run();
 
-const bwdW = gpuSuite('linear_bwd_weight');
+// linear_bwd_weight: dW and (fused) db, split over the batch into partial sums that split_sum
+// reduces. Partials of split z sit at z*stride (stride > N*K leaves NaN gaps that must stay NaN).
+const bwdW = gpuSuite('linear_bwd_weight (split over the batch, fused bias) + split_sum');
+async function bwdWeight(ctx: GpuContext, [M, N, K]: Shape, relu: boolean, splits: number) {
+  const c = backwardCase(ctx, [M, N, K]);
+  const stride = N * K + 7;
+  const dwParts = output(ctx.gpu, splits * stride), dbParts = output(ctx.gpu, splits * stride);
+  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: relu ? 1 : 0, splits, splitStride: stride }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), dwParts, dbParts]);
+  const g = ref.maskedGrad(c.dy, c.y, relu);
+  // Each partial on its own: split z covers rows [z*ch, (z+1)*ch).
+  const ch = Math.ceil(M / splits);
+  const gotW = await download(ctx.gpu, dwParts, splits * stride), gotB = await download(ctx.gpu, dbParts, splits * stride);
+  const wantW = new Float64Array(splits * stride).fill(NaN), wantB = new Float64Array(splits * stride).fill(NaN);
+  for (let z = 0; z < splits; z++) {
+    const m0 = Math.min(z * ch, M), m1 = Math.min(m0 + ch, M);
+    const rows = m1 - m0;
+    const gz = g.subarray(m0 * N, m1 * N), xz = c.x.subarray(m0 * K, m1 * K);
+    wantW.set(ref.linearBwdWeight(gz, xz, rows, N, K), z * stride);
+    wantB.set(ref.biasGrad(gz, rows, N), z * stride);
+  }
+  expectClose(ctx, gotW, wantW, dotTol(ch, c.dy, c.x), `dW partials ${M}x${N}x${K} splits=${splits}`);
+  expectClose(ctx, gotB, wantB, 1e-6 * ch * ref.maxAbs(c.dy) + 1e-12, `db partials ${M}x${N}x${K} splits=${splits}`);
+  // split_sum: the full gradients from the partials.
+  const dw = output(ctx.gpu, N * K), db = output(ctx.gpu, N);
+  await runKernel(ctx, 'split_sum', { n: N * K, S: splits, stride }, [dwParts, dw]);
+  await runKernel(ctx, 'split_sum', { n: N, S: splits, stride }, [dbParts, db]);
+  expectClose(ctx, await download(ctx.gpu, dw, N * K), ref.linearBwdWeight(g, c.x, M, N, K), dotTol(M, c.dy, c.x), `dW ${M}x${N}x${K} splits=${splits}`);
+  expectClose(ctx, await download(ctx.gpu, db, N), ref.biasGrad(g, M, N), 1e-6 * M * ref.maxAbs(c.dy) + 1e-12, `db ${M}x${N}x${K} splits=${splits}`);
+}
 for (const shape of SHAPES) {
   for (const relu of [false, true]) {
     if (relu && shape[0] === 1) continue;
-    bwdW(`dW = (dY*mask)^T X at ${shape.join('x')} relu=${relu}`, async (ctx) => {
-      const [M, N, K] = shape;
-      const c = backwardCase(ctx, shape);
-      const dw = output(ctx.gpu, N * K);
-      await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: relu ? 1 : 0 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), dw]);
-      const g = ref.maskedGrad(c.dy, c.y, relu);
-      expectClose(ctx, await download(ctx.gpu, dw, N * K), ref.linearBwdWeight(g, c.x, M, N, K), dotTol(M, c.dy, c.x), `linear_bwd_weight ${shape.join('x')}`);
-    });
+    const splits = shape[0] >= 130 ? 3 : 1;
+    bwdW(`dW = (dY*mask)^T X, db = sum dY*mask at ${shape.join('x')} relu=${relu} splits=${splits}`, (ctx) => bwdWeight(ctx, shape, relu, splits));
   }
 }
-bwdW('accum = 1 adds to the existing gradient', async (ctx) => {
+bwdW('more splits than rows (empty splits write zeros), 7 splits of 37 rows', async (ctx) => {
+  await bwdWeight(ctx, [5, 29, 13], true, 7);
+  await bwdWeight(ctx, [37, 70, 33], false, 7);
+});
+bwdW('accum = 1 with one split adds to dW and db; bias = 0 leaves db alone', async (ctx) => {
   const shape: Shape = [37, 29, 13];
   const [M, N, K] = shape;
   const c = backwardCase(ctx, shape);
-  const prev = ref.randF32(ctx.rand, N * K);
-  const dw = upload(ctx.gpu, prev);
-  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: 0, accum: 1 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), dw]);
-  const want = ref.linearBwdWeight(c.dy, c.x, M, N, K).map((v, i) => v + prev[i]);
+  const prevW = ref.randF32(ctx.rand, N * K), prevB = ref.randF32(ctx.rand, N);
+  const dw = upload(ctx.gpu, prevW), db = upload(ctx.gpu, prevB);
+  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: 0, accum: 1 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), dw, db]);
+  const want = ref.linearBwdWeight(c.dy, c.x, M, N, K).map((v, i) => v + prevW[i]);
   expectClose(ctx, await download(ctx.gpu, dw, N * K), want, dotTol(M, c.dy, c.x, 1), 'linear_bwd_weight accum');
+  expectClose(ctx, await download(ctx.gpu, db, N), ref.biasGrad(c.dy, M, N).map((v, i) => v + prevB[i]), 1e-6 * M + 1e-6, 'bias accum');
+  const untouched = output(ctx.gpu, N);
+  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: 0, bias: 0 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), dw, untouched]);
+  assert.ok((await download(ctx.gpu, untouched, N)).every(Number.isNaN), 'db not written with bias = 0');
+});
+bwdW('split_sum with accum adds to the output', async (ctx) => {
+  const n = 1000, S = 3;
+  const parts = ref.randF32(ctx.rand, S * n), prev = ref.randF32(ctx.rand, n);
+  const out = upload(ctx.gpu, prev);
+  await runKernel(ctx, 'split_sum', { n, S, stride: n, accum: 1 }, [upload(ctx.gpu, parts), out]);
+  const want = Float64Array.from(prev, (v, i) => v + parts[i] + parts[n + i] + parts[2 * n + i]);
+  expectClose(ctx, await download(ctx.gpu, out, n), want, 1e-6 * 4, 'split_sum accum');
 });
 bwdW.run();
+
+// The one-output layer (DLRM's head): forward GEMV and the fused backward (dX, dW and db partials).
+const head = gpuSuite('linear_fwd_n1 / linear_bwd_n1 (N = 1)');
+for (const [M, K] of [[1, 1], [37, 13], [130, 256], [70, 33]]) {
+  head(`y = act(X w + b) at ${M}x1x${K}`, async (ctx) => {
+    for (const relu of [false, true]) {
+      const x = ref.randF32(ctx.rand, M * K), w = ref.randF32(ctx.rand, K), b = ref.randF32(ctx.rand, 1);
+      const y = output(ctx.gpu, M);
+      await runKernel(ctx, 'linear_fwd_n1', { M, K, relu: relu ? 1 : 0 }, [upload(ctx.gpu, x), upload(ctx.gpu, w), upload(ctx.gpu, b), y]);
+      expectClose(ctx, await download(ctx.gpu, y, M), ref.linearFwd(x, w, b, M, 1, K, relu), dotTol(K, x, w, ref.maxAbs(b)), `linear_fwd_n1 ${M}x${K} relu=${relu}`);
+    }
+  });
+  head(`dX = g w^T, dW and db partials at ${M}x1x${K}`, async (ctx) => {
+    for (const [relu, splits] of [[false, 1], [true, 3]] as const) {
+      const c = backwardCase(ctx, [M, 1, K]);
+      const stride = K + 5;
+      const dx = output(ctx.gpu, M * K), dwp = output(ctx.gpu, splits * stride), dbp = output(ctx.gpu, splits * stride);
+      await runKernel(ctx, 'linear_bwd_n1', { M, K, relu: relu ? 1 : 0, splits, splitStride: stride }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.w), upload(ctx.gpu, c.y), dx, dwp, dbp]);
+      const g = ref.maskedGrad(c.dy, c.y, relu);
+      expectClose(ctx, await download(ctx.gpu, dx, M * K), ref.linearBwdInput(g, c.w, M, 1, K), dotTol(1, c.dy, c.w), `linear_bwd_n1 dX ${M}x${K}`);
+      const dw = output(ctx.gpu, K), db = output(ctx.gpu, 1);
+      await runKernel(ctx, 'split_sum', { n: K, S: splits, stride }, [dwp, dw]);
+      await runKernel(ctx, 'split_sum', { n: 1, S: splits, stride }, [dbp, db]);
+      expectClose(ctx, await download(ctx.gpu, dw, K), ref.linearBwdWeight(g, c.x, M, 1, K), dotTol(M, c.dy, c.x), `linear_bwd_n1 dW ${M}x${K}`);
+      expectClose(ctx, await download(ctx.gpu, db, 1), ref.biasGrad(g, M, 1), 1e-6 * M * ref.maxAbs(c.dy) + 1e-12, `linear_bwd_n1 db ${M}x${K}`);
+      // Gaps between the partials stay untouched (NaN).
+      const parts = await download(ctx.gpu, dwp, splits * stride);
+      for (let z = 0; z < splits; z++) for (let i = K; i < stride; i++) assert.ok(Number.isNaN(parts[z * stride + i]), 'gap untouched');
+    }
+  });
+}
+head('input = 0 leaves dX alone', async (ctx) => {
+  const M = 9, K = 7;
+  const c = backwardCase(ctx, [M, 1, K]);
+  const dx = output(ctx.gpu, M * K), dw = output(ctx.gpu, K), db = output(ctx.gpu, 1);
+  await runKernel(ctx, 'linear_bwd_n1', { M, K, relu: 0, input: 0 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.w), upload(ctx.gpu, c.y), dx, dw, db]);
+  assert.ok((await download(ctx.gpu, dx, M * K)).every(Number.isNaN), 'dX not written');
+  expectClose(ctx, await download(ctx.gpu, dw, K), ref.linearBwdWeight(c.dy, c.x, M, 1, K), dotTol(M, c.dy, c.x), 'dW');
+});
+head.run();
 
 const bias = gpuSuite('bias_grad');
 for (const [M, N] of [[1, 1], [37, 29], [2048, 3], [300, 130]]) {
@@ -110,6 +189,14 @@ for (const [M, N] of [[1, 1], [37, 29], [2048, 3], [300, 130]]) {
     });
   }
 }
+bias('split over the batch: partials reduce to the bias gradient', async (ctx) => {
+  const M = 300, N = 37, S = 4, stride = 40;
+  const dy = ref.randF32(ctx.rand, M * N), y = ref.randF32(ctx.rand, M * N);
+  const parts = output(ctx.gpu, S * stride), db = output(ctx.gpu, N);
+  await runKernel(ctx, 'bias_grad', { M, N, relu: 1, splits: S, splitStride: stride }, [upload(ctx.gpu, dy), upload(ctx.gpu, y), parts]);
+  await runKernel(ctx, 'split_sum', { n: N, S, stride }, [parts, db]);
+  expectClose(ctx, await download(ctx.gpu, db, N), ref.biasGrad(ref.maskedGrad(dy, y, true), M, N), 1e-6 * M, 'bias_grad splits');
+});
 bias('accum = 1 adds to the existing gradient', async (ctx) => {
   const M = 5, N = 70;
   const dy = ref.randF32(ctx.rand, M * N), prev = ref.randF32(ctx.rand, N);

@@ -113,8 +113,7 @@ export function dlrmSpec(c: DlrmConfig, o: DlrmOptions = {}): ModelSpec {
     const dy = `d.${act(L)}`, y = act(L), relu = L.relu ? 1 : 0;
     const w = `${L.prefix}.${L.index}.weight`, b = `${L.prefix}.${L.index}.bias`;
     const calls: KernelCall[] = [
-      { kernel: 'linear_bwd_weight', params: { M: 'B', N: L.outDim, K: L.inDim, relu }, bind: [dy, inputOf(L), y, `${w}.grad`] },
-      { kernel: 'bias_grad', params: { M: 'B', N: L.outDim, relu }, bind: [dy, y, `${b}.grad`] },
+      { kernel: 'linear_bwd_weight', params: { M: 'B', N: L.outDim, K: L.inDim, relu }, bind: [dy, inputOf(L), y, `${w}.grad`, `${b}.grad`] },
     ];
     if (needInput) calls.push({ kernel: 'linear_bwd_input', params: { M: 'B', N: L.outDim, K: L.inDim, relu }, bind: [dy, w, y, `d.${inputOf(L)}`] });
     return calls;

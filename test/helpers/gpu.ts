@@ -89,8 +89,9 @@ export function upload(gpu: Gpu, data: Float32Array | Uint32Array, label = 'in')
 
 /** A NaN-poisoned output buffer of `count` floats. */
 export function output(gpu: Gpu, count: number, label = 'out'): GPUBuffer {
-  const buf = gpu.device.createBuffer({ label, size: Math.max(16, count * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  fillNaN(gpu, buf, Math.max(16, count * 4));
+  const size = Math.max(16, Math.ceil((count * 4) / 16) * 16); // kernels may bind it as array<vec4f>
+  const buf = gpu.device.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  fillNaN(gpu, buf, size);
   return buf;
 }
 
