@@ -1,9 +1,11 @@
 // @kernel linear_bwd_weight
-// @doc dW[N,K] = G[M,N]^T * X[M,K] and db[N] = sum_m G[m,:] (bias != 0), reductions over the batch M; G = dY, or dY * (Y > 0) when relu != 0. Split over the batch: workgroup z of `splits` reduces rows [z*c, (z+1)*c), c = ceil(M/splits), and writes its partial sums at dw[z*splitStride + n*K + k] and db[z*splitStride + n]; reduce the partials with split_sum (one dispatch for every layer when all of them write into one [splits, stride] buffer, as the model runner's P.gradSplits do). With splits = 1 it writes dW and db themselves (accum != 0 adds to them). Tiling as linear_fwd: 64x64 block of dW per workgroup, 8x8 per thread, double-buffered 16-row slices, vec4 loads when N % 4 == 0 (dY, Y) and K % 4 == 0 (X). Bind dy, x and y with sizes that are multiples of 16 bytes.
+// @doc dW[N,K] = G[M,N]^T * X[M,K] and db[N] = sum_m G[m,:] (bias != 0), reductions over the batch M; G = dY, or dY * (Y > 0) when relu != 0. Both land in one buffer `grads`: dW row-major at float offset wAt, db at bAt (one writable binding, so dW and db may sit in the same buffer, e.g. the model runner's dense.grad or dense.gradSplits). Split over the batch: workgroup z of `splits` reduces rows [z*c, (z+1)*c), c = ceil(M/splits), and writes its partial sums shifted by z*splitStride; reduce them with split_sum (one dispatch for every layer when all of them split into one [splits, splitStride] buffer). With splits = 1 it writes dW and db themselves (accum != 0 adds to them). Tiling as linear_fwd: 64x64 block of dW per workgroup, 8x8 per thread, double-buffered 16-row slices, vec4 loads when N % 4 == 0 (dY, Y) and K % 4 == 0 (X). Bind dy, x and y with sizes that are multiples of 16 bytes.
 // @param M u32
 // @param N u32
 // @param K u32
 // @param relu u32
+// @param wAt u32 = 0
+// @param bAt u32 = 0
 // @param bias u32 = 1
 // @param splits u32 = 1
 // @param splitStride u32 = 0
@@ -11,17 +13,15 @@
 // @binding 1 dy read vec4f
 // @binding 2 x read vec4f
 // @binding 3 y read vec4f
-// @binding 4 dw read_write f32
-// @binding 5 db read_write f32
+// @binding 4 grads read_write f32
 // @workgroups ceil(K/64) ceil(N/64) splits
 
-struct Params { M: u32, N: u32, K: u32, relu: u32, bias: u32, splits: u32, splitStride: u32, accum: u32 }
+struct Params { M: u32, N: u32, K: u32, relu: u32, wAt: u32, bAt: u32, bias: u32, splits: u32, splitStride: u32, accum: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> dy: array<vec4f>;
 @group(0) @binding(2) var<storage, read> x: array<vec4f>;
 @group(0) @binding(3) var<storage, read> y: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> dw: array<f32>;
-@group(0) @binding(5) var<storage, read_write> db: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grads: array<f32>;
 
 const BM = 16u; // slice of the batch staged per iteration
 
@@ -144,7 +144,8 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
     workgroupBarrier();
   }
 
-  let wbase = z * p.splitStride;
+  let wbase = z * p.splitStride + p.wAt;
+  let bbase = z * p.splitStride + p.bAt;
   let addOld = p.accum != 0u && p.splits == 1u;
   // acc[i][h]: dW row n0 + 4ty + i (+ 28 for i >= 4), columns k0 + 4tx + 32h .. +3.
   for (var i = 0u; i < 8u; i++) {
@@ -156,17 +157,17 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
         if (k < p.K) {
           let at = wbase + n * p.K + k;
           var v = acc[i][h][j];
-          if (addOld) { v += dw[at]; }
-          dw[at] = v;
+          if (addOld) { v += grads[at]; }
+          grads[at] = v;
         }
       }
     }
     // The bias: the first column block of workgroups, one thread per row of dW.
     if (p.bias != 0u && wid.x == 0u && tx == 0u) {
-      let at = wbase + n;
+      let at = bbase + n;
       var v = bacc[i / 4u][i % 4u];
-      if (addOld) { v += db[at]; }
-      db[at] = v;
+      if (addOld) { v += grads[at]; }
+      grads[at] = v;
     }
   }
 }

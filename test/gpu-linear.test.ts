@@ -74,34 +74,35 @@ for (const shape of SHAPES) {
 }
 bwdIn.run();
 
-// linear_bwd_weight: dW and (fused) db, split over the batch into partial sums that split_sum
-// reduces. Partials of split z sit at z*stride (stride > N*K leaves NaN gaps that must stay NaN).
+// linear_bwd_weight: dW and (fused) db into one buffer at offsets wAt / bAt, split over the batch
+// into partial sums that split_sum reduces. Split z sits at z*stride; the gaps around dW and db
+// (and between splits) are NaN and must stay NaN.
 const bwdW = gpuSuite('linear_bwd_weight (split over the batch, fused bias) + split_sum');
+/** Layout of one split: [3 gap][dW N*K][2 gap][db N][5 gap]. */
+const wLayout = (N: number, K: number) => ({ wAt: 3, bAt: 3 + N * K + 2, stride: 3 + N * K + 2 + N + 5 });
 async function bwdWeight(ctx: GpuContext, [M, N, K]: Shape, relu: boolean, splits: number) {
   const c = backwardCase(ctx, [M, N, K]);
-  const stride = N * K + 7;
-  const dwParts = output(ctx.gpu, splits * stride), dbParts = output(ctx.gpu, splits * stride);
-  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: relu ? 1 : 0, splits, splitStride: stride }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), dwParts, dbParts]);
+  const { wAt, bAt, stride } = wLayout(N, K);
+  const parts = output(ctx.gpu, splits * stride);
+  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: relu ? 1 : 0, wAt, bAt, splits, splitStride: stride }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), parts]);
   const g = ref.maskedGrad(c.dy, c.y, relu);
   // Each partial on its own: split z covers rows [z*ch, (z+1)*ch).
   const ch = Math.ceil(M / splits);
-  const gotW = await download(ctx.gpu, dwParts, splits * stride), gotB = await download(ctx.gpu, dbParts, splits * stride);
-  const wantW = new Float64Array(splits * stride).fill(NaN), wantB = new Float64Array(splits * stride).fill(NaN);
+  const want = new Float64Array(splits * stride).fill(NaN);
   for (let z = 0; z < splits; z++) {
     const m0 = Math.min(z * ch, M), m1 = Math.min(m0 + ch, M);
-    const rows = m1 - m0;
     const gz = g.subarray(m0 * N, m1 * N), xz = c.x.subarray(m0 * K, m1 * K);
-    wantW.set(ref.linearBwdWeight(gz, xz, rows, N, K), z * stride);
-    wantB.set(ref.biasGrad(gz, rows, N), z * stride);
+    want.set(ref.linearBwdWeight(gz, xz, m1 - m0, N, K), z * stride + wAt);
+    want.set(ref.biasGrad(gz, m1 - m0, N), z * stride + bAt);
   }
-  expectClose(ctx, gotW, wantW, dotTol(ch, c.dy, c.x), `dW partials ${M}x${N}x${K} splits=${splits}`);
-  expectClose(ctx, gotB, wantB, 1e-6 * ch * ref.maxAbs(c.dy) + 1e-12, `db partials ${M}x${N}x${K} splits=${splits}`);
-  // split_sum: the full gradients from the partials.
-  const dw = output(ctx.gpu, N * K), db = output(ctx.gpu, N);
-  await runKernel(ctx, 'split_sum', { n: N * K, S: splits, stride }, [dwParts, dw]);
-  await runKernel(ctx, 'split_sum', { n: N, S: splits, stride }, [dbParts, db]);
-  expectClose(ctx, await download(ctx.gpu, dw, N * K), ref.linearBwdWeight(g, c.x, M, N, K), dotTol(M, c.dy, c.x), `dW ${M}x${N}x${K} splits=${splits}`);
-  expectClose(ctx, await download(ctx.gpu, db, N), ref.biasGrad(g, M, N), 1e-6 * M * ref.maxAbs(c.dy) + 1e-12, `db ${M}x${N}x${K} splits=${splits}`);
+  const tolW = dotTol(ch, c.dy, c.x) + 1e-6 * ch * ref.maxAbs(c.dy);
+  expectClose(ctx, await download(ctx.gpu, parts, splits * stride), want, tolW, `dW, db partials ${M}x${N}x${K} splits=${splits}`);
+  // split_sum: the full gradients (dW and db at once: the whole split) from the partials.
+  const full = output(ctx.gpu, stride);
+  await runKernel(ctx, 'split_sum', { n: stride, S: splits, stride }, [parts, full]);
+  const got = await download(ctx.gpu, full, stride);
+  expectClose(ctx, got.subarray(wAt, wAt + N * K), ref.linearBwdWeight(g, c.x, M, N, K), dotTol(M, c.dy, c.x), `dW ${M}x${N}x${K} splits=${splits}`);
+  expectClose(ctx, got.subarray(bAt, bAt + N), ref.biasGrad(g, M, N), 1e-6 * M * ref.maxAbs(c.dy) + 1e-12, `db ${M}x${N}x${K} splits=${splits}`);
 }
 for (const shape of SHAPES) {
   for (const relu of [false, true]) {
@@ -110,7 +111,7 @@ for (const shape of SHAPES) {
     bwdW(`dW = (dY*mask)^T X, db = sum dY*mask at ${shape.join('x')} relu=${relu} splits=${splits}`, (ctx) => bwdWeight(ctx, shape, relu, splits));
   }
 }
-bwdW('more splits than rows (empty splits write zeros), 7 splits of 37 rows', async (ctx) => {
+bwdW('more splits than rows (empty splits write zeros), 7 splits', async (ctx) => {
   await bwdWeight(ctx, [5, 29, 13], true, 7);
   await bwdWeight(ctx, [37, 70, 33], false, 7);
 });
@@ -118,15 +119,17 @@ bwdW('accum = 1 with one split adds to dW and db; bias = 0 leaves db alone', asy
   const shape: Shape = [37, 29, 13];
   const [M, N, K] = shape;
   const c = backwardCase(ctx, shape);
-  const prevW = ref.randF32(ctx.rand, N * K), prevB = ref.randF32(ctx.rand, N);
-  const dw = upload(ctx.gpu, prevW), db = upload(ctx.gpu, prevB);
-  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: 0, accum: 1 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), dw, db]);
-  const want = ref.linearBwdWeight(c.dy, c.x, M, N, K).map((v, i) => v + prevW[i]);
-  expectClose(ctx, await download(ctx.gpu, dw, N * K), want, dotTol(M, c.dy, c.x, 1), 'linear_bwd_weight accum');
-  expectClose(ctx, await download(ctx.gpu, db, N), ref.biasGrad(c.dy, M, N).map((v, i) => v + prevB[i]), 1e-6 * M + 1e-6, 'bias accum');
-  const untouched = output(ctx.gpu, N);
-  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: 0, bias: 0 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), dw, untouched]);
-  assert.ok((await download(ctx.gpu, untouched, N)).every(Number.isNaN), 'db not written with bias = 0');
+  const { wAt, bAt, stride } = wLayout(N, K);
+  const prev = ref.randF32(ctx.rand, stride);
+  const grads = upload(ctx.gpu, prev);
+  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: 0, wAt, bAt, accum: 1 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), grads]);
+  const want = Float64Array.from(prev);
+  ref.linearBwdWeight(c.dy, c.x, M, N, K).forEach((v, i) => { want[wAt + i] += v; });
+  ref.biasGrad(c.dy, M, N).forEach((v, i) => { want[bAt + i] += v; });
+  expectClose(ctx, await download(ctx.gpu, grads, stride), want, dotTol(M, c.dy, c.x, 1) + 1e-6 * M, 'linear_bwd_weight accum');
+  const fresh = output(ctx.gpu, stride);
+  await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: 0, wAt, bAt, bias: 0 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.y), fresh]);
+  assert.ok((await download(ctx.gpu, fresh, stride)).subarray(bAt, bAt + N).every(Number.isNaN), 'db not written with bias = 0');
 });
 bwdW('split_sum with accum adds to the output', async (ctx) => {
   const n = 1000, S = 3;
@@ -152,29 +155,31 @@ for (const [M, K] of [[1, 1], [37, 13], [130, 256], [70, 33]]) {
   head(`dX = g w^T, dW and db partials at ${M}x1x${K}`, async (ctx) => {
     for (const [relu, splits] of [[false, 1], [true, 3]] as const) {
       const c = backwardCase(ctx, [M, 1, K]);
-      const stride = K + 5;
-      const dx = output(ctx.gpu, M * K), dwp = output(ctx.gpu, splits * stride), dbp = output(ctx.gpu, splits * stride);
-      await runKernel(ctx, 'linear_bwd_n1', { M, K, relu: relu ? 1 : 0, splits, splitStride: stride }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.w), upload(ctx.gpu, c.y), dx, dwp, dbp]);
+      const { wAt, bAt, stride } = wLayout(1, K);
+      const dx = output(ctx.gpu, M * K), parts = output(ctx.gpu, splits * stride);
+      await runKernel(ctx, 'linear_bwd_n1', { M, K, relu: relu ? 1 : 0, wAt, bAt, splits, splitStride: stride }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.w), upload(ctx.gpu, c.y), dx, parts]);
       const g = ref.maskedGrad(c.dy, c.y, relu);
       expectClose(ctx, await download(ctx.gpu, dx, M * K), ref.linearBwdInput(g, c.w, M, 1, K), dotTol(1, c.dy, c.w), `linear_bwd_n1 dX ${M}x${K}`);
-      const dw = output(ctx.gpu, K), db = output(ctx.gpu, 1);
-      await runKernel(ctx, 'split_sum', { n: K, S: splits, stride }, [dwp, dw]);
-      await runKernel(ctx, 'split_sum', { n: 1, S: splits, stride }, [dbp, db]);
-      expectClose(ctx, await download(ctx.gpu, dw, K), ref.linearBwdWeight(g, c.x, M, 1, K), dotTol(M, c.dy, c.x), `linear_bwd_n1 dW ${M}x${K}`);
-      expectClose(ctx, await download(ctx.gpu, db, 1), ref.biasGrad(g, M, 1), 1e-6 * M * ref.maxAbs(c.dy) + 1e-12, `linear_bwd_n1 db ${M}x${K}`);
-      // Gaps between the partials stay untouched (NaN).
-      const parts = await download(ctx.gpu, dwp, splits * stride);
-      for (let z = 0; z < splits; z++) for (let i = K; i < stride; i++) assert.ok(Number.isNaN(parts[z * stride + i]), 'gap untouched');
+      const full = output(ctx.gpu, stride);
+      await runKernel(ctx, 'split_sum', { n: stride, S: splits, stride }, [parts, full]);
+      const got = await download(ctx.gpu, full, stride);
+      expectClose(ctx, got.subarray(wAt, wAt + K), ref.linearBwdWeight(g, c.x, M, 1, K), dotTol(M, c.dy, c.x), `linear_bwd_n1 dW ${M}x${K}`);
+      expectClose(ctx, got.subarray(bAt, bAt + 1), ref.biasGrad(g, M, 1), 1e-6 * M * ref.maxAbs(c.dy) + 1e-12, `linear_bwd_n1 db ${M}x${K}`);
+      // Gaps around dW and db stay untouched (NaN) in every split.
+      const p = await download(ctx.gpu, parts, splits * stride);
+      for (let z = 0; z < splits; z++) {
+        for (let i = 0; i < stride; i++) if ((i < wAt || i >= wAt + K) && i !== bAt) assert.ok(Number.isNaN(p[z * stride + i]), `gap ${i} of split ${z} untouched`);
+      }
     }
   });
 }
 head('input = 0 leaves dX alone', async (ctx) => {
   const M = 9, K = 7;
   const c = backwardCase(ctx, [M, 1, K]);
-  const dx = output(ctx.gpu, M * K), dw = output(ctx.gpu, K), db = output(ctx.gpu, 1);
-  await runKernel(ctx, 'linear_bwd_n1', { M, K, relu: 0, input: 0 }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.w), upload(ctx.gpu, c.y), dx, dw, db]);
+  const dx = output(ctx.gpu, M * K), grads = output(ctx.gpu, K + 1);
+  await runKernel(ctx, 'linear_bwd_n1', { M, K, relu: 0, input: 0, wAt: 0, bAt: K }, [upload(ctx.gpu, c.dy), upload(ctx.gpu, c.x), upload(ctx.gpu, c.w), upload(ctx.gpu, c.y), dx, grads]);
   assert.ok((await download(ctx.gpu, dx, M * K)).every(Number.isNaN), 'dX not written');
-  expectClose(ctx, await download(ctx.gpu, dw, K), ref.linearBwdWeight(c.dy, c.x, M, 1, K), dotTol(M, c.dy, c.x), 'dW');
+  expectClose(ctx, (await download(ctx.gpu, grads, K + 1)).subarray(0, K), ref.linearBwdWeight(c.dy, c.x, M, 1, K), dotTol(M, c.dy, c.x), 'dW');
 });
 head.run();
 
