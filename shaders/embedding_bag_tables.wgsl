@@ -11,7 +11,7 @@
 // @binding 3 offsets read u32
 // @binding 4 dir read u32
 // @binding 5 out write f32
-// @workgroups min(ceil(B*T*D/256), 65535) 1 1
+// @workgroups min(ceil(B*D/256), 65535) T 1
 
 struct Params { B: u32, D: u32, T: u32, outStride: u32, outOffset: u32, mode: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -21,27 +21,27 @@ struct Params { B: u32, D: u32, T: u32, outStride: u32, outOffset: u32, mode: u3
 @group(0) @binding(4) var<storage, read> dir: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-// One thread per output value (b, t, d), d fastest: a warp reads consecutive columns of a row
-// and writes consecutive floats of the output row.
+// Workgroup row y is table t (its directory entry is read once, outside the loop); one thread per
+// output value (b, d), d fastest, so a warp reads consecutive columns of a row and writes
+// consecutive floats of the output row; the grid-stride loop covers any B*D.
 @compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let TD = p.T * p.D;
-  let total = p.B * TD;
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let t = wid.y;
+  let rowBase = dir[8u * t];
+  let idxBase = dir[8u * t + 1u];
+  let offBase = dir[8u * t + 2u];
+  let col = p.outOffset + t * p.D;
+  let total = p.B * p.D;
   for (var g = gid.x; g < total; g += nwg.x * 256u) {
-    let b = g / TD;
-    let td = g - b * TD;
-    let t = td / p.D;
-    let d = td - t * p.D;
-    let rowBase = dir[8u * t];
-    let idxBase = dir[8u * t + 1u];
-    let offBase = dir[8u * t + 2u] + b;
-    let start = offsets[offBase];
-    let end = offsets[offBase + 1u];
+    let b = g / p.D;
+    let d = g - b * p.D;
+    let start = offsets[offBase + b];
+    let end = offsets[offBase + b + 1u];
     var s = 0.0;
     for (var i = start; i < end; i++) {
       s += rows[rowBase + index[idxBase + i] * p.D + d];
     }
     if (p.mode == 1u && end > start) { s /= f32(end - start); }
-    out[b * p.outStride + p.outOffset + td] = s;
+    out[b * p.outStride + col + d] = s;
   }
 }

@@ -98,7 +98,7 @@ seg.run();
 interface PackedTables {
   rows: Float32Array; index: Uint32Array; offsets: Uint32Array; csrOffsets: Uint32Array; csrItems: Uint32Array; dir: Uint32Array;
   tables: { rows: Float32Array; index: Uint32Array; offsets: Uint32Array; csrOffsets: Uint32Array; csrItems: Uint32Array; U: number }[];
-  Utotal: number;
+  Umax: number;
 }
 function packTables(r: () => number, T: number, B: number, D: number, maxU: number, maxBag: number): PackedTables {
   const tables = Array.from({ length: T }, (_, t) => {
@@ -120,7 +120,7 @@ function packTables(r: () => number, T: number, B: number, D: number, maxU: numb
     rows.set(tb.rows, dir[8 * t]); index.set(tb.index, dir[8 * t + 1]); csrItems.set(tb.csrItems, dir[8 * t + 1]);
     offsets.set(tb.offsets, dir[8 * t + 2]); csrOffsets.set(tb.csrOffsets, dir[8 * t + 3]);
   });
-  return { rows, index, offsets, csrOffsets, csrItems, dir, tables, Utotal: prefix };
+  return { rows, index, offsets, csrOffsets, csrItems, dir, tables, Umax: Math.max(...tables.map((tb) => tb.U)) };
 }
 
 const multi = gpuSuite('embedding_bag_tables / segment_sum_tables (all tables, one dispatch each)');
@@ -142,7 +142,7 @@ for (const { B, D, T, maxU, maxBag } of [
 
       const dout = ref.randF32(ctx.rand, B * stride);
       const grads = output(ctx.gpu, pk.rows.length);
-      await runKernel(ctx, 'segment_sum_tables', { U: pk.Utotal, D, T, outStride: stride, outOffset, mode }, [u32(ctx.gpu, pk.csrOffsets), u32(ctx.gpu, pk.csrItems), offBuf, dirBuf, upload(ctx.gpu, dout), grads]);
+      await runKernel(ctx, 'segment_sum_tables', { Umax: pk.Umax, D, T, outStride: stride, outOffset, mode }, [u32(ctx.gpu, pk.csrOffsets), u32(ctx.gpu, pk.csrItems), offBuf, dirBuf, upload(ctx.gpu, dout), grads]);
       const wantG = new Float64Array(pk.rows.length).fill(NaN);
       let maxOcc = 1;
       pk.tables.forEach((tb, t) => {

@@ -171,7 +171,7 @@ export function dlrmSpec(c: DlrmConfig, o: DlrmOptions = {}): ModelSpec {
         bind: [`${t.name}.csrOffsets`, `${t.name}.csrItems`, `${t.name}.offsets`, 'd.emb', `${t.name}.grad`],
       }))
       : [{
-        kernel: 'segment_sum_tables', params: { U: 'Utotal', D, T, outStride: T * D, outOffset: 0, mode: 0 },
+        kernel: 'segment_sum_tables', params: { Umax: 'Umax', D, T, outStride: T * D, outOffset: 0, mode: 0 },
         bind: ['tables.csrOffsets', 'tables.csrItems', 'tables.offsets', 'tables.dir', 'd.emb', 'tables.grad'],
       }]),
     ...(direct ? [] : [{ kernel: 'split_sum', params: { n: 'denseStride', S: 'splits', stride: 'denseStride' }, bind: ['dense.gradSplits', 'dense.grad'] }]),

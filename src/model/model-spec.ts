@@ -15,7 +15,7 @@
 //   the whole (padded) dense vector: dense, dense.grad and, when the spec sets gradSplits,
 //                 dense.gradSplits ([splits, denseStride]: per-split partial gradients)
 // Expression scope: B, every config number, U_T and NNZ_T for every table T, Utotal and NNZtotal
-// (sums over the tables), splits, denseStride (floats of the padded dense vector) and, per dense
+// (sums over the tables), Umax (the largest U_T), splits, denseStride (floats of the padded dense vector) and, per dense
 // parameter P, offset_P (its float offset in it; non-word characters of P become _).
 import { evalFormula } from '../gpu/kernel-meta.ts';
 
@@ -145,11 +145,12 @@ export function denseLength(spec: ModelSpec): number {
 
 /** The expression scope of one step (the runner adds splits and denseStride). */
 export function stepScope(spec: ModelSpec, B: number, counts: { unique: number; nnz: number }[]): Record<string, number> {
-  const s: Record<string, number> = { ...spec.config, B, Utotal: 0, NNZtotal: 0 };
+  const s: Record<string, number> = { ...spec.config, B, Utotal: 0, NNZtotal: 0, Umax: 0 };
   spec.tables.forEach((t, i) => {
     s[`U_${t.name}`] = counts[i]?.unique ?? 0;
     s[`NNZ_${t.name}`] = counts[i]?.nnz ?? 0;
     s.Utotal += counts[i]?.unique ?? 0;
+    s.Umax = Math.max(s.Umax, counts[i]?.unique ?? 0);
     s.NNZtotal += counts[i]?.nnz ?? 0;
   });
   return s;
