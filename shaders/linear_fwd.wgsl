@@ -1,5 +1,5 @@
 // @kernel linear_fwd
-// @doc Y[M,N] = act(X[M,K] * W[N,K]^T + b[N]), act = ReLU when relu != 0. Register-tiled: a 64x64 block of Y per workgroup of 64 threads, 8x8 outputs per thread (rows 4ty..4ty+3 and 32+4ty.., columns likewise, so the tile reads are conflict-free and the stores contiguous), X and W staged through double-buffered workgroup memory in 16-wide k slices (one barrier per slice; the next slice's global loads are in flight during the FMAs), one row per thread when staging (conflict-free stores). x and w are read as vec4 when K % 4 == 0; any K works (the slow path reads scalars). Bind x and w with sizes that are multiples of 16 bytes.
+// @doc Y[M,N] = act(X[M,K] * W[N,K]^T + b[N]), act = ReLU when relu != 0. Register-tiled: a 64x64 block of Y per workgroup of 64 threads, 8x8 outputs per thread (override RG = 1: a 32x64 block, 4x8 per thread, for narrow layers) (rows 4ty..4ty+3 and 32+4ty.., columns likewise, so the tile reads are conflict-free and the stores contiguous), X and W staged through double-buffered workgroup memory in 16-wide k slices (one barrier per slice; the next slice's global loads are in flight during the FMAs), one row per thread when staging (conflict-free stores). x and w are read as vec4 when K % 4 == 0; any K works (the slow path reads scalars). Bind x and w with sizes that are multiples of 16 bytes.
 // @param M u32
 // @param N u32
 // @param K u32
@@ -9,6 +9,8 @@
 // @binding 3 b read f32
 // @binding 4 y write f32
 // @workgroups ceil(N/64) ceil(M/64) 1
+// Override RG = 1 (rows groups of 4 per thread: 4x8 outputs per thread, a 32x64 block) for narrow
+// layers (N <= 64), which then get twice the workgroups; dispatch ceil(N/64) x ceil(M/32) then.
 
 struct Params { M: u32, N: u32, K: u32, relu: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -18,6 +20,7 @@ struct Params { M: u32, N: u32, K: u32, relu: u32 }
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 const BK = 16u; // k slice staged per iteration
+override RG: u32 = 2u; // groups of 4 rows per thread: the block is 32 * RG rows (1 or 2)
 
 // Tiles are stored k-major: xs[buf][k][m/4][m%4], so a thread reads 4 rows (or columns) as a vec4.
 var<workgroup> xs: array<array<array<vec4f, 16>, BK>, 2>;
@@ -50,14 +53,18 @@ fn ld_w(i: u32, left: u32) -> vec4f {
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3u) {
   let tx = li % 8u;
   let ty = li / 8u;
-  let m0 = wid.y * 64u;
+  let m0 = wid.y * 32u * RG;
   let n0 = wid.x * 64u;
-  // Staging: thread li loads row li of both tiles (clamped rows compute garbage that is never stored).
-  let xbase = min(m0 + li, p.M - 1u) * p.K;
+  // Staging: thread li loads row li of the W tile (4 vec4) and row xr of the X tile (vec4s xs0 ..
+  // xs0 + 2RG - 1: all four when RG = 2, two when the 32 rows are shared by 64 threads). Clamped
+  // rows compute garbage that is never stored.
+  let xr = li % (32u * RG);
+  let xs0 = (li / (32u * RG)) * 2u * RG;
+  let xbase = min(m0 + xr, p.M - 1u) * p.K;
   let wbase = min(n0 + li, p.N - 1u) * p.K;
   let nk = (p.K + BK - 1u) / BK;
 
-  var xr = array<vec4f, 4>();
+  var xv = array<vec4f, 4>();
   var wr = array<vec4f, 4>();
   var acc = array<array<vec4f, 2>, 8>();
 
@@ -66,14 +73,17 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
     for (var s = 0u; s < 4u; s++) {
       let k = 4u * s;
       let left = select(0u, p.K - k, k < p.K);
-      xr[s] = ld_x(xbase + k, left);
       wr[s] = ld_w(wbase + k, left);
     }
+    for (var s = 0u; s < 2u * RG; s++) {
+      let k = 4u * (xs0 + s);
+      xv[s] = ld_x(xbase + k, select(0u, p.K - k, k < p.K));
+    }
     for (var s = 0u; s < 4u; s++) {
-      for (var j = 0u; j < 4u; j++) {
-        xs[0][4u * s + j][li / 4u][li % 4u] = xr[s][j];
-        ws[0][4u * s + j][li / 4u][li % 4u] = wr[s][j];
-      }
+      for (var j = 0u; j < 4u; j++) { ws[0][4u * s + j][li / 4u][li % 4u] = wr[s][j]; }
+    }
+    for (var s = 0u; s < 2u * RG; s++) {
+      for (var j = 0u; j < 4u; j++) { xs[0][4u * (xs0 + s) + j][xr / 4u][xr % 4u] = xv[s][j]; }
     }
   }
   workgroupBarrier();
@@ -85,30 +95,36 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
       let k0 = (t + 1u) * BK;
       for (var s = 0u; s < 4u; s++) {
         let k = k0 + 4u * s;
-        let left = select(0u, p.K - k, k < p.K);
-        xr[s] = ld_x(xbase + k, left);
-        wr[s] = ld_w(wbase + k, left);
+        wr[s] = ld_w(wbase + k, select(0u, p.K - k, k < p.K));
+      }
+      for (var s = 0u; s < 2u * RG; s++) {
+        let k = k0 + 4u * (xs0 + s);
+        xv[s] = ld_x(xbase + k, select(0u, p.K - k, k < p.K));
       }
     }
     for (var kk = 0u; kk < BK; kk++) {
-      let a0 = xs[cur][kk][ty];
-      let a1 = xs[cur][kk][ty + 8u];
       let b0 = ws[cur][kk][tx];
       let b1 = ws[cur][kk][tx + 8u];
+      let a0 = xs[cur][kk][ty];
       for (var i = 0u; i < 4u; i++) {
         acc[i][0] += a0[i] * b0;
         acc[i][1] += a0[i] * b1;
-        acc[i + 4u][0] += a1[i] * b0;
-        acc[i + 4u][1] += a1[i] * b1;
+      }
+      if (RG == 2u) {
+        let a1 = xs[cur][kk][ty + 8u];
+        for (var i = 0u; i < 4u; i++) {
+          acc[i + 4u][0] += a1[i] * b0;
+          acc[i + 4u][1] += a1[i] * b1;
+        }
       }
     }
     if (more) {
       let nxt = cur ^ 1u;
       for (var s = 0u; s < 4u; s++) {
-        for (var j = 0u; j < 4u; j++) {
-          xs[nxt][4u * s + j][li / 4u][li % 4u] = xr[s][j];
-          ws[nxt][4u * s + j][li / 4u][li % 4u] = wr[s][j];
-        }
+        for (var j = 0u; j < 4u; j++) { ws[nxt][4u * s + j][li / 4u][li % 4u] = wr[s][j]; }
+      }
+      for (var s = 0u; s < 2u * RG; s++) {
+        for (var j = 0u; j < 4u; j++) { xs[nxt][4u * (xs0 + s) + j][xr / 4u][xr % 4u] = xv[s][j]; }
       }
     }
     workgroupBarrier();
@@ -116,7 +132,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
 
   // Epilogue: bias, optional ReLU, bounds-checked stores. acc[i][h] holds row
   // m0 + 4ty + i (+ 28 for i >= 4, i.e. 32 + 4ty + i - 4), columns n0 + 4tx + 32h .. +3.
-  for (var i = 0u; i < 8u; i++) {
+  for (var i = 0u; i < 4u * RG; i++) {
     let m = m0 + 4u * ty + i + select(0u, 28u, i >= 4u);
     if (m >= p.M) { continue; }
     for (var h = 0u; h < 2u; h++) {

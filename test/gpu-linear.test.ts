@@ -8,6 +8,7 @@
 import * as assert from 'uvu/assert';
 import { gpuSuite, finishGpuTests, upload, output, download, runKernel, expectClose, type GpuContext } from './helpers/gpu.ts';
 import * as ref from './helpers/reference.ts';
+import type { RecordOptions } from '../src/gpu/dispatch.ts';
 
 type Shape = [M: number, N: number, K: number];
 // tiny, odd (not multiples of the 64x64 tiles or of 4), exact tiles, and one realistic for lavapipe
@@ -15,10 +16,10 @@ const SHAPES: Shape[] = [[1, 1, 1], [37, 29, 13], [3, 70, 33], [64, 64, 64], [13
 
 const dotTol = (n: number, a: ArrayLike<number>, b: ArrayLike<number>, extra = 0) => 1e-6 * Math.max(n, 1) * ref.maxAbs(a) * ref.maxAbs(b) + 1e-6 * extra + 1e-12;
 
-async function forward(ctx: GpuContext, kernel: string, [M, N, K]: Shape, relu: boolean) {
+async function forward(ctx: GpuContext, kernel: string, [M, N, K]: Shape, relu: boolean, opts?: RecordOptions) {
   const x = ref.randF32(ctx.rand, M * K), w = ref.randF32(ctx.rand, N * K), b = ref.randF32(ctx.rand, N);
   const y = output(ctx.gpu, M * N);
-  await runKernel(ctx, kernel, { M, N, K, relu: relu ? 1 : 0 }, [upload(ctx.gpu, x), upload(ctx.gpu, w), upload(ctx.gpu, b), y]);
+  await runKernel(ctx, kernel, { M, N, K, relu: relu ? 1 : 0 }, [upload(ctx.gpu, x), upload(ctx.gpu, w), upload(ctx.gpu, b), y], opts);
   const got = await download(ctx.gpu, y, M * N);
   const want = ref.linearFwd(x, w, b, M, N, K, relu);
   expectClose(ctx, got, want, dotTol(K, x, w, ref.maxAbs(b)), `${kernel} ${M}x${N}x${K} relu=${relu}`);
@@ -28,6 +29,9 @@ async function forward(ctx: GpuContext, kernel: string, [M, N, K]: Shape, relu: 
 const fwd = gpuSuite('linear_fwd');
 for (const shape of SHAPES) {
   fwd(`Y = X W^T + b at ${shape.join('x')}`, (ctx) => forward(ctx, 'linear_fwd', shape, false));
+}
+for (const [M, N, K] of [[37, 29, 13], [130, 64, 258], [1, 1, 1], [64, 70, 16]] as Shape[]) {
+  fwd(`narrow-layer block (RG = 1: 32x64, 4x8 per thread) at ${M}x${N}x${K}`, (ctx) => forward(ctx, 'linear_fwd', [M, N, K], true, { constants: { RG: 1 }, workgroups: [Math.ceil(N / 64), Math.ceil(M / 32)] }));
 }
 fwd('fused ReLU at 37x29x13 and 130x67x258', async (ctx) => {
   await forward(ctx, 'linear_fwd', [37, 29, 13], true);

@@ -113,6 +113,8 @@ export function dlrmSpec(c: DlrmConfig, o: DlrmOptions = {}): ModelSpec {
     const bind = [inputOf(L), `${L.prefix}.${L.index}.weight`, `${L.prefix}.${L.index}.bias`, act(L)];
     const relu = L.relu ? 1 : 0;
     if (L.outDim === 1) return { kernel: 'linear_fwd_n1', params: { M: 'B', K: L.inDim, relu }, bind };
+    // A narrow layer (N <= 64, e.g. bottom 256 -> 64) gets 32-row blocks: twice the workgroups.
+    if (L.outDim <= 64) return { kernel: 'linear_fwd', params: { M: 'B', N: L.outDim, K: L.inDim, relu }, bind, constants: { RG: 1 }, workgroups: [Math.ceil(L.outDim / 64), 'ceil(B/32)'] };
     return { kernel: 'linear_fwd', params: { M: 'B', N: L.outDim, K: L.inDim, relu }, bind };
   };
   const bottomLayers = layers.filter((L) => L.prefix === 'bottom');

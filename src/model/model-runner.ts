@@ -201,8 +201,9 @@ export class ModelRunner {
         }
       });
     }
-    const kernels = new Set([...spec.forward, ...spec.backward].map((c) => c.kernel));
-    await r.dispatcher.prepare(...kernels);
+    const pipelines = new Map<string, { name: string; constants?: Record<string, number> }>();
+    for (const c of [...spec.forward, ...spec.backward]) pipelines.set(`${c.kernel}|${JSON.stringify(c.constants ?? {})}`, { name: c.kernel, constants: c.constants });
+    await r.dispatcher.prepare(...pipelines.values());
     r.setDense(initDense(spec, opts.seed ?? 1));
     return r;
   }
@@ -459,7 +460,7 @@ export class ModelRunner {
       const params: Record<string, number> = {};
       for (const [k, e] of Object.entries(c.params)) params[k] = evalExpr(e, L.scope, `${what} param ${k}`);
       const workgroups = c.workgroups?.map((e) => evalExpr(e, L.scope, `${what} workgroups`)) as [number, number?, number?] | undefined;
-      this.dispatcher.record(pass, c.kernel, params, c.bind.map((n) => this.resolve(n, L, sized)), { workgroups });
+      this.dispatcher.record(pass, c.kernel, params, c.bind.map((n) => this.resolve(n, L, sized)), { workgroups, constants: c.constants });
     });
   }
 

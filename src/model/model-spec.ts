@@ -69,6 +69,8 @@ export interface KernelCall {
   bind: string[];
   /** Explicit workgroup counts instead of the kernel header's formula. */
   workgroups?: Expr[];
+  /** Pipeline override constants (WGSL `override`), e.g. a tile variant: { RG: 1 }. */
+  constants?: Record<string, number>;
 }
 
 export interface InputDecl {
