@@ -12,7 +12,7 @@
 // @binding 4 dir read u32
 // @binding 5 dout read f32
 // @binding 6 grads write f32
-// @workgroups min(ceil(Umax*D/256), 65535) T 1
+// @workgroups min(ceil(Umax*D/2048), 65535) T 1
 
 struct Params { Umax: u32, D: u32, T: u32, outStride: u32, outOffset: u32, mode: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,8 +23,9 @@ struct Params { Umax: u32, D: u32, T: u32, outStride: u32, outOffset: u32, mode:
 @group(0) @binding(5) var<storage, read> dout: array<f32>;
 @group(0) @binding(6) var<storage, read_write> grads: array<f32>;
 
-// Workgroup row y is table t (its directory entry read once, outside the loop); one thread per
-// gradient value (u, d), d fastest; the grid-stride loop covers the table's U_t * D values.
+// Workgroup row y is table t (its directory entry read once, outside the loop); threads walk the
+// table's U_t * D gradient values (u, d), d fastest, about 8 per thread (x count Umax*D/2048) so
+// the five directory loads are amortized.
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = wid.y;
