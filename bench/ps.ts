@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { LocalCluster } from '../src/cli/local-cluster.ts';
+import { LocalCluster } from '../src/launch/local-cluster.ts';
 import { PSClient } from '../src/client/ps-client.ts';
 import { printTable } from './table.ts';
 

@@ -1,7 +1,15 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx (a runtime dependency), so no build step is needed.
+// `hybridps`. The installed package runs the compiled CLI (dist/, built by `npm run build`, which
+// `npm pack` runs). In a checkout of the repository (src/ beside bin/) it runs the TypeScript
+// sources through tsx (a dev dependency there), so edits need no build step.
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-const main = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-const r = spawnSync(process.execPath, ['--import', 'tsx', main, ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(r.status ?? 1);
+
+const sources = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+if (existsSync(sources)) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', sources, ...process.argv.slice(2)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+} else {
+  await import('../dist/cli/main.js');
+}

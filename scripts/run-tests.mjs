@@ -1,5 +1,6 @@
-// Runs every test/*.test.ts in its own Node process (uvu, through tsx) with a hard timeout,
-// because Dawn keeps a process alive and lavapipe can hang at exit. Prints uvu's output and
+// Runs every test/*.test.ts in its own Node process (uvu, through tsx; with --expose-gc for the
+// tests that measure the heap) with a hard timeout, because Dawn keeps a process alive and
+// lavapipe can hang at exit. Prints uvu's output and
 // one closing line "N passed, N failed" for CI. Usage: node scripts/run-tests.mjs [filter...]
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -19,7 +20,7 @@ process.env.HYBRIDPS_LOG ??= 'warn'; // keep test output readable; failures stil
 function runFile(file) {
   return new Promise((resolve) => {
     const started = Date.now();
-    const child = spawn(process.execPath, ['--import', 'tsx', join('test', file)], {
+    const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join('test', file)], {
       cwd: root, env: { ...process.env, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -2,7 +2,7 @@
 // a BSP run changes nothing; the final parameters equal a run without the failure.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { LocalCluster } from '../src/cli/local-cluster.ts';
+import { LocalCluster } from '../src/launch/local-cluster.ts';
 import { PSClient } from '../src/client/ps-client.ts';
 import { Consistency, type TableSpecMsg } from '../src/wire/codec.ts';
 

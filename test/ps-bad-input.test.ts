@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { startCluster, table, keysOf, SECRET } from './helpers/cluster.ts';
 import { dial, RemoteError } from '../src/transport/index.ts';
 import { encode, decode, ErrorCode, Role, type Body, type Envelope } from '../src/wire/codec.ts';
+import type { RequestBody } from '../src/wire/replies.ts';
 
 const c = await startCluster({ servers: 1, maxFrameBytes: 1 << 20 });
 const client = await c.client('good');
@@ -15,7 +16,7 @@ const before = await client.pull(1, keys);
 const server = c.servers[0]!;
 const { conn } = await dial(server.url, { nodeId: 'raw', secret: SECRET, role: Role.Worker, epoch: () => client.view.epoch });
 
-async function expectError(body: Body, code: ErrorCode, pattern: RegExp): Promise<void> {
+async function expectError(body: RequestBody, code: ErrorCode, pattern: RegExp): Promise<void> {
   try {
     await conn.request(body);
     assert.unreachable(`${body.type} should be refused`);
@@ -30,7 +31,7 @@ async function unchanged(): Promise<void> {
   assert.equal(Array.from(await client.pull(1, keys)), Array.from(before), 'table unchanged');
 }
 
-const push = (over: Partial<Extract<Body, { type: 'push' }>>): Body =>
+const push = (over: Partial<Extract<Body, { type: 'push' }>>): RequestBody =>
   ({ type: 'push', table: 1, keys, values: new Float32Array(12).fill(1), worker: 0, clock: 0, seq: Math.floor(Math.random() * 1e9), ...over });
 
 test('unknown table', async () => {
@@ -65,7 +66,7 @@ test('copyRows and handoff requests from a worker: refused or checked, nothing c
   await expectError({ type: 'handoffRequest', table: 1, offset: 0, limit: 10 }, ErrorCode.Unsupported, /not a server/);
   await expectError({ type: 'copyPending', table: 1, clock: 5, keys, sums: new Float64Array(12), applied: [] }, ErrorCode.Unsupported, /not a server/);
   // Row assignment (how the pure-PS dense vector is seeded) is checked like a push.
-  const copy = (over: Partial<Extract<Body, { type: 'copyRows' }>>): Body => ({
+  const copy = (over: Partial<Extract<Body, { type: 'copyRows' }>>): RequestBody => ({
     type: 'copyRows', table: 1, keys, values: new Float32Array(12), slots: new Float32Array(0), slotCount: 0, steps: new Uint32Array(0), ...over,
   });
   await expectError(copy({ values: new Float32Array(11) }), ErrorCode.BadDimension, /do not match/);

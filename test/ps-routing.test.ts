@@ -5,7 +5,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startCluster, table, SECRET } from './helpers/cluster.ts';
 import { dial, RemoteError } from '../src/transport/index.ts';
-import { ErrorCode, Role, type Body } from '../src/wire/codec.ts';
+import { ErrorCode, Role } from '../src/wire/codec.ts';
+import type { RequestBody } from '../src/wire/replies.ts';
 
 for (const replicas of [1, 2]) {
   test(`R=${replicas}: a key sent to a server that does not head it is refused (WrongOwner) and nothing changes`, async () => {
@@ -25,7 +26,7 @@ for (const replicas of [1, 2]) {
       const keys = BigUint64Array.from([BigInt(own), BigInt(foreign)]);
       const before = await client.pull(1, keys); // routed: each key to its head
       const { conn } = await dial(c.servers[0]!.url, { nodeId: 'raw', secret: SECRET, role: Role.Worker, epoch: () => view.epoch });
-      const refused = async (body: Body) => {
+      const refused = async (body: RequestBody) => {
         try {
           await conn.request(body);
           assert.unreachable(`${body.type} of key ${foreign} to server-0 should be refused`);

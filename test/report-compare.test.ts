@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { writeReport, comparisonTable, type RunSummary } from '../src/report/compare-report.ts';
+import { writeReport, comparisonTable, type RunSummary } from '../src/launch/compare-report.ts';
 
 function run(mode: RunSummary['mode'], speed: number): RunSummary {
   const steps = Array.from({ length: 30 }, (_, i) => i * 10);

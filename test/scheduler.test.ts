@@ -6,7 +6,7 @@ import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { Peer } from '../src/transport/index.ts';
 import { Role, type ClusterViewMsg } from '../src/wire/codec.ts';
 import { SECRET } from './helpers/secret.ts';
-import { parseTfConfig, clusterEnvFromProcess } from '../src/cli/cluster-env.ts';
+import { parseTfConfig, clusterEnvFromProcess } from '../src/launch/cluster-env.ts';
 import { HashRing } from '../src/cluster/hash-ring.ts';
 import { PSClient } from '../src/client/ps-client.ts';
 import { PsServer } from '../src/server/ps-server.ts';

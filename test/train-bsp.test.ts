@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import { runTraining } from '../src/train/launch-train.ts';
+import { runTraining } from '../src/launch/train-run.ts';
 import { trainBatches, toWorkerBatch } from '../src/train/batches.ts';
 import { dlrmSpec } from '../src/model/dlrm.ts';
 import { initDense } from '../src/model/model-runner.ts';

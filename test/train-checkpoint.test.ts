@@ -6,7 +6,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
-import { runTraining } from '../src/train/launch-train.ts';
+import { runTraining } from '../src/launch/train-run.ts';
 import { mkdirSync } from 'node:fs';
 import { readManifest, writeSafetensors } from '../src/checkpoint/index.ts';
 import { dlrmSpec } from '../src/model/dlrm.ts';

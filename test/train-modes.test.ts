@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
-import { runTraining } from '../src/train/launch-train.ts';
+import { runTraining } from '../src/launch/train-run.ts';
 import { generateSynthetic } from '../src/data/synthetic.ts';
 import { parseConsistency } from '../src/train/config.ts';
 import { tmp, tinyConfig } from './helpers/train.ts';

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { encode, decode, WireError, Role, Consistency, ErrorCode, type Body } from '../src/wire/codec.ts';
 import { f32ToF16, f16ToF32, F16_RELATIVE_ERROR } from '../src/wire/f16.ts';
 import { randomFloats } from './helpers/random.ts';
+import { encodeMisaligned, frameAt, vectorOffset } from './helpers/hostile-frames.ts';
 
 const keys = BigUint64Array.from([0n, 1n, 2n ** 48n - 1n, 123456789n]);
 const vals = randomFloats(keys.length * 3, 5);
@@ -17,6 +18,7 @@ const push = { type: 'push', table: 3, keys, values: vals, worker: 2, clock: 11,
 const bodies: Body[] = [
   { type: 'challenge', nonce: new Uint8Array([1, 2, 3]) },
   { type: 'hello', role: Role.Worker, nodeId: 'w0', address: 'ws://x', mac: new Uint8Array(32).fill(7) },
+  { type: 'hello', role: Role.Worker, nodeId: 'w0', address: 'ws://x', mac: new Uint8Array(32).fill(7), ringEpoch: 12 },
   { type: 'welcome', nodeId: 'scheduler', view, heartbeatMs: 250 },
   { type: 'clusterView', view },
   { type: 'heartbeat', nodeId: 'w0', clock: 12 },
@@ -40,6 +42,21 @@ const bodies: Body[] = [
   { type: 'statsRequest' },
   { type: 'handoffRequest', table: 65535, offset: 4096, limit: 1024 },
   { type: 'copyPending', table: 3, clock: 12, keys: BigUint64Array.of(5n, 2n ** 47n), sums: Float64Array.of(0.1, -2.5e-300, 1e300, 7), applied: [{ sender: 'w1', seq: 2 ** 40, keys: BigUint64Array.of(5n, 2n ** 47n) }, { sender: 'w0', seq: 0, keys: new BigUint64Array(0) }] },
+  { type: 'handoffMetaRequest' },
+  {
+    type: 'handoffMeta',
+    tables: [
+      {
+        spec, rows: 70_000,
+        applied: [{ sender: 'w1', seq: 2 ** 40, keys: BigUint64Array.of(5n, 2n ** 48n - 1n) }],
+        pending: [{ table: 3, clock: 12, keys: BigUint64Array.of(5n), sums: Float64Array.of(0.1, -2.5e-300, 1e300), applied: [] }],
+      },
+      { spec: { ...spec, id: 4, name: 'empty', seed: 2n ** 64n - 1n }, rows: 0, applied: [], pending: [] },
+    ],
+    clocks: [{ rank: 0, clock: 12 }, { rank: 3, clock: 2 ** 40 }],
+    wholePushes: [{ sender: 'w0', seqs: [1, 2, 2 ** 50] }, { sender: 'w2', seqs: [] }],
+  },
+  { type: 'assignRows', table: 3, keys, values: vals },
   { type: 'statsReply', json: '{"a":1}' },
   { type: 'ok' },
   { type: 'error', code: ErrorCode.NonFinite, message: 'NaN at row 3' },
@@ -58,6 +75,18 @@ function normal(b: Body): unknown {
   ), (k, v) => (k === 'f16' ? undefined : v));
 }
 
+test('the hello carries the ring epoch in its own field (0 included), absent when not given', () => {
+  const hello = (ringEpoch?: number): Body => ({ type: 'hello', role: Role.Worker, nodeId: 'w1', address: 'ws://127.0.0.1:9', mac: new Uint8Array(32), ringEpoch });
+  const back = (b: Body) => decode(encode({ requestId: 1, reply: false, sender: 'w1', epoch: 3, body: b })).body;
+  for (const epoch of [0, 1, 7, 2 ** 40]) {
+    const got = back(hello(epoch));
+    assert.is(got.type === 'hello' && got.ringEpoch, epoch, `ring epoch ${epoch}`);
+    assert.is(got.type === 'hello' && got.address, 'ws://127.0.0.1:9', 'the address is the plain URL');
+  }
+  const none = back(hello());
+  assert.ok(none.type === 'hello' && !('ringEpoch' in none), 'no ring epoch on an ordinary link');
+});
+
 test('payload vectors are zero-copy views of an aligned frame', () => {
   const bytes = encode({ requestId: 1, reply: false, sender: 'w', epoch: 1, body: push });
   const env = decode(bytes);
@@ -70,6 +99,24 @@ test('payload vectors are zero-copy views of an aligned frame', () => {
   odd.set(bytes, 1);
   const env2 = decode(odd.subarray(1));
   assert.equal(Array.from((env2.body as typeof push).values), Array.from(vals));
+});
+
+test('every body decodes to what was encoded, at every frame offset and vector alignment (0-7 mod 8)', () => {
+  for (const body of bodies) {
+    const env = { requestId: 42, reply: false, sender: 'me', epoch: 7, body };
+    for (let k = 0; k < 8; k++) {
+      const frame = encodeMisaligned(env, k);
+      for (let at = 0; at < 8; at++) {
+        // Around the frame lie 0xff bytes: a vector read from anywhere but its own bytes differs.
+        const back = decode(frameAt(frame, at));
+        assert.equal(normal(back.body), normal(body), `${body.type}, vectors shifted by ${k}, frame at offset ${at}`);
+      }
+    }
+  }
+  // The shifted builder really puts vectors at every residue: pull keys at 0..7 mod 8 of the frame.
+  const pull = bodies.find((b) => b.type === 'pull')!;
+  const residues = new Set(Array.from({ length: 8 }, (_, k) => vectorOffset(encodeMisaligned({ requestId: 1, reply: false, sender: 'me', epoch: 1, body: pull }, k), 1) % 8));
+  assert.is(residues.size, 8, `pull keys at residues ${[...residues]}`);
 });
 
 test('fp16 values stay within the documented relative error', () => {

@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
-# Runs on the lent GPU machine, in the repository root, after pack.sh's output was carried along:
-#   bash scripts/gpu-box/run.sh <command...>     e.g.  bash scripts/gpu-box/run.sh bench/run.ts kernels --json
-# Installs the Vulkan loader, unpacks node and the app, checks the adapter Dawn sees, runs the
-# command with that node (through tsx), and leaves its output in $OUT (when set).
+# Runs one bundled entry on a lent GPU box with the carried node, after box-env.sh's checks
+# (carry .devbox, built here by scripts/gpu-box/pack.sh):
+#   bash scripts/gpu-box/run.sh [--software-ok] ENTRY [ARGS...]
+#   ENTRY: hybridps (the CLI) | kernels (bench/kernels.ts) | step (bench/step.ts) | probe
+#   e.g.  bash scripts/gpu-box/run.sh kernels --json       bash scripts/gpu-box/run.sh hybridps launch samples/dlrm --preset gpu
+# Output goes to the terminal and to $OUT/run.log (with $OUT/env.json beside it). A software
+# adapter is refused (exit 3) unless --software-ok. For the whole side-by-side use step-vs-torch.sh.
 set -euo pipefail
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-ldconfig -p | grep -q libvulkan || { echo "no libvulkan after unpacking .gl" >&2; exit 1; }
-for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json /etc/vulkan/icd.d/nvidia_icd.json; do
-  [ -f "$icd" ] && export VK_DRIVER_FILES="$icd" && break
-done
-export XDG_RUNTIME_DIR=/tmp HYBRIDPS_SKIP_VULKAN_SETUP=1
-xz -dc .devbox/node.xz > /tmp/node && chmod +x /tmp/node
-mkdir -p /tmp/app && tar -xJf .devbox/app.tar.xz -C /tmp/app
-cd /tmp/app
-/tmp/node --import tsx --input-type=module -e "import { acquireGpu } from './src/gpu/device.ts'; const g = await acquireGpu(); console.log('adapter:', g.adapterName); await g.destroy(); process.exit(0);" || true
-out="${OUT:-/tmp}"
-/tmp/node --import tsx "$@" | tee "$out/gpu-run.log"
+here="$(cd "$(dirname "$0")" && pwd)"
+if [ "${1:-}" = --software-ok ]; then export SOFTWARE_OK=1; shift; fi
+entry=${1:?usage: run.sh [--software-ok] hybridps|kernels|step|probe [ARGS...]}
+shift
+# shellcheck source=box-env.sh
+source "$here/box-env.sh"
+[ -f "$APP/bundle/$entry.mjs" ] || { echo "no entry $entry (have: $(cd "$APP/bundle" && echo *.mjs))" >&2; exit 2; }
+"$NODE" "$APP/bundle/$entry.mjs" "$@"

@@ -11,8 +11,10 @@ export interface RightLinkOptions {
   secret: Uint8Array;
   /** The neighbour. */
   peer: { nodeId: string; address: string };
-  /** Announced in the hello: our listener's URL tagged with the ring epoch (see ringTag). */
+  /** Announced in the hello: our listener's URL. */
   address: string;
+  /** Announced in the hello (its ring_epoch field): the ring this link serves. */
+  ringEpoch: number;
   maxFrameBytes: number;
   /** Give up dialling after this long. */
   connectTimeoutMs: number;
@@ -23,14 +25,6 @@ export interface RightLinkOptions {
 }
 
 interface Item { body: AllreduceChunkBody; op: RingOp }
-
-/** `ws://host:port#ring=5`: the hello's address tells the listener which ring a link serves. */
-export function ringTag(url: string, epoch: number): string { return `${url}#ring=${epoch}`; }
-
-export function parseRingTag(address: string): number | undefined {
-  const m = /#ring=(\d+)$/.exec(address);
-  return m ? Number(m[1]) : undefined;
-}
 
 export class RightLink {
   private conn: Connection | null = null;
@@ -53,7 +47,7 @@ export class RightLink {
       if (left <= 0) break;
       try {
         const { conn } = await dial(this.opts.peer.address, {
-          nodeId: this.opts.nodeId, secret: this.opts.secret, role: Role.Worker, address: this.opts.address,
+          nodeId: this.opts.nodeId, secret: this.opts.secret, role: Role.Worker, address: this.opts.address, ringEpoch: this.opts.ringEpoch,
           maxFrameBytes: this.opts.maxFrameBytes, connectTimeoutMs: Math.max(100, Math.min(left, 5_000)),
         });
         if (this.closedByUs) { void conn.close(1000, 'ring changed'); return; }

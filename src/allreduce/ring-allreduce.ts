@@ -12,7 +12,7 @@ import { Role, type Envelope } from '../wire/codec.ts';
 import { createLogger } from '../util/log.ts';
 import { AllreduceAbortedError, AllreduceTimeoutError } from './errors.ts';
 import { RingOp, type Chunk } from './ring-op.ts';
-import { RightLink, parseRingTag, ringTag } from './right-link.ts';
+import { RightLink } from './right-link.ts';
 
 const log = createLogger('allreduce');
 
@@ -72,7 +72,7 @@ export class RingAllreduce {
   /** Why the current ring stopped working; null while it works. */
   private broken: string | null = null;
   private closed = false;
-  /** Ring epoch each inbound link announced in its hello (see ringTag). */
+  /** Ring epoch each inbound link announced in its hello (its ring_epoch field). */
   private readonly inboundEpoch = new Map<Connection, number | undefined>();
   /** Chunks that arrived before their op started here, by `${epoch}:${opId}`, in arrival order. */
   private readonly early = new Map<string, { chunks: Chunk[]; conn: Connection }>();
@@ -139,7 +139,7 @@ export class RingAllreduce {
     if (w > 1) {
       const ring = this.ring;
       this.right = new RightLink({
-        nodeId: this.opts.nodeId, secret: this.opts.secret, peer: ring.right, address: ringTag(this.url, ringEpoch),
+        nodeId: this.opts.nodeId, secret: this.opts.secret, peer: ring.right, address: this.url, ringEpoch,
         maxFrameBytes: MAX_FRAME_BYTES, connectTimeoutMs: this.timeoutMs,
         onSent: (bytes) => { this.stats.bytesSent += bytes; },
         onBroken: (why) => { if (this.ring === ring) this.breakRing(why); },
@@ -200,7 +200,7 @@ export class RingAllreduce {
   // Receiving
 
   private onInbound(conn: Connection): void {
-    const epoch = parseRingTag(conn.peerAddress);
+    const epoch = conn.peerRingEpoch;
     this.inboundEpoch.set(conn, epoch);
     void conn.closed.then(({ code, reason }) => {
       this.inboundEpoch.delete(conn);
@@ -260,7 +260,7 @@ export class RingAllreduce {
     if (this.earlyBytes > this.maxEarlyBytes && !this.paused.has(conn)) {
       log.warn('early-chunks-over-cap', { bytes: this.earlyBytes, cap: this.maxEarlyBytes, pausing: conn.peerId });
       this.paused.add(conn);
-      conn.ws.pause();
+      conn.holdReading();
     }
   }
 
@@ -286,7 +286,7 @@ export class RingAllreduce {
 
   private resumeIfBelowCap(): void {
     if (this.paused.size === 0 || this.earlyBytes > this.maxEarlyBytes / 2) return;
-    for (const conn of this.paused) if (conn.isOpen) conn.ws.resume();
+    for (const conn of this.paused) if (conn.isOpen) conn.releaseReading();
     this.paused.clear();
   }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// `hybridps` command line: one subcommand per role plus the local launcher and tools.
+// `hybridps` command line: one subcommand per role plus the local launcher and tools. Parses the
+// arguments and dispatches; the roles and launching live in src/launch/, which runs them.
 import { Command, Option } from 'commander';
-import { runScheduler, runServer, runWorker } from './roles.ts';
-import { runDemo } from './demo.ts';
+import { runScheduler, runServer, runWorker } from '../launch/roles.ts';
+import { runDemo } from '../launch/demo.ts';
 
 const program = new Command();
 program.name('hybridps').description('Parameter-server training for recommender models with WebGPU workers').showHelpAfterError();
@@ -15,16 +16,25 @@ const secretOptions = (c: Command) => c
   .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
   .option('--metrics-port <port>', 'serve Prometheus /metrics and JSON /status on this port (0: any)', int);
 
-secretOptions(program.command('scheduler').description('run the scheduler (membership, cluster view, clocks, barriers)'))
+// Bounds on what one peer's link may cost (docs/wire.md, "Bounds").
+const linkOptions = (c: Command) => c
+  .option('--max-frame-mb <mb>', 'refuse frames larger than this (default: server 64, scheduler 1)', int)
+  .option('--pre-auth-max-bytes <n>', 'largest frame before the hello is verified (default 4096)', int)
+  .option('--max-unauthenticated <n>', 'connections waiting to authenticate; more are refused (default 64)', int)
+  .option('--hello-timeout-ms <ms>', 'close a connection not authenticated this long after it opened (default 5000)', int)
+  .option('--max-in-flight <n>', 'frames a connection has in hand before its socket is not read (default 256)', int)
+  .option('--max-in-flight-mb <mb>', 'bytes of frames a connection has in hand (default 64)', int)
+  .option('--send-high-water-mb <mb>', 'replies wait while a socket has this much queued (default 32)', int);
+
+secretOptions(linkOptions(program.command('scheduler')).description('run the scheduler (membership, cluster view, clocks, barriers)'))
   .option('--replicas <n>', 'replication factor R for every key range', int)
   .option('--vnodes <n>', 'virtual nodes per server on the hash ring', int)
   .option('--heartbeat-misses <n>', 'missed heartbeats before a member is declared dead', int)
   .action((o) => runScheduler(o));
 
-secretOptions(program.command('server').description('run a parameter server'))
+secretOptions(linkOptions(program.command('server')).description('run a parameter server'))
   .option('--scheduler <url>', 'scheduler address ws://HOST:PORT (or HYBRIDPS_SCHEDULER / TF_CONFIG)')
   .option('--node-id <id>', 'stable name of this server')
-  .option('--max-frame-mb <mb>', 'refuse frames larger than this', int)
   .option('--optimizer-module <path...>', 'ESM module(s) exporting custom update functions')
   .option('--checkpoint-root <dir>', 'checkpoints may only be written/read inside this directory (default: cwd)')
   .action((o) => runServer(o));
@@ -32,7 +42,7 @@ secretOptions(program.command('server').description('run a parameter server'))
 program.command('run').description('run the role named by TF_CONFIG or HYBRIDPS_ROLE (for orchestrators)')
   .option('--secret-file <file>')
   .action(async (o) => {
-    const { clusterEnvFromProcess } = await import('./cluster-env.ts');
+    const { clusterEnvFromProcess } = await import('../launch/cluster-env.ts');
     const env = clusterEnvFromProcess();
     if (env.role === 'scheduler') return runScheduler(o);
     if (env.role === 'server') return runServer(o);
@@ -72,12 +82,14 @@ trainOptions(program.command('launch').argument('[sample]', 'a sample directory 
   .option('--keep-going', 'a worker (other than worker-0) dying does not stop the run: the others continue')
   .action(async (sample: string | undefined, o) => {
     if (!sample) {
-      const { launchAndWait } = await import('./launch.ts');
-      await launchAndWait({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
+      const { clusterCommand } = await import('../launch/commands.ts');
+      await clusterCommand({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
       process.exit(0);
     }
-    const { trainCommand } = await import('../train/commands.ts');
-    await trainCommand(sample, o);
+    const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
+    const job = trainJobFromFlags(o, readSample(sample));
+    const { trainCommand } = await import('../launch/commands.ts');
+    await trainCommand(job, { json: !!o.json, keepGoing: !!o.keepGoing });
     process.exit(0);
   });
 
@@ -85,8 +97,12 @@ trainOptions(program.command('compare').argument('[sample]', 'sample directory',
   .description('train the sample in hybrid and in pure-PS mode on the same data and seed; write a report (terminal table + HTML plots)'))
   .option('--report <file>', 'HTML report path (default runs/compare-<time>.html)')
   .action(async (sample: string, o) => {
-    const { compareCommand } = await import('../train/commands.ts');
-    await compareCommand(sample, o);
+    const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
+    const s = readSample(sample);
+    if (o.mode) throw new Error('compare runs both modes; leave out --mode');
+    const jobs = (['hybrid', 'pure-ps'] as const).map((mode) => trainJobFromFlags({ ...o, mode }, s));
+    const { compareCommand } = await import('../launch/commands.ts');
+    await compareCommand(jobs, { json: !!o.json, report: o.report });
     process.exit(0);
   });
 
@@ -104,7 +120,7 @@ program.command('gen-data').description('write a synthetic Criteo-layout file fr
   .option('--gzip', 'gzip the output')
   .option('--json', 'print one JSON summary as the last line')
   .action(async (o) => {
-    const { genDataCommand } = await import('./gen-data.ts');
+    const { genDataCommand } = await import('../launch/gen-data.ts');
     await genDataCommand({ out: o.out, samples: o.samples, seed: o.seed, rowsPerTable: o.rowsPerTable, gzip: !!o.gzip, json: !!o.json });
   });
 

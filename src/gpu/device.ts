@@ -198,12 +198,42 @@ export function waitIdle(gpu: Gpu): Promise<void> {
   return settleOrLost(gpu, gpu.device.queue.onSubmittedWorkDone());
 }
 
+/**
+ * Pending settleOrLost() calls per device, rejected together when it is lost. One handler on
+ * `gpu.lost` per device, not one per call: `lost` never settles while the device lives, so a
+ * reaction attached to it per call (Promise.race with `lost.then(...)`) was kept forever, about
+ * 465 bytes a call and three calls a training step.
+ */
+interface LossWatch { reason?: string; pending: Set<(e: Error) => void> }
+const lossWatches = new WeakMap<Gpu, LossWatch>();
+function lossWatch(gpu: Gpu): LossWatch {
+  let w = lossWatches.get(gpu);
+  if (!w) {
+    const watch: LossWatch = { pending: new Set() };
+    void gpu.lost.then((reason) => {
+      watch.reason = reason;
+      const err = lostError(gpu, reason);
+      for (const reject of watch.pending) reject(err);
+      watch.pending.clear();
+    });
+    lossWatches.set(gpu, (w = watch));
+  }
+  return w;
+}
+const lostError = (gpu: Gpu, reason: string) => new Error(`GPU device lost (${gpu.adapterName}): ${reason}`);
+
 /** Races a GPU promise against device loss so callers see an error instead of a hang. */
 export function settleOrLost<T>(gpu: Gpu, p: Promise<T>): Promise<T> {
-  return Promise.race([
-    p,
-    gpu.lost.then((reason) => {
-      throw new Error(`GPU device lost (${gpu.adapterName}): ${reason}`);
-    }),
-  ]);
+  const watch = lossWatch(gpu);
+  if (watch.reason !== undefined) {
+    p.catch(() => undefined); // nobody waits for it any more
+    return Promise.reject(lostError(gpu, watch.reason));
+  }
+  return new Promise<T>((resolve, reject) => {
+    watch.pending.add(reject);
+    p.then(
+      (v) => { watch.pending.delete(reject); resolve(v); },
+      (e) => { watch.pending.delete(reject); reject(e); },
+    );
+  });
 }

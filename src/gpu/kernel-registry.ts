@@ -2,12 +2,12 @@
 // by putting a directory with their own <name>.wgsl first), compiles them into compute pipelines
 // with an explicit layout derived from the header, and caches pipelines per name + constants.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import type { Gpu } from './device.ts';
 import { parseKernelMeta, type KernelMeta } from './kernel-meta.ts';
+import { SHADER_DIR } from '../util/package-files.ts';
 
-export const DEFAULT_SHADER_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shaders');
+export const DEFAULT_SHADER_DIR = SHADER_DIR;
 
 export class KernelCompileError extends Error {}
 

@@ -3,11 +3,10 @@
 // [z, dot(v_i, v_j) for i in 1..F-1, j < i] with v_0 = z; top MLP -> logit; BCE on the logit.
 // ReLU after every layer except the last top one. W[out][in] row-major, then b[out], bottom
 // layers first, then top layers (the dense vector layout of dlrm-reference.ts).
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { denseOffsetName, type BufferDecl, type ConsistencyName, type DenseParamDecl, type Expr, type KernelCall, type ModelSpec, type OptimizerName, type TableDecl } from './model-spec.ts';
+import { SHADER_DIR } from '../util/package-files.ts';
 
-export const REPO_SHADERS = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shaders');
+export const REPO_SHADERS = SHADER_DIR;
 
 export interface DlrmConfig {
   numDense: number;

@@ -1,7 +1,7 @@
 // The scheduler: accepts registrations, gives each member a stable rank within its role, watches
 // heartbeats, and publishes a new cluster view (epoch + members + ring parameters) to everyone on
 // every change. It also keeps the workers' clock table and runs named barriers over live workers.
-import { Listener, type Connection } from '../transport/index.ts';
+import { Listener, type Connection, type LinkLimits } from '../transport/index.ts';
 import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type MemberMsg } from '../wire/codec.ts';
 import { RpcError } from '../transport/connection.ts';
 import { createLogger } from '../util/log.ts';
@@ -17,11 +17,23 @@ export interface SchedulerOptions {
   /** Missed heartbeats before a member is declared dead. */
   heartbeatMisses?: number;
   maxFrameBytes?: number;
+  /** Bounds on what a peer's link may cost (docs/wire.md, "Bounds"); maxFrameBytes defaults to 1 MiB here. */
+  limits?: LinkLimits;
+  /** Barrier names remembered after release (their generation counters); older ones are forgotten. */
+  maxBarrierNames?: number;
+  /** Barriers one worker may wait in at once; a further one is refused. */
+  maxBarriersPerWorker?: number;
 }
+
+/** Longest barrier name accepted, in UTF-16 code units (names are short labels like `step-12`). */
+export const MAX_BARRIER_NAME = 256;
 
 interface MemberState { member: MemberMsg; conn: Connection; lastSeen: number; clock: number }
 
 interface BarrierState { generation: number; waiting: Map<number, () => void> }
+
+const DEFAULT_MAX_BARRIER_NAMES = 4096;
+const DEFAULT_MAX_BARRIERS_PER_WORKER = 64;
 
 export class Scheduler {
   private listener!: Listener;
@@ -30,7 +42,10 @@ export class Scheduler {
   /** Epoch of the last change to the worker set, and that set's signature (the ring's identity). */
   private workersEpoch = 0;
   private workersSignature = '';
+  /** Barriers with waiters. Released barriers leave only their generation in `generations`. */
   private barriers = new Map<string, BarrierState>();
+  /** Generations of released barriers, oldest first, bounded by maxBarrierNames. */
+  private generations = new Map<string, number>();
   private timer?: NodeJS.Timeout;
   private readonly log = createLogger('scheduler');
   readonly nodeId: string;
@@ -43,7 +58,7 @@ export class Scheduler {
   static async start(opts: SchedulerOptions): Promise<Scheduler> {
     const s = new Scheduler(opts);
     s.listener = await Listener.listen({
-      nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port, maxFrameBytes: opts.maxFrameBytes ?? 1 << 20,
+      ...opts.limits, nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port, maxFrameBytes: opts.maxFrameBytes ?? opts.limits?.maxFrameBytes ?? 1 << 20,
       epoch: () => s.epoch,
       onHello: (hello, conn, env) => s.register(hello, conn, env.epoch),
       onRequest: (env, conn) => s.onRequest(env, conn),
@@ -74,9 +89,13 @@ export class Scheduler {
     if (hello.role !== Role.Server && hello.role !== Role.Worker && hello.role !== Role.Client) {
       throw new RpcError(ErrorCode.Unsupported, `role ${hello.role} cannot register`);
     }
-    this.stats.registrations++;
     const previous = this.members.get(hello.nodeId);
-    if (previous && previous.conn !== conn) void previous.conn.close(4003, 'replaced by a new registration');
+    if (previous && previous.conn !== conn) {
+      const why = this.duplicateProblem(previous, hello);
+      if (why) throw new RpcError(ErrorCode.Conflict, why);
+      void previous.conn.close(4003, 'replaced by a new registration');
+    }
+    this.stats.registrations++;
     if (hello.role === Role.Client) {
       // Observers (tools, the launcher) get views but are not members.
       conn.closed.then(() => {});
@@ -89,6 +108,20 @@ export class Scheduler {
     this.log.info('joined', { node: hello.nodeId, role: Role[hello.role], rank, address: hello.address });
     this.publish(conn);
     return { type: 'welcome', nodeId: this.nodeId, view: this.view(), heartbeatMs: this.heartbeatMs };
+  }
+
+  /**
+   * Why a hello may not take over the node id of a registered member, or null when it may: a live
+   * member keeps its id unless the newcomer is plausibly the same member restarting (same role and
+   * the same address, or the old one has missed two heartbeats). Observers never take a member's id.
+   */
+  private duplicateProblem(previous: MemberState, hello: Extract<Body, { type: 'hello' }>): string | null {
+    if (!previous.conn.isOpen) return null;
+    const what = `node id '${hello.nodeId}' is already registered by a live ${Role[previous.member.role]} at ${previous.member.address || '(no address)'}`;
+    if (hello.role === Role.Client || hello.role !== previous.member.role) return `${what}; give each process its own --node-id`;
+    const stale = Date.now() - previous.lastSeen > 2 * this.heartbeatMs;
+    if (hello.address === previous.member.address || stale) return null;
+    return `${what}, and this ${Role[hello.role]} registers from ${hello.address || '(no address)'}; give each process its own --node-id (a restarted member re-registers from its old address, or once the old one has missed two heartbeats)`;
   }
 
   /**
@@ -155,12 +188,42 @@ export class Scheduler {
     for (const [name, b] of this.barriers) {
       if (b.waiting.size > 0 && live.every((r) => b.waiting.has(r))) {
         for (const release of b.waiting.values()) release();
-        b.waiting.clear();
-        b.generation++;
+        this.barriers.delete(name);
+        this.rememberGeneration(name, b.generation + 1);
         this.stats.barriers++;
-        this.log.debug('barrier released', { name, generation: b.generation });
+        this.log.debug('barrier released', { name, generation: b.generation + 1 });
       }
     }
+  }
+
+  /** Keeps a released barrier's next generation, forgetting the oldest names past the bound. */
+  private rememberGeneration(name: string, generation: number): void {
+    this.generations.delete(name);
+    this.generations.set(name, generation);
+    const max = this.opts.maxBarrierNames ?? DEFAULT_MAX_BARRIER_NAMES;
+    while (this.generations.size > max) this.generations.delete(this.generations.keys().next().value!);
+  }
+
+  /** A worker's entry into barrier `name`: checked, bounded, then waiting until every live worker is in. */
+  private async barrier(name: string, worker: number, conn: Connection): Promise<Body> {
+    const m = [...this.members.values()].find((x) => x.conn === conn);
+    if (!m || m.member.role !== Role.Worker) throw new RpcError(ErrorCode.Unsupported, 'only registered workers take part in barriers');
+    if (m.member.rank !== worker) throw new RpcError(ErrorCode.Malformed, `barrier from worker rank ${m.member.rank} claims rank ${worker}`);
+    if (name.length === 0 || name.length > MAX_BARRIER_NAME) throw new RpcError(ErrorCode.Malformed, `barrier name of ${name.length} characters: names are 1 to ${MAX_BARRIER_NAME} characters`);
+    let b = this.barriers.get(name);
+    if (!b) {
+      const open = [...this.barriers.values()].filter((x) => x.waiting.has(worker)).length;
+      const max = this.opts.maxBarriersPerWorker ?? DEFAULT_MAX_BARRIERS_PER_WORKER;
+      if (open >= max) throw new RpcError(ErrorCode.Conflict, `worker ${worker} already waits in ${open} barriers (the limit); finish one before entering another`);
+      b = { generation: this.generations.get(name) ?? 0, waiting: new Map() };
+      this.barriers.set(name, b);
+    }
+    const generation = b.generation;
+    await new Promise<void>((resolve) => {
+      b.waiting.set(worker, resolve);
+      this.releaseBarriers();
+    });
+    return { type: 'barrierRelease', name, generation };
   }
 
   private async onRequest(env: Envelope, conn: Connection): Promise<Body | void> {
@@ -179,19 +242,8 @@ export class Scheduler {
         this.drop(body.nodeId, conn, 'left');
         return { type: 'ok' };
       }
-      case 'barrier': {
-        const m = [...this.members.values()].find((x) => x.conn === conn);
-        if (!m || m.member.role !== Role.Worker) throw new RpcError(ErrorCode.Unsupported, 'only registered workers take part in barriers');
-        if (m.member.rank !== body.worker) throw new RpcError(ErrorCode.Malformed, `barrier from worker rank ${m.member.rank} claims rank ${body.worker}`);
-        const b = this.barriers.get(body.name) ?? { generation: 0, waiting: new Map() };
-        this.barriers.set(body.name, b);
-        const generation = b.generation;
-        await new Promise<void>((resolve) => {
-          b.waiting.set(body.worker, resolve);
-          this.releaseBarriers();
-        });
-        return { type: 'barrierRelease', name: body.name, generation };
-      }
+      case 'barrier':
+        return this.barrier(body.name, body.worker, conn);
       case 'statsRequest':
         return { type: 'statsReply', json: JSON.stringify(this.status()) };
       default:
@@ -201,7 +253,7 @@ export class Scheduler {
 
   status(): object {
     return {
-      role: 'scheduler', epoch: this.epoch, url: this.url, stats: this.stats,
+      role: 'scheduler', epoch: this.epoch, url: this.url, stats: this.stats, openBarriers: this.barriers.size, barrierNames: this.generations.size,
       members: [...this.members.values()].map((m) => ({ ...m.member, role: Role[m.member.role], clock: m.clock, lastSeenMsAgo: Date.now() - m.lastSeen })),
     };
   }

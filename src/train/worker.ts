@@ -1,8 +1,8 @@
 // One training worker process: joins the cluster, declares the model's tables, optionally resumes
 // from a checkpoint, then runs WorkerStep over its share of every global batch until the steps or
-// the data run out, evaluating and checkpointing on the way. Everything the launcher needs comes
-// out on stdout as `HYBRIDPS_<KIND> <json>` lines (progress, eval, checkpoint, result); logs go to
-// stderr.
+// the data run out, evaluating and checkpointing on the way. What the launcher needs (progress,
+// evaluations, checkpoints, the result) goes to a `report` callback as typed events, which the
+// worker role hands on to its launcher; logs go to stderr.
 import { createHash } from 'node:crypto';
 import { acquireGpu } from '../gpu/device.ts';
 import { PSClient } from '../client/ps-client.ts';
@@ -24,8 +24,8 @@ export const DENSE_BLOCK = 1024;
 
 export interface WorkerIdentity {
   nodeId: string; schedulerUrl: string; secret: Uint8Array;
-  /** Requests from the launcher: `{ checkpointAt: step }` (a checkpoint on request, at a step every worker has yet to finish). */
-  requests?: { on(event: 'checkpointAt', listener: (step: number) => void): unknown };
+  /** Subscribes to checkpoint requests from the launcher: each names a step every worker has yet to finish. */
+  onCheckpointRequest?: (listener: (step: number) => void) => void;
   /** Where the hybrid mode's ring listener listens (and so what it announces); default 127.0.0.1, any port. */
   host?: string; port?: number;
 }
@@ -50,15 +50,18 @@ export interface WorkerResult {
 
 export interface EvalResult { step: number; samples: number; logloss: number; auc: number }
 
-type Emit = (kind: 'PROGRESS' | 'EVAL' | 'CHECKPOINT' | 'RESULT', payload: object) => void;
-
-export const stdoutEmit: Emit = (kind, payload) => { process.stdout.write(`HYBRIDPS_${kind} ${JSON.stringify(payload)}\n`); };
+/** What a worker reports while it trains (rank 0 alone evaluates and checkpoints). */
+export type WorkerEvent =
+  | { kind: 'progress'; progress: WorkerProgress }
+  | { kind: 'eval'; eval: EvalResult }
+  | { kind: 'checkpoint'; step: number; dir: string }
+  | { kind: 'result'; result: WorkerResult };
 
 function denseOptimizer(cfg: TrainConfig): DenseOptimizer {
   return { kind: cfg.optimizer.dense, lr: cfg.lr.dense };
 }
 
-export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit: Emit = stdoutEmit): Promise<WorkerResult> {
+export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, report: (e: WorkerEvent) => void = () => {}): Promise<WorkerResult> {
   const log = createLogger(id.nodeId);
   const gpu = await acquireGpu({ label: id.nodeId });
   const spec = dlrmSpec(cfg.model, {
@@ -122,8 +125,8 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
         const scores = await runner.predict({ B: wb.B, inputs: wb.inputs, tables: preps.map((prep, i) => ({ prep, rows: rows[i]! })) });
         for (let i = 0; i < wb.B; i++) { logits.push(scores[i]!); labels.push(wb.inputs.labels![i]!); }
       }
-      const res = { step, samples: labels.length, logloss: loglossFromLogits(logits, labels), auc: exactAuc(logits, labels) };
-      emit('EVAL', res);
+      const res: EvalResult = { step, samples: labels.length, logloss: loglossFromLogits(logits, labels), auc: exactAuc(logits, labels) };
+      report({ kind: 'eval', eval: res });
       return res;
     };
 
@@ -135,7 +138,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
       if (rank === 0) {
         dir = await saveTrainingCheckpoint({ client, cfg, step, dense: await denseNow(), layout, workers,
           optimizer: cfg.mode === 'hybrid' ? await runner.readOptimizerState() : undefined });
-        emit('CHECKPOINT', { step, dir });
+        report({ kind: 'checkpoint', step, dir });
       }
       await client.barrier(`checkpoint-${step}-written`); // nobody changes a row before the files exist
       return dir;
@@ -146,7 +149,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
     const bytes = () => ({ pull: client.bytes.pull, push: client.bytes.push, allreduce: ring?.ring.stats.bytesSent ?? 0 });
     let step = firstStep, samples = 0, lastCheckpoint: string | undefined, lastCheckpointStep = -1;
     const requested = new Set<number>();
-    id.requests?.on('checkpointAt', (s: number) => {
+    id.onCheckpointRequest?.((s) => {
       if (!cfg.checkpointDir) { log.warn('checkpoint requested, but the run has no --checkpoint-dir'); return; }
       if (s > step) requested.add(s); else log.warn('checkpoint requested for a step already passed', { step: s, now: step });
     });
@@ -164,7 +167,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
       step++;
       samples += mb.size;
       for (const [k, v] of Object.entries(r.ms)) phaseMs[k] = (phaseMs[k] ?? 0) + v;
-      emit('PROGRESS', { rank, step, loss: r.loss, samples, wallSec: (performance.now() - t0) / 1000, bytes: bytes(), ms: { ...r.ms } } satisfies WorkerProgress);
+      report({ kind: 'progress', progress: { rank, step, loss: r.loss, samples, wallSec: (performance.now() - t0) / 1000, bytes: bytes(), ms: { ...r.ms } } });
       if (cfg.evalSteps > 0 && step % cfg.evalSteps === 0 && rank === 0) await evaluate(step, cfg.evalSamples);
       if (cfg.checkpointDir && ((cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) || requested.delete(step))) {
         lastCheckpoint = await checkpoint(step);
@@ -181,7 +184,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, emit:
       denseHash: createHash('sha256').update(Buffer.from(denseFinal.buffer, denseFinal.byteOffset, denseFinal.byteLength)).digest('hex'),
       data: source.stats(), eval: final, checkpoint: rank === 0 ? lastCheckpoint || undefined : undefined,
     };
-    emit('RESULT', result);
+    report({ kind: 'result', result });
     await client.barrier('done');
     return result;
   } finally {

@@ -1,35 +1,25 @@
 // One authenticated WebSocket link, used the same way on both ends: requests matched to replies
-// by id with a timeout each, one-way notifications, and bounded send buffering (a sender waits
-// when the socket has more than `highWaterBytes` queued instead of growing memory without end).
+// by id with a timeout each, one-way notifications, and bounded memory: a sender waits when the
+// socket has more than `highWaterBytes` queued, and at most `maxInFlight` received frames (and
+// `maxInFlightBytes` of them) are being handled at once. At that limit the socket is not read, so
+// a peer that sends requests and never reads the replies is held back by TCP, not by our memory.
 import type WebSocket from 'ws';
 import * as flatbuffers from 'flatbuffers';
-import { decode, encode, ErrorCode, WireError, type Body, type Envelope } from '../wire/codec.ts';
+import { decode, encode, ErrorCode, WireError, type Body, type BodyOf, type BodyType, type Envelope } from '../wire/codec.ts';
+import { replyTypesOf, UnexpectedReplyError, type ReplyType, type RequestBody } from '../wire/replies.ts';
+import { ConnectionClosedError, RemoteError, RequestTimeoutError, RpcError, errorCodeOf } from './errors.ts';
+import { DEFAULT_LIMITS } from './limits.ts';
 
-export class RemoteError extends Error {
-  constructor(readonly code: ErrorCode, message: string, readonly peer: string) {
-    super(`${peer}: ${ErrorCode[code] ?? code}: ${message}`);
-  }
-}
+// The error classes live in errors.ts; importing them from here works too.
+export { RemoteError, RpcError, ConnectionClosedError, RequestTimeoutError, errorCodeOf } from './errors.ts';
 
-/** Thrown by a request handler to answer with a typed error instead of a generic one. */
-export class RpcError extends Error {
-  constructor(readonly code: ErrorCode, message: string) { super(message); }
-}
-
-export class ConnectionClosedError extends Error {}
-export class RequestTimeoutError extends Error {}
-
+/** Frames up to this size are copied out of their builder before they are queued (see sendRaw). */
+const SMALL_FRAME_BYTES = 4096;
 /**
- * The code a handler's failure goes back with. A handler that called a third node and lost it
- * (a replica died mid-forward) answers Aborted or Timeout, so the original caller knows the
- * request is worth retrying once the view has changed, instead of an opaque Unknown.
+ * What a frame waiting in the socket's queue costs beyond its bytes (write requests, callbacks,
+ * buffers): counted against the high-water mark, so many tiny queued replies are bounded too.
  */
-export function errorCodeOf(e: unknown): ErrorCode {
-  if (e instanceof RpcError || e instanceof WireError || e instanceof RemoteError) return e.code;
-  if (e instanceof ConnectionClosedError) return ErrorCode.Aborted;
-  if (e instanceof RequestTimeoutError) return ErrorCode.Timeout;
-  return ErrorCode.Unknown;
-}
+const QUEUED_FRAME_OVERHEAD = 512;
 
 export type RequestHandler = (env: Envelope, conn: Connection) => Body | void | Promise<Body | void>;
 
@@ -38,21 +28,36 @@ export interface ConnectionOptions {
   /** Cluster-view epoch stamped on outgoing frames. */
   epoch?: () => number;
   requestTimeoutMs?: number;
+  /** A send waits while the socket has more than this queued (default 32 MiB). */
   highWaterBytes?: number;
+  /** Received frames handled at once: requests, notifications, malformed frames (default 256). */
+  maxInFlight?: number;
+  /** Bytes of received frames handled at once (default 64 MiB; one frame is always let in). */
+  maxInFlightBytes?: number;
   onRequest?: RequestHandler;
   onMalformed?: (err: WireError) => void;
 }
 
-export interface ConnectionStats { sentBytes: number; receivedBytes: number; sentFrames: number; receivedFrames: number; pending: number }
+export interface ConnectionStats {
+  sentBytes: number; receivedBytes: number; sentFrames: number; receivedFrames: number; pending: number;
+  /** Received frames being handled now, and how often reading stopped at the in-flight limit. */
+  inFlight: number; readPauses: number;
+}
 
-interface Pending { resolve: (e: Envelope) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+interface Pending {
+  resolve: (e: Envelope) => void; reject: (e: Error) => void; timer: NodeJS.Timeout;
+  /** The request's body type and the reply types it may get (see wire/replies.ts). */
+  request: BodyType; expect: readonly BodyType[];
+}
 
 export class Connection {
   /** The authenticated peer's node id and role (set by the handshake). */
   peerId = '?';
   peerRole = -1;
   peerAddress = '';
-  readonly stats: ConnectionStats = { sentBytes: 0, receivedBytes: 0, sentFrames: 0, receivedFrames: 0, pending: 0 };
+  /** The allreduce ring epoch the peer's hello named (its link to its ring neighbour), if any. */
+  peerRingEpoch: number | undefined;
+  readonly stats: ConnectionStats = { sentBytes: 0, receivedBytes: 0, sentFrames: 0, receivedFrames: 0, pending: 0, inFlight: 0, readPauses: 0 };
   readonly closed: Promise<{ code: number; reason: string }>;
   private nextId = 1;
   private pending = new Map<number, Pending>();
@@ -61,10 +66,25 @@ export class Connection {
   /** Builders whose frames the socket has finished with, reused so big frames need no fresh memory. */
   private builders: flatbuffers.Builder[] = [];
   private closeInfo = { code: 0, reason: '' };
+  private inFlightBytes = 0;
+  /** Frames read while at the in-flight limit (ws empties its buffer after a pause), in order. */
+  private backlog: { buf: Uint8Array; isBinary: boolean }[] = [];
+  private backlogHead = 0;
+  /** Reasons besides the in-flight limit to keep the socket unread (holdReading). */
+  private holds = 0;
+  private drainScheduled = false;
+  /** Frames handed to ws whose write has not completed. */
+  private unflushed = 0;
+  private readonly maxInFlight: number;
+  private readonly maxInFlightBytes: number;
+  private readonly highWaterBytes: number;
   onRequest?: RequestHandler;
 
   constructor(readonly ws: WebSocket, private readonly opts: ConnectionOptions) {
     this.onRequest = opts.onRequest;
+    this.maxInFlight = opts.maxInFlight ?? DEFAULT_LIMITS.maxInFlight;
+    this.maxInFlightBytes = opts.maxInFlightBytes ?? DEFAULT_LIMITS.maxInFlightBytes;
+    this.highWaterBytes = opts.highWaterBytes ?? DEFAULT_LIMITS.sendHighWaterBytes;
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         this.isClosed = true;
@@ -73,6 +93,8 @@ export class Connection {
         for (const [, p] of this.pending) { clearTimeout(p.timer); p.reject(new ConnectionClosedError(why)); }
         this.pending.clear();
         for (const w of this.drainWaiters.splice(0)) w();
+        this.backlog = [];
+        this.backlogHead = 0;
         resolve(this.closeInfo);
       });
     });
@@ -88,6 +110,20 @@ export class Connection {
     const buf = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
     this.stats.receivedBytes += buf.byteLength;
     this.stats.receivedFrames++;
+    if (this.backlogHead < this.backlog.length || !this.admits(buf.byteLength)) {
+      this.backlog.push({ buf, isBinary });
+      this.updateReading();
+      return;
+    }
+    this.process(buf, isBinary);
+  }
+
+  private admits(bytes: number): boolean {
+    if (this.stats.inFlight === 0) return true;
+    return this.stats.inFlight < this.maxInFlight && this.inFlightBytes + bytes <= this.maxInFlightBytes;
+  }
+
+  private process(buf: Uint8Array, isBinary: boolean): void {
     let env: Envelope;
     try {
       if (!isBinary) throw new WireError('text frames are not part of the protocol');
@@ -95,7 +131,9 @@ export class Connection {
     } catch (e) {
       const err = e instanceof WireError ? e : new WireError(String(e));
       this.opts.onMalformed?.(err);
-      this.sendRaw({ requestId: 0, reply: true, sender: this.opts.nodeId, epoch: this.epoch(), body: { type: 'error', code: err.code, message: err.message } });
+      // The error reply counts against the in-flight limit and waits for the socket like any other.
+      const reply = this.send({ requestId: 0, reply: true, sender: this.opts.nodeId, epoch: this.epoch(), body: { type: 'error', code: err.code, message: err.message } });
+      this.track(buf.byteLength, reply.catch(() => {}));
       return;
     }
     if (env.reply) {
@@ -105,10 +143,63 @@ export class Connection {
       this.stats.pending = this.pending.size;
       clearTimeout(p.timer);
       if (env.body.type === 'error') p.reject(new RemoteError(env.body.code, env.body.message, this.peerId));
+      else if (!p.expect.includes(env.body.type)) p.reject(new UnexpectedReplyError(p.request, p.expect, env.body.type, this.peerId));
       else p.resolve(env);
       return;
     }
-    void this.handle(env);
+    this.track(buf.byteLength, this.handle(env));
+  }
+
+  /** Counts a received frame as in flight until `done` settles, then lets waiting frames in. */
+  private track(bytes: number, done: Promise<void>): void {
+    this.stats.inFlight++;
+    this.inFlightBytes += bytes;
+    this.updateReading();
+    void done.finally(() => {
+      this.stats.inFlight--;
+      this.inFlightBytes -= bytes;
+      if (this.backlogHead < this.backlog.length) this.scheduleDrain();
+      else this.updateReading();
+    });
+  }
+
+  /**
+   * Waiting frames are let in from a macrotask, a limit's worth at a time: drained from the
+   * microtasks that finish handlers, a flood of small frames would hold the event loop (and
+   * every timer, heartbeats included) until the whole backlog was through.
+   */
+  private scheduleDrain(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    setImmediate(() => {
+      this.drainScheduled = false;
+      while (this.backlogHead < this.backlog.length && this.admits(this.backlog[this.backlogHead]!.buf.byteLength)) {
+        const f = this.backlog[this.backlogHead]!;
+        this.backlog[this.backlogHead++] = undefined as never;
+        if (this.backlogHead === this.backlog.length) { this.backlog = []; this.backlogHead = 0; }
+        this.process(f.buf, f.isBinary);
+      }
+      this.updateReading();
+    });
+  }
+
+  /** Reads the socket only when nothing holds it and frames can be let in. */
+  private updateReading(): void {
+    if (this.isClosed) return;
+    const stop = this.holds > 0 || this.backlogHead < this.backlog.length
+      || this.stats.inFlight >= this.maxInFlight || this.inFlightBytes >= this.maxInFlightBytes;
+    if (stop && !this.ws.isPaused) {
+      if (this.holds === 0) this.stats.readPauses++;
+      this.ws.pause();
+    } else if (!stop && this.ws.isPaused) this.ws.resume();
+  }
+
+  /** Stops reading this link until a matching releaseReading (for callers with buffers of their own to bound). */
+  holdReading(): void { this.holds++; this.updateReading(); }
+
+  releaseReading(): void {
+    if (this.holds > 0) this.holds--;
+    this.updateReading();
   }
 
   private async handle(env: Envelope): Promise<void> {
@@ -126,28 +217,39 @@ export class Connection {
     }
   }
 
-  private sendRaw(env: Envelope, done?: (err?: Error) => void): number {
-    if (this.isClosed) { done?.(new ConnectionClosedError(`connection to ${this.peerId} is closed`)); return 0; }
+  private sendRaw(env: Envelope): void {
+    if (this.isClosed) return;
     const builder = this.builders.pop() ?? new flatbuffers.Builder(1024);
-    const bytes = encode(env, builder);
+    let bytes = encode(env, builder);
     const owner = bytes.buffer === builder.dataBuffer().bytes().buffer ? builder : null;
+    // A small frame is copied out so that its builder is free at once: otherwise each of the
+    // thousands of small replies a slow reader can have queued would hold a builder of its own.
+    const small = bytes.byteLength <= SMALL_FRAME_BYTES;
+    if (small) {
+      bytes = bytes.slice();
+      if (owner && this.builders.length < 4) this.builders.push(owner);
+    }
     this.stats.sentBytes += bytes.byteLength;
     this.stats.sentFrames++;
-    this.ws.send(bytes, { binary: true }, (err) => {
+    this.unflushed++;
+    this.ws.send(bytes, { binary: true }, () => {
+      this.unflushed--;
       // ws is done with the bytes: the builder (or the larger one encode made) can be reused.
-      if (this.builders.length < 4) this.builders.push(owner ?? adoptBuilder(bytes));
-      if (this.ws.bufferedAmount <= (this.opts.highWaterBytes ?? 32 << 20) / 2) {
+      if (!small && this.builders.length < 4) this.builders.push(owner ?? adoptBuilder(bytes));
+      if (this.queuedBytes() <= this.highWaterBytes / 2) {
         for (const w of this.drainWaiters.splice(0)) w();
       }
-      done?.(err ?? undefined);
     });
-    return bytes.byteLength;
+  }
+
+  /** What the frames handed to ws and not yet written cost: their bytes, and bookkeeping for each. */
+  private queuedBytes(): number {
+    return this.ws.bufferedAmount + this.unflushed * QUEUED_FRAME_OVERHEAD;
   }
 
   /** Sends one frame, first waiting while the socket's send buffer is over the high-water mark. */
   async send(env: Envelope): Promise<void> {
-    const hwm = this.opts.highWaterBytes ?? 32 << 20;
-    while (!this.isClosed && this.ws.bufferedAmount > hwm) {
+    while (!this.isClosed && this.queuedBytes() > this.highWaterBytes) {
       await new Promise<void>((r) => this.drainWaiters.push(r));
     }
     if (this.isClosed) throw new ConnectionClosedError(`connection to ${this.peerId} is closed`);
@@ -158,7 +260,14 @@ export class Connection {
     return this.send({ requestId: 0, reply: false, sender: this.opts.nodeId, epoch: this.epoch(), body });
   }
 
-  async request<T extends Body = Body>(body: Body, timeoutMs = this.opts.requestTimeoutMs ?? 30_000): Promise<Envelope<T>> {
+  /**
+   * Sends a request and resolves with its reply, whose type the request's type determines
+   * (REPLY_OF); `expect` narrows it where a request has several. A reply of
+   * another kind rejects with UnexpectedReplyError, an error reply with RemoteError.
+   */
+  async request<B extends RequestBody, R extends ReplyType<B['type']> = ReplyType<B['type']>>(
+    body: B, timeoutMs = this.opts.requestTimeoutMs ?? 30_000, expect?: R,
+  ): Promise<Envelope<BodyOf<R>>> {
     if (this.isClosed) throw new ConnectionClosedError(`connection to ${this.peerId} is closed (${this.closeInfo.code} ${this.closeInfo.reason})`);
     const requestId = this.nextId++;
     const reply = new Promise<Envelope>((resolve, reject) => {
@@ -167,7 +276,7 @@ export class Connection {
         this.stats.pending = this.pending.size;
         reject(new RequestTimeoutError(`${body.type} to ${this.peerId} timed out after ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(requestId, { resolve, reject, timer });
+      this.pending.set(requestId, { resolve, reject, timer, request: body.type, expect: replyTypesOf(body.type).filter((t) => expect === undefined || t === expect) });
       this.stats.pending = this.pending.size;
     });
     try {
@@ -177,7 +286,7 @@ export class Connection {
       if (p) { clearTimeout(p.timer); this.pending.delete(requestId); }
       throw e;
     }
-    return reply as Promise<Envelope<T>>;
+    return reply as Promise<Envelope<BodyOf<R>>>;
   }
 
   close(code = 1000, reason = ''): Promise<unknown> {

@@ -1,18 +1,23 @@
 // Listening and dialling, both ending in an authenticated Connection. The listener sends a
 // Challenge first and reads nothing but a Hello with a valid MAC; anything else closes the link.
+// Before the hello a connection may cost almost nothing: frames are limited to a few KB, only a
+// hello is parsed, at most `maxUnauthenticated` such connections are held (counted from the TCP
+// accept, so a peer that never finishes the HTTP upgrade counts too), each for `helloTimeoutMs`.
+import { createServer, type Server } from 'node:http';
+import type { Socket, AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
-import type { AddressInfo } from 'node:net';
-import { Connection, type ConnectionOptions, type RequestHandler } from './connection.ts';
+import { Connection, type RequestHandler } from './connection.ts';
 import { computeMac, newNonce, verifyMac } from './auth.ts';
-import { decode, encode, ErrorCode, Role, type Body, type Envelope } from '../wire/codec.ts';
+import { DEFAULT_MAX_FRAME_BYTES, resolveLimits, setMaxPayload, type LinkLimits } from './limits.ts';
+import { ConnectError } from './errors.ts';
+import { decodeHandshake, encode, ErrorCode, Role, type Body, type Envelope } from '../wire/codec.ts';
 
-export const DEFAULT_MAX_FRAME_BYTES = 64 << 20;
+export { DEFAULT_MAX_FRAME_BYTES };
 const HANDSHAKE_TIMEOUT_MS = 5_000;
 
-export interface EndpointOptions {
+export interface EndpointOptions extends LinkLimits {
   nodeId: string;
   secret: Uint8Array;
-  maxFrameBytes?: number;
   requestTimeoutMs?: number;
   epoch?: () => number;
 }
@@ -24,54 +29,135 @@ export interface ListenOptions extends EndpointOptions {
   onHello?: (hello: Extract<Body, { type: 'hello' }>, conn: Connection, env: Envelope) => Body | Promise<Body>;
   onConnection?: (conn: Connection) => void;
   onRequest: RequestHandler;
+  /** A peer refused before authenticating: at most 10 calls a second, the rest counted in `stats` and summed up in the next call. */
   onRejected?: (why: string) => void;
+}
+
+/** The connection options the limits give (both ends of a link use the same). */
+function connectionLimits(l: Required<LinkLimits>) {
+  return { maxInFlight: l.maxInFlight, maxInFlightBytes: l.maxInFlightBytes, highWaterBytes: l.sendHighWaterBytes };
 }
 
 export class Listener {
   readonly connections = new Set<Connection>();
-  private constructor(private readonly wss: WebSocketServer, readonly url: string) {}
+  /** Sockets accepted and not yet authenticated, with the timer that closes each. */
+  private readonly unauthenticated = new Map<Socket, { timer: NodeJS.Timeout; ws?: WebSocket }>();
+  readonly stats = { refusedBusy: 0, helloTimeouts: 0, refusedHello: 0 };
+  private reports = { second: 0, count: 0, unreported: 0 };
+
+  private constructor(private readonly http: Server, private readonly wss: WebSocketServer, readonly url: string, private readonly opts: ListenOptions, private readonly limits: Required<LinkLimits>) {}
+
+  /** Connections accepted and not yet authenticated. */
+  get pendingHellos(): number { return this.unauthenticated.size; }
 
   static async listen(opts: ListenOptions): Promise<Listener> {
-    const wss = new WebSocketServer({
-      host: opts.host ?? '127.0.0.1', port: opts.port ?? 0,
-      maxPayload: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, perMessageDeflate: false,
+    const limits = resolveLimits(opts);
+    const http = createServer({ maxHeaderSize: 8192 }, (_req, res) => {
+      res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('hybridps: WebSocket links only\n');
     });
-    await new Promise<void>((resolve, reject) => { wss.once('listening', resolve); wss.once('error', reject); });
-    const addr = wss.address() as AddressInfo;
+    // Until a connection authenticates, ws refuses (1009) any frame over the pre-auth limit as soon
+    // as its header says so, before buffering it; the limit is raised for that connection at the hello.
+    const wss = new WebSocketServer({ noServer: true, maxPayload: limits.preAuthMaxFrameBytes, perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', reject);
+      http.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => { http.off('error', reject); resolve(); });
+    });
+    http.on('error', () => { /* per-socket errors end that socket */ });
+    const addr = http.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    const listener = new Listener(wss, `ws://${host}:${addr.port}`);
-    wss.on('connection', (ws) => listener.accept(ws, opts));
+    const listener = new Listener(http, wss, `ws://${host}:${addr.port}`, opts, limits);
+    http.on('connection', (socket: Socket) => listener.admit(socket));
+    http.on('upgrade', (req, socket: Socket, head) => {
+      if (!listener.unauthenticated.has(socket)) { socket.destroy(); return; } // refused or timed out
+      wss.handleUpgrade(req, socket, head, (ws) => listener.accept(ws, socket));
+    });
     return listener;
   }
 
-  private accept(ws: WebSocket, opts: ListenOptions): void {
+  /** A new TCP connection: refused when too many are unauthenticated, else timed until its hello. */
+  private admit(socket: Socket): void {
+    socket.on('error', () => {});
+    if (this.unauthenticated.size >= this.limits.maxUnauthenticated) {
+      this.stats.refusedBusy++;
+      const why = `${this.unauthenticated.size} connections are waiting to authenticate (maxUnauthenticated ${this.limits.maxUnauthenticated}); retry later`;
+      this.reportRejected(why);
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${why.length + 1}\r\n\r\n${why}\n`);
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.stats.helloTimeouts++;
+      const ws = this.unauthenticated.get(socket)?.ws;
+      this.unauthenticated.delete(socket);
+      if (ws) this.refuse(ws, `no valid hello within ${this.limits.helloTimeoutMs} ms`);
+      else { this.reportRejected(`no WebSocket upgrade within ${this.limits.helloTimeoutMs} ms`); socket.destroy(); }
+    }, this.limits.helloTimeoutMs);
+    timer.unref();
+    this.unauthenticated.set(socket, { timer });
+    socket.once('close', () => { clearTimeout(timer); this.unauthenticated.delete(socket); });
+  }
+
+  /** onRejected, at most 10 times a second: a flood of connects must not become a flood of log lines. */
+  private reportRejected(why: string): void {
+    const second = Math.floor(Date.now() / 1000);
+    if (second !== this.reports.second) this.reports = { second, count: 0, unreported: this.reports.unreported };
+    if (this.reports.count++ >= 10) { this.reports.unreported++; return; }
+    const more = this.reports.unreported;
+    this.reports.unreported = 0;
+    this.opts.onRejected?.(more ? `${why} (and ${more} refusals since the last report)` : why);
+  }
+
+  private sendPlain(ws: WebSocket, body: Body, requestId = 0): void {
+    ws.send(encode({ requestId, reply: true, sender: this.opts.nodeId, epoch: this.opts.epoch?.() ?? 0, body }));
+  }
+
+  private refuse(ws: WebSocket, why: string, requestId = 0): void {
+    this.stats.refusedHello++;
+    this.reportRejected(why);
+    try { this.sendPlain(ws, { type: 'error', code: ErrorCode.Unauthenticated, message: why }, requestId); } catch { /* gone */ }
+    ws.close(4001, 'unauthenticated');
+    setTimeout(() => ws.terminate(), 1000).unref();
+  }
+
+  private accept(ws: WebSocket, socket: Socket): void {
+    const opts = this.opts;
+    const pending = this.unauthenticated.get(socket);
+    if (!pending) { ws.terminate(); return; }
+    pending.ws = ws;
     const nonce = newNonce();
-    const sendPlain = (body: Body, requestId = 0) =>
-      ws.send(encode({ requestId, reply: true, sender: opts.nodeId, epoch: opts.epoch?.() ?? 0, body }));
-    const refuse = (why: string, requestId = 0) => {
-      opts.onRejected?.(why);
-      try { sendPlain({ type: 'error', code: ErrorCode.Unauthenticated, message: why }, requestId); } catch { /* gone */ }
-      ws.close(4001, 'unauthenticated');
-      setTimeout(() => ws.terminate(), 1000).unref();
-    };
-    const timer = setTimeout(() => refuse('no valid hello within the handshake timeout'), HANDSHAKE_TIMEOUT_MS);
-    ws.on('error', () => {});
+    ws.on('error', () => {
+      // Before the hello (a frame over the pre-auth limit, say): ws has sent its close frame and
+      // would go on reading, and dropping, whatever the peer sends; stop reading it instead.
+      if (!this.unauthenticated.has(socket)) return;
+      this.unauthenticated.delete(socket);
+      clearTimeout(pending.timer);
+      socket.end();
+      process.nextTick(() => socket.pause()); // after ws's own resume, queued before this
+      setTimeout(() => socket.destroy(), 1000).unref();
+    });
+    // Everything up to the Connection's creation runs synchronously in this handler, so frames
+    // that follow the hello reach the Connection, under the raised frame limit.
     ws.once('message', async (data, isBinary) => {
-      clearTimeout(timer);
-      let env: Envelope;
+      if (!this.unauthenticated.has(socket)) return; // timed out meanwhile
+      let env: Envelope<Extract<Body, { type: 'hello' }>>;
       try {
         if (!isBinary) throw new Error('text frame');
-        env = decode(data as Buffer);
+        env = decodeHandshake(data as Buffer, 'hello');
       } catch (e) {
-        return refuse(`first frame is not a valid hello: ${(e as Error).message}`);
+        return this.refuse(ws, `first frame is not a valid hello: ${(e as Error).message}`);
       }
       const b = env.body;
-      if (b.type !== 'hello') return refuse(`expected hello, got ${b.type}`, env.requestId);
-      if (!verifyMac(opts.secret, nonce, b.role, b.nodeId, b.mac)) return refuse('bad credentials (HMAC mismatch)', env.requestId);
-      const conn = new Connection(ws, { nodeId: opts.nodeId, epoch: opts.epoch, requestTimeoutMs: opts.requestTimeoutMs, onRequest: opts.onRequest });
+      if (!verifyMac(opts.secret, nonce, b.role, b.nodeId, b.mac)) return this.refuse(ws, 'bad credentials (HMAC mismatch)', env.requestId);
+      clearTimeout(pending.timer);
+      this.unauthenticated.delete(socket);
+      setMaxPayload(ws, this.limits.maxFrameBytes);
+      const conn = new Connection(ws, {
+        nodeId: opts.nodeId, epoch: opts.epoch, requestTimeoutMs: opts.requestTimeoutMs, onRequest: opts.onRequest, ...connectionLimits(this.limits),
+      });
       conn.peerId = b.nodeId;
       conn.peerRole = b.role;
       conn.peerAddress = b.address;
+      conn.peerRingEpoch = b.ringEpoch;
       this.connections.add(conn);
       void conn.closed.then(() => this.connections.delete(conn));
       let welcome: Body;
@@ -80,17 +166,21 @@ export class Listener {
       } catch (e) {
         welcome = { type: 'error', code: ErrorCode.Conflict, message: (e as Error).message };
       }
-      await conn.send({ requestId: env.requestId, reply: true, sender: opts.nodeId, epoch: opts.epoch?.() ?? 0, body: welcome });
+      await conn.send({ requestId: env.requestId, reply: true, sender: opts.nodeId, epoch: opts.epoch?.() ?? 0, body: welcome }).catch(() => {});
       if (welcome.type === 'error') { void conn.close(4002, 'refused'); return; }
       opts.onConnection?.(conn);
     });
-    sendPlain({ type: 'challenge', nonce });
+    this.sendPlain(ws, { type: 'challenge', nonce });
   }
 
   async close(): Promise<void> {
     for (const c of this.connections) void c.close(1001, 'shutting down');
     for (const ws of this.wss.clients) ws.terminate();
+    for (const [socket, p] of this.unauthenticated) { clearTimeout(p.timer); socket.destroy(); }
+    this.unauthenticated.clear();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
+    this.http.closeAllConnections();
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
   }
 }
 
@@ -98,6 +188,8 @@ export interface DialOptions extends EndpointOptions {
   role: Role;
   /** Where this node listens, announced to the peer (servers, workers). */
   address?: string;
+  /** Sent in the hello by a worker dialling its allreduce neighbour: the ring this link serves. */
+  ringEpoch?: number;
   onRequest?: RequestHandler;
   connectTimeoutMs?: number;
 }
@@ -112,7 +204,9 @@ const zeroMask = (mask: Buffer): void => { mask.fill(0); };
 /** Connects, answers the challenge, and resolves with the connection and the peer's welcome. */
 export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection; welcome: Extract<Body, { type: 'welcome' }> }> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { maxPayload: opts.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES, perMessageDeflate: false, generateMask: zeroMask });
+    const limits = resolveLimits(opts);
+    // The challenge is tiny: until it is in, so is the frame limit (the welcome may be larger).
+    const ws = new WebSocket(url, { maxPayload: limits.preAuthMaxFrameBytes, perMessageDeflate: false, generateMask: zeroMask });
     let settled = false;
     const fail = (err: Error) => {
       if (settled) return;
@@ -121,19 +215,18 @@ export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection
       ws.terminate();
       reject(err);
     };
-    const timer = setTimeout(() => fail(new Error(`connecting to ${url} timed out`)), opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
-    ws.on('error', (e) => fail(new Error(`cannot connect to ${url}: ${e.message}`)));
-    ws.on('close', (code, reason) => fail(new Error(`${url} closed the connection during the handshake (${code} ${reason})`)));
+    const timer = setTimeout(() => fail(new ConnectError(url, `connecting to ${url} timed out`)), opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
+    ws.on('error', (e) => fail(new ConnectError(url, `cannot connect to ${url}: ${e.message}${/ 503$/.test(e.message) ? ' (too many connections are waiting to authenticate there; retry later)' : ''}`)));
+    ws.on('close', (code, reason) => fail(new ConnectError(url, `${url} closed the connection during the handshake (${code} ${reason})`)));
     ws.once('message', (data) => {
-      let challenge: Envelope;
-      try { challenge = decode(data as Buffer); } catch (e) { return fail(new Error(`bad challenge from ${url}: ${(e as Error).message}`)); }
-      if (challenge.body.type !== 'challenge') return fail(new Error(`expected a challenge from ${url}, got ${challenge.body.type}`));
-      const conn = new Connection(ws, { nodeId: opts.nodeId, epoch: opts.epoch, requestTimeoutMs: opts.requestTimeoutMs, onRequest: opts.onRequest });
+      let challenge: Envelope<Extract<Body, { type: 'challenge' }>>;
+      try { challenge = decodeHandshake(data as Buffer, 'challenge'); } catch (e) { return fail(new ConnectError(url, `bad challenge from ${url}: ${(e as Error).message}`)); }
+      setMaxPayload(ws, limits.maxFrameBytes);
+      const conn = new Connection(ws, { nodeId: opts.nodeId, epoch: opts.epoch, requestTimeoutMs: opts.requestTimeoutMs, onRequest: opts.onRequest, ...connectionLimits(limits) });
       conn.peerId = challenge.sender;
       const mac = computeMac(opts.secret, challenge.body.nonce, opts.role, opts.nodeId);
-      conn.request({ type: 'hello', role: opts.role, nodeId: opts.nodeId, address: opts.address ?? '', mac }, opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS)
-        .then((reply) => {
-          if (reply.body.type !== 'welcome') return fail(new Error(`expected welcome, got ${reply.body.type}`));
+      conn.request({ type: 'hello', role: opts.role, nodeId: opts.nodeId, address: opts.address ?? '', mac, ringEpoch: opts.ringEpoch }, opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS)
+        .then((reply) => { // a welcome: any other answer rejects (UnexpectedReplyError)
           settled = true;
           clearTimeout(timer);
           resolve({ conn, welcome: reply.body });

@@ -1,4 +1,6 @@
-export { Connection, RemoteError, RpcError, ConnectionClosedError, RequestTimeoutError, type RequestHandler } from './connection.ts';
+export { Connection, type RequestHandler } from './connection.ts';
+export { RemoteError, RpcError, TransportError, ConnectError, ConnectionClosedError, RequestTimeoutError, errorCodeOf } from './errors.ts';
 export { Listener, dial, DEFAULT_MAX_FRAME_BYTES, type ListenOptions, type DialOptions, type EndpointOptions } from './endpoint.ts';
+export { DEFAULT_LIMITS, limitsFromFlags, type LinkLimits, type LinkLimitFlags } from './limits.ts';
 export { Peer, type PeerOptions } from './peer.ts';
 export { loadSecret, generateSecret, computeMac } from './auth.ts';

@@ -1,8 +1,10 @@
 // A link to one remote node that (re)connects on demand with exponential backoff, so callers
 // just send requests; a request that fails because the link dropped is the caller's to retry.
-import { Connection, ConnectionClosedError } from './connection.ts';
+import type { Connection } from './connection.ts';
+import { ConnectError, ConnectionClosedError } from './errors.ts';
 import { dial, type DialOptions } from './endpoint.ts';
-import type { Body, Envelope } from '../wire/codec.ts';
+import type { Body, BodyOf, Envelope } from '../wire/codec.ts';
+import type { ReplyType, RequestBody } from '../wire/replies.ts';
 
 export interface PeerOptions extends DialOptions {
   /** Attempts per connect before giving up (each waits base * 2^i, capped, with jitter). */
@@ -46,12 +48,15 @@ export class Peer {
         await new Promise((r) => setTimeout(r, delay));
       }
     }
-    throw new ConnectionClosedError(`could not reach ${this.url} after ${attempts} attempts: ${lastErr.message}`);
+    throw new ConnectError(this.url, `could not reach ${this.url} after ${attempts} attempts: ${lastErr.message}`);
   }
 
-  async request<T extends Body = Body>(body: Body, timeoutMs?: number): Promise<Envelope<T>> {
+  /** Connection.request over this link (connecting first): the reply's type follows the request's. */
+  async request<B extends RequestBody, R extends ReplyType<B['type']> = ReplyType<B['type']>>(
+    body: B, timeoutMs?: number, expect?: R,
+  ): Promise<Envelope<BodyOf<R>>> {
     const c = await this.connection();
-    return c.request<T>(body, timeoutMs);
+    return c.request(body, timeoutMs, expect);
   }
 
   async notify(body: Body): Promise<void> {

@@ -59,8 +59,13 @@ macArray():Uint8Array|null {
   return offset ? new Uint8Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
+ringEpoch():bigint|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readUint64(this.bb_pos + offset) : null;
+}
+
 static startHello(builder:flatbuffers.Builder) {
-  builder.startObject(4);
+  builder.startObject(5);
 }
 
 static addRole(builder:flatbuffers.Builder, role:Role) {
@@ -91,17 +96,23 @@ static startMacVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(1, numElems, 1);
 }
 
+static addRingEpoch(builder:flatbuffers.Builder, ringEpoch:bigint) {
+  builder.addFieldInt64(4, ringEpoch, null);
+}
+
 static endHello(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createHello(builder:flatbuffers.Builder, role:Role, nodeIdOffset:flatbuffers.Offset, addressOffset:flatbuffers.Offset, macOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createHello(builder:flatbuffers.Builder, role:Role, nodeIdOffset:flatbuffers.Offset, addressOffset:flatbuffers.Offset, macOffset:flatbuffers.Offset, ringEpoch:bigint|null):flatbuffers.Offset {
   Hello.startHello(builder);
   Hello.addRole(builder, role);
   Hello.addNodeId(builder, nodeIdOffset);
   Hello.addAddress(builder, addressOffset);
   Hello.addMac(builder, macOffset);
+  if (ringEpoch !== null)
+    Hello.addRingEpoch(builder, ringEpoch);
   return Hello.endHello(builder);
 }
 }

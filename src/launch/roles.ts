@@ -1,16 +1,20 @@
-// Running one role in this process until a signal (or, under `launch`, until the parent goes
-// away: a child whose stdin closes exits, so no orphan outlives a killed launcher).
+// Running one role in this process until a signal or, when a launcher started it, until the
+// launcher goes away (the IPC channel closes), so no orphan outlives a killed launcher. The
+// launcher hears from a role only through src/launch/child-protocol.ts.
 import { Scheduler } from '../scheduler/scheduler.ts';
 import { PsServer } from '../server/ps-server.ts';
-import { loadSecret } from '../transport/index.ts';
+import { limitsFromFlags, loadSecret, type LinkLimitFlags } from '../transport/index.ts';
 import { clusterEnvFromProcess } from './cluster-env.ts';
 import { serveMetrics } from '../util/metrics-http.ts';
+import { createLogger } from '../util/log.ts';
+import { hasLauncher, tellLauncher, flushToLauncher, onLauncherMessage, onLauncherGone, type ReadyInfo } from './child-protocol.ts';
+import type { WorkerEvent } from '../train/worker.ts';
 
-export interface CommonRoleFlags { secret?: string; secretFile?: string; host?: string; port?: number; maxFrameMb?: number; heartbeatMs?: number; metricsPort?: number }
+export interface CommonRoleFlags extends LinkLimitFlags { secret?: string; secretFile?: string; host?: string; port?: number; heartbeatMs?: number; metricsPort?: number }
 
-/** Announces readiness to a launching parent on stdout, one machine-readable line. */
-export function announceReady(info: Record<string, unknown>): void {
-  process.stdout.write(`HYBRIDPS_READY ${JSON.stringify(info)}\n`);
+/** Announces readiness to a launching parent (a no-op when no launcher started this process). */
+export function announceReady(ready: ReadyInfo): void {
+  tellLauncher({ kind: 'ready', ready });
 }
 
 export function exitWithParent(stop: () => Promise<void>): void {
@@ -25,18 +29,14 @@ export function exitWithParent(stop: () => Promise<void>): void {
   };
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  if (process.env.HYBRIDPS_EXIT_WITH_PARENT === '1') {
-    process.stdin.on('end', () => void shutdown('parent gone'));
-    process.stdin.on('error', () => void shutdown('parent gone'));
-    process.stdin.resume();
-  }
+  onLauncherGone(() => void shutdown('parent gone'));
 }
 
 export async function runScheduler(flags: CommonRoleFlags & { replicas?: number; vnodes?: number; heartbeatMisses?: number }): Promise<void> {
   const env = clusterEnvFromProcess();
   const s = await Scheduler.start({
     secret: loadSecret(flags), host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
-    replicas: flags.replicas, vnodes: flags.vnodes, heartbeatIntervalMs: flags.heartbeatMs, heartbeatMisses: flags.heartbeatMisses,
+    replicas: flags.replicas, vnodes: flags.vnodes, heartbeatIntervalMs: flags.heartbeatMs, heartbeatMisses: flags.heartbeatMisses, limits: limitsFromFlags(flags),
   });
   const metrics = flags.metricsPort !== undefined
     ? await serveMetrics('scheduler', { counters: () => ({ ...s.stats, epoch: s.view().epoch, members: s.view().members.length }), status: () => s.status() }, flags.metricsPort)
@@ -53,7 +53,7 @@ export async function runServer(flags: CommonRoleFlags & { scheduler?: string; n
     secret: loadSecret(flags), schedulerUrl, host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
     nodeId: flags.nodeId ?? (env.role === 'server' && env.index !== undefined ? `server-${env.index}` : undefined),
     maxFrameBytes: flags.maxFrameMb ? flags.maxFrameMb << 20 : undefined, heartbeatIntervalMs: flags.heartbeatMs,
-    optimizerModules: flags.optimizerModule, checkpointRoot: flags.checkpointRoot,
+    optimizerModules: flags.optimizerModule, checkpointRoot: flags.checkpointRoot, limits: limitsFromFlags(flags),
   });
   const metrics = flags.metricsPort !== undefined
     ? await serveMetrics('server', { counters: () => s.counters(), status: () => s.status() }, flags.metricsPort)
@@ -82,23 +82,27 @@ export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; n
   let stopRequested = false;
   exitWithParent(async () => { stopRequested = true; });
   const { runTrainWorker } = await import('../train/worker.ts');
-  // A launching parent may send requests as JSON lines on stdin ({"checkpointAt": step}).
-  const { EventEmitter } = await import('node:events');
-  const { createInterface } = await import('node:readline');
-  const requests = new EventEmitter();
-  if (process.env.HYBRIDPS_EXIT_WITH_PARENT === '1') {
-    createInterface({ input: process.stdin }).on('line', (l) => {
-      try {
-        const m = JSON.parse(l) as { checkpointAt?: unknown };
-        if (Number.isSafeInteger(m.checkpointAt)) requests.emit('checkpointAt', m.checkpointAt);
-      } catch { /* not a request */ }
-    });
-  }
+  let code = 0;
   try {
-    await runTrainWorker(cfg, { nodeId, schedulerUrl, secret: loadSecret(flags), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort, requests });
-    process.exit(0);
+    await runTrainWorker(cfg, {
+      nodeId, schedulerUrl, secret: loadSecret(flags), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort,
+      onCheckpointRequest: (listener) => onLauncherMessage((m) => { if (m.kind === 'checkpointAt') listener(m.step); }),
+    }, hasLauncher() ? tellLauncher : logReports(nodeId));
   } catch (e) {
     if (!stopRequested) process.stderr.write(`${nodeId}: ${(e as Error).stack ?? (e as Error).message}\n`);
-    process.exit(1);
+    code = 1;
   }
+  await flushToLauncher(); // the result must reach the launcher before this process ends
+  process.exit(code);
+}
+
+/** A worker with no launcher to tell (started by an orchestrator) logs what it would report. */
+function logReports(nodeId: string): (e: WorkerEvent) => void {
+  const log = createLogger(nodeId);
+  return (e) => {
+    if (e.kind === 'progress') log.info('progress', { ...e.progress });
+    else if (e.kind === 'eval') log.info('eval', { ...e.eval });
+    else if (e.kind === 'checkpoint') log.info('checkpoint', { step: e.step, dir: e.dir });
+    else log.info('result', { ...e.result });
+  };
 }

@@ -1,9 +1,15 @@
 // Cluster settings from the conventions orchestrators already use. TF_CONFIG (TensorFlow's
 // ParameterServerStrategy) maps as: chief -> scheduler, ps -> server, worker -> worker; the
-// task's index picks this process's address. HYBRIDPS_* variables and flags override it.
+// task's index picks this process's address. HYBRIDPS_* variables and flags override it. This is
+// an orchestrator's input format, read here and nowhere else (not our launcher's protocol).
+import { isOneOf } from '../wire/vocabulary.ts';
+
+/** The roles a process can run (`hybridps <role>`). */
+export const ROLE_NAMES = ['scheduler', 'server', 'worker'] as const;
+export type RoleName = (typeof ROLE_NAMES)[number];
 
 export interface ClusterEnv {
-  role?: 'scheduler' | 'server' | 'worker';
+  role?: RoleName;
   index?: number;
   /** ws URL of the scheduler. */
   schedulerUrl?: string;
@@ -53,8 +59,8 @@ export function parseTfConfig(json: string): ClusterEnv {
 export function clusterEnvFromProcess(env: NodeJS.ProcessEnv = process.env): ClusterEnv {
   const out: ClusterEnv = env.TF_CONFIG ? parseTfConfig(env.TF_CONFIG) : {};
   if (env.HYBRIDPS_ROLE) {
-    if (!['scheduler', 'server', 'worker'].includes(env.HYBRIDPS_ROLE)) throw new Error(`HYBRIDPS_ROLE must be scheduler, server or worker, got ${env.HYBRIDPS_ROLE}`);
-    out.role = env.HYBRIDPS_ROLE as ClusterEnv['role'];
+    if (!isOneOf(ROLE_NAMES, env.HYBRIDPS_ROLE)) throw new Error(`HYBRIDPS_ROLE must be scheduler, server or worker, got ${env.HYBRIDPS_ROLE}`);
+    out.role = env.HYBRIDPS_ROLE;
   }
   if (env.HYBRIDPS_SCHEDULER) out.schedulerUrl = env.HYBRIDPS_SCHEDULER.startsWith('ws') ? env.HYBRIDPS_SCHEDULER : `ws://${env.HYBRIDPS_SCHEDULER}`;
   if (env.HYBRIDPS_INDEX) out.index = Number(env.HYBRIDPS_INDEX);

@@ -1,16 +1,19 @@
-// `hybridps launch samples/dlrm`: a scheduler, S servers and W GPU workers as child processes of
-// this one, training until the steps or the data run out. Shows progress (a bar on a terminal,
-// periodic lines otherwise), stops everything on Ctrl-C or on the first failure, and ends with a
-// summary: throughput, phase times, bytes on the wire by kind, held-out logloss and exact AUC.
-import { mkdtempSync, rmSync, writeFileSync, existsSync, readFileSync, mkdirSync } from 'node:fs';
+// One training run (`hybridps launch samples/dlrm`): a scheduler, S servers and W GPU workers as
+// child processes of this one, training until the steps or the data run out. Shows progress (a bar
+// on a terminal, periodic lines otherwise) from the workers' reports, asks them for a checkpoint on
+// SIGUSR2, stops everything on Ctrl-C or on the first failure, and returns the summary.
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, sep } from 'node:path';
 import cliProgress from 'cli-progress';
-import { LocalCluster, type ChildInfo } from '../cli/local-cluster.ts';
-import { consistencyName, validateConfig, type TrainConfig } from './config.ts';
-import type { WorkerProgress, WorkerResult, EvalResult } from './worker.ts';
-import { resolveCheckpoint } from './checkpoint.ts';
-import type { RunSummary, RunHistory } from '../report/compare-report.ts';
+import { LocalCluster, type ChildInfo } from './local-cluster.ts';
+import { consistencyName, validateConfig, type TrainConfig } from '../train/config.ts';
+import type { WorkerProgress, WorkerResult, EvalResult, WorkerEvent } from '../train/worker.ts';
+import { sendToChild } from './child-protocol.ts';
+import { resolveCheckpoint } from '../train/checkpoint.ts';
+import type { RunHistory } from './compare-report.ts';
+import { summarize, type TrainSummary } from './summary.ts';
+import { readDataMeta } from './train-job.ts';
 
 export interface TrainRunOptions {
   /** Where the summary and progress go (stderr when the caller prints JSON on stdout). */
@@ -25,16 +28,6 @@ export interface TrainRunOptions {
   keepGoing?: boolean;
 }
 
-export interface TrainSummary extends RunSummary {
-  results: WorkerResult[];
-  /** Workers that died during the run (with keepGoing). */
-  failedWorkers: string[];
-  evals: EvalResult[];
-  checkpoint?: string;
-  data: { path: string; lines: number; bad: number; badLines: { line: number; why: string }[] };
-  wallSec: number;
-}
-
 /** A directory holding both paths: the servers' checkpoint root (they refuse paths outside it). */
 function commonRoot(paths: string[]): string {
   const parts = paths.map((p) => resolve(p).split(sep));
@@ -45,13 +38,6 @@ function commonRoot(paths: string[]): string {
     out.push(seg);
   }
   return out.join(sep) || sep;
-}
-
-/** Reads the sidecar gen-data writes next to a synthetic file (planted model's AUC), if any. */
-export function readDataMeta(path: string): { plantedAuc?: number; plantedLogloss?: number; samples?: number; rowsPerTable?: number } | null {
-  const meta = `${path}.meta.json`;
-  if (!existsSync(meta)) return null;
-  try { return JSON.parse(readFileSync(meta, 'utf8')); } catch { return null; }
 }
 
 export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Promise<TrainSummary> {
@@ -84,7 +70,6 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
   const failedWorkers: string[] = [];
   const evals: EvalResult[] = [];
   const history: RunHistory = { step: [], wallSec: [], loss: [], pullBytes: [], pushBytes: [], allreduceBytes: [] };
-  const phaseTotals: Record<string, number> = {};
   let lastBytes = { pull: 0, push: 0, allreduce: 0 };
   let checkpoint: string | undefined;
   const t0 = performance.now();
@@ -116,31 +101,34 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
     if (!cfg.checkpointDir) { say(`${label}checkpoint requested (SIGUSR2), but the run has no --checkpoint-dir`); return; }
     const at = furthest + 2 + (cfg.consistency.kind === 'ssp' ? cfg.consistency.staleness : 0);
     say(`${label}checkpoint requested: at step ${at}`);
-    for (const w of workerProcs) w.proc.stdin?.write(JSON.stringify({ checkpointAt: at }) + '\n');
+    for (const w of workerProcs) sendToChild(w.proc, { kind: 'checkpointAt', step: at });
   };
   process.on('SIGUSR2', onCheckpointRequest);
-  const onWorkerLine = (line: string) => {
-    const m = /^HYBRIDPS_(PROGRESS|EVAL|CHECKPOINT|RESULT) (.*)$/.exec(line);
-    if (!m) { logs.push(line); return; }
-    const payload = JSON.parse(m[2]!);
-    if (m[1] === 'PROGRESS') { furthest = Math.max(furthest, payload.step); progress(payload); }
-    else if (m[1] === 'EVAL') { evals.push(payload); if (!bar) say(`${label}eval at step ${payload.step}: logloss ${payload.logloss.toFixed(4)}, AUC ${payload.auc.toFixed(4)} (${payload.samples} samples)`); }
-    else if (m[1] === 'CHECKPOINT') { checkpoint = payload.dir; if (!bar) say(`${label}checkpoint: ${payload.dir}`); }
-    else results.push(payload);
+  const onWorkerReport = (m: WorkerEvent) => {
+    if (m.kind === 'progress') { furthest = Math.max(furthest, m.progress.step); progress(m.progress); }
+    else if (m.kind === 'eval') { evals.push(m.eval); if (!bar) say(`${label}eval at step ${m.eval.step}: logloss ${m.eval.logloss.toFixed(4)}, AUC ${m.eval.auc.toFixed(4)} (${m.eval.samples} samples)`); }
+    else if (m.kind === 'checkpoint') { checkpoint = m.dir; if (!bar) say(`${label}checkpoint: ${m.dir}`); }
+    else results.push(m.result);
   };
+  // A malformed message from a worker ends the run with that error (it is a bug, not data).
+  let failRun: (e: Error) => void = () => {};
+  const runFailed = new Promise<never>((_, reject) => { failRun = reject; });
+  runFailed.catch(() => {}); // awaited below, maybe after it failed
 
   try {
     await cluster.start();
     say(`${label}cluster: scheduler ${cluster.schedulerUrl}, ${cfg.servers} server(s), ${cfg.workers} worker(s); ${cfg.mode}, ${consistencyName(cfg.consistency)}, batch ${cfg.batch}/worker, data ${cfg.data}`);
     const workers: ChildInfo[] = [];
     for (let i = 0; i < cfg.workers; i++) {
-      workers.push(await cluster.spawnRole(`worker ${i}`, ['worker', '--scheduler', cluster.schedulerUrl, '--node-id', `worker-${i}`, '--config', cfgFile], 60_000, onWorkerLine));
+      workers.push(await cluster.spawnRole(`worker ${i}`, ['worker', '--scheduler', cluster.schedulerUrl, '--node-id', `worker-${i}`, '--config', cfgFile], {
+        timeoutMs: 60_000, onMessage: onWorkerReport, onStdout: (line) => logs.push(line), onProtocolError: (e) => failRun(new Error(`worker ${i}: ${e.message}`)),
+      }));
     }
     workerProcs.push(...workers);
     // Every worker must exit 0; the first failure stops the run, unless keepGoing: then the others
     // carry on (the scheduler drops the dead worker from the view, so BSP clocks, barriers and the
     // allreduce ring continue with those left), as long as rank 0 (evaluation, checkpoints) lives.
-    await new Promise<void>((resolveAll, reject) => {
+    await Promise.race([runFailed, new Promise<void>((resolveAll, reject) => {
       let left = workers.length;
       const finish = () => { if (--left === 0) resolveAll(); };
       for (const w of workers) {
@@ -157,7 +145,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
         };
         if (w.proc.exitCode !== null) done(w.proc.exitCode, null); else w.proc.once('exit', done);
       }
-    });
+    })]);
   } finally {
     process.off('SIGUSR2', onCheckpointRequest);
     bar?.stop();
@@ -165,57 +153,5 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
     rmSync(dir, { recursive: true, force: true });
   }
   const wallSec = (performance.now() - t0) / 1000;
-  results.sort((a, b) => a.rank - b.rank);
-  const r0 = results[0];
-  if (!r0 || results.length + failedWorkers.length !== cfg.workers) throw new Error(`only ${results.length} of ${cfg.workers} workers reported a result`);
-  const final = r0.eval;
-  if (!final) throw new Error('rank 0 reported no final evaluation');
-  const trainSec = Math.max(...results.map((r) => r.wallSec));
-  const samples = results.reduce((a, r) => a + r.samples, 0);
-  for (const r of results) for (const [k, v] of Object.entries(r.phaseMs)) phaseTotals[k] = (phaseTotals[k] ?? 0) + v;
-  const stepsRun = r0.steps;
-  const phases = Object.fromEntries(Object.entries(phaseTotals).map(([k, v]) => [k, v / Math.max(1, stepsRun * results.length)]));
-  const bytes = {
-    pull: results.reduce((a, r) => a + r.bytes.pull, 0), push: results.reduce((a, r) => a + r.bytes.push, 0),
-    allreduce: results.reduce((a, r) => a + r.bytes.allreduce, 0),
-  };
-  return {
-    mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
-    samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history,
-    plantedAuc: meta?.plantedAuc, results, failedWorkers, evals, checkpoint, wallSec,
-    data: { path: cfg.data, ...r0.data },
-  };
+  return summarize(cfg, { results, failedWorkers, evals, history, checkpoint, wallSec, plantedAuc: meta?.plantedAuc });
 }
-
-function fmtBytes(n: number): string {
-  return n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
-}
-
-/** The end-of-run summary, for people. */
-export function formatSummary(s: TrainSummary): string {
-  const lines = [
-    `trained ${s.steps} steps (${s.mode}, ${s.consistency}, ${s.workers} worker(s), ${s.servers} server(s)) in ${s.wallSec.toFixed(1)} s`,
-    `  throughput   ${s.samplesPerSec.toFixed(0)} samples/s`,
-    `  per step     ${Object.entries(s.phases).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}`,
-    `  on the wire  pull ${fmtBytes(s.bytes.pull)}, push ${fmtBytes(s.bytes.push)}, allreduce ${fmtBytes(s.bytes.allreduce)}`,
-    `  held-out     logloss ${s.logloss.toFixed(4)}, AUC ${s.auc.toFixed(4)}${s.plantedAuc !== undefined ? ` (planted model: ${s.plantedAuc.toFixed(4)}, gap ${(s.plantedAuc - s.auc).toFixed(4)})` : ''}`,
-  ];
-  if (s.data.bad > 0) {
-    lines.push(`  data         ${s.data.bad} bad line(s) of ${s.data.lines} skipped; first: ${s.data.badLines.slice(0, 5).map((b) => `line ${b.line}: ${b.why}`).join('; ')}`);
-  }
-  if (s.checkpoint) lines.push(`  checkpoint   ${s.checkpoint}`);
-  if (s.failedWorkers.length) lines.push(`  failures     ${s.failedWorkers.join(', ')} died during the run; the others finished it`);
-  return lines.join('\n');
-}
-
-/** The `--json` object. */
-export function summaryJson(s: TrainSummary): object {
-  return {
-    mode: s.mode, consistency: s.consistency, workers: s.workers, servers: s.servers, steps: s.steps,
-    samplesPerSec: +s.samplesPerSec.toFixed(1), logloss: s.logloss, auc: s.auc, bytes: s.bytes, phasesMs: s.phases,
-    ...(s.plantedAuc !== undefined ? { plantedAuc: s.plantedAuc } : {}),
-    data: s.data, checkpoint: s.checkpoint, wallSec: +s.wallSec.toFixed(2), evals: s.evals,
-    denseHashes: s.results.map((r) => r.denseHash), failedWorkers: s.failedWorkers,
-  };
-}
-

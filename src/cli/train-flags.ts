@@ -1,9 +1,10 @@
-// Command-line flags (and a sample directory's `sample.json` defaults) -> TrainConfig, and the
-// default data set: when no --data is given, a synthetic Criteo-layout file from `gen-data`'s
-// planted model, generated once and cached under runs/data/.
-import { existsSync, readFileSync, mkdirSync } from 'node:fs';
+// Command-line flags (and a sample directory's `sample.json` defaults) -> a validated training
+// job. Without --data the job names the default synthetic set (gen-data's planted model), which
+// the launch generates as a step of its own: parsing flags writes nothing.
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DEFAULTS, parseConsistency, parsePerPart, resolveModel, validateConfig, type TrainConfig, type Mode } from './config.ts';
+import { DEFAULTS, parseConsistency, parsePerPart, resolveModel, validateConfig, type TrainConfig, type Mode } from '../train/config.ts';
+import type { TrainJob } from '../launch/train-job.ts';
 import type { DlrmConfig } from '../model/dlrm.ts';
 import type { OptimizerName } from '../model/model-spec.ts';
 
@@ -33,19 +34,7 @@ export function readSample(dir: string): SampleFile {
   try { return JSON.parse(readFileSync(path, 'utf8')) as SampleFile; } catch (e) { throw new Error(`${path}: ${(e as Error).message}`); }
 }
 
-/** The cached synthetic data file for these settings (generated if missing). */
-export async function ensureSyntheticData(o: { samples: number; seed: number; rowsPerTable: number; dir?: string; log?: (s: string) => void }): Promise<string> {
-  const dir = resolve(o.dir ?? join('runs', 'data'));
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `synthetic-n${o.samples}-s${o.seed}-r${o.rowsPerTable}.tsv`);
-  if (existsSync(path) && existsSync(`${path}.meta.json`)) return path;
-  o.log?.(`generating synthetic data: ${o.samples} samples -> ${path} (once; later runs reuse it)`);
-  const { generateSynthetic } = await import('../data/synthetic.ts');
-  await generateSynthetic({ out: path, samples: o.samples, seed: o.seed, rowsPerTable: o.rowsPerTable });
-  return path;
-}
-
-export async function trainConfigFromFlags(f: TrainFlags, sample: SampleFile = {}, log?: (s: string) => void): Promise<TrainConfig> {
+export function trainJobFromFlags(f: TrainFlags, sample: SampleFile = {}): TrainJob {
   const preset = f.preset ?? sample.preset ?? DEFAULTS.preset;
   const overrides: Partial<DlrmConfig> = { ...sample.model, ...(f.model ? JSON.parse(f.model) : {}) };
   if (f.rowsPerTable !== undefined) overrides.rowsPerTable = f.rowsPerTable;
@@ -53,7 +42,7 @@ export async function trainConfigFromFlags(f: TrainFlags, sample: SampleFile = {
   const lrSpec = f.lr ?? (sample.lr === undefined ? undefined : String(sample.lr));
   const optSpec = f.optimizer ?? sample.optimizer;
   const synth = { samples: f.samples ?? sample.synthetic?.samples ?? 200_000, seed: sample.synthetic?.seed ?? 7 };
-  const cfg: TrainConfig = {
+  const cfg: Omit<TrainConfig, 'data'> = {
     ...DEFAULTS,
     preset, model,
     servers: f.servers ?? sample.servers ?? DEFAULTS.servers,
@@ -67,7 +56,6 @@ export async function trainConfigFromFlags(f: TrainFlags, sample: SampleFile = {
     lr: lrSpec === undefined ? { ...DEFAULTS.lr } : parsePerPart(lrSpec, Number, DEFAULTS.lr, '--lr'),
     optimizer: optSpec === undefined ? { ...DEFAULTS.optimizer }
       : parsePerPart(optSpec, (v) => v as OptimizerName, DEFAULTS.optimizer as { emb: OptimizerName; dense: OptimizerName }, '--optimizer') as TrainConfig['optimizer'],
-    data: '',
     evalSteps: f.evalEvery ?? sample.evalEvery ?? DEFAULTS.evalSteps,
     evalSamples: f.evalSamples ?? sample.evalSamples ?? DEFAULTS.evalSamples,
     checkpointDir: f.checkpointDir ? resolve(f.checkpointDir) : undefined,
@@ -78,9 +66,9 @@ export async function trainConfigFromFlags(f: TrainFlags, sample: SampleFile = {
     onBadLine: f.badLines === 'fatal' ? 'fatal' : 'skip',
   };
   if (f.badLines !== undefined && f.badLines !== 'skip' && f.badLines !== 'fatal') throw new Error(`--bad-lines ${f.badLines}: skip or fatal`);
-  // Validate everything but the data first, so a typo does not cost a data generation.
+  // Everything is validated here, so a typo never costs a data generation.
   validateConfig({ ...cfg, data: f.data ?? 'pending' });
-  cfg.data = f.data ? resolve(f.data) : await ensureSyntheticData({ ...synth, rowsPerTable: model.rowsPerTable, log });
-  if (!existsSync(cfg.data)) throw new Error(`--data ${f.data}: no such file`);
-  return cfg;
+  if (!f.data) return { config: cfg, data: { synthetic: { ...synth, rowsPerTable: model.rowsPerTable } } };
+  if (!existsSync(f.data)) throw new Error(`--data ${f.data}: no such file`);
+  return { config: cfg, data: { file: resolve(f.data) } };
 }

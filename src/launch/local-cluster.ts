@@ -1,14 +1,26 @@
 // Starts a scheduler and servers (and later workers) as child processes on this machine, waits
 // for each to report ready, and stops them all together: on stop(), on Ctrl-C, on an error, or
-// when this process dies (children exit when their stdin closes).
+// when this process dies (children exit when their channel to it closes). Children speak
+// src/launch/child-protocol.ts; their stdout and stderr are log lines.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { generateSecret } from '../transport/index.ts';
+import { cliNodeArgs } from '../util/package-files.ts';
+import { childSpawnOptions, onChildMessage, ProtocolError, type ReadyInfo } from './child-protocol.ts';
+import type { WorkerEvent } from '../train/worker.ts';
 
-const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
+export interface ChildInfo extends ReadyInfo { proc: ChildProcess }
 
-export interface ChildInfo { role: string; url?: string; nodeId?: string; pid: number; proc: ChildProcess }
+export interface SpawnRoleOptions {
+  /** How long the child has to report ready (default 30 s). */
+  timeoutMs?: number;
+  /** Messages after the ready one (a worker's progress, evaluations, checkpoints, result). */
+  onMessage?: (m: WorkerEvent) => void;
+  /** A malformed message after the ready one (default: an ERROR log line). */
+  onProtocolError?: (e: ProtocolError) => void;
+  /** The child's stdout lines (default: the log). */
+  onStdout?: (line: string) => void;
+}
 
 export interface LocalClusterOptions {
   servers: number;
@@ -38,32 +50,39 @@ export class LocalCluster {
   }
 
   get env(): NodeJS.ProcessEnv {
-    return { ...process.env, ...this.opts.env, HYBRIDPS_SECRET: this.secret, HYBRIDPS_EXIT_WITH_PARENT: '1' };
+    return { ...process.env, ...this.opts.env, HYBRIDPS_SECRET: this.secret };
   }
 
-  /**
-   * Spawns `hybridps <args>` and resolves when it prints its ready line. Later stdout lines go to
-   * `onStdout` (worker progress), or to the log.
-   */
-  spawnRole(role: string, args: string[], timeoutMs = 30_000, onStdout?: (line: string) => void): Promise<ChildInfo> {
-    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), '--import', 'tsx', MAIN, ...args], { env: this.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  /** Spawns `hybridps <args>` and resolves when it reports ready. */
+  spawnRole(role: string, args: string[], o: SpawnRoleOptions = {}): Promise<ChildInfo> {
+    const timeoutMs = o.timeoutMs ?? 30_000;
+    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), ...cliNodeArgs(), ...args], childSpawnOptions(this.env));
     const log = this.opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
     createInterface({ input: proc.stderr! }).on('line', (l) => log(l));
+    createInterface({ input: proc.stdout! }).on('line', (l) => (o.onStdout ?? log)(l));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`${role} did not become ready in ${timeoutMs} ms`)); }, timeoutMs);
+      let info: ChildInfo | undefined;
+      const failStart = (why: string) => { clearTimeout(timer); proc.removeAllListeners('exit'); proc.kill('SIGKILL'); reject(new Error(why)); };
+      const timer = setTimeout(() => failStart(`${role} did not become ready in ${timeoutMs} ms`), timeoutMs);
       proc.once('exit', (code, sig) => { clearTimeout(timer); reject(new Error(`${role} exited during start-up (${code ?? sig})`)); });
-      createInterface({ input: proc.stdout! }).on('line', (line) => {
-        const m = /^HYBRIDPS_READY (.*)$/.exec(line);
-        if (!m) { (onStdout ?? log)(line); return; }
+      const protocolError = o.onProtocolError ?? ((e: ProtocolError) => log(`[launch] ERROR ${role}: ${e.message}`));
+      onChildMessage(proc, (m) => {
+        if (info) {
+          if (m.kind === 'ready' || !o.onMessage) protocolError(new ProtocolError('out-of-order', `${role} sent an unexpected ${m.kind} message`));
+          else o.onMessage(m);
+          return;
+        }
+        if (m.kind !== 'ready') { failStart(`${role} sent ${m.kind} before ready`); return; }
         clearTimeout(timer);
         proc.removeAllListeners('exit');
-        const info: ChildInfo = { ...JSON.parse(m[1]!), proc };
-        this.children.push(info);
+        info = { ...m.ready, proc };
+        const ready = info;
+        this.children.push(ready);
         proc.once('exit', (code, sig) => {
-          if (!this.stopping) log(`[launch] ${info.role} ${info.nodeId ?? ''} (pid ${info.pid}) exited (${code ?? sig})`);
+          if (!this.stopping) log(`[launch] ${ready.role} ${ready.nodeId ?? ''} (pid ${ready.pid}) exited (${code ?? sig})`);
         });
-        resolve(info);
-      });
+        resolve(ready);
+      }, (e) => (info ? protocolError(e) : failStart(`${role}: ${e.message}`)));
     });
   }
 

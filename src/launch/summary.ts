@@ -1,0 +1,83 @@
+// The end of a training run: the workers' results folded into one summary (throughput, mean phase
+// times, bytes on the wire by kind, rank 0's held-out logloss and AUC), printed for people or as
+// the `--json` object.
+import { consistencyName, type TrainConfig } from '../train/config.ts';
+import type { WorkerResult, EvalResult } from '../train/worker.ts';
+import type { RunSummary, RunHistory } from './compare-report.ts';
+
+export interface TrainSummary extends RunSummary {
+  results: WorkerResult[];
+  /** Workers that died during the run (with keepGoing). */
+  failedWorkers: string[];
+  evals: EvalResult[];
+  checkpoint?: string;
+  data: { path: string; lines: number; bad: number; badLines: { line: number; why: string }[] };
+  wallSec: number;
+}
+
+/** What the launcher heard from the workers during a run. */
+export interface RunRecord {
+  results: WorkerResult[];
+  failedWorkers: string[];
+  evals: EvalResult[];
+  history: RunHistory;
+  checkpoint?: string;
+  wallSec: number;
+  plantedAuc?: number;
+}
+
+export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
+  const results = [...run.results].sort((a, b) => a.rank - b.rank);
+  const r0 = results[0];
+  if (!r0 || results.length + run.failedWorkers.length !== cfg.workers) throw new Error(`only ${results.length} of ${cfg.workers} workers reported a result`);
+  const final = r0.eval;
+  if (!final) throw new Error('rank 0 reported no final evaluation');
+  const trainSec = Math.max(...results.map((r) => r.wallSec));
+  const samples = results.reduce((a, r) => a + r.samples, 0);
+  const phaseTotals: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.phaseMs)) phaseTotals[k] = (phaseTotals[k] ?? 0) + v;
+  const stepsRun = r0.steps;
+  const phases = Object.fromEntries(Object.entries(phaseTotals).map(([k, v]) => [k, v / Math.max(1, stepsRun * results.length)]));
+  const bytes = {
+    pull: results.reduce((a, r) => a + r.bytes.pull, 0), push: results.reduce((a, r) => a + r.bytes.push, 0),
+    allreduce: results.reduce((a, r) => a + r.bytes.allreduce, 0),
+  };
+  return {
+    mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
+    samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history: run.history,
+    plantedAuc: run.plantedAuc, results, failedWorkers: run.failedWorkers, evals: run.evals, checkpoint: run.checkpoint, wallSec: run.wallSec,
+    data: { path: cfg.data, ...r0.data },
+  };
+}
+
+function fmtBytes(n: number): string {
+  return n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
+}
+
+/** The end-of-run summary, for people. */
+export function formatSummary(s: TrainSummary): string {
+  const lines = [
+    `trained ${s.steps} steps (${s.mode}, ${s.consistency}, ${s.workers} worker(s), ${s.servers} server(s)) in ${s.wallSec.toFixed(1)} s`,
+    `  throughput   ${s.samplesPerSec.toFixed(0)} samples/s`,
+    `  per step     ${Object.entries(s.phases).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}`,
+    `  on the wire  pull ${fmtBytes(s.bytes.pull)}, push ${fmtBytes(s.bytes.push)}, allreduce ${fmtBytes(s.bytes.allreduce)}`,
+    `  held-out     logloss ${s.logloss.toFixed(4)}, AUC ${s.auc.toFixed(4)}${s.plantedAuc !== undefined ? ` (planted model: ${s.plantedAuc.toFixed(4)}, gap ${(s.plantedAuc - s.auc).toFixed(4)})` : ''}`,
+  ];
+  if (s.data.bad > 0) {
+    lines.push(`  data         ${s.data.bad} bad line(s) of ${s.data.lines} skipped; first: ${s.data.badLines.slice(0, 5).map((b) => `line ${b.line}: ${b.why}`).join('; ')}`);
+  }
+  if (s.checkpoint) lines.push(`  checkpoint   ${s.checkpoint}`);
+  if (s.failedWorkers.length) lines.push(`  failures     ${s.failedWorkers.join(', ')} died during the run; the others finished it`);
+  return lines.join('\n');
+}
+
+/** The `--json` object. */
+export function summaryJson(s: TrainSummary): object {
+  return {
+    mode: s.mode, consistency: s.consistency, workers: s.workers, servers: s.servers, steps: s.steps,
+    samplesPerSec: +s.samplesPerSec.toFixed(1), logloss: s.logloss, auc: s.auc, bytes: s.bytes, phasesMs: s.phases,
+    ...(s.plantedAuc !== undefined ? { plantedAuc: s.plantedAuc } : {}),
+    data: s.data, checkpoint: s.checkpoint, wallSec: +s.wallSec.toFixed(2), evals: s.evals,
+    denseHashes: s.results.map((r) => r.denseHash), failedWorkers: s.failedWorkers,
+  };
+}

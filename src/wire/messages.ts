@@ -1,0 +1,87 @@
+// The messages of the wire contract as TypeScript values: what encode() takes and decode() returns.
+import * as W from './generated/hybridps/wire.ts';
+
+export { Role, Consistency, ErrorCode } from './generated/hybridps/wire.ts';
+type Role = W.Role;
+type ErrorCode = W.ErrorCode;
+
+export interface MemberMsg { nodeId: string; role: Role; address: string; rank: number }
+/** Rows of one (sender, seq) push, as a replica must remember them (see CopyPending). */
+export interface AppliedPushMsg { sender: string; seq: number; keys: BigUint64Array }
+/** BSP sums of one clock not yet applied, f64 (keys.length x dim), with the pushes they hold. */
+export interface PendingSumsMsg { table: number; clock: number; keys: BigUint64Array; sums: Float64Array; applied: AppliedPushMsg[] }
+/** What a former holder hands over of one table (HandoffMeta); the rows follow in pages. */
+export interface HandoffTableMsg { spec: TableSpecMsg; rows: number; applied: AppliedPushMsg[]; pending: PendingSumsMsg[] }
+export interface WorkerClockMsg { rank: number; clock: number }
+/** Pushes remembered as applied in full (their rows were let go). */
+export interface SenderPushesMsg { sender: string; seqs: number[] }
+export interface ClusterViewMsg {
+  epoch: number; members: MemberMsg[]; vnodes: number; replicas: number;
+  /** Epoch at which the worker set last changed (0 if never): names the allreduce ring. */
+  workersEpoch?: number;
+}
+export interface TableSpecMsg {
+  id: number; name: string; dim: number; init: string; initScale: number; seed: bigint;
+  optimizer: string; hyper: Record<string, number>; consistency: W.Consistency; staleness: number;
+}
+export interface PullBody { type: 'pull'; table: number; keys: BigUint64Array; clock: number; worker: number; f16: boolean }
+export interface PushBody {
+  type: 'push'; table: number; keys: BigUint64Array; values: Float32Array;
+  worker: number; clock: number; seq: number; f16?: boolean;
+}
+export interface AllreduceChunkBody {
+  type: 'allreduceChunk'; opId: number; ringEpoch: number; step: number; segment: number;
+  offset: number; values: Float32Array; f16?: boolean;
+}
+/** Values produced straight into the outgoing frame (saves a buffer and a copy on big replies). */
+export interface ValuesWriter { length: number; write(dst: Float32Array): void }
+
+export type Body =
+  | { type: 'challenge'; nonce: Uint8Array }
+  /** `ringEpoch`: set on a worker's link to its allreduce neighbour, the ring it serves. */
+  | { type: 'hello'; role: Role; nodeId: string; address: string; mac: Uint8Array; ringEpoch?: number }
+  | { type: 'welcome'; nodeId: string; view: ClusterViewMsg | null; heartbeatMs?: number }
+  | { type: 'clusterView'; view: ClusterViewMsg }
+  | { type: 'heartbeat'; nodeId: string; clock: number }
+  | { type: 'leave'; nodeId: string }
+  | { type: 'declareTables'; tables: TableSpecMsg[]; workers: number }
+  | { type: 'declareTablesReply'; tables: TableSpecMsg[] }
+  | PullBody
+  | { type: 'pullReply'; table: number; dim: number; values: Float32Array; f16?: boolean; writer?: ValuesWriter }
+  | PushBody
+  | { type: 'pushAck'; seq: number; applied: boolean }
+  | { type: 'clock'; worker: number; clock: number }
+  | { type: 'clockAck'; clock: number }
+  | { type: 'barrier'; name: string; worker: number; generation: number }
+  | { type: 'barrierRelease'; name: string; generation: number }
+  | { type: 'checkpoint'; dir: string; step: number }
+  | { type: 'checkpointReply'; files: string[]; rows: number }
+  | { type: 'restore'; dir: string }
+  | { type: 'replicaPush'; push: PushBody; origin: string }
+  | { type: 'copyRows'; table: number; keys: BigUint64Array; values: Float32Array; slots: Float32Array; slotCount: number; steps: Uint32Array }
+  | AllreduceChunkBody
+  | { type: 'statsRequest' }
+  | { type: 'handoffRequest'; table: number; offset: number; limit: number }
+  | ({ type: 'copyPending' } & PendingSumsMsg)
+  | { type: 'handoffMetaRequest' }
+  | { type: 'handoffMeta'; tables: HandoffTableMsg[]; clocks: WorkerClockMsg[]; wholePushes: SenderPushesMsg[] }
+  | { type: 'assignRows'; table: number; keys: BigUint64Array; values: Float32Array }
+  | { type: 'statsReply'; json: string }
+  | { type: 'ok' }
+  | { type: 'error'; code: ErrorCode; message: string };
+
+export type BodyType = Body['type'];
+export type BodyOf<T extends BodyType> = Extract<Body, { type: T }>;
+
+export interface Envelope<B extends Body = Body> {
+  requestId: number;
+  reply: boolean;
+  sender: string;
+  epoch: number;
+  body: B;
+}
+
+/** A frame that failed to parse or verify; the cause is in the message. */
+export class WireError extends Error {
+  constructor(message: string, readonly code: ErrorCode = W.ErrorCode.Malformed) { super(message); }
+}
