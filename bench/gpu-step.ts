@@ -46,7 +46,13 @@ export interface GpuStepResult {
 /** CPU seconds (user + system) of this process's threads other than the main thread. */
 export function workerThreadsCpu(): number {
   let s = 0;
-  for (const t of readdirSync('/proc/self/task')) {
+  let tasks: string[];
+  try {
+    tasks = readdirSync('/proc/self/task');
+  } catch {
+    return 0; // no procfs: not reported
+  }
+  for (const t of tasks) {
     if (t === String(process.pid)) continue;
     try {
       const st = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
@@ -114,7 +120,9 @@ export async function runGpuStepBench(args: { quick?: boolean; steps?: number; l
   }
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+// Run as a program only under its own name: bench/kernels.ts imports this file, and in a bundle of
+// kernels.ts (scripts/gpu-box/bundle.mjs) import.meta.url is the bundle's, i.e. argv[1].
+if (process.argv[1] && /gpu-step\.[cm]?[jt]s$/.test(process.argv[1]) && fileURLToPath(import.meta.url) === process.argv[1]) {
   const stepsArg = process.argv.find((a) => a.startsWith('--steps='));
   const r = await runGpuStepBench({ quick: process.argv.includes('--quick'), steps: stepsArg ? Number(stepsArg.slice(8)) : undefined, log: (s) => process.stderr.write(s + '\n') });
   console.log(JSON.stringify(r));
