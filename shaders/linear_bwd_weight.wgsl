@@ -95,6 +95,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
   var xr = array<vec4f, 4>();
   var acc = array<array<vec4f, 2>, 8>();
   var bacc = array<vec4f, 2>(); // bias partials of rows n0 + 4ty.. and n0 + 32 + 4ty..
+  let withBias = p.bias != 0u && wid.x == 0u; // only the first column block of workgroups
 
   if (nt > 0u) {
     for (var s = 0u; s < 4u; s++) {
@@ -125,8 +126,10 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
       let a1 = gs[cur][mm][ty + 8u];
       let b0 = xs[cur][mm][tx];
       let b1 = xs[cur][mm][tx + 8u];
-      bacc[0] += a0;
-      bacc[1] += a1;
+      if (withBias) {
+        bacc[0] += a0;
+        bacc[1] += a1;
+      }
       for (var i = 0u; i < 4u; i++) {
         acc[i][0] += a0[i] * b0;
         acc[i][1] += a0[i] * b1;
@@ -163,7 +166,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
       }
     }
     // The bias: the first column block of workgroups, one thread per row of dW.
-    if (p.bias != 0u && wid.x == 0u && tx == 0u) {
+    if (withBias && tx == 0u) {
       let at = bbase + n;
       var v = bacc[i / 4u][i % 4u];
       if (addOld) { v += grads[at]; }
