@@ -8,6 +8,8 @@ import { settleOrLost } from './device.ts';
 export const STORAGE_USAGE = 0x0080 | 0x0004 | 0x0008;
 
 const align4 = (n: number) => Math.ceil(n / 4) * 4;
+/** Buffers are made a multiple of 16 bytes so kernels may bind them as array<vec4f>. */
+const align16 = (n: number) => Math.ceil(n / 16) * 16;
 
 export class BufferPool {
   private buffers = new Map<string, { buffer: GPUBuffer; usage: number }>();
@@ -16,7 +18,7 @@ export class BufferPool {
 
   /** The buffer called `name`, reused when it is at least `bytes` long with the same usage. */
   get(name: string, bytes: number, usage: GPUBufferUsageFlags = STORAGE_USAGE): GPUBuffer {
-    const size = Math.max(16, align4(bytes));
+    const size = Math.max(16, align16(bytes));
     const have = this.buffers.get(name);
     if (have && have.buffer.size >= size && (have.usage & usage) === usage) return have.buffer;
     const max = this.gpu.limits.maxBufferSize;
@@ -24,7 +26,7 @@ export class BufferPool {
     have?.buffer.destroy();
     const u = have ? usage | have.usage : usage;
     // Grow with headroom so a slowly growing shape (unique rows per batch) does not reallocate each step.
-    const grown = have ? Math.min(max, align4(Math.max(size, Math.ceil(have.buffer.size * 1.25)))) : size;
+    const grown = have ? Math.min(max, align16(Math.max(size, Math.ceil(have.buffer.size * 1.25)))) : size;
     const buffer = this.gpu.device.createBuffer({ label: `${this.label}:${name}`, size: grown, usage: u });
     this.buffers.set(name, { buffer, usage: u });
     return buffer;
@@ -72,7 +74,7 @@ export function writeView(gpu: Gpu, buf: GPUBuffer, data: ArrayBufferView, offse
 
 /** Creates a STORAGE|COPY_SRC|COPY_DST buffer holding `data`. */
 export function createBufferFrom(gpu: Gpu, data: ArrayBufferView, label = 'data', extraUsage = 0): GPUBuffer {
-  const buf = gpu.device.createBuffer({ label, size: Math.max(16, align4(data.byteLength)), usage: STORAGE_USAGE | extraUsage });
+  const buf = gpu.device.createBuffer({ label, size: Math.max(16, align16(data.byteLength)), usage: STORAGE_USAGE | extraUsage });
   writeView(gpu, buf, data);
   return buf;
 }
