@@ -9,12 +9,12 @@ import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { PsServer } from '../src/server/ps-server.ts';
 import { PSClient } from '../src/client/ps-client.ts';
 import { generateSecret } from '../src/transport/auth.ts';
+import { skewedIds, xorshift } from './ids.ts';
 
-/** Zipf-like ids (as click logs have): a few hot rows, a long tail. */
+/** Skewed ids (as click logs have: a few hot rows, a long tail), the same as bench/kernels.ts. */
 function batch(B: number, tables: number, rows: number, seed: number): WorkerBatch {
-  let s = seed >>> 0 || 1;
-  const rnd = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s / 4294967296; };
-  const ids = () => Uint32Array.from({ length: B }, () => Math.min(rows - 1, Math.floor(Math.pow(rnd(), 3) * rows)));
+  const rnd = xorshift(seed);
+  const ids = () => skewedIds(B, rows, rnd);
   return {
     B,
     inputs: { dense_x: Float32Array.from({ length: B * 13 }, () => Math.log1p(rnd() * 100)), labels: Float32Array.from({ length: B }, () => (rnd() < 0.25 ? 1 : 0)) },

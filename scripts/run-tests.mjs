@@ -1,7 +1,13 @@
 // Runs every test/*.test.ts in its own Node process (uvu, through tsx; with --expose-gc for the
 // tests that measure the heap) with a hard timeout, because Dawn keeps a process alive and
-// lavapipe can hang at exit. Prints uvu's output and
-// one closing line "N passed, N failed" for CI. Usage: node scripts/run-tests.mjs [filter...]
+// lavapipe can hang at exit. Prints uvu's output, a table of files with their time, the slowest
+// files, which files failed (with their failing tests, exit status and the line to rerun them),
+// and one closing line "N passed, N failed" for CI.
+// Usage: node scripts/run-tests.mjs [filter...]    (TEST_TIMEOUT_MS: per file, default 300 s)
+//
+// Each file runs in a process group of its own: on a timeout, or when the file leaves processes
+// behind (servers, workers, a browser), the whole group is killed, so one file cannot slow down
+// or disturb the next; leftovers are named in the output.
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -17,37 +23,91 @@ const perFileTimeoutMs = Number(process.env.TEST_TIMEOUT_MS ?? 300_000);
 process.env.XDG_RUNTIME_DIR ??= '/tmp';
 process.env.HYBRIDPS_LOG ??= 'warn'; // keep test output readable; failures still print
 
+/** Whether any process of group `pgid` is still alive. */
+function groupAlive(pgid) {
+  try { process.kill(-pgid, 0); return true; } catch { return false; }
+}
+function killGroup(pgid) {
+  try { process.kill(-pgid, 'SIGKILL'); } catch { /* already gone */ }
+}
+
+let current = null; // the running file's process group, killed if this runner is interrupted
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (current) killGroup(current);
+    console.log(`\n[run-tests] ${sig}: stopped`);
+    process.exit(130);
+  });
+}
+
 function runFile(file) {
   return new Promise((resolve) => {
     const started = Date.now();
     const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', join('test', file)], {
-      cwd: root, env: { ...process.env, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: root, env: { ...process.env, FORCE_COLOR: '0' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
     });
-    let out = '';
+    current = child.pid;
+    let out = '', timedOut = false;
     child.stdout.on('data', (d) => { out += d; process.stdout.write(d); });
     child.stderr.on('data', (d) => { out += d; process.stderr.write(d); });
-    const timer = setTimeout(() => { out += `\n[run-tests] ${file} timed out after ${perFileTimeoutMs} ms\n`; child.kill('SIGKILL'); }, perFileTimeoutMs);
-    child.on('close', (code, signal) => {
+    const timer = setTimeout(() => {
+      timedOut = true;
+      const msg = `\n[run-tests] ${file} timed out after ${perFileTimeoutMs} ms: killing its process group\n`;
+      out += msg; process.stderr.write(msg);
+      killGroup(child.pid);
+    }, perFileTimeoutMs);
+    child.on('exit', () => {
+      // Leftovers that hold the output pipes open would keep 'close' from firing: give them a
+      // moment to exit on their own (children of the test exit when its stdin closes), then kill.
+      setTimeout(() => { if (current === child.pid && groupAlive(child.pid)) killLeftovers(); }, 3000).unref();
+    });
+    let leftovers = false;
+    const killLeftovers = () => {
+      if (timedOut || leftovers) return;
+      leftovers = true;
+      process.stderr.write(`[run-tests] ${file} left processes behind: killed them\n`);
+      killGroup(child.pid);
+    };
+    child.on('close', async (code, signal) => {
       clearTimeout(timer);
+      for (let i = 0; i < 30 && groupAlive(child.pid); i++) await new Promise((r) => setTimeout(r, 100));
+      if (groupAlive(child.pid)) killLeftovers();
+      current = null;
       const total = Number(/Total:\s+(\d+)/.exec(out)?.[1] ?? 0);
       const passed = Number(/Passed:\s+(\d+)/.exec(out)?.[1] ?? 0);
       const skipped = Number(/Skipped:\s+(\d+)/.exec(out)?.[1] ?? 0);
       // A file that crashed, timed out or ran nothing counts as one failure.
       const broken = code !== 0 || total === 0;
       const failed = Math.max(total - passed - skipped, broken && total === passed ? 1 : 0);
-      resolve({ file, passed, failed, skipped, ms: Date.now() - started, code, signal });
+      const failing = [...out.matchAll(/FAIL\s+(?:[^"\n]*\s)?"([^"\n]+)"/g)].map((m) => m[1]);
+      resolve({ file, passed, failed, skipped, ms: Date.now() - started, code, signal, timedOut, leftovers, failing: [...new Set(failing)] });
     });
   });
 }
 
+const t0 = Date.now();
 const results = [];
 for (const f of files) {
   console.log(`\n── ${f}`);
   results.push(await runFile(f));
 }
+
+const status = (r) => (r.timedOut ? `timed out after ${perFileTimeoutMs / 1000} s` : r.code !== 0 ? `exit ${r.code ?? r.signal}` : '');
 console.log('\nfile'.padEnd(40), 'passed failed   seconds');
 for (const r of results) {
-  console.log(r.file.padEnd(39), String(r.passed).padStart(6), String(r.failed).padStart(6), (r.ms / 1000).toFixed(1).padStart(9), r.code !== 0 ? ` (exit ${r.code ?? r.signal})` : '');
+  const note = [status(r), r.leftovers ? 'left processes behind' : ''].filter(Boolean).join(', ');
+  console.log(r.file.padEnd(39), String(r.passed).padStart(6), String(r.failed).padStart(6), (r.ms / 1000).toFixed(1).padStart(9), note ? ` (${note})` : '');
+}
+const slowest = [...results].sort((a, b) => b.ms - a.ms).slice(0, 5);
+console.log(`\nslowest: ${slowest.map((r) => `${r.file.replace(/\.test\.ts$/, '')} ${(r.ms / 1000).toFixed(1)} s`).join(', ')}; all files ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+const bad = results.filter((r) => r.failed > 0);
+if (bad.length > 0) {
+  console.log(`\nFAILED FILES (${bad.length}):`);
+  for (const r of bad) {
+    const why = [status(r), r.failing.length ? `failing: ${r.failing.map((n) => `"${n}"`).join(', ')}` : ''].filter(Boolean).join('; ');
+    console.log(`  ${r.file}${why ? `: ${why}` : ''}`);
+  }
+  console.log(`  rerun: node scripts/run-tests.mjs ${bad.map((r) => r.file.replace(/\.test\.ts$/, '')).join(' ')}`);
 }
 const passed = results.reduce((a, r) => a + r.passed, 0);
 const failed = results.reduce((a, r) => a + r.failed, 0);

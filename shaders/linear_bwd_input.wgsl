@@ -1,88 +1,116 @@
 // @kernel linear_bwd_input
-// @doc dX[M,K] = G[M,N] * W[N,K] where G = dY, or dY * (Y > 0) when relu != 0 (Y = the forward output). Same 64x64 / 8x8 register tiling as linear_fwd.
+// @doc dX[M,K] = G[M,N] * W[N,K] where G = dY, or dY * (Y > 0) when relu != 0 (Y = the forward output). Same tiling as linear_fwd: 64x64 block of dX per workgroup of 64 threads, 8x8 per thread, double-buffered 16-wide slices of the contraction (n), conflict-free staging (dY one row per thread, W four vec4 per thread), vec4 loads when N % 4 == 0 (dY, Y) and K % 4 == 0 (W). Bind dy, w and y with sizes that are multiples of 16 bytes.
 // @param M u32
 // @param N u32
 // @param K u32
 // @param relu u32
-// @binding 1 dy read f32
-// @binding 2 w read f32
-// @binding 3 y read f32
+// @binding 1 dy read vec4f
+// @binding 2 w read vec4f
+// @binding 3 y read vec4f
 // @binding 4 dx write f32
 // @workgroups ceil(K/64) ceil(M/64) 1
 
 struct Params { M: u32, N: u32, K: u32, relu: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(3) var<storage, read> y: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<vec4f>;
+@group(0) @binding(2) var<storage, read> w: array<vec4f>;
+@group(0) @binding(3) var<storage, read> y: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 
-const BM = 64u; // rows of dX per workgroup
-const BK = 64u; // columns of dX per workgroup
 const BN = 16u; // slice of the contraction (n) staged per iteration
-const TM = 8u;
 
-var<workgroup> gs: array<array<vec4f, 16>, BN>; // gs[n][m/4][m%4] (transposed from dY rows)
-var<workgroup> ws: array<array<vec4f, 16>, BN>; // ws[n][k/4][k%4] (W rows as they are)
+var<workgroup> gs: array<array<array<vec4f, 16>, BN>, 2>; // gs[buf][n][m/4][m%4] (transposed from dY rows)
+var<workgroup> ws: array<array<array<vec4f, 16>, BN>, 2>; // ws[buf][n][k/4][k%4] (W rows as they are)
 
-// dY[row, n..n+3] (contraction-contiguous), zero past N, masked by Y > 0 when relu != 0.
-// Branch-free select: a data-dependent branch per element costs more than the extra load.
-fn load_g4(base: u32, n: u32) -> vec4f {
-  var g = vec4f(0.0);
-  var keep = vec4<bool>(true);
-  if (n + 3u < p.N) {
-    g = vec4f(dy[base + n], dy[base + n + 1u], dy[base + n + 2u], dy[base + n + 3u]);
-    if (p.relu != 0u) { keep = vec4f(y[base + n], y[base + n + 1u], y[base + n + 2u], y[base + n + 3u]) > vec4f(0.0); }
-  } else {
-    for (var j = 0u; j < 3u; j++) { // n + 3 >= N here
-      if (n + j < p.N) {
-        g[j] = dy[base + n + j];
-        if (p.relu != 0u) { keep[j] = y[base + n + j] > 0.0; }
-      }
-    }
+// Elements i..i+3 (the first `left` of them; the rest zero) of dy / y / w; one vec4 load when aligned.
+fn ld_dy(i: u32, left: u32) -> vec4f {
+  if (left >= 4u) {
+    if ((i & 3u) == 0u) { return dy[i >> 2u]; }
+    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
+    return vec4f(dy[i >> 2u][i & 3u], dy[i1 >> 2u][i1 & 3u], dy[i2 >> 2u][i2 & 3u], dy[i3 >> 2u][i3 & 3u]);
   }
-  return select(vec4f(0.0), g, keep);
-}
-
-// W[n, k..k+3] (output-contiguous), zero past N or K.
-fn load_w4(n: u32, k: u32) -> vec4f {
-  if (n >= p.N) { return vec4f(0.0); }
-  let base = n * p.K;
-  if (k + 3u < p.K) { return vec4f(w[base + k], w[base + k + 1u], w[base + k + 2u], w[base + k + 3u]); }
   var v = vec4f(0.0);
-  for (var j = 0u; j < 3u; j++) { if (k + j < p.K) { v[j] = w[base + k + j]; } }
+  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = dy[e >> 2u][e & 3u]; } }
+  return v;
+}
+fn ld_y(i: u32, left: u32) -> vec4f {
+  if (left >= 4u) {
+    if ((i & 3u) == 0u) { return y[i >> 2u]; }
+    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
+    return vec4f(y[i >> 2u][i & 3u], y[i1 >> 2u][i1 & 3u], y[i2 >> 2u][i2 & 3u], y[i3 >> 2u][i3 & 3u]);
+  }
+  var v = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = y[e >> 2u][e & 3u]; } }
+  return v;
+}
+fn ld_w(i: u32, left: u32) -> vec4f {
+  if (left >= 4u) {
+    if ((i & 3u) == 0u) { return w[i >> 2u]; }
+    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
+    return vec4f(w[i >> 2u][i & 3u], w[i1 >> 2u][i1 & 3u], w[i2 >> 2u][i2 & 3u], w[i3 >> 2u][i3 & 3u]);
+  }
+  var v = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = w[e >> 2u][e & 3u]; } }
   return v;
 }
 
-@compute @workgroup_size(8, 8)
+// G[row, n..n+3] from the row's base, zero past N; masked by Y > 0 when relu != 0 (branch-free).
+fn ld_g(base: u32, n: u32) -> vec4f {
+  let left = select(0u, p.N - n, n < p.N);
+  let g = ld_dy(base + n, left);
+  if (p.relu == 0u) { return g; }
+  return select(vec4f(0.0), g, ld_y(base + n, left) > vec4f(0.0));
+}
+
+// W[n, k..k+3], zero past N or K.
+fn ld_wr(n: u32, k: u32) -> vec4f {
+  if (n >= p.N) { return vec4f(0.0); }
+  return ld_w(n * p.K + k, select(0u, p.K - k, k < p.K));
+}
+
+@compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3u) {
   let tx = li % 8u;
   let ty = li / 8u;
-  let m0 = wid.y * BM;
-  let k0 = wid.x * BK;
-
-  // dY staging: row li/4 + 16*s, n chunk (li%4)*4. W staging: n row li/16 + 4*s, k chunk (li%16)*4.
-  let gr = li / 4u;
-  let gn = (li % 4u) * 4u;
+  let m0 = wid.y * 64u;
+  let k0 = wid.x * 64u;
+  // dY staging: row li of the tile (clamped), 16 n. W staging: n row li/16 + 4s, k vec4 li%16.
+  let gbase = min(m0 + li, p.M - 1u) * p.N;
   let wn = li / 16u;
-  let wk = (li % 16u) * 4u;
-  var gbase = array<u32, 4>();
-  for (var s = 0u; s < 4u; s++) { gbase[s] = min(m0 + gr + 16u * s, p.M - 1u) * p.N; }
+  let wk = k0 + (li % 16u) * 4u;
+  let nt = (p.N + BN - 1u) / BN;
 
-  var acc = array<array<vec4f, 2>, TM>();
-  for (var n0 = 0u; n0 < p.N; n0 += BN) {
+  var gr = array<vec4f, 4>();
+  var wr = array<vec4f, 4>();
+  var acc = array<array<vec4f, 2>, 8>();
+
+  if (nt > 0u) {
     for (var s = 0u; s < 4u; s++) {
-      let r = gr + 16u * s;
-      let gv = load_g4(gbase[s], n0 + gn);
-      for (var j = 0u; j < 4u; j++) { gs[gn + j][r / 4u][r % 4u] = gv[j]; }
-      ws[wn + 4u * s][wk / 4u] = load_w4(n0 + wn + 4u * s, k0 + wk);
+      gr[s] = ld_g(gbase, 4u * s);
+      wr[s] = ld_wr(wn + 4u * s, wk);
     }
-    workgroupBarrier();
+    for (var s = 0u; s < 4u; s++) {
+      for (var j = 0u; j < 4u; j++) { gs[0][4u * s + j][li / 4u][li % 4u] = gr[s][j]; }
+      ws[0][wn + 4u * s][li % 16u] = wr[s];
+    }
+  }
+  workgroupBarrier();
+
+  for (var t = 0u; t < nt; t++) {
+    let cur = t & 1u;
+    let more = t + 1u < nt;
+    if (more) {
+      let n0 = (t + 1u) * BN;
+      for (var s = 0u; s < 4u; s++) {
+        gr[s] = ld_g(gbase, n0 + 4u * s);
+        wr[s] = ld_wr(n0 + wn + 4u * s, wk);
+      }
+    }
     for (var nn = 0u; nn < BN; nn++) {
-      let a0 = gs[nn][2u * ty];
-      let a1 = gs[nn][2u * ty + 1u];
-      let b0 = ws[nn][2u * tx];
-      let b1 = ws[nn][2u * tx + 1u];
+      let a0 = gs[cur][nn][ty];
+      let a1 = gs[cur][nn][ty + 8u];
+      let b0 = ws[cur][nn][tx];
+      let b1 = ws[cur][nn][tx + 8u];
       for (var i = 0u; i < 4u; i++) {
         acc[i][0] += a0[i] * b0;
         acc[i][1] += a0[i] * b1;
@@ -90,15 +118,25 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
         acc[i + 4u][1] += a1[i] * b1;
       }
     }
+    if (more) {
+      let nxt = cur ^ 1u;
+      for (var s = 0u; s < 4u; s++) {
+        for (var j = 0u; j < 4u; j++) { gs[nxt][4u * s + j][li / 4u][li % 4u] = gr[s][j]; }
+        ws[nxt][wn + 4u * s][li % 16u] = wr[s];
+      }
+    }
     workgroupBarrier();
   }
 
-  for (var i = 0u; i < TM; i++) {
-    let m = m0 + ty * TM + i;
-    if (m >= p.M) { break; }
-    for (var j = 0u; j < 8u; j++) {
-      let k = k0 + tx * 8u + j;
-      if (k < p.K) { dx[m * p.K + k] = acc[i][j / 4u][j % 4u]; }
+  // acc[i][h]: row m0 + 4ty + i (+ 28 for i >= 4), columns k0 + 4tx + 32h .. +3.
+  for (var i = 0u; i < 8u; i++) {
+    let m = m0 + 4u * ty + i + select(0u, 28u, i >= 4u);
+    if (m >= p.M) { continue; }
+    for (var h = 0u; h < 2u; h++) {
+      for (var j = 0u; j < 4u; j++) {
+        let k = k0 + 4u * tx + 32u * h + j;
+        if (k < p.K) { dx[m * p.K + k] = acc[i][h][j]; }
+      }
     }
   }
 }

@@ -1,84 +1,135 @@
 // @kernel linear_bwd_weight
-// @doc dW[N,K] (+)= G[M,N]^T * X[M,K], a reduction over the batch M; G = dY, or dY * (Y > 0) when relu != 0. accum != 0 adds to dW instead of overwriting it. Same 64x64 / 8x8 register tiling as linear_fwd.
+// @doc dW[N,K] = G[M,N]^T * X[M,K] and db[N] = sum_m G[m,:] (bias != 0), reductions over the batch M; G = dY, or dY * (Y > 0) when relu != 0. Both land in one buffer `grads`: dW row-major at float offset wAt, db at bAt (one writable binding, so dW and db may sit in the same buffer, e.g. the model runner's dense.grad or dense.gradSplits). Split over the batch: workgroup z of `splits` reduces rows [z*c, (z+1)*c), c = ceil(M/splits), and writes its partial sums shifted by z*splitStride; reduce them with split_sum (one dispatch for every layer when all of them split into one [splits, splitStride] buffer). With splits = 1 it writes dW and db themselves (accum != 0 adds to them). Tiling as linear_fwd: 64x64 block of dW per workgroup, 8x8 per thread, double-buffered 16-row slices, vec4 loads when N % 4 == 0 (dY, Y) and K % 4 == 0 (X). Bind dy, x and y with sizes that are multiples of 16 bytes.
 // @param M u32
 // @param N u32
 // @param K u32
 // @param relu u32
+// @param wAt u32 = 0
+// @param bAt u32 = 0
+// @param bias u32 = 1
+// @param splits u32 = 1
+// @param splitStride u32 = 0
 // @param accum u32 = 0
-// @binding 1 dy read f32
-// @binding 2 x read f32
-// @binding 3 y read f32
-// @binding 4 dw read_write f32
-// @workgroups ceil(K/64) ceil(N/64) 1
+// @binding 1 dy read vec4f
+// @binding 2 x read vec4f
+// @binding 3 y read vec4f
+// @binding 4 grads read_write f32
+// @workgroups ceil(K/64) ceil(N/64) splits
 
-struct Params { M: u32, N: u32, K: u32, relu: u32, accum: u32 }
+struct Params { M: u32, N: u32, K: u32, relu: u32, wAt: u32, bAt: u32, bias: u32, splits: u32, splitStride: u32, accum: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> y: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<vec4f>;
+@group(0) @binding(2) var<storage, read> x: array<vec4f>;
+@group(0) @binding(3) var<storage, read> y: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> grads: array<f32>;
 
-const BN = 64u; // rows of dW per workgroup
-const BK = 64u; // columns of dW per workgroup
 const BM = 16u; // slice of the batch staged per iteration
-const TN = 8u;
 
-var<workgroup> gs: array<array<vec4f, 16>, BM>; // gs[m][n/4][n%4]
-var<workgroup> xs: array<array<vec4f, 16>, BM>; // xs[m][k/4][k%4]
+var<workgroup> gs: array<array<array<vec4f, 16>, BM>, 2>; // gs[buf][m][n/4][n%4]
+var<workgroup> xs: array<array<array<vec4f, 16>, BM>, 2>; // xs[buf][m][k/4][k%4]
 
-// G[m, n..n+3], zero past M or N; masked by Y > 0 when relu != 0 (branch-free select).
-fn load_g4(m: u32, n: u32) -> vec4f {
-  if (m >= p.M) { return vec4f(0.0); }
-  let base = m * p.N;
-  var g = vec4f(0.0);
-  var keep = vec4<bool>(true);
-  if (n + 3u < p.N) {
-    g = vec4f(dy[base + n], dy[base + n + 1u], dy[base + n + 2u], dy[base + n + 3u]);
-    if (p.relu != 0u) { keep = vec4f(y[base + n], y[base + n + 1u], y[base + n + 2u], y[base + n + 3u]) > vec4f(0.0); }
-  } else {
-    for (var j = 0u; j < 3u; j++) { // n + 3 >= N here
-      if (n + j < p.N) {
-        g[j] = dy[base + n + j];
-        if (p.relu != 0u) { keep[j] = y[base + n + j] > 0.0; }
-      }
-    }
+fn ld_dy(i: u32, left: u32) -> vec4f {
+  if (left >= 4u) {
+    if ((i & 3u) == 0u) { return dy[i >> 2u]; }
+    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
+    return vec4f(dy[i >> 2u][i & 3u], dy[i1 >> 2u][i1 & 3u], dy[i2 >> 2u][i2 & 3u], dy[i3 >> 2u][i3 & 3u]);
   }
-  return select(vec4f(0.0), g, keep);
-}
-
-// X[m, k..k+3], zero past M or K.
-fn load_x4(m: u32, k: u32) -> vec4f {
-  if (m >= p.M) { return vec4f(0.0); }
-  let base = m * p.K;
-  if (k + 3u < p.K) { return vec4f(x[base + k], x[base + k + 1u], x[base + k + 2u], x[base + k + 3u]); }
   var v = vec4f(0.0);
-  for (var j = 0u; j < 3u; j++) { if (k + j < p.K) { v[j] = x[base + k + j]; } }
+  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = dy[e >> 2u][e & 3u]; } }
+  return v;
+}
+fn ld_y(i: u32, left: u32) -> vec4f {
+  if (left >= 4u) {
+    if ((i & 3u) == 0u) { return y[i >> 2u]; }
+    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
+    return vec4f(y[i >> 2u][i & 3u], y[i1 >> 2u][i1 & 3u], y[i2 >> 2u][i2 & 3u], y[i3 >> 2u][i3 & 3u]);
+  }
+  var v = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = y[e >> 2u][e & 3u]; } }
+  return v;
+}
+fn ld_x(i: u32, left: u32) -> vec4f {
+  if (left >= 4u) {
+    if ((i & 3u) == 0u) { return x[i >> 2u]; }
+    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
+    return vec4f(x[i >> 2u][i & 3u], x[i1 >> 2u][i1 & 3u], x[i2 >> 2u][i2 & 3u], x[i3 >> 2u][i3 & 3u]);
+  }
+  var v = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = x[e >> 2u][e & 3u]; } }
   return v;
 }
 
-@compute @workgroup_size(8, 8)
+// G[m, n..n+3], zero past the split's rows or N; masked by Y > 0 when relu != 0 (branch-free).
+fn ld_g(m: u32, mEnd: u32, n: u32) -> vec4f {
+  if (m >= mEnd) { return vec4f(0.0); }
+  let i = m * p.N + n;
+  let left = select(0u, p.N - n, n < p.N);
+  let g = ld_dy(i, left);
+  if (p.relu == 0u) { return g; }
+  return select(vec4f(0.0), g, ld_y(i, left) > vec4f(0.0));
+}
+
+// X[m, k..k+3], zero past the split's rows or K.
+fn ld_xr(m: u32, mEnd: u32, k: u32) -> vec4f {
+  if (m >= mEnd) { return vec4f(0.0); }
+  return ld_x(m * p.K + k, select(0u, p.K - k, k < p.K));
+}
+
+@compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3u) {
   let tx = li % 8u;
   let ty = li / 8u;
-  let n0 = wid.y * BN;
-  let k0 = wid.x * BK;
-  // Staging: batch row li/16 + 4*s, column chunk (li%16)*4, for both tiles.
+  let n0 = wid.y * 64u;
+  let k0 = wid.x * 64u;
+  let z = wid.z;
+  let chunk = (p.M + p.splits - 1u) / p.splits;
+  let mStart = min(z * chunk, p.M);
+  let mEnd = min(mStart + chunk, p.M);
+  let nt = (mEnd - mStart + BM - 1u) / BM;
+  // Staging (both tiles): batch row li/16 + 4s of the slice, column vec4 li%16: consecutive
+  // threads store consecutive vec4 (conflict-free).
   let sm = li / 16u;
   let sc = (li % 16u) * 4u;
 
-  var acc = array<array<vec4f, 2>, TN>();
-  for (var mb = 0u; mb < p.M; mb += BM) {
+  var gr = array<vec4f, 4>();
+  var xr = array<vec4f, 4>();
+  var acc = array<array<vec4f, 2>, 8>();
+  var bacc = array<vec4f, 2>(); // bias partials of rows n0 + 4ty.. and n0 + 32 + 4ty..
+  let withBias = p.bias != 0u && wid.x == 0u; // only the first column block of workgroups
+
+  if (nt > 0u) {
     for (var s = 0u; s < 4u; s++) {
-      let r = sm + 4u * s;
-      gs[r][sc / 4u] = load_g4(mb + r, n0 + sc);
-      xs[r][sc / 4u] = load_x4(mb + r, k0 + sc);
+      let m = mStart + sm + 4u * s;
+      gr[s] = ld_g(m, mEnd, n0 + sc);
+      xr[s] = ld_xr(m, mEnd, k0 + sc);
     }
-    workgroupBarrier();
+    for (var s = 0u; s < 4u; s++) {
+      gs[0][sm + 4u * s][li % 16u] = gr[s];
+      xs[0][sm + 4u * s][li % 16u] = xr[s];
+    }
+  }
+  workgroupBarrier();
+
+  for (var t = 0u; t < nt; t++) {
+    let cur = t & 1u;
+    let more = t + 1u < nt;
+    if (more) {
+      let mb = mStart + (t + 1u) * BM;
+      for (var s = 0u; s < 4u; s++) {
+        let m = mb + sm + 4u * s;
+        gr[s] = ld_g(m, mEnd, n0 + sc);
+        xr[s] = ld_xr(m, mEnd, k0 + sc);
+      }
+    }
     for (var mm = 0u; mm < BM; mm++) {
-      let a0 = gs[mm][2u * ty];
-      let a1 = gs[mm][2u * ty + 1u];
-      let b0 = xs[mm][2u * tx];
-      let b1 = xs[mm][2u * tx + 1u];
+      let a0 = gs[cur][mm][ty];
+      let a1 = gs[cur][mm][ty + 8u];
+      let b0 = xs[cur][mm][tx];
+      let b1 = xs[cur][mm][tx + 8u];
+      if (withBias) {
+        bacc[0] += a0;
+        bacc[1] += a1;
+      }
       for (var i = 0u; i < 4u; i++) {
         acc[i][0] += a0[i] * b0;
         acc[i][1] += a0[i] * b1;
@@ -86,19 +137,40 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: ve
         acc[i + 4u][1] += a1[i] * b1;
       }
     }
+    if (more) {
+      let nxt = cur ^ 1u;
+      for (var s = 0u; s < 4u; s++) {
+        gs[nxt][sm + 4u * s][li % 16u] = gr[s];
+        xs[nxt][sm + 4u * s][li % 16u] = xr[s];
+      }
+    }
     workgroupBarrier();
   }
 
-  for (var i = 0u; i < TN; i++) {
-    let n = n0 + ty * TN + i;
-    if (n >= p.N) { break; }
-    for (var j = 0u; j < 8u; j++) {
-      let k = k0 + tx * 8u + j;
-      if (k < p.K) {
-        var v = acc[i][j / 4u][j % 4u];
-        if (p.accum != 0u) { v += dw[n * p.K + k]; }
-        dw[n * p.K + k] = v;
+  let wbase = z * p.splitStride + p.wAt;
+  let bbase = z * p.splitStride + p.bAt;
+  let addOld = p.accum != 0u && p.splits == 1u;
+  // acc[i][h]: dW row n0 + 4ty + i (+ 28 for i >= 4), columns k0 + 4tx + 32h .. +3.
+  for (var i = 0u; i < 8u; i++) {
+    let n = n0 + 4u * ty + i + select(0u, 28u, i >= 4u);
+    if (n >= p.N) { continue; }
+    for (var h = 0u; h < 2u; h++) {
+      for (var j = 0u; j < 4u; j++) {
+        let k = k0 + 4u * tx + 32u * h + j;
+        if (k < p.K) {
+          let at = wbase + n * p.K + k;
+          var v = acc[i][h][j];
+          if (addOld) { v += grads[at]; }
+          grads[at] = v;
+        }
       }
+    }
+    // The bias: the first column block of workgroups, one thread per row of dW.
+    if (withBias && tx == 0u) {
+      let at = bbase + n;
+      var v = bacc[i / 4u][i % 4u];
+      if (addOld) { v += grads[at]; }
+      grads[at] = v;
     }
   }
 }

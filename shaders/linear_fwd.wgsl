@@ -1,100 +1,148 @@
 // @kernel linear_fwd
-// @doc Y[M,N] = act(X[M,K] * W[N,K]^T + b[N]), act = ReLU when relu != 0. Register-tiled: a 64x64 block of Y per workgroup of 64 threads, 8x8 outputs per thread, X and W staged through workgroup memory in 16-wide k slices.
+// @doc Y[M,N] = act(X[M,K] * W[N,K]^T + b[N]), act = ReLU when relu != 0. Register-tiled: a 64x64 block of Y per workgroup of 64 threads, 8x8 outputs per thread (override RG = 1: a 32x64 block, 4x8 per thread, for narrow layers) (rows 4ty..4ty+3 and 32+4ty.., columns likewise, so the tile reads are conflict-free and the stores contiguous), X and W staged through double-buffered workgroup memory in 16-wide k slices (one barrier per slice; the next slice's global loads are in flight during the FMAs), one row per thread when staging (conflict-free stores). x and w are read as vec4 when K % 4 == 0; any K works (the slow path reads scalars). Bind x and w with sizes that are multiples of 16 bytes.
 // @param M u32
 // @param N u32
 // @param K u32
 // @param relu u32
-// @binding 1 x read f32
-// @binding 2 w read f32
+// @binding 1 x read vec4f
+// @binding 2 w read vec4f
 // @binding 3 b read f32
 // @binding 4 y write f32
 // @workgroups ceil(N/64) ceil(M/64) 1
+// Override RG = 1 (rows groups of 4 per thread: 4x8 outputs per thread, a 32x64 block) for narrow
+// layers (N <= 64), which then get twice the workgroups; dispatch ceil(N/64) x ceil(M/32) then.
 
 struct Params { M: u32, N: u32, K: u32, relu: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4f>;
+@group(0) @binding(2) var<storage, read> w: array<vec4f>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-const BM = 64u;  // rows of Y per workgroup
-const BN = 64u;  // columns of Y per workgroup
-const BK = 16u;  // k slice staged per iteration
-const TM = 8u;   // rows per thread
-const TN = 8u;   // columns per thread (two vec4)
+const BK = 16u; // k slice staged per iteration
+override RG: u32 = 2u; // groups of 4 rows per thread: the block is 32 * RG rows (1 or 2)
 
-// Both tiles are stored k-major so a thread reads its 8 rows / 8 columns as two vec4 each.
-var<workgroup> xs: array<array<vec4f, 16>, BK>; // xs[k][m/4][m%4]
-var<workgroup> ws: array<array<vec4f, 16>, BK>; // ws[k][n/4][n%4]
+// Tiles are stored k-major: xs[buf][k][m/4][m%4], so a thread reads 4 rows (or columns) as a vec4.
+var<workgroup> xs: array<array<array<vec4f, 16>, BK>, 2>;
+var<workgroup> ws: array<array<array<vec4f, 16>, BK>, 2>;
 
-// Four consecutive k values of one row (zero past K); rows are clamped by the caller.
-fn load_x4(base: u32, k: u32) -> vec4f {
-  if (k + 3u < p.K) { return vec4f(x[base + k], x[base + k + 1u], x[base + k + 2u], x[base + k + 3u]); }
+// Elements i..i+3 of x / w with the ones at or past `lim` (the row's end) zeroed; `fast` when the
+// row starts 16-byte aligned (K % 4 == 0) and the four are inside it.
+fn ld_x(i: u32, left: u32) -> vec4f {
+  if (left >= 4u) {
+    if ((i & 3u) == 0u) { return x[i >> 2u]; }
+    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
+    return vec4f(x[i >> 2u][i & 3u], x[i1 >> 2u][i1 & 3u], x[i2 >> 2u][i2 & 3u], x[i3 >> 2u][i3 & 3u]);
+  }
   var v = vec4f(0.0);
-  for (var j = 0u; j < 3u; j++) { if (k + j < p.K) { v[j] = x[base + k + j]; } }
+  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = x[e >> 2u][e & 3u]; } }
   return v;
 }
-fn load_w4(base: u32, k: u32) -> vec4f {
-  if (k + 3u < p.K) { return vec4f(w[base + k], w[base + k + 1u], w[base + k + 2u], w[base + k + 3u]); }
+fn ld_w(i: u32, left: u32) -> vec4f {
+  if (left >= 4u) {
+    if ((i & 3u) == 0u) { return w[i >> 2u]; }
+    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
+    return vec4f(w[i >> 2u][i & 3u], w[i1 >> 2u][i1 & 3u], w[i2 >> 2u][i2 & 3u], w[i3 >> 2u][i3 & 3u]);
+  }
   var v = vec4f(0.0);
-  for (var j = 0u; j < 3u; j++) { if (k + j < p.K) { v[j] = w[base + k + j]; } }
+  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = w[e >> 2u][e & 3u]; } }
   return v;
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(64)
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wid: vec3u) {
   let tx = li % 8u;
   let ty = li / 8u;
-  let m0 = wid.y * BM;
-  let n0 = wid.x * BN;
+  let m0 = wid.y * 32u * RG;
+  let n0 = wid.x * 64u;
+  // Staging: thread li loads row li of the W tile (4 vec4) and row xr of the X tile (vec4s xs0 ..
+  // xs0 + 2RG - 1: all four when RG = 2, two when the 32 rows are shared by 64 threads). Clamped
+  // rows compute garbage that is never stored.
+  let xr = li % (32u * RG);
+  let xs0 = (li / (32u * RG)) * 2u * RG;
+  let xbase = min(m0 + xr, p.M - 1u) * p.K;
+  let wbase = min(n0 + li, p.N - 1u) * p.K;
+  let nk = (p.K + BK - 1u) / BK;
 
-  // Staging: 64 rows x 16 k = 256 vec4 per tile, 4 per thread: row r = li/4 + 16*s, k chunk (li%4)*4.
-  let sr = li / 4u;
-  let sk = (li % 4u) * 4u;
-  var xbase = array<u32, 4>();
-  var wbase = array<u32, 4>();
-  for (var s = 0u; s < 4u; s++) {
-    xbase[s] = min(m0 + sr + 16u * s, p.M - 1u) * p.K; // clamped rows compute garbage that is never stored
-    wbase[s] = min(n0 + sr + 16u * s, p.N - 1u) * p.K;
-  }
+  var xv = array<vec4f, 4>();
+  var wr = array<vec4f, 4>();
+  var acc = array<array<vec4f, 2>, 8>();
 
-  var acc = array<array<vec4f, 2>, TM>();
-  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+  // Prologue: slice 0 into buffer 0.
+  if (nk > 0u) {
     for (var s = 0u; s < 4u; s++) {
-      let r = sr + 16u * s;
-      let xv = load_x4(xbase[s], k0 + sk);
-      let wv = load_w4(wbase[s], k0 + sk);
-      for (var j = 0u; j < 4u; j++) {
-        xs[sk + j][r / 4u][r % 4u] = xv[j];
-        ws[sk + j][r / 4u][r % 4u] = wv[j];
+      let k = 4u * s;
+      let left = select(0u, p.K - k, k < p.K);
+      wr[s] = ld_w(wbase + k, left);
+    }
+    for (var s = 0u; s < 2u * RG; s++) {
+      let k = 4u * (xs0 + s);
+      xv[s] = ld_x(xbase + k, select(0u, p.K - k, k < p.K));
+    }
+    for (var s = 0u; s < 4u; s++) {
+      for (var j = 0u; j < 4u; j++) { ws[0][4u * s + j][li / 4u][li % 4u] = wr[s][j]; }
+    }
+    for (var s = 0u; s < 2u * RG; s++) {
+      for (var j = 0u; j < 4u; j++) { xs[0][4u * (xs0 + s) + j][xr / 4u][xr % 4u] = xv[s][j]; }
+    }
+  }
+  workgroupBarrier();
+
+  for (var t = 0u; t < nk; t++) {
+    let cur = t & 1u;
+    let more = t + 1u < nk;
+    if (more) {
+      let k0 = (t + 1u) * BK;
+      for (var s = 0u; s < 4u; s++) {
+        let k = k0 + 4u * s;
+        wr[s] = ld_w(wbase + k, select(0u, p.K - k, k < p.K));
+      }
+      for (var s = 0u; s < 2u * RG; s++) {
+        let k = k0 + 4u * (xs0 + s);
+        xv[s] = ld_x(xbase + k, select(0u, p.K - k, k < p.K));
       }
     }
-    workgroupBarrier();
     for (var kk = 0u; kk < BK; kk++) {
-      let a0 = xs[kk][2u * ty];
-      let a1 = xs[kk][2u * ty + 1u];
-      let b0 = ws[kk][2u * tx];
-      let b1 = ws[kk][2u * tx + 1u];
+      let b0 = ws[cur][kk][tx];
+      let b1 = ws[cur][kk][tx + 8u];
+      let a0 = xs[cur][kk][ty];
       for (var i = 0u; i < 4u; i++) {
         acc[i][0] += a0[i] * b0;
         acc[i][1] += a0[i] * b1;
-        acc[i + 4u][0] += a1[i] * b0;
-        acc[i + 4u][1] += a1[i] * b1;
+      }
+      if (RG == 2u) {
+        let a1 = xs[cur][kk][ty + 8u];
+        for (var i = 0u; i < 4u; i++) {
+          acc[i + 4u][0] += a1[i] * b0;
+          acc[i + 4u][1] += a1[i] * b1;
+        }
+      }
+    }
+    if (more) {
+      let nxt = cur ^ 1u;
+      for (var s = 0u; s < 4u; s++) {
+        for (var j = 0u; j < 4u; j++) { ws[nxt][4u * s + j][li / 4u][li % 4u] = wr[s][j]; }
+      }
+      for (var s = 0u; s < 2u * RG; s++) {
+        for (var j = 0u; j < 4u; j++) { xs[nxt][4u * (xs0 + s) + j][xr / 4u][xr % 4u] = xv[s][j]; }
       }
     }
     workgroupBarrier();
   }
 
-  // Epilogue: bias, optional ReLU, bounds-checked stores.
-  for (var i = 0u; i < TM; i++) {
-    let m = m0 + ty * TM + i;
-    if (m >= p.M) { break; }
-    for (var j = 0u; j < TN; j++) {
-      let n = n0 + tx * TN + j;
-      if (n < p.N) {
-        var v = acc[i][j / 4u][j % 4u] + b[n];
-        if (p.relu != 0u) { v = max(v, 0.0); }
-        y[m * p.N + n] = v;
+  // Epilogue: bias, optional ReLU, bounds-checked stores. acc[i][h] holds row
+  // m0 + 4ty + i (+ 28 for i >= 4, i.e. 32 + 4ty + i - 4), columns n0 + 4tx + 32h .. +3.
+  for (var i = 0u; i < 4u * RG; i++) {
+    let m = m0 + 4u * ty + i + select(0u, 28u, i >= 4u);
+    if (m >= p.M) { continue; }
+    for (var h = 0u; h < 2u; h++) {
+      for (var j = 0u; j < 4u; j++) {
+        let n = n0 + 4u * tx + 32u * h + j;
+        if (n < p.N) {
+          var v = acc[i][h][j] + b[n];
+          if (p.relu != 0u) { v = max(v, 0.0); }
+          y[m * p.N + n] = v;
+        }
       }
     }
   }

@@ -8,7 +8,8 @@ import { Role } from '../src/wire/codec.ts';
 import { RingAllreduce } from '../src/allreduce/index.ts';
 import { SECRET } from './helpers/secret.ts';
 
-async function until(what: string, cond: () => boolean, ms = 5_000): Promise<void> {
+// A hang guard: the conditions normally hold within milliseconds.
+async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > deadline) assert.unreachable(`timed out waiting for ${what}`);

@@ -17,7 +17,9 @@ const WORKER = fileURLToPath(new URL('./helpers/ring-worker.ts', import.meta.url
 interface Ring { scheduler: Scheduler; procs: JsonProc[]; close(): Promise<void> }
 
 async function startRing(w: number, env: Record<string, string> = {}): Promise<Ring> {
-  const scheduler = await Scheduler.start({ secret: SECRET, heartbeatIntervalMs: 200 });
+  // Default heartbeats (1 s, 5 missed): peers die here by being killed (closed links, seen at once);
+  // at 200 ms a worker process left without CPU for a second was dropped and its ring broke.
+  const scheduler = await Scheduler.start({ secret: SECRET });
   const procs = Array.from({ length: w }, (_, i) => JsonProc.start(WORKER, { SCHEDULER: scheduler.url, NODE_ID: `worker-${i}`, SEGMENT_BYTES: String(4 << 10), ...env }));
   await Promise.all(procs.map((p) => p.next()));
   const ranks = await Promise.all(procs.map((p) => p.ask({ cmd: 'wait', workers: w })));
@@ -90,10 +92,13 @@ test('a peer killed mid-operation fails the others within a bounded time; the ne
   try {
     const running = ring.procs.map((p) => p.ask({ cmd: 'loop', n: 1 << 20 }));
     assert.ok((await running[0]!).started && (await running[1]!).started && (await running[2]!).started);
-    await new Promise((r) => setTimeout(r, 1000));
+    // Kill once every rank has completed an op (a fixed 1 s pause could pass before the first 4 MiB
+    // op finished on a busy machine): the kill then lands while the next ops are running.
+    const first = await Promise.all(ring.procs.map((p) => p.next(60_000)));
+    assert.ok(first.every((f) => f.firstOp), JSON.stringify(first));
     const t0 = performance.now();
     ring.procs[2]!.kill();
-    const [a, b] = await Promise.all([ring.procs[0]!.next(20_000), ring.procs[1]!.next(20_000)]);
+    const [a, b] = await Promise.all([ring.procs[0]!.next(60_000), ring.procs[1]!.next(60_000)]);
     const waited = performance.now() - t0;
     for (const r of [a, b]) {
       assert.ok(r.error, 'the op must fail');

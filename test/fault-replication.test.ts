@@ -19,11 +19,29 @@ function stepKeys(w: number, step: number): BigUint64Array {
 }
 
 /**
+ * Until every live server has the view without `id` and has finished copying rows (and unapplied
+ * sums) to its new replicas: R = 2 copies exist again, so the next failure can be survived. (A
+ * fixed pause here was not enough on a busy machine; with none the second kill loses updates.)
+ */
+async function reReplicated(w: PSClient, id: string): Promise<void> {
+  const view = await w.waitForView((v) => !v.servers.some((m) => m.nodeId === id));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const stats = (await w.serverStats()) as { nodeId: string; epoch: number; copiesInFlight: number }[];
+    if (stats.every((s) => s.epoch >= view.epoch && s.copiesInFlight === 0)) return;
+    if (Date.now() > deadline) throw new Error(`re-replication after ${id} died not finished in 60 s: ${JSON.stringify(stats)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
  * `kill`: at that step, after the pushes and before the clock, kill these servers one by one,
- * waiting for the view without each (and its re-replication) before the next.
+ * waiting for the view without each and its re-replication before the next.
  */
 async function run(kill: { step: number; servers: string[] } | null, servers = 3): Promise<Float32Array> {
-  const cluster = new LocalCluster({ servers, replicas: 2, heartbeatMs: 100, log: () => {} });
+  // Default heartbeats (1 s, 5 missed): a kill is seen at once through the closed link, and a
+  // server process that a busy machine leaves without CPU for half a second is not declared dead.
+  const cluster = new LocalCluster({ servers, replicas: 2, log: () => {} });
   await cluster.start();
   const secret = new TextEncoder().encode(cluster.secret);
   const workers = await Promise.all([0, 1].map((i) => PSClient.connect({ secret, schedulerUrl: cluster.schedulerUrl, nodeId: `w${i}`, requestTimeoutMs: 5000, retries: 8 })));
@@ -39,10 +57,7 @@ async function run(kill: { step: number; servers: string[] } | null, servers = 3
         if (kill?.step === step && i === 0) {
           for (const [n, id] of kill.servers.entries()) {
             cluster.children.find((c) => c.nodeId === id)!.proc.kill('SIGKILL');
-            if (n + 1 < kill.servers.length) {
-              await w.waitForView((v) => !v.servers.some((m) => m.nodeId === id));
-              await new Promise((r) => setTimeout(r, 500)); // the survivors re-replicate
-            }
+            if (n + 1 < kill.servers.length) await reReplicated(w, id);
           }
         }
         await w.clock();

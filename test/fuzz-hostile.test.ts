@@ -33,7 +33,7 @@ const schedUrl: string = (await sched.call({ cmd: 'scheduler', limits: LIMITS })
 const server = JsonProc.start(TARGET, targetEnv, { nodeArgs: ['--expose-gc', '--max-old-space-size=512'] });
 const serverUrl: string = (await server.call({ cmd: 'server', scheduler: schedUrl, limits: LIMITS })).url;
 
-const good = await PSClient.connect({ secret: SECRET, schedulerUrl: schedUrl, nodeId: 'good', heartbeatIntervalMs: 200 });
+const good = await PSClient.connect({ secret: SECRET, schedulerUrl: schedUrl, nodeId: 'good' }); // beats at the scheduler's pace
 await good.waitForView((v) => v.servers.length === 1 && v.workers.some((w) => w.nodeId === 'good'));
 await good.declareTables([
   table({ id: 1, dim: 8, init: 'uniform', initScale: 1, optimizer: 'adagrad', hyper: { lr: 0.5 }, consistency: Consistency.ASP }),

@@ -1,5 +1,6 @@
 // DLRM kernels vs float64 references: embedding_bag, segment_sum (its backward over the CSR of
-// occurrences), interaction_fwd / interaction_bwd, bce_fwd_bwd and sum_reduce. Outputs NaN-poisoned.
+// occurrences), their all-tables forms (embedding_bag_tables, segment_sum_tables), interaction_fwd /
+// interaction_bwd, bce_fwd_bwd and sum_reduce. Outputs NaN-poisoned.
 import * as assert from 'uvu/assert';
 import { gpuSuite, finishGpuTests, upload, output, download, runKernel, expectClose, type GpuContext } from './helpers/gpu.ts';
 import * as ref from './helpers/reference.ts';
@@ -91,6 +92,68 @@ seg('U = 0 dispatches nothing', async (ctx) => {
   await runKernel(ctx, 'segment_sum', { U: 0, D: 4, outStride: 4, outOffset: 0, mode: 0 }, [one, one, one, upload(ctx.gpu, new Float32Array(4)), output(ctx.gpu, 4)]);
 });
 seg.run();
+
+// All tables in one dispatch: every table's data packed into shared buffers at the offsets of a
+// table directory (8 u32 per table), with gaps between tables that must stay untouched.
+interface PackedTables {
+  rows: Float32Array; index: Uint32Array; offsets: Uint32Array; csrOffsets: Uint32Array; csrItems: Uint32Array; dir: Uint32Array;
+  tables: { rows: Float32Array; index: Uint32Array; offsets: Uint32Array; csrOffsets: Uint32Array; csrItems: Uint32Array; U: number }[];
+  Umax: number;
+}
+function packTables(r: () => number, T: number, B: number, D: number, maxU: number, maxBag: number): PackedTables {
+  const tables = Array.from({ length: T }, (_, t) => {
+    const U = t === 1 ? 0 : 1 + Math.floor(r() * maxU); // table 1 has no rows: an empty table
+    const { offsets, index } = U === 0 ? { offsets: new Uint32Array(B + 1), index: new Uint32Array(0) } : randomBags(r, B, U, maxBag);
+    const { csrOffsets, csrItems } = occurrenceCsr(index, offsets, U);
+    return { rows: ref.randF32(r, U * D), index, offsets, csrOffsets, csrItems, U };
+  });
+  const gap = () => 1 + Math.floor(r() * 5);
+  const dir = new Uint32Array(8 * T);
+  let rAt = gap(), xAt = gap(), oAt = gap(), cAt = gap(), prefix = 0;
+  tables.forEach((tb, t) => {
+    dir.set([rAt, xAt, oAt, cAt, tb.U, prefix, tb.index.length, D], 8 * t);
+    rAt += tb.rows.length + gap(); xAt += tb.index.length + gap(); oAt += B + 1 + gap(); cAt += tb.U + 1 + gap(); prefix += tb.U;
+  });
+  const rows = new Float32Array(rAt).fill(NaN), index = new Uint32Array(xAt).fill(0xffffffff), offsets = new Uint32Array(oAt).fill(0xffffffff);
+  const csrOffsets = new Uint32Array(cAt).fill(0xffffffff), csrItems = new Uint32Array(xAt).fill(0xffffffff);
+  tables.forEach((tb, t) => {
+    rows.set(tb.rows, dir[8 * t]); index.set(tb.index, dir[8 * t + 1]); csrItems.set(tb.csrItems, dir[8 * t + 1]);
+    offsets.set(tb.offsets, dir[8 * t + 2]); csrOffsets.set(tb.csrOffsets, dir[8 * t + 3]);
+  });
+  return { rows, index, offsets, csrOffsets, csrItems, dir, tables, Umax: Math.max(...tables.map((tb) => tb.U)) };
+}
+
+const multi = gpuSuite('embedding_bag_tables / segment_sum_tables (all tables, one dispatch each)');
+for (const { B, D, T, maxU, maxBag } of [
+  { B: 1, D: 1, T: 2, maxU: 1, maxBag: 1 },
+  { B: 37, D: 13, T: 5, maxU: 29, maxBag: 4 },
+  { B: 64, D: 64, T: 26, maxU: 40, maxBag: 2 },
+]) {
+  for (const mode of [0, 1] as const) {
+    multi(`${mode ? 'mean' : 'sum'} B=${B} D=${D} T=${T}: equals the per-table kernels' references, gaps untouched`, async (ctx) => {
+      const pk = packTables(ctx.rand, T, B, D, maxU, maxBag);
+      const outOffset = D, stride = (T + 1) * D + 3;
+      const out = output(ctx.gpu, B * stride);
+      const dirBuf = u32(ctx.gpu, pk.dir), offBuf = u32(ctx.gpu, pk.offsets), idxBuf = u32(ctx.gpu, pk.index);
+      await runKernel(ctx, 'embedding_bag_tables', { B, D, T, outStride: stride, outOffset, mode }, [upload(ctx.gpu, pk.rows), idxBuf, offBuf, dirBuf, out]);
+      const want = new Float64Array(B * stride).fill(NaN);
+      pk.tables.forEach((tb, t) => ref.embeddingBag(tb.rows, tb.index, tb.offsets, B, D, stride, outOffset + t * D, mode, want));
+      expectClose(ctx, await download(ctx.gpu, out, B * stride), want, 1e-6 * (maxBag + 1), `embedding_bag_tables ${B}x${T}x${D}`);
+
+      const dout = ref.randF32(ctx.rand, B * stride);
+      const grads = output(ctx.gpu, pk.rows.length);
+      await runKernel(ctx, 'segment_sum_tables', { Umax: pk.Umax, D, T, outStride: stride, outOffset, mode }, [u32(ctx.gpu, pk.csrOffsets), u32(ctx.gpu, pk.csrItems), offBuf, dirBuf, upload(ctx.gpu, dout), grads]);
+      const wantG = new Float64Array(pk.rows.length).fill(NaN);
+      let maxOcc = 1;
+      pk.tables.forEach((tb, t) => {
+        wantG.set(ref.segmentSum(tb.csrOffsets, tb.csrItems, tb.offsets, dout, tb.U, D, stride, outOffset + t * D, mode), pk.dir[8 * t]);
+        for (let u = 0; u < tb.U; u++) maxOcc = Math.max(maxOcc, tb.csrOffsets[u + 1] - tb.csrOffsets[u]);
+      });
+      expectClose(ctx, await download(ctx.gpu, grads, pk.rows.length), wantG, 1e-6 * maxOcc, `segment_sum_tables ${B}x${T}x${D}`);
+    });
+  }
+}
+multi.run();
 
 // Interaction: D-term dot products of values in [-1, 1]: tolerance 1e-6 * D (forward), and for
 // the backward, sums of F terms of |dP| * |v| <= 1: 1e-6 * F.

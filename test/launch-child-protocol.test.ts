@@ -53,7 +53,8 @@ function startChild(env: Record<string, string> = {}): Child {
   return c;
 }
 
-async function until(cond: () => boolean, what: string, ms = 20_000): Promise<void> {
+// A hang guard: a child under tsx can take a while to start on a busy machine.
+async function until(cond: () => boolean, what: string, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);

@@ -1,9 +1,9 @@
 // TableStore: pull creates rows deterministically, apply runs the update per row, export is
-// sorted and import round-trips (also by slot name, with a keep filter, onto fewer slots), BSP
-// accumulation sums per key, and checkPush / checkTableConfig refuse bad input with the reason.
+// sorted and import round-trips (also by slot name, with a keep filter, onto fewer slots), and
+// checkPush / checkTableConfig refuse bad input with the reason. (BSP sums: store-bsp-accumulator.)
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { TableStore, GradAccumulator, checkPush, checkTableConfig, type TableConfig } from '../src/server/table-store.ts';
+import { TableStore, checkPush, checkTableConfig, type TableConfig } from '../src/server/table-store.ts';
 import { rng, testSeed } from './helpers/reference.ts';
 
 const seed = testSeed();
@@ -138,35 +138,6 @@ test('import refuses inconsistent rows and changes nothing', () => {
   const after = s.exportRows();
   assert.equal(after.keys, before.keys);
   assert.equal(after.values, before.values);
-});
-
-test('GradAccumulator sums per key across pushes; applyAccumulated equals one apply of the sums', () => {
-  const c = cfg({ dim: 2, optimizer: 'adagrad', hyper: { lr: 0.5 } });
-  const bsp = new TableStore(c), direct = new TableStore(c);
-  const acc = new GradAccumulator(2, 1);
-  bsp.accumulate(acc, K(7, 1), Float32Array.of(0.1, 0.2, 1, 1));
-  bsp.accumulate(acc, K(1, 8), Float32Array.of(2, 3, -1, -1));
-  bsp.accumulate(acc, K(7), Float32Array.of(0.2, 0.2));
-  for (let i = 0; i < 100; i++) acc.add(K(1000 + i), Float32Array.of(i, i)); // grows past its presize
-  assert.is(acc.rows, 103);
-  assert.is(bsp.rows, 0, 'accumulating does not touch the table');
-  direct.apply(K(7, 1, 8), Float32Array.of(0.1 + 0.2, 0.2 + 0.2, 3, 4, -1, -1));
-  direct.apply(BigUint64Array.from({ length: 100 }, (_, i) => BigInt(1000 + i)), Float32Array.from({ length: 200 }, (_, j) => Math.floor(j / 2)));
-  assert.is(bsp.applyAccumulated(acc), 103);
-  assert.is(acc.rows, 0, 'reset after applying');
-  const d = direct.exportRows(), b = bsp.exportRows();
-  assert.equal(b.keys, d.keys);
-  assert.equal(b.values, d.values);
-  assert.equal(Array.from(b.steps), new Array(103).fill(1), 'one update per row per clock');
-  // drain(): first-seen order, summed in f64, then empty with memory kept.
-  acc.add(K(3, 2), Float32Array.of(1, 1, 2, 2));
-  acc.add(K(3), Float32Array.of(0.5, 0.5));
-  const { keys, grads } = acc.drain();
-  assert.equal(Array.from(keys), [3n, 2n]);
-  assert.equal(Array.from(grads), [1.5, 1.5, 2, 2]);
-  assert.is(acc.rows, 0);
-  assert.throws(() => bsp.accumulate(new GradAccumulator(3), K(1), new Float32Array(3)), /accumulator dim 3 != table emb dim 2/);
-  assert.throws(() => acc.add(K(1), new Float32Array(3)), /grads length 3 does not match 1 keys x dim 2/);
 });
 
 test('checkPush refuses wrong length, NaN/Inf, duplicates and keys >= 2^48, naming the cause', () => {

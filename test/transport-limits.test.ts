@@ -41,7 +41,10 @@ test('at maxInFlight requests, malformed frames included, nothing more is handle
   for (let i = 1; i <= 30; i++) {
     client.ws.send(i % 3 === 0 ? Uint8Array.of(9, 9, 9) : encode({ requestId: i, reply: false, sender: 'cli', epoch: 0, body: { type: 'statsRequest' } }));
   }
-  await sleep(300);
+  // Until 4 are in flight and reading has paused (at once, but later on a busy machine), then a
+  // moment in which nothing more may start.
+  for (const end = Date.now() + 30_000; !(server.stats.inFlight === 4 && server.stats.readPauses >= 1) && Date.now() < end;) await sleep(10);
+  await sleep(100);
   assert.is(server.stats.inFlight, 4, 'handled at once');
   assert.ok(server.stats.readPauses >= 1, 'reading stopped at the limit');
   assert.ok(peak <= 4, `peak in flight ${peak}`);

@@ -42,6 +42,21 @@ const bodies: Body[] = [
   { type: 'statsRequest' },
   { type: 'handoffRequest', table: 65535, offset: 4096, limit: 1024 },
   { type: 'copyPending', table: 3, clock: 12, keys: BigUint64Array.of(5n, 2n ** 47n), sums: Float64Array.of(0.1, -2.5e-300, 1e300, 7), applied: [{ sender: 'w1', seq: 2 ** 40, keys: BigUint64Array.of(5n, 2n ** 47n) }, { sender: 'w0', seq: 0, keys: new BigUint64Array(0) }] },
+  { type: 'handoffMetaRequest' },
+  {
+    type: 'handoffMeta',
+    tables: [
+      {
+        spec, rows: 70_000,
+        applied: [{ sender: 'w1', seq: 2 ** 40, keys: BigUint64Array.of(5n, 2n ** 48n - 1n) }],
+        pending: [{ table: 3, clock: 12, keys: BigUint64Array.of(5n), sums: Float64Array.of(0.1, -2.5e-300, 1e300), applied: [] }],
+      },
+      { spec: { ...spec, id: 4, name: 'empty', seed: 2n ** 64n - 1n }, rows: 0, applied: [], pending: [] },
+    ],
+    clocks: [{ rank: 0, clock: 12 }, { rank: 3, clock: 2 ** 40 }],
+    wholePushes: [{ sender: 'w0', seqs: [1, 2, 2 ** 50] }, { sender: 'w2', seqs: [] }],
+  },
+  { type: 'assignRows', table: 3, keys, values: vals },
   { type: 'statsReply', json: '{"a":1}' },
   { type: 'ok' },
   { type: 'error', code: ErrorCode.NonFinite, message: 'NaN at row 3' },

@@ -16,7 +16,7 @@ test('the reply map: each request kind gets its reply kind(s)', () => {
     hello: ['welcome'], pull: ['pullReply'], push: ['pushAck'], replicaPush: ['pushAck'], clock: ['clockAck'],
     statsRequest: ['statsReply'], checkpoint: ['checkpointReply'], restore: ['checkpointReply'],
     declareTables: ['declareTablesReply'], barrier: ['barrierRelease'], copyRows: ['ok'], copyPending: ['ok'],
-    heartbeat: ['ok'], leave: ['ok'], handoffRequest: ['statsReply', 'copyRows'],
+    heartbeat: ['ok'], leave: ['ok'], assignRows: ['ok'], handoffMetaRequest: ['handoffMeta'], handoffRequest: ['copyRows'],
   };
   assert.equal(Object.fromEntries(Object.entries(REPLY_OF).map(([k, v]) => [k, [...v]])), want);
   assert.equal(replyTypesOf('pullReply'), [], 'a reply is not a request');
@@ -57,13 +57,15 @@ test('a peer that answers a pull with the wrong kind makes request reject with U
   }
 });
 
-test('a handoff answered with the other allowed kind than the one expected is refused', async () => {
+test('handoff requests answered with another kind (the old JSON statsReply) are refused', async () => {
   const listener = await Listener.listen({ nodeId: 'meta', secret: SECRET, onRequest: (): Body => ({ type: 'statsReply', json: '{}' }) });
   const { conn } = await dial(listener.url, { nodeId: 's1', secret: SECRET, role: Role.Server });
   try {
-    const asMeta = await conn.request({ type: 'handoffRequest', table: 65535, offset: 0, limit: 0 }, undefined, 'statsReply');
-    assert.is(asMeta.body.json, '{}');
-    const err = await conn.request({ type: 'handoffRequest', table: 1, offset: 0, limit: 8 }, undefined, 'copyRows').then(() => null, (x: unknown) => x);
+    const meta = await conn.request({ type: 'handoffMetaRequest' }).then(() => null, (x: unknown) => x);
+    assert.instance(meta, UnexpectedReplyError);
+    assert.equal([...(meta as UnexpectedReplyError).expected], ['handoffMeta']);
+    assert.is((meta as UnexpectedReplyError).received, 'statsReply');
+    const err = await conn.request({ type: 'handoffRequest', table: 1, offset: 0, limit: 8 }).then(() => null, (x: unknown) => x);
     assert.instance(err, UnexpectedReplyError);
     assert.equal([...(err as UnexpectedReplyError).expected], ['copyRows']);
     assert.is((err as UnexpectedReplyError).received, 'statsReply');

@@ -7,7 +7,7 @@ export { writeFileAtomic, writeBytesAtomic, TEMP_FILE } from './atomic-file.ts';
 export {
   saveTableStores, loadTableStores, loadCheckpointFiles, listShardFiles, shardFileName, tableTensors,
   SHARD_FORMAT, SHARD_VERSION,
-  type ShardMeta, type SavedShard, type LoadedTable, type LoadedCheckpoint, type TableMeta,
+  type ShardMeta, type SavedShard, type LoadedTable, type LoadedCheckpoint, type TableMeta, type ShardRows, type ShardTable,
 } from './table-shards.ts';
 export {
   writeManifest, readManifest, checkManifest, checkpointFiles, ManifestError,

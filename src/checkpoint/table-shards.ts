@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { readSafetensors, writeSafetensors, SafetensorsError, type Tensor, type TypedArray } from './safetensors.ts';
 import { TEMP_FILE } from './atomic-file.ts';
 import { KeyIndex } from '../keys/key-index.ts';
-import type { TableStore, TableRows } from '../server/table-store.ts';
 import { firstKeyOutOfRange, keyWords } from '../keys/keys.ts';
 
 export const SHARD_FORMAT = 'hybridps-shard';
@@ -23,6 +22,24 @@ const SHARD_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
 export interface TableMeta {
   name: string; id: number; dim: number; init: string; initScale: number; seed: string;
   optimizer: string; hyper: Record<string, number>; slots: string[]; rows: number;
+}
+
+/** Rows as a shard holds them: keys sorted, values and each optimizer slot n x dim, update counts. */
+export interface ShardRows {
+  keys: BigUint64Array;
+  values: Float32Array;
+  /** One array per slot, in slotNames order. */
+  slots: Float32Array[];
+  steps: Uint32Array;
+}
+
+/** What a shard is written from: a server's table store (TableStore, src/server/table-store.ts). */
+export interface ShardTable {
+  readonly config: { readonly name: string; readonly id: number; readonly dim: number; readonly init: string; readonly initScale: number; readonly seed: bigint; readonly optimizer: string };
+  readonly dim: number;
+  readonly slotNames: readonly string[];
+  readonly hyper: Readonly<Record<string, number>>;
+  exportRows(): ShardRows;
 }
 
 export interface ShardMeta {
@@ -71,7 +88,7 @@ export function shardFileName(shardName: string): string {
 }
 
 /** The tensors of one table's rows under the checkpoint naming scheme. */
-export function tableTensors(name: string, dim: number, rows: TableRows, slotNames: readonly string[]): Record<string, Tensor> {
+export function tableTensors(name: string, dim: number, rows: ShardRows, slotNames: readonly string[]): Record<string, Tensor> {
   const n = rows.keys.length;
   if (name === 'dense' || name.startsWith('dense.')) throw new Error(`table name '${name}' collides with the dense.<name> tensors`);
   if (slotNames.length !== rows.slots.length) throw new Error(`table ${name}: ${rows.slots.length} slot arrays for ${slotNames.length} slot names`);
@@ -88,7 +105,7 @@ export function tableTensors(name: string, dim: number, rows: TableRows, slotNam
  * Writes every table of `stores` (rows, slots, steps) and `meta.dense` into
  * `<dir>/<shardName>.safetensors`, atomically. The directory must exist.
  */
-export async function saveTableStores(dir: string, shardName: string, stores: Iterable<TableStore>, meta: ShardMeta): Promise<SavedShard> {
+export async function saveTableStores(dir: string, shardName: string, stores: Iterable<ShardTable>, meta: ShardMeta): Promise<SavedShard> {
   if (!Number.isSafeInteger(meta.step) || meta.step < 0) throw new Error(`checkpoint step ${meta.step} is not a non-negative integer`);
   const path = join(dir, shardFileName(shardName));
   const tensors: Record<string, Tensor> = {};

@@ -3,13 +3,14 @@
 // owning server under the current cluster view and the parts go out in parallel; a part that
 // fails because a link dropped or the view moved is re-routed and re-sent with the same
 // sequence number, so the server applies it once.
-import { Peer } from '../transport/index.ts';
-import { Role, type ClusterViewMsg, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
+import type { Peer } from '../transport/index.ts';
+import { Role, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
 import type { Reply, RequestBody } from '../wire/replies.ts';
-import { ClusterView } from '../cluster/cluster-view.ts';
+import type { ClusterView } from '../cluster/cluster-view.ts';
+import { ClusterMember } from '../cluster/member.ts';
 import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../util/index-arrays.ts';
-import { isRetryable, NotInViewError } from './retry-policy.ts';
+import { isRetryable } from './retry-policy.ts';
 
 export interface PSClientOptions {
   secret: Uint8Array;
@@ -40,83 +41,45 @@ export function rangeKeys(offset: number, length: number, blockSize: number): { 
 
 export class PSClient {
   readonly nodeId: string;
-  view = ClusterView.empty();
   rank = -1;
   clockValue = 0;
   readonly bytes: WireBytes = { pull: 0, push: 0, other: 0 };
   readonly tables = new Map<number, TableSpecMsg>();
-  private scheduler!: Peer;
-  private servers = new Map<string, Peer>();
+  /** Scheduler link, cluster view, heartbeat and the links to servers (src/cluster/member.ts). */
+  private readonly member: ClusterMember;
   private seq = 0;
-  private viewListeners: ((v: ClusterView) => void)[] = [];
-  private viewWaiters: (() => void)[] = [];
-  private heartbeat?: NodeJS.Timeout;
   private readonly log;
 
   private constructor(private readonly opts: PSClientOptions) {
     this.nodeId = opts.nodeId ?? `worker-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     this.log = createLogger(this.nodeId);
+    this.member = new ClusterMember({
+      nodeId: this.nodeId, secret: opts.secret, role: opts.role ?? Role.Worker, address: opts.address ?? '',
+      schedulerUrl: opts.schedulerUrl, heartbeatIntervalMs: opts.heartbeatIntervalMs, heartbeatClock: () => this.clockValue,
+      requestTimeoutMs: opts.requestTimeoutMs, maxFrameBytes: opts.maxFrameBytes,
+      onView: (view) => {
+        const me = view.workers.find((w) => w.nodeId === this.nodeId);
+        if (me) this.rank = me.rank;
+      },
+    });
   }
 
   static async connect(opts: PSClientOptions): Promise<PSClient> {
     const c = new PSClient(opts);
-    let schedulerBeat = 0;
-    c.scheduler = new Peer(opts.schedulerUrl, {
-      nodeId: c.nodeId, secret: opts.secret, role: opts.role ?? Role.Worker, address: opts.address ?? '',
-      epoch: () => c.view.epoch, connectAttempts: 20,
-      onRequest: (env) => { if (env.body.type === 'clusterView') c.setView(env.body.view); },
-      onConnect: (_conn, welcome) => { schedulerBeat = welcome.heartbeatMs ?? 0; if (welcome.view) c.setView(welcome.view); },
-    });
-    await c.scheduler.connection();
-    c.heartbeat = setInterval(() => {
-      c.scheduler.notify({ type: 'heartbeat', nodeId: c.nodeId, clock: c.clockValue }).catch(() => {});
-    }, opts.heartbeatIntervalMs ?? (schedulerBeat || 1000)); // the scheduler's pace unless set here
-    c.heartbeat.unref();
+    await c.member.join();
     return c;
   }
 
-  private setView(msg: ClusterViewMsg): void {
-    if (msg.epoch <= this.view.epoch) return;
-    this.view = new ClusterView(msg);
-    const me = this.view.workers.find((w) => w.nodeId === this.nodeId);
-    if (me) this.rank = me.rank;
-    for (const [id, peer] of this.servers) {
-      if (!this.view.servers.some((s) => s.nodeId === id)) { void peer.close(); this.servers.delete(id); }
-    }
-    for (const w of this.viewWaiters.splice(0)) w();
-    for (const l of this.viewListeners) l(this.view);
-  }
+  get view(): ClusterView { return this.member.view; }
 
-  onViewChange(listener: (v: ClusterView) => void): void { this.viewListeners.push(listener); }
+  onViewChange(listener: (v: ClusterView) => void): void { this.member.onViewChange(listener); }
 
   /** Resolves once the view satisfies `pred` (e.g. all expected servers and workers joined). */
-  async waitForView(pred: (v: ClusterView) => boolean, timeoutMs = 60_000): Promise<ClusterView> {
-    const deadline = Date.now() + timeoutMs;
-    while (!pred(this.view)) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for the cluster (view ${this.view.epoch}: ${this.view.servers.length} servers, ${this.view.workers.length} workers)`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(left, 1000));
-        this.viewWaiters.push(() => { clearTimeout(t); resolve(); });
-      });
-    }
-    return this.view;
+  waitForView(pred: (v: ClusterView) => boolean, timeoutMs = 60_000): Promise<ClusterView> {
+    return this.member.waitForView(pred, timeoutMs);
   }
 
-  private server(id: string): Peer {
-    let p = this.servers.get(id);
-    if (!p) {
-      const m = this.view.servers.find((s) => s.nodeId === id);
-      if (!m) throw new NotInViewError(id, this.view.epoch);
-      p = new Peer(m.address, {
-        nodeId: this.nodeId, secret: this.opts.secret, role: this.opts.role ?? Role.Worker,
-        epoch: () => this.view.epoch, requestTimeoutMs: this.opts.requestTimeoutMs, connectAttempts: 4,
-        maxFrameBytes: this.opts.maxFrameBytes,
-      });
-      this.servers.set(id, p);
-    }
-    return p;
-  }
+  private server(id: string): Peer { return this.member.server(id); }
 
   private async toServer<B extends RequestBody>(serverId: string, body: B): Promise<Envelope<Reply<B['type']>>> {
     return this.server(serverId).request(body, this.opts.requestTimeoutMs);
@@ -272,10 +235,7 @@ export class PSClient {
     await this.withRetry('assign', () => Promise.all([...byServer].map(([serverId, idx]) => {
       const part = new Float32Array(idx.length * block);
       idx.forEach((k, i) => part.set(padded.subarray(k * block, (k + 1) * block), i * block));
-      return this.toServer(serverId, {
-        type: 'copyRows', table, keys: BigUint64Array.from(idx, (i) => keys[i]!), values: part,
-        slots: new Float32Array(0), slotCount: 0, steps: new Uint32Array(0),
-      });
+      return this.toServer(serverId, { type: 'assignRows', table, keys: BigUint64Array.from(idx, (i) => keys[i]!), values: part });
     })));
   }
 
@@ -285,7 +245,7 @@ export class PSClient {
     const c = this.clockValue;
     await this.withRetry('clock', () => Promise.all(this.view.servers.map((s) =>
       this.toServer(s.nodeId, { type: 'clock', worker: this.rank, clock: c }))));
-    this.scheduler.notify({ type: 'heartbeat', nodeId: this.nodeId, clock: c }).catch(() => {});
+    this.member.beat().catch(() => {});
     return c;
   }
 
@@ -303,7 +263,7 @@ export class PSClient {
 
   /** Waits until every live worker reached the named barrier. */
   async barrier(name: string): Promise<void> {
-    await this.scheduler.request({ type: 'barrier', name, worker: this.rank, generation: 0 }, 600_000);
+    await this.member.requestScheduler({ type: 'barrier', name, worker: this.rank, generation: 0 }, 600_000);
   }
 
   async checkpoint(dir: string, step: number): Promise<string[]> {
@@ -325,10 +285,7 @@ export class PSClient {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.heartbeat);
-    await this.scheduler.notify({ type: 'leave', nodeId: this.nodeId }).catch(() => {});
-    await Promise.all([...this.servers.values()].map((p) => p.close()));
-    await this.scheduler.close();
+    await this.member.leave();
   }
 }
 

@@ -4,19 +4,16 @@
 // request, or when a server answered that the cluster is changing under it.
 import { ErrorCode } from '../wire/codec.ts';
 import { RemoteError, TransportError } from '../transport/index.ts';
+import { NotInViewError } from '../cluster/member.ts';
 
 /** Answers that mean "the cluster is changing under you": wait for the next view and re-send. */
 export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set([
   ErrorCode.WrongOwner, ErrorCode.StaleEpoch, ErrorCode.Shutdown, ErrorCode.Aborted, ErrorCode.Timeout,
 ]);
 
-/** The client routed to a server that its current view no longer lists (the view moved meanwhile). */
-export class NotInViewError extends Error {
-  override name = 'NotInViewError';
-  constructor(readonly serverId: string, readonly epoch: number) {
-    super(`server ${serverId} is not in view ${epoch}`);
-  }
-}
+// The client routed to a server that its current view no longer lists (the view moved meanwhile):
+// raised by the member module's per-server links.
+export { NotInViewError };
 
 /**
  * True for a failure that a re-send under the next view can cure: the link could not be opened,

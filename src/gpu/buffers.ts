@@ -1,6 +1,6 @@
 // GPU buffers: a pool that creates each named buffer once per shape and reuses it, uploads via
-// queue.writeBuffer, and readback through a small ring of MAP_READ staging buffers so the CPU
-// can prepare step N+1 while step N's results are still being copied back.
+// queue.writeBuffer, NaN fill, and one-off readback (readBuffer) for tests, benchmarks and tools.
+// The model runner reads its step results back through a staging buffer of its own.
 import type { Gpu } from './device.ts';
 import { settleOrLost } from './device.ts';
 
@@ -8,6 +8,8 @@ import { settleOrLost } from './device.ts';
 export const STORAGE_USAGE = 0x0080 | 0x0004 | 0x0008;
 
 const align4 = (n: number) => Math.ceil(n / 4) * 4;
+/** Buffers are made a multiple of 16 bytes so kernels may bind them as array<vec4f>. */
+const align16 = (n: number) => Math.ceil(n / 16) * 16;
 
 export class BufferPool {
   private buffers = new Map<string, { buffer: GPUBuffer; usage: number }>();
@@ -16,7 +18,7 @@ export class BufferPool {
 
   /** The buffer called `name`, reused when it is at least `bytes` long with the same usage. */
   get(name: string, bytes: number, usage: GPUBufferUsageFlags = STORAGE_USAGE): GPUBuffer {
-    const size = Math.max(16, align4(bytes));
+    const size = Math.max(16, align16(bytes));
     const have = this.buffers.get(name);
     if (have && have.buffer.size >= size && (have.usage & usage) === usage) return have.buffer;
     const max = this.gpu.limits.maxBufferSize;
@@ -24,7 +26,7 @@ export class BufferPool {
     have?.buffer.destroy();
     const u = have ? usage | have.usage : usage;
     // Grow with headroom so a slowly growing shape (unique rows per batch) does not reallocate each step.
-    const grown = have ? Math.min(max, align4(Math.max(size, Math.ceil(have.buffer.size * 1.25)))) : size;
+    const grown = have ? Math.min(max, align16(Math.max(size, Math.ceil(have.buffer.size * 1.25)))) : size;
     const buffer = this.gpu.device.createBuffer({ label: `${this.label}:${name}`, size: grown, usage: u });
     this.buffers.set(name, { buffer, usage: u });
     return buffer;
@@ -72,7 +74,7 @@ export function writeView(gpu: Gpu, buf: GPUBuffer, data: ArrayBufferView, offse
 
 /** Creates a STORAGE|COPY_SRC|COPY_DST buffer holding `data`. */
 export function createBufferFrom(gpu: Gpu, data: ArrayBufferView, label = 'data', extraUsage = 0): GPUBuffer {
-  const buf = gpu.device.createBuffer({ label, size: Math.max(16, align4(data.byteLength)), usage: STORAGE_USAGE | extraUsage });
+  const buf = gpu.device.createBuffer({ label, size: Math.max(16, align16(data.byteLength)), usage: STORAGE_USAGE | extraUsage });
   writeView(gpu, buf, data);
   return buf;
 }
@@ -89,97 +91,23 @@ export function fillNaN(gpu: Gpu, buf: GPUBuffer, bytes: number = buf.size): voi
   }
 }
 
-/** A readback that was recorded into an encoder; call read() after the encoder is submitted. */
-export interface PendingRead {
-  read(): Promise<ArrayBuffer>;
-}
-
 /**
- * A ring of MAP_READ staging buffers. copy() records the copy into the caller's encoder (so the
- * readback rides in the same submit as the step); read() maps after submit. Buffers in flight
- * are skipped; when all are busy the ring grows instead of waiting.
+ * Copies `bytes` from `src` (at `offset`) back to the CPU, through a MAP_READ staging buffer made
+ * for this read and destroyed after it (reads in flight at once do not share one). Rejects if the
+ * device is lost.
  */
-export class StagingRing {
-  private slots: { buffer: GPUBuffer | null; busy: boolean }[];
-  private next = 0;
-
-  constructor(readonly gpu: Gpu, size = 3) {
-    this.slots = Array.from({ length: size }, () => ({ buffer: null, busy: false }));
-  }
-
-  copy(encoder: GPUCommandEncoder, src: GPUBuffer, bytes: number, offset = 0): PendingRead {
-    if (bytes % 4 !== 0 || offset % 4 !== 0) throw new Error(`readback of ${bytes} bytes at ${offset}: both must be multiples of 4`);
-    if (offset + bytes > src.size) throw new Error(`readback of ${bytes} bytes at ${offset} past the end of ${src.label || 'buffer'} (${src.size} bytes)`);
-    const slot = this.acquire(bytes);
-    if (bytes > 0) encoder.copyBufferToBuffer(src, offset, slot.buffer!, 0, bytes);
-    let started: Promise<ArrayBuffer> | null = null;
-    return {
-      read: () => {
-        started ??= (async () => {
-          try {
-            if (bytes === 0) return new ArrayBuffer(0);
-            await settleOrLost(this.gpu, slot.buffer!.mapAsync(GPUMapMode.READ, 0, bytes));
-            const data = slot.buffer!.getMappedRange(0, bytes).slice(0);
-            slot.buffer!.unmap();
-            return data;
-          } finally {
-            slot.busy = false;
-          }
-        })();
-        return started;
-      },
-    };
-  }
-
-  private acquire(bytes: number) {
-    for (let i = 0; i < this.slots.length; i++) {
-      const s = this.slots[(this.next + i) % this.slots.length];
-      if (!s.busy) {
-        this.next = (this.next + i + 1) % this.slots.length;
-        return this.prepare(s, bytes);
-      }
-    }
-    const s = { buffer: null as GPUBuffer | null, busy: false };
-    this.slots.push(s);
-    return this.prepare(s, bytes);
-  }
-
-  private prepare(s: { buffer: GPUBuffer | null; busy: boolean }, bytes: number) {
-    const size = Math.max(16, align4(bytes));
-    if (!s.buffer || s.buffer.size < size) {
-      s.buffer?.destroy();
-      s.buffer = this.gpu.device.createBuffer({ label: 'staging', size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    }
-    s.busy = true;
-    return s;
-  }
-
-  destroy(): void {
-    for (const s of this.slots) s.buffer?.destroy();
-    this.slots = [];
-  }
-}
-
-const rings = new WeakMap<Gpu, StagingRing>();
-
-/** The shared staging ring of a Gpu (used by readBuffer). */
-export function stagingRing(gpu: Gpu): StagingRing {
-  let r = rings.get(gpu);
-  if (!r) {
-    r = new StagingRing(gpu);
-    rings.set(gpu, r);
-  }
-  return r;
-}
-
-/** Copies `bytes` from `src` (at `offset`) back to the CPU. Rejects if the device is lost. */
 export async function readBuffer(gpu: Gpu, src: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
-  const enc = gpu.device.createCommandEncoder({ label: 'readBuffer' });
-  const pending = stagingRing(gpu).copy(enc, src, bytes, offset);
-  gpu.device.queue.submit([enc.finish()]);
-  return pending.read();
-}
-
-export async function readF32(gpu: Gpu, src: GPUBuffer, count: number, offsetElems = 0): Promise<Float32Array> {
-  return new Float32Array(await readBuffer(gpu, src, count * 4, offsetElems * 4));
+  if (bytes % 4 !== 0 || offset % 4 !== 0) throw new Error(`readback of ${bytes} bytes at ${offset}: both must be multiples of 4`);
+  if (offset + bytes > src.size) throw new Error(`readback of ${bytes} bytes at ${offset} past the end of ${src.label || 'buffer'} (${src.size} bytes)`);
+  if (bytes === 0) return new ArrayBuffer(0);
+  const staging = gpu.device.createBuffer({ label: 'readBuffer staging', size: Math.max(16, align4(bytes)), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  try {
+    const enc = gpu.device.createCommandEncoder({ label: 'readBuffer' });
+    enc.copyBufferToBuffer(src, offset, staging, 0, bytes);
+    gpu.device.queue.submit([enc.finish()]);
+    await settleOrLost(gpu, staging.mapAsync(GPUMapMode.READ, 0, bytes));
+    return staging.getMappedRange(0, bytes).slice(0);
+  } finally {
+    staging.destroy();
+  }
 }

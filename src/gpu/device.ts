@@ -68,6 +68,15 @@ function adapterMatches(a: GPUAdapter, wanted: string): boolean {
   return hay.includes(wanted.toLowerCase());
 }
 
+/**
+ * Dawn toggles for every instance. `timestamp_quantization` (on by default, a timing-attack
+ * mitigation for browsers) rounds timestamp queries down to multiples of 2^16 ns (65.5 us), which
+ * would hide most kernels of a 3 ms step; a training process has no such threat, so it is off and
+ * timestamp-query gives the adapter's full resolution (checked on lavapipe: multiples of 65536 ns
+ * with the toggle, nanoseconds without).
+ */
+export const DAWN_FLAGS = ['disable-dawn-features=timestamp_quantization'];
+
 // One Dawn instance per flag set, shared by the live devices made from it and dropped when the
 // last of them is destroyed: Node stays alive while an instance is referenced, and creating and
 // dropping instances while another device is in use has crashed lavapipe here.
@@ -75,7 +84,7 @@ const instances = new Map<string, { gpu: GPU; users: number }>();
 function takeInstance(flag: string): GPU {
   let e = instances.get(flag);
   if (!e) {
-    e = { gpu: create(flag ? [flag] : []), users: 0 };
+    e = { gpu: create(flag ? [...DAWN_FLAGS, flag] : DAWN_FLAGS), users: 0 };
     instances.set(flag, e);
   }
   e.users++;

@@ -3,7 +3,7 @@
 // [z, dot(v_i, v_j) for i in 1..F-1, j < i] with v_0 = z; top MLP -> logit; BCE on the logit.
 // ReLU after every layer except the last top one. W[out][in] row-major, then b[out], bottom
 // layers first, then top layers (the dense vector layout of dlrm-reference.ts).
-import type { BufferDecl, ConsistencyName, DenseParamDecl, KernelCall, ModelSpec, OptimizerName, TableDecl } from './model-spec.ts';
+import { denseOffsetName, type BufferDecl, type ConsistencyName, type DenseParamDecl, type Expr, type KernelCall, type ModelSpec, type OptimizerName, type TableDecl } from './model-spec.ts';
 import { SHADER_DIR } from '../util/package-files.ts';
 
 export const REPO_SHADERS = SHADER_DIR;
@@ -29,7 +29,25 @@ export interface DlrmOptions {
   initScale?: number;
   /** Kernel directories searched before the repo's shaders/ (to swap kernels). */
   kernelDirs?: string[];
+  /**
+   * One embedding_bag and one segment_sum dispatch per table (2T dispatches) instead of the
+   * all-tables kernels (2 dispatches): the per-table form, for kernels written per table.
+   */
+  perTableKernels?: boolean;
+  /**
+   * Splits of the batch for the weight and bias gradients (partial sums reduced by one split_sum
+   * for all layers): an expression of B. Default DEFAULT_GRAD_SPLITS; 1 writes the gradients
+   * directly (no partials, no split_sum).
+   */
+  gradSplits?: string | number;
 }
+
+/**
+ * Batch splits of the weight-gradient reductions: enough workgroups for a big GPU at batch 2048
+ * (8 splits: 4-56 output tiles per layer become 32-448 workgroups), at least 256 rows per split
+ * so each one amortizes its prologue, at most 8 so the reduction reads 8 copies of the gradient.
+ */
+export const DEFAULT_GRAD_SPLITS = 'max(1, min(8, floor(B / 256)))';
 
 export const DLRM_PRESETS: Record<'small' | 'gpu', DlrmConfig> = {
   small: { numDense: 13, numTables: 26, dim: 16, bottom: [13, 64, 16], top: [64, 1], rowsPerTable: 1000 },
@@ -89,31 +107,54 @@ export function dlrmSpec(c: DlrmConfig, o: DlrmOptions = {}): ModelSpec {
   }
   // d.bottom.h0 is never needed (no gradient w.r.t. the dense features).
 
-  const linearFwd = (L: (typeof layers)[number]): KernelCall => ({
-    kernel: 'linear_fwd', params: { M: 'B', N: L.outDim, K: L.inDim, relu: L.relu ? 1 : 0 },
-    bind: [inputOf(L), `${L.prefix}.${L.index}.weight`, `${L.prefix}.${L.index}.bias`, act(L)],
-  });
+  // Kernels per shape class: a one-output layer (the head) is a GEMV, not a 64x64-tiled GEMM.
+  const linearFwd = (L: (typeof layers)[number]): KernelCall => {
+    const bind = [inputOf(L), `${L.prefix}.${L.index}.weight`, `${L.prefix}.${L.index}.bias`, act(L)];
+    const relu = L.relu ? 1 : 0;
+    if (L.outDim === 1) return { kernel: 'linear_fwd_n1', params: { M: 'B', K: L.inDim, relu }, bind };
+    // A narrow layer (N <= 64, e.g. bottom 256 -> 64) gets 32-row blocks: twice the workgroups.
+    if (L.outDim <= 64) return { kernel: 'linear_fwd', params: { M: 'B', N: L.outDim, K: L.inDim, relu }, bind, constants: { RG: 1 }, workgroups: [Math.ceil(L.outDim / 64), 'ceil(B/32)'] };
+    return { kernel: 'linear_fwd', params: { M: 'B', N: L.outDim, K: L.inDim, relu }, bind };
+  };
   const bottomLayers = layers.filter((L) => L.prefix === 'bottom');
   const topLayers = layers.filter((L) => L.prefix === 'top');
   const z = act(bottomLayers[bottomLayers.length - 1]);
   const logits = act(topLayers[topLayers.length - 1]);
+  const D = c.dim;
+  const perTable = !!o.perTableKernels;
 
   const forward: KernelCall[] = [
     ...bottomLayers.map(linearFwd),
-    ...tables.map((t, i): KernelCall => ({
-      kernel: 'embedding_bag', params: { B: 'B', D: c.dim, outStride: T * c.dim, outOffset: i * c.dim, mode: 0 },
-      bind: [`${t.name}.rows`, `${t.name}.index`, `${t.name}.offsets`, 'emb'],
-    })),
-    { kernel: 'interaction_fwd', params: { B: 'B', D: c.dim, T }, bind: [z, 'emb', 'inter'] },
+    ...(perTable
+      ? tables.map((t, i): KernelCall => ({
+        kernel: 'embedding_bag', params: { B: 'B', D, outStride: T * D, outOffset: i * D, mode: 0 },
+        bind: [`${t.name}.rows`, `${t.name}.index`, `${t.name}.offsets`, 'emb'],
+      }))
+      : [{ kernel: 'embedding_bag_tables', params: { B: 'B', D, T, outStride: T * D, outOffset: 0, mode: 0 }, bind: ['tables.rows', 'tables.index', 'tables.offsets', 'tables.dir', 'emb'] }]),
+    { kernel: 'interaction_fwd', params: { B: 'B', D, T }, bind: [z, 'emb', 'inter'] },
     ...topLayers.map(linearFwd),
   ];
 
+  // Weight and bias gradients: partial sums per batch split (dense.gradSplits, split z at
+  // z * denseStride), reduced for every layer at once by one split_sum at the end; with
+  // gradSplits = 1 written directly into dense.grad. Offsets: the runner's offset_P variables.
+  const splitsExpr = o.gradSplits ?? DEFAULT_GRAD_SPLITS;
+  const direct = splitsExpr === 1 || splitsExpr === '1';
+  const grads = direct ? 'dense.grad' : 'dense.gradSplits';
+  const splitParams: Record<string, Expr> = direct ? {} : { splits: 'splits', splitStride: 'denseStride' };
   const linearBwd = (L: (typeof layers)[number], needInput: boolean): KernelCall[] => {
     const dy = `d.${act(L)}`, y = act(L), relu = L.relu ? 1 : 0;
     const w = `${L.prefix}.${L.index}.weight`, b = `${L.prefix}.${L.index}.bias`;
+    const at = { wAt: denseOffsetName(w), bAt: denseOffsetName(b) };
+    if (L.outDim === 1) {
+      // dX, dW and db of the head in one dispatch (no dX for a first layer: bind an unused buffer).
+      return [{
+        kernel: 'linear_bwd_n1', params: { M: 'B', K: L.inDim, relu, input: needInput ? 1 : 0, ...at, ...splitParams },
+        bind: [dy, inputOf(L), w, y, needInput ? `d.${inputOf(L)}` : 'lossvec', grads],
+      }];
+    }
     const calls: KernelCall[] = [
-      { kernel: 'linear_bwd_weight', params: { M: 'B', N: L.outDim, K: L.inDim, relu }, bind: [dy, inputOf(L), y, `${w}.grad`] },
-      { kernel: 'bias_grad', params: { M: 'B', N: L.outDim, relu }, bind: [dy, y, `${b}.grad`] },
+      { kernel: 'linear_bwd_weight', params: { M: 'B', N: L.outDim, K: L.inDim, relu, ...at, ...splitParams }, bind: [dy, inputOf(L), y, grads] },
     ];
     if (needInput) calls.push({ kernel: 'linear_bwd_input', params: { M: 'B', N: L.outDim, K: L.inDim, relu }, bind: [dy, w, y, `d.${inputOf(L)}`] });
     return calls;
@@ -123,12 +164,18 @@ export function dlrmSpec(c: DlrmConfig, o: DlrmOptions = {}): ModelSpec {
     { kernel: 'bce_fwd_bwd', params: { B: 'B' }, bind: [logits, 'labels', 'lossvec', `d.${logits}`] },
     { kernel: 'sum_reduce', params: { n: 'B', scale: '1/B' }, bind: ['lossvec', 'loss'] },
     ...[...topLayers].reverse().flatMap((L) => linearBwd(L, true)),
-    { kernel: 'interaction_bwd', params: { B: 'B', D: c.dim, T }, bind: [z, 'emb', 'd.inter', `d.${z}`, 'd.emb'] },
+    { kernel: 'interaction_bwd', params: { B: 'B', D, T }, bind: [z, 'emb', 'd.inter', `d.${z}`, 'd.emb'] },
     ...[...bottomLayers].reverse().flatMap((L) => linearBwd(L, L.index > 0)),
-    ...tables.map((t, i): KernelCall => ({
-      kernel: 'segment_sum', params: { U: `U_${t.name}`, D: c.dim, outStride: T * c.dim, outOffset: i * c.dim, mode: 0 },
-      bind: [`${t.name}.csrOffsets`, `${t.name}.csrItems`, `${t.name}.offsets`, 'd.emb', `${t.name}.grad`],
-    })),
+    ...(perTable
+      ? tables.map((t, i): KernelCall => ({
+        kernel: 'segment_sum', params: { U: `U_${t.name}`, D, outStride: T * D, outOffset: i * D, mode: 0 },
+        bind: [`${t.name}.csrOffsets`, `${t.name}.csrItems`, `${t.name}.offsets`, 'd.emb', `${t.name}.grad`],
+      }))
+      : [{
+        kernel: 'segment_sum_tables', params: { Umax: 'Umax', D, T, outStride: T * D, outOffset: 0, mode: 0 },
+        bind: ['tables.csrOffsets', 'tables.csrItems', 'tables.offsets', 'tables.dir', 'd.emb', 'tables.grad'],
+      }]),
+    ...(direct ? [] : [{ kernel: 'split_sum', params: { n: 'denseStride', S: 'splits', stride: 'denseStride' }, bind: ['dense.gradSplits', 'dense.grad'] }]),
   ];
 
   return {
@@ -143,5 +190,6 @@ export function dlrmSpec(c: DlrmConfig, o: DlrmOptions = {}): ModelSpec {
     backward,
     loss: 'loss',
     output: logits,
+    ...(direct ? {} : { gradSplits: splitsExpr }),
   };
 }

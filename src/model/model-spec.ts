@@ -8,8 +8,15 @@
 //                 (occurrence -> unique slot), T.offsets [B+1] u32 (bag offsets per sample),
 //                 T.csrOffsets [U_T+1] u32, T.csrItems [NNZ_T] u32 (sample of each occurrence,
 //                 grouped by unique row), T.grad [U_T, dim] (one gradient per unique row: read back)
+//   all tables at once (kernels that take a table directory, e.g. embedding_bag_tables):
+//                 tables.rows, tables.index, tables.offsets, tables.csrOffsets, tables.csrItems,
+//                 tables.grad (each table's data at the offsets in tables.dir: 8 u32 per table)
 //   per dense parameter P: P (its values) and P.grad (its gradient: read back)
-// Expression scope: B, every config number, U_T and NNZ_T for every table T.
+//   the whole (padded) dense vector: dense, dense.grad and, when the spec sets gradSplits,
+//                 dense.gradSplits ([splits, denseStride]: per-split partial gradients)
+// Expression scope: B, every config number, U_T and NNZ_T for every table T, Utotal and NNZtotal
+// (sums over the tables), Umax (the largest U_T), splits, denseStride (floats of the padded dense vector) and, per dense
+// parameter P, offset_P (its float offset in it; non-word characters of P become _).
 import { evalFormula } from '../gpu/kernel-meta.ts';
 
 /** A number, or a formula such as 'B', 'B*numTables*dim', 'ceil(B/64)', '1/B'. */
@@ -62,6 +69,8 @@ export interface KernelCall {
   bind: string[];
   /** Explicit workgroup counts instead of the kernel header's formula. */
   workgroups?: Expr[];
+  /** Pipeline override constants (WGSL `override`), e.g. a tile variant: { RG: 1 }. */
+  constants?: Record<string, number>;
 }
 
 export interface InputDecl {
@@ -88,6 +97,15 @@ export interface ModelSpec {
   loss: string;
   /** Buffer holding one score (logit) per sample after forward: what evaluation reads. */
   output?: string;
+  /**
+   * Partial sums of the dense gradient, for kernels that split a reduction over the batch
+   * (linear_bwd_weight with splits > 1): the number of splits (scope `splits`, e.g.
+   * 'max(1, min(8, floor(B/256)))'). The runner then keeps dense.gradSplits, [splits, denseStride]
+   * floats, zero outside the parameters; a kernel writes parameter P's partial of split z at
+   * z * denseStride + offset_P, and one split_sum over dense.gradSplits into dense.grad reduces
+   * every parameter at once.
+   */
+  gradSplits?: Expr;
 }
 
 /** Evaluates an expression; the message names the context on failure. */
@@ -127,12 +145,15 @@ export function denseLength(spec: ModelSpec): number {
   return denseSizes(spec).reduce((s, p) => s + p.size, 0);
 }
 
-/** The expression scope of one step. */
+/** The expression scope of one step (the runner adds splits and denseStride). */
 export function stepScope(spec: ModelSpec, B: number, counts: { unique: number; nnz: number }[]): Record<string, number> {
-  const s: Record<string, number> = { ...spec.config, B };
+  const s: Record<string, number> = { ...spec.config, B, Utotal: 0, NNZtotal: 0, Umax: 0 };
   spec.tables.forEach((t, i) => {
     s[`U_${t.name}`] = counts[i]?.unique ?? 0;
     s[`NNZ_${t.name}`] = counts[i]?.nnz ?? 0;
+    s.Utotal += counts[i]?.unique ?? 0;
+    s.Umax = Math.max(s.Umax, counts[i]?.unique ?? 0);
+    s.NNZtotal += counts[i]?.nnz ?? 0;
   });
   return s;
 }
@@ -143,6 +164,17 @@ const IDENT = /^[A-Za-z_]\w*$/;
 export function tableBufferNames(t: TableDecl): string[] {
   return ['rows', 'index', 'offsets', 'csrOffsets', 'csrItems', 'grad'].map((s) => `${t.name}.${s}`);
 }
+
+/** The scope variable holding dense parameter `name`'s float offset in the padded dense vector. */
+export function denseOffsetName(name: string): string {
+  return `offset_${name.replace(/\W/g, '_')}`;
+}
+
+/** Names of the all-tables and whole-dense-vector buffers the runner provides. */
+export const RUNNER_BUFFER_NAMES = [
+  'tables.rows', 'tables.index', 'tables.offsets', 'tables.csrOffsets', 'tables.csrItems', 'tables.dir', 'tables.grad',
+  'dense', 'dense.grad', 'dense.gradSplits',
+] as const;
 
 /** Static checks: unique names, bindings that exist. Kernel-side checks happen in the runner. */
 export function validateSpec(spec: ModelSpec): void {
@@ -156,9 +188,11 @@ export function validateSpec(spec: ModelSpec): void {
     if (!(t.dim > 0) || !Number.isInteger(t.dim)) throw new Error(`model ${spec.name}: table ${t.name} dim ${t.dim}`);
     for (const n of tableBufferNames(t)) add(n, 'table buffer');
   }
+  for (const n of RUNNER_BUFFER_NAMES) add(n, 'runner buffer');
   for (const p of spec.dense) {
     add(p.name, 'dense parameter');
     add(`${p.name}.grad`, 'dense gradient');
+    add(denseOffsetName(p.name), 'dense offset variable');
   }
   for (const i of spec.inputs) add(i.name, 'input');
   for (const b of spec.buffers) add(b.name, 'buffer');

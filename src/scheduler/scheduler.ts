@@ -28,7 +28,8 @@ export interface SchedulerOptions {
 /** Longest barrier name accepted, in UTF-16 code units (names are short labels like `step-12`). */
 export const MAX_BARRIER_NAME = 256;
 
-interface MemberState { member: MemberMsg; conn: Connection; lastSeen: number; clock: number }
+/** pausedAtSeen: the scheduler's pausedMs at lastSeen (see checkHeartbeats). */
+interface MemberState { member: MemberMsg; conn: Connection; lastSeen: number; pausedAtSeen: number; clock: number }
 
 interface BarrierState { generation: number; waiting: Map<number, () => void> }
 
@@ -47,6 +48,9 @@ export class Scheduler {
   /** Generations of released barriers, oldest first, bounded by maxBarrierNames. */
   private generations = new Map<string, number>();
   private timer?: NodeJS.Timeout;
+  private lastCheck = Date.now();
+  /** How long this process did not run, summed (checks that ran late): not held against members. */
+  private pausedMs = 0;
   private readonly log = createLogger('scheduler');
   readonly nodeId: string;
   readonly stats = { registrations: 0, deaths: 0, views: 0, heartbeats: 0, barriers: 0, malformed: 0 };
@@ -103,7 +107,7 @@ export class Scheduler {
     }
     const rank = previous && previous.member.role === hello.role ? previous.member.rank : this.freeRank(hello.role, hello.nodeId);
     const member: MemberMsg = { nodeId: hello.nodeId, role: hello.role, address: hello.address, rank };
-    this.members.set(hello.nodeId, { member, conn, lastSeen: Date.now(), clock: previous?.clock ?? 0 });
+    this.members.set(hello.nodeId, { member, conn, lastSeen: Date.now(), pausedAtSeen: this.pausedMs, clock: previous?.clock ?? 0 });
     void conn.closed.then(() => this.drop(hello.nodeId, conn, 'connection closed'));
     this.log.info('joined', { node: hello.nodeId, role: Role[hello.role], rank, address: hello.address });
     this.publish(conn);
@@ -174,8 +178,12 @@ export class Scheduler {
   private checkHeartbeats(): void {
     const limit = this.heartbeatMs * (this.opts.heartbeatMisses ?? 5);
     const now = Date.now();
+    // A check that runs late means this process did not run (GC, a busy machine): beats that
+    // arrived meanwhile are still unread, so that time does not count as a member's silence.
+    this.pausedMs += Math.max(0, now - this.lastCheck - this.heartbeatMs);
+    this.lastCheck = now;
     for (const [id, m] of this.members) {
-      if (now - m.lastSeen > limit) this.drop(id, m.conn, `no heartbeat for ${now - m.lastSeen} ms`);
+      if (now - m.lastSeen - (this.pausedMs - m.pausedAtSeen) > limit) this.drop(id, m.conn, `no heartbeat for ${now - m.lastSeen} ms`);
     }
   }
 
@@ -233,6 +241,7 @@ export class Scheduler {
         const m = this.members.get(body.nodeId);
         if (m && m.conn === conn) {
           m.lastSeen = Date.now();
+          m.pausedAtSeen = this.pausedMs;
           if (body.clock >= 0) m.clock = body.clock;
         }
         this.stats.heartbeats++;

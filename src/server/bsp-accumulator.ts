@@ -1,62 +1,86 @@
-// Sums the row gradients of one BSP clock across workers, so the update function runs once per
-import { keyAt, keysFromNumbers, keyWords } from '../keys/keys.ts';
-// row with the total (for AdaGrad/Adam, applying pushes one by one would not equal minibatch SGD).
-// Rows live in one growable slab; the key -> slot map is transient (one clock's touched rows).
+// The BSP sums of one clock of one table: the row gradients every worker pushed for that clock,
+// summed per key, so the update function runs once per row with the total (for AdaGrad/Adam,
+// applying pushes one by one would not equal minibatch SGD with the global batch).
+// Sums are float64, so the order pushes arrive in does not change the result; rows keep the order
+// their keys were first seen in. Typed arrays only (docs/store.md): a KeyIndex from key to row,
+// the keys as (lo, hi) words and the sums in growable slabs; reset() keeps the memory.
+import { KeyIndex } from '../keys/key-index.ts';
+import { keyWords } from '../keys/keys.ts';
+import { MAX_DIM } from './table-store.ts';
 
 export class BspAccumulator {
-  private slots = new Map<number, number>(); // key (exact as a double: keys < 2^48) -> slot
-  private keys: number[] = [];
-  private sums: Float32Array;
-  private acc: Float64Array; // summed in f64 so the order pushes arrive in does not change the result
+  private readonly index: KeyIndex;
+  private keys: Uint32Array; // lo, hi per row
+  private sums: Float64Array;
+  private count = 0;
 
-  constructor(readonly dim: number) {
-    this.sums = new Float32Array(0);
-    this.acc = new Float64Array(64 * dim);
+  constructor(readonly dim: number, expectedRows = 0) {
+    if (!Number.isInteger(dim) || dim < 1 || dim > MAX_DIM) throw new RangeError(`BspAccumulator: dim ${dim} is not an integer in [1, ${MAX_DIM}]`);
+    const cap = Math.max(16, expectedRows);
+    this.index = new KeyIndex(expectedRows);
+    this.keys = new Uint32Array(cap * 2);
+    this.sums = new Float64Array(cap * dim);
   }
 
-  get rows(): number { return this.keys.length; }
+  get rows(): number { return this.count; }
 
+  /** Adds one gradient row per key (keys.length x dim values; a key seen before is summed into). */
   add(keys: BigUint64Array, grads: ArrayLike<number>): void {
-    const words = keyWords(keys);
-    const d = this.dim;
-    for (let i = 0; i < keys.length; i++) {
-      const k = keyAt(words, i);
-      let s = this.slots.get(k);
-      if (s === undefined) {
-        s = this.keys.length;
-        this.slots.set(k, s);
-        this.keys.push(k);
-        if ((s + 1) * d > this.acc.length) {
-          const bigger = new Float64Array(this.acc.length * 2);
-          bigger.set(this.acc);
-          this.acc = bigger;
-        }
+    const n = keys.length, d = this.dim;
+    if (grads.length !== n * d) throw new RangeError(`BspAccumulator.add: grads length ${grads.length} does not match ${n} keys x dim ${d}`);
+    const w = keyWords(keys);
+    for (let i = 0; i < n; i++) {
+      const lo = w[2 * i]!, hi = w[2 * i + 1]!;
+      let r = this.index.lookup(lo, hi);
+      if (r < 0) {
+        r = this.count;
+        if (r * 2 === this.keys.length) this.grow();
+        this.index.insert(lo, hi, r);
+        this.keys[2 * r] = lo; this.keys[2 * r + 1] = hi;
+        this.count++;
       }
-      const o = s * d, g = i * d;
-      for (let j = 0; j < d; j++) this.acc[o + j]! += grads[g + j]!;
+      const sums = this.sums, o = r * d, g = i * d;
+      for (let j = 0; j < d; j++) sums[o + j]! += grads[g + j]!;
     }
   }
 
-  /** The running f64 sums of the rows `keep` selects (by key as a number), for a handoff. */
-  snapshot(keep: (key: number) => boolean): { keys: number[]; sums: number[] } {
-    const keys: number[] = [], sums: number[] = [];
-    const d = this.dim;
-    this.keys.forEach((k, s) => {
-      if (!keep(k)) return;
-      keys.push(k);
-      for (let j = 0; j < d; j++) sums.push(this.acc[s * d + j]!);
+  /** Copies of the running f64 sums of the rows `keep` selects, in first-seen order (for a copy to another server). */
+  snapshot(keep: (lo: number, hi: number) => boolean): { keys: BigUint64Array; sums: Float64Array } {
+    const d = this.dim, picked: number[] = [];
+    for (let r = 0; r < this.count; r++) if (keep(this.keys[2 * r]!, this.keys[2 * r + 1]!)) picked.push(r);
+    const keys = new BigUint64Array(picked.length), kw = keyWords(keys);
+    const sums = new Float64Array(picked.length * d);
+    picked.forEach((r, i) => {
+      kw[2 * i] = this.keys[2 * r]!; kw[2 * i + 1] = this.keys[2 * r + 1]!;
+      sums.set(this.sums.subarray(r * d, (r + 1) * d), i * d);
     });
     return { keys, sums };
   }
 
-  /** The summed rows, keys in first-seen order. */
+  /** The summed rows (rounded to f32) with their keys in first-seen order; then resets. */
   drain(): { keys: BigUint64Array; grads: Float32Array } {
-    const n = this.keys.length;
-    const keys = keysFromNumbers(this.keys);
-    this.sums = Float32Array.from(this.acc.subarray(0, n * this.dim));
-    this.slots.clear();
-    this.keys = [];
-    this.acc.fill(0, 0, n * this.dim);
-    return { keys, grads: this.sums };
+    const n = this.count;
+    const keys = new BigUint64Array(n);
+    keyWords(keys).set(this.keys.subarray(0, 2 * n));
+    const grads = Float32Array.from(this.sums.subarray(0, n * this.dim));
+    this.reset();
+    return { keys, grads };
+  }
+
+  /** Forgets every row, keeping the memory. */
+  reset(): void {
+    this.sums.fill(0, 0, this.count * this.dim);
+    this.index.clear();
+    this.count = 0;
+  }
+
+  private grow(): void {
+    const cap = this.keys.length; // twice the rows: the new row capacity
+    const k = new Uint32Array(cap * 2);
+    k.set(this.keys);
+    this.keys = k;
+    const s = new Float64Array(cap * this.dim);
+    s.set(this.sums);
+    this.sums = s;
   }
 }

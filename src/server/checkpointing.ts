@@ -2,10 +2,50 @@
 // table it holds, rows + optimizer slots + update counts, atomically. Restore reads every shard
 // of the directory (merging replicas: the copy with the most updates wins) and keeps the rows
 // this server owns now, so a checkpoint written by S servers loads onto any other number.
-// Tensor names: docs/checkpoints.md.
+// Tensor names: docs/checkpoints.md. Peers name checkpoint directories; a server only writes and
+// reads inside its checkpoint root (`checkpointDir`).
 import { mkdir } from 'node:fs/promises';
+import { resolve, sep } from 'node:path';
+import { RpcError } from '../transport/index.ts';
+import { ErrorCode, type Body } from '../wire/codec.ts';
 import { saveTableStores, listShardFiles, loadCheckpointFiles } from '../checkpoint/index.ts';
-import type { TableState } from './ps-server.ts';
+import type { TableState } from './tables.ts';
+import type { ServerContext } from './server-context.ts';
+
+/**
+ * `dir` resolved inside the checkpoint root (default: the HYBRIDPS_CHECKPOINT_ROOT variable, else
+ * the working directory); a directory outside it is refused, so a peer cannot make a server
+ * write or read files elsewhere.
+ */
+export function checkpointDir(dir: string, root = process.env.HYBRIDPS_CHECKPOINT_ROOT ?? process.cwd()): string {
+  const base = resolve(root);
+  const full = resolve(base, dir);
+  if (full !== base && !full.startsWith(base + sep)) {
+    throw new RpcError(ErrorCode.Unsupported, `checkpoint directory ${dir} is outside the server's checkpoint root ${base}`);
+  }
+  return full;
+}
+
+/** The Checkpoint and Restore requests of one server. */
+export class ServerCheckpoints {
+  constructor(private readonly ctx: ServerContext, private readonly root?: string) {}
+
+  async write(dir: string, step: number): Promise<Body> {
+    const full = checkpointDir(dir, this.root);
+    const res = await saveServerCheckpoint(full, this.ctx.member.nodeId, [...this.ctx.tables.values()], { step, epoch: this.ctx.member.view.epoch });
+    this.ctx.log.info('checkpoint written', { dir: full, files: res.files.length, rows: res.rows });
+    return { type: 'checkpointReply', files: res.files, rows: res.rows };
+  }
+
+  /** Loads every shard file in `dir` and keeps the rows this server holds under the current view. */
+  async restore(dir: string): Promise<Body> {
+    const full = checkpointDir(dir, this.root);
+    const rows = await restoreServerCheckpoint(full, this.ctx.tables.values(), (table, lo, hi) =>
+      this.ctx.member.view.chainOf(table, lo, hi).some((m) => m.nodeId === this.ctx.member.nodeId));
+    this.ctx.log.info('checkpoint restored', { dir: full, rows });
+    return { type: 'checkpointReply', files: [], rows };
+  }
+}
 
 export async function saveServerCheckpoint(dir: string, nodeId: string, tables: TableState[], meta: { step: number; epoch: number }): Promise<{ files: string[]; rows: number }> {
   await mkdir(dir, { recursive: true });
@@ -15,12 +55,12 @@ export async function saveServerCheckpoint(dir: string, nodeId: string, tables: 
 }
 
 /** Loads the rows of every shard in `dir` that `owns` accepts; returns the number of rows kept. */
-export async function restoreServerCheckpoint(dir: string, tables: Map<number, TableState>, owns: (table: number, lo: number, hi: number) => boolean): Promise<number> {
+export async function restoreServerCheckpoint(dir: string, tables: Iterable<TableState>, owns: (table: number, lo: number, hi: number) => boolean): Promise<number> {
   const files = await listShardFiles(dir);
   if (files.length === 0) throw new Error(`no .safetensors shard files in ${dir}`);
   const loaded = await loadCheckpointFiles(files);
   let kept = 0;
-  for (const t of tables.values()) {
+  for (const t of tables) {
     const rows = loaded.tables.get(t.spec.name);
     if (!rows) continue;
     if (rows.dim !== t.spec.dim) throw new Error(`checkpoint table ${t.spec.name} has dim ${rows.dim}, the declared table has ${t.spec.dim}`);

@@ -9,7 +9,7 @@ import { checkInitSpec, makeRowInitializer, type InitKind, type RowInitializer }
 import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
 import { KEY_LIMIT_HI, keyWords } from '../keys/keys.ts';
 
-export { checkPush } from './push-check.ts';
+export { checkPush } from './request-checks.ts';
 
 /**
  * Rows handled per touch block. Random rows of a large table miss every cache level; a loop that
@@ -101,7 +101,6 @@ export class TableStore {
   private readonly slots: Float32Array[];
   private steps: Uint32Array;
   private slotScratch = new Int32Array(0);
-  private scratch = new Float32Array(0);
   /** Where touch loops leave their sum, so the compiler cannot drop their loads as unused. */
   private touchSink = 0;
 
@@ -150,7 +149,7 @@ export class TableStore {
 
   /**
    * Runs the update function once per (key, gradient row); rows are created on first touch.
-   * The caller has validated the push (checkPush); grads is keys.length * dim.
+   * The caller has validated the push (request-checks.ts: pushProblem); grads is keys.length * dim.
    */
   apply(keys: BigUint64Array, grads: Float32Array): void {
     const n = keys.length, d = this.dim;
@@ -166,28 +165,6 @@ export class TableStore {
         update(values, s * d, grads, i * d, d, slots, s * d, step, hyper);
       }
     }
-  }
-
-  /** BSP: adds a push into `acc` (summed per key across workers) without touching the table. */
-  accumulate(acc: GradAccumulator, keys: BigUint64Array, grads: Float32Array): void {
-    if (acc.dim !== this.dim) throw new RangeError(`accumulate: accumulator dim ${acc.dim} != table ${this.config.name} dim ${this.dim}`);
-    acc.add(keys, grads);
-  }
-
-  /** Applies every summed row of `acc` once (the sums rounded to f32), then resets `acc`. */
-  applyAccumulated(acc: GradAccumulator): number {
-    if (acc.dim !== this.dim) throw new RangeError(`applyAccumulated: accumulator dim ${acc.dim} != table ${this.config.name} dim ${this.dim}`);
-    const d = this.dim, n = acc.rows;
-    if (this.scratch.length !== d) this.scratch = new Float32Array(d);
-    const g = this.scratch, update = this.update, hyper = this.hyper as Record<string, number>, slots = this.slots;
-    for (let r = 0; r < n; r++) {
-      acc.readRow(r, g);
-      const s = this.slotOf(acc.keyLo(r), acc.keyHi(r));
-      const step = ++this.steps[s]!;
-      update(this.values, s * d, g, 0, d, slots, s * d, step, hyper);
-    }
-    acc.reset();
-    return n;
   }
 
   /** The slot of every key (rows created on first touch), in a scratch array valid until the next call. */
@@ -375,82 +352,5 @@ export class TableStore {
     }
     if (data.steps !== undefined && (!(data.steps instanceof Uint32Array) || data.steps.length !== n)) return `steps must be a Uint32Array of length ${n}`;
     return null;
-  }
-}
-
-/**
- * Sums gradient rows per key (BSP: the pushes of one clock from every worker), in float64 so the
- * order pushes arrive in does not change the result. Keys in first-seen order; typed arrays only.
- * reset() keeps the memory for the next clock.
- */
-export class GradAccumulator {
-  private readonly index: KeyIndex;
-  private keys: Uint32Array; // lo, hi per row
-  private sums: Float64Array;
-  private count = 0;
-
-  constructor(readonly dim: number, expectedRows = 0) {
-    if (!Number.isInteger(dim) || dim < 1 || dim > MAX_DIM) throw new RangeError(`GradAccumulator: dim ${dim} is not an integer in [1, ${MAX_DIM}]`);
-    const cap = Math.max(16, expectedRows);
-    this.index = new KeyIndex(expectedRows);
-    this.keys = new Uint32Array(cap * 2);
-    this.sums = new Float64Array(cap * dim);
-  }
-
-  get rows(): number { return this.count; }
-
-  add(keys: BigUint64Array, grads: Float32Array): void {
-    const n = keys.length, d = this.dim;
-    if (grads.length !== n * d) throw new RangeError(`GradAccumulator.add: grads length ${grads.length} does not match ${n} keys x dim ${d}`);
-    const w = keyWords(keys);
-    for (let i = 0; i < n; i++) {
-      const lo = w[2 * i]!, hi = w[2 * i + 1]!;
-      let r = this.index.lookup(lo, hi);
-      if (r < 0) {
-        r = this.count;
-        if (r * 2 === this.keys.length) this.grow();
-        this.index.insert(lo, hi, r);
-        this.keys[2 * r] = lo; this.keys[2 * r + 1] = hi;
-        this.count++;
-      }
-      const sums = this.sums, o = r * d, g = i * d;
-      for (let j = 0; j < d; j++) sums[o + j]! += grads[g + j]!;
-    }
-  }
-
-  keyLo(row: number): number { return this.keys[2 * row]!; }
-  keyHi(row: number): number { return this.keys[2 * row + 1]!; }
-
-  /** Copies row r's sum (rounded to f32) into out[0..dim). */
-  readRow(row: number, out: Float32Array): void {
-    const d = this.dim, o = row * d;
-    for (let j = 0; j < d; j++) out[j] = this.sums[o + j]!;
-  }
-
-  /** The summed rows (f32) with their keys in first-seen order; then resets. */
-  drain(): { keys: BigUint64Array; grads: Float32Array } {
-    const n = this.count;
-    const keys = new BigUint64Array(n);
-    keyWords(keys).set(this.keys.subarray(0, 2 * n));
-    const grads = Float32Array.from(this.sums.subarray(0, n * this.dim));
-    this.reset();
-    return { keys, grads };
-  }
-
-  /** Forgets every row, keeping the memory. */
-  reset(): void {
-    this.sums.fill(0, 0, this.count * this.dim);
-    this.index.clear();
-    this.count = 0;
-  }
-
-  private grow(): void {
-    const cap = this.keys.length; // rows: twice the current keys.length / 2
-    const k = new Uint32Array(cap * 2);
-    k.set(this.keys);
-    this.keys = k;
-    const s = new Float64Array(cap * this.dim);
-    s.set(this.sums);
-    this.sums = s;
   }
 }

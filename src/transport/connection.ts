@@ -262,7 +262,7 @@ export class Connection {
 
   /**
    * Sends a request and resolves with its reply, whose type the request's type determines
-   * (REPLY_OF); `expect` narrows it where a request has several (a handoff page). A reply of
+   * (REPLY_OF); `expect` narrows it where a request has several. A reply of
    * another kind rejects with UnexpectedReplyError, an error reply with RemoteError.
    */
   async request<B extends RequestBody, R extends ReplyType<B['type']> = ReplyType<B['type']>>(

@@ -6,7 +6,10 @@ import * as flatbuffers from 'flatbuffers';
 import * as W from './generated/hybridps/wire.ts';
 import { verifyRoot, type TableSpec } from './verify.ts';
 import { f16ToF32 } from './f16.ts';
-import { WireError, type AppliedPushMsg, type Body, type BodyOf, type ClusterViewMsg, type Envelope, type MemberMsg, type PushBody, type TableSpecMsg } from './messages.ts';
+import {
+  WireError, type AppliedPushMsg, type Body, type BodyOf, type ClusterViewMsg, type Envelope, type HandoffTableMsg, type MemberMsg,
+  type PendingSumsMsg, type PushBody, type SenderPushesMsg, type TableSpecMsg, type WorkerClockMsg,
+} from './messages.ts';
 
 // Verification specs, in schema field order.
 
@@ -25,6 +28,9 @@ const ViewSpec: TableSpec = [s8, { k: 'tables', spec: MemberSpec }, s4, s4];
 const HyperSpec: TableSpec = [str, s8];
 const TableSpecSpec: TableSpec = [s2, str, s4, str, s8, s8, str, { k: 'tables', spec: HyperSpec }, s1, s4];
 const PushSpec: TableSpec = [s2, v8, v4, v2, s4, s8, s8];
+const AppliedPushSpec: TableSpec = [str, s8, v8];
+const CopyPendingSpec: TableSpec = [s2, s8, v8, v8, { k: 'tables', spec: AppliedPushSpec }];
+const HandoffTableSpec: TableSpec = [{ k: 'table', spec: TableSpecSpec }, s4, { k: 'tables', spec: AppliedPushSpec }, { k: 'tables', spec: CopyPendingSpec }];
 const BodySpecs: (TableSpec | undefined)[] = [];
 BodySpecs[W.Body.Challenge] = [v1];
 BodySpecs[W.Body.Hello] = [s1, str, str, v1, s8];
@@ -50,7 +56,10 @@ BodySpecs[W.Body.CopyRows] = [s2, v8, v4, v4, s4, v4];
 BodySpecs[W.Body.AllreduceChunk] = [s8, s8, s4, s4, s8, v4, v2];
 BodySpecs[W.Body.StatsRequest] = [];
 BodySpecs[W.Body.HandoffRequest] = [s2, s4, s4];
-BodySpecs[W.Body.CopyPending] = [s2, s8, v8, v8, { k: 'tables', spec: [str, s8, v8] }];
+BodySpecs[W.Body.CopyPending] = CopyPendingSpec;
+BodySpecs[W.Body.HandoffMetaRequest] = [];
+BodySpecs[W.Body.HandoffMeta] = [{ k: 'tables', spec: HandoffTableSpec }, { k: 'tables', spec: [s4, s8] }, { k: 'tables', spec: [str, v8] }];
+BodySpecs[W.Body.AssignRows] = [s2, v8, v4];
 BodySpecs[W.Body.StatsReply] = [str];
 BodySpecs[W.Body.Ok] = [];
 BodySpecs[W.Body.Error] = [s2, str];
@@ -116,6 +125,44 @@ function decodeTableSpecs(n: number, get: (i: number) => W.TableSpec | null): Ta
     });
   }
   return out;
+}
+
+function decodeAppliedPushes(bb: flatbuffers.ByteBuffer, n: number, get: (i: number) => W.AppliedPush | null): AppliedPushMsg[] {
+  const out: AppliedPushMsg[] = [];
+  for (let j = 0; j < n; j++) {
+    const a = get(j)!;
+    out.push({ sender: a.sender() ?? '', seq: num(a.seq()), keys: vec(bb, a, 2, BigUint64Array) });
+  }
+  return out;
+}
+
+function decodePendingSums(bb: flatbuffers.ByteBuffer, c: W.CopyPending): PendingSumsMsg {
+  return {
+    table: c.table(), clock: num(c.clock()), keys: vec(bb, c, 2, BigUint64Array), sums: vec(bb, c, 3, Float64Array),
+    applied: decodeAppliedPushes(bb, c.appliedLength(), (j) => c.applied(j)),
+  };
+}
+
+function decodeHandoffMeta(bb: flatbuffers.ByteBuffer, m: W.HandoffMeta): BodyOf<'handoffMeta'> {
+  const tables: HandoffTableMsg[] = [];
+  for (let i = 0; i < m.tablesLength(); i++) {
+    const t = m.tables(i)!;
+    if (!t.spec()) throw new WireError('handoff table without a spec');
+    const pending: PendingSumsMsg[] = [];
+    for (let j = 0; j < t.pendingLength(); j++) pending.push(decodePendingSums(bb, t.pending(j)!));
+    tables.push({
+      spec: decodeTableSpecs(1, () => t.spec())[0]!, rows: t.rows(),
+      applied: decodeAppliedPushes(bb, t.appliedLength(), (j) => t.applied(j)), pending,
+    });
+  }
+  const clocks: WorkerClockMsg[] = [];
+  for (let i = 0; i < m.clocksLength(); i++) { const c = m.clocks(i)!; clocks.push({ rank: c.rank(), clock: num(c.clock()) }); }
+  const wholePushes: SenderPushesMsg[] = [];
+  for (let i = 0; i < m.wholePushesLength(); i++) {
+    const w = m.wholePushes(i)!;
+    wholePushes.push({ sender: w.sender() ?? '', seqs: Array.from(vec(bb, w, 1, BigUint64Array), num) });
+  }
+  return { type: 'handoffMeta', tables, clocks, wholePushes };
 }
 
 function decodePush(bb: flatbuffers.ByteBuffer, p: W.Push): PushBody {
@@ -199,14 +246,12 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
       };
     }
     case W.Body.StatsRequest: return { type: 'statsRequest' };
-    case W.Body.CopyPending: {
-      const c = get(W.CopyPending);
-      const applied: AppliedPushMsg[] = [];
-      for (let j = 0; j < c.appliedLength(); j++) {
-        const a = c.applied(j)!;
-        applied.push({ sender: a.sender() ?? '', seq: num(a.seq()), keys: vec(bb, a, 2, BigUint64Array) });
-      }
-      return { type: 'copyPending', table: c.table(), clock: num(c.clock()), keys: vec(bb, c, 2, BigUint64Array), sums: vec(bb, c, 3, Float64Array), applied };
+    case W.Body.CopyPending: return { type: 'copyPending', ...decodePendingSums(bb, get(W.CopyPending)) };
+    case W.Body.HandoffMetaRequest: return { type: 'handoffMetaRequest' };
+    case W.Body.HandoffMeta: return decodeHandoffMeta(bb, get(W.HandoffMeta));
+    case W.Body.AssignRows: {
+      const a = get(W.AssignRows);
+      return { type: 'assignRows', table: a.table(), keys: vec(bb, a, 1, BigUint64Array), values: vec(bb, a, 2, Float32Array) };
     }
     case W.Body.HandoffRequest: { const h = get(W.HandoffRequest); return { type: 'handoffRequest', table: h.table(), offset: h.offset(), limit: h.limit() }; }
     case W.Body.StatsReply: return { type: 'statsReply', json: get(W.StatsReply).json() ?? '' };

@@ -3,7 +3,7 @@
 import * as flatbuffers from 'flatbuffers';
 import * as W from './generated/hybridps/wire.ts';
 import { f32ToF16 } from './f16.ts';
-import type { Body, ClusterViewMsg, Envelope, PushBody, TableSpecMsg, ValuesWriter } from './messages.ts';
+import type { AppliedPushMsg, Body, BodyOf, ClusterViewMsg, Envelope, PendingSumsMsg, PushBody, TableSpecMsg, ValuesWriter } from './messages.ts';
 
 /** Appends a vector with one memcpy (the generated createXVector adds element by element). */
 function bulkVector(b: flatbuffers.Builder, data: ArrayBufferView, elemSize: number): number {
@@ -55,27 +55,61 @@ function encodeView(b: flatbuffers.Builder, v: ClusterViewMsg): number {
   return W.ClusterView.endClusterView(b);
 }
 
+function encodeTableSpec(b: flatbuffers.Builder, t: TableSpecMsg): number {
+  const name = b.createString(t.name);
+  const init = b.createString(t.init);
+  const opt = b.createString(t.optimizer);
+  const hyper = W.TableSpec.createHyperVector(b, Object.entries(t.hyper).map(([k, v]) =>
+    W.HyperParam.createHyperParam(b, b.createString(k), v)));
+  W.TableSpec.startTableSpec(b);
+  W.TableSpec.addId(b, t.id);
+  W.TableSpec.addName(b, name);
+  W.TableSpec.addDim(b, t.dim);
+  W.TableSpec.addInit(b, init);
+  W.TableSpec.addInitScale(b, t.initScale);
+  W.TableSpec.addSeed(b, t.seed);
+  W.TableSpec.addOptimizer(b, opt);
+  W.TableSpec.addHyper(b, hyper);
+  W.TableSpec.addConsistency(b, t.consistency);
+  W.TableSpec.addStaleness(b, t.staleness);
+  return W.TableSpec.endTableSpec(b);
+}
+
 function encodeTableSpecs(b: flatbuffers.Builder, specs: TableSpecMsg[]): number {
-  const offs = specs.map((t) => {
-    const name = b.createString(t.name);
-    const init = b.createString(t.init);
-    const opt = b.createString(t.optimizer);
-    const hyper = W.TableSpec.createHyperVector(b, Object.entries(t.hyper).map(([k, v]) =>
-      W.HyperParam.createHyperParam(b, b.createString(k), v)));
-    W.TableSpec.startTableSpec(b);
-    W.TableSpec.addId(b, t.id);
-    W.TableSpec.addName(b, name);
-    W.TableSpec.addDim(b, t.dim);
-    W.TableSpec.addInit(b, init);
-    W.TableSpec.addInitScale(b, t.initScale);
-    W.TableSpec.addSeed(b, t.seed);
-    W.TableSpec.addOptimizer(b, opt);
-    W.TableSpec.addHyper(b, hyper);
-    W.TableSpec.addConsistency(b, t.consistency);
-    W.TableSpec.addStaleness(b, t.staleness);
-    return W.TableSpec.endTableSpec(b);
-  });
-  return W.DeclareTables.createTablesVector(b, offs);
+  return W.DeclareTables.createTablesVector(b, specs.map((t) => encodeTableSpec(b, t)));
+}
+
+function encodeAppliedPushes(b: flatbuffers.Builder, applied: AppliedPushMsg[]): number {
+  return W.CopyPending.createAppliedVector(b, applied.map((a) => {
+    const sender = b.createString(a.sender);
+    return W.AppliedPush.createAppliedPush(b, sender, big(a.seq), bulkVector(b, a.keys, 8));
+  }));
+}
+
+function encodePendingSums(b: flatbuffers.Builder, p: PendingSumsMsg): number {
+  const keys = bulkVector(b, p.keys, 8);
+  const sums = bulkVector(b, p.sums, 8);
+  return W.CopyPending.createCopyPending(b, p.table, big(p.clock), keys, sums, encodeAppliedPushes(b, p.applied));
+}
+
+function encodeHandoffMeta(b: flatbuffers.Builder, m: BodyOf<'handoffMeta'>): number {
+  const tables = W.HandoffMeta.createTablesVector(b, m.tables.map((t) => {
+    const spec = encodeTableSpec(b, t.spec);
+    const applied = encodeAppliedPushes(b, t.applied);
+    const pending = W.HandoffTable.createPendingVector(b, t.pending.map((p) => encodePendingSums(b, p)));
+    W.HandoffTable.startHandoffTable(b);
+    W.HandoffTable.addSpec(b, spec);
+    W.HandoffTable.addRows(b, t.rows);
+    W.HandoffTable.addApplied(b, applied);
+    W.HandoffTable.addPending(b, pending);
+    return W.HandoffTable.endHandoffTable(b);
+  }));
+  const clocks = W.HandoffMeta.createClocksVector(b, m.clocks.map((c) => W.WorkerClock.createWorkerClock(b, c.rank, big(c.clock))));
+  const whole = W.HandoffMeta.createWholePushesVector(b, m.wholePushes.map((w) => {
+    const sender = b.createString(w.sender);
+    return W.SenderPushes.createSenderPushes(b, sender, bulkVector(b, BigUint64Array.from(w.seqs, big), 8));
+  }));
+  return W.HandoffMeta.createHandoffMeta(b, tables, clocks, whole);
 }
 
 function encodePush(b: flatbuffers.Builder, p: PushBody): number {
@@ -165,14 +199,17 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       return [W.Body.AllreduceChunk, W.AllreduceChunk.createAllreduceChunk(
         b, big(body.opId), big(body.ringEpoch), body.step, body.segment, big(body.offset), vals, vals16)];
     }
-    case 'copyPending': {
+    case 'copyPending':
+      return [W.Body.CopyPending, encodePendingSums(b, body)];
+    case 'handoffMetaRequest':
+      W.HandoffMetaRequest.startHandoffMetaRequest(b);
+      return [W.Body.HandoffMetaRequest, W.HandoffMetaRequest.endHandoffMetaRequest(b)];
+    case 'handoffMeta':
+      return [W.Body.HandoffMeta, encodeHandoffMeta(b, body)];
+    case 'assignRows': {
       const keys = bulkVector(b, body.keys, 8);
-      const sums = bulkVector(b, body.sums, 8);
-      const applied = W.CopyPending.createAppliedVector(b, body.applied.map((a) => {
-        const sender = b.createString(a.sender);
-        return W.AppliedPush.createAppliedPush(b, sender, big(a.seq), bulkVector(b, a.keys, 8));
-      }));
-      return [W.Body.CopyPending, W.CopyPending.createCopyPending(b, body.table, big(body.clock), keys, sums, applied)];
+      const vals = bulkVector(b, body.values, 4);
+      return [W.Body.AssignRows, W.AssignRows.createAssignRows(b, body.table, keys, vals)];
     }
     case 'handoffRequest':
       return [W.Body.HandoffRequest, W.HandoffRequest.createHandoffRequest(b, body.table, body.offset, body.limit)];
@@ -196,10 +233,21 @@ function payloadBytes(body: Body): number {
     case 'pullReply': return body.writer ? body.writer.length * 4 : body.values.byteLength;
     case 'allreduceChunk': return body.values.byteLength;
     case 'replicaPush': return body.push.keys.byteLength + body.push.values.byteLength;
-    case 'copyPending': return body.keys.byteLength + body.sums.byteLength + body.applied.reduce((n, a) => n + a.keys.byteLength + 4 * a.sender.length + 64, 0);
+    case 'copyPending': return pendingBytes(body);
+    case 'handoffMeta': return body.tables.reduce((n, t) => n + 1024 + appliedBytes(t.applied) + t.pending.reduce((m, p) => m + pendingBytes(p), 0), 0) +
+      body.clocks.length * 32 + body.wholePushes.reduce((n, w) => n + 8 * w.seqs.length + 4 * w.sender.length + 64, 0);
+    case 'assignRows': return body.keys.byteLength + body.values.byteLength;
     case 'copyRows': return body.keys.byteLength + body.values.byteLength + body.slots.byteLength + body.steps.byteLength;
     default: return 0;
   }
+}
+
+function appliedBytes(applied: AppliedPushMsg[]): number {
+  return applied.reduce((n, a) => n + a.keys.byteLength + 4 * a.sender.length + 64, 0);
+}
+
+function pendingBytes(p: PendingSumsMsg): number {
+  return p.keys.byteLength + p.sums.byteLength + appliedBytes(p.applied) + 64;
 }
 
 /**

@@ -8,6 +8,13 @@ type ErrorCode = W.ErrorCode;
 export interface MemberMsg { nodeId: string; role: Role; address: string; rank: number }
 /** Rows of one (sender, seq) push, as a replica must remember them (see CopyPending). */
 export interface AppliedPushMsg { sender: string; seq: number; keys: BigUint64Array }
+/** BSP sums of one clock not yet applied, f64 (keys.length x dim), with the pushes they hold. */
+export interface PendingSumsMsg { table: number; clock: number; keys: BigUint64Array; sums: Float64Array; applied: AppliedPushMsg[] }
+/** What a former holder hands over of one table (HandoffMeta); the rows follow in pages. */
+export interface HandoffTableMsg { spec: TableSpecMsg; rows: number; applied: AppliedPushMsg[]; pending: PendingSumsMsg[] }
+export interface WorkerClockMsg { rank: number; clock: number }
+/** Pushes remembered as applied in full (their rows were let go). */
+export interface SenderPushesMsg { sender: string; seqs: number[] }
 export interface ClusterViewMsg {
   epoch: number; members: MemberMsg[]; vnodes: number; replicas: number;
   /** Epoch at which the worker set last changed (0 if never): names the allreduce ring. */
@@ -55,7 +62,10 @@ export type Body =
   | AllreduceChunkBody
   | { type: 'statsRequest' }
   | { type: 'handoffRequest'; table: number; offset: number; limit: number }
-  | { type: 'copyPending'; table: number; clock: number; keys: BigUint64Array; sums: Float64Array; applied: AppliedPushMsg[] }
+  | ({ type: 'copyPending' } & PendingSumsMsg)
+  | { type: 'handoffMetaRequest' }
+  | { type: 'handoffMeta'; tables: HandoffTableMsg[]; clocks: WorkerClockMsg[]; wholePushes: SenderPushesMsg[] }
+  | { type: 'assignRows'; table: number; keys: BigUint64Array; values: Float32Array }
   | { type: 'statsReply'; json: string }
   | { type: 'ok' }
   | { type: 'error'; code: ErrorCode; message: string };

@@ -19,9 +19,10 @@ export const REPLY_OF = {
   restore: ['checkpointReply'],
   copyRows: ['ok'],
   copyPending: ['ok'],
-  // A joining server's handoff: the metadata page (table HANDOFF_META) comes back as a statsReply
-  // carrying JSON, every other page as the rows themselves.
-  handoffRequest: ['statsReply', 'copyRows'],
+  assignRows: ['ok'],
+  // A joining server's handoff: the state around the rows, then the rows in pages.
+  handoffMetaRequest: ['handoffMeta'],
+  handoffRequest: ['copyRows'],
   statsRequest: ['statsReply'],
 } as const satisfies { readonly [K in BodyType]?: readonly BodyType[] };
 

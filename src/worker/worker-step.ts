@@ -1,9 +1,10 @@
 // One training step of a worker: prep the batch (unique ids, inverse index, CSR per table), pull
 // the unique rows from the parameter servers at the worker's clock, run upload + forward +
-// backward on the GPU (ModelRunner), download only the touched rows' gradients and the dense
-// gradients, push the row gradients, hand the dense gradient to a hook (allreduce in hybrid
-// mode), apply the dense update (locally on the GPU, or through the servers as a range table in
-// pure-PS mode), then advance the clock.
+// backward on the GPU (ModelRunner: one submit, one wait), download only the touched rows'
+// gradients and the dense gradients, push the row gradients, hand the dense gradient to a hook
+// (allreduce in hybrid mode), apply the dense update (locally on the GPU: inside this step's
+// encoder without a hook, inside the next one's with it; or through the servers as a range table
+// in pure-PS mode), then advance the clock.
 //
 // Gradient scale: the GPU gives gradients of the local batch mean; they are pushed as
 // (sum over local samples) / globalBatch, so under BSP the servers' sum over workers is exactly
@@ -110,23 +111,35 @@ export class WorkerStep {
     if (densePulled) runner.setDense(densePulled);
     const t2 = now();
 
-    const r = await runner.step({ B: batch.B, inputs: batch.inputs, tables: preps.map((prep, i) => ({ prep, rows: rows[i] })) });
-
     // Local batch mean -> (local sum) / global batch.
     const scale = batch.B / globalBatch;
+    // Without a hook nothing combines the dense gradient: the update runs inside this step's
+    // encoder (one submit per step). With one, it is staged and runs inside the next step's.
+    const fused = dense.mode === 'local' && !dense.hook;
+    const r = await runner.step(
+      { B: batch.B, inputs: batch.inputs, tables: preps.map((prep, i) => ({ prep, rows: rows[i] })) },
+      fused ? { denseUpdate: { ...dense.optimizer, gradScale: scale * (dense.optimizer.gradScale ?? 1) } } : {},
+    );
+
     const t3 = now();
-    await Promise.all(preps.map((p, i) => {
-      const g = r.tableGrads[i];
-      if (scale !== 1) for (let j = 0; j < g.length; j++) g[j] *= scale;
-      return client.push(tableIds[i], p.keys, g, { clock });
-    }));
+    try {
+      // The row gradients are views of the runner's mapped readback memory: scaled in place,
+      // pushed, then released.
+      await Promise.all(preps.map((p, i) => {
+        const g = r.tableGrads[i];
+        if (scale !== 1) for (let j = 0; j < g.length; j++) g[j] *= scale;
+        return client.push(tableIds[i], p.keys, g, { clock });
+      }));
+    } finally {
+      r.release();
+    }
     const t4 = now();
 
     const dg = r.denseGrads;
-    if (scale !== 1) for (let j = 0; j < dg.length; j++) dg[j] *= scale;
+    if (!fused && scale !== 1) for (let j = 0; j < dg.length; j++) dg[j] *= scale;
     if (dense.mode === 'ps') {
       await client.pushRange(dense.tableId, 0, dg, { clock });
-    } else {
+    } else if (!fused) {
       const combined = (dense.hook ? await dense.hook(dg) : undefined) ?? dg;
       await runner.applyDenseUpdate(combined, dense.optimizer);
     }

@@ -21,19 +21,23 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
+/**
+ * Heartbeats default to 1 s (5 missed: dead): members in these tests die by closing their links,
+ * and a process (an ASP pusher, say) that a busy machine leaves without CPU for a second is alive.
+ */
 export async function startCluster(opts: { servers: number; replicas?: number; heartbeatMs?: number; maxFrameBytes?: number; viewWaitMs?: number }): Promise<TestCluster> {
   // Servers may write checkpoints only here; removed on close.
   const checkpointRoot = mkdtempSync(join(tmpdir(), 'hps-test-'));
-  const scheduler = await Scheduler.start({ secret: SECRET, replicas: opts.replicas, heartbeatIntervalMs: opts.heartbeatMs ?? 200 });
+  const scheduler = await Scheduler.start({ secret: SECRET, replicas: opts.replicas, heartbeatIntervalMs: opts.heartbeatMs ?? 1000 });
   const servers: PsServer[] = [];
   for (let i = 0; i < opts.servers; i++) {
-    servers.push(await PsServer.start({ secret: SECRET, checkpointRoot, schedulerUrl: scheduler.url, nodeId: `server-${i}`, heartbeatIntervalMs: opts.heartbeatMs ?? 200, maxFrameBytes: opts.maxFrameBytes, viewWaitMs: opts.viewWaitMs }));
+    servers.push(await PsServer.start({ secret: SECRET, checkpointRoot, schedulerUrl: scheduler.url, nodeId: `server-${i}`, heartbeatIntervalMs: opts.heartbeatMs ?? 1000, maxFrameBytes: opts.maxFrameBytes, viewWaitMs: opts.viewWaitMs }));
   }
   const clients: PSClient[] = [];
   return {
     scheduler, servers, clients, checkpointRoot,
     async client(nodeId?: string) {
-      const c = await PSClient.connect({ secret: SECRET, schedulerUrl: scheduler.url, nodeId, heartbeatIntervalMs: opts.heartbeatMs ?? 200 });
+      const c = await PSClient.connect({ secret: SECRET, schedulerUrl: scheduler.url, nodeId, heartbeatIntervalMs: opts.heartbeatMs ?? 1000 });
       clients.push(c);
       await c.waitForView((v) => v.servers.length === opts.servers && v.workers.some((w) => w.nodeId === c.nodeId));
       return c;
@@ -63,10 +67,17 @@ export function keysOf(...ks: number[]): BigUint64Array {
   return BigUint64Array.from(ks, (k) => BigInt(k));
 }
 
-/** Resolves 'pending' if `p` has not settled within `ms`. */
+/**
+ * 'settled' as soon as `p` settles, 'pending' if it has not within `ms`. To show that something
+ * waits, use a short `ms` (a busy machine only makes 'pending' likelier); to show that it does
+ * not, a long one (HANG_GUARD_MS): the answer comes as soon as it settles either way.
+ */
 export async function settledWithin<T>(p: Promise<T>, ms: number): Promise<'settled' | 'pending'> {
-  let done = false;
-  p.then(() => { done = true; }, () => { done = true; });
-  await new Promise((r) => setTimeout(r, ms));
-  return done ? 'settled' : 'pending';
+  let timer: NodeJS.Timeout | undefined;
+  const settled = p.then(() => 'settled' as const, () => 'settled' as const);
+  const pending = new Promise<'pending'>((r) => { timer = setTimeout(() => r('pending'), ms); });
+  try { return await Promise.race([settled, pending]); } finally { clearTimeout(timer); }
 }
+
+/** A bound that only guards against a hang: generous, since a busy machine can be very slow. */
+export const HANG_GUARD_MS = 30_000;

@@ -11,7 +11,7 @@ import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { acquireGpu, type Gpu } from '../../src/gpu/device.ts';
 import { KernelRegistry } from '../../src/gpu/kernel-registry.ts';
-import { Dispatcher, type BufferArg } from '../../src/gpu/dispatch.ts';
+import { Dispatcher, type BufferArg, type RecordOptions } from '../../src/gpu/dispatch.ts';
 import { createBufferFrom, fillNaN, readBuffer } from '../../src/gpu/buffers.ts';
 import { compareClose, rng, testSeed } from './reference.ts';
 
@@ -89,8 +89,9 @@ export function upload(gpu: Gpu, data: Float32Array | Uint32Array, label = 'in')
 
 /** A NaN-poisoned output buffer of `count` floats. */
 export function output(gpu: Gpu, count: number, label = 'out'): GPUBuffer {
-  const buf = gpu.device.createBuffer({ label, size: Math.max(16, count * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-  fillNaN(gpu, buf, Math.max(16, count * 4));
+  const size = Math.max(16, Math.ceil((count * 4) / 16) * 16); // kernels may bind it as array<vec4f>
+  const buf = gpu.device.createBuffer({ label, size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+  fillNaN(gpu, buf, size);
   return buf;
 }
 
@@ -100,9 +101,9 @@ export async function download(gpu: Gpu, buf: GPUBuffer, count: number): Promise
 }
 
 /** Runs one kernel and fails the test on any GPU validation error it raised. */
-export async function runKernel(ctx: GpuContext, name: string, params: Record<string, number | boolean>, buffers: BufferArg[]): Promise<void> {
+export async function runKernel(ctx: GpuContext, name: string, params: Record<string, number | boolean>, buffers: BufferArg[], opts?: RecordOptions): Promise<void> {
   ctx.gpu.device.pushErrorScope('validation');
-  await ctx.dispatcher.run(name, params, buffers);
+  await ctx.dispatcher.run(name, params, buffers, opts);
   const err = await ctx.gpu.device.popErrorScope();
   if (err) throw new Error(`${name}: GPU validation error: ${err.message}`);
 }

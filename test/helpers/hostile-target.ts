@@ -9,6 +9,11 @@ import { SECRET } from './secret.ts';
 import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { PsServer } from '../../src/server/ps-server.ts';
 
+// Heartbeats every 600 ms, 5 missed is death: a process blocked for 3 s (fuzz-hostile's bound on
+// an honest answer, ANSWER_BOUND_MS) loses its membership. At 200 ms a server that a busy machine
+// left without CPU for a second was declared dead with no attack running.
+const HEARTBEAT_MS = 600;
+
 let base = 0;
 let peak = 0;
 const sample = () => { peak = Math.max(peak, process.memoryUsage.rss()); };
@@ -18,12 +23,12 @@ const gc = (globalThis as { gc?: () => void }).gc;
 serveCommands(async (m) => {
   switch (m.cmd) {
     case 'scheduler': {
-      const s = await Scheduler.start({ secret: SECRET, heartbeatIntervalMs: 200, limits: m.limits });
+      const s = await Scheduler.start({ secret: SECRET, heartbeatIntervalMs: HEARTBEAT_MS, limits: m.limits });
       return { url: s.url };
     }
     case 'server': {
       const s = await PsServer.start({
-        secret: SECRET, schedulerUrl: m.scheduler, nodeId: 'server-0', heartbeatIntervalMs: 200,
+        secret: SECRET, schedulerUrl: m.scheduler, nodeId: 'server-0', heartbeatIntervalMs: HEARTBEAT_MS,
         checkpointRoot: mkdtempSync(join(tmpdir(), 'hps-hostile-')), limits: m.limits,
       });
       return { url: s.url };

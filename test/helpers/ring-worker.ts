@@ -9,7 +9,7 @@ import { serveCommands, toBase64 } from './json-proc.ts';
 
 const nodeId = process.env.NODE_ID!;
 const dense = await DenseAllreduce.create({ nodeId, secret: SECRET, timeoutMs: Number(process.env.TIMEOUT_MS ?? 5000), segmentBytes: Number(process.env.SEGMENT_BYTES ?? 0) || undefined });
-const client = await PSClient.connect({ secret: SECRET, schedulerUrl: process.env.SCHEDULER!, nodeId, address: dense.url, heartbeatIntervalMs: 200 });
+const client = await PSClient.connect({ secret: SECRET, schedulerUrl: process.env.SCHEDULER!, nodeId, address: dense.url }); // beats at the scheduler's pace
 dense.attach(client);
 process.stdout.write(JSON.stringify({ ready: true }) + '\n');
 
@@ -18,7 +18,7 @@ const input = (n: number, seed: number, rep: number) => randomFloats(n, seed + 1
 serveCommands(async (m) => {
   switch (m.cmd) {
     case 'wait': {
-      const v = await client.waitForView((v) => v.workers.length === m.workers && v.workersEpoch === dense.ring.ringEpoch, 20_000);
+      const v = await client.waitForView((v) => v.workers.length === m.workers && v.workersEpoch === dense.ring.ringEpoch, 60_000);
       return { rank: client.rank, ringEpoch: v.workersEpoch };
     }
     case 'run': {
@@ -31,12 +31,16 @@ serveCommands(async (m) => {
     }
     case 'loop': {
       // Allreduce a large buffer until something fails (the parent kills a peer meanwhile).
+      // Says `started`, then `firstOp` once one op has completed, then answers with the failure.
       const buf = new Float32Array(m.n);
       let ops = 0;
       const t0 = performance.now();
       process.stdout.write(JSON.stringify({ started: true }) + '\n');
       for (;;) {
-        try { await dense.ring.allreduce(buf.fill(1), 'sum'); ops++; } catch (e) {
+        try {
+          await dense.ring.allreduce(buf.fill(1), 'sum');
+          if (++ops === 1) process.stdout.write(JSON.stringify({ firstOp: true }) + '\n');
+        } catch (e) {
           return { ops, error: (e as Error).message, name: (e as Error).name, failedAfterMs: performance.now() - t0 };
         }
       }

@@ -4,6 +4,7 @@
 
 export { AllreduceChunk } from './wire/allreduce-chunk.js';
 export { AppliedPush } from './wire/applied-push.js';
+export { AssignRows } from './wire/assign-rows.js';
 export { Barrier } from './wire/barrier.js';
 export { BarrierRelease } from './wire/barrier-release.js';
 export { Body } from './wire/body.js';
@@ -21,7 +22,10 @@ export { DeclareTablesReply } from './wire/declare-tables-reply.js';
 export { Envelope } from './wire/envelope.js';
 export { Error } from './wire/error.js';
 export { ErrorCode } from './wire/error-code.js';
+export { HandoffMeta } from './wire/handoff-meta.js';
+export { HandoffMetaRequest } from './wire/handoff-meta-request.js';
 export { HandoffRequest } from './wire/handoff-request.js';
+export { HandoffTable } from './wire/handoff-table.js';
 export { Heartbeat } from './wire/heartbeat.js';
 export { Hello } from './wire/hello.js';
 export { HyperParam } from './wire/hyper-param.js';
@@ -35,7 +39,9 @@ export { PushAck } from './wire/push-ack.js';
 export { ReplicaPush } from './wire/replica-push.js';
 export { Restore } from './wire/restore.js';
 export { Role } from './wire/role.js';
+export { SenderPushes } from './wire/sender-pushes.js';
 export { StatsReply } from './wire/stats-reply.js';
 export { StatsRequest } from './wire/stats-request.js';
 export { TableSpec } from './wire/table-spec.js';
 export { Welcome } from './wire/welcome.js';
+export { WorkerClock } from './wire/worker-clock.js';

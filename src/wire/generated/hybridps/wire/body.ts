@@ -3,6 +3,7 @@
 /* eslint-disable @typescript-eslint/no-unused-vars, @typescript-eslint/no-explicit-any, @typescript-eslint/no-non-null-assertion */
 
 import { AllreduceChunk } from './allreduce-chunk.js';
+import { AssignRows } from './assign-rows.js';
 import { Barrier } from './barrier.js';
 import { BarrierRelease } from './barrier-release.js';
 import { Challenge } from './challenge.js';
@@ -16,6 +17,8 @@ import { CopyRows } from './copy-rows.js';
 import { DeclareTables } from './declare-tables.js';
 import { DeclareTablesReply } from './declare-tables-reply.js';
 import { Error } from './error.js';
+import { HandoffMeta } from './handoff-meta.js';
+import { HandoffMetaRequest } from './handoff-meta-request.js';
 import { HandoffRequest } from './handoff-request.js';
 import { Heartbeat } from './heartbeat.js';
 import { Hello } from './hello.js';
@@ -61,13 +64,16 @@ export enum Body {
   Ok = 25,
   Error = 26,
   HandoffRequest = 27,
-  CopyPending = 28
+  CopyPending = 28,
+  HandoffMetaRequest = 29,
+  HandoffMeta = 30,
+  AssignRows = 31
 }
 
 export function unionToBody(
   type: Body,
-  accessor: (obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
-): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+  accessor: (obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
+): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(new Challenge())! as Challenge;
@@ -98,15 +104,18 @@ export function unionToBody(
     case 'Error': return accessor(new Error())! as Error;
     case 'HandoffRequest': return accessor(new HandoffRequest())! as HandoffRequest;
     case 'CopyPending': return accessor(new CopyPending())! as CopyPending;
+    case 'HandoffMetaRequest': return accessor(new HandoffMetaRequest())! as HandoffMetaRequest;
+    case 'HandoffMeta': return accessor(new HandoffMeta())! as HandoffMeta;
+    case 'AssignRows': return accessor(new AssignRows())! as AssignRows;
     default: return null;
   }
 }
 
 export function unionListToBody(
   type: Body, 
-  accessor: (index: number, obj:AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
+  accessor: (index: number, obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
   index: number
-): AllreduceChunk|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(index, new Challenge())! as Challenge;
@@ -137,6 +146,9 @@ export function unionListToBody(
     case 'Error': return accessor(index, new Error())! as Error;
     case 'HandoffRequest': return accessor(index, new HandoffRequest())! as HandoffRequest;
     case 'CopyPending': return accessor(index, new CopyPending())! as CopyPending;
+    case 'HandoffMetaRequest': return accessor(index, new HandoffMetaRequest())! as HandoffMetaRequest;
+    case 'HandoffMeta': return accessor(index, new HandoffMeta())! as HandoffMeta;
+    case 'AssignRows': return accessor(index, new AssignRows())! as AssignRows;
     default: return null;
   }
 }

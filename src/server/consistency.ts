@@ -1,0 +1,101 @@
+// How each table's consistency model gates its pulls and pushes (docs/architecture.md):
+//   BSP     a push of clock c is summed per row (BspAccumulator) and applied once, when every
+//           live worker has finished clock c; a pull at clock c waits for that moment;
+//   SSP(s)  pushes apply on arrival; a pull at clock c waits until every live worker finished c - s;
+//   ASP     pushes apply on arrival; pulls never wait.
+// Worker clocks (ClockTable) follow the cluster view's live workers.
+import { RpcError } from '../transport/index.ts';
+import { Consistency, ErrorCode } from '../wire/codec.ts';
+import { BspAccumulator } from './bsp-accumulator.ts';
+import { ClockTable } from './clock-table.ts';
+import type { TableState, Tables } from './tables.ts';
+import type { ServerStats } from './server-stats.ts';
+
+export class ConsistencyGate {
+  readonly clocks = new ClockTable();
+
+  constructor(private readonly tables: Tables, private readonly stats: ServerStats) {}
+
+  setLiveWorkers(ranks: number[]): void {
+    this.clocks.setLiveWorkers(ranks);
+  }
+
+  /** Waits until a pull at worker clock `clock` may read table `t` (-1: no clock, no wait). */
+  async beforePull(t: TableState, clock: number): Promise<void> {
+    if (clock < 0) return;
+    const c = t.spec.consistency;
+    if (c === Consistency.BSP) await this.clocks.waitFor(clock);
+    else if (c === Consistency.SSP) await this.clocks.waitFor(clock - t.spec.staleness);
+  }
+
+  /** Refuses a push the table's model cannot take: under BSP one without a clock, or of a clock already applied. */
+  admitPush(t: TableState, clock: number, freshRows: number): void {
+    if (t.spec.consistency !== Consistency.BSP) return;
+    if (clock < 0) throw new RpcError(ErrorCode.Malformed, 'a BSP push needs the clock it belongs to');
+    if (clock <= t.appliedClock && freshRows > 0) {
+      throw new RpcError(ErrorCode.StaleEpoch, `clock ${clock} of table ${t.spec.name} was already applied`);
+    }
+  }
+
+  /** Pushes to `t` are applied on arrival (acknowledged as applied), unless it is BSP. */
+  appliesOnArrival(t: TableState): boolean {
+    return t.spec.consistency !== Consistency.BSP;
+  }
+
+  /** Takes the (validated, not yet applied) rows of a push: BSP sums them for `clock`; SSP and ASP apply them now. */
+  take(t: TableState, clock: number, keys: BigUint64Array, values: Float32Array): void {
+    if (t.spec.consistency === Consistency.BSP) {
+      this.sums(t, clock).add(keys, values);
+      return;
+    }
+    this.apply(t, keys, values);
+  }
+
+  /**
+   * Adds sums of `clock` copied from another server (a new replica's CopyPending, a handoff);
+   * false, changing nothing, when this server already applied that clock. Call applyReady after.
+   */
+  addPending(t: TableState, clock: number, keys: BigUint64Array, sums: Float64Array): boolean {
+    if (!Number.isSafeInteger(clock) || clock <= t.appliedClock) return false;
+    this.sums(t, clock).add(keys, sums);
+    return true;
+  }
+
+  /** Worker `worker` finished `clock` steps: applies what that completes; returns its clock as this server sees it. */
+  clock(worker: number, clock: number): number {
+    this.clocks.advance(worker, clock);
+    this.stats.clocks++;
+    this.applyReady();
+    // A joining worker starts at the slowest live worker's clock.
+    return this.clocks.clockOf(worker);
+  }
+
+  /** Applies every BSP clock all live workers have finished, oldest first, then lets waiting pulls through. */
+  applyReady(): void {
+    const min = this.clocks.minClock();
+    for (const t of this.tables.values()) {
+      if (t.spec.consistency !== Consistency.BSP) continue;
+      const ready = [...t.pending.keys()].filter((c) => c < min).sort((a, b) => a - b);
+      for (const c of ready) {
+        const { keys, grads } = t.pending.get(c)!.drain();
+        t.pending.delete(c);
+        this.apply(t, keys, grads);
+        t.appliedClock = c;
+      }
+    }
+    this.clocks.release();
+  }
+
+  private apply(t: TableState, keys: BigUint64Array, grads: Float32Array): void {
+    const t0 = performance.now();
+    t.store.apply(keys, grads);
+    this.stats.applyMs += performance.now() - t0;
+  }
+
+  /** The sums of `clock` in table `t` (created empty on first use). */
+  private sums(t: TableState, clock: number): BspAccumulator {
+    let acc = t.pending.get(clock);
+    if (!acc) t.pending.set(clock, (acc = new BspAccumulator(t.spec.dim)));
+    return acc;
+  }
+}

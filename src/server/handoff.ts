@@ -1,0 +1,141 @@
+// Handoff: a server joining a running cluster (or coming back empty) copies the rows it now heads
+// from the servers that held them, with the state around them (table specs, worker clocks,
+// unapplied BSP sums, applied push numbers), before it answers any pull or push. The old holders
+// refuse those keys from the moment they see the new view (WrongOwner), so what they hand over is
+// final: no update is lost, and none is applied twice. Both sides live here: `takeOver` (the
+// joining server: a HandoffMetaRequest, then HandoffRequest pages) and `meta`/`page` (a holder).
+import { RpcError } from '../transport/index.ts';
+import { ErrorCode, type BodyOf, type HandoffTableMsg, type PendingSumsMsg } from '../wire/codec.ts';
+import { ClusterView } from '../cluster/cluster-view.ts';
+import { keyHi, keyLo, keyWords } from '../keys/keys.ts';
+import type { TableRows } from './table-store.ts';
+import type { ServerContext } from './server-context.ts';
+import { copyRowsBody, importCopiedRows } from './row-copy.ts';
+
+/** Rows per handoff page (one CopyRows frame): 4096 x dim 64 x (1 + 2 slots) floats is 3 MiB. */
+export const HANDOFF_PAGE = 4096;
+const HANDOFF_TIMEOUT_MS = 60_000;
+
+export class Handoff {
+  /** The view before the current one: who held a key before the last change. */
+  private prevView = ClusterView.empty();
+  /** Set while this server takes over its rows: data requests wait for it. */
+  private taking: Promise<void> | null = null;
+  /** Row lists being handed to a joining server, by `${server}:${table}` (paged). */
+  private outgoing = new Map<string, { rows: TableRows; idx: number[] }>();
+
+  constructor(private readonly ctx: ServerContext) {}
+
+  /** The take-over in progress, if any (pulls and pushes wait for it). */
+  get inProgress(): Promise<void> | null { return this.taking; }
+
+  /** Call on every new view. On this server's first view, with other servers already running, starts taking over. */
+  onView(view: ClusterView, previous: ClusterView): void {
+    this.prevView = previous;
+    // A fresh cluster's servers just find nothing to take.
+    if (previous.epoch === 0 && this.ctx.tables.size === 0) {
+      const others = view.servers.filter((m) => m.nodeId !== this.ctx.member.nodeId).map((m) => m.nodeId);
+      if (others.length > 0) this.taking = this.takeOver(others).finally(() => { this.taking = null; });
+    }
+  }
+
+  // ---- the joining server ----
+
+  private async takeOver(from: string[]): Promise<void> {
+    const t0 = performance.now();
+    let rows = 0;
+    await Promise.all(from.map(async (serverId) => {
+      try {
+        const n = await this.takeOverFrom(serverId); // (not `rows += await`: that reads rows before the wait)
+        rows += n;
+      } catch (e) {
+        if (!this.ctx.member.view.servers.some((m) => m.nodeId === serverId)) return; // it left: nothing to take from it
+        this.ctx.log.error('handoff failed: rows held by this server may be missing', { from: serverId, error: (e as Error).message });
+      }
+    }));
+    this.ctx.gate.applyReady(); // BSP sums taken over for clocks every worker has finished
+    this.ctx.log.info('handoff complete', { from: from.join(','), rows, ms: Math.round(performance.now() - t0) });
+  }
+
+  private async takeOverFrom(serverId: string): Promise<number> {
+    const peer = this.ctx.member.server(serverId);
+    const meta = (await peer.request({ type: 'handoffMetaRequest' }, HANDOFF_TIMEOUT_MS)).body;
+    this.ctx.tables.declare(meta.tables.map((t) => t.spec));
+    for (const c of meta.clocks) this.ctx.gate.clocks.advance(c.rank, c.clock);
+    for (const w of meta.wholePushes) for (const q of w.seqs) this.ctx.dedup.record(w.sender, q);
+    for (const t of meta.tables) for (const a of t.applied) this.ctx.dedup.record(a.sender, a.seq, a.keys, t.spec.id);
+    let pendingClocks = 0;
+    for (const t of meta.tables) {
+      for (const p of t.pending) { this.ctx.gate.addPending(this.ctx.tables.get(t.spec.id), p.clock, p.keys, p.sums); pendingClocks++; }
+    }
+    let rows = 0;
+    for (const t of meta.tables) {
+      for (let offset = 0; offset < t.rows; offset += HANDOFF_PAGE) {
+        const page = await peer.request({ type: 'handoffRequest', table: t.spec.id, offset, limit: HANDOFF_PAGE }, HANDOFF_TIMEOUT_MS);
+        importCopiedRows(this.ctx.tables.get(page.body.table), page.body);
+        rows += page.body.keys.length;
+      }
+    }
+    this.ctx.log.info('rows taken over', { from: serverId, rows, pendingClocks });
+    return rows;
+  }
+
+  // ---- a former holder ----
+
+  /** What this server holds of the keys server `to` heads now, but the rows (those follow in pages). */
+  meta(to: string): BodyOf<'handoffMeta'> {
+    this.requireServerInView(to);
+    const view = this.ctx.member.view, prev = this.prevView, me = this.ctx.member.nodeId;
+    const headIsTo = (table: number, lo: number, hi: number) => view.chainOf(table, lo, hi)[0]?.nodeId === to;
+    // Only the previous chain of a key holds its current value (elsewhere a copy may be stale).
+    const heldBefore = (table: number, lo: number, hi: number) =>
+      prev.servers.length === 0 || prev.chainOf(table, lo, hi).some((m) => m.nodeId === me);
+    // Unapplied BSP sums: only the previous head's count (replicas hold the same sums).
+    const wasHead = (table: number, lo: number, hi: number) =>
+      prev.servers.length === 0 || prev.chainOf(table, lo, hi)[0]?.nodeId === me;
+    const tables: HandoffTableMsg[] = [];
+    let rowCount = 0, pendingClocks = 0;
+    for (const t of this.ctx.tables.values()) {
+      const id = t.spec.id;
+      const rows = t.store.exportRows();
+      const w = keyWords(rows.keys);
+      const idx: number[] = [];
+      for (let i = 0; i < rows.keys.length; i++) if (headIsTo(id, w[2 * i]!, w[2 * i + 1]!) && heldBefore(id, w[2 * i]!, w[2 * i + 1]!)) idx.push(i);
+      this.outgoing.set(`${to}:${id}`, { rows, idx });
+      const applied = this.ctx.dedup.appliedRows(id, (k) => headIsTo(id, keyLo(k), keyHi(k)));
+      const pending: PendingSumsMsg[] = [];
+      for (const [clock, acc] of t.pending) {
+        const snap = acc.snapshot((lo, hi) => headIsTo(id, lo, hi) && wasHead(id, lo, hi));
+        if (snap.keys.length) pending.push({ table: id, clock, keys: snap.keys, sums: snap.sums, applied: [] });
+      }
+      tables.push({ spec: t.spec, rows: idx.length, applied, pending });
+      rowCount += idx.length;
+      pendingClocks += pending.length;
+    }
+    this.ctx.log.info('handing over', { to, rows: rowCount, pendingClocks });
+    return {
+      type: 'handoffMeta', tables,
+      clocks: this.ctx.gate.clocks.snapshot().map(([rank, clock]) => ({ rank, clock })),
+      wholePushes: this.ctx.dedup.wholePushes().map(([sender, seqs]) => ({ sender, seqs })),
+    };
+  }
+
+  /** One page of the rows counted in `meta` for table `req.table`. */
+  page(req: BodyOf<'handoffRequest'>, to: string): BodyOf<'copyRows'> {
+    this.requireServerInView(to);
+    const t = this.ctx.tables.get(req.table);
+    const key = `${to}:${req.table}`;
+    const list = this.outgoing.get(key);
+    if (!list) throw new RpcError(ErrorCode.Malformed, `handoff rows of table ${req.table} requested before the handoff's first step`);
+    const part = list.idx.slice(req.offset, req.offset + Math.min(req.limit, HANDOFF_PAGE));
+    if (req.offset + part.length >= list.idx.length) this.outgoing.delete(key);
+    return copyRowsBody(t, list.rows, part);
+  }
+
+  private requireServerInView(to: string): void {
+    const view = this.ctx.member.view;
+    if (!view.servers.some((m) => m.nodeId === to)) {
+      throw new RpcError(ErrorCode.Unsupported, `handoff requested by ${to}, which is not a server in view ${view.epoch}`);
+    }
+  }
+}

@@ -1,0 +1,137 @@
+// Chain replication (R copies of every row, docs/operations.md). Each key's chain is its owner
+// on the hash ring, then the next R-1 distinct servers. A worker's push goes to the head, which
+// applies it and forwards it down the chain (ReplicaPush); each server answers once the rest of
+// the chain has it, so an acknowledged push is on every replica. After a view change, the head
+// of each row copies it to the chain members that did not hold it before (CopyRows, and the BSP
+// sums of clocks not yet applied as CopyPending), so R copies exist again.
+import { RpcError } from '../transport/index.ts';
+import { Consistency, ErrorCode, type Body, type BodyOf, type PushBody } from '../wire/codec.ts';
+import type { ClusterView } from '../cluster/cluster-view.ts';
+import { keyAt, keyNumber, keysToNumbers, keyWords } from '../keys/keys.ts';
+import type { ServerContext } from './server-context.ts';
+import { checkFinite, checkKeys, refuse } from './request-checks.ts';
+import { copyRowsBody, importCopiedRows } from './row-copy.ts';
+
+export class Replication {
+  /** Copies sent by rereplicate not yet answered (an answer means applied): 0 once R copies exist again. */
+  copiesInFlight = 0;
+
+  constructor(private readonly ctx: ServerContext) {}
+
+  /**
+   * For each key, checks this server's place in its chain (the head, for a worker's request) and
+   * groups the keys by the chain's next server. Throws WrongOwner so the sender re-routes.
+   */
+  nextHops(table: number, keys: BigUint64Array, mustBeHead: boolean): Map<string, number[]> {
+    const next = new Map<string, number[]>();
+    const view = this.ctx.member.view, me = this.ctx.member.nodeId;
+    if (view.servers.length === 1 && view.servers[0]!.nodeId === me) return next; // sole server: owns all
+    const words = keyWords(keys);
+    if (view.replicas === 1) {
+      // No chains: only check ownership (no array or closure per key; this runs for every key).
+      for (let i = 0; i < keys.length; i++) {
+        const owner = view.ownerOfWords(table, words[2 * i]!, words[2 * i + 1]!);
+        if (owner.nodeId !== me) throw this.wrongOwner(keys[i]!, table, owner.nodeId);
+      }
+      return next;
+    }
+    for (let i = 0; i < keys.length; i++) {
+      const chain = view.chainOf(table, words[2 * i]!, words[2 * i + 1]!);
+      const at = chain.findIndex((m) => m.nodeId === me);
+      if (at < 0 || (mustBeHead && at !== 0)) throw this.wrongOwner(keys[i]!, table, chain[0]?.nodeId);
+      const to = chain[at + 1];
+      if (to) {
+        let list = next.get(to.nodeId);
+        if (!list) next.set(to.nodeId, (list = []));
+        list.push(i);
+      }
+    }
+    return next;
+  }
+
+  /** Sends each next server (from nextHops) its rows of push `p`, as a ReplicaPush from `origin`. */
+  async forward(next: Map<string, number[]>, p: PushBody, origin: string, dim: number): Promise<void> {
+    await Promise.all([...next].map(([serverId, idx]) =>
+      this.ctx.member.server(serverId).request({ type: 'replicaPush', push: subsetPush(p, idx, dim), origin })));
+  }
+
+  /** Copies every row this server heads to the chain members that did not hold it under `old`. */
+  rereplicate(old: ClusterView): void {
+    const view = this.ctx.member.view, me = this.ctx.member.nodeId;
+    if (view.replicas < 2 || old.servers.length === 0) return;
+    for (const t of this.ctx.tables.values()) {
+      if (t.store.rows === 0) continue;
+      const rows = t.store.exportRows();
+      const words = keyWords(rows.keys);
+      const targets = new Map<string, number[]>();
+      for (let i = 0; i < rows.keys.length; i++) {
+        const lo = words[2 * i]!, hi = words[2 * i + 1]!;
+        const chain = view.chainOf(t.spec.id, lo, hi);
+        if (chain[0]?.nodeId !== me) continue;
+        const before = new Set(old.chainOf(t.spec.id, lo, hi).map((m) => m.nodeId));
+        for (const m of chain.slice(1)) {
+          if (before.has(m.nodeId)) continue;
+          let list = targets.get(m.nodeId);
+          if (!list) targets.set(m.nodeId, (list = []));
+          list.push(i);
+        }
+      }
+      for (const [serverId, idx] of targets) {
+        this.ctx.log.info('copying rows to new replica', { table: t.spec.name, to: serverId, rows: idx.length });
+        const peer = this.ctx.member.server(serverId);
+        const failed = (e: unknown) => this.ctx.log.warn('row copy failed', { to: serverId, error: (e as Error).message });
+        const track = (p: Promise<unknown>) => { this.copiesInFlight++; void p.catch(failed).finally(() => { this.copiesInFlight--; }); };
+        track(peer.request(copyRowsBody(t, rows, idx)));
+        // And the BSP sums of clocks not yet applied for those rows: the new replica must apply
+        // them too, or a failure of this server before the clock completes would lose them.
+        const moving = new Set(idx.map((i) => keyAt(words, i)));
+        for (const [clock, acc] of t.pending) {
+          const snap = acc.snapshot((lo, hi) => moving.has(keyNumber(lo, hi)));
+          if (snap.keys.length === 0) continue;
+          // With the pushes summed into them: the same push forwarded to the replica later (a
+          // worker's retry after this view change) must not be counted on top of the copy.
+          const inSnap = new Set(keysToNumbers(snap.keys));
+          const applied = this.ctx.dedup.appliedRows(t.spec.id, (k) => inSnap.has(k));
+          track(peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: snap.keys, sums: snap.sums, applied }));
+        }
+      }
+    }
+  }
+
+  /** Rows copied in by the head of a chain this server just joined (see rereplicate). */
+  copyIn(c: BodyOf<'copyRows'>): Body {
+    importCopiedRows(this.ctx.tables.get(c.table), c);
+    return { type: 'ok' };
+  }
+
+  /** Unapplied BSP sums copied in by the head of a chain this server just joined (see rereplicate). */
+  copyPendingIn(c: BodyOf<'copyPending'>): Body {
+    const t = this.ctx.tables.get(c.table);
+    if (t.spec.consistency !== Consistency.BSP) throw new RpcError(ErrorCode.Unsupported, `copyPending for table ${t.spec.name}, which is not BSP`);
+    refuse(checkKeys(c.keys));
+    if (c.sums.length !== c.keys.length * t.spec.dim) throw new RpcError(ErrorCode.BadDimension, `copyPending of ${c.keys.length} rows has ${c.sums.length} sums, dim ${t.spec.dim}`);
+    refuse(checkFinite(c.sums, 'copyPending sum'));
+    for (const a of c.applied) refuse(checkKeys(a.keys));
+    // The pushes in these sums count as applied here: a retry forwarded later adds nothing.
+    for (const a of c.applied) this.ctx.dedup.record(a.sender, a.seq, a.keys, c.table);
+    if (this.ctx.gate.addPending(t, c.clock, c.keys, c.sums)) this.ctx.gate.applyReady();
+    return { type: 'ok' };
+  }
+
+  private wrongOwner(key: bigint, table: number, owner: string | undefined): RpcError {
+    return new RpcError(ErrorCode.WrongOwner, `key ${key} of table ${table} belongs to ${owner} in view ${this.ctx.member.view.epoch}, not ${this.ctx.member.nodeId}`);
+  }
+}
+
+/** Rows `idx` of push `p` (the same push, sent as f32, when idx is every row). */
+export function subsetPush(p: PushBody, idx: ArrayLike<number>, dim: number): PushBody {
+  if (idx.length === p.keys.length) return { ...p, f16: false };
+  const keys = new BigUint64Array(idx.length);
+  const values = new Float32Array(idx.length * dim);
+  for (let i = 0; i < idx.length; i++) {
+    const k = idx[i]!;
+    keys[i] = p.keys[k]!;
+    values.set(p.values.subarray(k * dim, (k + 1) * dim), i * dim);
+  }
+  return { ...p, keys, values, f16: false };
+}
