@@ -3,7 +3,7 @@
 // process answers each request with a reply of the size the request names; a client process
 // sends a step's pull (all its keys out, all its rows back) and push (keys and rows out, an ack
 // back) as two round trips, repeatedly, and prints the median. The step benchmark's worker runs
-// the client part in its own process (measureFloor) right after its timed data-path steps.
+// the client part in its own process (FloorClient), in blocks between its timed data-path steps.
 //
 //   server:  node --import tsx bench/raw-tcp-floor.ts server
 //            prints "HYBRIDPS_READY {"port":N}"; exits when its stdin closes (its parent went away)
@@ -80,30 +80,61 @@ const median = (v: number[]) => { const s = [...v].sort((a, b) => a - b); return
 
 export interface FloorResult { ms: number; pullMs: number; pushMs: number; rounds: number }
 
-/**
- * Times `rounds` steps' worth of traffic on one connection to a floor server (after `warmup`
- * untimed ones): a pull (pullReq bytes out, pullReply back) then a push (pushReq out, an ack back).
- */
+/** One connection to a floor server, kept open across blocks of rounds; times each round. */
+export class FloorClient {
+  /** Every timed round: the pull's and the push's milliseconds. */
+  readonly rounds: { pullMs: number; pushMs: number }[] = [];
+  private frames = new Map<string, Buffer>();
+
+  private constructor(private readonly sock: Socket) {}
+
+  static async connect(port: number): Promise<FloorClient> {
+    const sock = connect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
+    sock.setNoDelay(true);
+    return new FloorClient(sock);
+  }
+
+  private frame(payload: number, reply: number): Buffer {
+    const k = `${payload}/${reply}`;
+    let f = this.frames.get(k);
+    if (!f) { this.frames.clear(); this.frames.set(k, (f = frame(payload, reply))); }
+    return f;
+  }
+
+  /**
+   * One step's traffic: a pull (pullReq bytes out, pullReply back) then a push (pushReq out, an
+   * ack back). Byte counts are rounded to whole bytes (callers pass per-step means). Timed rounds
+   * are kept in `rounds`.
+   */
+  async round(pullReq: number, pullReply: number, pushReq: number, timed = true): Promise<void> {
+    [pullReq, pullReply, pushReq] = [pullReq, pullReply, pushReq].map((b) => Math.max(1, Math.round(b))) as [number, number, number];
+    const t0 = performance.now();
+    await roundTrip(this.sock, this.frame(pullReq, pullReply), pullReply);
+    const t1 = performance.now();
+    await roundTrip(this.sock, this.frame(pushReq, ACK), ACK);
+    if (timed) this.rounds.push({ pullMs: t1 - t0, pushMs: performance.now() - t1 });
+  }
+
+  /** Medians over the timed rounds. */
+  result(): FloorResult {
+    return {
+      ms: median(this.rounds.map((r) => r.pullMs + r.pushMs)), pullMs: median(this.rounds.map((r) => r.pullMs)),
+      pushMs: median(this.rounds.map((r) => r.pushMs)), rounds: this.rounds.length,
+    };
+  }
+
+  close(): void { this.sock.destroy(); }
+}
+
+/** `rounds` timed rounds after `warmup` untimed ones on a fresh connection (the command-line client). */
 export async function measureFloor(port: number, pullReq: number, pullReply: number, pushReq: number, rounds: number, warmup: number): Promise<FloorResult> {
-  // Whole bytes (callers pass per-step means), at least one.
-  [pullReq, pullReply, pushReq] = [pullReq, pullReply, pushReq].map((b) => Math.max(1, Math.round(b))) as [number, number, number];
-  const sock = connect({ host: '127.0.0.1', port });
-  await new Promise<void>((resolve, reject) => { sock.once('connect', resolve); sock.once('error', reject); });
-  sock.setNoDelay(true);
+  const c = await FloorClient.connect(port);
   try {
-    const pull = frame(pullReq, pullReply), push = frame(pushReq, ACK);
-    const pulls: number[] = [], pushes: number[] = [], steps: number[] = [];
-    for (let i = 0; i < warmup + rounds; i++) {
-      const t0 = performance.now();
-      await roundTrip(sock, pull, pullReply);
-      const t1 = performance.now();
-      await roundTrip(sock, push, ACK);
-      const t2 = performance.now();
-      if (i >= warmup) { pulls.push(t1 - t0); pushes.push(t2 - t1); steps.push(t2 - t0); }
-    }
-    return { ms: median(steps), pullMs: median(pulls), pushMs: median(pushes), rounds };
+    for (let i = 0; i < warmup + rounds; i++) await c.round(pullReq, pullReply, pushReq, i >= warmup);
+    return c.result();
   } finally {
-    sock.destroy();
+    c.close();
   }
 }
 

@@ -6,8 +6,8 @@
 // - dataPathMs: a step with the GPU work left out (bench/data-path-runner.ts: right-shaped
 //   constant gradients, still pushed, the dense gradient still allreduced when W = 2);
 // - wireFloorMs: one raw loopback TCP stream (bench/raw-tcp-floor.ts: a server process, the
-//   client in worker 0's process) carrying the same pull and push bytes per step, timed right
-//   after the data-path steps, in the same run;
+//   client in worker 0's process) carrying the same pull and push bytes per step, timed in
+//   blocks between blocks of the data-path steps (so both see the same load), in the same run;
 // - ratio = dataPathMs / wireFloorMs; ceilingSamplesPerSec = batch / dataPathMs;
 // - stepMs: the real step with the GPU work (lavapipe on a machine without a GPU);
 // - the phases of both, the rows touched and pulled, the cache hit rate.
@@ -46,7 +46,9 @@ const QUICK_CONFIG = 's2-w1-adagrad-bsp';
 const PHASES = ['prep', 'pull', 'upload', 'compute', 'download', 'push', 'dense', 'clock'] as const;
 type Phases = Record<(typeof PHASES)[number], number>;
 
-const median = (v: number[]) => { if (!v.length) return NaN; const s = [...v].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]!; };
+/** The q-quantile (nearest rank) of v; NaN when empty. */
+const quantile = (v: number[], q: number) => { if (!v.length) return NaN; const s = [...v].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]!; };
+const median = (v: number[]) => quantile(v, 0.5);
 const r2 = (x: number) => +x.toFixed(2);
 const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / Math.max(1, v.length);
 
@@ -129,6 +131,7 @@ async function runConfig(c: StepConfig, sizes: RunSizes, floorPort: number, log:
     phases: gpuSteps.length ? phaseMedians(gpuSteps) : null,
     dataPathPhases: phaseMedians(dataSteps),
     dataPathMs: r2(dataPathMs),
+    dataPathSpreadMs: { p10: r2(quantile(dataSteps.map((s) => s.total), 0.1)), p90: r2(quantile(dataSteps.map((s) => s.total), 0.9)) },
     standInMs: r2(median(dataSteps.map((s) => s.standIn))),
     allreduceMs: r2(median(dataSteps.map((s) => s.allreduce))),
     serverApplyMs: r2(results.find((r) => r.dataPath.server)?.dataPath.server?.applyMs ?? NaN),

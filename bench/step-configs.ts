@@ -34,7 +34,7 @@ export interface RunSizes {
   /** Untimed GPU steps (the first compiles and allocates), then timed ones; 0 timed: no GPU part. */
   gpuWarmup: number;
   gpuSteps: number;
-  /** Rounds of the raw TCP floor (after as many untimed ones as `warmup`). */
+  /** Timed rounds of the raw TCP floor, in blocks between blocks of timed data-path steps (after `warmup` untimed ones). */
   floorRounds: number;
 }
 
@@ -79,7 +79,7 @@ export function pickConfigs(names: string): StepConfig[] {
   });
 }
 
-export const FULL_SIZES: RunSizes = { batch: 2048, rowsPerTable: DLRM_PRESETS.gpu!.rowsPerTable, warmup: 5, steps: 20, gpuWarmup: 1, gpuSteps: 1, floorRounds: 30 };
+export const FULL_SIZES: RunSizes = { batch: 2048, rowsPerTable: DLRM_PRESETS.gpu!.rowsPerTable, warmup: 5, steps: 20, gpuWarmup: 1, gpuSteps: 1, floorRounds: 32 };
 /** CI-sized: small batch and tables, a few steps, one timed GPU step. */
 export const QUICK_SIZES: RunSizes = { batch: 256, rowsPerTable: 20_000, warmup: 2, steps: 3, gpuWarmup: 1, gpuSteps: 1, floorRounds: 5 };
 

@@ -6,8 +6,8 @@
 //   1. the data path: the bench-only DataPathRunner in place of the GPU (right-shaped constant
 //      gradients; no kernels, uploads or readbacks), everything else as in training;
 //   2. the real step: ModelRunner on the GPU (lavapipe on the development VM).
-// Between the two, rank 0 times the wire floor (one raw TCP stream, bench/raw-tcp-floor.ts)
-// carrying the bytes the data path just moved per step.
+// Rank 0 times the wire floor (one raw TCP stream, bench/raw-tcp-floor.ts) carrying the bytes
+// the data path moves per step, in blocks between blocks of timed data-path steps.
 // Configuration: JSON in BENCH_STEP_WORKER, the secret in HYBRIDPS_SECRET. Result: one IPC
 // message to the parent; it exits when the parent goes away (its IPC channel closes).
 import { acquireGpu, type Gpu } from '../src/gpu/device.ts';
@@ -21,7 +21,7 @@ import { plantedSamples } from '../src/data/synthetic.ts';
 import { CRITEO_CATS, CRITEO_DENSE } from '../src/data/criteo.ts';
 import { createLogger } from '../src/util/log.ts';
 import { DataPathRunner, asModelRunner } from './data-path-runner.ts';
-import { measureFloor, type FloorResult } from './raw-tcp-floor.ts';
+import { FloorClient, type FloorResult } from './raw-tcp-floor.ts';
 import type { OptimizerChoice, ConsistencyChoice, RunSizes } from './step-configs.ts';
 
 export interface WorkerProcConfig {
@@ -60,7 +60,7 @@ export interface WorkerProcResult {
   /** Rows and bytes the servers hold after the fill (rank 0 asks them; others report 0). */
   serverRows: number; serverTableBytes: number;
   dataPath: PhaseResult;
-  /** Rank 0 only: one raw TCP stream carrying this worker's pull and push bytes per step, timed right after the data path. */
+  /** Rank 0 only: one raw TCP stream carrying this worker's pull and push bytes per step, timed between the data-path steps. */
   floor: FloorResult | null;
   gpu: PhaseResult | null;
   rssBytes: number;
@@ -69,6 +69,8 @@ export interface WorkerProcResult {
 export type WorkerProcMessage = { kind: 'result'; result: WorkerProcResult } | { kind: 'error'; message: string };
 
 const FILL_KEYS = 4096;
+/** Blocks of wire-floor rounds interleaved with the timed data-path steps. */
+const FLOOR_BLOCKS = 4;
 const now = () => performance.now();
 
 /** Batches of planted samples, each with its unique-row count. */
@@ -151,8 +153,13 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
     };
     const bytesPerRow = 8 + 4 * model.dim; // a key and its f32 row
 
-    const runPhase = async (step: WorkerStep, batches: { batch: WorkerBatch; unique: number }[], warmup: number, standIn: DataPathRunner | null): Promise<PhaseResult> => {
+    /** Bytes per step over the timed steps so far. */
+    type SoFar = { pullBytes: number; pushBytes: number };
+    /** Times WorkerStep over `batches` (the first `warmup` untimed); `afterBlock` runs after each of `blocks` runs of timed steps. */
+    const runPhase = async (step: WorkerStep, batches: { batch: WorkerBatch; unique: number }[], warmup: number, standIn: DataPathRunner | null,
+      blocks = 1, afterBlock?: (block: number, soFar: SoFar) => Promise<void>): Promise<PhaseResult> => {
       const steps: StepSample[] = [];
+      const timed = batches.length - warmup, perBlock = Math.ceil(timed / Math.max(1, Math.min(blocks, timed)));
       let pull0 = 0, push0 = 0, touched = 0;
       let server0: ServerCounters | null = null;
       for (let i = 0; i < batches.length; i++) {
@@ -168,6 +175,9 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
           total, prep: m.prep, pull: m.pull, upload: m.upload, compute: m.compute, download: m.download, push: m.push,
           dense: m.dense - clockMs, clock: clockMs, allreduce: hookMs, standIn: standIn?.lastStepMs ?? 0,
         });
+        if (afterBlock && (steps.length % perBlock === 0 || i === batches.length - 1)) {
+          await afterBlock(Math.ceil(steps.length / perBlock) - 1, { pullBytes: (client.bytes.pull - pull0) / steps.length, pushBytes: (client.bytes.push - push0) / steps.length });
+        }
       }
       const n = Math.max(1, steps.length);
       const pullBytes = (client.bytes.pull - pull0) / n, pushBytes = (client.bytes.push - push0) / n;
@@ -180,13 +190,25 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
     log.info('timing the data path', { steps: sizes.steps });
     const standIn = new DataPathRunner(spec);
     const dataStep = new WorkerStep({ client, runner: asModelRunner(standIn), tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook } });
-    const dataPath = await runPhase(dataStep, dataBatches, sizes.warmup, standIn);
-    // The floor now, under the load the data path just saw; the other workers wait. It carries
-    // the step's pull (keys out, rows back) and push (keys and rows out) bytes as they were.
-    const floor = rank === 0
-      ? await measureFloor(cfg.floorPort, dataPath.rowsPulled * 8, dataPath.rowsPulled * model.dim * 4, dataPath.pushBytes, sizes.floorRounds, sizes.warmup)
-      : null;
-    await client.barrier('floor');
+    // The wire floor is timed in blocks between blocks of data-path steps, so both see the same
+    // load on a shared machine; the other workers wait at a barrier meanwhile (outside the timed
+    // steps). Each block carries the per-step pull (keys out, rows back) and push (keys and rows
+    // out) bytes of the timed steps so far.
+    const floorClient = rank === 0 ? await FloorClient.connect(cfg.floorPort) : null;
+    const blocks = Math.min(FLOOR_BLOCKS, sizes.steps), floorPerBlock = Math.ceil(sizes.floorRounds / blocks);
+    const floorBlock = async (k: number, soFar: SoFar) => {
+      await client.barrier(`floor-${k}`);
+      if (floorClient) {
+        const rows = soFar.pullBytes / bytesPerRow;
+        for (let i = 0; i < (k === 0 ? sizes.warmup : 0) + floorPerBlock; i++) {
+          await floorClient.round(rows * 8, rows * model.dim * 4, soFar.pushBytes, k > 0 || i >= sizes.warmup);
+        }
+      }
+      await client.barrier(`floor-${k}-done`);
+    };
+    const dataPath = await runPhase(dataStep, dataBatches, sizes.warmup, standIn, blocks, floorBlock);
+    const floor = floorClient?.result() ?? null;
+    floorClient?.close();
     let gpuPhase: PhaseResult | null = null;
     if (runner) {
       await client.barrier('gpu');
