@@ -43,6 +43,8 @@ const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 /** Dawn's note at device creation on every adapter: not news. */
 const DAWN_NOISE = /artificially reduced from/;
 const QUICK_CONFIG = 's2-w1-adagrad-bsp';
+/** Adapters that run on the CPU (their step times are not GPU times). */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|software/i;
 const PHASES = ['prep', 'pull', 'upload', 'compute', 'download', 'push', 'dense', 'clock'] as const;
 type Phases = Record<(typeof PHASES)[number], number>;
 
@@ -200,23 +202,26 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   }
 
   const adapter = String(rows[0]?.adapter ?? 'none');
+  const adapterShort = adapter.split(/[: ]/)[0]!;
+  const software = SOFTWARE_ADAPTER.test(adapter);
   printTable(`Step data path vs one raw TCP stream (batch ${sizes.batch}, ${TABLES} tables x ${sizes.rowsPerTable} rows x dim ${DIM}, planted Zipf ids; ms, medians)`, rows.map((r) => {
     const p = r.dataPathPhases as Phases;
     return {
       config: `${r.name}${r.viewChanges ? ' (!)' : ''}`, rows: r.rowsTouched, hit: r.cacheHitRate, prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
-      dataPath: r.dataPathMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step (${adapter.split(' ')[0]})`]: r.stepMs,
+      dataPath: r.dataPathMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step on ${adapterShort}`]: r.stepMs,
     };
   }));
   if (rows.some((r) => r.phases)) {
     printTable(`The same step with the GPU work, on ${adapter} (ms, medians)`, rows.filter((r) => r.phases).map((r) => ({ config: r.name, ...(r.phases as Phases), step: r.stepMs, samplesPerSec: r.stepSamplesPerSec })));
   }
   const targets = { 's2-w1-adagrad-bsp': 6, 's2-w1-adagrad-ssp2 (with a row cache)': 2 };
+  if (software) console.log(`step on ${adapterShort}: the real GPU work on a software adapter (Mesa lavapipe, on the CPU): it says nothing about GPU speed`);
   if (rows.some((r) => r.viewChanges)) console.log('(!): the cluster view changed during that configuration (a member lost and back?): its numbers are suspect');
   console.log(`targets (issue): dataPathMs / wireFloorMs <= 6 for s2-w1-adagrad-bsp, <= 2 for s2-w1-adagrad-ssp2 once a row cache lands`);
   return {
     bench: 'step', preset: 'gpu', batch: sizes.batch, rowsPerTable: sizes.rowsPerTable, tables: TABLES, dim: DIM,
     ids: 'planted Zipf(1.1) through per-table permutations (src/data/synthetic.ts plantedSamples)',
-    sizes, adapter, machine: { cpus: cpus().length, loadavg: loadavg().map(r2), totalmemBytes: totalmem() },
+    sizes, adapter, softwareAdapter: software, machine: { cpus: cpus().length, loadavg: loadavg().map(r2), totalmemBytes: totalmem() },
     configs: rows, targets,
   };
 }
