@@ -134,7 +134,7 @@ function encodePullBatch(b: flatbuffers.Builder, p: BodyOf<'pullBatch'>): number
 function encodePushBatch(b: flatbuffers.Builder, p: BodyOf<'pushBatch'>): number {
   const parts = W.PushBatch.createPartsVector(b, p.parts.map((x) =>
     W.PushPart.createPushPart(b, x.table, bulkVector(b, x.keys, 8), big(x.seq), x.offset)));
-  const [vals, vals16] = valuesVectors(b, p.values, p.f16);
+  const [vals, vals16] = valuesVectors(b, p.values, p.f16, p.writer);
   return W.PushBatch.createPushBatch(b, parts, vals, vals16, p.worker, big(p.clock));
 }
 
@@ -265,7 +265,7 @@ function payloadBytes(body: Body): number {
     case 'copyRows': return body.keys.byteLength + body.values.byteLength + body.slots.byteLength + body.steps.byteLength;
     case 'pullBatch': return body.parts.reduce((n, x) => n + x.keys.byteLength + 32, 0);
     case 'pullBatchReply': return (body.writer ? body.writer.length * 4 : body.values.byteLength) + 8 * body.offsets.length + 64;
-    case 'pushBatch': return body.parts.reduce((n, x) => n + x.keys.byteLength + 48, body.values.byteLength);
+    case 'pushBatch': return body.parts.reduce((n, x) => n + x.keys.byteLength + 48, body.writer ? body.writer.length * 4 : body.values.byteLength);
     case 'pushBatchAck': return 32 * body.acks.length;
     default: return 0;
   }

@@ -38,7 +38,11 @@ export interface PullPartMsg { table: number; keys: BigUint64Array }
 export interface PullBatchBody { type: 'pullBatch'; parts: PullPartMsg[]; clock: number; worker: number; f16: boolean }
 /** One table's rows of a PushBatch: keys.length x dim values at `offset` of the batch's values. */
 export interface PushPartMsg { table: number; keys: BigUint64Array; seq: number; offset: number }
-export interface PushBatchBody { type: 'pushBatch'; parts: PushPartMsg[]; values: Float32Array; worker: number; clock: number; f16?: boolean }
+export interface PushBatchBody {
+  type: 'pushBatch'; parts: PushPartMsg[]; values: Float32Array; worker: number; clock: number; f16?: boolean;
+  /** Writes the parts' gradients straight into the frame (instead of `values`). */
+  writer?: ValuesWriter;
+}
 export interface PushAckMsg { seq: number; applied: boolean }
 /** Values produced straight into the outgoing frame (saves a buffer and a copy on big replies). */
 export interface ValuesWriter { length: number; write(dst: Float32Array): void }
