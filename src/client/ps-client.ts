@@ -12,7 +12,7 @@ import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../util/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
 import { RequestCoalescer } from './request-coalescer.ts';
-import { keysFromNumbers } from '../keys/keys.ts';
+import { keysFromNumbers, keyWords } from '../keys/keys.ts';
 
 export interface PSClientOptions {
   secret: Uint8Array;
@@ -244,17 +244,18 @@ export class PSClient {
     const padded = new Float32Array(keys.length * block);
     padded.set(values);
     const byServer = new Map<string, number[]>();
-    keys.forEach((k, i) => {
-      for (const m of this.view.chainOf(table, Number(k & 0xffffffffn), Number(k >> 32n))) {
+    const words = keyWords(keys);
+    for (let i = 0; i < keys.length; i++) {
+      for (const m of this.view.chainOf(table, words[2 * i]!, words[2 * i + 1]!)) {
         let list = byServer.get(m.nodeId);
         if (!list) byServer.set(m.nodeId, (list = []));
         list.push(i);
       }
-    });
+    }
     await this.withRetry('assign', () => Promise.all([...byServer].map(([serverId, idx]) => {
       const part = new Float32Array(idx.length * block);
       idx.forEach((k, i) => part.set(padded.subarray(k * block, (k + 1) * block), i * block));
-      return this.toServer(serverId, { type: 'assignRows', table, keys: BigUint64Array.from(idx, (i) => keys[i]!), values: part });
+      return this.toServer(serverId, { type: 'assignRows', table, keys: gatherKeys(keys, idx), values: part });
     })));
   }
 
