@@ -10,6 +10,7 @@ import { PsServer } from '../src/server/ps-server.ts';
 import { dial, RemoteError } from '../src/transport/index.ts';
 import { Consistency, ErrorCode, Role } from '../src/wire/codec.ts';
 import type { ClusterView } from '../src/cluster/cluster-view.ts';
+import { RequestCoalescer, MAX_BATCH_VALUE_BYTES } from '../src/client/request-coalescer.ts';
 
 const TABLES = 26;
 const dimOf = (i: number) => 2 + (i % 5);
@@ -126,6 +127,22 @@ test('a part sent to a server that does not own it refuses the batch (WrongOwner
     assert.equal(Array.from(await w.pull(1, keys)), new Array(128).fill(1), 'table 1: every row once');
     assert.equal(Array.from(await w.pull(2, keys)), new Array(128).fill(1), 'table 2: every row once');
   } finally { await c.close(); }
+});
+
+test('the coalescer cuts a batch at MAX_BATCH_VALUE_BYTES and keeps one message per server and clock', async () => {
+  const sent: string[] = [];
+  const send = async (serverId: string, body: { type: string; parts?: { keys: BigUint64Array }[]; keys?: BigUint64Array; clock?: number }) => {
+    sent.push(`${serverId}:${body.type}:${body.parts?.length ?? 1}:${body.clock}`);
+    const parts = body.parts ?? [{ keys: body.keys! }];
+    const n = parts.reduce((a, p) => a + p.keys.length, 0);
+    const offsets = Uint32Array.from(parts, (_, i) => parts.slice(0, i).reduce((a, p) => a + p.keys.length, 0));
+    return { body: { type: body.type === 'pull' ? 'pullReply' : 'pullBatchReply', values: new Float32Array(n), offsets, dims: new Uint32Array(parts.length).fill(1) } };
+  };
+  const co = new RequestCoalescer(send as never, () => 0, false);
+  const big = MAX_BATCH_VALUE_BYTES / 4 / 2 + 1; // rows of dim 1: two of them overflow one batch
+  const keys = new BigUint64Array(big);
+  await Promise.all([co.pull('s0', 1, keys, 1, 0), co.pull('s0', 2, keys, 1, 0), co.pull('s0', 3, keysOf(1), 1, 0), co.pull('s1', 1, keysOf(1), 1, 0), co.pull('s0', 4, keysOf(1), 1, 1)]);
+  assert.equal(sent.sort(), ['s0:pull:1:0', 's0:pull:1:1', 's0:pullBatch:2:0', 's1:pull:1:0'].sort());
 });
 
 test.run();

@@ -131,7 +131,7 @@ export class PSClient {
     let out: Float32Array | null = null;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
       const clock = opts.clock ?? -1;
-      const v = this.coalescer ? await this.coalescer.pull(serverId, table, partKeys, clock) : (await this.toServer(serverId, {
+      const v = this.coalescer ? await this.coalescer.pull(serverId, table, partKeys, dim, clock) : (await this.toServer(serverId, {
         type: 'pull', table, keys: partKeys, clock, worker: this.rank, f16: !!this.opts.f16,
       })).body.values;
       if (v.length !== idx.length * dim) {

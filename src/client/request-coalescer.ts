@@ -11,38 +11,48 @@ type Send = <B extends RequestBody>(serverId: string, body: B) => Promise<Envelo
 interface Waiter<T> { resolve: (v: T) => void; reject: (e: unknown) => void }
 interface PullPart extends Waiter<Float32Array> { table: number; keys: BigUint64Array }
 interface PushPart extends Waiter<void> { table: number; keys: BigUint64Array; values: Float32Array; seq: number }
-interface Queue<P> { serverId: string; clock: number; parts: P[] }
+interface Queue<P> { serverId: string; clock: number; parts: P[]; bytes: number }
+
+/** Values per message at most (a batch over it is cut in two), well under the servers' 64 MiB frame limit. */
+export const MAX_BATCH_VALUE_BYTES = 16 << 20;
 
 export class RequestCoalescer {
   private pulls = new Map<string, Queue<PullPart>>();
   private pushes = new Map<string, Queue<PushPart>>();
+  /** Queues cut off at MAX_BATCH_VALUE_BYTES, sent with the next flush. */
+  private fullPulls: Queue<PullPart>[] = [];
+  private fullPushes: Queue<PushPart>[] = [];
   private scheduled = false;
 
   constructor(private readonly send: Send, private readonly worker: () => number, private readonly f16: boolean) {}
 
   /** The rows of `keys` (keys.length x the table's dim), asked for together with this turn's other pulls to `serverId`. */
-  pull(serverId: string, table: number, keys: BigUint64Array, clock: number): Promise<Float32Array> {
-    return new Promise((resolve, reject) => this.queue(this.pulls, serverId, clock).parts.push({ table, keys, resolve, reject }));
+  pull(serverId: string, table: number, keys: BigUint64Array, dim: number, clock: number): Promise<Float32Array> {
+    return new Promise((resolve, reject) => this.queue(this.pulls, this.fullPulls, serverId, clock, keys.length * dim * 4).parts.push({ table, keys, resolve, reject }));
   }
 
   /** Pushes gradient rows, sent together with this turn's other pushes to `serverId`. */
   push(serverId: string, table: number, keys: BigUint64Array, values: Float32Array, seq: number, clock: number): Promise<void> {
-    return new Promise((resolve, reject) => this.queue(this.pushes, serverId, clock).parts.push({ table, keys, values, seq, resolve, reject }));
+    return new Promise((resolve, reject) => this.queue(this.pushes, this.fullPushes, serverId, clock, values.byteLength).parts.push({ table, keys, values, seq, resolve, reject }));
   }
 
-  private queue<P>(queues: Map<string, Queue<P>>, serverId: string, clock: number): Queue<P> {
+  private queue<P>(queues: Map<string, Queue<P>>, full: Queue<P>[], serverId: string, clock: number, bytes: number): Queue<P> {
     const id = `${serverId}\0${clock}`;
     let q = queues.get(id);
-    if (!q) queues.set(id, (q = { serverId, clock, parts: [] }));
+    if (q && q.bytes + bytes > MAX_BATCH_VALUE_BYTES) { full.push(q); q = undefined; }
+    if (!q) queues.set(id, (q = { serverId, clock, parts: [], bytes: 0 }));
+    q.bytes += bytes;
     if (!this.scheduled) { this.scheduled = true; setImmediate(() => this.flush()); }
     return q;
   }
 
   private flush(): void {
     this.scheduled = false;
-    const pulls = [...this.pulls.values()], pushes = [...this.pushes.values()];
+    const pulls = [...this.fullPulls, ...this.pulls.values()], pushes = [...this.fullPushes, ...this.pushes.values()];
     this.pulls.clear();
     this.pushes.clear();
+    this.fullPulls = [];
+    this.fullPushes = [];
     for (const q of pulls) settle(q.parts, this.sendPulls(q));
     for (const q of pushes) settle(q.parts, this.sendPushes(q));
   }
