@@ -52,6 +52,7 @@ export interface PsServerOptions {
  */
 const MAY_SEND: { readonly [K in RequestType]?: 'any' | readonly Role[] } = {
   declareTables: 'any', pull: 'any', push: 'any', clock: 'any',
+  pullBatch: 'any', pushBatch: 'any', // as pull and push, every table's part in one message
   assignRows: 'any', // workers seed dense range rows (PSClient.assignRange)
   copyRows: 'any', // sent by servers only (replication, handoff pages); not yet refused from others
   checkpoint: 'any', restore: 'any', statsRequest: 'any',
@@ -146,6 +147,8 @@ export class PsServer {
       case 'declareTables': return { type: 'declareTablesReply', tables: this.tables.declare(body.tables) };
       case 'pull': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pull(body);
       case 'push': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.push(body, conn.peerId, 0);
+      case 'pullBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pullBatch(body);
+      case 'pushBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pushBatch(body, conn.peerId);
       case 'replicaPush': return await this.kv.push(body.push, body.origin, 1);
       case 'clock': return { type: 'clockAck', clock: this.gate.clock(body.worker, body.clock) };
       case 'assignRows': assignRows(this.tables.get(body.table), body); return { type: 'ok' };

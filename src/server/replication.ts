@@ -11,6 +11,7 @@ import { keyAt, keyNumber, keysToNumbers, keyWords } from '../keys/keys.ts';
 import type { ServerContext } from './server-context.ts';
 import { checkFinite, checkKeys, refuse } from './request-checks.ts';
 import { copyRowsBody, importCopiedRows } from './row-copy.ts';
+import { gatherKeys } from '../util/index-arrays.ts';
 
 export class Replication {
   /** Copies sent by rereplicate not yet answered (an answer means applied): 0 once R copies exist again. */
@@ -126,11 +127,10 @@ export class Replication {
 /** Rows `idx` of push `p` (the same push, sent as f32, when idx is every row). */
 export function subsetPush(p: PushBody, idx: ArrayLike<number>, dim: number): PushBody {
   if (idx.length === p.keys.length) return { ...p, f16: false };
-  const keys = new BigUint64Array(idx.length);
+  const keys = gatherKeys(p.keys, idx); // word by word: no BigInt per key
   const values = new Float32Array(idx.length * dim);
   for (let i = 0; i < idx.length; i++) {
     const k = idx[i]!;
-    keys[i] = p.keys[k]!;
     values.set(p.values.subarray(k * dim, (k + 1) * dim), i * dim);
   }
   return { ...p, keys, values, f16: false };

@@ -11,7 +11,7 @@ export function iota(n: number): Int32Array {
 }
 
 /** keys[idx[0]], keys[idx[1]], ... copied as u32 word pairs (reading a BigUint64Array element makes a BigInt). */
-export function gatherKeys(keys: BigUint64Array, idx: Int32Array): BigUint64Array {
+export function gatherKeys(keys: BigUint64Array, idx: ArrayLike<number>): BigUint64Array {
   const out = new BigUint64Array(idx.length);
   const from = keyWords(keys);
   const to = new Uint32Array(out.buffer);
