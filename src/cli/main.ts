@@ -30,6 +30,9 @@ secretOptions(linkOptions(program.command('scheduler')).description('run the sch
   .option('--replicas <n>', 'replication factor R for every key range', int)
   .option('--vnodes <n>', 'virtual nodes per server on the hash ring', int)
   .option('--heartbeat-misses <n>', 'missed heartbeats before a member is declared dead', int)
+  // Bounds on the barrier names peers can make the scheduler keep (docs/wire.md, "Bounds").
+  .option('--max-barrier-names <n>', 'released barrier names remembered (their generations); older ones are forgotten (default 4096)', int)
+  .option('--max-barriers-per-worker <n>', 'barriers one worker may wait in at once; another is refused (default 64)', int)
   .action((o) => runScheduler(o));
 
 secretOptions(linkOptions(program.command('server')).description('run a parameter server'))
