@@ -2,8 +2,10 @@
 // scheduler and server on loopback, at a shape where the GPU's time and the data path's are of
 // the same order: the CPU preset (26 tables, dim 16) at a small batch on lavapipe. Each step
 // reads (generates) its batch, so the pipelined loop overlaps that read, the prep and, under
-// SSP(1), the pull with the GPU work of the step before. Prints per-step wall time of both loops,
-// the serial phases summed into data path and GPU, and their sum and max.
+// SSP(1), the pull with the GPU work of the step before. Prints the median step wall time of both
+// loops (alternated 3 times), the serial phases split into GPU and data path, their sum and max.
+// lavapipe computes on the CPU cores: on a small machine `LP_NUM_THREADS=1` leaves a core to the
+// data path (or the two only share the cores, and nothing can overlap).
 // `npm run bench -- pipeline [--json] [--quick]`, options `--batch N`, `--steps N`.
 import { fileURLToPath } from 'node:url';
 import { acquireGpu } from '../src/gpu/device.ts';
@@ -27,14 +29,16 @@ function readBatch(B: number, tables: number, rows: number, seed: number): Worke
   };
 }
 
-interface LoopResult { stepMs: number; phases: StepPhases }
+/** Per measured step: wall time (end to end of consecutive steps, so a pipelined step's overlap counts) and phases. */
+interface LoopResult { stepMs: number[]; phases: StepPhases[]; readMs: number[] }
+
+const median = (v: number[]) => { const s = [...v].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
 
 export async function runPipelineBench(args: { quick?: boolean; batch?: number; steps?: number; log?: (s: string) => void }) {
   const B = args.batch ?? 512, steps = args.steps ?? (args.quick ? 8 : 30);
   const log = args.log ?? (() => {});
   const gpu = await acquireGpu({ label: 'bench-pipeline' });
   const cfg = DLRM_PRESETS.small!;
-  const readMs: number[] = [];
   const loop = async (consistency: ConsistencyName, pipeline: boolean): Promise<LoopResult> => {
     const secret = new TextEncoder().encode(generateSecret());
     const sched = await Scheduler.start({ secret });
@@ -47,20 +51,19 @@ export async function runPipelineBench(args: { quick?: boolean; batch?: number; 
       await client.declareTables(specs);
       const runner = await ModelRunner.create(gpu, spec, { seed: 1 });
       const st = new WorkerStep({ client, runner, tableIds, globalBatch: B, pipeline, dense: { mode: 'local', optimizer: { kind: 'adagrad', lr: 0.01 } } });
-      const read = (i: number) => { const t0 = performance.now(); const b = readBatch(B, cfg.numTables, cfg.rowsPerTable, i + 1); readMs.push(performance.now() - t0); return b; };
-      const sum: StepPhases = { prep: 0, pull: 0, upload: 0, compute: 0, download: 0, push: 0, dense: 0 };
-      let ahead: PreparedBatch | null = null, t0 = 0;
+      const out: LoopResult = { stepMs: [], phases: [], readMs: [] };
+      const read = (i: number) => { const t0 = performance.now(); const b = readBatch(B, cfg.numTables, cfg.rowsPerTable, i + 1); if (i > 1) out.readMs.push(performance.now() - t0); return b; };
+      let ahead: PreparedBatch | null = null, last = 0;
       for (let i = 0; i <= steps; i++) {
-        if (i === 1) t0 = performance.now(); // step 0 compiles and allocates
         const cur: PreparedBatch = ahead ?? st.prepare(read(i));
         ahead = null;
         const r = await st.run(cur, pipeline && i < steps ? (clock) => { ahead = st.prepare(read(i + 1), clock); } : undefined);
-        if (i > 0) for (const k of Object.keys(sum) as (keyof StepPhases)[]) sum[k] += r.ms[k];
+        const end = performance.now();
+        if (i > 1) { out.stepMs.push(end - last); out.phases.push(r.ms); } // step 0 compiles and allocates
+        last = end;
       }
-      const stepMs = (performance.now() - t0) / steps;
-      for (const k of Object.keys(sum) as (keyof StepPhases)[]) sum[k] /= steps;
       runner.destroy();
-      return { stepMs, phases: sum };
+      return out;
     } finally {
       await client.close();
       await server.stop();
@@ -71,11 +74,19 @@ export async function runPipelineBench(args: { quick?: boolean; batch?: number; 
   const rows: Record<string, object> = {};
   try {
     for (const consistency of ['bsp', 'ssp'] as ConsistencyName[]) {
-      readMs.length = 0;
-      const serial = await loop(consistency, false);
-      const read = readMs.slice(1).reduce((a, b) => a + b, 0) / steps;
-      const piped = await loop(consistency, true);
-      const p = serial.phases;
+      // Alternate the two loops (the machine is shared: its load drifts) and take medians.
+      const runs = { serial: [] as LoopResult[], piped: [] as LoopResult[] };
+      for (let rep = 0; rep < (args.quick ? 1 : 3); rep++) {
+        runs.serial.push(await loop(consistency, false));
+        runs.piped.push(await loop(consistency, true));
+      }
+      const summary = (rs: LoopResult[]) => {
+        const phases = {} as StepPhases;
+        for (const k of Object.keys(rs[0]!.phases[0]!) as (keyof StepPhases)[]) phases[k] = median(rs.flatMap((r) => r.phases.map((p) => p[k])));
+        return { stepMs: median(rs.flatMap((r) => r.stepMs)), phases, read: median(rs.flatMap((r) => r.readMs)) };
+      };
+      const serial = summary(runs.serial), piped = summary(runs.piped);
+      const p = serial.phases, read = serial.read;
       const gpuMs = p.upload + p.compute + p.download;
       // Everything else of a serial step: read, prep, pull, push, dense, clock (and the loop's own time).
       const dataMs = serial.stepMs - gpuMs;
