@@ -1,10 +1,11 @@
-// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce).
+// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, pipeline).
 const [name, ...rest] = process.argv.slice(2);
 const json = rest.includes('--json');
 const quick = rest.includes('--quick');
 const benches: Record<string, () => Promise<object>> = {
   ps: async () => (await import('./ps.ts')).runPsBench({ json, quick }),
   allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick }),
+  pipeline: async () => (await import('./pipeline.ts')).runPipelineBench({ quick, log: (s) => (json ? process.stderr : process.stdout).write(s + '\n') }),
   kernels: async () => {
     const kernels = await (await import('./kernels.ts')).runKernelsBench({ json, quick });
     // The full step at the same shapes: pull, upload, compute, download, push (and dense update).

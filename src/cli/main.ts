@@ -76,6 +76,7 @@ const trainOptions = (c: Command) => c
   .option('--model <json>', 'model shape overrides as JSON, e.g. {"dim":8}')
   .option('--seed <n>', 'initialisation seed (default 1)', int)
   .option('--f16', 'values as fp16 on the wire')
+  .option('--no-pipeline', 'a serial worker step (default: the next batch is prepared, and pulled where consistency allows, while the GPU computes)')
   .option('--bad-lines <policy>', 'skip (default; counted and reported) or fatal')
   .option('--json', 'print one JSON summary as the last line');
 
