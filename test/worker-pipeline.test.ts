@@ -43,14 +43,25 @@ function memoryAllreduce(n: number): DenseHook {
 
 interface ServerRead { worker: number; table: number; clock: number; keys: Set<bigint>; minClock: number }
 
-/** Records every pull a server answers: who, which clock it carried, and the servers' slowest worker clock when it was answered (<= when its rows were read). */
+/**
+ * Records every pull a server answers, single or batched (one entry per table part): who, which
+ * clock it carried, and the servers' slowest worker clock when it was answered (<= when its rows
+ * were read).
+ */
 function instrument(cluster: TestCluster, reads: ServerRead[]): void {
   for (const srv of cluster.servers) {
-    const inner = srv as unknown as { kv: { pull(p: PullBody): Promise<unknown> }; gate: { clocks: { minClock(): number } } };
-    const pull = inner.kv.pull.bind(inner.kv);
+    type Batch = { worker: number; clock: number; parts: { table: number; keys: BigUint64Array }[] };
+    const inner = srv as unknown as { kv: { pull(p: PullBody): Promise<unknown>; pullBatch(b: Batch): Promise<unknown> }; gate: { clocks: { minClock(): number } } };
+    const pull = inner.kv.pull.bind(inner.kv), pullBatch = inner.kv.pullBatch.bind(inner.kv);
     inner.kv.pull = async (p) => {
       const reply = await pull(p);
       reads.push({ worker: p.worker, table: p.table, clock: p.clock, keys: new Set(p.keys), minClock: inner.gate.clocks.minClock() });
+      return reply;
+    };
+    inner.kv.pullBatch = async (b) => {
+      const reply = await pullBatch(b);
+      const minClock = inner.gate.clocks.minClock();
+      for (const part of b.parts) reads.push({ worker: b.worker, table: part.table, clock: b.clock, keys: new Set(part.keys), minClock });
       return reply;
     };
   }
