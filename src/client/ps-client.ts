@@ -9,7 +9,7 @@ import type { Reply, RequestBody } from '../wire/replies.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
 import { ClusterMember } from '../cluster/member.ts';
 import { createLogger } from '../util/log.ts';
-import { compose, gatherKeys, iota } from '../util/index-arrays.ts';
+import { compose, gatherKeys, iota } from '../keys/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
 import { RequestCoalescer } from './request-coalescer.ts';
 import { keysFromNumbers, keyWords } from '../keys/keys.ts';

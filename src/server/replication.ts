@@ -11,7 +11,7 @@ import { keyAt, keyNumber, keysToNumbers, keyWords } from '../keys/keys.ts';
 import type { ServerContext } from './server-context.ts';
 import { checkFinite, checkKeys, refuse } from './request-checks.ts';
 import { copyRowsBody, importCopiedRows } from './row-copy.ts';
-import { gatherKeys } from '../util/index-arrays.ts';
+import { gatherKeys } from '../keys/index-arrays.ts';
 
 export class Replication {
   /** Copies sent by rereplicate not yet answered (an answer means applied): 0 once R copies exist again. */

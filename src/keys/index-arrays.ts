@@ -1,5 +1,5 @@
 // Small typed-array helpers for routing keys, written as plain loops: the generic
-import { keyWords } from '../keys/keys.ts';
+import { keyWords } from './keys.ts';
 // TypedArray.from({ length }, fn) and .map(fn) call a function per element and cost a tenth of
 // a millisecond per 4096 keys, on every request.
 
