@@ -1,7 +1,12 @@
-// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, pipeline).
+// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, step, pipeline).
+// step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
+// --gpu-steps N (see bench/step-cluster.ts).
 const [name, ...rest] = process.argv.slice(2);
 const json = rest.includes('--json');
 const quick = rest.includes('--quick');
+/** The value after `--flag`, or undefined. */
+const flag = (f: string): string | undefined => { const i = rest.indexOf(f); return i >= 0 ? rest[i + 1] : undefined; };
+const intFlag = (f: string): number | undefined => { const v = flag(f); return v === undefined ? undefined : Number(v); };
 const benches: Record<string, () => Promise<object>> = {
   ps: async () => (await import('./ps.ts')).runPsBench({ json, quick }),
   allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick }),
@@ -15,12 +20,24 @@ const benches: Record<string, () => Promise<object>> = {
     log(`median: ${Object.entries(step).filter(([k]) => k.endsWith('Ms')).map(([k, v]) => `${k.replace('Ms', '')} ${v} ms`).join(', ')}`);
     return { ...kernels, step };
   },
+  step: async () => (await import('./step-cluster.ts')).runStepClusterBench({
+    json, quick, all: rest.includes('--all'), config: flag('--config'),
+    rowsPerTable: intFlag('--rows-per-table'), batch: intFlag('--batch'), steps: intFlag('--steps'), gpuSteps: intFlag('--gpu-steps'),
+  }),
 };
 const run = name ? benches[name] : undefined;
 if (!run) {
   console.error(`usage: npm run bench -- <${Object.keys(benches).join('|')}> [--json] [--quick]`);
   process.exit(2);
 }
-const result = await run();
+let result: object;
+try {
+  result = await run();
+} catch (e) {
+  // A refusal (not enough memory, a bad flag, Ctrl-C) is a sentence and its exit status, not a stack trace.
+  const refusal = (e as Error).name === 'BenchRefusal' ? (e as Error & { exitCode: number }) : null;
+  console.error(`bench ${name}: ${refusal ? refusal.message : (e as Error).stack ?? e}`);
+  process.exit(refusal?.exitCode ?? 1);
+}
 if (json) console.log(JSON.stringify(result));
 process.exit(0);

@@ -1,13 +1,14 @@
 // The synthetic generator: a seed gives the same bytes, another seed other bytes; the file parses
 // through the Criteo reader with no bad line, gzip or not; positive rate and planted AUC are in
 // their ranges and the sidecar agrees with the file; ids are Zipf-skewed but not 0, 1, 2; empty
-// fields occur; the Zipf sampler matches the exact law; a 20k-sample run is quick.
+// fields occur; the Zipf sampler matches the exact law; a 20k-sample run is quick; in-memory
+// samples (plantedSamples) follow the file's id distribution.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateSynthetic, zipfSampler, type SyntheticMeta } from '../src/data/synthetic.ts';
+import { generateSynthetic, zipfSampler, plantedSamples, type SyntheticMeta } from '../src/data/synthetic.ts';
 import { CRITEO_CATS, CRITEO_DENSE, readCriteo, type Minibatch } from '../src/data/criteo.ts';
 import { mulberry32 } from '../src/util/hash.ts';
 
@@ -126,6 +127,46 @@ test('zipfSampler follows P(k) ~ k^-s', () => {
   assert.ok(chi2 < 100, `chi2 ${chi2.toFixed(1)}`);
   const one = zipfSampler(1, s, mulberry32(2));
   assert.ok(Array.from({ length: 100 }, one).every((k) => k === 1));
+});
+
+test('plantedSamples: the file\'s ids, hottest ids first, in memory; deterministic per stream', async () => {
+  const out = join(dir, 'p.tsv');
+  await generateSynthetic({ out, samples: 20_000, seed: 5, rowsPerTable: R });
+  const { batches } = await readAll(out);
+  const count = (n: number, ids: (i: number, t: number) => number) => {
+    const c = Array.from({ length: CRITEO_CATS }, () => new Map<number, number>());
+    for (let i = 0; i < n; i++) for (let t = 0; t < CRITEO_CATS; t++) { const id = ids(i, t); c[t]!.set(id, (c[t]!.get(id) ?? 0) + 1); }
+    return c;
+  };
+  const rows = batches.flatMap((mb) => Array.from({ length: mb.size }, (_, i) => mb.cats.subarray(i * CRITEO_CATS, (i + 1) * CRITEO_CATS)));
+  const fromFile = count(rows.length, (i, t) => rows[i]![t]!);
+  const next = plantedSamples(R, 5, 3);
+  const s = { ids: new Uint32Array(CRITEO_CATS), dense: new Float32Array(CRITEO_DENSE), label: 0 };
+  const mem: Uint32Array[] = [];
+  let positives = 0;
+  for (let i = 0; i < 20_000; i++) {
+    next(s);
+    mem.push(s.ids.slice());
+    positives += s.label;
+    assert.ok(s.dense.every(Number.isFinite));
+  }
+  assert.ok(mem.every((ids) => ids.every((id) => id < R)));
+  const inMemory = count(mem.length, (i, t) => mem[i]![t]!);
+  // The same model: each table's most frequent non-empty id is the same id in both, with a similar share.
+  const top = (m: Map<number, number>) => [...m].filter(([id]) => id !== 0).sort((a, b) => b[1] - a[1])[0]!;
+  for (let t = 0; t < CRITEO_CATS; t++) {
+    const [fileId, fileN] = top(fromFile[t]!), [memId, memN] = top(inMemory[t]!);
+    assert.is(memId, fileId, `table ${t}: hottest id`);
+    assert.ok(Math.abs(memN - fileN) < 0.25 * fileN, `table ${t}: ${memN} vs ${fileN} occurrences`);
+  }
+  assert.ok(positives / 20_000 > 0.15 && positives / 20_000 < 0.35, `positive rate ${positives / 20_000}`);
+  // Deterministic per (seed, stream); another stream draws other samples.
+  const again = plantedSamples(R, 5, 3), other = plantedSamples(R, 5, 4);
+  const a = { ...s, ids: new Uint32Array(CRITEO_CATS) }, b = { ...s, ids: new Uint32Array(CRITEO_CATS) };
+  let same = 0;
+  for (let i = 0; i < 100; i++) { again(a); other(b); assert.equal(a.ids, mem[i]); if (a.ids.every((x, k) => x === b.ids[k])) same++; }
+  assert.ok(same < 50, `streams 3 and 4 agree on ${same} of 100 samples`);
+  assert.throws(() => plantedSamples(0, 5), /rowsPerTable/);
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));

@@ -260,6 +260,34 @@ class PlantedModel {
   }
 }
 
+/** One sample as the model sees it: what plantedSamples fills in. */
+export interface PlantedSample {
+  /** The 26 categorical ids (0 for an empty field). */
+  ids: Uint32Array;
+  /** The 13 dense features after the reader's transform, log(1 + max(count, 0)) (empty: 0). */
+  dense: Float32Array;
+  label: number;
+}
+
+/**
+ * Samples from the planted model in memory, with exactly the distribution generateSynthetic
+ * writes (the same model for the same seed: Zipf ranks through the per-table permutations, empty
+ * fields, dense counts, labels), for benchmarks that need click-log-like ids without a file.
+ * `stream` picks an independent sample stream (one per worker, say); it is not the file's stream.
+ */
+export function plantedSamples(rowsPerTable: number, seed: number, stream = 0): (into: PlantedSample) => void {
+  checkOptions({ out: '-', samples: 1, seed, rowsPerTable });
+  const model = new PlantedModel(rowsPerTable, seed);
+  const rand = mulberry32((seed ^ 0x5eed0004) + Math.imul(stream, 0x9e3779b9)), normal = normals(rand), zipf = zipfSampler(rowsPerTable, ZIPF_EXPONENT, rand);
+  const d = model.newDraw();
+  return (into) => {
+    model.draw(d, rand, normal, zipf);
+    into.ids.set(d.ids);
+    into.dense.set(d.x);
+    into.label = rand() < sigmoid(model.logit(d)) ? 1 : 0;
+  };
+}
+
 /** Parameter amplitude by frequency rank: frequent ids matter most; learnable ones, that is. */
 function decay(rank: number): number { return 1 / (1 + rank / 8); }
 

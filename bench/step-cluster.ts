@@ -1,0 +1,215 @@
+// `npm run bench -- step`: the worker step's data path against the wire, at the gpu preset (batch
+// 2048, 26 tables x 100k rows x dim 64) with the planted generator's Zipf ids, the scheduler, the
+// servers and the workers each a process of their own (as `hybridps launch` runs them).
+//
+// Per configuration (S servers, W workers, the servers' optimizer, BSP or SSP:2):
+// - dataPathMs: a step with the GPU work left out (bench/data-path-runner.ts: right-shaped
+//   constant gradients, still pushed, the dense gradient still allreduced when W = 2);
+// - wireFloorMs: one raw loopback TCP stream (bench/raw-tcp-floor.ts: a server process, the
+//   client in worker 0's process) carrying the same pull and push bytes per step, timed in
+//   blocks between blocks of the data-path steps (so both see the same load), in the same run;
+// - ratio = dataPathMs / wireFloorMs; ceilingSamplesPerSec = batch / dataPathMs;
+// - stepMs: the real step with the GPU work (lavapipe on a machine without a GPU);
+// - the phases of both, the rows touched and pulled, the cache hit rate.
+// Every child process is stopped at the end, on an error and on Ctrl-C.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { cpus, loadavg, totalmem, freemem } from 'node:os';
+import { LocalCluster } from '../src/launch/local-cluster.ts';
+import { printTable } from './table.ts';
+import {
+  ALL_CONFIGS, DEFAULT_CONFIGS, BenchRefusal, FULL_SIZES, QUICK_SIZES, TABLES, DIM, pickConfigs, memoryNeed, memoryRefusal,
+  type StepConfig, type RunSizes,
+} from './step-configs.ts';
+export { BenchRefusal };
+import type { WorkerProcConfig, WorkerProcMessage, WorkerProcResult, StepSample, PhaseResult } from './step-worker-proc.ts';
+
+export interface StepBenchArgs {
+  json?: boolean;
+  quick?: boolean;
+  /** Every configuration (16). */
+  all?: boolean;
+  /** Comma-separated configuration names (see step-configs.ts). */
+  config?: string;
+  rowsPerTable?: number;
+  batch?: number;
+  steps?: number;
+  gpuSteps?: number;
+}
+
+const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
+const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+/** Dawn's note at device creation on every adapter: not news. */
+const DAWN_NOISE = /artificially reduced from/;
+const QUICK_CONFIG = 's2-w1-adagrad-bsp';
+const PHASES = ['prep', 'pull', 'upload', 'compute', 'download', 'push', 'dense', 'clock'] as const;
+type Phases = Record<(typeof PHASES)[number], number>;
+
+/** The q-quantile (nearest rank) of v; NaN when empty. */
+const quantile = (v: number[], q: number) => { if (!v.length) return NaN; const s = [...v].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]!; };
+const median = (v: number[]) => quantile(v, 0.5);
+const r2 = (x: number) => +x.toFixed(2);
+const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / Math.max(1, v.length);
+
+/** Every child this run started that is still alive, so a signal or an error can stop them. */
+const children = new Set<ChildProcess>();
+function track(p: ChildProcess): ChildProcess {
+  children.add(p);
+  p.once('exit', () => children.delete(p));
+  return p;
+}
+function killAll(): void { for (const p of children) p.kill('SIGKILL'); }
+
+function spawnFloorServer(): Promise<{ port: number; proc: ChildProcess }> {
+  const proc = track(spawn(process.execPath, [...nodeArgs, '--import', 'tsx', here('./raw-tcp-floor.ts'), 'server'], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  return new Promise((resolve, reject) => {
+    proc.once('exit', (c) => reject(new Error(`raw TCP floor server exited (${c})`)));
+    createInterface({ input: proc.stdout! }).on('line', (l) => {
+      const m = /^HYBRIDPS_READY (.*)$/.exec(l);
+      if (m) resolve({ port: JSON.parse(m[1]!).port, proc });
+    });
+  });
+}
+
+/** Starts one worker process; resolves with its result, rejects on its error or early exit. */
+function runWorker(cfg: WorkerProcConfig, secret: string, log: (s: string) => void, procs: ChildProcess[]): Promise<WorkerProcResult> {
+  const env = { ...process.env, HYBRIDPS_SECRET: secret, BENCH_STEP_WORKER: JSON.stringify(cfg), HYBRIDPS_LOG: process.env.HYBRIDPS_LOG ?? 'warn' };
+  const proc = track(spawn(process.execPath, [...nodeArgs, '--import', 'tsx', here('./step-worker-proc.ts')], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced' }));
+  procs.push(proc);
+  for (const s of [proc.stdout!, proc.stderr!]) createInterface({ input: s }).on('line', (l) => { if (!DAWN_NOISE.test(l)) log(`[${cfg.nodeId}] ${l}`); });
+  // Settles when the process has exited: with its result, or with its error.
+  return new Promise((resolve, reject) => {
+    let result: WorkerProcResult | null = null, error: string | null = null;
+    proc.on('message', (raw: unknown) => {
+      const m = raw as WorkerProcMessage;
+      if (m?.kind === 'result' && typeof m.result === 'object') result = m.result;
+      else if (m?.kind === 'error') { error = m.message; proc.kill('SIGKILL'); }
+      else { error = 'an unexpected message'; proc.kill('SIGKILL'); }
+    });
+    proc.once('exit', (code, sig) => {
+      if (result && code === 0) resolve(result);
+      else reject(new Error(`${cfg.nodeId} failed (exit ${code ?? sig}): ${error ?? 'no result'}`));
+    });
+  });
+}
+
+function phaseMedians(steps: StepSample[]): Phases {
+  return Object.fromEntries(PHASES.map((k) => [k, r2(median(steps.map((s) => s[k])))])) as Phases;
+}
+
+async function runConfig(c: StepConfig, sizes: RunSizes, floorPort: number, log: (s: string) => void): Promise<Record<string, unknown>> {
+  const cluster = new LocalCluster({ servers: c.servers, heartbeatMs: 2000, nodeArgs, log: (l) => { if (/ERROR/.test(l)) log(l); } });
+  const t0 = performance.now();
+  let results: WorkerProcResult[];
+  const workers: ChildProcess[] = [];
+  try {
+    await cluster.start();
+    const base = { schedulerUrl: cluster.schedulerUrl, servers: c.servers, workers: c.workers, optimizer: c.optimizer, consistency: c.consistency, sizes, dataSeed: 7, floorPort };
+    const runs = Array.from({ length: c.workers }, (_, i) => runWorker({ ...base, nodeId: `worker-${i}` }, cluster.secret, log, workers));
+    // One worker failing leaves the others waiting at a barrier: stop them all on the first error.
+    results = await Promise.all(runs.map((p) => p.catch((e) => { for (const w of workers) w.kill('SIGKILL'); throw e; })));
+  } finally {
+    for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL'); // they exit by themselves once done
+    await cluster.stop();
+  }
+  const wallSec = (performance.now() - t0) / 1000;
+
+  const pooled = (f: (r: WorkerProcResult) => PhaseResult | null) => results.flatMap((r) => f(r)?.steps ?? []);
+  const avg = (f: (p: PhaseResult) => number) => mean(results.map((r) => f(r.dataPath)));
+  const dataSteps = pooled((r) => r.dataPath), gpuSteps = pooled((r) => r.gpu);
+  const dataPathMs = median(dataSteps.map((s) => s.total));
+  const rowsPulled = avg((p) => p.rowsPulled), rowsTouched = avg((p) => p.rowsTouched), rowsPushed = avg((p) => p.rowsPushed);
+  const pullBytes = avg((p) => p.pullBytes), pushBytes = avg((p) => p.pushBytes);
+  const floorOwner = results.find((r) => r.floor)!, floor = floorOwner.floor!;
+  const stepMs = gpuSteps.length ? median(gpuSteps.map((s) => s.total)) : NaN;
+  const need = memoryNeed([c], sizes.rowsPerTable);
+  return {
+    name: c.name, servers: c.servers, workers: c.workers, optimizer: c.optimizer,
+    consistency: c.consistency.kind === 'ssp' ? `ssp:${c.consistency.staleness}` : 'bsp',
+    batch: sizes.batch, rowsPerTable: sizes.rowsPerTable,
+    phases: gpuSteps.length ? phaseMedians(gpuSteps) : null,
+    dataPathPhases: phaseMedians(dataSteps),
+    dataPathMs: r2(dataPathMs),
+    dataPathSpreadMs: { p10: r2(quantile(dataSteps.map((s) => s.total), 0.1)), p90: r2(quantile(dataSteps.map((s) => s.total), 0.9)) },
+    standInMs: r2(median(dataSteps.map((s) => s.standIn))),
+    allreduceMs: r2(median(dataSteps.map((s) => s.allreduce))),
+    serverApplyMs: r2(results.find((r) => r.dataPath.server)?.dataPath.server?.applyMs ?? NaN),
+    ceilingSamplesPerSec: Math.round(sizes.batch / (dataPathMs / 1000)),
+    clusterCeilingSamplesPerSec: Math.round((c.workers * sizes.batch) / (dataPathMs / 1000)),
+    wireFloorMs: r2(floor.ms), wireFloor: { pullMs: r2(floor.pullMs), pushMs: r2(floor.pushMs), pullBytes: Math.round(floorOwner.dataPath.pullBytes), pushBytes: Math.round(floorOwner.dataPath.pushBytes) },
+    pullBytes: Math.round(pullBytes), pushBytes: Math.round(pushBytes),
+    ratio: r2(dataPathMs / floor.ms),
+    rowsTouched: Math.round(rowsTouched), rowsPulled: Math.round(rowsPulled), rowsPushed: Math.round(rowsPushed),
+    cacheHitRate: rowsTouched > 0 ? r2(Math.max(0, 1 - rowsPulled / rowsTouched)) : 0,
+    stepMs: r2(stepMs), stepSamplesPerSec: Number.isFinite(stepMs) ? Math.round(sizes.batch / (stepMs / 1000)) : null,
+    adapter: results[0]!.adapter,
+    steps: { dataPath: dataSteps.length, gpu: gpuSteps.length },
+    fillSec: r2(Math.max(...results.map((r) => r.fillSec))), wallSec: r2(wallSec),
+    serverRows: results.reduce((a, r) => a + r.serverRows, 0), serverTableBytes: Math.round(results.reduce((a, r) => a + r.serverTableBytes, 0)),
+    memoryEstimateBytes: Math.round(need.bytes), workerRssBytes: Math.max(...results.map((r) => r.rssBytes)),
+  };
+}
+
+export async function runStepClusterBench(args: StepBenchArgs): Promise<object> {
+  const base = args.quick ? QUICK_SIZES : FULL_SIZES;
+  const sizes: RunSizes = {
+    ...base,
+    rowsPerTable: args.rowsPerTable ?? base.rowsPerTable, batch: args.batch ?? base.batch,
+    steps: args.steps ?? base.steps, gpuSteps: args.gpuSteps ?? base.gpuSteps,
+  };
+  for (const [k, v] of Object.entries({ rowsPerTable: sizes.rowsPerTable, batch: sizes.batch, steps: sizes.steps })) {
+    if (!Number.isInteger(v) || v < 1) throw new BenchRefusal(`${k} ${v}: must be a positive integer`);
+  }
+  if (!Number.isInteger(sizes.gpuSteps) || sizes.gpuSteps < 0) throw new BenchRefusal(`gpu steps ${sizes.gpuSteps}: must be an integer >= 0`);
+  const configs = args.config ? pickConfigs(args.config) : args.all ? ALL_CONFIGS : args.quick ? pickConfigs(QUICK_CONFIG) : DEFAULT_CONFIGS;
+  const need = memoryNeed(configs, sizes.rowsPerTable);
+  const refusal = memoryRefusal(configs, sizes.rowsPerTable);
+  if (refusal) throw new BenchRefusal(refusal);
+
+  const log = (s: string) => process.stderr.write(s + '\n');
+  let interrupted = false;
+  const onSignal = () => { interrupted = true; log('\n[bench step] interrupted: stopping every process'); killAll(); setTimeout(() => process.exit(130), 2000).unref(); };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  log(`[bench step] ${configs.length} configuration(s): ${configs.map((c) => c.name).join(', ')}; batch ${sizes.batch}, ${TABLES} tables x ${sizes.rowsPerTable} rows x dim ${DIM}; ` +
+    `needs ~${(need.bytes / 2 ** 30).toFixed(1)} GB of ${(freemem() / 2 ** 30).toFixed(1)} GB available`);
+  const rows: Record<string, unknown>[] = [];
+  const floorServer = await spawnFloorServer();
+  try {
+    for (const c of configs) {
+      log(`[bench step] ${c.name}: starting the scheduler, ${c.servers} server(s), ${c.workers} worker(s)`);
+      const row = await runConfig(c, sizes, floorServer.port, log);
+      log(`[bench step] ${c.name}: data path ${row.dataPathMs} ms, wire floor ${row.wireFloorMs} ms (x${row.ratio}), step with the GPU work ${row.stepMs} ms (${row.wallSec} s)`);
+      rows.push(row);
+    }
+  } catch (e) {
+    if (interrupted) throw new BenchRefusal('interrupted; every process it started is stopped', 130, { cause: e });
+    throw e;
+  } finally {
+    floorServer.proc.stdin!.end();
+    killAll();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  const adapter = String(rows[0]?.adapter ?? 'none');
+  printTable(`Step data path vs one raw TCP stream (batch ${sizes.batch}, ${TABLES} tables x ${sizes.rowsPerTable} rows x dim ${DIM}, planted Zipf ids; ms, medians)`, rows.map((r) => {
+    const p = r.dataPathPhases as Phases;
+    return {
+      config: r.name, rows: r.rowsTouched, hit: r.cacheHitRate, prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
+      dataPath: r.dataPathMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step (${adapter.split(' ')[0]})`]: r.stepMs,
+    };
+  }));
+  if (rows.some((r) => r.phases)) {
+    printTable(`The same step with the GPU work, on ${adapter} (ms, medians)`, rows.filter((r) => r.phases).map((r) => ({ config: r.name, ...(r.phases as Phases), step: r.stepMs, samplesPerSec: r.stepSamplesPerSec })));
+  }
+  const targets = { 's2-w1-adagrad-bsp': 6, 's2-w1-adagrad-ssp2 (with a row cache)': 2 };
+  console.log(`targets (issue): dataPathMs / wireFloorMs <= 6 for s2-w1-adagrad-bsp, <= 2 for s2-w1-adagrad-ssp2 once a row cache lands`);
+  return {
+    bench: 'step', preset: 'gpu', batch: sizes.batch, rowsPerTable: sizes.rowsPerTable, tables: TABLES, dim: DIM,
+    ids: 'planted Zipf(1.1) through per-table permutations (src/data/synthetic.ts plantedSamples)',
+    sizes, adapter, machine: { cpus: cpus().length, loadavg: loadavg().map(r2), totalmemBytes: totalmem() },
+    configs: rows, targets,
+  };
+}
