@@ -99,7 +99,10 @@ function phaseMedians(steps: StepSample[]): Phases {
 }
 
 async function runConfig(c: StepConfig, sizes: RunSizes, floorPort: number, log: (s: string) => void): Promise<Record<string, unknown>> {
-  const cluster = new LocalCluster({ servers: c.servers, heartbeatMs: 2000, nodeArgs, log: (l) => { if (/ERROR/.test(l)) log(l); } });
+  // The roles' warnings and errors and the launcher's own lines (a role that exited), except
+  // while the cluster stops (members leaving is not news then).
+  let stopping = false;
+  const cluster = new LocalCluster({ servers: c.servers, heartbeatMs: 2000, nodeArgs, log: (l) => { if (!stopping && /ERROR|WARN|\[launch\]/.test(l)) log(l); } });
   const t0 = performance.now();
   let results: WorkerProcResult[];
   const workers: ChildProcess[] = [];
@@ -111,6 +114,7 @@ async function runConfig(c: StepConfig, sizes: RunSizes, floorPort: number, log:
     results = await Promise.all(runs.map((p) => p.catch((e) => { for (const w of workers) w.kill('SIGKILL'); throw e; })));
   } finally {
     for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGKILL'); // they exit by themselves once done
+    stopping = true;
     await cluster.stop();
   }
   const wallSec = (performance.now() - t0) / 1000;
@@ -126,6 +130,7 @@ async function runConfig(c: StepConfig, sizes: RunSizes, floorPort: number, log:
   const need = memoryNeed([c], sizes.rowsPerTable);
   return {
     name: c.name, servers: c.servers, workers: c.workers, optimizer: c.optimizer,
+    viewChanges: Math.max(...results.map((r) => r.viewChanges)),
     consistency: c.consistency.kind === 'ssp' ? `ssp:${c.consistency.staleness}` : 'bsp',
     batch: sizes.batch, rowsPerTable: sizes.rowsPerTable,
     phases: gpuSteps.length ? phaseMedians(gpuSteps) : null,
@@ -181,6 +186,7 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
       log(`[bench step] ${c.name}: starting the scheduler, ${c.servers} server(s), ${c.workers} worker(s)`);
       const row = await runConfig(c, sizes, floorServer.port, log);
       log(`[bench step] ${c.name}: data path ${row.dataPathMs} ms, wire floor ${row.wireFloorMs} ms (x${row.ratio}), step with the GPU work ${row.stepMs} ms (${row.wallSec} s)`);
+      if (row.viewChanges) log(`[bench step] ${c.name}: WARNING the cluster view changed ${row.viewChanges} time(s) during the run (a member lost and back?): its numbers are suspect`);
       rows.push(row);
     }
   } catch (e) {
@@ -197,7 +203,7 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   printTable(`Step data path vs one raw TCP stream (batch ${sizes.batch}, ${TABLES} tables x ${sizes.rowsPerTable} rows x dim ${DIM}, planted Zipf ids; ms, medians)`, rows.map((r) => {
     const p = r.dataPathPhases as Phases;
     return {
-      config: r.name, rows: r.rowsTouched, hit: r.cacheHitRate, prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
+      config: `${r.name}${r.viewChanges ? ' (!)' : ''}`, rows: r.rowsTouched, hit: r.cacheHitRate, prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
       dataPath: r.dataPathMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step (${adapter.split(' ')[0]})`]: r.stepMs,
     };
   }));
@@ -205,6 +211,7 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
     printTable(`The same step with the GPU work, on ${adapter} (ms, medians)`, rows.filter((r) => r.phases).map((r) => ({ config: r.name, ...(r.phases as Phases), step: r.stepMs, samplesPerSec: r.stepSamplesPerSec })));
   }
   const targets = { 's2-w1-adagrad-bsp': 6, 's2-w1-adagrad-ssp2 (with a row cache)': 2 };
+  if (rows.some((r) => r.viewChanges)) console.log('(!): the cluster view changed during that configuration (a member lost and back?): its numbers are suspect');
   console.log(`targets (issue): dataPathMs / wireFloorMs <= 6 for s2-w1-adagrad-bsp, <= 2 for s2-w1-adagrad-ssp2 once a row cache lands`);
   return {
     bench: 'step', preset: 'gpu', batch: sizes.batch, rowsPerTable: sizes.rowsPerTable, tables: TABLES, dim: DIM,

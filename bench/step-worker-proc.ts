@@ -56,6 +56,8 @@ export interface PhaseResult {
 
 export interface WorkerProcResult {
   nodeId: string; rank: number; adapter: string;
+  /** Cluster views this worker saw after it joined (a member lost or added): 0 in a clean run. */
+  viewChanges: number;
   fillSec: number;
   /** Rows and bytes the servers hold after the fill (rank 0 asks them; others report 0). */
   serverRows: number; serverTableBytes: number;
@@ -114,6 +116,10 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
     await client.waitForView((v) => v.servers.length >= cfg.servers && v.workers.length >= cfg.workers && client.rank >= 0, 120_000);
     if (ring) await client.waitForView((v) => v.workersEpoch === ring.ring.ringEpoch, 30_000);
     const rank = client.rank;
+    // A view change after the join means a member was lost or came back (a server declared dead
+    // on a starved machine, say): the numbers are then not those of S servers, and the bench says so.
+    let viewChanges = 0, watching = true;
+    client.onViewChange((v) => { if (!watching) return; viewChanges++; log.warn('cluster view changed during the benchmark', { epoch: v.epoch, servers: v.servers.length, workers: v.workers.length }); });
     log.info('joined', { rank, servers: client.view.servers.length, workers: client.view.workers.length });
     const { specs, tableIds } = psTableSpecs(spec, 1, 7n);
     await client.declareTables(specs);
@@ -216,8 +222,9 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
       gpuPhase = await runPhase(gpuStep, gpuBatches, sizes.gpuWarmup, null);
     }
     await client.barrier('done'); // nobody leaves (a view change) while another still steps
+    watching = false; // from here on the others leave
     return {
-      nodeId: cfg.nodeId, rank, adapter: gpu?.adapterName ?? 'none', fillSec, serverRows, serverTableBytes,
+      nodeId: cfg.nodeId, rank, adapter: gpu?.adapterName ?? 'none', viewChanges, fillSec, serverRows, serverTableBytes,
       dataPath, floor, gpu: gpuPhase, rssBytes: process.memoryUsage().rss,
     };
   } finally {

@@ -45,6 +45,7 @@ test(`--quick --json --config ${CONFIG}: one JSON object with every field; no pr
     assert.ok(positive(c[k]), `${k} = ${c[k]}`);
   }
   assert.ok(nonNegative(c.cacheHitRate) && c.cacheHitRate <= 1, `cacheHitRate = ${c.cacheHitRate}`);
+  assert.ok(Number.isInteger(c.viewChanges) && c.viewChanges >= 0, `viewChanges = ${c.viewChanges}`);
   assert.ok(positive(c.allreduceMs), `allreduceMs = ${c.allreduceMs} (2 workers: the dense gradient is allreduced)`);
   for (const phases of ['phases', 'dataPathPhases']) {
     for (const k of ['prep', 'pull', 'upload', 'compute', 'download', 'push', 'dense', 'clock']) assert.ok(nonNegative(c[phases][k]), `${phases}.${k} = ${c[phases][k]}`);
