@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, step).
+// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, step, pipeline).
 // step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
 // --gpu-steps N (see bench/step-cluster.ts).
 const [name, ...rest] = process.argv.slice(2);
@@ -10,6 +10,7 @@ const intFlag = (f: string): number | undefined => { const v = flag(f); return v
 const benches: Record<string, () => Promise<object>> = {
   ps: async () => (await import('./ps.ts')).runPsBench({ json, quick }),
   allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick }),
+  pipeline: async () => (await import('./pipeline.ts')).runPipelineBench({ quick, log: (s) => (json ? process.stderr : process.stdout).write(s + '\n') }),
   kernels: async () => {
     const kernels = await (await import('./kernels.ts')).runKernelsBench({ json, quick });
     // The full step at the same shapes: pull, upload, compute, download, push (and dense update).

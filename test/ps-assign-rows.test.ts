@@ -51,14 +51,15 @@ test('assignRange reaches every replica with fresh optimizer state; later pushes
   } finally { await c.close(); }
 });
 
-test('bad assignments and values-only copies from a worker are refused; nothing changes', async () => {
+test('bad assignments and values-only copies (from a server of the view) are refused; nothing changes', async () => {
   const c = await startCluster({ servers: 1 });
   try {
     const w = await c.client('good');
     await w.declareTables([spec]);
     const keys = keysOf(1, 2, 3);
     const before = await w.pull(3, keys);
-    const { conn } = await dial(c.servers[0]!.url, { nodeId: 'raw', secret: SECRET, role: Role.Worker, epoch: () => w.view.epoch });
+    // Under a server's identity: only servers of the view and the rank-0 worker may assign or copy rows.
+    const { conn } = await dial(c.servers[0]!.url, { nodeId: 'server-0', secret: SECRET, role: Role.Server, epoch: () => w.view.epoch });
     const expectError = async (body: RequestBody, code: ErrorCode, pattern: RegExp) => {
       const e = await conn.request(body).then(() => null, (err: Error) => err);
       assert.instance(e, RemoteError, `${body.type} should be refused`);

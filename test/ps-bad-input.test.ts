@@ -65,14 +65,23 @@ test('copyRows and handoff requests from a worker: refused or checked, nothing c
   await expectError({ type: 'handoffRequest', table: 0xffff, offset: 0, limit: 0 }, ErrorCode.Unsupported, /not a server/);
   await expectError({ type: 'handoffRequest', table: 1, offset: 0, limit: 10 }, ErrorCode.Unsupported, /not a server/);
   await expectError({ type: 'copyPending', table: 1, clock: 5, keys, sums: new Float64Array(12), applied: [] }, ErrorCode.Unsupported, /not a server/);
-  // Row assignment (how the pure-PS dense vector is seeded) is checked like a push.
   const copy = (over: Partial<Extract<Body, { type: 'copyRows' }>>): RequestBody => ({
     type: 'copyRows', table: 1, keys, values: new Float32Array(12), slots: new Float32Array(0), slotCount: 0, steps: new Uint32Array(0), ...over,
   });
-  await expectError(copy({ values: new Float32Array(11) }), ErrorCode.BadDimension, /do not match/);
-  await expectError(copy({ values: new Float32Array(12).fill(NaN) }), ErrorCode.NonFinite, /not finite/);
-  await expectError(copy({ keys: BigUint64Array.of(2n ** 50n, 1n, 2n) }), ErrorCode.Malformed, /2\^48/);
-  await expectError(copy({ table: 9 }), ErrorCode.UnknownTable, /unknown table 9/);
+  await expectError(copy({}), ErrorCode.Unsupported, /copyRows from raw, which is not a server/);
+  // From a server of the view, a copy is checked completely before any row changes.
+  const peer = (await dial(server.url, { nodeId: 'server-0', secret: SECRET, role: Role.Server, epoch: () => client.view.epoch })).conn;
+  const fromServer = async (body: RequestBody, code: ErrorCode, pattern: RegExp) => {
+    const e = await peer.request(body).then(() => null, (err: Error) => err);
+    assert.instance(e, RemoteError, `${body.type} should be refused`);
+    assert.is(ErrorCode[(e as RemoteError).code], ErrorCode[code], (e as Error).message);
+    assert.match((e as Error).message, pattern);
+  };
+  await fromServer(copy({ values: new Float32Array(11) }), ErrorCode.BadDimension, /do not match/);
+  await fromServer(copy({ values: new Float32Array(12).fill(NaN) }), ErrorCode.NonFinite, /not finite/);
+  await fromServer(copy({ keys: BigUint64Array.of(2n ** 50n, 1n, 2n) }), ErrorCode.Malformed, /2\^48/);
+  await fromServer(copy({ table: 9 }), ErrorCode.UnknownTable, /unknown table 9/);
+  await peer.close();
   await unchanged();
 });
 

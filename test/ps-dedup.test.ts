@@ -41,7 +41,8 @@ test('a server applies each part of a re-routed push once, whichever way it arri
     await reader.declareTables([table({ id: 1, dim: 2, init: 'zeros', initScale: 0, optimizer: 'sgd', hyper: { lr: -1 }, consistency: Consistency.ASP })]);
     const url = c.servers[0]!.url, epoch = () => reader.view.epoch;
     const worker = (await dial(url, { nodeId: 'w1', secret: SECRET, role: Role.Worker, epoch })).conn;
-    const peerServer = (await dial(url, { nodeId: 'other-server', secret: SECRET, role: Role.Server, epoch })).conn;
+    // Replication is taken from the servers of the view only: this link speaks as the one server.
+    const peerServer = (await dial(url, { nodeId: 'server-0', secret: SECRET, role: Role.Server, epoch })).conn;
     const push = (keys: BigUint64Array): PushBody => ({ type: 'push', table: 1, keys, values: new Float32Array(keys.length * 2).fill(1), worker: 1, clock: 0, seq: 7, f16: false });
     // Rows 10, 11 forwarded by another head as replicas of push 7; rows 20, 21 of the same push sent here directly.
     await peerServer.request({ type: 'replicaPush', push: push(keysOf(10, 11)), origin: 'w1' });
@@ -74,7 +75,8 @@ test('sums copied to a new replica carry their pushes: the same push forwarded l
     const reader = await c.client('reader');
     await reader.declareTables([table({ id: 1, dim: 2, init: 'zeros', initScale: 0, optimizer: 'sgd', hyper: { lr: -1 }, consistency: Consistency.BSP })]);
     const url = c.servers[0]!.url, epoch = () => reader.view.epoch;
-    const head = (await dial(url, { nodeId: 'old-head', secret: SECRET, role: Role.Server, epoch })).conn;
+    // As a server of the view (only those may copy): the link takes the one server's identity.
+    const head = (await dial(url, { nodeId: 'server-0', secret: SECRET, role: Role.Server, epoch })).conn;
     const keys = keysOf(10, 11);
     await head.request({ type: 'copyPending', table: 1, clock: 0, keys, sums: Float64Array.of(3, 3, 3, 3), applied: [{ sender: 'w1', seq: 5, keys }] });
     const retry: PushBody = { type: 'push', table: 1, keys, values: new Float32Array(4).fill(3), worker: 1, clock: 0, seq: 5, f16: false };

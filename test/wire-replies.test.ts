@@ -13,7 +13,7 @@ const pull = { type: 'pull', table: 1, keys: BigUint64Array.of(1n, 2n), clock: -
 
 test('the reply map: each request kind gets its reply kind(s)', () => {
   const want: Partial<Record<BodyType, BodyType[]>> = {
-    hello: ['welcome'], pull: ['pullReply'], push: ['pushAck'], replicaPush: ['pushAck'], clock: ['clockAck'],
+    hello: ['welcome'], pull: ['pullReply'], push: ['pushAck'], replicaPush: ['pushAck'], pullBatch: ['pullBatchReply'], pushBatch: ['pushBatchAck'], clock: ['clockAck'],
     statsRequest: ['statsReply'], checkpoint: ['checkpointReply'], restore: ['checkpointReply'],
     declareTables: ['declareTablesReply'], barrier: ['barrierRelease'], copyRows: ['ok'], copyPending: ['ok'],
     heartbeat: ['ok'], leave: ['ok'], assignRows: ['ok'], handoffMetaRequest: ['handoffMeta'], handoffRequest: ['copyRows'],

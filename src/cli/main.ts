@@ -30,6 +30,9 @@ secretOptions(linkOptions(program.command('scheduler')).description('run the sch
   .option('--replicas <n>', 'replication factor R for every key range', int)
   .option('--vnodes <n>', 'virtual nodes per server on the hash ring', int)
   .option('--heartbeat-misses <n>', 'missed heartbeats before a member is declared dead', int)
+  // Bounds on the barrier names peers can make the scheduler keep (docs/wire.md, "Bounds").
+  .option('--max-barrier-names <n>', 'released barrier names remembered (their generations); older ones are forgotten (default 4096)', int)
+  .option('--max-barriers-per-worker <n>', 'barriers one worker may wait in at once; another is refused (default 64)', int)
   .action((o) => runScheduler(o));
 
 secretOptions(linkOptions(program.command('server')).description('run a parameter server'))
@@ -73,6 +76,7 @@ const trainOptions = (c: Command) => c
   .option('--model <json>', 'model shape overrides as JSON, e.g. {"dim":8}')
   .option('--seed <n>', 'initialisation seed (default 1)', int)
   .option('--f16', 'values as fp16 on the wire')
+  .option('--no-pipeline', 'a serial worker step (default: the next batch is prepared, and pulled where consistency allows, while the GPU computes)')
   .option('--bad-lines <policy>', 'skip (default; counted and reported) or fatal')
   .option('--json', 'print one JSON summary as the last line');
 

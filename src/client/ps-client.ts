@@ -9,8 +9,10 @@ import type { Reply, RequestBody } from '../wire/replies.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
 import { ClusterMember } from '../cluster/member.ts';
 import { createLogger } from '../util/log.ts';
-import { compose, gatherKeys, iota } from '../util/index-arrays.ts';
+import { compose, gatherKeys, iota } from '../keys/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
+import { RequestCoalescer } from './request-coalescer.ts';
+import { keysFromNumbers, keyWords } from '../keys/keys.ts';
 
 export interface PSClientOptions {
   secret: Uint8Array;
@@ -26,6 +28,11 @@ export interface PSClientOptions {
   maxFrameBytes?: number;
   /** Attempts per request part across view changes and reconnects. */
   retries?: number;
+  /**
+   * Send the pulls (pushes) issued in one event-loop turn as one PullBatch (PushBatch) per server
+   * (default true); false sends one Pull / Push per table per server.
+   */
+  coalesce?: boolean;
 }
 
 export interface WireBytes { pull: number; push: number; other: number }
@@ -34,9 +41,9 @@ export interface WireBytes { pull: number; push: number; other: number }
 export function rangeKeys(offset: number, length: number, blockSize: number): { keys: BigUint64Array; first: number } {
   const first = Math.floor(offset / blockSize);
   const last = Math.floor((offset + length - 1) / blockSize);
-  const keys = new BigUint64Array(Math.max(0, last - first + 1));
-  for (let i = 0; i < keys.length; i++) keys[i] = BigInt(first + i);
-  return { keys, first };
+  const n = new Float64Array(Math.max(0, last - first + 1));
+  for (let i = 0; i < n.length; i++) n[i] = first + i;
+  return { keys: keysFromNumbers(n), first };
 }
 
 export class PSClient {
@@ -49,6 +56,7 @@ export class PSClient {
   private readonly member: ClusterMember;
   private seq = 0;
   private readonly log;
+  private readonly coalescer: RequestCoalescer | null;
 
   private constructor(private readonly opts: PSClientOptions) {
     this.nodeId = opts.nodeId ?? `worker-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -62,6 +70,7 @@ export class PSClient {
         if (me) this.rank = me.rank;
       },
     });
+    this.coalescer = opts.coalesce === false ? null : new RequestCoalescer((id, body) => this.toServer(id, body), () => this.rank, !!opts.f16);
   }
 
   static async connect(opts: PSClientOptions): Promise<PSClient> {
@@ -121,10 +130,10 @@ export class PSClient {
     const dim = this.dimOf(table);
     let out: Float32Array | null = null;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
-      const reply = await this.toServer(serverId, {
-        type: 'pull', table, keys: partKeys, clock: opts.clock ?? -1, worker: this.rank, f16: !!this.opts.f16,
-      });
-      const v = reply.body.values;
+      const clock = opts.clock ?? -1;
+      const v = this.coalescer ? await this.coalescer.pull(serverId, table, partKeys, dim, clock) : (await this.toServer(serverId, {
+        type: 'pull', table, keys: partKeys, clock, worker: this.rank, f16: !!this.opts.f16,
+      })).body.values;
       if (v.length !== idx.length * dim) {
         throw new Error(`server ${serverId} answered ${v.length} values for ${idx.length} rows of dim ${dim}`);
       }
@@ -137,6 +146,16 @@ export class PSClient {
     return out ?? new Float32Array(keys.length * dim);
   }
 
+  /** Pulls of several tables at once: with coalescing (the default) one message per server. */
+  pullMany(parts: { table: number; keys: BigUint64Array; clock?: number }[]): Promise<Float32Array[]> {
+    return Promise.all(parts.map((p) => this.pull(p.table, p.keys, { clock: p.clock })));
+  }
+
+  /** Pushes to several tables at once: with coalescing (the default) one message per server. */
+  async pushMany(parts: { table: number; keys: BigUint64Array; grads: Float32Array; clock?: number }[]): Promise<void> {
+    await Promise.all(parts.map((p) => this.push(p.table, p.keys, p.grads, { clock: p.clock })));
+  }
+
   /** Pushes one gradient row per key; resolves when every owning server acknowledged. */
   async push(table: number, keys: BigUint64Array, grads: Float32Array, opts: { clock?: number } = {}): Promise<void> {
     const dim = this.dimOf(table);
@@ -147,9 +166,9 @@ export class PSClient {
         values = new Float32Array(idx.length * dim);
         for (let i = 0; i < idx.length; i++) values.set(grads.subarray(idx[i]! * dim, (idx[i]! + 1) * dim), i * dim);
       }
-      await this.toServer(serverId, {
-        type: 'push', table, keys: partKeys, values, worker: this.rank, clock: opts.clock ?? this.clockValue, seq, f16: !!this.opts.f16,
-      });
+      const clock = opts.clock ?? this.clockValue;
+      if (this.coalescer) await this.coalescer.push(serverId, table, partKeys, values, seq, clock);
+      else await this.toServer(serverId, { type: 'push', table, keys: partKeys, values, worker: this.rank, clock, seq, f16: !!this.opts.f16 });
       this.bytes.push += partKeys.byteLength + (this.opts.f16 ? values.length * 2 : values.byteLength);
     });
   }
@@ -225,17 +244,18 @@ export class PSClient {
     const padded = new Float32Array(keys.length * block);
     padded.set(values);
     const byServer = new Map<string, number[]>();
-    keys.forEach((k, i) => {
-      for (const m of this.view.chainOf(table, Number(k & 0xffffffffn), Number(k >> 32n))) {
+    const words = keyWords(keys);
+    for (let i = 0; i < keys.length; i++) {
+      for (const m of this.view.chainOf(table, words[2 * i]!, words[2 * i + 1]!)) {
         let list = byServer.get(m.nodeId);
         if (!list) byServer.set(m.nodeId, (list = []));
         list.push(i);
       }
-    });
+    }
     await this.withRetry('assign', () => Promise.all([...byServer].map(([serverId, idx]) => {
       const part = new Float32Array(idx.length * block);
       idx.forEach((k, i) => part.set(padded.subarray(k * block, (k + 1) * block), i * block));
-      return this.toServer(serverId, { type: 'assignRows', table, keys: BigUint64Array.from(idx, (i) => keys[i]!), values: part });
+      return this.toServer(serverId, { type: 'assignRows', table, keys: gatherKeys(keys, idx), values: part });
     })));
   }
 

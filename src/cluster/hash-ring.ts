@@ -3,7 +3,7 @@
 // Adding or removing one server moves only about 1/S of the keys.
 
 import { fmix32 } from '../util/hash.ts';
-import { iota } from '../util/index-arrays.ts';
+import { iota } from '../keys/index-arrays.ts';
 import { keyWords } from '../keys/keys.ts';
 
 

@@ -32,11 +32,17 @@ export function exitWithParent(stop: () => Promise<void>): void {
   onLauncherGone(() => void shutdown('parent gone'));
 }
 
-export async function runScheduler(flags: CommonRoleFlags & { replicas?: number; vnodes?: number; heartbeatMisses?: number }): Promise<void> {
+/** The scheduler's own flags: the ring, failure detection, and its barrier bounds (docs/wire.md, "Bounds"). */
+export interface SchedulerFlags extends CommonRoleFlags {
+  replicas?: number; vnodes?: number; heartbeatMisses?: number; maxBarrierNames?: number; maxBarriersPerWorker?: number;
+}
+
+export async function runScheduler(flags: SchedulerFlags): Promise<void> {
   const env = clusterEnvFromProcess();
   const s = await Scheduler.start({
     secret: loadSecret(flags), host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
     replicas: flags.replicas, vnodes: flags.vnodes, heartbeatIntervalMs: flags.heartbeatMs, heartbeatMisses: flags.heartbeatMisses, limits: limitsFromFlags(flags),
+    maxBarrierNames: flags.maxBarrierNames, maxBarriersPerWorker: flags.maxBarriersPerWorker,
   });
   const metrics = flags.metricsPort !== undefined
     ? await serveMetrics('scheduler', { counters: () => ({ ...s.stats, epoch: s.view().epoch, members: s.view().members.length }), status: () => s.status() }, flags.metricsPort)

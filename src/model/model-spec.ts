@@ -17,6 +17,7 @@
 // Expression scope: B, every config number, U_T and NNZ_T for every table T, Utotal and NNZtotal
 // (sums over the tables), Umax (the largest U_T), splits, denseStride (floats of the padded dense vector) and, per dense
 // parameter P, offset_P (its float offset in it; non-word characters of P become _).
+import { mulberry32 } from '../util/hash.ts';
 import { evalFormula } from '../gpu/kernel-meta.ts';
 
 /** A number, or a formula such as 'B', 'B*numTables*dim', 'ceil(B/64)', '1/B'. */
@@ -137,6 +138,23 @@ export function denseSizes(spec: ModelSpec): { name: string; offset: number; siz
     out.push({ name: p.name, offset, size });
     offset += size;
   }
+  return out;
+}
+
+/** The spec's initial dense vector (flat, unpadded), deterministic in `seed`. */
+export function initDense(spec: ModelSpec, seed = 1): Float32Array {
+  const sizes = denseSizes(spec);
+  const out = new Float32Array(sizes.reduce((s, p) => s + p.size, 0));
+  const r = mulberry32(seed);
+  spec.dense.forEach((p, i) => {
+    const { offset, size } = sizes[i];
+    const scale = p.init.scale ?? 0;
+    for (let j = 0; j < size; j++) {
+      if (p.init.kind === 'zeros') out[offset + j] = 0;
+      else if (p.init.kind === 'uniform') out[offset + j] = (2 * r() - 1) * scale;
+      else out[offset + j] = Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r()) * scale;
+    }
+  });
   return out;
 }
 

@@ -117,15 +117,16 @@ export class Scheduler {
   /**
    * Why a hello may not take over the node id of a registered member, or null when it may: a live
    * member keeps its id unless the newcomer is plausibly the same member restarting (same role and
-   * the same address, or the old one has missed two heartbeats). Observers never take a member's id.
+   * the same address, or the old one has missed as many heartbeats as would declare it dead: two
+   * were too few, a loaded member is often that late). Observers never take a member's id.
    */
   private duplicateProblem(previous: MemberState, hello: Extract<Body, { type: 'hello' }>): string | null {
     if (!previous.conn.isOpen) return null;
     const what = `node id '${hello.nodeId}' is already registered by a live ${Role[previous.member.role]} at ${previous.member.address || '(no address)'}`;
     if (hello.role === Role.Client || hello.role !== previous.member.role) return `${what}; give each process its own --node-id`;
-    const stale = Date.now() - previous.lastSeen > 2 * this.heartbeatMs;
+    const stale = Date.now() - previous.lastSeen > this.heartbeatMs * (this.opts.heartbeatMisses ?? 5);
     if (hello.address === previous.member.address || stale) return null;
-    return `${what}, and this ${Role[hello.role]} registers from ${hello.address || '(no address)'}; give each process its own --node-id (a restarted member re-registers from its old address, or once the old one has missed two heartbeats)`;
+    return `${what}, and this ${Role[hello.role]} registers from ${hello.address || '(no address)'}; give each process its own --node-id (a restarted member re-registers from its old address, or once the old one has missed --heartbeat-misses heartbeats)`;
   }
 
   /**

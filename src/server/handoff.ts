@@ -11,6 +11,7 @@ import { keyHi, keyLo, keyWords } from '../keys/keys.ts';
 import type { TableRows } from './table-store.ts';
 import type { ServerContext } from './server-context.ts';
 import { copyRowsBody, importCopiedRows } from './row-copy.ts';
+import { checkFinite, refuse } from './request-checks.ts';
 
 /** Rows per handoff page (one CopyRows frame): 4096 x dim 64 x (1 + 2 slots) floats is 3 MiB. */
 export const HANDOFF_PAGE = 4096;
@@ -60,6 +61,8 @@ export class Handoff {
   private async takeOverFrom(serverId: string): Promise<number> {
     const peer = this.ctx.member.server(serverId);
     const meta = (await peer.request({ type: 'handoffMetaRequest' }, HANDOFF_TIMEOUT_MS)).body;
+    // Every sum finite before anything is taken (the pages' rows are checked as they are imported).
+    for (const t of meta.tables) for (const p of t.pending) refuse(checkFinite(p.sums, `handoff sum of table ${t.spec.id} clock ${p.clock}`));
     this.ctx.tables.declare(meta.tables.map((t) => t.spec));
     for (const c of meta.clocks) this.ctx.gate.clocks.advance(c.rank, c.clock);
     for (const w of meta.wholePushes) for (const q of w.seqs) this.ctx.dedup.record(w.sender, q);

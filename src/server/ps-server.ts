@@ -1,14 +1,13 @@
 // A parameter server (ps-lite's KVServer): holds the shards of every declared table that the
 // cluster view assigns to it and answers its peers' requests. This class registers with the
-// cluster, authorizes each request by its sender's role and dispatches it to the unit that owns
-// it: pulls and pushes (kv-handler.ts) under each table's consistency model (consistency.ts),
-// replication chains (replication.ts), a joining server's handoff (handoff.ts), rows written
+// cluster, authorizes each request by its sender's role and identity (authorization.ts) and
+// dispatches it to the unit that owns it: pulls and pushes (kv-handler.ts) under each table's
+// consistency model (consistency.ts), replication chains (replication.ts), a joining server's handoff (handoff.ts), rows written
 // from outside (row-copy.ts) and checkpoints (checkpointing.ts). Everything a peer sends is
 // validated before any table is touched; a bad request gets an error naming the cause and
 // changes nothing.
 import { Listener, RpcError, type Connection, type LinkLimits } from '../transport/index.ts';
-import { ErrorCode, Role, type Body, type BodyType, type Envelope } from '../wire/codec.ts';
-import type { RequestType } from '../wire/replies.ts';
+import { ErrorCode, Role, type Body, type Envelope } from '../wire/codec.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
 import { ClusterMember } from '../cluster/member.ts';
 import { createLogger } from '../util/log.ts';
@@ -23,6 +22,7 @@ import { Handoff } from './handoff.ts';
 import { KvHandler } from './kv-handler.ts';
 import { ServerCheckpoints } from './checkpointing.ts';
 import { assignRows } from './row-copy.ts';
+import { authorize } from './authorization.ts';
 
 export interface PsServerOptions {
   secret: Uint8Array;
@@ -45,19 +45,6 @@ export interface PsServerOptions {
    */
   checkpointRoot?: string;
 }
-
-/**
- * Who may send each kind of request, by the role its sender authenticated as in the handshake:
- * the one place to tighten. A kind not listed is not a server's to handle.
- */
-const MAY_SEND: { readonly [K in RequestType]?: 'any' | readonly Role[] } = {
-  declareTables: 'any', pull: 'any', push: 'any', clock: 'any',
-  assignRows: 'any', // workers seed dense range rows (PSClient.assignRange)
-  copyRows: 'any', // sent by servers only (replication, handoff pages); not yet refused from others
-  checkpoint: 'any', restore: 'any', statsRequest: 'any',
-  // Replication and handoff: a worker could otherwise speak for another worker, or read rows out.
-  replicaPush: [Role.Server], copyPending: [Role.Server], handoffMetaRequest: [Role.Server], handoffRequest: [Role.Server],
-};
 
 export class PsServer {
   readonly nodeId: string;
@@ -125,19 +112,11 @@ export class PsServer {
   private async onRequest(env: Envelope, conn: Connection): Promise<Body | void> {
     await this.viewAtLeast(env.epoch);
     try {
-      this.authorize(env.body.type, conn);
+      authorize(env.body, { id: conn.peerId, role: conn.peerRole }, this.view);
       return await this.dispatch(env.body, conn);
     } catch (e) {
       this.stats.rejected++;
       throw e;
-    }
-  }
-
-  private authorize(type: BodyType, conn: Connection): void {
-    const who = (MAY_SEND as { readonly [K in BodyType]?: 'any' | readonly Role[] })[type];
-    if (!who) throw new RpcError(ErrorCode.Unsupported, `a server does not handle ${type}`);
-    if (who !== 'any' && !who.includes(conn.peerRole)) {
-      throw new RpcError(ErrorCode.Unsupported, `${type} from ${conn.peerId}, which is not a ${who.map((r) => Role[r].toLowerCase()).join(' or ')}`);
     }
   }
 
@@ -146,6 +125,8 @@ export class PsServer {
       case 'declareTables': return { type: 'declareTablesReply', tables: this.tables.declare(body.tables) };
       case 'pull': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pull(body);
       case 'push': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.push(body, conn.peerId, 0);
+      case 'pullBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pullBatch(body);
+      case 'pushBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pushBatch(body, conn.peerId);
       case 'replicaPush': return await this.kv.push(body.push, body.origin, 1);
       case 'clock': return { type: 'clockAck', clock: this.gate.clock(body.worker, body.clock) };
       case 'assignRows': assignRows(this.tables.get(body.table), body); return { type: 'ok' };

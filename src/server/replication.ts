@@ -11,6 +11,7 @@ import { keyAt, keyNumber, keysToNumbers, keyWords } from '../keys/keys.ts';
 import type { ServerContext } from './server-context.ts';
 import { checkFinite, checkKeys, refuse } from './request-checks.ts';
 import { copyRowsBody, importCopiedRows } from './row-copy.ts';
+import { gatherKeys } from '../keys/index-arrays.ts';
 
 export class Replication {
   /** Copies sent by rereplicate not yet answered (an answer means applied): 0 once R copies exist again. */
@@ -100,7 +101,9 @@ export class Replication {
 
   /** Rows copied in by the head of a chain this server just joined (see rereplicate). */
   copyIn(c: BodyOf<'copyRows'>): Body {
-    importCopiedRows(this.ctx.tables.get(c.table), c);
+    const t = this.ctx.tables.get(c.table);
+    this.requireInChains(c.table, c.keys);
+    importCopiedRows(t, c);
     return { type: 'ok' };
   }
 
@@ -109,6 +112,7 @@ export class Replication {
     const t = this.ctx.tables.get(c.table);
     if (t.spec.consistency !== Consistency.BSP) throw new RpcError(ErrorCode.Unsupported, `copyPending for table ${t.spec.name}, which is not BSP`);
     refuse(checkKeys(c.keys));
+    this.requireInChains(c.table, c.keys);
     if (c.sums.length !== c.keys.length * t.spec.dim) throw new RpcError(ErrorCode.BadDimension, `copyPending of ${c.keys.length} rows has ${c.sums.length} sums, dim ${t.spec.dim}`);
     refuse(checkFinite(c.sums, 'copyPending sum'));
     for (const a of c.applied) refuse(checkKeys(a.keys));
@@ -116,6 +120,12 @@ export class Replication {
     for (const a of c.applied) this.ctx.dedup.record(a.sender, a.seq, a.keys, c.table);
     if (this.ctx.gate.addPending(t, c.clock, c.keys, c.sums)) this.ctx.gate.applyReady();
     return { type: 'ok' };
+  }
+
+  /** Copies are only of keys this server holds in its chains (WrongOwner otherwise, naming the key's chain head). */
+  private requireInChains(table: number, keys: BigUint64Array): void {
+    refuse(checkKeys(keys));
+    this.nextHops(table, keys, false);
   }
 
   private wrongOwner(key: bigint, table: number, owner: string | undefined): RpcError {
@@ -126,11 +136,10 @@ export class Replication {
 /** Rows `idx` of push `p` (the same push, sent as f32, when idx is every row). */
 export function subsetPush(p: PushBody, idx: ArrayLike<number>, dim: number): PushBody {
   if (idx.length === p.keys.length) return { ...p, f16: false };
-  const keys = new BigUint64Array(idx.length);
+  const keys = gatherKeys(p.keys, idx); // word by word: no BigInt per key
   const values = new Float32Array(idx.length * dim);
   for (let i = 0; i < idx.length; i++) {
     const k = idx[i]!;
-    keys[i] = p.keys[k]!;
     values.set(p.values.subarray(k * dim, (k + 1) * dim), i * dim);
   }
   return { ...p, keys, values, f16: false };

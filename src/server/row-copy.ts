@@ -31,6 +31,8 @@ export function importCopiedRows(t: TableState, c: BodyOf<'copyRows'>): void {
   if (c.values.length !== n * d) throw shape();
   refuse(checkFinite(c.values, 'copyRows value'));
   if (c.slotCount !== sc || c.slots.length !== n * d * sc || c.steps.length !== n) throw shape();
+  // A NaN or Inf slot leaves the row's value alone but turns it to NaN (or freezes it) at the next push.
+  refuse(checkFinite(c.slots, 'copyRows slot'));
   const slots = Array.from({ length: sc }, (_, s) => c.slots.slice(s * n * d, (s + 1) * n * d));
   t.store.importRows({ keys: c.keys.slice(), values: c.values.slice(), slots, steps: c.steps.slice() });
 }

@@ -40,6 +40,8 @@ export interface TrainConfig {
   f16: boolean;
   /** Bad data lines: skip (counted, reported) or stop. */
   onBadLine: 'skip' | 'fatal';
+  /** Pipelined worker step (docs/training.md): prep and, where consistency allows, pulls of the next batch overlap the GPU. */
+  pipeline: boolean;
 }
 
 export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
@@ -47,7 +49,7 @@ export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   consistency: { kind: 'bsp', staleness: 0 },
   batch: 256, steps: 0, epochs: 1,
   lr: { emb: 0.05, dense: 0.05 }, optimizer: { emb: 'adagrad', dense: 'adagrad' },
-  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, seed: 1, f16: false, onBadLine: 'skip',
+  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, seed: 1, f16: false, onBadLine: 'skip', pipeline: true,
 };
 
 /**

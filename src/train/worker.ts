@@ -8,7 +8,7 @@ import { acquireGpu } from '../gpu/device.ts';
 import { PSClient } from '../client/ps-client.ts';
 import { ModelRunner, type DenseOptimizer } from '../model/model-runner.ts';
 import { dlrmSpec } from '../model/dlrm.ts';
-import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode } from '../worker/worker-step.ts';
+import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type PreparedBatch } from '../worker/worker-step.ts';
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { prepareTable } from '../model/batch-prep.ts';
 import { exactAuc, loglossFromLogits } from '../metrics/classification.ts';
@@ -112,7 +112,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       ? { mode: 'ps', tableId: DENSE_TABLE_ID }
       : { mode: 'local', optimizer: denseOptimizer(cfg), hook: workers > 1 ? ring!.hook() : undefined };
     const globalBatch = cfg.batch * workers;
-    const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense });
+    const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense, pipeline: cfg.pipeline });
 
     const denseNow = async () => (cfg.mode === 'pure-ps' ? client.pullRange(DENSE_TABLE_ID, 0, runner.denseLength) : runner.readDense());
     const evaluate = async (step: number, limit: number): Promise<EvalResult> => {
@@ -155,25 +155,39 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     });
     const source = trainBatches(cfg, { rank, workers, skipSamples: firstStep * globalBatch });
     const batches = source.batches[Symbol.asyncIterator]();
-    // The next batch is read and parsed while this step waits on the GPU and the network.
-    let next = batches.next();
+    // The next batch is read and parsed while this step waits on the GPU and the network; with
+    // the pipeline it is also prepared (and pulled where consistency allows) during the GPU work.
+    let read = batches.next(), taken = 0;
+    const take = async (clock?: number): Promise<PreparedBatch | null> => {
+      if (cfg.steps > 0 && firstStep + taken >= cfg.steps) return null;
+      const { value: mb, done } = await read;
+      if (done) return null;
+      taken++;
+      read = batches.next();
+      return stepper.prepare(toWorkerBatch(mb, cfg.model.numTables), clock);
+    };
+    let ahead: Promise<PreparedBatch | null> | null = null;
     for (;;) {
-      if (cfg.steps > 0 && step >= cfg.steps) { next.catch(() => {}); void batches.return?.(undefined); break; }
-      const { value: mb, done } = await next;
-      if (done) break;
-      next = batches.next();
-      const r = await stepper.run(toWorkerBatch(mb, cfg.model.numTables));
+      const cur = await (ahead ?? take());
+      ahead = null;
+      if (!cur) break;
+      const r = await stepper.run(cur, cfg.pipeline ? (clock) => { ahead = take(clock); ahead.catch(() => {}); } : undefined);
       if (!Number.isFinite(r.loss)) throw new Error(`step ${step + 1}: the loss is ${r.loss}; lower --lr (emb ${cfg.lr.emb}, dense ${cfg.lr.dense})`);
       step++;
-      samples += mb.size;
+      samples += cur.batch.B;
       for (const [k, v] of Object.entries(r.ms)) phaseMs[k] = (phaseMs[k] ?? 0) + v;
       report({ kind: 'progress', progress: { rank, step, loss: r.loss, samples, wallSec: (performance.now() - t0) / 1000, bytes: bytes(), ms: { ...r.ms } } });
       if (cfg.evalSteps > 0 && step % cfg.evalSteps === 0 && rank === 0) await evaluate(step, cfg.evalSamples);
       if (cfg.checkpointDir && ((cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) || requested.delete(step))) {
+        // Drain: no early pull straddles the checkpoint (the next step pulls after it).
+        if (ahead) ahead = (ahead as Promise<PreparedBatch | null>).then((p) => p && stepper.withoutEarlyRows(p));
+        await ahead;
         lastCheckpoint = await checkpoint(step);
         lastCheckpointStep = step;
       }
     }
+    read.catch(() => {});
+    void batches.return?.(undefined);
     const wallSec = (performance.now() - t0) / 1000;
     await client.barrier('trained');
     if (cfg.checkpointDir && lastCheckpointStep !== step) lastCheckpoint = await checkpoint(step);

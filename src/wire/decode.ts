@@ -60,6 +60,10 @@ BodySpecs[W.Body.CopyPending] = CopyPendingSpec;
 BodySpecs[W.Body.HandoffMetaRequest] = [];
 BodySpecs[W.Body.HandoffMeta] = [{ k: 'tables', spec: HandoffTableSpec }, { k: 'tables', spec: [s4, s8] }, { k: 'tables', spec: [str, v8] }];
 BodySpecs[W.Body.AssignRows] = [s2, v8, v4];
+BodySpecs[W.Body.PullBatch] = [{ k: 'tables', spec: [s2, v8] }, s8, s4, s1];
+BodySpecs[W.Body.PullBatchReply] = [v4, v4, v4, v2];
+BodySpecs[W.Body.PushBatch] = [{ k: 'tables', spec: [s2, v8, s8, s4] }, v4, v2, s4, s8];
+BodySpecs[W.Body.PushBatchAck] = [{ k: 'tables', spec: [s8, s1] }];
 BodySpecs[W.Body.StatsReply] = [str];
 BodySpecs[W.Body.Ok] = [];
 BodySpecs[W.Body.Error] = [s2, str];
@@ -252,6 +256,36 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     case W.Body.AssignRows: {
       const a = get(W.AssignRows);
       return { type: 'assignRows', table: a.table(), keys: vec(bb, a, 1, BigUint64Array), values: vec(bb, a, 2, Float32Array) };
+    }
+    case W.Body.PullBatch: {
+      const p = get(W.PullBatch);
+      const parts = [];
+      for (let i = 0; i < p.partsLength(); i++) {
+        const x = p.parts(i)!;
+        parts.push({ table: x.table(), keys: vec(bb, x, 1, BigUint64Array) });
+      }
+      return { type: 'pullBatch', parts, clock: num(p.clock()), worker: p.worker(), f16: p.f16() };
+    }
+    case W.Body.PullBatchReply: {
+      const r = get(W.PullBatchReply);
+      const v = values(bb, r, 2, 3);
+      return { type: 'pullBatchReply', offsets: vec(bb, r, 0, Uint32Array), dims: vec(bb, r, 1, Uint32Array), values: v.values, f16: v.f16 };
+    }
+    case W.Body.PushBatch: {
+      const p = get(W.PushBatch);
+      const parts = [];
+      for (let i = 0; i < p.partsLength(); i++) {
+        const x = p.parts(i)!;
+        parts.push({ table: x.table(), keys: vec(bb, x, 1, BigUint64Array), seq: num(x.seq()), offset: x.offset() });
+      }
+      const v = values(bb, p, 1, 2);
+      return { type: 'pushBatch', parts, values: v.values, f16: v.f16, worker: p.worker(), clock: num(p.clock()) };
+    }
+    case W.Body.PushBatchAck: {
+      const a = get(W.PushBatchAck);
+      const acks = [];
+      for (let i = 0; i < a.acksLength(); i++) { const x = a.acks(i)!; acks.push({ seq: num(x.seq()), applied: x.applied() }); }
+      return { type: 'pushBatchAck', acks };
     }
     case W.Body.HandoffRequest: { const h = get(W.HandoffRequest); return { type: 'handoffRequest', table: h.table(), offset: h.offset(), limit: h.limit() }; }
     case W.Body.StatsReply: return { type: 'statsReply', json: get(W.StatsReply).json() ?? '' };

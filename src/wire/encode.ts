@@ -126,6 +126,18 @@ function encodePush(b: flatbuffers.Builder, p: PushBody): number {
   return W.Push.endPush(b);
 }
 
+function encodePullBatch(b: flatbuffers.Builder, p: BodyOf<'pullBatch'>): number {
+  const parts = W.PullBatch.createPartsVector(b, p.parts.map((x) => W.PullPart.createPullPart(b, x.table, bulkVector(b, x.keys, 8))));
+  return W.PullBatch.createPullBatch(b, parts, big(p.clock), p.worker, p.f16);
+}
+
+function encodePushBatch(b: flatbuffers.Builder, p: BodyOf<'pushBatch'>): number {
+  const parts = W.PushBatch.createPartsVector(b, p.parts.map((x) =>
+    W.PushPart.createPushPart(b, x.table, bulkVector(b, x.keys, 8), big(x.seq), x.offset)));
+  const [vals, vals16] = valuesVectors(b, p.values, p.f16, p.writer);
+  return W.PushBatch.createPushBatch(b, parts, vals, vals16, p.worker, big(p.clock));
+}
+
 function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
   switch (body.type) {
     case 'challenge':
@@ -211,6 +223,19 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       const vals = bulkVector(b, body.values, 4);
       return [W.Body.AssignRows, W.AssignRows.createAssignRows(b, body.table, keys, vals)];
     }
+    case 'pullBatch':
+      return [W.Body.PullBatch, encodePullBatch(b, body)];
+    case 'pullBatchReply': {
+      const offsets = bulkVector(b, body.offsets, 4);
+      const dims = bulkVector(b, body.dims, 4);
+      const [vals, vals16] = valuesVectors(b, body.values, body.f16, body.writer);
+      return [W.Body.PullBatchReply, W.PullBatchReply.createPullBatchReply(b, offsets, dims, vals, vals16)];
+    }
+    case 'pushBatch':
+      return [W.Body.PushBatch, encodePushBatch(b, body)];
+    case 'pushBatchAck':
+      return [W.Body.PushBatchAck, W.PushBatchAck.createPushBatchAck(b, W.PushBatchAck.createAcksVector(b,
+        body.acks.map((a) => W.PushAck.createPushAck(b, big(a.seq), a.applied))))];
     case 'handoffRequest':
       return [W.Body.HandoffRequest, W.HandoffRequest.createHandoffRequest(b, body.table, body.offset, body.limit)];
     case 'statsRequest':
@@ -238,6 +263,10 @@ function payloadBytes(body: Body): number {
       body.clocks.length * 32 + body.wholePushes.reduce((n, w) => n + 8 * w.seqs.length + 4 * w.sender.length + 64, 0);
     case 'assignRows': return body.keys.byteLength + body.values.byteLength;
     case 'copyRows': return body.keys.byteLength + body.values.byteLength + body.slots.byteLength + body.steps.byteLength;
+    case 'pullBatch': return body.parts.reduce((n, x) => n + x.keys.byteLength + 32, 0);
+    case 'pullBatchReply': return (body.writer ? body.writer.length * 4 : body.values.byteLength) + 8 * body.offsets.length + 64;
+    case 'pushBatch': return body.parts.reduce((n, x) => n + x.keys.byteLength + 48, body.writer ? body.writer.length * 4 : body.values.byteLength);
+    case 'pushBatchAck': return 32 * body.acks.length;
     default: return 0;
   }
 }

@@ -33,6 +33,17 @@ export interface AllreduceChunkBody {
   type: 'allreduceChunk'; opId: number; ringEpoch: number; step: number; segment: number;
   offset: number; values: Float32Array; f16?: boolean;
 }
+/** One table's keys of a PullBatch. */
+export interface PullPartMsg { table: number; keys: BigUint64Array }
+export interface PullBatchBody { type: 'pullBatch'; parts: PullPartMsg[]; clock: number; worker: number; f16: boolean }
+/** One table's rows of a PushBatch: keys.length x dim values at `offset` of the batch's values. */
+export interface PushPartMsg { table: number; keys: BigUint64Array; seq: number; offset: number }
+export interface PushBatchBody {
+  type: 'pushBatch'; parts: PushPartMsg[]; values: Float32Array; worker: number; clock: number; f16?: boolean;
+  /** Writes the parts' gradients straight into the frame (instead of `values`). */
+  writer?: ValuesWriter;
+}
+export interface PushAckMsg { seq: number; applied: boolean }
 /** Values produced straight into the outgoing frame (saves a buffer and a copy on big replies). */
 export interface ValuesWriter { length: number; write(dst: Float32Array): void }
 
@@ -66,6 +77,11 @@ export type Body =
   | { type: 'handoffMetaRequest' }
   | { type: 'handoffMeta'; tables: HandoffTableMsg[]; clocks: WorkerClockMsg[]; wholePushes: SenderPushesMsg[] }
   | { type: 'assignRows'; table: number; keys: BigUint64Array; values: Float32Array }
+  | PullBatchBody
+  /** Part i's values (keys_i x dims[i]) start at offsets[i] of the one value section. */
+  | { type: 'pullBatchReply'; offsets: Uint32Array; dims: Uint32Array; values: Float32Array; f16?: boolean; writer?: ValuesWriter }
+  | PushBatchBody
+  | { type: 'pushBatchAck'; acks: PushAckMsg[] }
   | { type: 'statsReply'; json: string }
   | { type: 'ok' }
   | { type: 'error'; code: ErrorCode; message: string };

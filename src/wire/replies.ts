@@ -13,6 +13,9 @@ export const REPLY_OF = {
   pull: ['pullReply'],
   push: ['pushAck'],
   replicaPush: ['pushAck'],
+  // Every table's part for one server in one message (one per server per step).
+  pullBatch: ['pullBatchReply'],
+  pushBatch: ['pushBatchAck'],
   clock: ['clockAck'],
   barrier: ['barrierRelease'],
   checkpoint: ['checkpointReply'],

@@ -6,6 +6,13 @@
 // encoder without a hook, inside the next one's with it; or through the servers as a range table
 // in pure-PS mode), then advance the clock.
 //
+// Pipelined (`pipeline: true`): while the GPU computes step t, the caller's `ahead` callback
+// prepares batch t+1 (`prepare`), which also pulls its rows early where the table's consistency
+// allows (SSP with staleness >= 1, ASP; never BSP). Before step t+1 uses early rows it re-pulls
+// those that step t pushed, so a worker always sees its own updates, and every early pull carries
+// the clock it will be used at, so the SSP gate keeps the bound. The sparse push and the dense
+// part (allreduce + local update, or the dense push) of a step run concurrently, then the clock.
+//
 // Gradient scale: the GPU gives gradients of the local batch mean; they are pushed as
 // (sum over local samples) / globalBatch, so under BSP the servers' sum over workers is exactly
 // the gradient of the global batch mean and the update equals single-process minibatch SGD.
@@ -14,7 +21,7 @@ import type { TableSpecMsg } from '../wire/codec.ts';
 import type { ModelRunner, DenseOptimizer } from '../model/model-runner.ts';
 import type { ModelSpec, TableDecl, ConsistencyName, OptimizerName } from '../model/model-spec.ts';
 import { consistencyCode } from '../wire/vocabulary.ts';
-import { prepareTable, type TableBatch } from '../model/batch-prep.ts';
+import { prepareTable, type TableBatch, type PreparedTable } from '../model/batch-prep.ts';
 
 export interface WorkerBatch {
   B: number;
@@ -41,6 +48,25 @@ export interface WorkerStepOptions {
   /** Sum of all workers' batch sizes in one clock. */
   globalBatch: number;
   dense: DenseMode;
+  /** Overlap the sparse push with the dense part (and allow `prepare`'s early pulls). Default off. */
+  pipeline?: boolean;
+  /** Instrumentation: where every row a step used was read from (see RowTrace). */
+  trace?: (t: StepTrace) => void;
+}
+
+/** Per table of a step: for each unique key, the clock its pull carried and whether it saw this worker's last push of it. */
+export interface RowTrace { table: number; keys: BigUint64Array; readClock: Int32Array; ownSeen: Uint8Array }
+export interface StepTrace { clock: number; tables: RowTrace[] }
+
+/** A batch prepared for the step at `clock`; `early` are rows pulled ahead (pipelined mode). */
+export interface PreparedBatch {
+  batch: WorkerBatch;
+  clock: number;
+  preps: PreparedTable[];
+  prepMs: number;
+  /** Early rows per table (null: pull at run time), and the push count when they were requested. */
+  early: (Promise<Float32Array> | null)[];
+  pushSeq: number;
 }
 
 export interface StepPhases {
@@ -87,28 +113,103 @@ export function psDenseTableSpec(id: number, block: number, opt: { optimizer: Op
 
 const now = () => performance.now();
 
+/** Indices into `keys` of the keys in `pushed`. */
+function touched(keys: BigUint64Array, pushed: Set<bigint>): number[] {
+  const idx: number[] = [];
+  for (let j = 0; j < keys.length; j++) if (pushed.has(keys[j]!)) idx.push(j);
+  return idx;
+}
+
 export class WorkerStep {
+  /** Pushes done so far, and the keys per table of the last one (for re-pulling early rows). */
+  private pushSeq = 0;
+  private lastPushed: BigUint64Array[] = [];
+
   constructor(readonly opts: WorkerStepOptions) {
     const n = opts.runner.spec.tables.length;
     if (opts.tableIds.length !== n) throw new Error(`worker step: ${opts.tableIds.length} table ids for ${n} model tables`);
     if (!(opts.globalBatch > 0)) throw new Error(`worker step: globalBatch ${opts.globalBatch}`);
   }
 
-  async run(batch: WorkerBatch): Promise<WorkerStepResult> {
-    const { client, runner, tableIds, globalBatch, dense } = this.opts;
-    const spec = runner.spec;
-    const clock = client.clockValue;
-    const t0 = now();
-    if (batch.tables.length !== spec.tables.length) throw new Error(`worker step: batch has ${batch.tables.length} tables, model ${spec.tables.length}`);
-    const preps = batch.tables.map((t) => prepareTable(t, batch.B));
-    const t1 = now();
+  /** May table `i` be pulled now for a step at `clock`? BSP: only at its own clock (it waits for that clock's updates). */
+  private mayPullEarly(i: number, clock: number): boolean {
+    const t = this.opts.runner.spec.tables[i]!;
+    const ahead = clock - this.opts.client.clockValue;
+    if (ahead <= 0) return false; // pulled at run time anyway
+    if (t.consistency === 'asp') return true;
+    return t.consistency === 'ssp' && (t.staleness ?? 0) >= ahead;
+  }
 
-    // Pull every table's unique rows (and the dense vector in pure-PS mode) in parallel.
-    const [rows, densePulled] = await Promise.all([
-      Promise.all(preps.map((p, i) => client.pull(tableIds[i], p.keys, { clock }))),
+  /**
+   * Prepares `batch` for the step at `clock` (default: the next one to run): unique ids and CSR,
+   * and with `pipeline`, early pulls of the tables whose consistency allows them (issued together).
+   */
+  prepare(batch: WorkerBatch, clock = this.opts.client.clockValue): PreparedBatch {
+    const spec = this.opts.runner.spec;
+    if (batch.tables.length !== spec.tables.length) throw new Error(`worker step: batch has ${batch.tables.length} tables, model ${spec.tables.length}`);
+    const t0 = now();
+    const preps = batch.tables.map((t) => prepareTable(t, batch.B));
+    const prepMs = now() - t0;
+    const early = preps.map((p, i) => (this.opts.pipeline && this.mayPullEarly(i, clock) ? this.opts.client.pull(this.opts.tableIds[i]!, p.keys, { clock }) : null));
+    for (const e of early) e?.catch(() => {}); // awaited (or dropped) later
+    return { batch, clock, preps, prepMs, early, pushSeq: this.pushSeq };
+  }
+
+  /** Drops a prepared batch's early rows, once their pulls settled: nothing read before a checkpoint is used after it. */
+  async withoutEarlyRows(p: PreparedBatch): Promise<PreparedBatch> {
+    await Promise.allSettled(p.early);
+    return { ...p, early: p.early.map(() => null) };
+  }
+
+  /**
+   * Rows of every table for the step at `clock`: early rows where valid, re-pulling those this
+   * worker pushed since they were requested; every other pull (and the dense range) issued in one
+   * turn so the client can batch them per server.
+   */
+  private async pullRows(p: PreparedBatch, clock: number): Promise<{ rows: Float32Array[]; dense: Float32Array | null; trace: RowTrace[] }> {
+    const { client, runner, tableIds, dense } = this.opts;
+    // Early rows are valid for this clock only, and only one push may have happened since (then re-pull what it touched).
+    const usable = p.clock === clock && this.pushSeq - p.pushSeq <= 1;
+    const early = await Promise.all(p.early.map((e) => (usable && e ? e : null)));
+    const trace: RowTrace[] = p.preps.map((prep, i) => ({
+      table: i, keys: prep.keys, readClock: new Int32Array(prep.keys.length).fill(early[i] ? p.clock : clock), ownSeen: new Uint8Array(prep.keys.length).fill(1),
+    }));
+    const pushed = early.map((e, i) => (e && this.pushSeq !== p.pushSeq ? new Set(this.lastPushed[i]!) : null));
+    const repull = pushed.map((set, i) => (set ? touched(p.preps[i]!.keys, set) : []));
+    const [full, patches, densePulled] = await Promise.all([
+      Promise.all(p.preps.map((prep, i) => (early[i] ? null : client.pull(tableIds[i]!, prep.keys, { clock })))),
+      Promise.all(repull.map((idx, i) => (idx.length ? client.pull(tableIds[i]!, BigUint64Array.from(idx, (j) => p.preps[i]!.keys[j]!), { clock }) : null))),
       dense.mode === 'ps' ? client.pullRange(dense.tableId, 0, runner.denseLength, { clock }) : Promise.resolve(null),
     ]);
-    if (densePulled) runner.setDense(densePulled);
+    const rows = p.preps.map((_, i) => {
+      const e = early[i];
+      if (!e) return full[i]!;
+      const dim = runner.spec.tables[i]!.dim, patch = patches[i];
+      repull[i]!.forEach((j, k) => {
+        if (patch) e.set(patch.subarray(k * dim, (k + 1) * dim), j * dim);
+        trace[i]!.readClock[j] = clock;
+      });
+      // Keys pushed since the early pull and not re-pulled would miss this worker's update (none by construction).
+      trace[i]!.keys.forEach((k, j) => { if (pushed[i]?.has(k) && trace[i]!.readClock[j] !== clock) trace[i]!.ownSeen[j] = 0; });
+      return e;
+    });
+    return { rows, dense: densePulled, trace };
+  }
+
+  /**
+   * Runs one step on `input` (a batch, or one `prepare`d for this clock). `ahead(clock)` is called
+   * once the GPU work is submitted, to prepare the next batch while it computes.
+   */
+  async run(input: WorkerBatch | PreparedBatch, ahead?: (nextClock: number) => void): Promise<WorkerStepResult> {
+    const { client, runner, tableIds, globalBatch, dense } = this.opts;
+    const clock = client.clockValue;
+    const p = 'preps' in input ? input : this.prepare(input, clock);
+    const { batch, preps } = p;
+    const t1 = now();
+
+    const pulled = await this.pullRows(p, clock);
+    if (pulled.dense) runner.setDense(pulled.dense);
+    this.opts.trace?.({ clock, tables: pulled.trace });
     const t2 = now();
 
     // Local batch mean -> (local sum) / global batch.
@@ -116,39 +217,46 @@ export class WorkerStep {
     // Without a hook nothing combines the dense gradient: the update runs inside this step's
     // encoder (one submit per step). With one, it is staged and runs inside the next step's.
     const fused = dense.mode === 'local' && !dense.hook;
-    const r = await runner.step(
-      { B: batch.B, inputs: batch.inputs, tables: preps.map((prep, i) => ({ prep, rows: rows[i] })) },
+    const gpu = runner.step(
+      { B: batch.B, inputs: batch.inputs, tables: preps.map((prep, i) => ({ prep, rows: pulled.rows[i]! })) },
       fused ? { denseUpdate: { ...dense.optimizer, gradScale: scale * (dense.optimizer.gradScale ?? 1) } } : {},
     );
+    ahead?.(clock + 1); // the next batch's prep (and early pulls) while the GPU computes
+    const r = await gpu;
 
     const t3 = now();
-    try {
-      // The row gradients are views of the runner's mapped readback memory: scaled in place,
-      // pushed, then released.
-      await Promise.all(preps.map((p, i) => {
-        const g = r.tableGrads[i];
-        if (scale !== 1) for (let j = 0; j < g.length; j++) g[j] *= scale;
-        return client.push(tableIds[i], p.keys, g, { clock });
-      }));
-    } finally {
-      r.release();
-    }
-    const t4 = now();
-
     const dg = r.denseGrads;
-    if (!fused && scale !== 1) for (let j = 0; j < dg.length; j++) dg[j] *= scale;
-    if (dense.mode === 'ps') {
-      await client.pushRange(dense.tableId, 0, dg, { clock });
-    } else if (!fused) {
+    if (scale !== 1) {
+      // The row gradients are views of the runner's mapped readback memory, scaled in place.
+      for (const g of r.tableGrads) for (let j = 0; j < g.length; j++) g[j] *= scale;
+      if (!fused) for (let j = 0; j < dg.length; j++) dg[j] *= scale;
+    }
+    let pushDone = t3;
+    const sparse = Promise.all(preps.map((prep, i) => client.push(tableIds[i]!, prep.keys, r.tableGrads[i]!, { clock })))
+      .then(() => { pushDone = now(); })
+      .finally(() => r.release()); // pushed: the views may go
+    const densePart = async () => {
+      if (dense.mode === 'ps') return client.pushRange(dense.tableId, 0, dg, { clock });
+      if (fused) return; // updated inside this step's encoder
       const combined = (dense.hook ? await dense.hook(dg) : undefined) ?? dg;
       await runner.applyDenseUpdate(combined, dense.optimizer);
-    }
+    };
+    // Serial: push, then the dense part (as before); pipelined: both at once (they are independent).
+    if (this.opts.pipeline) await Promise.all([sparse, densePart()]);
+    else { await sparse; await densePart(); }
+    this.pushSeq++;
+    this.lastPushed = preps.map((prep) => prep.keys);
+    const t4 = now();
     await client.clock();
     const t5 = now();
     return {
       loss: r.loss,
       clock,
-      ms: { prep: t1 - t0, pull: t2 - t1, upload: r.ms.upload, compute: r.ms.compute, download: r.ms.download, push: t4 - t3, dense: t5 - t4 },
+      ms: {
+        prep: p.prepMs, pull: t2 - t1, upload: r.ms.upload, compute: r.ms.compute, download: r.ms.download,
+        // Pipelined, push and dense overlap: push is the sparse push's own time, dense the rest of the step.
+        push: pushDone - t3, dense: t5 - t4 + (t4 - pushDone),
+      },
     };
   }
 }

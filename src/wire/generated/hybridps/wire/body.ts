@@ -25,9 +25,13 @@ import { Hello } from './hello.js';
 import { Leave } from './leave.js';
 import { Ok } from './ok.js';
 import { Pull } from './pull.js';
+import { PullBatch } from './pull-batch.js';
+import { PullBatchReply } from './pull-batch-reply.js';
 import { PullReply } from './pull-reply.js';
 import { Push } from './push.js';
 import { PushAck } from './push-ack.js';
+import { PushBatch } from './push-batch.js';
+import { PushBatchAck } from './push-batch-ack.js';
 import { ReplicaPush } from './replica-push.js';
 import { Restore } from './restore.js';
 import { StatsReply } from './stats-reply.js';
@@ -67,13 +71,17 @@ export enum Body {
   CopyPending = 28,
   HandoffMetaRequest = 29,
   HandoffMeta = 30,
-  AssignRows = 31
+  AssignRows = 31,
+  PullBatch = 32,
+  PullBatchReply = 33,
+  PushBatch = 34,
+  PushBatchAck = 35
 }
 
 export function unionToBody(
   type: Body,
-  accessor: (obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
-): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+  accessor: (obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
+): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(new Challenge())! as Challenge;
@@ -107,15 +115,19 @@ export function unionToBody(
     case 'HandoffMetaRequest': return accessor(new HandoffMetaRequest())! as HandoffMetaRequest;
     case 'HandoffMeta': return accessor(new HandoffMeta())! as HandoffMeta;
     case 'AssignRows': return accessor(new AssignRows())! as AssignRows;
+    case 'PullBatch': return accessor(new PullBatch())! as PullBatch;
+    case 'PullBatchReply': return accessor(new PullBatchReply())! as PullBatchReply;
+    case 'PushBatch': return accessor(new PushBatch())! as PushBatch;
+    case 'PushBatchAck': return accessor(new PushBatchAck())! as PushBatchAck;
     default: return null;
   }
 }
 
 export function unionListToBody(
   type: Body, 
-  accessor: (index: number, obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
+  accessor: (index: number, obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
   index: number
-): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullReply|Push|PushAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(index, new Challenge())! as Challenge;
@@ -149,6 +161,10 @@ export function unionListToBody(
     case 'HandoffMetaRequest': return accessor(index, new HandoffMetaRequest())! as HandoffMetaRequest;
     case 'HandoffMeta': return accessor(index, new HandoffMeta())! as HandoffMeta;
     case 'AssignRows': return accessor(index, new AssignRows())! as AssignRows;
+    case 'PullBatch': return accessor(index, new PullBatch())! as PullBatch;
+    case 'PullBatchReply': return accessor(index, new PullBatchReply())! as PullBatchReply;
+    case 'PushBatch': return accessor(index, new PushBatch())! as PushBatch;
+    case 'PushBatchAck': return accessor(index, new PushBatchAck())! as PushBatchAck;
     default: return null;
   }
 }

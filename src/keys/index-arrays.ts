@@ -1,5 +1,5 @@
 // Small typed-array helpers for routing keys, written as plain loops: the generic
-import { keyWords } from '../keys/keys.ts';
+import { keyWords } from './keys.ts';
 // TypedArray.from({ length }, fn) and .map(fn) call a function per element and cost a tenth of
 // a millisecond per 4096 keys, on every request.
 
@@ -11,7 +11,7 @@ export function iota(n: number): Int32Array {
 }
 
 /** keys[idx[0]], keys[idx[1]], ... copied as u32 word pairs (reading a BigUint64Array element makes a BigInt). */
-export function gatherKeys(keys: BigUint64Array, idx: Int32Array): BigUint64Array {
+export function gatherKeys(keys: BigUint64Array, idx: ArrayLike<number>): BigUint64Array {
   const out = new BigUint64Array(idx.length);
   const from = keyWords(keys);
   const to = new Uint32Array(out.buffer);

@@ -2,7 +2,7 @@
 // pairs, so keys above 2^32 must survive), and mapping a subset's positions back.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { compose, gatherKeys, iota } from '../src/util/index-arrays.ts';
+import { compose, gatherKeys, iota } from '../src/keys/index-arrays.ts';
 
 test('iota', () => {
   assert.equal(Array.from(iota(5)), [0, 1, 2, 3, 4]);

@@ -1,0 +1,97 @@
+// Coalesces the pulls (and the pushes) a worker issues in the same event-loop turn into one
+// PullBatch (PushBatch) per server and clock, and splits each reply back to its callers: a step
+// over 26 tables sends one pull and one push frame per server instead of 26 each. A turn with one
+// part for a server sends the plain Pull / Push. A batch that fails fails each of its parts with
+// the same error, so the client's per-part retry (re-route under the next view, same seq) holds.
+import type { Envelope } from '../wire/codec.ts';
+import type { Reply, RequestBody } from '../wire/replies.ts';
+
+type Send = <B extends RequestBody>(serverId: string, body: B) => Promise<Envelope<Reply<B['type']>>>;
+
+interface Waiter<T> { resolve: (v: T) => void; reject: (e: unknown) => void }
+interface PullPart extends Waiter<Float32Array> { table: number; keys: BigUint64Array }
+interface PushPart extends Waiter<void> { table: number; keys: BigUint64Array; values: Float32Array; seq: number }
+interface Queue<P> { serverId: string; clock: number; parts: P[]; bytes: number }
+
+/** Values per message at most (a batch over it is cut in two), well under the servers' 64 MiB frame limit. */
+export const MAX_BATCH_VALUE_BYTES = 16 << 20;
+
+export class RequestCoalescer {
+  private pulls = new Map<string, Queue<PullPart>>();
+  private pushes = new Map<string, Queue<PushPart>>();
+  /** Queues cut off at MAX_BATCH_VALUE_BYTES, sent with the next flush. */
+  private fullPulls: Queue<PullPart>[] = [];
+  private fullPushes: Queue<PushPart>[] = [];
+  private scheduled = false;
+
+  constructor(private readonly send: Send, private readonly worker: () => number, private readonly f16: boolean) {}
+
+  /** The rows of `keys` (keys.length x the table's dim), asked for together with this turn's other pulls to `serverId`. */
+  pull(serverId: string, table: number, keys: BigUint64Array, dim: number, clock: number): Promise<Float32Array> {
+    return new Promise((resolve, reject) => this.queue(this.pulls, this.fullPulls, serverId, clock, keys.length * dim * 4).parts.push({ table, keys, resolve, reject }));
+  }
+
+  /** Pushes gradient rows, sent together with this turn's other pushes to `serverId`. */
+  push(serverId: string, table: number, keys: BigUint64Array, values: Float32Array, seq: number, clock: number): Promise<void> {
+    return new Promise((resolve, reject) => this.queue(this.pushes, this.fullPushes, serverId, clock, values.byteLength).parts.push({ table, keys, values, seq, resolve, reject }));
+  }
+
+  private queue<P>(queues: Map<string, Queue<P>>, full: Queue<P>[], serverId: string, clock: number, bytes: number): Queue<P> {
+    const id = `${serverId}\0${clock}`;
+    let q = queues.get(id);
+    if (q && q.bytes + bytes > MAX_BATCH_VALUE_BYTES) { full.push(q); q = undefined; }
+    if (!q) queues.set(id, (q = { serverId, clock, parts: [], bytes: 0 }));
+    q.bytes += bytes;
+    if (!this.scheduled) { this.scheduled = true; setImmediate(() => this.flush()); }
+    return q;
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    const pulls = [...this.fullPulls, ...this.pulls.values()], pushes = [...this.fullPushes, ...this.pushes.values()];
+    this.pulls.clear();
+    this.pushes.clear();
+    this.fullPulls = [];
+    this.fullPushes = [];
+    for (const q of pulls) settle(q.parts, this.sendPulls(q));
+    for (const q of pushes) settle(q.parts, this.sendPushes(q));
+  }
+
+  private async sendPulls({ serverId, clock, parts }: Queue<PullPart>): Promise<Float32Array[]> {
+    const base = { clock, worker: this.worker(), f16: this.f16 };
+    if (parts.length === 1) {
+      const p = parts[0]!;
+      return [(await this.send(serverId, { type: 'pull', table: p.table, keys: p.keys, ...base })).body.values];
+    }
+    const r = (await this.send(serverId, { type: 'pullBatch', parts: parts.map((p) => ({ table: p.table, keys: p.keys })), ...base })).body;
+    if (r.offsets.length !== parts.length || r.dims.length !== parts.length) {
+      throw new Error(`server ${serverId} answered a pull of ${parts.length} parts with ${r.offsets.length} offsets and ${r.dims.length} dims`);
+    }
+    return parts.map((p, i) => {
+      const start = r.offsets[i]!, end = start + p.keys.length * r.dims[i]!;
+      if (end > r.values.length) throw new Error(`server ${serverId} answered part ${i} with values [${start}, ${end}) of ${r.values.length}`);
+      return r.values.subarray(start, end); // a view of the reply frame
+    });
+  }
+
+  private async sendPushes({ serverId, clock, parts }: Queue<PushPart>): Promise<void[]> {
+    const worker = this.worker(), f16 = this.f16;
+    if (parts.length === 1) {
+      const p = parts[0]!;
+      await this.send(serverId, { type: 'push', table: p.table, keys: p.keys, values: p.values, worker, clock, seq: p.seq, f16 });
+      return [undefined];
+    }
+    let length = 0;
+    const wire = parts.map((p) => { const offset = length; length += p.values.length; return { table: p.table, keys: p.keys, seq: p.seq, offset }; });
+    // The gradients go straight into the frame, part after part (no concatenated copy).
+    const writer = { length, write: (dst: Float32Array) => { for (let i = 0; i < parts.length; i++) dst.set(parts[i]!.values, wire[i]!.offset); } };
+    const ack = (await this.send(serverId, { type: 'pushBatch', parts: wire, values: new Float32Array(0), writer, worker, clock, f16 })).body;
+    if (ack.acks.length !== parts.length) throw new Error(`server ${serverId} acknowledged ${ack.acks.length} of ${parts.length} push parts`);
+    return parts.map(() => undefined);
+  }
+}
+
+/** Resolves each part with its share of the batch's result, or rejects every part with its error. */
+function settle<T>(parts: Waiter<T>[], result: Promise<T[]>): void {
+  result.then((vs) => parts.forEach((p, i) => p.resolve(vs[i]!)), (e) => parts.forEach((p) => p.reject(e)));
+}
