@@ -2,7 +2,8 @@
 // 2048, 26 tables x 100k rows x dim 64) with the planted generator's Zipf ids, the scheduler, the
 // servers and the workers each a process of their own (as `hybridps launch` runs them).
 //
-// Per configuration (S servers, W workers, the servers' optimizer, BSP or SSP:2):
+// Per configuration (S servers, W workers, the servers' optimizer, BSP or SSP:2), with WorkerStep
+// pipelined as training runs it (--no-pipeline: serial):
 // - dataPathMs: a step with the GPU work left out (bench/data-path-runner.ts: right-shaped
 //   constant gradients, still pushed, the dense gradient still allreduced when W = 2);
 // - wireFloorMs: one raw loopback TCP stream (bench/raw-tcp-floor.ts: a server process, the
@@ -36,6 +37,8 @@ export interface StepBenchArgs {
   batch?: number;
   steps?: number;
   gpuSteps?: number;
+  /** WorkerStep's pipelined mode (default on, as in training; --no-pipeline: serial). */
+  pipeline?: boolean;
 }
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
@@ -43,6 +46,8 @@ const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 /** Dawn's note at device creation on every adapter: not news. */
 const DAWN_NOISE = /artificially reduced from/;
 const QUICK_CONFIG = 's2-w1-adagrad-bsp';
+/** Adapters that run on the CPU (their step times are not GPU times). */
+const SOFTWARE_ADAPTER = /llvmpipe|lavapipe|swiftshader|software/i;
 const PHASES = ['prep', 'pull', 'upload', 'compute', 'download', 'push', 'dense', 'clock'] as const;
 type Phases = Record<(typeof PHASES)[number], number>;
 
@@ -98,7 +103,7 @@ function phaseMedians(steps: StepSample[]): Phases {
   return Object.fromEntries(PHASES.map((k) => [k, r2(median(steps.map((s) => s[k])))])) as Phases;
 }
 
-async function runConfig(c: StepConfig, sizes: RunSizes, floorPort: number, log: (s: string) => void): Promise<Record<string, unknown>> {
+async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, floorPort: number, log: (s: string) => void): Promise<Record<string, unknown>> {
   // The roles' warnings and errors and the launcher's own lines (a role that exited), except
   // while the cluster stops (members leaving is not news then).
   let stopping = false;
@@ -108,7 +113,7 @@ async function runConfig(c: StepConfig, sizes: RunSizes, floorPort: number, log:
   const workers: ChildProcess[] = [];
   try {
     await cluster.start();
-    const base = { schedulerUrl: cluster.schedulerUrl, servers: c.servers, workers: c.workers, optimizer: c.optimizer, consistency: c.consistency, sizes, dataSeed: 7, floorPort };
+    const base = { schedulerUrl: cluster.schedulerUrl, servers: c.servers, workers: c.workers, optimizer: c.optimizer, consistency: c.consistency, sizes, dataSeed: 7, floorPort, pipeline };
     const runs = Array.from({ length: c.workers }, (_, i) => runWorker({ ...base, nodeId: `worker-${i}` }, cluster.secret, log, workers));
     // One worker failing leaves the others waiting at a barrier: stop them all on the first error.
     results = await Promise.all(runs.map((p) => p.catch((e) => { for (const w of workers) w.kill('SIGKILL'); throw e; })));
@@ -184,7 +189,7 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   try {
     for (const c of configs) {
       log(`[bench step] ${c.name}: starting the scheduler, ${c.servers} server(s), ${c.workers} worker(s)`);
-      const row = await runConfig(c, sizes, floorServer.port, log);
+      const row = await runConfig(c, sizes, args.pipeline ?? true, floorServer.port, log);
       log(`[bench step] ${c.name}: data path ${row.dataPathMs} ms, wire floor ${row.wireFloorMs} ms (x${row.ratio}), step with the GPU work ${row.stepMs} ms (${row.wallSec} s)`);
       if (row.viewChanges) log(`[bench step] ${c.name}: WARNING the cluster view changed ${row.viewChanges} time(s) during the run (a member lost and back?): its numbers are suspect`);
       rows.push(row);
@@ -200,23 +205,26 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   }
 
   const adapter = String(rows[0]?.adapter ?? 'none');
-  printTable(`Step data path vs one raw TCP stream (batch ${sizes.batch}, ${TABLES} tables x ${sizes.rowsPerTable} rows x dim ${DIM}, planted Zipf ids; ms, medians)`, rows.map((r) => {
+  const adapterShort = adapter.split(/[: ]/)[0]!;
+  const software = SOFTWARE_ADAPTER.test(adapter);
+  printTable(`Step data path vs one raw TCP stream (${args.pipeline ?? true ? 'pipelined' : 'serial'} step, batch ${sizes.batch}, ${TABLES} tables x ${sizes.rowsPerTable} rows x dim ${DIM}, planted Zipf ids; ms, medians)`, rows.map((r) => {
     const p = r.dataPathPhases as Phases;
     return {
       config: `${r.name}${r.viewChanges ? ' (!)' : ''}`, rows: r.rowsTouched, hit: r.cacheHitRate, prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
-      dataPath: r.dataPathMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step (${adapter.split(' ')[0]})`]: r.stepMs,
+      dataPath: r.dataPathMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step on ${adapterShort}`]: r.stepMs,
     };
   }));
   if (rows.some((r) => r.phases)) {
     printTable(`The same step with the GPU work, on ${adapter} (ms, medians)`, rows.filter((r) => r.phases).map((r) => ({ config: r.name, ...(r.phases as Phases), step: r.stepMs, samplesPerSec: r.stepSamplesPerSec })));
   }
   const targets = { 's2-w1-adagrad-bsp': 6, 's2-w1-adagrad-ssp2 (with a row cache)': 2 };
+  if (software) console.log(`step on ${adapterShort}: the real GPU work on a software adapter (Mesa lavapipe, on the CPU): it says nothing about GPU speed`);
   if (rows.some((r) => r.viewChanges)) console.log('(!): the cluster view changed during that configuration (a member lost and back?): its numbers are suspect');
   console.log(`targets (issue): dataPathMs / wireFloorMs <= 6 for s2-w1-adagrad-bsp, <= 2 for s2-w1-adagrad-ssp2 once a row cache lands`);
   return {
-    bench: 'step', preset: 'gpu', batch: sizes.batch, rowsPerTable: sizes.rowsPerTable, tables: TABLES, dim: DIM,
+    bench: 'step', preset: 'gpu', pipeline: args.pipeline ?? true, batch: sizes.batch, rowsPerTable: sizes.rowsPerTable, tables: TABLES, dim: DIM,
     ids: 'planted Zipf(1.1) through per-table permutations (src/data/synthetic.ts plantedSamples)',
-    sizes, adapter, machine: { cpus: cpus().length, loadavg: loadavg().map(r2), totalmemBytes: totalmem() },
+    sizes, adapter, softwareAdapter: software, machine: { cpus: cpus().length, loadavg: loadavg().map(r2), totalmemBytes: totalmem() },
     configs: rows, targets,
   };
 }

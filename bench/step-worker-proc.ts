@@ -2,7 +2,8 @@
 // scheduler and S servers that run as processes of their own). It joins like a training worker
 // (hybrid: a ring listener for the dense allreduce when W > 1), declares the gpu preset's 26
 // tables, fills its share of every table's rows (so the servers hold full tables, as a trained
-// model's would), then times WorkerStep twice over batches of the planted generator's ids:
+// model's would), then times WorkerStep (pipelined as in training unless the run says serial)
+// twice over batches of the planted generator's ids:
 //   1. the data path: the bench-only DataPathRunner in place of the GPU (right-shaped constant
 //      gradients; no kernels, uploads or readbacks), everything else as in training;
 //   2. the real step: ModelRunner on the GPU (lavapipe on the development VM).
@@ -14,7 +15,7 @@ import { acquireGpu, type Gpu } from '../src/gpu/device.ts';
 import { ModelRunner, type DenseOptimizer } from '../src/model/model-runner.ts';
 import { dlrmSpec, DLRM_PRESETS } from '../src/model/dlrm.ts';
 import { prepareTable } from '../src/model/batch-prep.ts';
-import { WorkerStep, psTableSpecs, type WorkerBatch, type DenseHook } from '../src/worker/worker-step.ts';
+import { WorkerStep, psTableSpecs, type WorkerBatch, type DenseHook, type PreparedBatch } from '../src/worker/worker-step.ts';
 import { DenseAllreduce } from '../src/worker/dense-allreduce.ts';
 import { PSClient } from '../src/client/ps-client.ts';
 import { plantedSamples } from '../src/data/synthetic.ts';
@@ -36,6 +37,8 @@ export interface WorkerProcConfig {
   dataSeed: number;
   /** Port of the raw TCP floor server (bench/raw-tcp-floor.ts) on 127.0.0.1. */
   floorPort: number;
+  /** WorkerStep's pipelined mode, as training runs it (the next batch prepared, and pulled early where consistency allows, during the GPU work). */
+  pipeline: boolean;
 }
 
 /** One timed step, milliseconds. `dense` is the dense hook and update without the clock. */
@@ -166,13 +169,22 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
       blocks = 1, afterBlock?: (block: number, soFar: SoFar) => Promise<void>): Promise<PhaseResult> => {
       const steps: StepSample[] = [];
       const timed = batches.length - warmup, perBlock = Math.ceil(timed / Math.max(1, Math.min(blocks, timed)));
+      // Pipelined, each step prepares the next during its GPU work, except across the warm-up's
+      // end and a block's end: no early pull straddles a byte count or a floor block.
+      const region = (i: number) => (i < warmup ? -1 : Math.floor((i - warmup) / perBlock));
       let pull0 = 0, push0 = 0, touched = 0;
       let server0: ServerCounters | null = null;
+      let ahead: PreparedBatch | null = null;
       for (let i = 0; i < batches.length; i++) {
         if (i === warmup) { pull0 = client.bytes.pull; push0 = client.bytes.push; if (rank === 0) server0 = await serverCounters(); }
         clockMs = 0; hookMs = 0;
+        const input: WorkerBatch | PreparedBatch = ahead ?? batches[i]!.batch;
+        ahead = null;
+        const prefetch = cfg.pipeline && i + 1 < batches.length && region(i + 1) === region(i)
+          ? (clock: number) => { ahead = step.prepare(batches[i + 1]!.batch, clock); }
+          : undefined;
         const t0 = now();
-        const r = await step.run(batches[i]!.batch);
+        const r = await step.run(input, prefetch);
         const total = now() - t0;
         if (i < warmup) continue;
         touched += batches[i]!.unique;
@@ -195,7 +207,7 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
     await client.barrier('start');
     log.info('timing the data path', { steps: sizes.steps });
     const standIn = new DataPathRunner(spec);
-    const dataStep = new WorkerStep({ client, runner: asModelRunner(standIn), tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook } });
+    const dataStep = new WorkerStep({ client, runner: asModelRunner(standIn), tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook }, pipeline: cfg.pipeline });
     // The wire floor is timed in blocks between blocks of data-path steps, so both see the same
     // load on a shared machine; the other workers wait at a barrier meanwhile (outside the timed
     // steps). Each block carries the per-step pull (keys out, rows back) and push (keys and rows
@@ -218,7 +230,7 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
     let gpuPhase: PhaseResult | null = null;
     if (runner) {
       await client.barrier('gpu');
-      const gpuStep = new WorkerStep({ client, runner, tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook } });
+      const gpuStep = new WorkerStep({ client, runner, tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook }, pipeline: cfg.pipeline });
       gpuPhase = await runPhase(gpuStep, gpuBatches, sizes.gpuWarmup, null);
     }
     await client.barrier('done'); // nobody leaves (a view change) while another still steps
