@@ -1,7 +1,7 @@
 // Small typed-array helpers for routing keys, written as plain loops: the generic
-import { keyWords } from './keys.ts';
 // TypedArray.from({ length }, fn) and .map(fn) call a function per element and cost a tenth of
 // a millisecond per 4096 keys, on every request.
+import { keyWords } from './keys.ts';
 
 /** [0, 1, ..., n - 1]. */
 export function iota(n: number): Int32Array {

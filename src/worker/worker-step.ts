@@ -22,6 +22,9 @@ import type { ModelRunner, DenseOptimizer } from '../model/model-runner.ts';
 import type { ModelSpec, TableDecl, ConsistencyName, OptimizerName } from '../model/model-spec.ts';
 import { consistencyCode } from '../wire/vocabulary.ts';
 import { prepareTable, type TableBatch, type PreparedTable } from '../model/batch-prep.ts';
+import { KeyIndex } from '../keys/key-index.ts';
+import { keyWords } from '../keys/keys.ts';
+import { gatherKeys } from '../keys/index-arrays.ts';
 
 export interface WorkerBatch {
   B: number;
@@ -113,10 +116,17 @@ export function psDenseTableSpec(id: number, block: number, opt: { optimizer: Op
 
 const now = () => performance.now();
 
-/** Indices into `keys` of the keys in `pushed`. */
-function touched(keys: BigUint64Array, pushed: Set<bigint>): number[] {
-  const idx: number[] = [];
-  for (let j = 0; j < keys.length; j++) if (pushed.has(keys[j]!)) idx.push(j);
+/** The keys as a KeyIndex (key words -> position), to test membership without a BigInt per key. */
+function indexOf(keys: BigUint64Array): KeyIndex {
+  const index = new KeyIndex(keys.length), w = keyWords(keys);
+  for (let j = 0; j < keys.length; j++) index.insert(w[2 * j]!, w[2 * j + 1]!, j);
+  return index;
+}
+
+/** Positions in `keys` of the keys in `pushed`. */
+function touched(keys: BigUint64Array, pushed: KeyIndex): number[] {
+  const idx: number[] = [], w = keyWords(keys);
+  for (let j = 0; j < keys.length; j++) if (pushed.lookup(w[2 * j]!, w[2 * j + 1]!) >= 0) idx.push(j);
   return idx;
 }
 
@@ -166,34 +176,39 @@ export class WorkerStep {
    * worker pushed since they were requested; every other pull (and the dense range) issued in one
    * turn so the client can batch them per server.
    */
-  private async pullRows(p: PreparedBatch, clock: number): Promise<{ rows: Float32Array[]; dense: Float32Array | null; trace: RowTrace[] }> {
+  private async pullRows(p: PreparedBatch, clock: number): Promise<{ rows: Float32Array[]; dense: Float32Array | null; trace: RowTrace[] | null }> {
     const { client, runner, tableIds, dense } = this.opts;
     // Early rows are valid for this clock only, and only one push may have happened since (then re-pull what it touched).
     const usable = p.clock === clock && this.pushSeq - p.pushSeq <= 1;
     const early = await Promise.all(p.early.map((e) => (usable && e ? e : null)));
-    const trace: RowTrace[] = p.preps.map((prep, i) => ({
-      table: i, keys: prep.keys, readClock: new Int32Array(prep.keys.length).fill(early[i] ? p.clock : clock), ownSeen: new Uint8Array(prep.keys.length).fill(1),
-    }));
-    const pushed = early.map((e, i) => (e && this.pushSeq !== p.pushSeq ? new Set(this.lastPushed[i]!) : null));
-    const repull = pushed.map((set, i) => (set ? touched(p.preps[i]!.keys, set) : []));
+    const pushed = early.map((e, i) => (e && this.pushSeq !== p.pushSeq ? indexOf(this.lastPushed[i]!) : null));
+    const repull = pushed.map((index, i) => (index ? touched(p.preps[i]!.keys, index) : []));
     const [full, patches, densePulled] = await Promise.all([
       Promise.all(p.preps.map((prep, i) => (early[i] ? null : client.pull(tableIds[i]!, prep.keys, { clock })))),
-      Promise.all(repull.map((idx, i) => (idx.length ? client.pull(tableIds[i]!, BigUint64Array.from(idx, (j) => p.preps[i]!.keys[j]!), { clock }) : null))),
+      Promise.all(repull.map((idx, i) => (idx.length ? client.pull(tableIds[i]!, gatherKeys(p.preps[i]!.keys, idx), { clock }) : null))),
       dense.mode === 'ps' ? client.pullRange(dense.tableId, 0, runner.denseLength, { clock }) : Promise.resolve(null),
     ]);
     const rows = p.preps.map((_, i) => {
       const e = early[i];
       if (!e) return full[i]!;
       const dim = runner.spec.tables[i]!.dim, patch = patches[i];
-      repull[i]!.forEach((j, k) => {
-        if (patch) e.set(patch.subarray(k * dim, (k + 1) * dim), j * dim);
-        trace[i]!.readClock[j] = clock;
-      });
-      // Keys pushed since the early pull and not re-pulled would miss this worker's update (none by construction).
-      trace[i]!.keys.forEach((k, j) => { if (pushed[i]?.has(k) && trace[i]!.readClock[j] !== clock) trace[i]!.ownSeen[j] = 0; });
+      if (patch) repull[i]!.forEach((j, k) => e.set(patch.subarray(k * dim, (k + 1) * dim), j * dim));
       return e;
     });
-    return { rows, dense: densePulled, trace };
+    return { rows, dense: densePulled, trace: this.opts.trace ? this.rowTrace(p, clock, early, pushed, repull) : null };
+  }
+
+  /** Instrumentation only (opts.trace): the clock each used row was read at, and whether it saw this worker's last push. */
+  private rowTrace(p: PreparedBatch, clock: number, early: (Float32Array | null)[], pushed: (KeyIndex | null)[], repull: number[][]): RowTrace[] {
+    return p.preps.map((prep, i) => {
+      const n = prep.keys.length, w = keyWords(prep.keys);
+      const readClock = new Int32Array(n).fill(early[i] ? p.clock : clock), ownSeen = new Uint8Array(n).fill(1);
+      for (const j of repull[i]!) readClock[j] = clock;
+      // Keys pushed since the early pull and not re-pulled would miss this worker's update (none by construction).
+      const index = pushed[i];
+      if (index) for (let j = 0; j < n; j++) if (index.lookup(w[2 * j]!, w[2 * j + 1]!) >= 0 && readClock[j] !== clock) ownSeen[j] = 0;
+      return { table: i, keys: prep.keys, readClock, ownSeen };
+    });
   }
 
   /**
@@ -209,7 +224,7 @@ export class WorkerStep {
 
     const pulled = await this.pullRows(p, clock);
     if (pulled.dense) runner.setDense(pulled.dense);
-    this.opts.trace?.({ clock, tables: pulled.trace });
+    if (pulled.trace) this.opts.trace?.({ clock, tables: pulled.trace });
     const t2 = now();
 
     // Local batch mean -> (local sum) / global batch.
