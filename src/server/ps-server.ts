@@ -36,6 +36,8 @@ export interface PsServerOptions {
   heartbeatIntervalMs?: number;
   /** User modules with custom update functions, loaded before any table is declared. */
   optimizerModules?: string[];
+  /** Called once when the scheduler publishes the job's end (`--job-workers`): the role exits. */
+  onJobEnd?: () => void;
   /** How long a request from a newer view epoch waits for that view to arrive here. */
   viewWaitMs?: number;
   /**
@@ -102,6 +104,10 @@ export class PsServer {
   whenServing(): Promise<void> { return this.handoff.inProgress ?? Promise.resolve(); }
 
   private onView(view: ClusterView, previous: ClusterView): void {
+    if (view.jobEnded && !previous.jobEnded) {
+      this.log.info('the scheduler says the job has ended');
+      this.opts.onJobEnd?.();
+    }
     this.handoff.onView(view, previous);
     this.replication.rereplicate(previous);
     this.gate.setLiveWorkers(view.workers.map((w) => w.rank));
