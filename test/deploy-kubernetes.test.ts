@@ -8,7 +8,7 @@
 // the servers follow. Exit codes: 200 when the scheduler never comes up, 2 for a bad TF_CONFIG.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import { clusterEnvFromProcess } from '../src/launch/cluster-env.ts';
 import { operatorTfConfig, NVIDIA_CAPABILITIES } from '../src/launch/kubernetes.ts';
 import { EXIT } from '../src/launch/exit-codes.ts';
 import { tmp } from './helpers/train.ts';
+import { Pods, podHost, replicas, localPaths } from './helpers/pods.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -152,8 +153,6 @@ test('exit codes a restart policy can read: 200 when the scheduler never comes u
   assert.match(r2.stderr, /TF_CONFIG is not valid JSON/);
 });
 
-interface Pod { name: string; proc: ChildProcess; exit: Promise<number | null>; log: string[] }
-
 test('the TFJob\'s pods as processes: they wait for the scheduler, train, and all exit 0 at the job end', async () => {
   const data = join(dir, 'data');
   mkdirSync(data, { recursive: true });
@@ -167,49 +166,28 @@ test('the TFJob\'s pods as processes: they wait for the scheduler, train, and al
   mkdirSync(mounts['/etc/hybridps/secret']!, { recursive: true });
   mkdirSync(mounts['/etc/hybridps/train']!, { recursive: true });
   writeFileSync(join(mounts['/etc/hybridps/secret']!, 'secret'), 'k8s-test-secret-0123456789');
-  const local = (s: string) => Object.entries(mounts).reduce((t, [from, to]) => t.replaceAll(`${from}/`, `${to}/`), s);
-  writeFileSync(join(mounts['/etc/hybridps/train']!, 'config.json'), local(cm.data['config.json']));
+  writeFileSync(join(mounts['/etc/hybridps/train']!, 'config.json'), localPaths(mounts)(cm.data['config.json']));
 
   // Pod IPs: one loopback address per pod; the operator's DNS names map to them.
-  const types = [['ps', 'PS'], ['worker', 'Worker'], ['chief', 'Chief']] as const;
   const ip = new Map<string, string>();
   let n = 0;
   const base = 20 + (process.pid % 200);
-  for (const [t, spec] of types) for (let i = 0; i < job.spec.tfReplicaSpecs[spec].replicas; i++) ip.set(`hybridps-${t}-${i}.default.svc`, `127.77.${base}.${++n}`);
-  const resolveNames = (s: string) => [...ip].reduce((t, [name, addr]) => t.replaceAll(name, addr), s);
-
-  const pods: Pod[] = [];
-  const start = (t: string, spec: string, i: number) => {
-    const c = mainContainer(job.spec.tfReplicaSpecs[spec].template);
-    const podIp = ip.get(`hybridps-${t}-${i}.default.svc`)!;
-    const args = c.args.map((a: string) => local(a.replace('$(POD_IP)', podIp)));
-    const env: Record<string, string> = { TF_CONFIG: resolveNames(operatorTfConfig(job, t as 'ps', i)), HYBRIDPS_LOG: 'info', POD_IP: podIp };
-    for (const e of c.env) if (e.value !== undefined) env[e.name] = e.value;
-    const proc = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const pod: Pod = { name: `${t}-${i}`, proc, log: [], exit: new Promise((r) => proc.on('exit', (code) => r(code))) };
-    for (const s of [proc.stdout!, proc.stderr!]) s.on('data', (b: Buffer) => pod.log.push(b.toString()));
-    pods.push(pod);
-    return pod;
-  };
-  const guard = setTimeout(() => { for (const p of pods) p.proc.kill('SIGKILL'); }, 200_000);
+  for (const t of ['ps', 'worker', 'chief'] as const) for (let i = 0; i < replicas(job, t); i++) ip.set(podHost(job, t, i), `127.77.${base}.${++n}`);
+  const pods = new Pods(job, { ip, mounts });
+  const guard = setTimeout(() => pods.killAll(), 200_000);
   try {
     // Servers and workers first, as pods often come up: they must wait for the scheduler's name.
-    for (const [t, spec] of types.slice(0, 2)) for (let i = 0; i < job.spec.tfReplicaSpecs[spec].replicas; i++) start(t, spec, i);
-    const waiting = pods[0]!;
-    for (let t = 0; !waiting.log.join('').includes('waiting for ws://'); t++) {
-      if (t > 600) assert.unreachable(`server-0 never said it waits for the scheduler:\n${waiting.log.join('')}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    start('chief', 'Chief', 0);
-    const codes = await Promise.all(pods.map((p) => p.exit));
-    const report = pods.map((p, k) => `--- ${p.name}: exit ${codes[k]}\n${p.log.join('').slice(-3000)}`).join('\n');
-    assert.equal(codes, pods.map(() => 0), report);
-    const chief = pods.at(-1)!.log.join('');
-    assert.match(chief, /the job has ended/);
-    for (const p of pods.filter((q) => q.name.startsWith('worker'))) assert.match(p.log.join(''), /result/, `${p.name} reported its result`);
+    const [server0] = pods.startAll('ps');
+    pods.startAll('worker');
+    await pods.waitForLog(server0!, 'waiting for ws://');
+    const chief = pods.start('chief', 0);
+    const { codes, report } = await pods.exits();
+    assert.equal(codes, pods.all.map(() => 0), report);
+    assert.match(chief.log.join(''), /the job has ended/);
+    for (const p of pods.all.filter((q) => q.type === 'worker')) assert.match(p.log.join(''), /result/, `${p.name} reported its result`);
   } finally {
     clearTimeout(guard);
-    for (const p of pods) p.proc.kill('SIGKILL');
+    pods.killAll();
   }
 });
 
