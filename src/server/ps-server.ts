@@ -133,7 +133,10 @@ export class PsServer {
       case 'push': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.push(body, conn.peerId, 0);
       case 'pullBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pullBatch(body);
       case 'pushBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pushBatch(body, conn.peerId);
-      case 'replicaPush': return await this.kv.push(body.push, body.origin, 1);
+      // A restarted server is a backup as soon as it is in the view, but knows no tables until its
+      // take-over is done: a forwarded push waits for it like the workers' do (npm run chaos found
+      // UnknownTable here), and the pushes the take-over copied are not applied twice (push-deduper).
+      case 'replicaPush': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.push(body.push, body.origin, 1);
       case 'clock': return { type: 'clockAck', clock: this.gate.clock(body.worker, body.clock) };
       case 'assignRows': assignRows(this.tables.get(body.table), body); return { type: 'ok' };
       case 'copyRows': return this.replication.copyIn(body);
