@@ -54,9 +54,10 @@ function rng(seed: number): () => number {
   return () => { x ^= x << 13; x >>>= 0; x ^= x >> 17; x ^= x << 5; x >>>= 0; return x / 2 ** 32; };
 }
 
-interface Fault { kind: 'kill' | 'partition'; server: number; atStep: number; at: number; recoveredAfterS?: number }
+interface Fault { kind: 'kill' | 'partition'; server: number; atStep: number; at: number; recoveredAfterS?: number; lostS?: number }
 
-interface RunResult { wallS: number; checkpoint: string; faults: Fault[] }
+/** medianStepS: the median time between the slowest worker's steps (what a step costs without a fault). */
+interface RunResult { wallS: number; checkpoint: string; faults: Fault[]; medianStepS: number }
 
 const work = mkdtempSync(join(tmpdir(), 'hps-chaos-'));
 const TINY = JSON.stringify({ numTables: 26, dim: 4, bottom: [13, 8, 4], top: [8, 1], rowsPerTable: 200 });
@@ -83,6 +84,7 @@ async function run(name: string, withFaults: boolean, deadline: number): Promise
   const random = rng(opts.seed);
   const t0 = Date.now();
   let step = 0;
+  const stepTimes: number[] = [];
   const stepOf = (p: Pod) => { const m = [...p.log.join('').matchAll(/ progress rank=\d+ step=(\d+)/g)].at(-1); return m ? Number(m[1]) : 0; };
   try {
     pods.start('chief', 0);
@@ -95,7 +97,9 @@ async function run(name: string, withFaults: boolean, deadline: number): Promise
     while (!finished) {
       if (Date.now() > deadline) throw new Error(`the ${name} run did not finish within --timeout-s ${opts.timeoutS} (at step ${step})`);
       await new Promise((r) => setTimeout(r, 200));
-      step = Math.min(...workers.map(stepOf));
+      const now = Math.min(...workers.map(stepOf));
+      if (now > step) stepTimes.push(Date.now());
+      step = now;
       const open = faults.at(-1);
       if (open && open.recoveredAfterS === undefined && step > open.atStep) open.recoveredAfterS = (Date.now() - open.at) / 1000;
       if (!withFaults || opts.killEvery === 0 || step < nextFault || step >= opts.steps - 2) continue;
@@ -126,7 +130,10 @@ async function run(name: string, withFaults: boolean, deadline: number): Promise
     const wallS = (Date.now() - t0) / 1000;
     // The scheduler ends the job and the servers follow (job_ended); wait for them, bounded.
     await Promise.race([Promise.all(pods.all.map((p) => p.exit)), new Promise((r) => setTimeout(r, 30_000))]);
-    return { wallS, checkpoint: join(mounts['/checkpoints']!, name), faults };
+    const gaps = stepTimes.slice(1).map((t, i) => (t - stepTimes[i]!) / 1000).sort((x, y) => x - y);
+    const medianStepS = gaps.length ? gaps[Math.floor(gaps.length / 2)]! : 0;
+    for (const f of faults) if (f.recoveredAfterS !== undefined) f.lostS = Math.max(0, f.recoveredAfterS - medianStepS);
+    return { wallS, checkpoint: join(mounts['/checkpoints']!, name), faults, medianStepS };
   } finally {
     pods.killAll();
     hosts.destroy();
@@ -152,15 +159,20 @@ async function main(): Promise<void> {
     partitions: chaos.faults.filter((f) => f.kind === 'partition').length,
     identical: diff === 0,
     maxAbsDiff: Number.isFinite(diff) ? diff : null,
-    secondsLostPerFailure: n ? Number(((chaos.wallS - clean.wallS) / n).toFixed(2)) : 0,
+    // Per fault: from the fault to the next step, less a normal step (the polling adds up to 0.2 s).
+    secondsLostPerFailure: n ? Number((chaos.faults.reduce((a, f) => a + (f.lostS ?? 0), 0) / n).toFixed(2)) : 0,
+    medianStepS: Number(chaos.medianStepS.toFixed(3)),
+    // The two runs' wall times: on a loaded machine their difference is noise as much as faults.
     cleanWallS: Number(clean.wallS.toFixed(2)), chaosWallS: Number(chaos.wallS.toFixed(2)),
     steps: opts.steps, servers: opts.servers, workers: opts.workers, replicas: 2, seed: opts.seed,
     faults: chaos.faults.map(({ at: _at, ...f }) => f),
   };
   process.stdout.write(`\nchaos: ${report.kills} kills, ${report.partitions} partitions in ${opts.steps} BSP steps (R = 2)\n`);
-  process.stdout.write('fault       server  at step  next step after (s)\n');
-  for (const f of chaos.faults) process.stdout.write(`${f.kind.padEnd(11)} ${String(f.server).padStart(6)}  ${String(f.atStep).padStart(7)}  ${f.recoveredAfterS?.toFixed(2) ?? '-'}\n`);
-  process.stdout.write(`wall time: ${report.cleanWallS} s failure-free, ${report.chaosWallS} s with faults: ${report.secondsLostPerFailure} s lost per fault\n`);
+  process.stdout.write('fault       server  at step  next step after (s)  lost (s)\n');
+  for (const f of chaos.faults) {
+    process.stdout.write(`${f.kind.padEnd(11)} ${String(f.server).padStart(6)}  ${String(f.atStep).padStart(7)}  ${(f.recoveredAfterS?.toFixed(2) ?? '-').padStart(19)}  ${(f.lostS?.toFixed(2) ?? '-').padStart(8)}\n`);
+  }
+  process.stdout.write(`lost per fault: ${report.secondsLostPerFailure} s (a normal step: ${report.medianStepS} s); wall time ${report.cleanWallS} s failure-free, ${report.chaosWallS} s with faults\n`);
   process.stdout.write(`final parameters: ${report.identical ? 'identical to the failure-free run' : `DIFFER from the failure-free run (max |diff| ${report.maxAbsDiff})`}\n`);
   if (opts.json) process.stdout.write(JSON.stringify(report) + '\n');
   if (report.identical) rmSync(work, { recursive: true, force: true });
