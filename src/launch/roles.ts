@@ -75,7 +75,9 @@ export async function runScheduler(flags: SchedulerFlags): Promise<void> {
     },
   });
   const metrics = flags.metricsPort !== undefined
-    ? await serveMetrics('scheduler', { counters: () => ({ ...s.stats, epoch: s.view().epoch, members: s.view().members.length }), status: () => s.status() }, flags.metricsPort)
+    ? await serveMetrics('scheduler', {
+      counters: () => ({ ...s.stats }), gauges: () => ({ epoch: s.view().epoch, members: s.view().members.length }), status: () => s.status(),
+    }, flags.metricsPort)
     : undefined;
   announceReady({ role: 'scheduler', url: s.url, metrics: metrics?.url, pid: process.pid });
   exitWithParent(() => s.stop());
@@ -92,7 +94,7 @@ export async function runServer(flags: CommonRoleFlags & { scheduler?: string; n
     onJobEnd: () => { void s.stop().finally(() => process.exit(0)); },
   });
   const metrics = flags.metricsPort !== undefined
-    ? await serveMetrics('server', { counters: () => s.counters(), status: () => s.status() }, flags.metricsPort)
+    ? await serveMetrics('server', s.metricsSource(), flags.metricsPort)
     : undefined;
   announceReady({ role: 'server', url: s.url, nodeId: s.nodeId, metrics: metrics?.url, pid: process.pid });
   exitWithParent(() => s.stop());
