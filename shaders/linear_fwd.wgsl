@@ -26,27 +26,36 @@ override RG: u32 = 2u; // groups of 4 rows per thread: the block is 32 * RG rows
 var<workgroup> xs: array<array<array<vec4f, 16>, BK>, 2>;
 var<workgroup> ws: array<array<array<vec4f, 16>, BK>, 2>;
 
-// Elements i..i+3 of x / w with the ones at or past `lim` (the row's end) zeroed; `fast` when the
-// row starts 16-byte aligned (K % 4 == 0) and the four are inside it.
+// Elements i..i+3 of x / w, the ones past the first `left` (the row's end) zeroed by select, so
+// NaN or garbage past a row never enters a sum. Rows of a K % 4 != 0 layout (K = 13, 415 in DLRM)
+// start unaligned: two aligned vec4 loads shifted together instead of four scalar loads (the
+// element loads of a vec4 array, each a vec4 load and an extract); the second load is clamped to
+// the binding. Measured against padding the layouts to K % 4 == 0: bench/RESULTS.md (2026-12-02).
 fn ld_x(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return x[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(x[i >> 2u][i & 3u], x[i1 >> 2u][i1 & 3u], x[i2 >> 2u][i2 & 3u], x[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = x[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = x[min(q + 1u, arrayLength(&x) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = x[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 fn ld_w(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return w[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(w[i >> 2u][i & 3u], w[i1 >> 2u][i1 & 3u], w[i2 >> 2u][i2 & 3u], w[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = w[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = w[min(q + 1u, arrayLength(&w) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = w[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 
 @compute @workgroup_size(64)
