@@ -145,6 +145,14 @@ bwdW('split_sum with accum adds to the output', async (ctx) => {
   const want = Float64Array.from(prev, (v, i) => v + parts[i] + parts[n + i] + parts[2 * n + i]);
   expectClose(ctx, await download(ctx.gpu, out, n), want, 1e-6 * 4, 'split_sum accum');
 });
+bwdW('split_sum with scale: scale * (sum of the partials), the gradient scale of a worker step', async (ctx) => {
+  const n = 1001, S = 3, scale = 0.3;
+  const parts = ref.randF32(ctx.rand, S * n);
+  const out = output(ctx.gpu, n);
+  await runKernel(ctx, 'split_sum', { n, S, stride: n, scale }, [upload(ctx.gpu, parts), out]);
+  const want = Float64Array.from({ length: n }, (_, i) => scale * (parts[i] + parts[n + i] + parts[2 * n + i]));
+  expectClose(ctx, await download(ctx.gpu, out, n), want, 1e-6 * 4, 'split_sum scale');
+});
 bwdW.run();
 
 // Rows of K % 4 != 0 start unaligned and the GEMMs load them as shifted vec4 pairs: the elements
