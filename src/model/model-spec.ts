@@ -114,8 +114,9 @@ export interface ModelSpec {
    * they write them: `rows`, the kernels that write T.grad / tables.grad (segment_sum's `scale`);
    * `dense`, the last write of dense.grad (split_sum's `scale`). What a spec does not scale, the
    * runner scales itself: the dense gradient in its unpadding copy (and through the fused
-   * optimizer's gradScale), the rows with a JS pass over the mapped readback (~2.3 ms per step at
-   * the gpu preset, batch 2048: what a spec saves by scaling on the GPU).
+   * optimizer's gradScale), the rows with a JS pass over the mapped readback (3.4 ms at best per
+   * step at the gpu preset, batch 2048, 10-15 ms on a loaded machine: what a spec saves by
+   * scaling on the GPU; bench/RESULTS.md, 2026-12-02).
    */
   scalesGrads?: { rows?: boolean; dense?: boolean };
 }

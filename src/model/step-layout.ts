@@ -3,7 +3,8 @@
 // upload buffer, written from one CPU mirror with one queue.writeBuffer; the table gradients sit
 // in one row-gradient buffer with the same per-table spans as the rows. Kept apart from the
 // runner so that sizing and packing (capacities, alignment, the directory's word layout) is one
-// piece of code the recording side only reads offsets from.
+// piece of code the recording side only reads offsets from. The dense vector's padded GPU layout
+// (each parameter at an aligned offset) is converted here too (padDense, unpadDense).
 //
 // The mirror's first 2 * densePadded elements are the runner's dense staging (a pending setDense,
 // then a pending update's gradient); the per-step regions follow.

@@ -234,7 +234,9 @@ export class WorkerStep {
     // encoder (one submit per step). With one, it is staged and runs inside the next step's.
     const fused = dense.mode === 'local' && !dense.hook;
     // The GPU applies it as the gradients are written (RunnerStepOptions.gradScale): no JS pass
-    // over every gradient after the readback (that pass took ~2.3 ms per step at batch 2048).
+    // over every gradient after the readback. That pass cost 3.4 ms at best (9.6-14.8 ms median,
+    // load 6.6 on 2 cores) for the 3.1M row-gradient floats at the gpu preset, batch 2048, plus
+    // 0.5-1.1 ms for the dense gradient when not fused (bench/RESULTS.md, 2026-12-02).
     const gpu = runner.step(
       { B: batch.B, inputs: batch.inputs, tables: preps.map((prep, i) => ({ prep, rows: pulled.rows[i]! })) },
       { gradScale: scale, ...(fused ? { denseUpdate: dense.optimizer } : {}) },
