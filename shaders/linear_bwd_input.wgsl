@@ -1,5 +1,5 @@
 // @kernel linear_bwd_input
-// @doc dX[M,K] = G[M,N] * W[N,K] where G = dY, or dY * (Y > 0) when relu != 0 (Y = the forward output). Same tiling as linear_fwd: 64x64 block of dX per workgroup of 64 threads, 8x8 per thread, double-buffered 16-wide slices of the contraction (n), conflict-free staging (dY one row per thread, W four vec4 per thread), vec4 loads when N % 4 == 0 (dY, Y) and K % 4 == 0 (W). Bind dy, w and y with sizes that are multiples of 16 bytes.
+// @doc dX[M,K] = G[M,N] * W[N,K] where G = dY, or dY * (Y > 0) when relu != 0 (Y = the forward output). Same tiling as linear_fwd: 64x64 block of dX per workgroup of 64 threads, 8x8 per thread, double-buffered 16-wide slices of the contraction (n), conflict-free staging (dY one row per thread, W four vec4 per thread), vec4 loads (one when the row is 16-byte aligned: N % 4 == 0 for dY, Y, K % 4 == 0 for W; two aligned loads shifted together otherwise, the row's tail masked). Bind dy, w and y with sizes that are multiples of 16 bytes.
 // @param M u32
 // @param N u32
 // @param K u32
