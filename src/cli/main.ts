@@ -149,6 +149,24 @@ trainOptions(program.command('kubernetes').argument('[sample]', 'sample director
     if (o.out) { (await import('node:fs')).writeFileSync(o.out, text); process.stderr.write(`wrote ${o.out}\n`); } else process.stdout.write(text);
   });
 
+program.command('top').description('a live view of a running job: per server requests/s, rows/s, waiting pulls, p99 pull/push time, and a sizing line')
+  .option('--scheduler <url>', 'scheduler address ws://HOST:PORT (or HYBRIDPS_SCHEDULER / TF_CONFIG)')
+  .option('--secret-file <file>', 'file holding the cluster secret (or HYBRIDPS_SECRET / HYBRIDPS_SECRET_FILE)')
+  .option('--interval-s <s>', 'seconds between polls', Number, 2)
+  .option('--once', 'one interval, then exit')
+  .option('--json', 'one JSON object per poll instead of the table')
+  .action(async (o) => {
+    const { clusterEnvFromProcess } = await import('../launch/cluster-env.ts');
+    const { ConfigError } = await import('../launch/exit-codes.ts');
+    const schedulerUrl = o.scheduler ?? clusterEnvFromProcess().schedulerUrl;
+    if (!schedulerUrl) throw new ConfigError('top needs the scheduler: --scheduler ws://HOST:PORT, HYBRIDPS_SCHEDULER or TF_CONFIG');
+    if (!(o.intervalS > 0)) throw new ConfigError(`--interval-s must be a number of seconds > 0, got ${o.intervalS}`);
+    const { loadSecret } = await import('../transport/index.ts');
+    const { runTop } = await import('../launch/top.ts');
+    await runTop({ schedulerUrl, secret: loadSecret(o), intervalS: o.intervalS, once: !!o.once, json: !!o.json });
+    process.exit(0);
+  });
+
 program.command('gen-data').description('write a synthetic Criteo-layout file from a planted DLRM-like model and print its AUC')
   .requiredOption('--out <file>', 'output file')
   .option('--samples <n>', 'lines to write', int, 200_000)

@@ -170,7 +170,6 @@ export class PsServer {
     });
   }
 
-  /** Flat counters for /metrics: request counts, rows, bytes, apply time, queue depth, rows stored. */
   /** What /metrics exports: totals, current values, and the pull and push latencies (util/metrics-http.ts). */
   metricsSource(): MetricsSource {
     return {
@@ -189,6 +188,11 @@ export class PsServer {
     return {
       role: 'server', nodeId: this.nodeId, url: this.url, epoch: this.view.epoch,
       stats: this.stats, waitingPulls: this.gate.clocks.waiting, copiesInFlight: this.replication.copiesInFlight,
+      // Bucket bounds (upper estimates) of the latency quantiles since start: `hybridps top` shows them.
+      latencyMs: {
+        pullP50: this.latency.pull.quantile(0.5), pullP99: this.latency.pull.quantile(0.99),
+        pushP50: this.latency.push.quantile(0.5), pushP99: this.latency.push.quantile(0.99),
+      },
       tables: [...this.tables.values()].map((t) => ({
         id: t.spec.id, name: t.spec.name, dim: t.spec.dim, rows: t.store.rows,
         bytesPerRow: t.store.bytesPerRow(), idealBytesPerRow: t.store.idealBytesPerRow(),
