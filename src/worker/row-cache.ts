@@ -8,7 +8,7 @@
 //   worker had finished the clocks < m when the server read them, and their pushes were applied
 //   before they said so). A cached row of freshness m may serve clock c while c - s <= m; the
 //   clock the pull carried only says m >= r - s, so it is not what is stored.
-// - Own updates: after each push the worker applies the same update function the servers run
+// - Own updates: with each push the worker applies the same update function the servers run
 //   (src/server/optimizers.ts) to its cached copy, with the very gradient the servers receive
 //   (f16-rounded when the wire is fp16). A row enters the cache only from a pull issued after the
 //   worker's previous push was acknowledged, or re-pulled after it (WorkerStep's early rows that
@@ -154,7 +154,11 @@ export class RowCache {
     }
   }
 
-  /** This worker's push of `grads` (keys.length x dim), acknowledged by the servers: applied to the held rows as the servers applied it. */
+  /**
+   * This worker's push of `grads` (keys.length x dim): applied to the held rows as the servers
+   * apply it. The caller serves nothing until the push is acknowledged, and clears the cache if
+   * it fails.
+   */
   applyPush(keys: BigUint64Array, grads: Float32Array): void {
     const { dim: d, update, hyper } = this.opts, w = keyWords(keys);
     let g = grads;

@@ -16,8 +16,9 @@
 // Row cache (`cache.rows > 0`): SSP and ASP tables with a stateless optimizer (SGD) keep their
 // rows in a RowCache (row-cache.ts: why it is exact). Such a table's step serves what the cache
 // holds for this clock, takes early rows for the rest (re-pulling those the last push touched),
-// pulls what is left, holds every row it pulled, and applies its own push to the held rows once
-// the servers acknowledged it. Early pulls ask only for what the cache lacks.
+// pulls what is left, holds every row it pulled, and applies its own push to the held rows while
+// the push is on the wire (read only after it is acknowledged; a failed push clears the cache).
+// Early pulls ask only for what the cache lacks.
 //
 // Gradient scale: the GPU gives gradients of the local batch mean; they are pushed as
 // (sum over local samples) / globalBatch, so under BSP the servers' sum over workers is exactly
@@ -348,12 +349,14 @@ export class WorkerStep {
     }
     let pushDone = t3;
     const sparse = Promise.all(preps.map((prep, i) => client.push(tableIds[i]!, prep.keys, r.tableGrads[i]!, { clock })))
-      .then(() => {
-        pushDone = now();
-        // Acknowledged, so applied on the servers: the held copies get the same update (before the views go).
-        this.caches.forEach((c, i) => c?.applyPush(preps[i]!.keys, r.tableGrads[i]!));
-      })
+      .then(() => { pushDone = now(); })
+      // A push that failed may or may not have been applied: nothing held may be served after it.
+      .catch((e: unknown) => { for (const c of this.caches) c?.clear(); throw e; })
       .finally(() => r.release()); // pushed: the views may go
+    // The held copies take the servers' update now, while the push is on the wire (the views are
+    // released only after it): nothing reads them before the push is acknowledged, and a failed
+    // push clears them. Off the critical path: 7 ms of CPU per step at the gpu preset (row-cache.ts).
+    this.caches.forEach((c, i) => c?.applyPush(preps[i]!.keys, r.tableGrads[i]!));
     const densePart = async () => {
       if (dense.mode === 'ps') return client.pushRange(dense.tableId, 0, dg, { clock });
       if (fused) return; // updated inside this step's encoder
