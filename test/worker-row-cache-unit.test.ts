@@ -30,6 +30,13 @@ test('SSP(2): a row of freshness 5 serves clocks up to 7, not 8; unknown freshne
   assert.equal(c.stats, { hits: 1, misses: 1, evictions: 0, bytesSaved: 8 + 4 * DIM });
 });
 
+test('a reply claiming more freshness than the read clock is held as of the read clock', () => {
+  const c = cache();
+  c.insert(keys(1), [0], randomFloats(DIM, 13), 2 ** 40, 6);
+  assert.equal(Array.from(c.peek(keys(1))), [6]);
+  assert.is(c.missing(keys(1), 9).length, 1);
+});
+
 test('ASP: a row read at clock 4 is served at clocks 4..6 (refresh 3), then pulled again', () => {
   const c = cache({ consistency: 'asp' });
   const k = keys(9);

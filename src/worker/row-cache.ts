@@ -131,10 +131,12 @@ export class RowCache {
   /**
    * Holds the rows at positions `idx` of `rows` (keys.length x dim), pulled at `readClock` with
    * reply freshness `fresh`, as last used at `readClock`. Rows with unknown freshness (-1, an
-   * older server) are not held under SSP.
+   * older server) are not held under SSP. A freshness above the read clock cannot be true (this
+   * worker is live and had not finished that clock): it is taken as the read clock, which the
+   * rows do cover, so a wrong reply never makes a row look fresher than the pull's own clock.
    */
   insert(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number): void {
-    const stamp = this.opts.consistency === 'ssp' ? fresh : readClock;
+    const stamp = this.opts.consistency === 'ssp' ? Math.min(fresh, readClock) : readClock;
     if (stamp < 0 || idx.length === 0) return;
     const d = this.opts.dim, w = keyWords(keys);
     for (let k = 0; k < idx.length; k++) {
