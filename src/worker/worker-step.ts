@@ -258,7 +258,7 @@ export class WorkerStep {
       if (cachedRows[i]) return cachedRows[i]!;
       if (!e) return full[i]!;
       const dim = runner.spec.tables[i]!.dim, patch = patches[i];
-      if (patch) repull[i]!.forEach((j, k) => e.set(patch.subarray(k * dim, (k + 1) * dim), j * dim));
+      if (patch) scatterRows(e, repull[i]!, patch, dim);
       return e;
     });
     if (!this.opts.trace) return { rows, dense: densePulled, trace: null };
