@@ -9,12 +9,13 @@
 import * as assert from 'uvu/assert';
 import { gpuSuite, finishGpuTests, type GpuContext } from './helpers/gpu.ts';
 import { startCluster, allJoined, type TestCluster } from './helpers/cluster.ts';
+import { memoryAllreduce, sameBits } from './helpers/step.ts';
 import type { PSClient } from '../src/client/ps-client.ts';
 import type { PullBody } from '../src/wire/codec.ts';
 import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec, type DlrmConfig } from '../src/model/dlrm.ts';
 import type { ConsistencyName } from '../src/model/model-spec.ts';
-import { WorkerStep, psTableSpecs, type WorkerBatch, type DenseHook, type PreparedBatch, type StepTrace, type RowCacheConfig } from '../src/worker/worker-step.ts';
+import { WorkerStep, psTableSpecs, type WorkerBatch, type PreparedBatch, type StepTrace, type RowCacheConfig } from '../src/worker/worker-step.ts';
 
 const s = gpuSuite('worker row cache');
 
@@ -28,20 +29,6 @@ function randomBatch(r: () => number): WorkerBatch {
     inputs: { dense_x: new Float32Array(B * cfg.numDense).map(() => r() * 2 - 1), labels: new Float32Array(B).map(() => (r() < 0.5 ? 0 : 1)) },
     tables: Array.from({ length: cfg.numTables }, () => ({ ids: Float64Array.from({ length: B }, () => Math.floor(cfg.rowsPerTable * r() ** 3)) })),
   };
-}
-
-function memoryAllreduce(n: number): DenseHook {
-  let parts: Float32Array[] = [], waiters: ((v: Float32Array) => void)[] = [];
-  return (g) => new Promise<Float32Array>((resolve) => {
-    parts.push(Float32Array.from(g));
-    waiters.push(resolve);
-    if (parts.length < n) return;
-    const sum = new Float32Array(g.length);
-    for (const p of parts) for (let i = 0; i < sum.length; i++) sum[i] += p[i];
-    const w = waiters;
-    parts = []; waiters = [];
-    for (const f of w) f(Float32Array.from(sum));
-  });
 }
 
 /** Every reply a server sent: the clock the pull carried, the freshness it claimed, the servers' slowest clock right after. */
@@ -115,12 +102,6 @@ async function train(ctx: GpuContext, batches: WorkerBatch[][], o: RunOpts) {
     for (const r of runners) r.destroy();
     await cluster.close();
   }
-}
-
-function sameBits(a: Float32Array, b: Float32Array, what: string): void {
-  assert.equal(a.length, b.length, `${what}: length`);
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) assert.unreachable(`${what}: element ${i} differs (${a[i]} vs ${b[i]})`);
 }
 
 function sameRun(a: Awaited<ReturnType<typeof train>>, b: Awaited<ReturnType<typeof train>>): void {
