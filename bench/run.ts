@@ -1,6 +1,6 @@
 // `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, step, pipeline).
 // step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
-// --gpu-steps N, --no-pipeline (see bench/step-cluster.ts).
+// --gpu-steps N, --no-pipeline, --cache-rows N (see bench/step-cluster.ts).
 const [name, ...rest] = process.argv.slice(2);
 const json = rest.includes('--json');
 const quick = rest.includes('--quick');
@@ -23,7 +23,7 @@ const benches: Record<string, () => Promise<object>> = {
   step: async () => (await import('./step-cluster.ts')).runStepClusterBench({
     json, quick, all: rest.includes('--all'), config: flag('--config'),
     rowsPerTable: intFlag('--rows-per-table'), batch: intFlag('--batch'), steps: intFlag('--steps'), gpuSteps: intFlag('--gpu-steps'),
-    pipeline: !rest.includes('--no-pipeline'),
+    pipeline: !rest.includes('--no-pipeline'), cacheRows: intFlag('--cache-rows'),
   }),
 };
 const run = name ? benches[name] : undefined;

@@ -63,6 +63,20 @@ test(`--quick --json --config ${CONFIG}: one JSON object with every field; no pr
   assert.equal(processesWith(marker), [], 'processes left behind');
 });
 
+test('--cache-rows: an SSP configuration runs without and with the row cache in the same run; the cached run reports its hits', async () => {
+  const { code, stdout, stderr } = await runBench(['--quick', '--json', '--config', 's1-w1-sgd-ssp2', '--cache-rows', '4096', '--gpu-steps', '0', '--steps', '4']);
+  assert.is(code, 0, stderr.slice(-3000));
+  const r = JSON.parse(stdout.trim().split('\n').at(-1)!);
+  assert.equal(r.configs.map((c: { name: string }) => c.name), ['s1-w1-sgd-ssp2', 's1-w1-sgd-ssp2+cache']);
+  const [plain, cached] = r.configs;
+  assert.is(plain.cache, null);
+  assert.is(cached.cacheRows, 4096);
+  assert.ok(positive(cached.cache.hitsPerStep) && cached.cache.hitsPerStep < cached.cache.lookupsPerStep, JSON.stringify(cached.cache));
+  assert.ok(positive(cached.cache.bytesSavedPerStep) && nonNegative(cached.cache.evictionsPerStep));
+  assert.ok(cached.cacheHitRate > 0 && cached.cacheHitRate < 1, `cacheHitRate = ${cached.cacheHitRate}`);
+  assert.ok(cached.rowsPulled < plain.rowsPulled, `pulled ${cached.rowsPulled} with the cache, ${plain.rowsPulled} without`);
+});
+
 test('a table too large for the machine is refused with the reason, before anything starts', async () => {
   const { code, stdout, stderr } = await runBench(['--quick', '--json', '--config', CONFIG, '--rows-per-table', '1000000000']);
   assert.is(code, 1);

@@ -42,6 +42,29 @@ test('launch samples/dlrm --json: one summary object with the documented fields'
   assert.match(r.stderr, /held-out +logloss/); // the people-facing summary goes to stderr with --json
 });
 
+test('launch with the row cache (SSP:2, SGD tables, a tiny --cache-rows): finite loss, the summary shows hit rate and evictions', () => {
+  const r = hybridps(['launch', 'samples/dlrm', '--data', data, '--model', TINY, '--rows-per-table', '50', '--workers', '2', '--servers', '2',
+    '--batch', '32', '--steps', '10', '--consistency', 'ssp:2', '--optimizer', 'emb=sgd,dense=adagrad', '--cache-rows', '8', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const c = r.json.cache;
+  assert.ok(c && c.hits > 0 && c.misses > 0 && c.hitRate > 0 && c.hitRate < 1 && c.evictions > 0 && c.bytesSaved > 0, JSON.stringify(c));
+  // 10 steps of a tiny model: trained a little, not to an AUC; what matters is that it stays finite.
+  assert.ok(Number.isFinite(r.json.logloss) && Number.isFinite(r.json.auc), `logloss ${r.json.logloss}, AUC ${r.json.auc}`);
+  assert.match(r.stderr, /row cache +hit rate [\d.]+% \(\d+ of \d+ rows\), \d+ evictions/);
+  // BSP (the sample's default) is never cached: no cache in the summary.
+  const bsp = hybridps(['launch', 'samples/dlrm', '--data', data, '--model', TINY, '--rows-per-table', '50', '--workers', '1', '--servers', '1',
+    '--batch', '32', '--steps', '3', '--optimizer', 'emb=sgd,dense=adagrad', '--cache-rows', '8', '--json']);
+  assert.is(bsp.code, 0, bsp.stderr);
+  assert.ok(!('cache' in bsp.json));
+});
+
+test('--cache-rows and --cache-refresh are validated before anything starts', () => {
+  const r = hybridps(['launch', 'samples/dlrm', '--data', data, '--cache-rows', '-1', '--cache-refresh', '0']);
+  assert.is.not(r.code, 0);
+  assert.match(r.stderr, /--cache-rows must be an integer >= 0 \(got -1\)/);
+  assert.match(r.stderr, /--cache-refresh must be an integer >= 1 \(got 0\)/);
+});
+
 test('compare: both modes, a report page, one JSON object', () => {
   const report = join(dir, 'report.html');
   const r = hybridps(['compare', 'samples/dlrm', '--data', data, '--model', TINY, '--rows-per-table', '50', '--workers', '2', '--servers', '1',

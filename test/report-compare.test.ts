@@ -28,6 +28,10 @@ test('terminal table lists both modes', () => {
   assert.match(t, /hybrid\s+pure-ps/);
   assert.match(t, /samples\/s/);
   assert.match(t, /AUC/);
+  assert.not.match(t, /row cache/, 'no cache rows when no run cached');
+  const cached = comparisonTable([{ ...run('hybrid', 1.2), cache: { hitRate: 0.625, hits: 5, misses: 3, evictions: 1, bytesSaved: 300 * 2048 } }, run('pure-ps', 1)]);
+  assert.match(cached, /row cache hit rate\s+62\.5%\s+off/);
+  assert.match(cached, /cache saved\/step\s+2\.0 KiB\s+-/);
 });
 
 test('the HTML report draws every plot in headless Chromium with no console error', async () => {

@@ -26,7 +26,7 @@ const bodies: Body[] = [
   { type: 'declareTables', tables: [spec], workers: 4 },
   { type: 'declareTablesReply', tables: [spec] },
   { type: 'pull', table: 3, keys, clock: 4, worker: 1, f16: true },
-  { type: 'pullReply', table: 3, dim: 3, values: vals, f16: false },
+  { type: 'pullReply', table: 3, dim: 3, values: vals, f16: false, fresh: 6 },
   push,
   { type: 'pushAck', seq: 99, applied: true },
   { type: 'clock', worker: 2, clock: 12 },
@@ -58,7 +58,7 @@ const bodies: Body[] = [
   },
   { type: 'assignRows', table: 3, keys, values: vals },
   { type: 'pullBatch', parts: [{ table: 3, keys }, { table: 7, keys: BigUint64Array.of(9n) }, { table: 1, keys: new BigUint64Array(0) }], clock: 4, worker: 1, f16: false },
-  { type: 'pullBatchReply', offsets: Uint32Array.of(0, 12), dims: Uint32Array.of(3, 2), values: vals.subarray(0, 14), f16: false },
+  { type: 'pullBatchReply', offsets: Uint32Array.of(0, 12), dims: Uint32Array.of(3, 2), values: vals.subarray(0, 14), f16: false, fresh: 3 },
   { type: 'pushBatch', parts: [{ table: 3, keys, seq: 99, offset: 0 }, { table: 7, keys: BigUint64Array.of(9n), seq: 2 ** 40, offset: 12 }], values: vals, worker: 2, clock: 11, f16: false },
   { type: 'pushBatchAck', acks: [{ seq: 99, applied: true }, { seq: 2 ** 40, applied: false }] },
   { type: 'statsReply', json: '{"a":1}' },
@@ -89,6 +89,16 @@ test('the hello carries the ring epoch in its own field (0 included), absent whe
   }
   const none = back(hello());
   assert.ok(none.type === 'hello' && !('ringEpoch' in none), 'no ring epoch on an ordinary link');
+});
+
+test('a pull reply without freshness (an older server) decodes as -1: unknown, not cacheable', () => {
+  const back = (body: Body) => decode(encode({ requestId: 1, reply: true, sender: 's', epoch: 1, body })).body;
+  const one = back({ type: 'pullReply', table: 3, dim: 3, values: vals, f16: false });
+  assert.ok(one.type === 'pullReply' && one.fresh === -1);
+  const batch = back({ type: 'pullBatchReply', offsets: Uint32Array.of(0), dims: Uint32Array.of(3), values: vals, f16: false });
+  assert.ok(batch.type === 'pullBatchReply' && batch.fresh === -1);
+  const fresh = back({ type: 'pullReply', table: 3, dim: 3, values: vals, f16: false, fresh: 41 });
+  assert.ok(fresh.type === 'pullReply' && fresh.fresh === 41);
 });
 
 test('payload vectors are zero-copy views of an aligned frame', () => {

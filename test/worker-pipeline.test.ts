@@ -6,12 +6,13 @@
 import * as assert from 'uvu/assert';
 import { gpuSuite, finishGpuTests, type GpuContext } from './helpers/gpu.ts';
 import { startCluster, allJoined, type TestCluster } from './helpers/cluster.ts';
+import { memoryAllreduce, sameBits } from './helpers/step.ts';
 import type { PSClient } from '../src/client/ps-client.ts';
 import type { PullBody } from '../src/wire/codec.ts';
 import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec, type DlrmConfig } from '../src/model/dlrm.ts';
 import type { ConsistencyName } from '../src/model/model-spec.ts';
-import { WorkerStep, psTableSpecs, type WorkerBatch, type DenseHook, type PreparedBatch, type StepTrace } from '../src/worker/worker-step.ts';
+import { WorkerStep, psTableSpecs, type WorkerBatch, type PreparedBatch, type StepTrace } from '../src/worker/worker-step.ts';
 
 const s = gpuSuite('pipelined worker step');
 
@@ -24,21 +25,6 @@ function randomBatch(r: () => number): WorkerBatch {
     inputs: { dense_x: new Float32Array(B * cfg.numDense).map(() => r() * 2 - 1), labels: new Float32Array(B).map(() => (r() < 0.5 ? 0 : 1)) },
     tables: Array.from({ length: cfg.numTables }, () => ({ ids: Float64Array.from({ length: B }, () => Math.floor(r() * cfg.rowsPerTable)) })),
   };
-}
-
-/** A summing in-memory "allreduce" over n concurrent workers. */
-function memoryAllreduce(n: number): DenseHook {
-  let parts: Float32Array[] = [], waiters: ((v: Float32Array) => void)[] = [];
-  return (g) => new Promise<Float32Array>((resolve) => {
-    parts.push(Float32Array.from(g));
-    waiters.push(resolve);
-    if (parts.length < n) return;
-    const sum = new Float32Array(g.length);
-    for (const p of parts) for (let i = 0; i < sum.length; i++) sum[i] += p[i];
-    const w = waiters;
-    parts = []; waiters = [];
-    for (const f of w) f(Float32Array.from(sum));
-  });
 }
 
 interface ServerRead { worker: number; table: number; clock: number; keys: Set<bigint>; minClock: number }
@@ -108,12 +94,6 @@ async function train(ctx: GpuContext, batches: WorkerBatch[][], o: { pipeline: b
     for (const r of runners) r.destroy();
     await cluster.close();
   }
-}
-
-function sameBits(a: Float32Array, b: Float32Array, what: string): void {
-  assert.equal(a.length, b.length, `${what}: length`);
-  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
-  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) assert.unreachable(`${what}: element ${i} differs (${a[i]} vs ${b[i]})`);
 }
 
 async function pipelinedEqualsSerial(ctx: GpuContext, workers: number, consistency: ConsistencyName, staleness = 0) {

@@ -84,6 +84,8 @@ const trainOptions = (c: Command) => c
   .option('--seed <n>', 'initialisation seed (default 1)', int)
   .option('--f16', 'values as fp16 on the wire')
   .option('--no-pipeline', 'a serial worker step (default: the next batch is prepared, and pulled where consistency allows, while the GPU computes)')
+  .option('--cache-rows <n>', 'worker-side row cache: rows held per SSP/ASP table with SGD (default 16384; 0: off; BSP is never cached)', int)
+  .option('--cache-refresh <clocks>', 'ASP: clocks a cached row is served after it was read (default 2)', int)
   .option('--bad-lines <policy>', 'skip (default; counted and reported) or fatal')
   .option('--json', 'print one JSON summary as the last line');
 

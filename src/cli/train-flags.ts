@@ -12,7 +12,7 @@ export interface TrainFlags {
   servers?: number; workers?: number; replicas?: number; mode?: string; consistency?: string;
   batch?: number; steps?: number; epochs?: number; lr?: string; optimizer?: string; data?: string;
   evalEvery?: number; evalSamples?: number; checkpointDir?: string; checkpointEvery?: number; resume?: string;
-  preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; rowsPerTable?: number; samples?: number; badLines?: string;
+  preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; cacheRows?: number; cacheRefresh?: number; rowsPerTable?: number; samples?: number; badLines?: string;
   /** JSON overrides of the model shape (tests use tiny models). */
   model?: string;
   json?: boolean;
@@ -64,6 +64,8 @@ export function trainJobFromFlags(f: TrainFlags, sample: SampleFile = {}): Train
     seed: f.seed ?? DEFAULTS.seed,
     f16: !!f.f16,
     pipeline: f.pipeline !== false,
+    cacheRows: f.cacheRows ?? DEFAULTS.cacheRows,
+    cacheRefresh: f.cacheRefresh ?? DEFAULTS.cacheRefresh,
     onBadLine: f.badLines === 'fatal' ? 'fatal' : 'skip',
   };
   if (f.badLines !== undefined && f.badLines !== 'skip' && f.badLines !== 'fatal') throw new Error(`--bad-lines ${f.badLines}: skip or fatal`);

@@ -81,6 +81,9 @@ export class PSClient {
 
   get view(): ClusterView { return this.member.view; }
 
+  /** Whether values travel as fp16 (a worker-side row cache applies the gradient the servers will see). */
+  get f16(): boolean { return !!this.opts.f16; }
+
   onViewChange(listener: (v: ClusterView) => void): void { this.member.onViewChange(listener); }
 
   /** Resolves once the view satisfies `pred` (e.g. all expected servers and workers joined). */
@@ -127,23 +130,33 @@ export class PSClient {
    * waits on the servers as the table's consistency model requires.
    */
   async pull(table: number, keys: BigUint64Array, opts: { clock?: number } = {}): Promise<Float32Array> {
+    return (await this.pullFresh(table, keys, opts)).rows;
+  }
+
+  /**
+   * `pull`, and how fresh the rows are: the least of the answering servers' PullReply.fresh (every
+   * update of the clocks < fresh is in them; -1: unknown, e.g. an older server or no keys).
+   */
+  async pullFresh(table: number, keys: BigUint64Array, opts: { clock?: number } = {}): Promise<{ rows: Float32Array; fresh: number }> {
     const dim = this.dimOf(table);
-    let out: Float32Array | null = null;
+    let out: Float32Array | null = null, fresh = keys.length ? Infinity : -1;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
       const clock = opts.clock ?? -1;
-      const v = this.coalescer ? await this.coalescer.pull(serverId, table, partKeys, dim, clock) : (await this.toServer(serverId, {
+      const r = this.coalescer ? await this.coalescer.pull(serverId, table, partKeys, dim, clock) : (await this.toServer(serverId, {
         type: 'pull', table, keys: partKeys, clock, worker: this.rank, f16: !!this.opts.f16,
-      })).body.values;
+      })).body;
+      const v = r.values;
       if (v.length !== idx.length * dim) {
         throw new Error(`server ${serverId} answered ${v.length} values for ${idx.length} rows of dim ${dim}`);
       }
+      fresh = Math.min(fresh, r.fresh ?? -1);
       this.bytes.pull += partKeys.byteLength + (this.opts.f16 ? v.length * 2 : v.byteLength);
       // One server answered for every key, in order: hand out the reply itself (a view of the frame).
       if (isIdentity(idx, keys.length)) { out = v; return; }
       out ??= new Float32Array(keys.length * dim);
       for (let i = 0; i < idx.length; i++) out.set(v.subarray(i * dim, (i + 1) * dim), idx[i]! * dim);
     });
-    return out ?? new Float32Array(keys.length * dim);
+    return { rows: out ?? new Float32Array(keys.length * dim), fresh };
   }
 
   /** Pulls of several tables at once: with coalescing (the default) one message per server. */

@@ -9,7 +9,9 @@ import type { Reply, RequestBody } from '../wire/replies.ts';
 type Send = <B extends RequestBody>(serverId: string, body: B) => Promise<Envelope<Reply<B['type']>>>;
 
 interface Waiter<T> { resolve: (v: T) => void; reject: (e: unknown) => void }
-interface PullPart extends Waiter<Float32Array> { table: number; keys: BigUint64Array }
+/** A part's rows (a view of the reply frame) and how fresh the server said they are (PullReply.fresh). */
+export interface PulledPart { values: Float32Array; fresh: number }
+interface PullPart extends Waiter<PulledPart> { table: number; keys: BigUint64Array }
 interface PushPart extends Waiter<void> { table: number; keys: BigUint64Array; values: Float32Array; seq: number }
 interface Queue<P> { serverId: string; clock: number; parts: P[]; bytes: number }
 
@@ -27,7 +29,7 @@ export class RequestCoalescer {
   constructor(private readonly send: Send, private readonly worker: () => number, private readonly f16: boolean) {}
 
   /** The rows of `keys` (keys.length x the table's dim), asked for together with this turn's other pulls to `serverId`. */
-  pull(serverId: string, table: number, keys: BigUint64Array, dim: number, clock: number): Promise<Float32Array> {
+  pull(serverId: string, table: number, keys: BigUint64Array, dim: number, clock: number): Promise<PulledPart> {
     return new Promise((resolve, reject) => this.queue(this.pulls, this.fullPulls, serverId, clock, keys.length * dim * 4).parts.push({ table, keys, resolve, reject }));
   }
 
@@ -57,11 +59,12 @@ export class RequestCoalescer {
     for (const q of pushes) settle(q.parts, this.sendPushes(q));
   }
 
-  private async sendPulls({ serverId, clock, parts }: Queue<PullPart>): Promise<Float32Array[]> {
+  private async sendPulls({ serverId, clock, parts }: Queue<PullPart>): Promise<PulledPart[]> {
     const base = { clock, worker: this.worker(), f16: this.f16 };
     if (parts.length === 1) {
       const p = parts[0]!;
-      return [(await this.send(serverId, { type: 'pull', table: p.table, keys: p.keys, ...base })).body.values];
+      const r = (await this.send(serverId, { type: 'pull', table: p.table, keys: p.keys, ...base })).body;
+      return [{ values: r.values, fresh: r.fresh ?? -1 }];
     }
     const r = (await this.send(serverId, { type: 'pullBatch', parts: parts.map((p) => ({ table: p.table, keys: p.keys })), ...base })).body;
     if (r.offsets.length !== parts.length || r.dims.length !== parts.length) {
@@ -70,7 +73,7 @@ export class RequestCoalescer {
     return parts.map((p, i) => {
       const start = r.offsets[i]!, end = start + p.keys.length * r.dims[i]!;
       if (end > r.values.length) throw new Error(`server ${serverId} answered part ${i} with values [${start}, ${end}) of ${r.values.length}`);
-      return r.values.subarray(start, end); // a view of the reply frame
+      return { values: r.values.subarray(start, end), fresh: r.fresh ?? -1 }; // a view of the reply frame
     });
   }
 

@@ -98,6 +98,7 @@ export const parseChildMessage = byKind<ChildMessage>('a child', {
       rank: int, nodeId: str, steps: int, firstStep: int, samples: int, wallSec: num, bytes, phaseMs: record(num), denseHash: str,
       data: object<WorkerResult['data']>({ lines: int, bad: int, badLines: list(object<WorkerResult['data']['badLines'][number]>({ line: int, why: str })) }),
       eval: optional(evalResult), checkpoint: optional(str),
+      cache: optional(object<NonNullable<WorkerResult['cache']>>({ hits: int, misses: int, evictions: int, bytesSaved: int })),
     }),
   }),
 });

@@ -29,7 +29,11 @@ export interface RunSummary {
   phases: Record<string, number>;
   history: RunHistory;
   plantedAuc?: number;
+  /** The workers' row caches (src/worker/row-cache.ts), summed; absent when no table was cached. */
+  cache?: RunCacheSummary;
 }
+
+export interface RunCacheSummary { hitRate: number; hits: number; misses: number; evictions: number; bytesSaved: number }
 
 export function comparisonTable(runs: RunSummary[]): string {
   const rows: [string, ...string[]][] = [
@@ -42,6 +46,10 @@ export function comparisonTable(runs: RunSummary[]): string {
     ['logloss', ...runs.map((r) => r.logloss.toFixed(4))],
     ['AUC', ...runs.map((r) => r.auc.toFixed(4))],
   ];
+  if (runs.some((r) => r.cache)) {
+    rows.push(['row cache hit rate', ...runs.map((r) => (r.cache ? `${(100 * r.cache.hitRate).toFixed(1)}%` : 'off'))]);
+    rows.push(['cache saved/step', ...runs.map((r) => (r.cache ? fmtBytes(r.cache.bytesSaved / Math.max(1, r.steps)) : '-'))]);
+  }
   const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(w[c]!) : cell.padStart(w[c]!))).join('   ')).join('\n');
 }

@@ -3,7 +3,7 @@
 // the `--json` object.
 import { consistencyName, type TrainConfig } from '../train/config.ts';
 import type { WorkerResult, EvalResult } from '../train/worker.ts';
-import type { RunSummary, RunHistory } from './compare-report.ts';
+import type { RunSummary, RunHistory, RunCacheSummary } from './compare-report.ts';
 
 export interface TrainSummary extends RunSummary {
   results: WorkerResult[];
@@ -43,11 +43,21 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
     allreduce: results.reduce((a, r) => a + r.bytes.allreduce, 0),
   };
   return {
+    cache: cacheSummary(results),
     mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
     samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history: run.history,
     plantedAuc: run.plantedAuc, results, failedWorkers: run.failedWorkers, evals: run.evals, checkpoint: run.checkpoint, wallSec: run.wallSec,
     data: { path: cfg.data, ...r0.data },
   };
+}
+
+/** The workers' row-cache counters summed (undefined when no worker cached a table). */
+function cacheSummary(results: WorkerResult[]): RunCacheSummary | undefined {
+  const cached = results.flatMap((r) => (r.cache ? [r.cache] : []));
+  if (!cached.length) return undefined;
+  const sum = (f: (c: NonNullable<WorkerResult['cache']>) => number) => cached.reduce((a, c) => a + f(c), 0);
+  const hits = sum((c) => c.hits), misses = sum((c) => c.misses);
+  return { hitRate: hits + misses > 0 ? hits / (hits + misses) : 0, hits, misses, evictions: sum((c) => c.evictions), bytesSaved: sum((c) => c.bytesSaved) };
 }
 
 function fmtBytes(n: number): string {
@@ -63,6 +73,10 @@ export function formatSummary(s: TrainSummary): string {
     `  on the wire  pull ${fmtBytes(s.bytes.pull)}, push ${fmtBytes(s.bytes.push)}, allreduce ${fmtBytes(s.bytes.allreduce)}`,
     `  held-out     logloss ${s.logloss.toFixed(4)}, AUC ${s.auc.toFixed(4)}${s.plantedAuc !== undefined ? ` (planted model: ${s.plantedAuc.toFixed(4)}, gap ${(s.plantedAuc - s.auc).toFixed(4)})` : ''}`,
   ];
+  if (s.cache) {
+    const c = s.cache;
+    lines.push(`  row cache    hit rate ${(100 * c.hitRate).toFixed(1)}% (${c.hits} of ${c.hits + c.misses} rows), ${c.evictions} evictions, ${fmtBytes(c.bytesSaved)} of pulls saved`);
+  }
   if (s.data.bad > 0) {
     lines.push(`  data         ${s.data.bad} bad line(s) of ${s.data.lines} skipped; first: ${s.data.badLines.slice(0, 5).map((b) => `line ${b.line}: ${b.why}`).join('; ')}`);
   }
@@ -77,6 +91,7 @@ export function summaryJson(s: TrainSummary): object {
     mode: s.mode, consistency: s.consistency, workers: s.workers, servers: s.servers, steps: s.steps,
     samplesPerSec: +s.samplesPerSec.toFixed(1), logloss: s.logloss, auc: s.auc, bytes: s.bytes, phasesMs: s.phases,
     ...(s.plantedAuc !== undefined ? { plantedAuc: s.plantedAuc } : {}),
+    ...(s.cache ? { cache: { ...s.cache, hitRate: +s.cache.hitRate.toFixed(4) } } : {}),
     data: s.data, checkpoint: s.checkpoint, wallSec: +s.wallSec.toFixed(2), evals: s.evals,
     denseHashes: s.results.map((r) => r.denseHash), failedWorkers: s.failedWorkers,
   };

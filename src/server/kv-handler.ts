@@ -28,9 +28,19 @@ export class KvHandler {
     // frame, which ws does not reuse).
     const keys = p.keys;
     return {
-      type: 'pullReply', table: p.table, dim: t.spec.dim, values: EMPTY, f16: p.f16,
+      type: 'pullReply', table: p.table, dim: t.spec.dim, values: EMPTY, f16: p.f16, fresh: this.fresh(),
       writer: { length: keys.length * t.spec.dim, write: (dst) => { t.store.pull(keys, dst); } },
     };
+  }
+
+  /**
+   * How fresh rows read from now on are: every live worker finished the clocks < this one (their
+   * pushes were applied, or for BSP summed and applied, before they sent that clock); -1 with no
+   * live workers. Read before the rows are copied, so it only ever understates (worker/row-cache.ts).
+   */
+  private fresh(): number {
+    const m = this.ctx.gate.clocks.minClock();
+    return Number.isFinite(m) ? m : -1;
   }
 
   /** Every part checked first; then each waits for its table's consistency; the rows of all go straight into one reply section. */
@@ -47,7 +57,7 @@ export class KvHandler {
     });
     this.ctx.stats.pullFrames++;
     return {
-      type: 'pullBatchReply', offsets, dims, values: EMPTY, f16: b.f16,
+      type: 'pullBatchReply', offsets, dims, values: EMPTY, f16: b.f16, fresh: this.fresh(),
       writer: {
         length, write: (dst) => {
           ts.forEach((t, i) => { const n = b.parts[i]!.keys.length * t.spec.dim; t.store.pull(b.parts[i]!.keys, dst.subarray(offsets[i], offsets[i]! + n)); });

@@ -3,6 +3,7 @@
 // builds one from flags (and a sample's defaults), validates it, and hands the same JSON to every
 // worker process, so all workers train exactly the same model.
 import { DLRM_PRESETS, validateDlrmConfig, type DlrmConfig } from '../model/dlrm.ts';
+import { DEFAULT_ROW_CACHE } from '../worker/worker-step.ts';
 import { DENSE_OPTIMIZERS, BUILTIN_OPTIMIZERS, isOneOf, type ConsistencyModel, type DenseOptimizerName, type OptimizerName } from '../wire/vocabulary.ts';
 export { parseConsistency, consistencyName, type DenseOptimizerName } from '../wire/vocabulary.ts';
 
@@ -42,6 +43,10 @@ export interface TrainConfig {
   onBadLine: 'skip' | 'fatal';
   /** Pipelined worker step (docs/training.md): prep and, where consistency allows, pulls of the next batch overlap the GPU. */
   pipeline: boolean;
+  /** Worker-side row cache (src/worker/row-cache.ts): rows held per SSP/ASP SGD table, 0 = off. */
+  cacheRows: number;
+  /** ASP: clocks a cached row is served after the clock it was read at. */
+  cacheRefresh: number;
 }
 
 export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
@@ -50,6 +55,7 @@ export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   batch: 256, steps: 0, epochs: 1,
   lr: { emb: 0.05, dense: 0.05 }, optimizer: { emb: 'adagrad', dense: 'adagrad' },
   evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, seed: 1, f16: false, onBadLine: 'skip', pipeline: true,
+  cacheRows: DEFAULT_ROW_CACHE.rows, cacheRefresh: DEFAULT_ROW_CACHE.aspRefresh,
 };
 
 /**
@@ -84,6 +90,7 @@ export function validateConfig(c: TrainConfig): void {
   posInt(c.batch, '--batch'); posInt(c.steps, '--steps', 0); posInt(c.epochs, '--epochs');
   posInt(c.evalEvery, 'evalEvery', 2); posInt(c.evalSteps, '--eval-every', 0); posInt(c.evalSamples, '--eval-samples');
   posInt(c.checkpointEvery, '--checkpoint-every', 0);
+  posInt(c.cacheRows, '--cache-rows', 0); posInt(c.cacheRefresh, '--cache-refresh');
   if (c.mode !== 'hybrid' && c.mode !== 'pure-ps') bad.push(`--mode ${c.mode}: hybrid or pure-ps`);
   for (const [k, v] of Object.entries(c.lr)) if (!(v > 0) || !Number.isFinite(v)) bad.push(`--lr ${k}=${v}: must be a positive number`);
   if (!isOneOf(BUILTIN_OPTIMIZERS, c.optimizer.emb)) bad.push(`--optimizer emb=${c.optimizer.emb}: one of ${BUILTIN_OPTIMIZERS.join(', ')}`);

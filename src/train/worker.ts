@@ -8,6 +8,7 @@ import { acquireGpu } from '../gpu/device.ts';
 import { PSClient } from '../client/ps-client.ts';
 import { ModelRunner, type DenseOptimizer } from '../model/model-runner.ts';
 import { dlrmSpec } from '../model/dlrm.ts';
+import type { RowCacheStats } from '../worker/row-cache.ts';
 import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type PreparedBatch } from '../worker/worker-step.ts';
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { prepareTable } from '../model/batch-prep.ts';
@@ -46,6 +47,8 @@ export interface WorkerResult {
   data: { lines: number; bad: number; badLines: { line: number; why: string }[] };
   eval?: EvalResult;
   checkpoint?: string;
+  /** The row caches' counters summed over tables (absent: no table was cached). */
+  cache?: RowCacheStats;
 }
 
 export interface EvalResult { step: number; samples: number; logloss: number; auc: number }
@@ -112,7 +115,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       ? { mode: 'ps', tableId: DENSE_TABLE_ID }
       : { mode: 'local', optimizer: denseOptimizer(cfg), hook: workers > 1 ? ring!.hook() : undefined };
     const globalBatch = cfg.batch * workers;
-    const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense, pipeline: cfg.pipeline });
+    const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense, pipeline: cfg.pipeline, cache: { rows: cfg.cacheRows ?? 0, aspRefresh: cfg.cacheRefresh ?? 1 } });
 
     const denseNow = async () => (cfg.mode === 'pure-ps' ? client.pullRange(DENSE_TABLE_ID, 0, runner.denseLength) : runner.readDense());
     const evaluate = async (step: number, limit: number): Promise<EvalResult> => {
@@ -198,6 +201,8 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       denseHash: createHash('sha256').update(Buffer.from(denseFinal.buffer, denseFinal.byteOffset, denseFinal.byteLength)).digest('hex'),
       data: source.stats(), eval: final, checkpoint: rank === 0 ? lastCheckpoint || undefined : undefined,
     };
+    const cacheStats = stepper.cacheStats();
+    if (cacheStats) result.cache = { hits: cacheStats.hits, misses: cacheStats.misses, evictions: cacheStats.evictions, bytesSaved: cacheStats.bytesSaved };
     report({ kind: 'result', result });
     await client.barrier('done');
     return result;

@@ -41,7 +41,7 @@ BodySpecs[W.Body.Leave] = [str];
 BodySpecs[W.Body.DeclareTables] = [{ k: 'tables', spec: TableSpecSpec }, s4];
 BodySpecs[W.Body.DeclareTablesReply] = [{ k: 'tables', spec: TableSpecSpec }];
 BodySpecs[W.Body.Pull] = [s2, v8, s8, s4, s1];
-BodySpecs[W.Body.PullReply] = [s2, s4, v4, v2];
+BodySpecs[W.Body.PullReply] = [s2, s4, v4, v2, s8];
 BodySpecs[W.Body.Push] = PushSpec;
 BodySpecs[W.Body.PushAck] = [s8, s1];
 BodySpecs[W.Body.Clock] = [s4, s8];
@@ -61,7 +61,7 @@ BodySpecs[W.Body.HandoffMetaRequest] = [];
 BodySpecs[W.Body.HandoffMeta] = [{ k: 'tables', spec: HandoffTableSpec }, { k: 'tables', spec: [s4, s8] }, { k: 'tables', spec: [str, v8] }];
 BodySpecs[W.Body.AssignRows] = [s2, v8, v4];
 BodySpecs[W.Body.PullBatch] = [{ k: 'tables', spec: [s2, v8] }, s8, s4, s1];
-BodySpecs[W.Body.PullBatchReply] = [v4, v4, v4, v2];
+BodySpecs[W.Body.PullBatchReply] = [v4, v4, v4, v2, s8];
 BodySpecs[W.Body.PushBatch] = [{ k: 'tables', spec: [s2, v8, s8, s4] }, v4, v2, s4, s8];
 BodySpecs[W.Body.PushBatchAck] = [{ k: 'tables', spec: [s8, s1] }];
 BodySpecs[W.Body.StatsReply] = [str];
@@ -212,7 +212,7 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     case W.Body.PullReply: {
       const p = get(W.PullReply);
       const v = values(bb, p, 2, 3);
-      return { type: 'pullReply', table: p.table(), dim: p.dim(), values: v.values, f16: v.f16 };
+      return { type: 'pullReply', table: p.table(), dim: p.dim(), values: v.values, f16: v.f16, fresh: num(p.fresh()) };
     }
     case W.Body.Push: return decodePush(bb, get(W.Push));
     case W.Body.PushAck: { const a = get(W.PushAck); return { type: 'pushAck', seq: num(a.seq()), applied: a.applied() }; }
@@ -269,7 +269,7 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     case W.Body.PullBatchReply: {
       const r = get(W.PullBatchReply);
       const v = values(bb, r, 2, 3);
-      return { type: 'pullBatchReply', offsets: vec(bb, r, 0, Uint32Array), dims: vec(bb, r, 1, Uint32Array), values: v.values, f16: v.f16 };
+      return { type: 'pullBatchReply', offsets: vec(bb, r, 0, Uint32Array), dims: vec(bb, r, 1, Uint32Array), values: v.values, f16: v.f16, fresh: num(r.fresh()) };
     }
     case W.Body.PushBatch: {
       const p = get(W.PushBatch);

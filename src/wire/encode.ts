@@ -174,7 +174,7 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
     }
     case 'pullReply': {
       const [vals, vals16] = valuesVectors(b, body.values, body.f16, body.writer);
-      return [W.Body.PullReply, W.PullReply.createPullReply(b, body.table, body.dim, vals, vals16)];
+      return [W.Body.PullReply, W.PullReply.createPullReply(b, body.table, body.dim, vals, vals16, big(body.fresh ?? -1))];
     }
     case 'push':
       return [W.Body.Push, encodePush(b, body)];
@@ -230,7 +230,7 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       const offsets = bulkVector(b, body.offsets, 4);
       const dims = bulkVector(b, body.dims, 4);
       const [vals, vals16] = valuesVectors(b, body.values, body.f16, body.writer);
-      return [W.Body.PullBatchReply, W.PullBatchReply.createPullBatchReply(b, offsets, dims, vals, vals16)];
+      return [W.Body.PullBatchReply, W.PullBatchReply.createPullBatchReply(b, offsets, dims, vals, vals16, big(body.fresh ?? -1))];
     }
     case 'pushBatch':
       return [W.Body.PushBatch, encodePushBatch(b, body)];

@@ -60,7 +60,8 @@ export type Body =
   | { type: 'declareTables'; tables: TableSpecMsg[]; workers: number }
   | { type: 'declareTablesReply'; tables: TableSpecMsg[] }
   | PullBody
-  | { type: 'pullReply'; table: number; dim: number; values: Float32Array; f16?: boolean; writer?: ValuesWriter }
+    /** fresh: the slowest live worker's clock when the rows were read (-1 / absent: unknown; see fbs PullReply.fresh). */
+  | { type: 'pullReply'; table: number; dim: number; values: Float32Array; f16?: boolean; writer?: ValuesWriter; fresh?: number }
   | PushBody
   | { type: 'pushAck'; seq: number; applied: boolean }
   | { type: 'clock'; worker: number; clock: number }
@@ -81,7 +82,7 @@ export type Body =
   | { type: 'assignRows'; table: number; keys: BigUint64Array; values: Float32Array }
   | PullBatchBody
   /** Part i's values (keys_i x dims[i]) start at offsets[i] of the one value section. */
-  | { type: 'pullBatchReply'; offsets: Uint32Array; dims: Uint32Array; values: Float32Array; f16?: boolean; writer?: ValuesWriter }
+  | { type: 'pullBatchReply'; offsets: Uint32Array; dims: Uint32Array; values: Float32Array; f16?: boolean; writer?: ValuesWriter; fresh?: number }
   | PushBatchBody
   | { type: 'pushBatchAck'; acks: PushAckMsg[] }
   | { type: 'statsReply'; json: string }

@@ -82,8 +82,13 @@ valuesF16Array():Uint16Array|null {
   return offset ? new Uint16Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
+fresh():bigint {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readInt64(this.bb_pos + offset) : BigInt('-1');
+}
+
 static startPullBatchReply(builder:flatbuffers.Builder) {
-  builder.startObject(4);
+  builder.startObject(5);
 }
 
 static addOffsets(builder:flatbuffers.Builder, offsetsOffset:flatbuffers.Offset) {
@@ -170,17 +175,22 @@ static startValuesF16Vector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(2, numElems, 2);
 }
 
+static addFresh(builder:flatbuffers.Builder, fresh:bigint) {
+  builder.addFieldInt64(4, fresh, BigInt('-1'));
+}
+
 static endPullBatchReply(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPullBatchReply(builder:flatbuffers.Builder, offsetsOffset:flatbuffers.Offset, dimsOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset):flatbuffers.Offset {
+static createPullBatchReply(builder:flatbuffers.Builder, offsetsOffset:flatbuffers.Offset, dimsOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, fresh:bigint):flatbuffers.Offset {
   PullBatchReply.startPullBatchReply(builder);
   PullBatchReply.addOffsets(builder, offsetsOffset);
   PullBatchReply.addDims(builder, dimsOffset);
   PullBatchReply.addValues(builder, valuesOffset);
   PullBatchReply.addValuesF16(builder, valuesF16Offset);
+  PullBatchReply.addFresh(builder, fresh);
   return PullBatchReply.endPullBatchReply(builder);
 }
 }

@@ -62,8 +62,13 @@ valuesF16Array():Uint16Array|null {
   return offset ? new Uint16Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
+fresh():bigint {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readInt64(this.bb_pos + offset) : BigInt('-1');
+}
+
 static startPullReply(builder:flatbuffers.Builder) {
-  builder.startObject(4);
+  builder.startObject(5);
 }
 
 static addTable(builder:flatbuffers.Builder, table:number) {
@@ -116,17 +121,22 @@ static startValuesF16Vector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(2, numElems, 2);
 }
 
+static addFresh(builder:flatbuffers.Builder, fresh:bigint) {
+  builder.addFieldInt64(4, fresh, BigInt('-1'));
+}
+
 static endPullReply(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPullReply(builder:flatbuffers.Builder, table:number, dim:number, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset):flatbuffers.Offset {
+static createPullReply(builder:flatbuffers.Builder, table:number, dim:number, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, fresh:bigint):flatbuffers.Offset {
   PullReply.startPullReply(builder);
   PullReply.addTable(builder, table);
   PullReply.addDim(builder, dim);
   PullReply.addValues(builder, valuesOffset);
   PullReply.addValuesF16(builder, valuesF16Offset);
+  PullReply.addFresh(builder, fresh);
   return PullReply.endPullReply(builder);
 }
 }

@@ -1,0 +1,96 @@
+// RowCache alone (src/worker/row-cache.ts), no servers: the SSP rule at its boundary (a row of
+// freshness m serves clock c exactly while c - s <= m), ASP's refresh interval, rows of unknown
+// freshness never held, the local update equal to the servers' (SGD, also fp16-rounded), and
+// eviction: expired rows first, then the least recently used, never a row of the current clock.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { RowCache, type RowCacheOptions } from '../src/worker/row-cache.ts';
+import { getOptimizer, resolveHyper } from '../src/server/optimizers.ts';
+import { f16ToF32, f32ToF16 } from '../src/wire/f16.ts';
+import { randomFloats } from './helpers/random.ts';
+
+const sgd = getOptimizer('sgd');
+const DIM = 3;
+const cache = (o: Partial<RowCacheOptions> = {}) => new RowCache({
+  dim: DIM, capacity: 8, consistency: 'ssp', staleness: 2, aspRefresh: 3, update: sgd.update, hyper: resolveHyper(sgd, { lr: 0.5 }), f16: false, ...o,
+});
+const keys = (...k: number[]) => BigUint64Array.from(k.map(BigInt));
+const all = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
+
+test('SSP(2): a row of freshness 5 serves clocks up to 7, not 8; unknown freshness (-1) is never held', () => {
+  const c = cache();
+  const k = keys(1, 2);
+  c.insert(k, [0], randomFloats(2 * DIM, 1), 5, 6);
+  c.insert(k, [1], randomFloats(2 * DIM, 2), -1, 6);
+  assert.equal(Array.from(c.missing(k, 7)), [1]);
+  assert.equal(Array.from(c.missing(k, 8)), [0, 1]);
+  const out = new Float32Array(2 * DIM).fill(NaN);
+  assert.equal(Array.from(c.serve(k, 7, out)), [1]);
+  assert.ok(out.subarray(0, DIM).every(Number.isFinite) && out.subarray(DIM).every(Number.isNaN), 'only the held row is written');
+  assert.equal(c.stats, { hits: 1, misses: 1, evictions: 0, bytesSaved: 8 + 4 * DIM });
+});
+
+test('a reply claiming more freshness than the read clock is held as of the read clock', () => {
+  const c = cache();
+  c.insert(keys(1), [0], randomFloats(DIM, 13), 2 ** 40, 6);
+  assert.equal(Array.from(c.peek(keys(1))), [6]);
+  assert.is(c.missing(keys(1), 9).length, 1);
+});
+
+test('ASP: a row read at clock 4 is served at clocks 4..6 (refresh 3), then pulled again', () => {
+  const c = cache({ consistency: 'asp' });
+  const k = keys(9);
+  c.insert(k, [0], randomFloats(DIM, 3), -1, 4); // ASP does not need the reply's freshness
+  assert.is(c.missing(k, 6).length, 0);
+  assert.is(c.missing(k, 7).length, 1);
+});
+
+test('the local update is the servers\' SGD update, bit for bit, on the gradient the wire carries (f32 or f16)', () => {
+  for (const f16 of [false, true]) {
+    const c = cache({ f16 });
+    const k = keys(3, 4, 5), rows = randomFloats(3 * DIM, 4), grads = randomFloats(3 * DIM, 5);
+    c.insert(k, all(3), rows, 0, 0);
+    c.applyPush(k, grads);
+    const sent = f16 ? f16ToF32(f32ToF16(grads)) : grads;
+    const want = Float32Array.from(rows);
+    for (let j = 0; j < 3; j++) sgd.update(want, j * DIM, sent, j * DIM, DIM, [], 0, 1, resolveHyper(sgd, { lr: 0.5 }));
+    const got = new Float32Array(3 * DIM);
+    c.peek(k, got);
+    assert.equal(Array.from(got), Array.from(want), f16 ? 'fp16 wire' : 'f32 wire');
+  }
+});
+
+test('eviction: expired rows first, then the least recently used; rows of the current clock stay', () => {
+  const c = cache({ capacity: 8 });
+  // Clock 0: rows 0-3 (freshness 0: expire after clock 2); clock 3: rows 10-13 (freshness 3).
+  c.insert(keys(0, 1, 2, 3), all(4), randomFloats(4 * DIM, 6), 0, 0);
+  c.insert(keys(10, 11, 12, 13), all(4), randomFloats(4 * DIM, 7), 3, 3);
+  // Clock 4 uses 12 and 13; clock 5 inserts one row into the full cache.
+  c.serve(keys(12, 13), 4, new Float32Array(2 * DIM));
+  c.insert(keys(20), [0], randomFloats(DIM, 8), 5, 5);
+  // Rows 0-3 expired (0 < 5 - 2): all four go, though one slot was enough; nothing live went.
+  assert.is(c.stats.evictions, 4);
+  assert.equal(Array.from(c.peek(keys(0, 1, 2, 3, 10, 11, 12, 13, 20))), [-1, -1, -1, -1, 3, 3, 3, 3, 5]);
+  // No row expired (a large bound): the least recently used goes, an eighth of the capacity (1 row).
+  const l = cache({ capacity: 8, staleness: 100 });
+  for (let k = 0; k < 8; k++) l.insert(keys(k), [0], randomFloats(DIM, 20 + k), k, k); // row k last used at clock k
+  l.serve(keys(0), 8, new Float32Array(DIM)); // row 0 used again: row 1 is now the least recently used
+  l.insert(keys(99), [0], randomFloats(DIM, 9), 9, 9);
+  assert.equal(Array.from(l.peek(keys(0, 1, 2, 99))), [0, -1, 2, 9]);
+  assert.is(l.stats.evictions, 1);
+  assert.is(l.size, 8);
+  // A step larger than the cache: rows of the current clock are never evicted for each other.
+  const d = cache({ capacity: 2 });
+  d.insert(keys(1, 2, 3), all(3), randomFloats(3 * DIM, 11), 7, 7);
+  assert.equal(Array.from(d.peek(keys(1, 2, 3))), [7, 7, -1]);
+});
+
+test('clear forgets every row', () => {
+  const c = cache();
+  c.insert(keys(1), [0], randomFloats(DIM, 12), 3, 3);
+  c.clear();
+  assert.is(c.size, 0);
+  assert.is(c.missing(keys(1), 3).length, 1);
+});
+
+test.run();
