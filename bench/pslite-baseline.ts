@@ -41,7 +41,7 @@ export async function runPslite(servers: number, workers: number, job: PsliteRun
     p.stdout!.on('data', (b: Buffer) => { out += b; });
     p.stderr!.on('data', (b: Buffer) => { err += b; });
     const done = new Promise<string>((resolve, reject) => p.on('exit', (code, sig) => (code === 0 ? resolve(out)
-      : reject(new Error(`ps-lite ${role} exited ${code ?? sig}: ${err.trim().split('\n').slice(-3).join(' | ')}`)))));
+      : reject(new Error(`ps-lite ${role} exited ${code ?? sig}: ${err.trim().split('\n').find((l) => /Check failed|error/i.test(l)) ?? err.trim().split('\n').at(-1)}`)))));
     return { role, p, done };
   });
   // A hang guard: a stuck job is killed (its processes then exit non-zero and the run fails).

@@ -161,6 +161,9 @@ int main() {
     server->set_request_handle([shard](const ps::KVMeta& m, const ps::KVPairs<float>& d, ps::KVServer<float>* s) { shard->Handle(m, d, s); });
     ps::RegisterExitCallback([server, shard]() { delete server; delete shard; });
   }
+  // Without this barrier a worker's first push can reach a server before its handle is set
+  // (ps-lite aborts: "Check failed: request_handle_").
+  if (!ps::IsScheduler()) ps::Postoffice::Get()->Barrier(0, ps::kServerGroup + ps::kWorkerGroup);
   if (ps::IsWorker()) RunWorker(c);
   ps::Finalize(0, true);
   return 0;
