@@ -7,7 +7,9 @@ const env = process.env;
 const rows = Number(env.ROWS), dim = Number(env.DIM), keysPer = Number(env.KEYS), rounds = Number(env.ROUNDS);
 const client = await PSClient.connect({ secret: new TextEncoder().encode(env.HYBRIDPS_SECRET!), schedulerUrl: env.SCHEDULER!, nodeId: env.NODE_ID, role: 3 });
 await client.waitForView((v) => v.servers.length === Number(env.SERVERS));
-await client.declareTables([{ id: 1, name: 'emb', dim, init: 'uniform', initScale: 0.01, seed: 1n, optimizer: 'sgd', hyper: { lr: 0.01 }, consistency: Consistency.ASP, staleness: 0 }]);
+// One table per optimizer (OPT: adagrad, sgd), so that both can be measured on one cluster.
+const optimizer = env.OPT ?? 'adagrad', table = optimizer === 'sgd' ? 2 : 1;
+await client.declareTables([{ id: table, name: `emb-${optimizer}`, dim, init: 'uniform', initScale: 0.01, seed: 1n, optimizer, hyper: { lr: 0.01 }, consistency: Consistency.ASP, staleness: 0 }]);
 
 let seed = Number(env.SEED ?? 1) >>> 0 || 1;
 const rand = () => { seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0; return seed % rows; };
@@ -22,7 +24,7 @@ if (env.MODE === 'fill') {
   for (let start = 0; start < rows; start += keysPer) {
     const n = Math.min(keysPer, rows - start);
     const keys = BigUint64Array.from({ length: n }, (_, i) => BigInt(start + i));
-    await client.push(1, keys, new Float32Array(n * dim));
+    await client.push(table, keys, new Float32Array(n * dim));
   }
 } else {
   const batches = Array.from({ length: Math.min(rounds, 16) }, uniqueKeys);
@@ -30,17 +32,17 @@ if (env.MODE === 'fill') {
   // Warm-up rounds, untimed: connections open and both ends' hot code compiled, so the timed
   // rounds measure steady state (the raw-ws baseline warms up the same way).
   for (let r = 0; r < Number(env.WARMUP ?? 0); r++) {
-    await client.pull(1, batches[r % batches.length]!);
-    await client.push(1, batches[r % batches.length]!, grads);
+    await client.pull(table, batches[r % batches.length]!);
+    await client.push(table, batches[r % batches.length]!, grads);
   }
   let pullMs = 0, pushMs = 0;
   for (let r = 0; r < rounds; r++) {
     const keys = batches[r % batches.length]!;
     let t = performance.now();
-    await client.pull(1, keys);
+    await client.pull(table, keys);
     pullMs += performance.now() - t;
     t = performance.now();
-    await client.push(1, keys, grads);
+    await client.push(table, keys, grads);
     pushMs += performance.now() - t;
   }
   process.stdout.write(JSON.stringify({ pullMs, pushMs, rounds, keysPer, dim }) + '\n');

@@ -1,12 +1,14 @@
 // PS throughput on loopback: a 1M-row dim-64 table, 4096 unique random keys a request, pull and
-// push from 1 and 2 client processes against 1 and 2 servers, next to plain `ws` moving the same
-// bytes in the same run (no FlatBuffers, no table). Also server memory per row vs the ideal.
+// push (AdaGrad; SGD as a second row) from 1 and 2 client processes against 1 and 2 servers, next
+// to plain `ws` moving the same bytes (no FlatBuffers, no table) and to ps-lite doing the same
+// work in C++ (bench/pslite/, when built), all in the same run. Also server memory per row.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { LocalCluster } from '../src/launch/local-cluster.ts';
 import { PSClient } from '../src/client/ps-client.ts';
 import { printTable } from './table.ts';
+import { PSLITE_HOWTO, psliteBuilt, runPslite } from './pslite-baseline.ts';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 /** Extra Node flags for every process of the benchmark, e.g. BENCH_NODE_ARGS="--cpu-prof". */
@@ -20,6 +22,10 @@ function runProc(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<
     p.on('exit', (code) => (code === 0 ? resolve(last ? JSON.parse(last) : {}) : reject(new Error(`${file} exited ${code}`))));
   });
 }
+
+/** The slowest process's pull + push time: the run takes as long as it. */
+const slowest = (rs: Record<string, number>[]) => Math.max(...rs.map((r) => r.pullMs! + r.pushMs!));
+const mean = (rs: Record<string, number>[], k: string, rounds: number) => +(rs.reduce((a, r) => a + r[k]!, 0) / rs.length / rounds).toFixed(2);
 
 export async function runPsBench(args: { json: boolean; quick?: boolean }): Promise<object> {
   const rows = args.quick ? 200_000 : 1_000_000, dim = 64, keys = 4096, rounds = args.quick ? 20 : 200;
@@ -35,42 +41,53 @@ export async function runPsBench(args: { json: boolean; quick?: boolean }): Prom
     const m = /^HYBRIDPS_READY (.*)$/.exec(l); if (m) resolve(JSON.parse(m[1]!).url);
   }));
 
+  const pslite = psliteBuilt();
+  if (!pslite) process.stderr.write(`[bench ps] ${PSLITE_HOWTO}\n`);
   try {
     for (const servers of [1, 2]) {
       const cluster = new LocalCluster({ servers, nodeArgs, log: (l) => { if (/ERROR/.test(l)) process.stderr.write(l + '\n'); } });
       await cluster.start();
       try {
         const env = { HYBRIDPS_SECRET: cluster.secret, SCHEDULER: cluster.schedulerUrl, SERVERS: String(servers), ROWS: String(rows), DIM: String(dim), KEYS: String(keys), ROUNDS: String(rounds), WARMUP: String(warmup) };
-        process.stderr.write(`[bench ps] ${servers} server(s): filling ${rows} rows\n`);
-        await runProc(here('./ps-client-proc.ts'), [], { ...env, MODE: 'fill', NODE_ID: 'filler' });
-        for (const clients of [1, 2]) {
-          process.stderr.write(`[bench ps] ${servers} server(s), ${clients} client(s)\n`);
-          let t0 = performance.now();
+        // AdaGrad (the issue's configuration) at every shape; SGD as a second row at 1 x 1.
+        const runs = [...[1, 2].map((clients) => ({ optimizer: 'adagrad' as const, clients })), ...(servers === 1 ? [{ optimizer: 'sgd' as const, clients: 1 }] : [])];
+        for (const optimizer of new Set(runs.map((r) => r.optimizer))) {
+          process.stderr.write(`[bench ps] ${servers} server(s): filling ${rows} rows (${optimizer})\n`);
+          await runProc(here('./ps-client-proc.ts'), [], { ...env, MODE: 'fill', NODE_ID: 'filler', OPT: optimizer });
+        }
+        for (const { optimizer, clients } of runs) {
+          process.stderr.write(`[bench ps] ${servers} server(s), ${clients} client(s), ${optimizer}\n`);
           const ours = await Promise.all(Array.from({ length: clients }, (_, i) =>
-            runProc(here('./ps-client-proc.ts'), [], { ...env, MODE: 'run', NODE_ID: `bench-${i}`, SEED: String(i + 1) })));
-          const oursMs = Math.max(...ours.map((r) => r.pullMs! + r.pushMs!));
-          t0 = performance.now();
+            runProc(here('./ps-client-proc.ts'), [], { ...env, MODE: 'run', NODE_ID: `bench-${i}`, SEED: String(i + 1), OPT: optimizer })));
           const raw = await Promise.all(Array.from({ length: clients }, () =>
             runProc(here('./raw-ws-echo.ts'), ['client', echoUrl, String(keyBytes), String(valueBytes), String(rounds), String(warmup)], {})));
-          const rawMs = Math.max(...raw.map((r) => r.pullMs! + r.pushMs!));
-          void t0;
-          const payload = clients * rounds * 2 * valueBytes; // rows back on pull, rows out on push
-          const payloadMBps = payload / 1e6 / (oursMs / 1000);
-          const rawWsMBps = payload / 1e6 / (rawMs / 1000);
-          results.push({
-            servers, clients,
-            rowsPerSec: Math.round((clients * rounds * 2 * keys) / (oursMs / 1000)),
-            pullMs: +(ours.reduce((a, r) => a + r.pullMs!, 0) / clients / rounds).toFixed(2),
-            pushMs: +(ours.reduce((a, r) => a + r.pushMs!, 0) / clients / rounds).toFixed(2),
+          const oursMs = slowest(ours), rawMs = slowest(raw);
+          const rowsMoved = clients * rounds * 2 * keys; // rows back on pull, rows out on push
+          const payloadMBps = rowsMoved * dim * 4 / 1e6 / (oursMs / 1000);
+          const rawWsMBps = rowsMoved * dim * 4 / 1e6 / (rawMs / 1000);
+          const row: Record<string, number | string> = {
+            optimizer, servers, clients,
+            rowsPerSec: Math.round(rowsMoved / (oursMs / 1000)),
+            pullMs: mean(ours, 'pullMs', rounds), pushMs: mean(ours, 'pushMs', rounds),
             payloadMBps: +payloadMBps.toFixed(1), rawWsMBps: +rawWsMBps.toFixed(1), ratio: +(payloadMBps / rawWsMBps).toFixed(3),
-          });
+          };
+          if (pslite) {
+            process.stderr.write(`[bench ps] ps-lite: ${servers} server(s), ${clients} worker(s), ${optimizer}\n`);
+            const ps = await runPslite(servers, clients, { rows, dim, keys, rounds, warmup, optimizer, lr: 0.01 });
+            row.psliteRowsPerSec = Math.round(rowsMoved / (slowest(ps) / 1000));
+            row.pslitePullMs = mean(ps, 'pullMs', rounds);
+            row.pslitePushMs = mean(ps, 'pushMs', rounds);
+            row.vsPslite = +(Number(row.rowsPerSec) / row.psliteRowsPerSec).toFixed(3);
+          }
+          results.push(row);
         }
         const probe = await PSClient.connect({ secret: new TextEncoder().encode(cluster.secret), schedulerUrl: cluster.schedulerUrl, nodeId: 'probe', role: 3 });
         await probe.waitForView((v) => v.servers.length === servers);
-        const stats = (await probe.serverStats()) as { tables: { rows: number; bytesPerRow: number; idealBytesPerRow: number }[] }[];
-        const totalRows = stats.reduce((a, s) => a + s.tables[0]!.rows, 0);
-        bytesPerRow = stats.reduce((a, s) => a + s.tables[0]!.bytesPerRow * s.tables[0]!.rows, 0) / totalRows;
-        idealBytesPerRow = stats[0]!.tables[0]!.idealBytesPerRow;
+        const stats = (await probe.serverStats()) as { tables: { name: string; rows: number; bytesPerRow: number; idealBytesPerRow: number }[] }[];
+        const adagrad = stats.map((s) => s.tables.find((t) => t.name === 'emb-adagrad')!);
+        const totalRows = adagrad.reduce((a, t) => a + t.rows, 0);
+        bytesPerRow = adagrad.reduce((a, t) => a + t.bytesPerRow * t.rows, 0) / totalRows;
+        idealBytesPerRow = adagrad[0]!.idealBytesPerRow;
         await probe.close();
       } finally {
         await cluster.stop();
@@ -82,15 +99,19 @@ export async function runPsBench(args: { json: boolean; quick?: boolean }): Prom
   }
   printTable('PS push/pull on loopback (dim 64, 4096 unique keys/request)', results);
   const best = results.reduce((a, r) => (Number(r.ratio) > Number(a.ratio) ? r : a));
+  const main = results.find((r) => r.optimizer === 'adagrad' && r.servers === 1 && r.clients === 1)!;
   const summary = {
     bench: 'ps', rows, dim, keysPerRequest: keys, rounds, results,
     rowsPerSec: best.rowsPerSec, payloadMBps: best.payloadMBps, rawWsMBps: best.rawWsMBps,
-    ratio: results.find((r) => r.servers === 1 && r.clients === 1)!.ratio,
+    ratio: main.ratio,
+    // Ours over ps-lite, AdaGrad, 1 server x 1 client (the issue's target); null without the binary.
+    vsPslite: main.vsPslite ?? null,
     bytesPerRow: +bytesPerRow.toFixed(1), idealBytesPerRow, memoryRatio: +(bytesPerRow / idealBytesPerRow).toFixed(3),
-    targets: { ratio: 0.5, memoryRatio: 1.25 },
+    targets: { ratio: 0.5, memoryRatio: 1.25, vsPslite: 1.5 },
   };
   console.log(`server memory: ${summary.bytesPerRow} bytes/row vs ideal ${idealBytesPerRow} (${summary.memoryRatio}x; target <= 1.25x)`);
-  console.log(`payload throughput vs raw ws (1 server, 1 client): ${summary.ratio} (target >= 0.5)`);
+  console.log(`payload throughput vs raw ws (adagrad, 1 server, 1 client): ${summary.ratio} (target >= 0.5)`);
+  console.log(pslite ? `rows/s vs ps-lite (adagrad, 1 server, 1 client): ${summary.vsPslite} (target >= 1.5)` : `[bench ps] ${PSLITE_HOWTO}`);
   return summary;
 }
 

@@ -1,6 +1,7 @@
 // `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, step, pipeline).
 // step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
-// --gpu-steps N, --no-pipeline, --cache-rows N (see bench/step-cluster.ts).
+// --gpu-steps N, --no-pipeline, --cache-rows N (see bench/step-cluster.ts), --scale-rows M (the same
+// configurations again at M rows per table in the same run, and the ratio: bench/step-scale.ts).
 const [name, ...rest] = process.argv.slice(2);
 const json = rest.includes('--json');
 const quick = rest.includes('--quick');
@@ -20,11 +21,16 @@ const benches: Record<string, () => Promise<object>> = {
     log(`median: ${Object.entries(step).filter(([k]) => k.endsWith('Ms')).map(([k, v]) => `${k.replace('Ms', '')} ${v} ms`).join(', ')}`);
     return { ...kernels, step };
   },
-  step: async () => (await import('./step-cluster.ts')).runStepClusterBench({
-    json, quick, all: rest.includes('--all'), config: flag('--config'),
-    rowsPerTable: intFlag('--rows-per-table'), batch: intFlag('--batch'), steps: intFlag('--steps'), gpuSteps: intFlag('--gpu-steps'),
-    pipeline: !rest.includes('--no-pipeline'), cacheRows: intFlag('--cache-rows'),
-  }),
+  step: async () => {
+    const args = {
+      json, quick, all: rest.includes('--all'), config: flag('--config'),
+      rowsPerTable: intFlag('--rows-per-table'), batch: intFlag('--batch'), steps: intFlag('--steps'), gpuSteps: intFlag('--gpu-steps'),
+      pipeline: !rest.includes('--no-pipeline'), cacheRows: intFlag('--cache-rows'),
+    };
+    const scaleRows = intFlag('--scale-rows');
+    if (scaleRows !== undefined) return (await import('./step-scale.ts')).runStepScaleBench({ ...args, scaleRows });
+    return (await import('./step-cluster.ts')).runStepClusterBench(args);
+  },
 };
 const run = name ? benches[name] : undefined;
 if (!run) {

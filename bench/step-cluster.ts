@@ -173,6 +173,11 @@ async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cach
   };
 }
 
+/** The configurations a run measures: --config, --all, the quick one or the default ones. */
+export function configsOf(args: StepBenchArgs): StepConfig[] {
+  return args.config ? pickConfigs(args.config) : args.all ? ALL_CONFIGS : args.quick ? pickConfigs(QUICK_CONFIG) : DEFAULT_CONFIGS;
+}
+
 export async function runStepClusterBench(args: StepBenchArgs): Promise<object> {
   const base = args.quick ? QUICK_SIZES : FULL_SIZES;
   const sizes: RunSizes = {
@@ -184,7 +189,7 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
     if (!Number.isInteger(v) || v < 1) throw new BenchRefusal(`${k} ${v}: must be a positive integer`);
   }
   if (!Number.isInteger(sizes.gpuSteps) || sizes.gpuSteps < 0) throw new BenchRefusal(`gpu steps ${sizes.gpuSteps}: must be an integer >= 0`);
-  const configs = args.config ? pickConfigs(args.config) : args.all ? ALL_CONFIGS : args.quick ? pickConfigs(QUICK_CONFIG) : DEFAULT_CONFIGS;
+  const configs = configsOf(args);
   const cacheRows = args.cacheRows ?? (args.quick ? 0 : DEFAULT_ROW_CACHE.rows);
   if (!Number.isInteger(cacheRows) || cacheRows < 0) throw new BenchRefusal(`--cache-rows ${cacheRows}: must be an integer >= 0`);
   // Each SSP configuration without and (cacheRows > 0) with the row cache, one after the other.

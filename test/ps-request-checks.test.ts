@@ -2,7 +2,7 @@
 // code is decided where the problem is found, never read back from the sentence.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkFinite, checkKeys, pushProblem, refuse } from '../src/server/request-checks.ts';
+import { checkFinite, checkKeys, firstNonFinite, pushProblem, refuse } from '../src/server/request-checks.ts';
 import { RpcError } from '../src/transport/index.ts';
 import { ErrorCode } from '../src/wire/codec.ts';
 
@@ -35,6 +35,34 @@ test('checkKeys, checkFinite and refuse', () => {
     assert.is((e as RpcError).code, ErrorCode.BadDimension);
     assert.is((e as Error).message, 'no');
   }
+});
+
+test('firstNonFinite finds the first bad value at every position, in the four-wide body and the tail', () => {
+  for (let n = 0; n <= 11; n++) {
+    const v = Float32Array.from({ length: n }, (_, i) => (i % 2 ? -1 : 1) * 3.4e38 * (i + 1) / (n + 1));
+    v[0] = n > 0 ? -0 : 0;
+    assert.is(firstNonFinite(v), -1, `length ${n}, all finite (-0 and values near the float max)`);
+    for (let at = 0; at < n; at++) {
+      for (const bad of [NaN, Infinity, -Infinity]) {
+        const w = v.slice(); w[at] = bad;
+        if (at + 2 < n) w[at + 2] = NaN; // a later bad value too: the first one is named
+        assert.is(firstNonFinite(w), at, `length ${n}, ${bad} at ${at}`);
+      }
+    }
+  }
+  assert.is(firstNonFinite(Float64Array.of(1e308, -1e308, 5e-324)), -1);
+});
+
+test('the duplicate check keeps no key from one push to the next, at any push size', () => {
+  // The seen-keys index is reused between pushes: a key of an earlier push is not a duplicate.
+  const big = BigUint64Array.from({ length: 5000 }, (_, i) => BigInt(i));
+  assert.is(pushProblem(1, big, new Float32Array(5000)), null);
+  for (let r = 0; r < 3; r++) {
+    assert.is(pushProblem(1, K(1, 2, 3), new Float32Array(3)), null, `small push ${r} after a big one`);
+    assert.is(pushProblem(1, K(7, 8, 7), new Float32Array(3))!.code, ErrorCode.Malformed, `a duplicate still found, round ${r}`);
+    assert.is(pushProblem(1, K(7, 8), new Float32Array(2)), null, 'the refused push left nothing behind');
+  }
+  assert.is(pushProblem(1, big, new Float32Array(5000)), null, 'the big push again');
 });
 
 test.run();

@@ -5,6 +5,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TableStore, checkPush, checkTableConfig, type TableConfig } from '../src/server/table-store.ts';
 import { rng, testSeed } from './helpers/reference.ts';
+import { makeRowInitializer } from '../src/server/initializers.ts';
+import { keyWords } from '../src/keys/keys.ts';
 
 const seed = testSeed();
 const cfg = (over: Partial<TableConfig> = {}): TableConfig => ({
@@ -178,6 +180,68 @@ test('checkTableConfig names what is wrong; the constructor refuses the same', (
   assert.equal(s.hyper, { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
   assert.is(s.slotCount, 2);
   assert.is(s.idealBytesPerRow(), 4 * 4 * 3);
+});
+
+test('rows across storage blocks: grown on demand and presized agree with an AdaGrad reference, export and import round-trip', () => {
+  // 2^15 rows a block: 70001 rows span three blocks, the presized last block is short and grows.
+  const n = 70_001, d = 3, hyper = { lr: 0.1, eps: 1e-10, initial_accumulator: 0.5 };
+  const c = cfg({ dim: d, optimizer: 'adagrad', hyper });
+  const grown = new TableStore(c), presized = new TableStore({ ...c, expectedRows: n - 1000 });
+  const r = rng(seed + 5);
+  const init = makeRowInitializer({ init: c.init, scale: c.initScale, seed: c.seed });
+  const ref = new Map<number, { w: Float32Array; acc: Float32Array; steps: number }>();
+  const refRow = (k: number) => {
+    let e = ref.get(k);
+    if (!e) {
+      const w = new Float32Array(d), kw = keyWords(K(k));
+      init(w, 0, d, kw[0]!, kw[1]!);
+      e = { w, acc: new Float32Array(d).fill(hyper.initial_accumulator), steps: 0 };
+      ref.set(k, e);
+    }
+    return e;
+  };
+  for (let round = 0; round < 40; round++) {
+    const keys = new Set<number>();
+    while (keys.size < 3000) keys.add(Math.floor(r() * n));
+    const ks = BigUint64Array.from(keys, BigInt);
+    const g = Float32Array.from({ length: ks.length * d }, () => r() * 2 - 1);
+    if (round % 2) {
+      for (const s of [grown, presized]) s.apply(ks, g);
+      let i = 0;
+      for (const k of keys) {
+        const e = refRow(k);
+        e.steps++;
+        for (let j = 0; j < d; j++) {
+          const gj = g[i * d + j]!;
+          const a = e.acc[j]! + gj * gj; // in float64, rounded to float32 only where stored (as optimizers.ts)
+          e.acc[j] = a;
+          e.w[j] = e.w[j]! - (hyper.lr * gj) / (Math.sqrt(a) + hyper.eps);
+        }
+        i++;
+      }
+    } else {
+      const a = grown.pull(ks), b = presized.pull(ks);
+      assert.equal(a, b, `round ${round}: the same rows grown and presized`);
+      let i = 0;
+      for (const k of keys) { assert.equal(Array.from(a.subarray(i * d, i * d + d)), Array.from(refRow(k).w), `round ${round}, key ${k}`); i++; }
+    }
+  }
+  const all = BigUint64Array.from({ length: n }, (_, i) => BigInt(i));
+  grown.pull(all); presized.pull(all);
+  for (const k of [0, 32767, 32768, 65535, 65536, n - 1]) refRow(k);
+  const eg = grown.exportRows(), ep = presized.exportRows();
+  assert.equal(eg, ep, 'exports equal');
+  assert.is(eg.keys.length, n);
+  for (const [k, e] of ref) {
+    assert.equal(Array.from(eg.values.subarray(k * d, k * d + d)), Array.from(e.w), `export values of key ${k}`);
+    assert.equal(Array.from(eg.slots[0]!.subarray(k * d, k * d + d)), Array.from(e.acc), `export accumulator of key ${k}`);
+    assert.is(eg.steps[k], e.steps, `steps of key ${k}`);
+  }
+  const back = new TableStore(c);
+  assert.is(back.importRows(eg), n);
+  assert.equal(back.exportRows(), eg, 'import then export round-trips across blocks');
+  assert.ok(grown.capacityRows >= n && grown.capacityRows - n < 32768, `slack of the grown table under one block (capacity ${grown.capacityRows})`);
+  assert.ok(presized.capacityRows >= n && presized.capacityRows - n < 32768, `presized then grown: slack under one block (capacity ${presized.capacityRows})`);
 });
 
 test.run();

@@ -1,7 +1,8 @@
-// One table shard on a server: a KeyIndex (row id -> slot) plus rows in one growable Float32Array
-// slab (row s at s*dim), one slab of the same shape per optimizer slot and a Uint32Array of per-row
-// update counts. No object or Map entry per row, so memory per row stays near
-// dim * 4 * (1 + slots) bytes plus the index and the growth slack (see docs/store.md).
+// One table shard on a server: a KeyIndex (row id -> slot) plus rows in Float32Array blocks of
+// BLOCK_ROWS rows (row s in block s >> BLOCK_SHIFT at (s & BLOCK_MASK) * dim), blocks of the same
+// shape per optimizer slot and Uint32Array blocks of per-row update counts. No object or Map entry
+// per row, so memory per row stays near dim * 4 * (1 + slots) bytes plus the index and the growth
+// slack (see docs/store.md).
 // Keys are handled as (lo, hi) u32 words through a Uint32Array view of the BigUint64Array, so
 // hot paths do no BigInt arithmetic.
 import { KeyIndex } from '../keys/key-index.ts';
@@ -18,6 +19,17 @@ export { checkPush } from './request-checks.ts';
  * 4096 random rows of a 1M x 64 table: pull 1.7 -> 1.15 ms, SGD apply 2.1 -> 1.55 ms (docs/store.md).
  */
 const TOUCH_BLOCK = 64;
+/**
+ * Rows per storage block. A table grows by adding a block, never by copying what it holds: with
+ * one slab per table, 26 AdaGrad tables filled in step regrew together, and one request's copies
+ * held a server's event loop for up to 14.5 s at 250k rows per table (the scheduler declared the
+ * servers of `bench step --scale-rows 1000000` dead: no heartbeat for 10 s). The same fill of
+ * 26 x 150k rows in 4096-row pulls, one run (load 9-13): 38.1 -> 19.2 s, longest pull 6.5 -> 2.0 s.
+ * 2^15 rows of dim 64 are 8 MiB a block: a table grown on demand has at most one block of slack.
+ */
+const BLOCK_SHIFT = 15;
+const BLOCK_ROWS = 1 << BLOCK_SHIFT;
+const BLOCK_MASK = BLOCK_ROWS - 1;
 /** 64-byte cache lines hold 16 floats. */
 const FLOATS_PER_LINE = 16;
 
@@ -61,8 +73,6 @@ export interface ImportRows {
 
 export const MAX_DIM = 1 << 16;
 const MIN_ROWS = 64;
-/** Below this many rows the slabs double; above it they grow by 1/8 to bound the slack. */
-const DOUBLING_ROWS = 1 << 16;
 
 /** The table config's problem as a sentence, or null. Checks everything the constructor would. */
 export function checkTableConfig(cfg: TableConfig): string | null {
@@ -94,12 +104,13 @@ export class TableStore {
   private readonly initRow: RowInitializer;
   private readonly update: UpdateFn;
   private readonly slotInit: number[];
-  private capacity: number;
+  private capacity = 0;
   private count = 0;
-  private values: Float32Array;
-  /** The same array object for the store's life (elements replaced on growth), passed to update fns. */
-  private readonly slots: Float32Array[];
-  private steps: Uint32Array;
+  /** Row values, one array per block; the last block may be shorter than BLOCK_ROWS. */
+  private readonly values: Float32Array[] = [];
+  /** slots[b][k]: optimizer slot k of block b (the array update fns get for a row of block b). */
+  private readonly slots: Float32Array[][] = [];
+  private readonly steps: Uint32Array[] = [];
   private slotScratch = new Int32Array(0);
   /** Where touch loops leave their sum, so the compiler cannot drop their loads as unused. */
   private touchSink = 0;
@@ -116,11 +127,9 @@ export class TableStore {
     this.slotInit = this.optimizer.initialSlotValues({ ...this.hyper });
     this.initRow = makeRowInitializer({ init: cfg.init, scale: cfg.initScale, seed: cfg.seed });
     const expected = cfg.expectedRows ?? 0;
-    this.capacity = Math.max(MIN_ROWS, expected);
     this.index = new KeyIndex(expected);
-    this.values = this.alloc(Float32Array, this.capacity * this.dim);
-    this.slots = Array.from({ length: this.slotCount }, () => this.alloc(Float32Array, this.capacity * this.dim));
-    this.steps = this.alloc(Uint32Array, this.capacity);
+    // Full blocks for the expected rows and the rest in a last, shorter one: no slack.
+    for (let left = Math.max(MIN_ROWS, expected); left > 0; left -= BLOCK_ROWS) this.addBlock(Math.min(BLOCK_ROWS, left));
   }
 
   get rows(): number { return this.count; }
@@ -142,7 +151,10 @@ export class TableStore {
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
       this.touchRows(slots, b, e, false);
-      for (let i = b; i < e; i++) out.set(v.subarray(slots[i]! * d, slots[i]! * d + d), i * d);
+      for (let i = b; i < e; i++) {
+        const s = slots[i]!, at = (s & BLOCK_MASK) * d;
+        out.set(v[s >>> BLOCK_SHIFT]!.subarray(at, at + d), i * d);
+      }
     }
     return out;
   }
@@ -160,9 +172,9 @@ export class TableStore {
       const e = Math.min(n, b + TOUCH_BLOCK);
       this.touchRows(rows, b, e, true);
       for (let i = b; i < e; i++) {
-        const s = rows[i]!;
-        const step = ++this.steps[s]!;
-        update(values, s * d, grads, i * d, d, slots, s * d, step, hyper);
+        const s = rows[i]!, blk = s >>> BLOCK_SHIFT, r = s & BLOCK_MASK;
+        const step = ++this.steps[blk]![r]!;
+        update(values[blk]!, r * d, grads, i * d, d, slots[blk]!, r * d, step, hyper);
       }
     }
   }
@@ -187,15 +199,17 @@ export class TableStore {
    * counts with `all`), so that the loop that really uses them finds them in cache.
    */
   private touchRows(slots: Int32Array, b: number, e: number, all: boolean): void {
-    const d = this.dim, v = this.values;
+    const d = this.dim;
     let sink = 0;
     for (let i = b; i < e; i++) {
-      const at = slots[i]! * d;
+      const s = slots[i]!, blk = s >>> BLOCK_SHIFT, r = s & BLOCK_MASK, at = r * d;
+      const v = this.values[blk]!;
       for (let j = 0; j < d; j += FLOATS_PER_LINE) sink += v[at + j]!;
       if (!all) continue;
-      sink += this.steps[slots[i]!]!;
+      sink += this.steps[blk]![r]!;
+      const sb = this.slots[blk]!;
       for (let k = 0; k < this.slotCount; k++) {
-        const sl = this.slots[k]!;
+        const sl = sb[k]!;
         for (let j = 0; j < d; j += FLOATS_PER_LINE) sink += sl[at + j]!;
       }
     }
@@ -211,18 +225,14 @@ export class TableStore {
     this.index.forEach((lo, hi) => { kw[2 * i] = lo; kw[2 * i + 1] = hi; i++; });
     keys.sort(); // native numeric sort of the u64 values
     const values = new Float32Array(n * d);
-    const slots = this.slots.map(() => new Float32Array(n * d));
+    const slots = Array.from({ length: this.slotCount }, () => new Float32Array(n * d));
     const steps = new Uint32Array(n);
-    const v = this.values;
     for (let r = 0; r < n; r++) {
       const s = this.index.lookup(kw[2 * r]!, kw[2 * r + 1]!);
-      const from = s * d, to = r * d;
-      for (let j = 0; j < d; j++) values[to + j] = v[from + j]!;
-      for (let k = 0; k < slots.length; k++) {
-        const src = this.slots[k]!, dst = slots[k]!;
-        for (let j = 0; j < d; j++) dst[to + j] = src[from + j]!;
-      }
-      steps[r] = this.steps[s]!;
+      const blk = s >>> BLOCK_SHIFT, from = (s & BLOCK_MASK) * d, to = r * d;
+      values.set(this.values[blk]!.subarray(from, from + d), to);
+      for (let k = 0; k < slots.length; k++) slots[k]!.set(this.slots[blk]![k]!.subarray(from, from + d), to);
+      steps[r] = this.steps[blk]![s & BLOCK_MASK]!;
     }
     return { keys, values, slots, steps };
   }
@@ -244,13 +254,14 @@ export class TableStore {
       if (keep && !keep(lo, hi)) continue;
       let s = this.index.lookup(lo, hi);
       if (s < 0) s = this.createRow(lo, hi, false);
-      this.values.set(data.values.subarray(r * d, r * d + d), s * d);
+      const blk = s >>> BLOCK_SHIFT, at = (s & BLOCK_MASK) * d;
+      this.values[blk]!.set(data.values.subarray(r * d, r * d + d), at);
       for (let k = 0; k < this.slotCount; k++) {
-        const from = src[k];
-        if (from) this.slots[k]!.set(from.subarray(r * d, r * d + d), s * d);
-        else this.slots[k]!.fill(this.slotInit[k]!, s * d, s * d + d);
+        const from = src[k], to = this.slots[blk]![k]!;
+        if (from) to.set(from.subarray(r * d, r * d + d), at);
+        else to.fill(this.slotInit[k]!, at, at + d);
       }
-      this.steps[s] = data.steps ? data.steps[r]! : 0;
+      this.steps[blk]![s & BLOCK_MASK] = data.steps ? data.steps[r]! : 0;
       written++;
     }
     return written;
@@ -266,10 +277,13 @@ export class TableStore {
     return this.dim * 4 * (1 + this.slotCount);
   }
 
-  /** Bytes held by the slabs, the step counts and the index. */
+  /** Bytes held by the blocks (values, slots, step counts) and the index. */
   memoryBytes(): number {
-    let b = this.values.byteLength + this.steps.byteLength + this.index.bytes;
-    for (const s of this.slots) b += s.byteLength;
+    let b = this.index.bytes;
+    for (let i = 0; i < this.values.length; i++) {
+      b += this.values[i]!.byteLength + this.steps[i]!.byteLength;
+      for (const s of this.slots[i]!) b += s.byteLength;
+    }
     return b;
   }
 
@@ -290,27 +304,44 @@ export class TableStore {
     // Grow first: if an allocation fails nothing points at a row that does not exist.
     this.index.insert(lo, hi, s);
     this.count++;
-    const d = this.dim, off = s * d;
+    const d = this.dim, blk = s >>> BLOCK_SHIFT, off = (s & BLOCK_MASK) * d;
     if (init) {
-      this.initRow(this.values, off, d, lo, hi);
-      for (let k = 0; k < this.slotCount; k++) this.slots[k]!.fill(this.slotInit[k]!, off, off + d);
+      this.initRow(this.values[blk]!, off, d, lo, hi);
+      for (let k = 0; k < this.slotCount; k++) this.slots[blk]![k]!.fill(this.slotInit[k]!, off, off + d);
     }
-    this.steps[s] = 0;
+    this.steps[blk]![s & BLOCK_MASK] = 0;
     return s;
   }
 
+  /**
+   * Room for `need` rows. A last block shorter than BLOCK_ROWS doubles (up to BLOCK_ROWS, a copy of
+   * at most one block); past that, blocks are added and nothing is copied.
+   */
   private grow(need: number): void {
-    const cap = this.capacity;
-    // Doubling while small; then +1/8, which bounds the slack at 12.5% of the slabs (a 1.5x or 2x
-    // step would leave up to a third or half of a large table's memory unused).
-    let next = cap < DOUBLING_ROWS ? cap * 2 : cap + Math.ceil(cap / 8);
-    if (next < need) next = need;
+    while (this.capacity < need) {
+      const last = this.values.length - 1, lastRows = this.steps[last]!.length;
+      if (lastRows < BLOCK_ROWS) this.regrowLast(Math.min(BLOCK_ROWS, Math.max(2 * lastRows, need - (this.capacity - lastRows))));
+      else this.addBlock(BLOCK_ROWS);
+    }
+  }
+
+  private addBlock(rows: number): void {
     const d = this.dim;
-    // One array at a time, so the transient peak is one slab, not all of them.
-    this.values = this.regrow(Float32Array, this.values, next * d);
-    for (let k = 0; k < this.slotCount; k++) this.slots[k] = this.regrow(Float32Array, this.slots[k]!, next * d);
-    this.steps = this.regrow(Uint32Array, this.steps, next);
-    this.capacity = next;
+    // Allocated before anything points at it: a failed allocation leaves the store as it was.
+    const values = this.alloc(Float32Array, rows * d);
+    const slots = Array.from({ length: this.slotCount }, () => this.alloc(Float32Array, rows * d));
+    const steps = this.alloc(Uint32Array, rows);
+    this.values.push(values); this.slots.push(slots); this.steps.push(steps);
+    this.capacity += rows;
+  }
+
+  private regrowLast(rows: number): void {
+    const last = this.values.length - 1, d = this.dim, old = this.steps[last]!.length;
+    const values = this.regrow(Float32Array, this.values[last]!, rows * d);
+    const slots = this.slots[last]!.map((sl) => this.regrow(Float32Array, sl, rows * d));
+    const steps = this.regrow(Uint32Array, this.steps[last]!, rows);
+    this.values[last] = values; this.slots[last] = slots; this.steps[last] = steps;
+    this.capacity += rows - old;
   }
 
   private regrow<T extends Float32Array | Uint32Array>(Ctor: new (n: number) => T, old: T, n: number): T {
