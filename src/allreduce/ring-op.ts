@@ -3,10 +3,11 @@
 // range to the right). It knows nothing about sockets: the receiver hands it checked segments
 // (SegmentTarget) and the ring gives it a function to send with.
 import { AllreduceProtocolError, type AllreduceError } from './errors.ts';
-import { addInto, divideInPlace, roundToF16InPlace } from './local-math.ts';
+import { divideInPlace, roundToF16InPlace } from './local-math.ts';
 import { blockStart, finalReduceStep, isReduceStep, recvBlock, sendBlock, stepCount } from './schedule.ts';
 import { FLAG_EXCHANGE, FLAG_F16, type SegmentHeader } from './segment-header.ts';
 import type { SegmentTarget } from './segment-receiver.ts';
+import type { SimdAdder } from './simd-add.ts';
 import type { OutSegment } from './segment-sender.ts';
 
 export interface OpSpec {
@@ -101,9 +102,9 @@ export class RingOp implements SegmentTarget {
     this.inTaken = 0;
   }
 
-  take(src: Float32Array, from: number, n: number): void {
+  take(src: Float32Array, from: number, n: number, adder: SimdAdder): void {
     const at = this.inAt + this.inTaken;
-    if (isReduceStep(this.inStep, this.spec.workers)) addInto(this.spec.buf, at, src, from, n);
+    if (isReduceStep(this.inStep, this.spec.workers)) adder.addInto(this.spec.buf, at, src, from, n);
     else this.spec.buf.set(src.subarray(from, from + n), at);
     this.inTaken += n;
     this.lastProgress = performance.now();

@@ -12,14 +12,16 @@
 import { connect, type Socket } from 'node:net';
 import { f16ToF32 } from '../wire/f16.ts';
 import { ClientHandshake, upgradeRequest } from './data-handshake.ts';
+import { SimdAdder } from './simd-add.ts';
+import { addInto } from './local-math.ts';
 import { FLAG_F16, HEADER_BYTES, payloadBytes, readHeader, type SegmentHeader } from './segment-header.ts';
 
 /** What the receiver hands a checked segment's values to (RingOp, ExchangeOp). */
 export interface SegmentTarget {
   /** Checks the header against what the op expects next; throws AllreduceProtocolError. */
   check(h: SegmentHeader, from: string): void;
-  /** The next `n` values of the segment last checked, at src[from..from+n). */
-  take(src: Float32Array, from: number, n: number): void;
+  /** The next `n` values of the segment last checked, at src[from..from+n); `adder` adds them fastest. */
+  take(src: Float32Array, from: number, n: number, adder: SimdAdder): void;
   /** The segment last checked is complete. */
   segmentDone(): void;
 }
@@ -47,6 +49,8 @@ export class SegmentReceiver {
   private closedByUs = false;
   private handshake: ClientHandshake | null = null;
   private readonly buf: Uint8Array;
+  /** Owns buf (in WASM memory) and adds from it with SIMD. */
+  private readonly adder: SimdAdder;
   private readonly words: Uint32Array;
   private readonly f32: Float32Array;
   private readonly u16: Uint16Array;
@@ -65,10 +69,11 @@ export class SegmentReceiver {
 
   constructor(private readonly o: SegmentReceiverOptions) {
     const bytes = Math.max(64 << 10, o.bufferBytes ?? DEFAULT_RECEIVE_BUFFER_BYTES) & ~3;
-    this.buf = new Uint8Array(bytes);
-    this.words = new Uint32Array(this.buf.buffer);
-    this.f32 = new Float32Array(this.buf.buffer);
-    this.u16 = new Uint16Array(this.buf.buffer);
+    this.adder = new SimdAdder(bytes, addInto);
+    this.buf = this.adder.buffer;
+    this.words = new Uint32Array(this.buf.buffer, 0, bytes / 4);
+    this.f32 = new Float32Array(this.buf.buffer, 0, bytes / 4);
+    this.u16 = new Uint16Array(this.buf.buffer, 0, bytes / 2);
     this.scratch = new Float32Array(bytes / 2);
     for (let i = 0; i <= HEADER_BYTES; i++) this.views.push(this.buf.subarray(i));
     void this.connect();
@@ -190,10 +195,10 @@ export class SegmentReceiver {
       if (this.f16) {
         const k = Math.min(take >> 1, this.valuesLeft), at = pos >> 1;
         f16ToF32(this.u16.subarray(at, at + k), this.scratch); // f16 only: a view per read
-        this.cur.take(this.scratch, 0, k);
+        this.cur.take(this.scratch, 0, k, this.adder);
         this.valuesLeft -= k;
       } else {
-        this.cur.take(this.f32, pos >> 2, take >> 2);
+        this.cur.take(this.f32, pos >> 2, take >> 2, this.adder);
         this.valuesLeft -= take >> 2;
       }
       this.o.onBytes(take);
