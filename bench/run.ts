@@ -1,6 +1,6 @@
 // `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, step, pipeline).
 // step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
-// --gpu-steps N, --no-pipeline (see bench/step-cluster.ts).
+// --gpu-steps N, --no-pipeline (see bench/step-cluster.ts); allreduce also takes --crossover.
 const [name, ...rest] = process.argv.slice(2);
 const json = rest.includes('--json');
 const quick = rest.includes('--quick');
@@ -9,7 +9,7 @@ const flag = (f: string): string | undefined => { const i = rest.indexOf(f); ret
 const intFlag = (f: string): number | undefined => { const v = flag(f); return v === undefined ? undefined : Number(v); };
 const benches: Record<string, () => Promise<object>> = {
   ps: async () => (await import('./ps.ts')).runPsBench({ json, quick }),
-  allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick }),
+  allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick, crossover: rest.includes('--crossover') }),
   pipeline: async () => (await import('./pipeline.ts')).runPipelineBench({ quick, log: (s) => (json ? process.stderr : process.stdout).write(s + '\n') }),
   kernels: async () => {
     const kernels = await (await import('./kernels.ts')).runKernelsBench({ json, quick });

@@ -49,6 +49,8 @@ export class Listener {
   /** Sockets accepted and not yet authenticated, with the timer that closes each. */
   private readonly unauthenticated = new Map<Socket, { timer: NodeJS.Timeout; ws?: WebSocket }>();
   readonly stats = { refusedBusy: 0, helloTimeouts: 0, refusedHello: 0 };
+  /** Sockets handed to rawUpgrade: no longer the HTTP server's to close. */
+  private readonly rawSockets = new Set<Socket>();
   private reports = { second: 0, count: 0, unreported: 0 };
 
   private constructor(private readonly http: Server, private readonly wss: WebSocketServer, readonly url: string, private readonly opts: ListenOptions, private readonly limits: Required<LinkLimits>) {}
@@ -77,6 +79,8 @@ export class Listener {
       if (!listener.unauthenticated.has(socket)) { socket.destroy(); return; } // refused or timed out
       const raw = opts.rawUpgrade;
       if (raw && String(req.headers.upgrade ?? '').toLowerCase() === raw.protocol) {
+        listener.rawSockets.add(socket);
+        socket.once('close', () => listener.rawSockets.delete(socket));
         raw.onSocket(socket, head, () => listener.authenticated(socket));
         return;
       }
@@ -196,6 +200,7 @@ export class Listener {
     for (const c of this.connections) void c.close(1001, 'shutting down');
     for (const ws of this.wss.clients) ws.terminate();
     for (const [socket, p] of this.unauthenticated) { clearTimeout(p.timer); socket.destroy(); }
+    for (const socket of this.rawSockets) socket.destroy();
     this.unauthenticated.clear();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     this.http.closeAllConnections();
