@@ -166,6 +166,28 @@ test('a corrupted or mis-tagged segment fails the op with its cause and changes 
   }
 });
 
+test('segments for an op not started here wait in a full receive buffer; the op then completes', async () => {
+  // Rank a runs ahead: its op 1 (1 MiB) arrives at b while b is still between ops, so b's 64 KiB
+  // receive buffer fills and reading pauses; once b starts op 1 it drains and goes on. (Before the
+  // fix, Node's next read after the pause went into an empty buffer and the stream closed.)
+  const rs = await Promise.all(['a', 'b'].map((id) => RingAllreduce.create({ nodeId: id, secret: SECRET, timeoutMs: 30_000, receiveBufferBytes: 64 << 10, exchangeMaxBytes: 1 << 30 })));
+  try {
+    const members = rs.map((r) => ({ nodeId: r.nodeId, address: r.url }));
+    for (const r of rs) r.setRing(members, 1);
+    const [a, b] = rs as [RingAllreduce, RingAllreduce];
+    const n = 1 << 18;
+    const ahead = (async () => { await a.allreduce(new Float32Array(8).fill(1)); return a.allreduce(new Float32Array(n).fill(1)); })();
+    ahead.catch(() => {}); // awaited below; if b fails first, this one fails at close
+    await b.allreduce(new Float32Array(8).fill(2));
+    await new Promise((r) => setTimeout(r, 200)); // a short window: a's op 1 reaches b's socket meanwhile
+    const late = await b.allreduce(new Float32Array(n).fill(2));
+    const early = await ahead;
+    assert.ok(late.every((v) => v === 3) && early.every((v) => v === 3), 'both ranks have the sum');
+  } finally {
+    await Promise.all(rs.map((r) => r.close()));
+  }
+});
+
 /** In-process rings of `w` members; exchangeMaxBytes as given. */
 async function rings(w: number, exchangeMaxBytes: number): Promise<RingAllreduce[]> {
   const rs = await Promise.all(Array.from({ length: w }, (_, i) => RingAllreduce.create({ nodeId: `r${i}`, secret: SECRET, timeoutMs: 30_000, segmentBytes: 4 << 10, exchangeMaxBytes })));

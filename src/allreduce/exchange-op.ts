@@ -5,7 +5,8 @@
 // ring-allreduce.ts, crossover measured in bench/RESULTS.md). Both ranks compute x0 + x1 (float
 // addition commutes), so they hold the same bits; with f16 each first rounds its own values as
 // the wire rounds them, then rounds the sum once more, so the ring's f16 bound holds.
-import { addInto, divideInPlace, roundToF16InPlace } from './local-math.ts';
+import { divideInPlace, roundToF16InPlace } from './local-math.ts';
+import type { SimdAdder } from './simd-add.ts';
 import { badSegment, checkFlags, type OpSpec } from './ring-op.ts';
 import { FLAG_EXCHANGE, FLAG_F16, type SegmentHeader } from './segment-header.ts';
 import type { SegmentTarget } from './segment-receiver.ts';
@@ -24,8 +25,8 @@ export class ExchangeOp implements SegmentTarget {
   settled = false;
   lastProgress = performance.now();
 
-  /** `staging`: at least buf.length floats this op may use for the peer's values. */
-  constructor(readonly spec: OpSpec, staging: Float32Array) {
+  /** `staging`: at least buf.length floats for the peer's values, in `adder`'s memory (the final add is SIMD). */
+  constructor(readonly spec: OpSpec, staging: Float32Array, private readonly adder: SimdAdder) {
     this.done = new Promise((res, rej) => { this.resolve = res; this.reject = rej; });
     this.theirs = staging.subarray(0, spec.buf.length);
   }
@@ -88,7 +89,7 @@ export class ExchangeOp implements SegmentTarget {
     if (this.settled || this.cursor < this.spec.buf.length || this.pendingSends > 0) return;
     const { buf, f16, mean } = this.spec;
     if (f16) roundToF16InPlace(buf);
-    addInto(buf, 0, this.theirs);
+    this.adder.addInto(buf, 0, this.theirs, 0, buf.length);
     if (mean) divideInPlace(buf, 2);
     if (f16) roundToF16InPlace(buf);
     this.settled = true;

@@ -26,6 +26,8 @@ import { acceptDataStream, DATA_PROTOCOL } from './data-handshake.ts';
 import { SegmentReceiver, type SegmentTarget } from './segment-receiver.ts';
 import { SegmentSender } from './segment-sender.ts';
 import type { SegmentHeader } from './segment-header.ts';
+import { SimdAdder } from './simd-add.ts';
+import { addInto } from './local-math.ts';
 
 const log = createLogger('allreduce');
 
@@ -97,8 +99,8 @@ export class RingAllreduce {
   private closed = false;
   /** Ring epoch each inbound control link announced in its hello (its ring_epoch field). */
   private readonly inboundEpoch = new Map<Connection, number | undefined>();
-  /** The peer's values of a direct exchange land here: grown once, reused by every exchange. */
-  private staging = new Float32Array(0);
+  /** The peer's values of a direct exchange land here (in WASM memory): grown once, reused by every exchange. */
+  private staging: SimdAdder | null = null;
   private stagingBusy = false;
   private readonly segmentElems: number;
   private readonly timeoutMs: number;
@@ -198,14 +200,15 @@ export class RingAllreduce {
     // Every rank decides alike: the choice depends only on W and the length, which all share.
     const exchange = w === 2 && buf.byteLength <= this.exchangeMaxBytes;
     let ownsStaging = false;
-    let staging: Float32Array | null = null;
+    let ringOp: Op;
     if (exchange) {
       ownsStaging = !this.stagingBusy;
-      if (ownsStaging && this.staging.length < buf.length) this.staging = new Float32Array(buf.length);
-      staging = ownsStaging ? this.staging : new Float32Array(buf.length); // concurrent exchanges: one of their own
+      const bytes = Math.max(4, buf.byteLength);
+      if (ownsStaging && (this.staging?.buffer.byteLength ?? 0) < bytes) this.staging = new SimdAdder(bytes, addInto);
+      const adder = ownsStaging ? this.staging! : new SimdAdder(bytes, addInto); // concurrent exchanges: one of their own
       if (ownsStaging) this.stagingBusy = true;
-    }
-    const ringOp: Op = exchange ? new ExchangeOp(spec, staging!) : new RingOp(spec);
+      ringOp = new ExchangeOp(spec, new Float32Array(adder.buffer.buffer, 0, buf.length), adder);
+    } else ringOp = new RingOp(spec);
     this.ops.set(opId, ringOp);
     const timer = this.watch(ringOp, opts.timeoutMs ?? this.timeoutMs);
     try {

@@ -57,6 +57,12 @@ export class SegmentReceiver {
   private readonly scratch: Float32Array<ArrayBuffer>;
   /** Views of buf from offset 0..HEADER_BYTES: where the next read goes, made once. */
   private readonly views: Uint8Array[] = [];
+  /**
+   * Where the next read goes while more than a header is pending (only while waiting for an op):
+   * Node asks for the next buffer right after each read, and an empty one (a full buf) would fail
+   * the read after resume (ENOBUFS closes the socket). Copied into buf at the pending end.
+   */
+  private readonly spare = new Uint8Array(64 << 10);
   /** Bytes at the front of buf not parsed yet (a partial header or value; more while waiting for an op). */
   private fill = 0;
   private readonly hdr: SegmentHeader = { ringEpoch: 0, opId: 0, step: 0, flags: 0, segment: 0, offset: 0, count: 0 };
@@ -132,7 +138,7 @@ export class SegmentReceiver {
   }
 
   private nextReadBuffer(): Uint8Array {
-    return this.fill < this.views.length ? this.views[this.fill]! : this.buf.subarray(this.fill);
+    return this.fill < this.views.length ? this.views[this.fill]! : this.spare;
   }
 
   private onRead(n: number, landed: Uint8Array, socket: Socket, opened: () => void, refused: (e: Error) => void): boolean {
@@ -153,11 +159,19 @@ export class SegmentReceiver {
     } else {
       // Node asked for this read's buffer before the last parse: after opStarted() consumed
       // pending bytes the read may have landed further up. Move it down to the pending end.
+      // The spare: see its comment (a parse ran since, so fill is small again).
       const at = landed.byteOffset;
-      if (at !== this.fill) this.buf.copyWithin(this.fill, at, at + n);
+      if (landed.buffer === this.spare.buffer) this.buf.set(this.spare.subarray(0, n), this.fill);
+      else if (at !== this.fill) this.buf.copyWithin(this.fill, at, at + n);
       this.fill += n;
     }
-    this.parse();
+    try {
+      this.parse();
+    } catch (e) {
+      // A bug, not the peer's bytes (those are refused in parse): break the ring with the cause.
+      this.broken(`internal error while applying a segment: ${(e as Error).stack ?? e}`);
+      return false;
+    }
     return !this.waiting; // false pauses the socket until opStarted()
   }
 
