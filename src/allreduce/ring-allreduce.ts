@@ -66,8 +66,12 @@ export interface AllreduceStats {
 
 export const DEFAULT_SEGMENT_BYTES = 2 << 20;
 export const MAX_SEGMENT_BYTES = 16 << 20;
-/** Measured crossover (bench/RESULTS.md, 2026-12-02): see docs/allreduce.md. */
-export const EXCHANGE_MAX_BYTES = 4 << 20;
+/**
+ * W = 2 buffers up to this size take the direct exchange. Measured (`bench allreduce --crossover`,
+ * 2026-12-02, load ~16): a tie at 64 KiB (0.38 against 0.39 ms), the ring ahead from 256 KiB up
+ * (0.57 against 0.69 ms; 1.78 against 3.57 ms at 1 MiB), so only small buffers are exchanged.
+ */
+export const EXCHANGE_MAX_BYTES = 64 << 10;
 const MIN_SEGMENT_BYTES = 4 << 10;
 const DEFAULT_TIMEOUT_MS = 10_000;
 /** Segment offsets and counts are u32 on the wire. */
