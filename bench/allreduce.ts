@@ -265,8 +265,8 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
   }
   const rows = results.map((r) => ({
     W: r.workers, size: r.label, algo: r.algo, ms: +(r.seconds * 1000).toFixed(3), 'bus GB/s': r.busGBps,
-    ...(r.rawGBps !== undefined ? { 'raw GB/s': r.rawGBps, 'vs raw': r.ratioToRaw! } : {}),
-    ...(r.glooBusGBps !== undefined ? { 'gloo ms': +(r.glooSeconds! * 1000).toFixed(3), 'gloo GB/s': r.glooBusGBps, 'vs gloo': r.vsGloo! } : {}),
+    ...(raw.size ? { 'raw GB/s': r.rawGBps ?? '-', 'vs raw': r.ratioToRaw ?? '-' } : {}),
+    ...(py ? { 'gloo ms': r.glooSeconds === undefined ? '-' : +(r.glooSeconds * 1000).toFixed(3), 'gloo GB/s': r.glooBusGBps ?? '-', 'vs gloo': r.vsGloo ?? '-' } : {}),
     'GCs minor/major': `${r.gc.minor}/${r.gc.major}`,
   }));
   printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes; gloo: torch ${py?.torch ?? 'not found'})`, rows);

@@ -7,31 +7,22 @@
 // the wire rounds them, then rounds the sum once more, so the ring's f16 bound holds.
 import { divideInPlace, roundToF16InPlace } from './local-math.ts';
 import type { SimdAdder } from './simd-add.ts';
-import { badSegment, checkFlags, type OpSpec } from './ring-op.ts';
+import { badSegment, checkFlags, OpBase, type OpSpec } from './ring-op.ts';
 import { FLAG_EXCHANGE, FLAG_F16, type SegmentHeader } from './segment-header.ts';
 import type { SegmentTarget } from './segment-receiver.ts';
-import type { AllreduceError } from './errors.ts';
 
-export class ExchangeOp implements SegmentTarget {
-  readonly done: Promise<Float32Array>;
+export class ExchangeOp extends OpBase implements SegmentTarget {
   private readonly theirs: Float32Array;
   private cursor = 0;
   private nextSegment = 0;
   private inAt = 0;
   private inCount = 0;
-  private pendingSends = 0;
-  private resolve!: (b: Float32Array) => void;
-  private reject!: (e: Error) => void;
-  settled = false;
-  lastProgress = performance.now();
 
   /** `staging`: at least buf.length floats for the peer's values, in `adder`'s memory (the final add is SIMD). */
-  constructor(readonly spec: OpSpec, staging: Float32Array, private readonly adder: SimdAdder) {
-    this.done = new Promise((res, rej) => { this.resolve = res; this.reject = rej; });
+  constructor(spec: OpSpec, staging: Float32Array, private readonly adder: SimdAdder) {
+    super(spec);
     this.theirs = staging.subarray(0, spec.buf.length);
   }
-
-  get opId(): number { return this.spec.opId; }
 
   start(): void {
     const { opId, ringEpoch, buf, f16, segmentElems } = this.spec;
@@ -72,19 +63,7 @@ export class ExchangeOp implements SegmentTarget {
     this.maybeFinish();
   }
 
-  sent(): void {
-    this.pendingSends--;
-    this.lastProgress = performance.now();
-    this.maybeFinish();
-  }
-
-  fail(err: AllreduceError | Error): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.reject(err);
-  }
-
-  private maybeFinish(): void {
+  protected maybeFinish(): void {
     // The own values are added to only once they are all written: until then the socket reads them.
     if (this.settled || this.cursor < this.spec.buf.length || this.pendingSends > 0) return;
     const { buf, f16, mean } = this.spec;
@@ -92,7 +71,6 @@ export class ExchangeOp implements SegmentTarget {
     this.adder.addInto(buf, 0, this.theirs, 0, buf.length);
     if (mean) divideInPlace(buf, 2);
     if (f16) roundToF16InPlace(buf);
-    this.settled = true;
-    this.resolve(buf);
+    this.finish();
   }
 }

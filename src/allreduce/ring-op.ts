@@ -36,8 +36,47 @@ export function checkFlags(h: SegmentHeader, from: string, f16: boolean, exchang
   if (hx !== exchange) throw badSegment(h, from, `the segment is for ${hx ? 'a direct exchange' : 'the ring schedule'} but this op runs ${exchange ? 'a direct exchange' : 'the ring'} (do all ranks pass buffers of the same length?)`);
 }
 
-export class RingOp implements SegmentTarget {
+/**
+ * What both schedules share: the promise the caller awaits, settling once, the idle clock the
+ * timeout reads, and the count of segments handed to the sender and not yet written.
+ */
+export abstract class OpBase {
   readonly done: Promise<Float32Array>;
+  settled = false;
+  /** performance.now() of the last segment received or sent: the idle timeout counts from here. */
+  lastProgress = performance.now();
+  protected pendingSends = 0;
+  private resolveDone!: (b: Float32Array) => void;
+  private rejectDone!: (e: Error) => void;
+
+  constructor(readonly spec: OpSpec) {
+    this.done = new Promise((res, rej) => { this.resolveDone = res; this.rejectDone = rej; });
+  }
+
+  get opId(): number { return this.spec.opId; }
+
+  /** The sender wrote one of this op's segments (the buffer range is no longer needed for it). */
+  sent(): void {
+    this.pendingSends--;
+    this.lastProgress = performance.now();
+    this.maybeFinish();
+  }
+
+  fail(err: AllreduceError | Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.rejectDone(err);
+  }
+
+  protected finish(): void {
+    this.settled = true;
+    this.resolveDone(this.spec.buf);
+  }
+
+  protected abstract maybeFinish(): void;
+}
+
+export class RingOp extends OpBase implements SegmentTarget {
   /** Next expected element offset, end of the block, and next segment index, per wire step. */
   private readonly cursor: number[] = [];
   private readonly end: number[] = [];
@@ -48,15 +87,9 @@ export class RingOp implements SegmentTarget {
   private inAt = 0;
   private inCount = 0;
   private inTaken = 0;
-  private pendingSends = 0;
-  private resolve!: (b: Float32Array) => void;
-  private reject!: (e: Error) => void;
-  settled = false;
-  /** performance.now() of the last segment received or sent: the idle timeout counts from here. */
-  lastProgress = performance.now();
 
-  constructor(readonly spec: OpSpec) {
-    this.done = new Promise((res, rej) => { this.resolve = res; this.reject = rej; });
+  constructor(spec: OpSpec) {
+    super(spec);
     const { rank, workers: w, buf } = spec;
     const n = buf.length;
     for (let s = 0; s < stepCount(w); s++) {
@@ -67,8 +100,6 @@ export class RingOp implements SegmentTarget {
       if (this.cursor[s]! < this.end[s]!) this.stepsLeft++;
     }
   }
-
-  get opId(): number { return this.spec.opId; }
 
   /** Sends this rank's own block as step 0, cut into segments. */
   start(): void {
@@ -126,29 +157,15 @@ export class RingOp implements SegmentTarget {
     this.maybeFinish();
   }
 
-  /** The sender wrote one of this op's segments (the buffer range is no longer needed for it). */
-  sent(): void {
-    this.pendingSends--;
-    this.lastProgress = performance.now();
-    this.maybeFinish();
-  }
-
-  fail(err: AllreduceError | Error): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.reject(err);
-  }
-
   private emit(step: number, segment: number, offset: number, count: number): void {
     const { opId, ringEpoch, buf, f16 } = this.spec;
     this.pendingSends++;
     this.spec.send({ ringEpoch, opId, step, flags: f16 ? FLAG_F16 : 0, segment, offset, count, values: buf.subarray(offset, offset + count), op: this });
   }
 
-  private maybeFinish(): void {
-    // Resolve only when every forward has been encoded: after that the caller may reuse the buffer.
+  protected maybeFinish(): void {
+    // Resolve only when every forward has been written: after that the caller may reuse the buffer.
     if (this.settled || this.stepsLeft > 0 || this.pendingSends > 0) return;
-    this.settled = true;
-    this.resolve(this.spec.buf);
+    this.finish();
   }
 }
