@@ -234,34 +234,30 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     } finally { await Promise.all([source.stop(), sink.stop()]); }
   }
 
+  // Gloo runs right after ours for the same W and sizes: on a shared machine the load drifts,
+  // and ratios from neighbouring minutes are the least wrong.
+  const py = findTorchPython();
+  if (!py) log('[bench allreduce] gloo: no python with torch found (set HYBRIDPS_TORCH_PYTHON, or apt-get install python3-torch), no Gloo comparison');
   const results: Row[] = [];
+  const measure = async (workers: number, cs: typeof cases, extraEnv: Record<string, string> = {}, algo?: string, gloo = true) => {
+    const rows = await runRing(workers, cs, { ...env, ...extraEnv }, log);
+    if (algo) for (const r of rows) r.algo = algo;
+    if (py && gloo) runGloo(py, workers, rows, log);
+    results.push(...rows);
+  };
   if (args.crossover) {
-    for (const [algo, max] of [['exchange', 1 << 30], ['ring', 0]] as const) {
-      const rows = await runRing(2, cases, { ...env, EXCHANGE_MAX_BYTES: String(max) }, log);
-      for (const r of rows) r.algo = algo;
-      results.push(...rows);
-    }
+    await measure(2, cases, { EXCHANGE_MAX_BYTES: String(1 << 30) }, 'exchange', false);
+    await measure(2, cases, { EXCHANGE_MAX_BYTES: '0' }, 'ring');
   } else {
-    for (const workers of workerCounts) results.push(...await runRing(workers, cases, env, log));
+    for (const workers of workerCounts) await measure(workers, cases);
     // The DLRM sample's dense gradient, W = 2: the hybrid layout's dense sync per step.
-    const denseCases = dense.map((d) => ({ bytes: d.floats * 4, label: `dlrm ${d.preset} dense (${d.floats} floats)`, reps: quick ? 21 : 101 }));
-    results.push(...await runRing(2, denseCases, env, log));
+    await measure(2, dense.map((d) => ({ bytes: d.floats * 4, label: `dlrm ${d.preset} dense (${d.floats} floats)`, reps: quick ? 21 : 101 })));
   }
   for (const r of results) {
     const t = raw.get(r.bytes);
     if (t === undefined) continue;
     r.rawGBps = +(r.bytes / t / 1e9).toFixed(3);
     r.ratioToRaw = +(r.busGBps / r.rawGBps).toFixed(3);
-  }
-
-  const py = findTorchPython();
-  if (py) {
-    for (const workers of [...new Set(results.map((r) => r.workers))]) {
-      if (args.crossover) runGloo(py, workers, results.filter((r) => r.workers === workers && r.algo === 'ring'), log);
-      else runGloo(py, workers, results.filter((r) => r.workers === workers), log);
-    }
-  } else {
-    log('[bench allreduce] gloo: no python with torch found (set HYBRIDPS_TORCH_PYTHON, or apt-get install python3-torch), no Gloo comparison');
   }
   const rows = results.map((r) => ({
     W: r.workers, size: r.label, algo: r.algo, ms: +(r.seconds * 1000).toFixed(3), 'bus GB/s': r.busGBps,
