@@ -3,7 +3,7 @@
 // where a memcpy of the same floats takes 0.43 ms (load ~14, 2026-12-02). WASM can only touch its
 // own memory, so each SimdAdder owns one WebAssembly.Memory holding the data stream's receive
 // buffer (the source, already there) and a scratch block: a block of dst is copied in (memcpy),
-// added to with SIMD, and copied back, while it is in cache. The module is 60-odd bytes,
+// added to with SIMD, and copied back, while it is in cache. The module is about 100 bytes,
 // hand-encoded below (no toolchain), compiled once per process.
 
 /** Floats per block copied into WASM memory and back (64 KiB: stays in L2). */
