@@ -138,6 +138,9 @@ export function acceptDataStream(socket: Socket, head: Uint8Array, o: AcceptOpti
       if (err) { socket.end(); setTimeout(() => socket.destroy(), 1000).unref(); reject(err); } else resolve(out!);
     };
     const onData = (chunk: Buffer) => {
+      try { onBytes(chunk); } catch (e) { finish(new DataHandshakeError(`ring data stream: ${(e as Error).message}`)); } // never crash on a peer's bytes
+    };
+    const onBytes = (chunk: Buffer) => {
       const next = new Uint8Array(acc.length + chunk.length);
       next.set(acc, 0);
       next.set(chunk, acc.length);
