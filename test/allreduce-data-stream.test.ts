@@ -223,6 +223,22 @@ test('W = 2 direct exchange: every rank the same bits, within the reference (f32
   await checkSchedule(2, 1 << 30, true);
 });
 
+test('concurrent direct exchanges (one shared staging buffer, the others their own) do not mix', async () => {
+  const rs = await rings(2, 1 << 30);
+  try {
+    const inputs = rs.map((_, r) => Array.from({ length: 5 }, (_, k) => randomFloats(1001 + 100 * k, 10 * r + k)));
+    const bufs = inputs.map((xs) => xs.map((x) => x.slice()));
+    await Promise.all(rs.flatMap((r, i) => bufs[i]!.map((b) => r.allreduce(b))));
+    for (let k = 0; k < 5; k++) {
+      const want = inputs[0]![k]!.map((v, j) => v + inputs[1]![k]![j]!);
+      for (const b of bufs) assert.ok(Buffer.from(b[k]!.buffer).equals(Buffer.from(want.buffer)), `op ${k}: x0 + x1 on every rank`);
+    }
+    assert.is(rs[0]!.stats.exchanges, 5);
+  } finally {
+    await Promise.all(rs.map((r) => r.close()));
+  }
+});
+
 for (const w of [2, 3, 4, 5, 8]) {
   test(`W = ${w} ring on the data stream: every rank the same bits, within the reference (f32 and f16), odd lengths`, async () => {
     await checkSchedule(w, 0, false);
