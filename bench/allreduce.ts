@@ -1,15 +1,23 @@
 // Ring allreduce on loopback: W = 2 and 4 worker processes, buffers of 1-64 MiB, median of
-// repeated runs, bus bandwidth = 2(W-1)/W x bytes / time. Baseline in the same run: one `ws`
-// stream between two processes moving the same bytes in frames of the ring's segment size, client
-// to server as the ring's links are (the same all-zero mask), timed until the receiver has it all.
+// repeated runs, bus bandwidth = 2(W-1)/W x bytes / time. Baseline in the same run: one raw TCP
+// stream between two processes moving the same bytes (written in segment-sized writes, read with
+// onread into one preallocated buffer), timed until the receiver has it all. Rows for the DLRM
+// sample's dense gradient (its actual sizes, W = 2) in ms per step. Gloo (PyTorch's gloo backend)
+// in the same run when a python with torch is found (HYBRIDPS_TORCH_PYTHON, else python3 on PATH,
+// else /usr/bin/python3: Debian's python3-torch installs there).
 //
-// `node --import tsx bench/allreduce.ts [--json] [--quick]`. The same file is the worker and the
-// baseline processes (first argument `worker`, `sink` or `source`), driven by JSON lines on stdin.
+// `node --import tsx bench/allreduce.ts [--json] [--quick] [--crossover]`. --crossover: W = 2,
+// direct exchange against the ring at 64 KiB-16 MiB (how EXCHANGE_MAX_BYTES was chosen). The same
+// file is the worker and the baseline processes (first argument `worker`, `sink` or `source`),
+// driven by JSON lines on stdin.
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
+import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
-import { WebSocketServer, WebSocket } from 'ws';
-import { RingAllreduce, DEFAULT_SEGMENT_BYTES } from '../src/allreduce/index.ts';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES } from '../src/allreduce/index.ts';
+import { DLRM_PRESETS, dlrmSpec } from '../src/model/dlrm.ts';
+import { denseSizes } from '../src/model/model-spec.ts';
 import { printTable } from './table.ts';
 import { JsonProc, serveCommands } from '../test/helpers/json-proc.ts';
 
@@ -23,24 +31,33 @@ const startRole = (role: string, env: Record<string, string>) =>
 const LONG = 600_000;
 const GLOO = fileURLToPath(new URL('./gloo_allreduce.py', import.meta.url));
 
-/** torch's version when python3 can import torch with Gloo, else null. */
-function glooVersion(): string | null {
-  const r = spawnSync('python3', ['-c', 'import torch, torch.distributed as d; assert d.is_gloo_available(); print(torch.__version__)'], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : null;
+/** The first python that imports torch with Gloo, and torch's version; null when none does. */
+function findTorchPython(): { python: string; torch: string } | null {
+  const candidates = process.env.HYBRIDPS_TORCH_PYTHON ? [process.env.HYBRIDPS_TORCH_PYTHON] : ['python3', '/usr/bin/python3'];
+  for (const python of candidates) {
+    const r = spawnSync(python, ['-c', 'import torch, torch.distributed as d; assert d.is_gloo_available(); print(torch.__version__)'], { encoding: 'utf8' });
+    if (r.status === 0) return { python, torch: r.stdout.trim() };
+  }
+  return null;
 }
+
+/** Floats in the DLRM sample's dense parameters, per preset (the hybrid layout's dense sync). */
+const denseFloats = (preset: 'small' | 'gpu') => denseSizes(dlrmSpec(DLRM_PRESETS[preset])).reduce((a, p) => a + p.size, 0);
 
 // ---------------------------------------------------------------------------------------------
 // Child roles
 
 async function workerMain(): Promise<void> {
   const secret = new TextEncoder().encode(process.env.HYBRIDPS_SECRET!);
-  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000 });
+  const exchangeMaxBytes = process.env.EXCHANGE_MAX_BYTES ? Number(process.env.EXCHANGE_MAX_BYTES) : undefined;
+  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000, exchangeMaxBytes });
   process.stdout.write(JSON.stringify({ url: ring.url }) + '\n');
   serveCommands(async (m) => {
     if (m.cmd === 'ring') { ring.setRing(m.members, m.epoch); return { ok: true }; }
     if (m.cmd === 'run') {
       const buf = new Float32Array(m.bytes / 4);
       const seconds: number[] = [];
+      const gcs = gcObserver();
       buf.fill(1);
       await ring.allreduce(buf); // warm-up, and a barrier: nobody starts timing before all are here
       for (let i = 0; i < m.reps; i++) {
@@ -49,48 +66,84 @@ async function workerMain(): Promise<void> {
         await ring.allreduce(buf, 'sum', { f16: m.f16 });
         seconds.push((performance.now() - t) / 1000);
       }
-      if (buf[0] !== m.workers) throw new Error(`wrong sum ${buf[0]}, expected ${m.workers}`);
-      return { seconds, cpu: process.cpuUsage() };
+      if (buf[0] !== m.workers || buf[buf.length - 1] !== m.workers) throw new Error(`wrong sum ${buf[0]}, expected ${m.workers}`);
+      return { seconds, cpu: process.cpuUsage(), gc: gcs.stop(), exchanges: ring.stats.exchanges };
     }
     throw new Error(`unknown command ${m.cmd}`);
   });
 }
 
-async function sinkMain(): Promise<void> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 64 * MiB });
-  await new Promise((r) => wss.once('listening', r));
-  wss.on('connection', (ws) => {
-    let want = 0, got = 0;
-    ws.on('message', (data: Buffer, isBinary) => {
-      if (!isBinary) { want = Number(data.toString()); got = 0; return; } // the next transfer's size
-      got += data.length;
-      if (got === want) ws.send('done');
-    });
+/** Garbage collections (by kind) from now until stop(): the cost the old ws path had. */
+function gcObserver(): { stop(): { minor: number; major: number; ms: number } } {
+  const out = { minor: 0, major: 0, ms: 0 };
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) out.major++; else out.minor++;
+      out.ms += e.duration;
+    }
   });
-  process.stdout.write(JSON.stringify({ url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}` }) + '\n');
-  process.stdin.resume();
-  process.stdin.on('end', () => process.exit(0));
+  obs.observe({ entryTypes: ['gc'] });
+  return { stop: () => { obs.disconnect(); out.ms = +out.ms.toFixed(1); return out; } };
 }
 
+/**
+ * The raw-stream baseline's receiver: it dials the source (so it can read with onread into one
+ * preallocated buffer, as the ring's receiver does) and reads an 8-byte length, then that many
+ * bytes, and answers one byte.
+ */
+async function sinkMain(): Promise<void> {
+  let want = -1, got = 0, lenBytes = 0;
+  const len = new Uint8Array(8);
+  const sock = connect({
+    port: Number(process.env.SOURCE_PORT), host: '127.0.0.1',
+    onread: {
+      buffer: new Uint8Array(1 * MiB),
+      callback: (n: number, d: Uint8Array) => {
+        let i = 0;
+        while (i < n) {
+          if (want < 0) {
+            const k = Math.min(8 - lenBytes, n - i);
+            len.set(d.subarray(i, i + k), lenBytes); lenBytes += k; i += k;
+            if (lenBytes === 8) { want = Number(new DataView(len.buffer).getBigUint64(0, true)); got = 0; lenBytes = 0; }
+            continue;
+          }
+          const k = Math.min(want - got, n - i);
+          got += k; i += k;
+          if (got === want) { want = -1; sock.write(Uint8Array.of(1)); }
+        }
+        return true;
+      },
+    },
+  });
+  sock.setNoDelay(true);
+  sock.on('close', () => process.exit(0));
+}
+
+/** The raw-stream baseline's sender: listens, and writes each transfer in segment-sized writes. */
 async function sourceMain(): Promise<void> {
-  // The same zero mask as hybridps's own links (src/transport/endpoint.ts): a like-for-like baseline.
-  const ws = new WebSocket(process.env.SINK_URL!, { perMessageDeflate: false, maxPayload: 64 * MiB, generateMask: (m) => { m.fill(0); } });
-  await new Promise((r) => ws.once('open', r));
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n');
+  const sock = await new Promise<import('node:net').Socket>((r) => server.once('connection', r));
+  sock.setNoDelay(true);
   const frame = Number(process.env.SEGMENT_BYTES);
   const payload = randomBytes(frame);
   const transfer = (bytes: number) => new Promise<number>((resolve) => {
-    ws.send(String(bytes));
     const t = performance.now();
-    ws.once('message', () => resolve((performance.now() - t) / 1000));
-    // Same backpressure as the ring's links: keep the socket's queue under a high-water mark.
+    const len = new Uint8Array(8);
+    new DataView(len.buffer).setBigUint64(0, BigInt(bytes), true);
+    sock.write(len);
+    sock.once('data', () => resolve((performance.now() - t) / 1000));
+    // The same backpressure as the ring's sender: keep the socket's queue under 16 MiB.
     let sent = 0;
-    // Every frame's write callback re-checks the queue, so sending resumes once it drains.
     const pump = () => {
-      while (sent < bytes && ws.bufferedAmount < 32 * MiB) {
+      while (sent < bytes && sock.writableLength < 16 * MiB) {
         const n = Math.min(frame, bytes - sent);
         sent += n;
-        ws.send(n === frame ? payload : payload.subarray(0, n), { binary: true }, () => { if (sent < bytes) pump(); });
+        sock.write(n === frame ? payload : payload.subarray(0, n));
       }
+      if (sent < bytes) sock.once('drain', pump);
     };
     pump();
   });
@@ -105,88 +158,119 @@ async function sourceMain(): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // Driver
 
-export async function runAllreduceBench(args: { json: boolean; quick?: boolean }): Promise<object> {
+interface Row {
+  workers: number; bytes: number; label: string; algo: string; seconds: number; busGBps: number;
+  rawGBps?: number; ratioToRaw?: number; cpuPerWorker: number; gc: { minor: number; major: number; ms: number };
+  glooSeconds?: number; glooBusGBps?: number; vsGloo?: number;
+}
+
+/** Runs `cases` (sizes, with reps) on a ring of W worker processes; one row per case. */
+async function runRing(workers: number, cases: { bytes: number; label: string; reps: number }[], env: Record<string, string>, log: (s: string) => void): Promise<Row[]> {
+  const rows: Row[] = [];
+  const procs = Array.from({ length: workers }, (_, i) => startRole('worker', { ...env, NODE_ID: `w${i}` }));
+  try {
+    const urls = await Promise.all(procs.map((p) => p.next(LONG)));
+    const members = urls.map((u, i) => ({ nodeId: `w${i}`, address: u.url as string }));
+    await Promise.all(procs.map((p) => p.call({ cmd: 'ring', members, epoch: 1 }, LONG)));
+    for (const c of cases) {
+      const out = await Promise.all(procs.map((p) => p.call({ cmd: 'run', bytes: c.bytes, reps: c.reps, workers }, LONG)));
+      // One rep ends when the slowest worker has its result.
+      const perRep = Array.from({ length: c.reps }, (_, i) => Math.max(...out.map((o) => o.seconds[i] as number)));
+      const seconds = median(perRep);
+      const busGBps = (2 * (workers - 1) / workers) * c.bytes / seconds / 1e9;
+      const cpu = out.reduce((a, o) => a + (o.cpu.user + o.cpu.system) / 1e6, 0) / workers;
+      const gc = out[0].gc as Row['gc'];
+      const algo = workers === 2 && c.bytes <= Number(env.EXCHANGE_MAX_BYTES ?? EXCHANGE_MAX_BYTES) ? 'exchange' : 'ring';
+      rows.push({ workers, bytes: c.bytes, label: c.label, algo, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), cpuPerWorker: +cpu.toFixed(2), gc });
+      log(`[bench allreduce] W=${workers} ${c.label} (${algo}): ${(seconds * 1000).toFixed(2)} ms, ${busGBps.toFixed(3)} GB/s bus; GCs in rank 0 during ${c.reps} reps: ${gc.minor} minor, ${gc.major} major`);
+    }
+  } finally { await Promise.all(procs.map((p) => p.stop())); }
+  return rows;
+}
+
+/** Gloo on the same machine, same sizes and repetitions: fills the rows' gloo columns. */
+function runGloo(py: { python: string }, workers: number, rows: Row[], log: (s: string) => void): void {
+  if (rows.length === 0) return;
+  const reps = Object.fromEntries(rows.map((r) => [String(r.bytes), repsFor(r.bytes, false)]));
+  const r = spawnSync(py.python, [GLOO, String(workers), JSON.stringify(reps), ...rows.map((x) => String(x.bytes))], { encoding: 'utf8', timeout: 900_000 });
+  if (r.status !== 0) { log(`[bench allreduce] gloo W=${workers} failed: ${r.stderr.trim().split('\n').at(-1)}`); return; }
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { results: Record<string, number[]> };
+  for (const row of rows) {
+    const secs = median(out.results[String(row.bytes)]!);
+    row.glooSeconds = +secs.toFixed(6);
+    row.glooBusGBps = +((2 * (workers - 1) / workers) * row.bytes / secs / 1e9).toFixed(3);
+    row.vsGloo = +(row.busGBps / row.glooBusGBps).toFixed(3);
+  }
+  log(`[bench allreduce] gloo W=${workers} done`);
+}
+
+const repsFor = (bytes: number, quick: boolean) => (quick ? 5 : bytes >= 64 * MiB ? 7 : bytes >= 16 * MiB ? 11 : bytes >= MiB ? 21 : 51);
+
+export async function runAllreduceBench(args: { json: boolean; quick?: boolean; crossover?: boolean }): Promise<object> {
   const log = (s: string) => (args.json ? process.stderr : process.stdout).write(s + '\n');
+  const quick = !!args.quick;
   const segmentBytes = Number(process.env.SEGMENT_BYTES ?? DEFAULT_SEGMENT_BYTES);
   // ALLREDUCE_SIZES=16,64 (MiB) and ALLREDUCE_WORKERS=2 narrow a run (for profiling one case).
   const sizes = process.env.ALLREDUCE_SIZES ? process.env.ALLREDUCE_SIZES.split(',').map((m) => Number(m) * MiB)
-    : args.quick ? [1 * MiB, 4 * MiB] : [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB];
-  const repsFor = (bytes: number) => (args.quick ? 5 : bytes >= 64 * MiB ? 5 : bytes >= 16 * MiB ? 9 : 15);
-  const workerCounts = process.env.ALLREDUCE_WORKERS ? process.env.ALLREDUCE_WORKERS.split(',').map(Number) : [2, 4];
+    : args.crossover ? [64 << 10, 256 << 10, 1 * MiB, 2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB]
+      : quick ? [1 * MiB, 4 * MiB] : [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB];
+  const workerCounts = args.crossover ? [2] : process.env.ALLREDUCE_WORKERS ? process.env.ALLREDUCE_WORKERS.split(',').map(Number) : [2, 4];
   const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn' };
+  const cases = sizes.map((bytes) => ({ bytes, label: `${bytes / MiB} MiB`, reps: repsFor(bytes, quick) }));
+  const dense = (['small', 'gpu'] as const).map((preset) => ({ preset, floats: denseFloats(preset) }));
 
-  // Baseline: one ws stream, two processes.
-  const baseline = new Map<number, number>();
-  {
-    const sink = startRole('sink', env);
-    const { url } = await sink.next(LONG);
-    const source = startRole('source', { ...env, SINK_URL: url });
+  // Baseline: one raw TCP stream, two processes, the same bytes.
+  const raw = new Map<number, number>();
+  if (!args.crossover) {
+    const source = startRole('source', env);
+    const { port } = await source.next(LONG);
+    const sink = startRole('sink', { ...env, SOURCE_PORT: String(port) });
     try {
-      for (const bytes of sizes) {
-        const { seconds } = await source.call({ bytes, reps: repsFor(bytes) }, LONG);
-        baseline.set(bytes, median(seconds));
-        log(`[bench allreduce] baseline ${bytes / MiB} MiB: ${(bytes / median(seconds) / 1e9).toFixed(3)} GB/s`);
+      for (const c of cases) {
+        const { seconds } = await source.call({ bytes: c.bytes, reps: c.reps }, LONG);
+        raw.set(c.bytes, median(seconds));
+        log(`[bench allreduce] raw stream ${c.label}: ${(c.bytes / median(seconds) / 1e9).toFixed(3)} GB/s`);
       }
     } finally { await Promise.all([source.stop(), sink.stop()]); }
   }
 
-  const results: {
-    workers: number; bytes: number; seconds: number; busGBps: number; baselineGBps: number; ratioToBaseline: number; cpuPerWorker: number;
-    glooSeconds?: number; glooBusGBps?: number; vsGloo?: number;
-  }[] = [];
-  for (const workers of workerCounts) {
-    const procs = Array.from({ length: workers }, (_, i) => startRole('worker', { ...env, NODE_ID: `w${i}` }));
-    try {
-      const urls = await Promise.all(procs.map((p) => p.next(LONG)));
-      const members = urls.map((u, i) => ({ nodeId: `w${i}`, address: u.url as string }));
-      await Promise.all(procs.map((p) => p.call({ cmd: 'ring', members, epoch: 1 }, LONG)));
-      for (const bytes of sizes) {
-        const reps = repsFor(bytes);
-        const out = await Promise.all(procs.map((p) => p.call({ cmd: 'run', bytes, reps, workers }, LONG)));
-        // One rep ends when the slowest worker has its result.
-        const perRep = Array.from({ length: reps }, (_, i) => Math.max(...out.map((o) => o.seconds[i] as number)));
-        const seconds = median(perRep);
-        const busGBps = (2 * (workers - 1) / workers) * bytes / seconds / 1e9;
-        const baseGBps = bytes / baseline.get(bytes)! / 1e9;
-        const cpu = out.reduce((a, o) => a + (o.cpu.user + o.cpu.system) / 1e6, 0) / workers;
-        results.push({ workers, bytes, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), baselineGBps: +baseGBps.toFixed(3), ratioToBaseline: +(busGBps / baseGBps).toFixed(3), cpuPerWorker: +cpu.toFixed(2) });
-        log(`[bench allreduce] W=${workers} ${bytes / MiB} MiB: ${busGBps.toFixed(3)} GB/s bus`);
-      }
-    } finally { await Promise.all(procs.map((p) => p.stop())); }
-  }
-
-  // Gloo (PyTorch's CPU collectives) on the same machine, same sizes and repetitions, when
-  // torch is installed (`pip install torch`): the comparison the issue asks for.
-  const gloo = glooVersion();
-  if (gloo) {
-    for (const workers of workerCounts) {
-      const reps = Object.fromEntries(sizes.map((b) => [String(b), repsFor(b)]));
-      const r = spawnSync('python3', [GLOO, String(workers), JSON.stringify(reps), ...sizes.map(String)], { encoding: 'utf8', timeout: 900_000 });
-      if (r.status !== 0) { log(`[bench allreduce] gloo W=${workers} failed: ${r.stderr.trim().split('\n').at(-1)}`); continue; }
-      const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { results: Record<string, number[]> };
-      for (const row of results.filter((x) => x.workers === workers)) {
-        const secs = median(out.results[String(row.bytes)]!);
-        row.glooSeconds = +secs.toFixed(5);
-        row.glooBusGBps = +((2 * (workers - 1) / workers) * row.bytes / secs / 1e9).toFixed(3);
-        row.vsGloo = +(row.busGBps / row.glooBusGBps).toFixed(3);
-      }
-      log(`[bench allreduce] gloo W=${workers} done`);
-    }
+  // Gloo runs right after ours for the same W and sizes: on a shared machine the load drifts,
+  // and ratios from neighbouring minutes are the least wrong.
+  const py = findTorchPython();
+  if (!py) log('[bench allreduce] gloo: no python with torch found (set HYBRIDPS_TORCH_PYTHON, or apt-get install python3-torch), no Gloo comparison');
+  const results: Row[] = [];
+  const measure = async (workers: number, cs: typeof cases, extraEnv: Record<string, string> = {}, algo?: string, gloo = true) => {
+    const rows = await runRing(workers, cs, { ...env, ...extraEnv }, log);
+    if (algo) for (const r of rows) r.algo = algo;
+    if (py && gloo) runGloo(py, workers, rows, log);
+    results.push(...rows);
+  };
+  if (args.crossover) {
+    await measure(2, cases, { EXCHANGE_MAX_BYTES: String(1 << 30) }, 'exchange', false);
+    await measure(2, cases, { EXCHANGE_MAX_BYTES: '0' }, 'ring');
   } else {
-    log('[bench allreduce] gloo: python3 with torch not found (pip install torch), no Gloo comparison');
+    for (const workers of workerCounts) await measure(workers, cases);
+    // The DLRM sample's dense gradient, W = 2: the hybrid layout's dense sync per step.
+    await measure(2, dense.map((d) => ({ bytes: d.floats * 4, label: `dlrm ${d.preset} dense (${d.floats} floats)`, reps: quick ? 21 : 101 })));
+  }
+  for (const r of results) {
+    const t = raw.get(r.bytes);
+    if (t === undefined) continue;
+    r.rawGBps = +(r.bytes / t / 1e9).toFixed(3);
+    r.ratioToRaw = +(r.busGBps / r.rawGBps).toFixed(3);
   }
   const rows = results.map((r) => ({
-    workers: r.workers, MiB: r.bytes / MiB, ms: r.seconds * 1000, 'bus GB/s': r.busGBps, 'ws GB/s': r.baselineGBps, ratio: r.ratioToBaseline,
-    ...(r.glooBusGBps !== undefined ? { 'gloo GB/s': r.glooBusGBps, 'vs gloo': r.vsGloo! } : {}),
+    W: r.workers, size: r.label, algo: r.algo, ms: +(r.seconds * 1000).toFixed(3), 'bus GB/s': r.busGBps,
+    ...(raw.size ? { 'raw GB/s': r.rawGBps ?? '-', 'vs raw': r.ratioToRaw ?? '-' } : {}),
+    ...(py ? { 'gloo ms': r.glooSeconds === undefined ? '-' : +(r.glooSeconds * 1000).toFixed(3), 'gloo GB/s': r.glooBusGBps ?? '-', 'vs gloo': r.vsGloo ?? '-' } : {}),
+    'GCs minor/major': `${r.gc.minor}/${r.gc.major}`,
   }));
-  if (args.json) process.stderr.write(''); // the table goes to stdout either way; JSON is the last line
-  printTable(`ring allreduce on loopback (${segmentBytes / 1024} KiB segments; baseline: one ws stream, same bytes, same frames)`, rows);
-  const largest = sizes[sizes.length - 1]!;
+  printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes; gloo: torch ${py?.torch ?? 'not found'})`, rows);
   return {
-    bench: 'allreduce', segmentBytes, sizes, results, gloo: gloo ? { torch: gloo } : null,
-    baselineGBps: +(largest / baseline.get(largest)! / 1e9).toFixed(3),
-    baselineBySize: Object.fromEntries([...baseline].map(([b, s]) => [b, +(b / s / 1e9).toFixed(3)])),
-    cores: (await import('node:os')).availableParallelism(),
+    bench: 'allreduce', mode: args.crossover ? 'crossover' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, sizes, results,
+    gloo: py ? { torch: py.torch, python: py.python } : null, dense,
+    rawBySize: Object.fromEntries([...raw].map(([b, s]) => [b, +(b / s / 1e9).toFixed(3)])),
+    cores: (await import('node:os')).availableParallelism(), load: (await import('node:os')).loadavg(),
   };
 }
 
@@ -196,7 +280,7 @@ else if (role === 'sink') await sinkMain();
 else if (role === 'source') await sourceMain();
 else if (process.argv[1] === here) {
   const json = process.argv.includes('--json');
-  const result = await runAllreduceBench({ json, quick: process.argv.includes('--quick') });
+  const result = await runAllreduceBench({ json, quick: process.argv.includes('--quick'), crossover: process.argv.includes('--crossover') });
   if (json) console.log(JSON.stringify(result));
   process.exit(0);
 }

@@ -1,6 +1,7 @@
-// The ring epoch a link serves travels in the hello's own field (ring_epoch), not in the address:
-// the ring's listener learns it from there, closes links of older rings when a new ring is
-// installed, and refuses chunks of another epoch on a link. In one process, with raw links.
+// The ring epoch a control link serves travels in the hello's own field (ring_epoch), not in the
+// address: the ring's listener learns it from there and closes links of older rings when a new
+// ring is installed; the control link carries no data, so a chunk sent on it is refused (segments
+// travel on the data stream: test/allreduce-data-stream.test.ts). In one process, with raw links.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Listener, dial, type Connection } from '../src/transport/index.ts';
@@ -17,7 +18,7 @@ async function until(what: string, cond: () => boolean, ms = 30_000): Promise<vo
   }
 }
 
-test('the hello carries the ring epoch: old-ring links are closed, other-epoch chunks refused, the right link announces its ring', async () => {
+test('the hello carries the ring epoch: old-ring links are closed, chunks on the control link refused, the right link announces its ring', async () => {
   const ring = await RingAllreduce.create({ nodeId: 'worker-a', secret: SECRET, timeoutMs: 5_000 });
   // The right neighbour: a plain listener that records what the ring's link announced.
   const inbound: Connection[] = [];
@@ -32,7 +33,7 @@ test('the hello carries the ring epoch: old-ring links are closed, other-epoch c
     assert.ok(cur.conn.isOpen, 'the epoch-2 link stays');
 
     await cur.conn.notify({ type: 'allreduceChunk', opId: 0, ringEpoch: 5, step: 0, segment: 0, offset: 0, values: new Float32Array(4) });
-    await until('the chunk of another epoch to be refused', () => ring.stats.rejectedMessages === 1);
+    await until('the chunk on the control link to be refused', () => ring.stats.rejectedMessages === 1);
 
     await until('the ring to dial its right neighbour', () => inbound.length === 1);
     assert.is(inbound[0]!.peerId, 'worker-a');

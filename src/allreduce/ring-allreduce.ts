@@ -1,18 +1,33 @@
 // RingAllreduce: one per worker. It listens for its left neighbour, dials its right neighbour,
-// and runs any number of operations (RingOp) over those two links, matching chunks to operations
-// by (ring epoch, op id). Op ids are a per-ring counter that every member advances identically,
+// and runs any number of operations over a ring epoch, matching segments to operations by
+// (ring epoch, op id). Op ids are a per-ring counter that every member advances identically,
 // one per allreduce() call, so callers must issue the same operations in the same order.
 //
-// Failure model: any failure on a ring (a link closes, a neighbour is unreachable, an op times
-// out, a neighbour sends a chunk that does not fit) fails every op in flight on it and closes the
-// ring's links, which makes the neighbours fail theirs at once instead of waiting for a timeout.
-// The ring then stays broken until setRing installs a new epoch; op ids restart at 0 there.
+// Two planes per neighbour: the control link is the authenticated ws link (RightLink: the ring
+// epoch in its hello, liveness); the bulk data is a raw TCP stream opened on the same listener
+// port after its own HMAC handshake (data-handshake.ts), dialled by the receiving rank so it can
+// read into preallocated memory (segment-receiver.ts), written from the op's buffer
+// (segment-sender.ts). The schedule is chosen by size: a direct exchange for two ranks and small
+// buffers (exchange-op.ts), the pipelined ring otherwise (ring-op.ts).
+//
+// Failure model: any failure on a ring (a link or stream closes, a neighbour is unreachable, an
+// op times out, a neighbour sends a segment that does not fit) fails every op in flight on it and
+// closes the ring's links, which makes the neighbours fail theirs at once instead of waiting for a
+// timeout. The ring then stays broken until setRing installs a new epoch; op ids restart at 0.
+import type { Socket } from 'node:net';
 import { Listener, type Connection } from '../transport/index.ts';
 import { Role, type Envelope } from '../wire/codec.ts';
 import { createLogger } from '../util/log.ts';
-import { AllreduceAbortedError, AllreduceTimeoutError } from './errors.ts';
-import { RingOp, type Chunk } from './ring-op.ts';
+import { AllreduceAbortedError, AllreduceProtocolError, AllreduceTimeoutError } from './errors.ts';
+import { RingOp } from './ring-op.ts';
+import { ExchangeOp } from './exchange-op.ts';
 import { RightLink } from './right-link.ts';
+import { acceptDataStream, DATA_PROTOCOL } from './data-handshake.ts';
+import { SegmentReceiver, type SegmentTarget } from './segment-receiver.ts';
+import { SegmentSender } from './segment-sender.ts';
+import type { SegmentHeader } from './segment-header.ts';
+import { SimdAdder } from './simd-add.ts';
+import { addInto } from './local-math.ts';
 
 const log = createLogger('allreduce');
 
@@ -23,36 +38,46 @@ export interface RingAllreduceOptions {
   secret: Uint8Array;
   host?: string;
   port?: number;
-  /** Bytes of f32 data per chunk this worker cuts its own block into (default 2 MiB: measured faster than 512 KiB on loopback at 16-64 MiB). */
+  /** Bytes of f32 data per segment this worker cuts its own block into (default 2 MiB: measured faster than 512 KiB on loopback at 16-64 MiB). */
   segmentBytes?: number;
   /** An op fails when it has received or sent nothing for this long (default 10 s). */
   timeoutMs?: number;
   /** Default for allreduce()'s f16 option: values travel as IEEE half precision. */
   f16?: boolean;
-  /** Cap on chunks held for ops (or rings) this worker has not started yet (default 512 MiB). */
-  maxEarlyBytes?: number;
+  /** Two workers and buffers up to this many bytes: a direct exchange instead of the ring (default EXCHANGE_MAX_BYTES; 0 turns it off). */
+  exchangeMaxBytes?: number;
+  /** Receive buffer of the data stream from the left neighbour (default 1 MiB). */
+  receiveBufferBytes?: number;
 }
 
 export interface AllreduceStats {
-  /** Payload bytes (values on the wire: 4 per element, 2 with f16) sent to the right neighbour. */
+  /** Payload bytes (values on the wire: 4 per element, 2 with f16, padding included) sent to the right neighbour. */
   bytesSent: number;
   /** Payload bytes received from the left neighbour. */
   bytesReceived: number;
-  /** Operations completed successfully (W = 1 included). */
+  /** Operations completed successfully (W = 1 included), and those of them run as a direct exchange. */
   ops: number;
-  /** Chunks dropped because they belonged to an old ring or to an op that had already failed. */
-  staleChunks: number;
-  /** Messages refused without touching any op: wrong sender, wrong type, wrong link. */
+  exchanges: number;
+  /** Control-link messages refused without touching any op (segments travel on the data stream only). */
   rejectedMessages: number;
+  /** Data-stream dials refused: bad credentials, not this ring's right neighbour, a second stream. */
+  refusedStreams: number;
 }
 
 export const DEFAULT_SEGMENT_BYTES = 2 << 20;
 export const MAX_SEGMENT_BYTES = 16 << 20;
+/**
+ * W = 2 buffers up to this size take the direct exchange. Measured (`bench allreduce --crossover`,
+ * 2026-12-02, load ~16): a tie at 64 KiB (0.38 against 0.39 ms), the ring ahead from 256 KiB up
+ * (0.57 against 0.69 ms; 1.78 against 3.57 ms at 1 MiB), so only small buffers are exchanged.
+ */
+export const EXCHANGE_MAX_BYTES = 64 << 10;
 const MIN_SEGMENT_BYTES = 4 << 10;
 const DEFAULT_TIMEOUT_MS = 10_000;
-const DEFAULT_MAX_EARLY_BYTES = 512 << 20;
-/** Frame limit on the ring listener: the largest segment any member may use, plus the envelope. */
-const MAX_FRAME_BYTES = MAX_SEGMENT_BYTES + (64 << 10);
+/** Segment offsets and counts are u32 on the wire. */
+const MAX_ELEMENTS = 2 ** 32 - 1;
+/** The control link carries no bulk data any more: small frames only. */
+const MAX_FRAME_BYTES = 64 << 10;
 
 interface Ring {
   epoch: number;
@@ -62,31 +87,34 @@ interface Ring {
   right: RingMember;
 }
 
+type Op = RingOp | ExchangeOp;
+
 export class RingAllreduce {
-  readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, ops: 0, staleChunks: 0, rejectedMessages: 0 };
+  readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, ops: 0, exchanges: 0, rejectedMessages: 0, refusedStreams: 0 };
   private listener!: Listener;
   private ring: Ring | null = null;
   private right: RightLink | null = null;
+  private sender: SegmentSender | null = null;
+  private receiver: SegmentReceiver | null = null;
   private nextOpId = 0;
-  private readonly ops = new Map<number, RingOp>();
+  private readonly ops = new Map<number, Op>();
   /** Why the current ring stopped working; null while it works. */
   private broken: string | null = null;
   private closed = false;
-  /** Ring epoch each inbound link announced in its hello (its ring_epoch field). */
+  /** Ring epoch each inbound control link announced in its hello (its ring_epoch field). */
   private readonly inboundEpoch = new Map<Connection, number | undefined>();
-  /** Chunks that arrived before their op started here, by `${epoch}:${opId}`, in arrival order. */
-  private readonly early = new Map<string, { chunks: Chunk[]; conn: Connection }>();
-  private earlyBytes = 0;
-  private readonly paused = new Set<Connection>();
+  /** The peer's values of a direct exchange land here (in WASM memory): grown once, reused by every exchange. */
+  private staging: SimdAdder | null = null;
+  private stagingBusy = false;
   private readonly segmentElems: number;
   private readonly timeoutMs: number;
-  private readonly maxEarlyBytes: number;
+  private readonly exchangeMaxBytes: number;
 
   private constructor(private readonly opts: RingAllreduceOptions) {
     const seg = Math.min(MAX_SEGMENT_BYTES, Math.max(MIN_SEGMENT_BYTES, opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES));
     this.segmentElems = Math.floor(seg / 4);
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.maxEarlyBytes = opts.maxEarlyBytes ?? DEFAULT_MAX_EARLY_BYTES;
+    this.exchangeMaxBytes = opts.exchangeMaxBytes ?? EXCHANGE_MAX_BYTES;
   }
 
   static async create(opts: RingAllreduceOptions): Promise<RingAllreduce> {
@@ -95,13 +123,14 @@ export class RingAllreduce {
       nodeId: opts.nodeId, secret: opts.secret, host: opts.host, port: opts.port, maxFrameBytes: MAX_FRAME_BYTES,
       onRequest: (env, conn) => ring.onMessage(env, conn),
       onConnection: (conn) => ring.onInbound(conn),
+      rawUpgrade: { protocol: DATA_PROTOCOL, onSocket: (socket, head, authenticated) => ring.onDataStream(socket, head, authenticated) },
     });
     return ring;
   }
 
   get nodeId(): string { return this.opts.nodeId; }
 
-  /** This worker's ring listener, to announce to the scheduler. */
+  /** This worker's ring listener, to announce to the scheduler (control links and data streams both). */
   get url(): string { return this.listener.url; }
 
   /** The current ring epoch, or -1 before the first setRing. */
@@ -126,23 +155,26 @@ export class RingAllreduce {
       if (ringEpoch === old.epoch && same) return;
       if (ringEpoch <= old.epoch) throw new RangeError(`ring epoch ${ringEpoch} is not newer than the current ${old.epoch}${ringEpoch === old.epoch ? ' (with different members)' : ''}`);
       this.failOps((op) => new AllreduceAbortedError(`ring changed from epoch ${old.epoch} to ${ringEpoch} during ${op.describe()}; retry on the new ring`));
-      void this.right?.close('ring changed');
-      this.right = null;
+      this.closeLinks('ring changed');
     }
     const w = members.length;
     this.ring = { epoch: ringEpoch, members: members.map((m) => ({ ...m })), rank, left: members[(rank - 1 + w) % w]!, right: members[(rank + 1) % w]! };
     this.nextOpId = 0;
     this.broken = null;
-    // Links and held chunks of older rings are of no use any more.
+    // Links of older rings are of no use any more.
     for (const [conn, epoch] of this.inboundEpoch) if (epoch !== undefined && epoch < ringEpoch) void conn.close(4000, 'allreduce ring changed');
-    this.dropEarly((epoch) => epoch < ringEpoch);
     if (w > 1) {
       const ring = this.ring;
+      const onBroken = (why: string) => { if (this.ring === ring) this.breakRing(why); };
       this.right = new RightLink({
         nodeId: this.opts.nodeId, secret: this.opts.secret, peer: ring.right, address: this.url, ringEpoch,
-        maxFrameBytes: MAX_FRAME_BYTES, connectTimeoutMs: this.timeoutMs,
-        onSent: (bytes) => { this.stats.bytesSent += bytes; },
-        onBroken: (why) => { if (this.ring === ring) this.breakRing(why); },
+        maxFrameBytes: MAX_FRAME_BYTES, connectTimeoutMs: this.timeoutMs, onBroken,
+      });
+      this.sender = new SegmentSender((bytes) => { this.stats.bytesSent += bytes; });
+      this.receiver = new SegmentReceiver({
+        url: ring.left.address, peer: ring.left.nodeId, nodeId: this.opts.nodeId, secret: this.opts.secret, ringEpoch,
+        connectTimeoutMs: this.timeoutMs, bufferBytes: this.opts.receiveBufferBytes,
+        lookup: (h) => this.lookup(ring, h), onBytes: (bytes) => { this.stats.bytesReceived += bytes; }, onBroken,
       });
     }
     log.debug('ring', { epoch: ringEpoch, rank, workers: w, left: this.ring.left.nodeId, right: this.ring.right.nodeId });
@@ -156,6 +188,7 @@ export class RingAllreduce {
   async allreduce(buf: Float32Array, op: 'sum' | 'mean' = 'sum', opts: { f16?: boolean; timeoutMs?: number } = {}): Promise<Float32Array> {
     if (!(buf instanceof Float32Array)) throw new TypeError('allreduce needs a Float32Array');
     if (op !== 'sum' && op !== 'mean') throw new RangeError(`unknown reduction ${String(op)} (sum or mean)`);
+    if (buf.length > MAX_ELEMENTS) throw new RangeError(`allreduce of ${buf.length} elements: at most ${MAX_ELEMENTS} per call (split the buffer)`);
     if (this.closed) throw new AllreduceAbortedError('allreduce on a closed RingAllreduce');
     const ring = this.ring;
     if (!ring) throw new AllreduceAbortedError('allreduce before setRing: no ring yet');
@@ -163,26 +196,35 @@ export class RingAllreduce {
     if (w === 1) { this.stats.ops++; return buf; } // the sum and the mean of one buffer are itself
     const opId = this.nextOpId++;
     if (this.broken) throw new AllreduceAbortedError(`ring epoch ${ring.epoch} is broken (${this.broken}); call setRing with the current membership, then retry`);
-    const right = this.right!;
-    const ringOp = new RingOp({
+    const sender = this.sender!;
+    const spec = {
       opId, ringEpoch: ring.epoch, rank: ring.rank, workers: w, buf, mean: op === 'mean',
-      f16: opts.f16 ?? this.opts.f16 ?? false, segmentElems: this.segmentElems,
-      send: (body, o) => right.send(body, o),
-    });
+      f16: opts.f16 ?? this.opts.f16 ?? false, segmentElems: this.segmentElems, send: sender.send.bind(sender),
+    };
+    // Every rank decides alike: the choice depends only on W and the length, which all share.
+    const exchange = w === 2 && buf.byteLength <= this.exchangeMaxBytes;
+    let ownsStaging = false;
+    let ringOp: Op;
+    if (exchange) {
+      ownsStaging = !this.stagingBusy;
+      const bytes = Math.max(4, buf.byteLength);
+      if (ownsStaging && (this.staging?.buffer.byteLength ?? 0) < bytes) this.staging = new SimdAdder(bytes, addInto);
+      const adder = ownsStaging ? this.staging! : new SimdAdder(bytes, addInto); // concurrent exchanges: one of their own
+      if (ownsStaging) this.stagingBusy = true;
+      ringOp = new ExchangeOp(spec, new Float32Array(adder.buffer.buffer, 0, buf.length), adder);
+    } else ringOp = new RingOp(spec);
     this.ops.set(opId, ringOp);
     const timer = this.watch(ringOp, opts.timeoutMs ?? this.timeoutMs);
     try {
       ringOp.start();
-      for (const c of this.takeEarly(ring.epoch, opId)) {
-        if (ringOp.settled) break;
-        if (c.from !== ring.left.nodeId) { this.refuse(c.from, `chunk for ring epoch ${ring.epoch} from ${c.from}, but the left neighbour there is ${ring.left.nodeId}`); continue; }
-        this.deliver(ringOp, c);
-      }
+      this.receiver!.opStarted();
       const out = await ringOp.done;
       this.stats.ops++;
+      if (exchange) this.stats.exchanges++;
       return out;
     } finally {
       clearTimeout(timer.handle);
+      if (ownsStaging) this.stagingBusy = false;
       if (this.ops.get(opId) === ringOp) this.ops.delete(opId);
     }
   }
@@ -191,20 +233,55 @@ export class RingAllreduce {
     if (this.closed) return;
     this.closed = true;
     this.failOps(() => new AllreduceAbortedError('RingAllreduce closed'));
-    this.dropEarly(() => true);
-    await Promise.all([this.right?.close('closing'), this.listener.close()]);
-    this.right = null;
+    const right = this.right;
+    this.closeLinks('closing');
+    await Promise.all([right?.close('closing'), this.listener.close()]);
   }
 
   // -------------------------------------------------------------------------------------------
   // Receiving
+
+  /** The op a checked segment header names on `ring`: null while it has not started here. */
+  private lookup(ring: Ring, h: SegmentHeader): SegmentTarget | null {
+    const bad = (why: string) => new AllreduceProtocolError(`segment for op ${h.opId} (ring epoch ${h.ringEpoch}): ${why}`);
+    if (h.ringEpoch !== ring.epoch) throw bad(`the stream was opened for ring epoch ${ring.epoch}`);
+    const op = this.ops.get(h.opId);
+    if (op) return op;
+    if (h.opId >= this.nextOpId) return null; // the stream is in order: wait for this rank to start it
+    throw bad('that op is not running here (finished or failed); the stream is out of step');
+  }
+
+  /** A dial to the data port: authenticated, and only the current ring's right neighbour, once. */
+  private onDataStream(socket: Socket, head: Uint8Array, authenticated: () => void): void {
+    const admit = (peerId: string, epoch: number): string | null => {
+      const ring = this.ring;
+      if (this.closed) return 'this worker is closing';
+      if (!ring || epoch > ring.epoch) return `ring epoch ${epoch} is not installed here yet (current ${ring?.epoch ?? 'none'}); retry`;
+      if (epoch < ring.epoch) return `ring epoch ${epoch} is over (current ${ring.epoch})`;
+      if (this.broken) return `ring epoch ${epoch} is broken here (${this.broken})`;
+      if (peerId !== ring.right.nodeId) return `${peerId} is not the right neighbour of ${this.opts.nodeId} in ring epoch ${epoch} (${ring.right.nodeId} is)`;
+      if (this.sender?.attached) return `a data stream for ring epoch ${epoch} from ${peerId} is already open`;
+      return null;
+    };
+    acceptDataStream(socket, head, { secret: this.opts.secret, nodeId: this.opts.nodeId, admit }).then(
+      ({ ringEpoch }) => {
+        authenticated();
+        const ring = this.ring;
+        if (!ring || ring.epoch !== ringEpoch || !this.sender || this.sender.attached) { socket.destroy(); return; } // changed meanwhile
+        this.sender.attach(socket, () => { if (this.ring === ring) this.breakRing(`data stream to right neighbour ${ring.right.nodeId} closed`); });
+      },
+      (e: Error) => {
+        this.stats.refusedStreams++;
+        log.warn('data-stream-refused', { why: e.message });
+      },
+    );
+  }
 
   private onInbound(conn: Connection): void {
     const epoch = conn.peerRingEpoch;
     this.inboundEpoch.set(conn, epoch);
     void conn.closed.then(({ code, reason }) => {
       this.inboundEpoch.delete(conn);
-      this.paused.delete(conn);
       const ring = this.ring;
       if (!this.closed && ring && epoch === ring.epoch && conn.peerId === ring.left.nodeId) {
         this.breakRing(`link from left neighbour ${conn.peerId} closed (${code}${reason ? ` ${reason}` : ''})`);
@@ -212,97 +289,24 @@ export class RingAllreduce {
     });
   }
 
+  /** The control link carries no data: every message on it is refused (counted, logged). */
   private onMessage(env: Envelope, conn: Connection): void {
-    const b = env.body;
-    if (b.type !== 'allreduceChunk') return this.refuse(conn.peerId, `unexpected ${b.type} message on the allreduce listener`);
-    if (conn.peerRole !== Role.Worker) return this.refuse(conn.peerId, `allreduce chunk from a non-worker (role ${conn.peerRole})`);
-    this.stats.bytesReceived += b.values.length * (b.f16 ? 2 : 4);
-    const linkEpoch = this.inboundEpoch.get(conn);
-    if (linkEpoch !== undefined && linkEpoch !== b.ringEpoch) return this.refuse(conn.peerId, `chunk for ring epoch ${b.ringEpoch} on a link opened for epoch ${linkEpoch}`);
-    const chunk: Chunk = { ...b, from: conn.peerId };
-    const ring = this.ring;
-    if (!ring || b.ringEpoch > ring.epoch) return this.hold(chunk, conn); // a ring this worker has not been told about yet
-    if (b.ringEpoch < ring.epoch || this.broken) { this.stats.staleChunks++; return; }
-    if (conn.peerId !== ring.left.nodeId) return this.refuse(conn.peerId, `chunk for ring epoch ${ring.epoch} from ${conn.peerId}, but the left neighbour there is ${ring.left.nodeId}`);
-    const op = this.ops.get(b.opId);
-    if (op) return this.deliver(op, chunk);
-    if (b.opId < this.nextOpId) { this.stats.staleChunks++; return; } // that op already failed here
-    this.hold(chunk, conn);
-  }
-
-  private deliver(op: RingOp, c: Chunk): void {
-    try {
-      op.receive(c);
-    } catch (e) {
-      op.fail(e as Error);
-      this.breakRing((e as Error).message);
-    }
-  }
-
-  /** A message that belongs to no op: counted, logged, otherwise ignored. */
-  private refuse(from: string, why: string): void {
     this.stats.rejectedMessages++;
-    log.warn('rejected', { from, why });
-  }
-
-  // -------------------------------------------------------------------------------------------
-  // Chunks for ops not started yet. The ring bounds them: a left neighbour can run at most W-1
-  // steps of an op ahead of this worker, so per op at most (W-1)/W of the buffer waits here. A
-  // caller that issues ops in a different order than its peers can exceed that; past the cap the
-  // inbound socket is paused (TCP backpressure reaches the sender) until chunks are consumed.
-
-  private hold(c: Chunk, conn: Connection): void {
-    const key = `${c.ringEpoch}:${c.opId}`;
-    let entry = this.early.get(key);
-    if (!entry) this.early.set(key, (entry = { chunks: [], conn }));
-    entry.chunks.push(c);
-    this.earlyBytes += c.values.byteLength;
-    if (this.earlyBytes > this.maxEarlyBytes && !this.paused.has(conn)) {
-      log.warn('early-chunks-over-cap', { bytes: this.earlyBytes, cap: this.maxEarlyBytes, pausing: conn.peerId });
-      this.paused.add(conn);
-      conn.holdReading();
-    }
-  }
-
-  private takeEarly(epoch: number, opId: number): Chunk[] {
-    const key = `${epoch}:${opId}`;
-    const entry = this.early.get(key);
-    if (!entry) return [];
-    this.early.delete(key);
-    for (const c of entry.chunks) this.earlyBytes -= c.values.byteLength;
-    this.resumeIfBelowCap();
-    return entry.chunks;
-  }
-
-  private dropEarly(which: (epoch: number) => boolean): void {
-    for (const [key, entry] of this.early) {
-      if (!which(entry.chunks[0]!.ringEpoch)) continue;
-      this.early.delete(key);
-      for (const c of entry.chunks) this.earlyBytes -= c.values.byteLength;
-      this.stats.staleChunks += entry.chunks.length;
-    }
-    this.resumeIfBelowCap();
-  }
-
-  private resumeIfBelowCap(): void {
-    if (this.paused.size === 0 || this.earlyBytes > this.maxEarlyBytes / 2) return;
-    for (const conn of this.paused) if (conn.isOpen) conn.releaseReading();
-    this.paused.clear();
+    log.warn('rejected', { from: conn.peerId, why: `unexpected ${env.body.type} message on the allreduce control link (segments travel on the data stream)` });
   }
 
   // -------------------------------------------------------------------------------------------
   // Failure
 
   /** Fails `op` when it has neither received nor sent anything for `timeoutMs`. */
-  private watch(op: RingOp, timeoutMs: number): { handle: NodeJS.Timeout } {
+  private watch(op: Op, timeoutMs: number): { handle: NodeJS.Timeout } {
     const timer = { handle: undefined as unknown as NodeJS.Timeout };
     const check = () => {
       if (op.settled) return;
       const idle = performance.now() - op.lastProgress;
       if (idle < timeoutMs) { timer.handle = setTimeout(check, timeoutMs - idle + 1); return; }
       const ring = this.ring;
-      const note = this.paused.size ? `; receiving is paused with ${this.earlyBytes} bytes held for ops not started here (do all workers issue the same ops in the same order?)` : '';
-      const why = `no progress for ${timeoutMs} ms in ${op.describe()}; left neighbour ${ring?.left.nodeId}, right neighbour ${ring?.right.nodeId}${note}`;
+      const why = `no progress for ${timeoutMs} ms in ${op.describe()}; left neighbour ${ring?.left.nodeId}, right neighbour ${ring?.right.nodeId} (do all workers issue the same ops in the same order?)`;
       op.fail(new AllreduceTimeoutError(why));
       if (ring && op.spec.ringEpoch === ring.epoch) this.breakRing(`an op timed out: ${why}`);
     };
@@ -318,12 +322,20 @@ export class RingAllreduce {
     // With no operation in flight nothing failed (a neighbour left between steps, or at the end).
     (this.ops.size > 0 ? log.warn : log.debug)('ring-broken', { epoch: ring.epoch, why, opsFailed: this.ops.size });
     this.failOps((op) => new AllreduceAbortedError(`ring epoch ${ring.epoch} broke during ${op.describe()}: ${why}; call setRing with the current membership, then retry`));
-    void this.right?.close('allreduce ring broken');
+    this.closeLinks('allreduce ring broken');
     for (const [conn, epoch] of this.inboundEpoch) if (epoch === ring.epoch) void conn.close(4000, 'allreduce ring broken');
-    this.dropEarly((epoch) => epoch <= ring.epoch);
   }
 
-  private failOps(err: (op: RingOp) => Error): void {
+  private closeLinks(reason: string): void {
+    void this.right?.close(reason);
+    this.sender?.close();
+    this.receiver?.close();
+    this.right = null;
+    this.sender = null;
+    this.receiver = null;
+  }
+
+  private failOps(err: (op: Op) => Error): void {
     for (const op of this.ops.values()) op.fail(err(op));
     this.ops.clear();
   }

@@ -1,15 +1,16 @@
-// One allreduce operation on one rank: the buffer, how far each step has got, and what to do with
-// a chunk from the left neighbour (add or copy it, then forward the same range to the right).
-// It knows nothing about sockets: the ring hands it chunks and gives it a function to send with.
-import type { AllreduceChunkBody } from '../wire/codec.ts';
+// One allreduce operation on one rank, scheduled as a ring: the buffer, how far each step has got,
+// and what to do with a segment from the left neighbour (add or copy it, then forward the same
+// range to the right). It knows nothing about sockets: the receiver hands it checked segments
+// (SegmentTarget) and the ring gives it a function to send with.
 import { AllreduceProtocolError, type AllreduceError } from './errors.ts';
-import { addInto, divideInPlace, roundToF16InPlace } from './local-math.ts';
+import { divideInPlace, roundToF16InPlace } from './local-math.ts';
 import { blockStart, finalReduceStep, isReduceStep, recvBlock, sendBlock, stepCount } from './schedule.ts';
+import { FLAG_EXCHANGE, FLAG_F16, type SegmentHeader } from './segment-header.ts';
+import type { SegmentTarget } from './segment-receiver.ts';
+import type { SimdAdder } from './simd-add.ts';
+import type { OutSegment } from './segment-sender.ts';
 
-/** A chunk as the ring received it, with the node it came from. */
-export interface Chunk extends AllreduceChunkBody { from: string }
-
-export interface RingOpSpec {
+export interface OpSpec {
   opId: number;
   ringEpoch: number;
   rank: number;
@@ -17,28 +18,81 @@ export interface RingOpSpec {
   buf: Float32Array;
   mean: boolean;
   f16: boolean;
-  /** Elements per chunk this rank cuts its own block into (forwarded chunks keep their size). */
+  /** Elements per segment this rank cuts its own data into (forwarded segments keep their size). */
   segmentElems: number;
-  /** Queues a chunk for the right neighbour; the ring calls `sent()` once it has been encoded. */
-  send: (body: AllreduceChunkBody, op: RingOp) => void;
+  /** Queues a segment for the right neighbour; the sender calls `sent()` once it is written. */
+  send: (seg: OutSegment) => void;
 }
 
-export class RingOp {
+const PIPELINE_SEGMENTS = 4;
+const MIN_PIPELINE_ELEMS = 16 << 10;
+
+/** The error for a segment that does not fit what the op expects. */
+export function badSegment(h: SegmentHeader, from: string, why: string): AllreduceProtocolError {
+  return new AllreduceProtocolError(`bad allreduce segment from ${from} for op ${h.opId} step ${h.step} segment ${h.segment} (ring epoch ${h.ringEpoch}): ${why}`);
+}
+
+/** Checks the f16 and schedule flags of a segment against the op's (both schedules use it). */
+export function checkFlags(h: SegmentHeader, from: string, f16: boolean, exchange: boolean): void {
+  const hf16 = (h.flags & FLAG_F16) !== 0, hx = (h.flags & FLAG_EXCHANGE) !== 0;
+  if (hf16 !== f16) throw badSegment(h, from, `values are ${hf16 ? 'f16' : 'f32'} but this op uses ${f16 ? 'f16' : 'f32'} (every rank must pass the same f16 setting)`);
+  if (hx !== exchange) throw badSegment(h, from, `the segment is for ${hx ? 'a direct exchange' : 'the ring schedule'} but this op runs ${exchange ? 'a direct exchange' : 'the ring'} (do all ranks pass buffers of the same length?)`);
+}
+
+/**
+ * What both schedules share: the promise the caller awaits, settling once, the idle clock the
+ * timeout reads, and the count of segments handed to the sender and not yet written.
+ */
+export abstract class OpBase {
   readonly done: Promise<Float32Array>;
+  settled = false;
+  /** performance.now() of the last segment received or sent: the idle timeout counts from here. */
+  lastProgress = performance.now();
+  protected pendingSends = 0;
+  private resolveDone!: (b: Float32Array) => void;
+  private rejectDone!: (e: Error) => void;
+
+  constructor(readonly spec: OpSpec) {
+    this.done = new Promise((res, rej) => { this.resolveDone = res; this.rejectDone = rej; });
+  }
+
+  get opId(): number { return this.spec.opId; }
+
+  /** The sender wrote one of this op's segments (the buffer range is no longer needed for it). */
+  sent(): void {
+    this.pendingSends--;
+    this.lastProgress = performance.now();
+    this.maybeFinish();
+  }
+
+  fail(err: AllreduceError | Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.rejectDone(err);
+  }
+
+  protected finish(): void {
+    this.settled = true;
+    this.resolveDone(this.spec.buf);
+  }
+
+  protected abstract maybeFinish(): void;
+}
+
+export class RingOp extends OpBase implements SegmentTarget {
   /** Next expected element offset, end of the block, and next segment index, per wire step. */
   private readonly cursor: number[] = [];
   private readonly end: number[] = [];
   private readonly nextSegment: number[] = [];
   private stepsLeft = 0;
-  private pendingSends = 0;
-  private resolve!: (b: Float32Array) => void;
-  private reject!: (e: Error) => void;
-  settled = false;
-  /** performance.now() of the last chunk received or sent: the idle timeout counts from here. */
-  lastProgress = performance.now();
+  /** The segment being received: its step, where it goes, its length, values taken so far. */
+  private inStep = 0;
+  private inAt = 0;
+  private inCount = 0;
+  private inTaken = 0;
 
-  constructor(readonly spec: RingOpSpec) {
-    this.done = new Promise((res, rej) => { this.resolve = res; this.reject = rej; });
+  constructor(spec: OpSpec) {
+    super(spec);
     const { rank, workers: w, buf } = spec;
     const n = buf.length;
     for (let s = 0; s < stepCount(w); s++) {
@@ -50,13 +104,15 @@ export class RingOp {
     }
   }
 
-  get opId(): number { return this.spec.opId; }
-
   /** Sends this rank's own block as step 0, cut into segments. */
   start(): void {
-    const { rank, workers: w, buf, segmentElems } = this.spec;
+    const { rank, workers: w, buf } = this.spec;
     const b = sendBlock(rank, 0, w);
     const lo = blockStart(b, buf.length, w), hi = blockStart(b + 1, buf.length, w);
+    // At least PIPELINE_SEGMENTS segments per block (down to 64 KiB), so a hop can forward while
+    // it receives even when blocks are small: W = 2, 1 MiB took 2.7-2.9 ms with 256 KiB segments
+    // against 3.5-6.0 ms with one 512 KiB segment per block (alternating runs, load 12-14).
+    const segmentElems = Math.min(this.spec.segmentElems, Math.max(MIN_PIPELINE_ELEMS, Math.ceil((hi - lo) / PIPELINE_SEGMENTS)));
     for (let at = lo, seg = 0; at < hi; at += segmentElems, seg++) this.emit(0, seg, at, Math.min(segmentElems, hi - at));
     this.maybeFinish();
   }
@@ -65,64 +121,58 @@ export class RingOp {
   describe(): string {
     const waiting = this.cursor.map((c, s) => (c < this.end[s]! ? s : -1)).filter((s) => s >= 0);
     return `op ${this.opId} (ring epoch ${this.spec.ringEpoch}, rank ${this.spec.rank}/${this.spec.workers}, ${this.spec.buf.length} elements): ` +
-      (waiting.length ? `waiting for step${waiting.length > 1 ? 's' : ''} ${waiting.join(',')}` : `all received, ${this.pendingSends} chunk(s) still to send`);
+      (waiting.length ? `waiting for step${waiting.length > 1 ? 's' : ''} ${waiting.join(',')}` : `all received, ${this.pendingSends} segment(s) still to send`);
   }
 
-  /** Applies one chunk from the left neighbour; throws AllreduceProtocolError if it does not fit. */
-  receive(c: Chunk): void {
+  /** Checks a segment's header against what the op expects next (SegmentTarget). */
+  check(h: SegmentHeader, from: string): void {
     const { workers: w, buf, f16 } = this.spec;
-    const n = c.values.length;
-    const bad = (why: string) => new AllreduceProtocolError(`bad allreduce chunk from ${c.from} for op ${c.opId} step ${c.step} segment ${c.segment} (ring epoch ${c.ringEpoch}): ${why}`);
-    if (!Number.isInteger(c.step) || c.step < 0 || c.step >= stepCount(w)) throw bad(`step out of range 0..${stepCount(w) - 1}`);
-    const s = c.step;
-    if (n === 0) throw bad('no values');
-    if (!!c.f16 !== f16) throw bad(`values are ${c.f16 ? 'f16' : 'f32'} but this op uses ${f16 ? 'f16' : 'f32'} (every rank must pass the same f16 setting)`);
-    if (c.segment !== this.nextSegment[s]) throw bad(`expected segment ${this.nextSegment[s]}`);
-    if (c.offset !== this.cursor[s]) throw bad(`offset ${c.offset}, expected ${this.cursor[s]} (do all ranks pass buffers of ${buf.length} elements?)`);
-    if (c.offset + n > this.end[s]!) throw bad(`${n} values at offset ${c.offset} overrun the block ending at ${this.end[s]} (do all ranks pass buffers of ${buf.length} elements?)`);
-    const at = c.offset;
-    if (isReduceStep(s, w)) {
-      addInto(buf, at, c.values);
-      if (s === finalReduceStep(w)) {
-        // This range now holds the complete sum and this rank owns it: finish it here, once.
-        const mine = buf.subarray(at, at + n);
-        if (this.spec.mean) divideInPlace(mine, w);
-        if (f16) roundToF16InPlace(mine);
-      }
-    } else {
-      buf.set(c.values, at);
+    const bad = (why: string) => badSegment(h, from, why);
+    checkFlags(h, from, f16, false);
+    if (h.step >= stepCount(w)) throw bad(`step out of range 0..${stepCount(w) - 1}`);
+    const s = h.step;
+    if (h.segment !== this.nextSegment[s]) throw bad(`expected segment ${this.nextSegment[s]}`);
+    if (h.offset !== this.cursor[s]) throw bad(`offset ${h.offset}, expected ${this.cursor[s]} (do all ranks pass buffers of ${buf.length} elements?)`);
+    if (h.offset + h.count > this.end[s]!) throw bad(`${h.count} values at offset ${h.offset} overrun the block ending at ${this.end[s]} (do all ranks pass buffers of ${buf.length} elements?)`);
+    this.inStep = s;
+    this.inAt = h.offset;
+    this.inCount = h.count;
+    this.inTaken = 0;
+  }
+
+  take(src: Float32Array, from: number, n: number, adder: SimdAdder): void {
+    const at = this.inAt + this.inTaken;
+    if (isReduceStep(this.inStep, this.spec.workers)) adder.addInto(this.spec.buf, at, src, from, n);
+    else this.spec.buf.set(src.subarray(from, from + n), at);
+    this.inTaken += n;
+    this.lastProgress = performance.now();
+  }
+
+  segmentDone(): void {
+    const { workers: w, buf, f16 } = this.spec;
+    const s = this.inStep, at = this.inAt, n = this.inCount;
+    if (s === finalReduceStep(w)) {
+      // This range now holds the complete sum and this rank owns it: finish it here, once.
+      const mine = buf.subarray(at, at + n);
+      if (this.spec.mean) divideInPlace(mine, w);
+      if (f16) roundToF16InPlace(mine);
     }
     this.cursor[s]! += n;
-    this.nextSegment[s]!++;
     if (this.cursor[s] === this.end[s]) this.stepsLeft--;
-    this.lastProgress = performance.now();
-    if (s + 1 < stepCount(w)) this.emit(s + 1, c.segment, at, n);
+    if (s + 1 < stepCount(w)) this.emit(s + 1, this.nextSegment[s]!, at, n);
+    this.nextSegment[s]!++;
     this.maybeFinish();
   }
 
-  /** The ring encoded one of this op's chunks (the buffer range is no longer needed for it). */
-  sent(): void {
-    this.pendingSends--;
-    this.lastProgress = performance.now();
-    this.maybeFinish();
-  }
-
-  fail(err: AllreduceError | Error): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.reject(err);
-  }
-
-  private emit(step: number, segment: number, offset: number, n: number): void {
+  private emit(step: number, segment: number, offset: number, count: number): void {
     const { opId, ringEpoch, buf, f16 } = this.spec;
     this.pendingSends++;
-    this.spec.send({ type: 'allreduceChunk', opId, ringEpoch, step, segment, offset, values: buf.subarray(offset, offset + n), f16 }, this);
+    this.spec.send({ ringEpoch, opId, step, flags: f16 ? FLAG_F16 : 0, segment, offset, count, values: buf.subarray(offset, offset + count), op: this });
   }
 
-  private maybeFinish(): void {
-    // Resolve only when every forward has been encoded: after that the caller may reuse the buffer.
+  protected maybeFinish(): void {
+    // Resolve only when every forward has been written: after that the caller may reuse the buffer.
     if (this.settled || this.stepsLeft > 0 || this.pendingSends > 0) return;
-    this.settled = true;
-    this.resolve(this.spec.buf);
+    this.finish();
   }
 }

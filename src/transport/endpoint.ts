@@ -31,6 +31,12 @@ export interface ListenOptions extends EndpointOptions {
   onRequest: RequestHandler;
   /** A peer refused before authenticating: at most 10 calls a second, the rest counted in `stats` and summed up in the next call. */
   onRejected?: (why: string) => void;
+  /**
+   * HTTP upgrades to this protocol (not WebSocket) are handed over as raw sockets: the allreduce
+   * data stream. The socket still counts as unauthenticated, under the hello timeout, until the
+   * handler calls `authenticated()` after verifying the peer itself.
+   */
+  rawUpgrade?: { protocol: string; onSocket: (socket: Socket, head: Uint8Array, authenticated: () => void) => void };
 }
 
 /** The connection options the limits give (both ends of a link use the same). */
@@ -43,6 +49,8 @@ export class Listener {
   /** Sockets accepted and not yet authenticated, with the timer that closes each. */
   private readonly unauthenticated = new Map<Socket, { timer: NodeJS.Timeout; ws?: WebSocket }>();
   readonly stats = { refusedBusy: 0, helloTimeouts: 0, refusedHello: 0 };
+  /** Sockets handed to rawUpgrade: no longer the HTTP server's to close. */
+  private readonly rawSockets = new Set<Socket>();
   private reports = { second: 0, count: 0, unreported: 0 };
 
   private constructor(private readonly http: Server, private readonly wss: WebSocketServer, readonly url: string, private readonly opts: ListenOptions, private readonly limits: Required<LinkLimits>) {}
@@ -69,6 +77,13 @@ export class Listener {
     http.on('connection', (socket: Socket) => listener.admit(socket));
     http.on('upgrade', (req, socket: Socket, head) => {
       if (!listener.unauthenticated.has(socket)) { socket.destroy(); return; } // refused or timed out
+      const raw = opts.rawUpgrade;
+      if (raw && String(req.headers.upgrade ?? '').toLowerCase() === raw.protocol) {
+        listener.rawSockets.add(socket);
+        socket.once('close', () => listener.rawSockets.delete(socket));
+        raw.onSocket(socket, head, () => listener.authenticated(socket));
+        return;
+      }
       wss.handleUpgrade(req, socket, head, (ws) => listener.accept(ws, socket));
     });
     return listener;
@@ -95,6 +110,14 @@ export class Listener {
     timer.unref();
     this.unauthenticated.set(socket, { timer });
     socket.once('close', () => { clearTimeout(timer); this.unauthenticated.delete(socket); });
+  }
+
+  /** A raw-upgrade socket's handler verified its peer: no longer under the hello timeout. */
+  private authenticated(socket: Socket): void {
+    const pending = this.unauthenticated.get(socket);
+    if (!pending) return;
+    clearTimeout(pending.timer);
+    this.unauthenticated.delete(socket);
   }
 
   /** onRejected, at most 10 times a second: a flood of connects must not become a flood of log lines. */
@@ -177,6 +200,7 @@ export class Listener {
     for (const c of this.connections) void c.close(1001, 'shutting down');
     for (const ws of this.wss.clients) ws.terminate();
     for (const [socket, p] of this.unauthenticated) { clearTimeout(p.timer); socket.destroy(); }
+    for (const socket of this.rawSockets) socket.destroy();
     this.unauthenticated.clear();
     await new Promise<void>((resolve) => this.wss.close(() => resolve()));
     this.http.closeAllConnections();

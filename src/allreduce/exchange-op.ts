@@ -1,0 +1,76 @@
+// One allreduce between exactly two ranks, as a direct exchange: each sends its whole buffer
+// (cut into segments) to the other, which is both its left and its right neighbour, and once it
+// has the other's values and its own are written out, adds them. One step instead of the ring's
+// two, the same bytes per link, twice the adds; chosen for small buffers (schedule choice in
+// ring-allreduce.ts, crossover measured in bench/RESULTS.md). Both ranks compute x0 + x1 (float
+// addition commutes), so they hold the same bits; with f16 each first rounds its own values as
+// the wire rounds them, then rounds the sum once more, so the ring's f16 bound holds.
+import { divideInPlace, roundToF16InPlace } from './local-math.ts';
+import type { SimdAdder } from './simd-add.ts';
+import { badSegment, checkFlags, OpBase, type OpSpec } from './ring-op.ts';
+import { FLAG_EXCHANGE, FLAG_F16, type SegmentHeader } from './segment-header.ts';
+import type { SegmentTarget } from './segment-receiver.ts';
+
+export class ExchangeOp extends OpBase implements SegmentTarget {
+  private readonly theirs: Float32Array;
+  private cursor = 0;
+  private nextSegment = 0;
+  private inAt = 0;
+  private inCount = 0;
+
+  /** `staging`: at least buf.length floats for the peer's values, in `adder`'s memory (the final add is SIMD). */
+  constructor(spec: OpSpec, staging: Float32Array, private readonly adder: SimdAdder) {
+    super(spec);
+    this.theirs = staging.subarray(0, spec.buf.length);
+  }
+
+  start(): void {
+    const { opId, ringEpoch, buf, f16, segmentElems } = this.spec;
+    const flags = FLAG_EXCHANGE | (f16 ? FLAG_F16 : 0);
+    for (let at = 0, segment = 0; at < buf.length; at += segmentElems, segment++) {
+      const count = Math.min(segmentElems, buf.length - at);
+      this.pendingSends++;
+      this.spec.send({ ringEpoch, opId, step: 0, flags, segment, offset: at, count, values: buf.subarray(at, at + count), op: this });
+    }
+    this.maybeFinish();
+  }
+
+  describe(): string {
+    const { opId, ringEpoch, rank, buf } = this.spec;
+    return `op ${opId} (ring epoch ${ringEpoch}, rank ${rank}/2, direct exchange, ${buf.length} elements): received ${this.cursor}, ${this.pendingSends} segment(s) still to send`;
+  }
+
+  check(h: SegmentHeader, from: string): void {
+    const n = this.spec.buf.length;
+    checkFlags(h, from, this.spec.f16, true);
+    if (h.step !== 0) throw badSegment(h, from, 'a direct exchange has only step 0');
+    if (h.segment !== this.nextSegment) throw badSegment(h, from, `expected segment ${this.nextSegment}`);
+    if (h.offset !== this.cursor) throw badSegment(h, from, `offset ${h.offset}, expected ${this.cursor}`);
+    if (h.offset + h.count > n) throw badSegment(h, from, `${h.count} values at offset ${h.offset} overrun the buffer of ${n} (do all ranks pass buffers of ${n} elements?)`);
+    this.inAt = h.offset;
+    this.inCount = h.count;
+  }
+
+  take(src: Float32Array, from: number, n: number): void {
+    this.theirs.set(src.subarray(from, from + n), this.inAt);
+    this.inAt += n;
+    this.lastProgress = performance.now();
+  }
+
+  segmentDone(): void {
+    this.cursor += this.inCount;
+    this.nextSegment++;
+    this.maybeFinish();
+  }
+
+  protected maybeFinish(): void {
+    // The own values are added to only once they are all written: until then the socket reads them.
+    if (this.settled || this.cursor < this.spec.buf.length || this.pendingSends > 0) return;
+    const { buf, f16, mean } = this.spec;
+    if (f16) roundToF16InPlace(buf);
+    this.adder.addInto(buf, 0, this.theirs, 0, buf.length);
+    if (mean) divideInPlace(buf, 2);
+    if (f16) roundToF16InPlace(buf);
+    this.finish();
+  }
+}
