@@ -10,11 +10,10 @@ import { ModelRunner, type DenseOptimizer } from '../model/model-runner.ts';
 import { dlrmSpec } from '../model/dlrm.ts';
 import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type PreparedBatch } from '../worker/worker-step.ts';
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
-import { prepareTable } from '../model/batch-prep.ts';
-import { exactAuc, loglossFromLogits } from '../metrics/classification.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
 import { trainBatches, evalBatches, toWorkerBatch } from './batches.ts';
+import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
 
 /** PS table id of the pure-PS dense vector (model tables take 1..T). */
@@ -48,7 +47,7 @@ export interface WorkerResult {
   checkpoint?: string;
 }
 
-export interface EvalResult { step: number; samples: number; logloss: number; auc: number }
+export type { EvalResult } from './evaluate.ts';
 
 /** What a worker reports while it trains (rank 0 alone evaluates and checkpoints). */
 export type WorkerEvent =
@@ -114,18 +113,14 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     const globalBatch = cfg.batch * workers;
     const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense, pipeline: cfg.pipeline });
 
-    const denseNow = async () => (cfg.mode === 'pure-ps' ? client.pullRange(DENSE_TABLE_ID, 0, runner.denseLength) : runner.readDense());
+    const denseAt = async (clock?: number) => (cfg.mode === 'pure-ps' ? client.pullRange(DENSE_TABLE_ID, 0, runner.denseLength, { clock }) : runner.readDense());
+    const denseNow = () => denseAt();
+    const held: EvalSource = {
+      client, runner, tableIds, denseAt,
+      batches: (limit) => evalBatches(cfg, 1024, limit), toBatch: (mb) => toWorkerBatch(mb, cfg.model.numTables),
+    };
     const evaluate = async (step: number, limit: number): Promise<EvalResult> => {
-      runner.setDense(await denseNow());
-      const logits: number[] = [], labels: number[] = [];
-      for await (const mb of evalBatches(cfg, 1024, limit)) {
-        const wb = toWorkerBatch(mb, cfg.model.numTables);
-        const preps = wb.tables.map((t) => prepareTable(t, wb.B));
-        const rows = await Promise.all(preps.map((p, i) => client.pull(tableIds[i]!, p.keys)));
-        const scores = await runner.predict({ B: wb.B, inputs: wb.inputs, tables: preps.map((prep, i) => ({ prep, rows: rows[i]! })) });
-        for (let i = 0; i < wb.B; i++) { logits.push(scores[i]!); labels.push(wb.inputs.labels![i]!); }
-      }
-      const res: EvalResult = { step, samples: labels.length, logloss: loglossFromLogits(logits, labels), auc: exactAuc(logits, labels) };
+      const res = await evaluateHeldOut(held, step, limit);
       report({ kind: 'eval', eval: res });
       return res;
     };
