@@ -72,6 +72,7 @@ const trainOptions = (c: Command) => c
   .option('--checkpoint-dir <dir>', 'write checkpoints here (step-N/ directories and a latest file)')
   .option('--checkpoint-every <steps>', 'checkpoint every this many steps (and at the end)', int)
   .option('--resume <dir>', 'continue from a checkpoint (a step-N directory or a checkpoint root)')
+  .option('--partial-dense', 'with --resume: dense parameters missing from dense.safetensors start fresh (listed in the log) instead of refusing')
   .option('--preset <name>', 'model size: small (CPU-friendly) or gpu (the DLRM benchmark shape)')
   .option('--model <json>', 'model shape overrides as JSON, e.g. {"dim":8}')
   .option('--seed <n>', 'initialisation seed (default 1)', int)

@@ -11,7 +11,7 @@ import type { OptimizerName } from '../model/model-spec.ts';
 export interface TrainFlags {
   servers?: number; workers?: number; replicas?: number; mode?: string; consistency?: string;
   batch?: number; steps?: number; epochs?: number; lr?: string; optimizer?: string; data?: string;
-  evalEvery?: number; evalSamples?: number; checkpointDir?: string; checkpointEvery?: number; resume?: string;
+  evalEvery?: number; evalSamples?: number; checkpointDir?: string; checkpointEvery?: number; resume?: string; partialDense?: boolean;
   preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; rowsPerTable?: number; samples?: number; badLines?: string;
   /** JSON overrides of the model shape (tests use tiny models). */
   model?: string;
@@ -61,6 +61,7 @@ export function trainJobFromFlags(f: TrainFlags, sample: SampleFile = {}): Train
     checkpointDir: f.checkpointDir ? resolve(f.checkpointDir) : undefined,
     checkpointEvery: f.checkpointEvery ?? DEFAULTS.checkpointEvery,
     resume: f.resume ? resolve(f.resume) : undefined,
+    partialDense: !!f.partialDense,
     seed: f.seed ?? DEFAULTS.seed,
     f16: !!f.f16,
     pipeline: f.pipeline !== false,

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { writeSafetensors, readSafetensors, writeManifest, readManifest, writeBytesAtomic, listShardFiles, MANIFEST_FILE, type Tensor } from '../checkpoint/index.ts';
 import type { PSClient } from '../client/ps-client.ts';
 import type { TrainConfig } from './config.ts';
+import { checkDenseTensors, DenseFileError } from './dense-file.ts';
 
 export const DENSE_FILE = 'dense.safetensors';
 export const LATEST_FILE = 'latest';
@@ -82,6 +83,8 @@ export interface LoadedTraining {
   denseOnServers: boolean;
   /** The local dense optimizer's state, when the checkpoint has it for this run's dense optimizer. */
   optimizer: DenseOptimizerState | null;
+  /** Dense parameters the file did not have, initialised fresh (only with `partialDense`). */
+  fresh: string[];
 }
 
 /**
@@ -101,33 +104,32 @@ export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], 
   }
   let dense: Float32Array | null = null;
   let optimizer: DenseOptimizerState | null = null;
+  let fresh: string[] = [];
   const densePath = join(dir, DENSE_FILE);
   if (await exists(densePath)) {
     const f = await readSafetensors(densePath);
+    fresh = checkDenseTensors(densePath, f.tensors, layout, cfg.partialDense);
     const total = layout.reduce((s, p) => s + p.size, 0);
-    // Optimizer slots only carry over to the same optimizer (a different one starts fresh).
-    if (f.metadata.dense_optimizer === cfg.optimizer.dense) {
+    // Optimizer slots only carry over to the same optimizer (a different one starts fresh), and
+    // only when every parameter has them (a partial load starts the optimizer fresh).
+    if (f.metadata.dense_optimizer === cfg.optimizer.dense && fresh.length === 0) {
       const slotNames = new Set(Object.keys(f.tensors).map((n) => /\.slot\.([^.]+)$/.exec(n)?.[1]).filter((x): x is string => !!x));
       optimizer = { slots: {}, adamStep: Number(f.metadata.dense_adam_step ?? 0) };
       for (const slot of slotNames) {
         const flat = new Float32Array(total);
         for (const p of layout) {
           const t = f.tensors[`dense.${p.name}.slot.${slot}`];
-          if (!t || t.shape.reduce((a, b) => a * b, 1) !== p.size) throw new Error(`${densePath}: dense.${p.name}.slot.${slot} is missing or has the wrong size`);
+          if (!t) throw new DenseFileError('dense-missing', `${densePath}: dense.${p.name}.slot.${slot} is missing (the file has ${slot} state for other parameters)`);
           flat.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
         }
         optimizer.slots[slot] = flat;
       }
     }
-    dense = initial.slice(); // parameters the file does not have keep their initial values
+    dense = initial.slice(); // parameters the file does not have (a --partial-dense load) keep their initial values
     for (const p of layout) {
       const t = f.tensors[`dense.${p.name}`];
-      if (!t) continue;
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      if (n !== p.size) throw new Error(`${densePath}: dense.${p.name} has ${n} values (shape ${t.shape.join('x')}); the model's has ${p.size}`);
-      if (t.dtype !== 'F32' && t.dtype !== 'F64') throw new Error(`${densePath}: dense.${p.name} is ${t.dtype}; F32 or F64 expected`);
-      dense.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
+      if (t) dense.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
     }
   }
-  return { step: m.step, dense, denseOnServers: model.mode === 'pure-ps' && cfg.mode === 'pure-ps', optimizer };
+  return { step: m.step, dense, denseOnServers: model.mode === 'pure-ps' && cfg.mode === 'pure-ps', optimizer, fresh };
 }

@@ -35,6 +35,8 @@ export interface TrainConfig {
   checkpointEvery: number;
   /** A checkpoint directory (a step-N directory, or a checkpoint root with a `latest` file). */
   resume?: string;
+  /** Resuming from a `dense.safetensors` that lacks some dense parameters: start those fresh (logged) instead of refusing. */
+  partialDense: boolean;
   seed: number;
   /** Values as fp16 on the wire (PS and allreduce). */
   f16: boolean;
@@ -49,7 +51,7 @@ export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   consistency: { kind: 'bsp', staleness: 0 },
   batch: 256, steps: 0, epochs: 1,
   lr: { emb: 0.05, dense: 0.05 }, optimizer: { emb: 'adagrad', dense: 'adagrad' },
-  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, seed: 1, f16: false, onBadLine: 'skip', pipeline: true,
+  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, partialDense: false, seed: 1, f16: false, onBadLine: 'skip', pipeline: true,
 };
 
 /**

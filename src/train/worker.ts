@@ -96,6 +96,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg, await runner.readDense());
       firstStep = loaded.step;
       if (loaded.dense) runner.setDense(loaded.dense);
+      if (loaded.fresh.length) log.warn('dense parameters not in the checkpoint, initialised fresh (--partial-dense)', { params: loaded.fresh });
       if (loaded.optimizer && cfg.mode === 'hybrid') runner.setOptimizerState(loaded.optimizer);
       if (rank === 0) {
         const rows = await client.restore(ckpt);
