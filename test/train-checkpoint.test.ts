@@ -12,7 +12,7 @@ import { readManifest, writeSafetensors } from '../src/checkpoint/index.ts';
 import { dlrmSpec } from '../src/model/dlrm.ts';
 import { denseSizes } from '../src/model/model-spec.ts';
 import { tmp, writeRandomCriteo, tinyConfig, readTrainingCheckpoint, maxDiff } from './helpers/train.ts';
-import type { TrainConfig } from '../src/train/config.ts';
+import type { DlrmTrainConfig as TrainConfig } from './helpers/train.ts';
 
 const dir = tmp();
 const data = writeRandomCriteo(join(dir, 'train.tsv'), 400, 23);

@@ -31,7 +31,7 @@ async function dirWith(tensors: Record<string, Tensor>): Promise<string> {
 
 async function refusal(dir: string, partial = false): Promise<Error & { code?: string }> {
   try {
-    await loadTrainingCheckpoint(dir, layout, { ...cfg, partialDense: partial }, initial);
+    await loadTrainingCheckpoint(dir, layout, { ...cfg, partialDense: partial }, initial, 'dlrm');
   } catch (e) {
     return e as Error & { code?: string };
   }
@@ -40,7 +40,7 @@ async function refusal(dir: string, partial = false): Promise<Error & { code?: s
 
 test('the declared names and shapes load exactly', async () => {
   const dir = await dirWith({ 'dense.bottom.0.weight': { dtype: 'F32', shape: [3, 2], data: W }, 'dense.bottom.0.bias': { dtype: 'F32', shape: [3], data: b } });
-  const got = await loadTrainingCheckpoint(dir, layout, cfg, initial);
+  const got = await loadTrainingCheckpoint(dir, layout, cfg, initial, 'dlrm');
   assert.equal(Array.from(got.dense!), [...W, ...b]);
   assert.equal(got.fresh, []);
 });
@@ -71,7 +71,7 @@ test('a missing parameter is refused; --partial-dense starts it fresh and report
   const e = await refusal(dir);
   assert.is(e.code, 'dense-missing');
   for (const s of ['dense.bottom.0.bias', '--partial-dense']) assert.ok(e.message.includes(s), `${s} in: ${e.message}`);
-  const got = await loadTrainingCheckpoint(dir, layout, { ...cfg, partialDense: true }, initial);
+  const got = await loadTrainingCheckpoint(dir, layout, { ...cfg, partialDense: true }, initial, 'dlrm');
   assert.equal(got.fresh, ['bottom.0.bias']);
   assert.equal(Array.from(got.dense!), [...W, ...initial.slice(6)]);
 });

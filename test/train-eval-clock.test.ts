@@ -14,7 +14,8 @@ import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec } from '../src/model/dlrm.ts';
 import { prepareTable } from '../src/model/batch-prep.ts';
 import { psTableSpecs } from '../src/worker/worker-step.ts';
-import { evalBatches, toWorkerBatch } from '../src/train/batches.ts';
+import { evalBatches, modelBatch } from '../src/train/batches.ts';
+import { model as dlrm } from '../src/model/dlrm-model.ts';
 import { evaluateHeldOut, type EvalSource } from '../src/train/evaluate.ts';
 import type { PSClient } from '../src/client/ps-client.ts';
 
@@ -35,14 +36,14 @@ s('BSP: rank 0 scores step 1 only after every worker\'s step 1 is applied', asyn
     const dense = await runner.readDense();
     const source = (client: PSClient): EvalSource => ({
       client, runner, tableIds, denseAt: async () => dense,
-      batches: (limit) => evalBatches(cfg, 1024, limit), toBatch: (mb) => toWorkerBatch(mb, cfg.model.numTables),
+      batches: (limit) => evalBatches(cfg, 1024, limit), toBatch: (mb) => modelBatch(dlrm, cfg.model, mb),
     });
     const before = await evaluateHeldOut(source(w0), 0, cfg.evalSamples);
 
     // Step 1: both workers push gradients for every held-out row; only rank 0 clocks.
     const keys: BigUint64Array[] = tableIds.map(() => new BigUint64Array(0));
     for await (const mb of evalBatches(cfg, 1024, cfg.evalSamples)) {
-      const wb = toWorkerBatch(mb, cfg.model.numTables);
+      const wb = modelBatch(dlrm, cfg.model, mb);
       wb.tables.forEach((t, i) => { keys[i] = prepareTable(t, wb.B).keys; });
     }
     for (const w of [w0, w1]) {

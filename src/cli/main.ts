@@ -73,8 +73,8 @@ const trainOptions = (c: Command) => c
   .option('--checkpoint-every <steps>', 'checkpoint every this many steps (and at the end)', int)
   .option('--resume <dir>', 'continue from a checkpoint (a step-N directory or a checkpoint root)')
   .option('--partial-dense', 'with --resume: dense parameters missing from dense.safetensors start fresh (listed in the log) instead of refusing')
-  .option('--preset <name>', 'model size: small (CPU-friendly) or gpu (the DLRM benchmark shape)')
-  .option('--model <json>', 'model shape overrides as JSON, e.g. {"dim":8}')
+  .option('--preset <name>', 'one of the model\'s presets (DLRM: small, CPU-friendly, or gpu, the DLRM benchmark shape)')
+  .option('--model <json>', 'overrides of the model\'s configuration as JSON, e.g. {"dim":8}')
   .option('--seed <n>', 'initialisation seed (default 1)', int)
   .option('--f16', 'values as fp16 on the wire')
   .option('--no-pipeline', 'a serial worker step (default: the next batch is prepared, and pulled where consistency allows, while the GPU computes)')
@@ -92,7 +92,7 @@ trainOptions(program.command('launch').argument('[sample]', 'a sample directory 
       process.exit(0);
     }
     const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
-    const job = trainJobFromFlags(o, readSample(sample));
+    const job = await trainJobFromFlags(o, readSample(sample));
     const { trainCommand } = await import('../launch/commands.ts');
     await trainCommand(job, { json: !!o.json, keepGoing: !!o.keepGoing });
     process.exit(0);
@@ -105,7 +105,7 @@ trainOptions(program.command('compare').argument('[sample]', 'sample directory',
     const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
     const s = readSample(sample);
     if (o.mode) throw new Error('compare runs both modes; leave out --mode');
-    const jobs = (['hybrid', 'pure-ps'] as const).map((mode) => trainJobFromFlags({ ...o, mode }, s));
+    const jobs = await Promise.all((['hybrid', 'pure-ps'] as const).map((mode) => trainJobFromFlags({ ...o, mode }, s)));
     const { compareCommand } = await import('../launch/commands.ts');
     await compareCommand(jobs, { json: !!o.json, report: o.report });
     process.exit(0);

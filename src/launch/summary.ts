@@ -6,6 +6,8 @@ import type { WorkerResult, EvalResult } from '../train/worker.ts';
 import type { RunSummary, RunHistory } from './compare-report.ts';
 
 export interface TrainSummary extends RunSummary {
+  /** The model module's name (as the workers loaded it). */
+  model: string;
   results: WorkerResult[];
   /** Workers that died during the run (with keepGoing). */
   failedWorkers: string[];
@@ -43,7 +45,7 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
     allreduce: results.reduce((a, r) => a + r.bytes.allreduce, 0),
   };
   return {
-    mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
+    model: r0.model, mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
     samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history: run.history,
     plantedAuc: run.plantedAuc, results, failedWorkers: run.failedWorkers, evals: run.evals, checkpoint: run.checkpoint, wallSec: run.wallSec,
     data: { path: cfg.data, ...r0.data },
@@ -57,7 +59,7 @@ function fmtBytes(n: number): string {
 /** The end-of-run summary, for people. */
 export function formatSummary(s: TrainSummary): string {
   const lines = [
-    `trained ${s.steps} steps (${s.mode}, ${s.consistency}, ${s.workers} worker(s), ${s.servers} server(s)) in ${s.wallSec.toFixed(1)} s`,
+    `trained ${s.model}, ${s.steps} steps (${s.mode}, ${s.consistency}, ${s.workers} worker(s), ${s.servers} server(s)) in ${s.wallSec.toFixed(1)} s`,
     `  throughput   ${s.samplesPerSec.toFixed(0)} samples/s`,
     `  per step     ${Object.entries(s.phases).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}`,
     `  on the wire  pull ${fmtBytes(s.bytes.pull)}, push ${fmtBytes(s.bytes.push)}, allreduce ${fmtBytes(s.bytes.allreduce)}`,
@@ -74,7 +76,7 @@ export function formatSummary(s: TrainSummary): string {
 /** The `--json` object. */
 export function summaryJson(s: TrainSummary): object {
   return {
-    mode: s.mode, consistency: s.consistency, workers: s.workers, servers: s.servers, steps: s.steps,
+    model: s.model, mode: s.mode, consistency: s.consistency, workers: s.workers, servers: s.servers, steps: s.steps,
     samplesPerSec: +s.samplesPerSec.toFixed(1), logloss: s.logloss, auc: s.auc, bytes: s.bytes, phasesMs: s.phases,
     ...(s.plantedAuc !== undefined ? { plantedAuc: s.plantedAuc } : {}),
     data: s.data, checkpoint: s.checkpoint, wallSec: +s.wallSec.toFixed(2), evals: s.evals,

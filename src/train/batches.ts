@@ -9,7 +9,7 @@
 // samples are kept. That costs a few microseconds a line, fine for files of millions of lines.
 import { CRITEO_CATS, CRITEO_DENSE, parseCriteoLine, isEvalIndex, type Minibatch as CriteoMinibatch, type CriteoStats } from '../data/criteo.ts';
 import { numberedLines } from '../data/lines.ts';
-import type { WorkerBatch } from '../worker/worker-step.ts';
+import type { ModelBatch, ModelConfig, ModelModule } from '../model/model-module.ts';
 import type { TrainConfig } from './config.ts';
 
 /** A worker's slice of one global batch: the reader's minibatch without a first line number. */
@@ -23,15 +23,9 @@ function allocate(n: number): Minibatch {
   return { size: n, dense: new Float32Array(n * CRITEO_DENSE), labels: new Float32Array(n), cats: new Uint32Array(n * CRITEO_CATS) };
 }
 
-/** The model's inputs for a minibatch: the first `numTables` categorical columns feed its tables. */
-export function toWorkerBatch(mb: Minibatch, numTables: number): WorkerBatch {
-  const B = mb.size;
-  const tables = Array.from({ length: numTables }, (_, t) => {
-    const ids = new Float64Array(B);
-    for (let i = 0; i < B; i++) ids[i] = mb.cats[i * CRITEO_CATS + t]!;
-    return { ids };
-  });
-  return { B, inputs: { dense_x: mb.dense.subarray(0, B * CRITEO_DENSE), labels: mb.labels.subarray(0, B) }, tables };
+/** The model's inputs for a reader's minibatch, as its module maps the records. */
+export function modelBatch(mod: ModelModule, config: ModelConfig, mb: Minibatch): ModelBatch {
+  return mod.toBatch({ ...mb, denseWidth: CRITEO_DENSE, catWidth: CRITEO_CATS }, config);
 }
 
 export function trainBatches(cfg: TrainConfig, o: { rank: number; workers: number; skipSamples: number }): { batches: AsyncIterable<Minibatch>; stats: () => DataStats } {

@@ -38,7 +38,7 @@ async function exists(p: string): Promise<boolean> {
 export interface DenseOptimizerState { slots: Record<string, Float32Array>; adamStep: number }
 
 export async function saveTrainingCheckpoint(o: {
-  client: PSClient; cfg: TrainConfig; step: number; dense: Float32Array; layout: DenseEntry[]; workers: number;
+  client: PSClient; cfg: TrainConfig; modelName: string; step: number; dense: Float32Array; layout: DenseEntry[]; workers: number;
   /** Hybrid mode: the workers' local dense optimizer state (pure-PS keeps it in the server shards). */
   optimizer?: DenseOptimizerState;
 }): Promise<string> {
@@ -65,7 +65,7 @@ export async function saveTrainingCheckpoint(o: {
   await writeManifest(dir, {
     step: o.step,
     model: {
-      kind: 'dlrm', preset: c.preset, config: c.model, mode: c.mode, consistency: c.consistency, optimizer: c.optimizer,
+      kind: o.modelName, preset: c.preset, config: c.model, mode: c.mode, consistency: c.consistency, optimizer: c.optimizer,
       lr: c.lr, seed: c.seed, batch: c.batch, dense: o.layout.map(({ name, shape, size }) => ({ name, shape: shape ?? [size] })),
     },
     cluster: { servers: c.servers, workers: o.workers, replicas: c.replicas },
@@ -92,12 +92,16 @@ export interface LoadedTraining {
  * server shard files and, optionally, `dense.safetensors` (see docs/checkpoints.md); the model's
  * shapes must match.
  */
-export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], cfg: TrainConfig, initial: Float32Array): Promise<LoadedTraining> {
+export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], cfg: TrainConfig, initial: Float32Array, modelName: string): Promise<LoadedTraining> {
   const m = (await exists(join(dir, MANIFEST_FILE))) ? await readManifest(dir) : { step: 0, model: null };
-  const model = (m.model ?? {}) as { config?: Record<string, unknown>; mode?: string };
+  const model = (m.model ?? {}) as { kind?: string; config?: Record<string, unknown>; mode?: string };
+  if (typeof model.kind === 'string' && model.kind !== modelName) {
+    throw new Error(`checkpoint ${dir} was written by the ${model.kind} model; this run trains ${modelName}`);
+  }
   if (model.config) {
-    for (const k of ['numDense', 'numTables', 'dim', 'rowsPerTable'] as const) {
-      if (model.config[k] !== undefined && JSON.stringify(model.config[k]) !== JSON.stringify(cfg.model[k])) {
+    // Every field of the model's configuration shapes its tables or its dense parameters.
+    for (const k of new Set([...Object.keys(model.config), ...Object.keys(cfg.model)])) {
+      if (JSON.stringify(model.config[k]) !== JSON.stringify(cfg.model[k])) {
         throw new Error(`checkpoint ${dir} was written for a model with ${k} = ${JSON.stringify(model.config[k])}; this run has ${JSON.stringify(cfg.model[k])}`);
       }
     }

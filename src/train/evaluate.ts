@@ -6,7 +6,7 @@
 import { prepareTable } from '../model/batch-prep.ts';
 import type { ModelRunner } from '../model/model-runner.ts';
 import type { PSClient } from '../client/ps-client.ts';
-import type { WorkerBatch } from '../worker/worker-step.ts';
+import type { ModelBatch } from '../model/model-module.ts';
 import { exactAuc, loglossFromLogits } from '../metrics/classification.ts';
 import type { Minibatch } from './batches.ts';
 
@@ -17,7 +17,7 @@ export interface EvalSource {
   /** The held-out batches to score (the first `limit` held-out samples). */
   batches: (limit: number) => AsyncIterable<Minibatch>;
   /** A reader's minibatch as the model's inputs. */
-  toBatch: (mb: Minibatch) => WorkerBatch;
+  toBatch: (mb: Minibatch) => ModelBatch;
   /** The dense parameters as of `clock` (pure-PS: pulled at that clock; hybrid: the local copy). */
   denseAt: (clock: number) => Promise<Float32Array>;
 }

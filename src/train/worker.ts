@@ -7,12 +7,12 @@ import { createHash } from 'node:crypto';
 import { acquireGpu } from '../gpu/device.ts';
 import { PSClient } from '../client/ps-client.ts';
 import { ModelRunner, type DenseOptimizer } from '../model/model-runner.ts';
-import { dlrmSpec } from '../model/dlrm.ts';
+import { loadModelModule, checkModelConfig } from './model-loader.ts';
 import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type PreparedBatch } from '../worker/worker-step.ts';
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
-import { trainBatches, evalBatches, toWorkerBatch } from './batches.ts';
+import { trainBatches, evalBatches, modelBatch } from './batches.ts';
 import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
 
@@ -36,6 +36,8 @@ export interface WorkerProgress {
 }
 
 export interface WorkerResult {
+  /** The model module's name. */
+  model: string;
   rank: number; nodeId: string; steps: number; firstStep: number; samples: number; wallSec: number;
   bytes: { pull: number; push: number; allreduce: number };
   /** Summed milliseconds per phase over all steps. */
@@ -63,7 +65,9 @@ function denseOptimizer(cfg: TrainConfig): DenseOptimizer {
 export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, report: (e: WorkerEvent) => void = () => {}): Promise<WorkerResult> {
   const log = createLogger(id.nodeId);
   const gpu = await acquireGpu({ label: id.nodeId });
-  const spec = dlrmSpec(cfg.model, {
+  const mod = await loadModelModule(cfg.modelModule);
+  checkModelConfig(mod, cfg.model);
+  const spec = mod.spec(cfg.model, {
     optimizer: cfg.optimizer.emb, hyper: cfg.optimizer.emb === 'ftrl' ? { alpha: cfg.lr.emb } : { lr: cfg.lr.emb },
     consistency: cfg.consistency.kind, staleness: cfg.consistency.staleness,
   });
@@ -93,7 +97,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     let firstStep = 0;
     if (cfg.resume) {
       const ckpt = await resolveCheckpoint(cfg.resume);
-      const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg, await runner.readDense());
+      const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg, await runner.readDense(), mod.name);
       firstStep = loaded.step;
       if (loaded.dense) runner.setDense(loaded.dense);
       if (loaded.fresh.length) log.warn('dense parameters not in the checkpoint, initialised fresh (--partial-dense)', { params: loaded.fresh });
@@ -118,7 +122,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     const denseNow = () => denseAt();
     const held: EvalSource = {
       client, runner, tableIds, denseAt,
-      batches: (limit) => evalBatches(cfg, 1024, limit), toBatch: (mb) => toWorkerBatch(mb, cfg.model.numTables),
+      batches: (limit) => evalBatches(cfg, 1024, limit), toBatch: (mb) => modelBatch(mod, cfg.model, mb),
     };
     const evaluate = async (step: number, limit: number): Promise<EvalResult> => {
       const res = await evaluateHeldOut(held, step, limit);
@@ -132,7 +136,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       await client.barrier(`checkpoint-${step}`);
       let dir = '';
       if (rank === 0) {
-        dir = await saveTrainingCheckpoint({ client, cfg, step, dense: await denseNow(), layout, workers,
+        dir = await saveTrainingCheckpoint({ client, cfg, modelName: mod.name, step, dense: await denseNow(), layout, workers,
           optimizer: cfg.mode === 'hybrid' ? await runner.readOptimizerState() : undefined });
         report({ kind: 'checkpoint', step, dir });
       }
@@ -160,7 +164,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       if (done) return null;
       taken++;
       read = batches.next();
-      return stepper.prepare(toWorkerBatch(mb, cfg.model.numTables), clock);
+      return stepper.prepare(modelBatch(mod, cfg.model, mb), clock);
     };
     let ahead: Promise<PreparedBatch | null> | null = null;
     for (;;) {
@@ -190,7 +194,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     const final = rank === 0 ? await evaluate(step, Number.MAX_SAFE_INTEGER) : undefined;
     const denseFinal = await denseNow();
     const result: WorkerResult = {
-      rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, bytes: bytes(), phaseMs,
+      model: mod.name, rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, bytes: bytes(), phaseMs,
       denseHash: createHash('sha256').update(Buffer.from(denseFinal.buffer, denseFinal.byteOffset, denseFinal.byteLength)).digest('hex'),
       data: source.stats(), eval: final, checkpoint: rank === 0 ? lastCheckpoint || undefined : undefined,
     };
