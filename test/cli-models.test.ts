@@ -32,6 +32,9 @@ async function failure(args: string[]): Promise<string> {
 test('gen-data writes the planted set', async () => {
   const { json } = await cli(['gen-data', '--out', data, '--samples', '6000', '--seed', '3', '--rows-per-table', '50', '--json']);
   assert.ok(json.plantedAuc > 0.7, `planted AUC ${json.plantedAuc}`);
+  // With a sample, its model's rows per table and its synthetic seed are the defaults.
+  const bySample = (await cli(['gen-data', 'samples/custom-fm', '--out', join(dir, 'fm.tsv'), '--samples', '300', '--json'])).json;
+  assert.equal([bySample.rowsPerTable, bySample.seed, bySample.samples], [200, 7, 300]);
 });
 
 test('launch samples/custom-fm trains the FM and checkpoints it; the checkpoint resumes onto another server count', async () => {

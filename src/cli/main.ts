@@ -117,16 +117,19 @@ secretOptions(program.command('worker').description('run one training worker (la
   .option('--config <file>', 'training configuration JSON (or HYBRIDPS_TRAIN_CONFIG)')
   .action((o) => runWorker(o));
 
-program.command('gen-data').description('write a synthetic Criteo-layout file from a planted DLRM-like model and print its AUC')
+program.command('gen-data').argument('[sample]', 'a sample directory: its model\'s rows per table and its synthetic set\'s size and seed are the defaults')
+  .description('write a synthetic Criteo-layout file from a planted DLRM-like model and print its AUC')
   .requiredOption('--out <file>', 'output file')
-  .option('--samples <n>', 'lines to write', int, 200_000)
-  .option('--seed <n>', 'random seed', int, 7)
-  .option('--rows-per-table <n>', 'distinct ids per categorical feature', int, 1000)
+  .option('--samples <n>', 'lines to write (default 200000)', int)
+  .option('--seed <n>', 'random seed (default 7)', int)
+  .option('--rows-per-table <n>', 'distinct ids per categorical feature (default 1000)', int)
   .option('--gzip', 'gzip the output')
   .option('--json', 'print one JSON summary as the last line')
-  .action(async (o) => {
+  .action(async (sample: string | undefined, o) => {
+    const { readSample, sampleDataDefaults } = await import('./train-flags.ts');
+    const d = sample ? await sampleDataDefaults(readSample(sample)) : { samples: 200_000, seed: 7, rowsPerTable: 1000 };
     const { genDataCommand } = await import('../launch/gen-data.ts');
-    await genDataCommand({ out: o.out, samples: o.samples, seed: o.seed, rowsPerTable: o.rowsPerTable, gzip: !!o.gzip, json: !!o.json });
+    await genDataCommand({ out: o.out, samples: o.samples ?? d.samples, seed: o.seed ?? d.seed, rowsPerTable: o.rowsPerTable ?? d.rowsPerTable, gzip: !!o.gzip, json: !!o.json });
   });
 
 program.command('demo').description('push/pull demo on a local cluster (scheduler + servers as child processes)')

@@ -44,6 +44,13 @@ export function readSample(dir: string): Sample {
   return { ...s, dir: resolve(dir) };
 }
 
+/** The synthetic set a sample trains on without --data: its size and seed, and its model's rows per table. */
+export async function sampleDataDefaults(sample: Sample): Promise<{ samples: number; seed: number; rowsPerTable: number }> {
+  const mod = await loadModelModule(resolveModelRef(sample.module ?? DEFAULTS.modelModule, sample.dir));
+  const model = resolveModelConfig(mod, sample.preset, sample.model);
+  return { samples: sample.synthetic?.samples ?? 200_000, seed: sample.synthetic?.seed ?? 7, rowsPerTable: model.rowsPerTable };
+}
+
 export async function trainJobFromFlags(f: TrainFlags, sample: Sample = { dir: process.cwd() }): Promise<TrainJob> {
   const modelModule = resolveModelRef(sample.module ?? DEFAULTS.modelModule, sample.dir);
   const mod = await loadModelModule(modelModule);
