@@ -44,7 +44,7 @@ async function reference(cfg: TrainConfig): Promise<CheckpointContents> {
     return r;
   };
   let steps = 0;
-  for await (const mb of trainBatches(cfg, { rank: 0, workers: 1, skipSamples: 0 }).batches) {
+  for await (const mb of trainBatches(cfg, { rank: 0, workers: 1, skipSteps: 0 }).batches) {
     if (steps++ >= STEPS) break;
     const wb = modelBatch(dlrm, cfg.model, mb);
     const tables = wb.tables.map((t, ti) => {

@@ -79,6 +79,7 @@ const trainOptions = (c: Command) => c
   .option('--f16', 'values as fp16 on the wire')
   .option('--no-pipeline', 'a serial worker step (default: the next batch is prepared, and pulled where consistency allows, while the GPU computes)')
   .option('--bad-lines <policy>', 'skip (default; counted and reported) or fatal')
+  .option('--data-split <how>', 'bytes (default: each worker reads and parses only its byte range of the file) or stream (every worker reads the whole file; batches independent of the worker count)')
   .option('--json', 'print one JSON summary as the last line');
 
 trainOptions(program.command('launch').argument('[sample]', 'a sample directory to train (e.g. samples/dlrm); without one, just a cluster')

@@ -13,7 +13,7 @@ export interface TrainFlags {
   servers?: number; workers?: number; replicas?: number; mode?: string; consistency?: string;
   batch?: number; steps?: number; epochs?: number; lr?: string; optimizer?: string; data?: string;
   evalEvery?: number; evalSamples?: number; checkpointDir?: string; checkpointEvery?: number; resume?: string; partialDense?: boolean;
-  preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; rowsPerTable?: number; samples?: number; badLines?: string;
+  preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; rowsPerTable?: number; samples?: number; badLines?: string; dataSplit?: string;
   /** JSON overrides of the model shape (tests use tiny models). */
   model?: string;
   json?: boolean;
@@ -87,6 +87,7 @@ export async function trainJobFromFlags(f: TrainFlags, sample: Sample = { dir: p
     f16: !!f.f16,
     pipeline: f.pipeline !== false,
     onBadLine: f.badLines === 'fatal' ? 'fatal' : 'skip',
+    dataSplit: (f.dataSplit ?? DEFAULTS.dataSplit) as TrainConfig['dataSplit'],
   };
   if (f.badLines !== undefined && f.badLines !== 'skip' && f.badLines !== 'fatal') throw new Error(`--bad-lines ${f.badLines}: skip or fatal`);
   // Everything is validated here, so a typo never costs a data generation.

@@ -96,7 +96,7 @@ export const parseChildMessage = byKind<ChildMessage>('a child', {
     kind: kind('result'),
     result: object<WorkerResult>({
       model: str, rank: int, nodeId: str, steps: int, firstStep: int, samples: int, wallSec: num, bytes, phaseMs: record(num), denseHash: str,
-      data: object<WorkerResult['data']>({ lines: int, bad: int, badLines: list(object<WorkerResult['data']['badLines'][number]>({ line: int, why: str })) }),
+      data: object<WorkerResult['data']>({ lines: int, parsed: int, split: oneOf('bytes', 'stream'), bad: int, badLines: list(object<WorkerResult['data']['badLines'][number]>({ line: int, why: str })) }),
       eval: optional(evalResult), checkpoint: optional(str),
     }),
   }),

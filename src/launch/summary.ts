@@ -13,7 +13,8 @@ export interface TrainSummary extends RunSummary {
   failedWorkers: string[];
   evals: EvalResult[];
   checkpoint?: string;
-  data: { path: string; lines: number; bad: number; badLines: { line: number; why: string }[] };
+  /** Lines and bad lines of the whole file as the workers read it; `parsedPerWorker` by rank. */
+  data: { path: string; split: 'bytes' | 'stream'; lines: number; parsedPerWorker: number[]; bad: number; badLines: { line: number; why: string }[] };
   wallSec: number;
 }
 
@@ -48,7 +49,17 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
     model: r0.model, mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
     samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history: run.history,
     plantedAuc: run.plantedAuc, results, failedWorkers: run.failedWorkers, evals: run.evals, checkpoint: run.checkpoint, wallSec: run.wallSec,
-    data: { path: cfg.data, ...r0.data },
+    data: dataSummary(cfg.data, results),
+  };
+}
+
+/** 'bytes': each worker read its own lines, so the file's totals are sums; 'stream': every worker read all of it. */
+function dataSummary(path: string, results: WorkerResult[]): TrainSummary['data'] {
+  const r0 = results[0]!.data, shared = r0.split === 'bytes';
+  const badLines = shared ? results.flatMap((r) => r.data.badLines).sort((a, b) => a.line - b.line) : r0.badLines;
+  return {
+    path, split: r0.split, parsedPerWorker: results.map((r) => r.data.parsed), badLines,
+    lines: shared ? results.reduce((a, r) => a + r.data.lines, 0) : r0.lines, bad: shared ? results.reduce((a, r) => a + r.data.bad, 0) : r0.bad,
   };
 }
 
@@ -65,6 +76,7 @@ export function formatSummary(s: TrainSummary): string {
     `  on the wire  pull ${fmtBytes(s.bytes.pull)}, push ${fmtBytes(s.bytes.push)}, allreduce ${fmtBytes(s.bytes.allreduce)}`,
     `  held-out     logloss ${s.logloss.toFixed(4)}, AUC ${s.auc.toFixed(4)}${s.plantedAuc !== undefined ? ` (planted model: ${s.plantedAuc.toFixed(4)}, gap ${(s.plantedAuc - s.auc).toFixed(4)})` : ''}`,
   ];
+  lines.push(`  data         ${s.data.lines} lines, split by ${s.data.split}; lines parsed per worker: ${s.data.parsedPerWorker.join(', ')}`);
   if (s.data.bad > 0) {
     lines.push(`  data         ${s.data.bad} bad line(s) of ${s.data.lines} skipped; first: ${s.data.badLines.slice(0, 5).map((b) => `line ${b.line}: ${b.why}`).join('; ')}`);
   }

@@ -44,6 +44,8 @@ export interface TrainConfig<C extends ModelConfig = ModelConfig> {
   seed: number;
   /** Values as fp16 on the wire (PS and allreduce). */
   f16: boolean;
+  /** Each worker reads its own byte range of the file ('bytes'), or every worker reads the whole stream ('stream'); see batches.ts. */
+  dataSplit: 'bytes' | 'stream';
   /** Bad data lines: skip (counted, reported) or stop. */
   onBadLine: 'skip' | 'fatal';
   /** Pipelined worker step (docs/training.md): prep and, where consistency allows, pulls of the next batch overlap the GPU. */
@@ -55,7 +57,7 @@ export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   consistency: { kind: 'bsp', staleness: 0 },
   batch: 256, steps: 0, epochs: 1,
   lr: { emb: 0.05, dense: 0.05 }, optimizer: { emb: 'adagrad', dense: 'adagrad' },
-  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, partialDense: false, seed: 1, f16: false, onBadLine: 'skip', pipeline: true,
+  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, partialDense: false, seed: 1, f16: false, onBadLine: 'skip', dataSplit: 'bytes', pipeline: true,
 };
 
 /**
@@ -88,6 +90,7 @@ export function validateConfig(c: TrainConfig): void {
   if (!isOneOf(DENSE_OPTIMIZERS, c.optimizer.dense)) bad.push(`--optimizer dense=${c.optimizer.dense}: one of ${DENSE_OPTIMIZERS.join(', ')}`);
   if (typeof c.modelModule !== 'string' || !c.modelModule) bad.push('no model module');
   if (!c.model || !Number.isInteger(c.model.rowsPerTable) || c.model.rowsPerTable < 1) bad.push(`model.rowsPerTable must be an integer >= 1 (got ${JSON.stringify(c.model?.rowsPerTable)})`);
+  if (c.dataSplit !== 'bytes' && c.dataSplit !== 'stream') bad.push(`--data-split ${c.dataSplit}: bytes or stream`);
   if (c.checkpointEvery > 0 && !c.checkpointDir) bad.push('--checkpoint-every needs --checkpoint-dir');
   if (!c.data) bad.push('no data file');
   if (bad.length) throw new Error(`invalid training configuration:\n  ${bad.join('\n  ')}`);

@@ -12,7 +12,7 @@ import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type Prepar
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
-import { trainBatches, evalBatches, modelBatch } from './batches.ts';
+import { trainBatches, evalBatches, modelBatch, type DataStats } from './batches.ts';
 import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
 
@@ -44,7 +44,8 @@ export interface WorkerResult {
   phaseMs: Record<string, number>;
   /** sha256 of the final dense parameters: equal on every worker in hybrid mode. */
   denseHash: string;
-  data: { lines: number; bad: number; badLines: { line: number; why: string }[] };
+  /** What this worker read of the training data ('bytes': its own share; 'stream': the whole file). */
+  data: DataStats;
   eval?: EvalResult;
   checkpoint?: string;
 }
@@ -153,7 +154,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       if (!cfg.checkpointDir) { log.warn('checkpoint requested, but the run has no --checkpoint-dir'); return; }
       if (s > step) requested.add(s); else log.warn('checkpoint requested for a step already passed', { step: s, now: step });
     });
-    const source = trainBatches(cfg, { rank, workers, skipSamples: firstStep * globalBatch });
+    const source = trainBatches(cfg, { rank, workers, skipSteps: firstStep });
     const batches = source.batches[Symbol.asyncIterator]();
     // The next batch is read and parsed while this step waits on the GPU and the network; with
     // the pipeline it is also prepared (and pulled where consistency allows) during the GPU work.

@@ -46,7 +46,8 @@ export type DlrmTrainConfig = TrainConfig<DlrmConfig & ModelConfig>;
 export function tinyConfig(data: string, over: Partial<DlrmTrainConfig> = {}): DlrmTrainConfig {
   return {
     ...DEFAULTS, modelModule: 'dlrm', preset: 'small', model: { ...DLRM_PRESETS.small, ...TINY_MODEL }, data,
-    servers: 1, workers: 1, batch: 8, steps: 3, evalSamples: 64,
+    // The whole stream on every worker: W workers at batch b train what one worker at W*b does (the equivalence tests).
+    servers: 1, workers: 1, batch: 8, steps: 3, evalSamples: 64, dataSplit: 'stream',
     lr: { emb: 0.2, dense: 0.2 }, optimizer: { emb: 'sgd', dense: 'sgd' }, ...over,
   };
 }
