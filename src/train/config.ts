@@ -88,7 +88,7 @@ export function validateConfig(c: TrainConfig): void {
   for (const [k, v] of Object.entries(c.lr)) if (!(v > 0) || !Number.isFinite(v)) bad.push(`--lr ${k}=${v}: must be a positive number`);
   if (!isOneOf(BUILTIN_OPTIMIZERS, c.optimizer.emb)) bad.push(`--optimizer emb=${c.optimizer.emb}: one of ${BUILTIN_OPTIMIZERS.join(', ')}`);
   if (!isOneOf(DENSE_OPTIMIZERS, c.optimizer.dense)) bad.push(`--optimizer dense=${c.optimizer.dense}: one of ${DENSE_OPTIMIZERS.join(', ')}`);
-  if (typeof c.modelModule !== 'string' || !c.modelModule) bad.push('no model module');
+  if (typeof c.modelModule !== 'string' || !c.modelModule) bad.push('no modelModule (a built-in model name such as "dlrm", or the absolute path of a model module file; hybridps launch writes it)');
   if (!c.model || !Number.isInteger(c.model.rowsPerTable) || c.model.rowsPerTable < 1) bad.push(`model.rowsPerTable must be an integer >= 1 (got ${JSON.stringify(c.model?.rowsPerTable)})`);
   if (c.dataSplit !== 'bytes' && c.dataSplit !== 'stream') bad.push(`--data-split ${c.dataSplit}: bytes or stream`);
   if (c.checkpointEvery > 0 && !c.checkpointDir) bad.push('--checkpoint-every needs --checkpoint-dir');
