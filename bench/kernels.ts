@@ -6,7 +6,11 @@
 // timestamp queries when the device has them (at full resolution: Dawn's timestamp quantization
 // is off, see src/gpu/device.ts; wall time around onSubmittedWorkDone otherwise); the median of
 // several batches is reported. Ids are drawn as the step benchmark draws them (bench/ids.ts).
-//   node --import tsx bench/kernels.ts [--json] [--quick] [--only=NAME]   (--only: a subset, for kernel work)
+// The layers whose K is not a multiple of 4 (13, 415) are also run at K rounded up to 4, the
+// aligned vec4 path: what padding the activation and weight layouts would cost in the kernels
+// ("padded K" rows, not in the step sums), against the shifted vec4 loads the kernels use at K.
+//   node --import tsx bench/kernels.ts [--json] [--quick] [--only=NAME] [--kernel-dir=DIR]
+//   (--only: the cases whose name has one of these comma-separated parts, for kernel work; --kernel-dir: kernels from DIR first, e.g. an older version)
 import { fileURLToPath } from 'node:url';
 import { acquireGpu, waitIdle, type Gpu } from '../src/gpu/device.ts';
 import { KernelRegistry } from '../src/gpu/kernel-registry.ts';
@@ -14,6 +18,7 @@ import { Dispatcher, type BufferArg } from '../src/gpu/dispatch.ts';
 import { readBuffer, STORAGE_USAGE } from '../src/gpu/buffers.ts';
 import { prepareTable, type PreparedTable } from '../src/model/batch-prep.ts';
 import { DLRM_PRESETS } from '../src/model/dlrm.ts';
+import { SHADER_DIR } from '../src/util/package-files.ts';
 import { printTable } from './table.ts';
 import { skewedIds, xorshift } from './ids.ts';
 import { runGpuStepBench, workerThreadsCpu } from './gpu-step.ts';
@@ -107,11 +112,11 @@ function median(a: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-export async function runKernelsBench(args: { json: boolean; quick?: boolean; only?: string }): Promise<object> {
+export async function runKernelsBench(args: { json: boolean; quick?: boolean; only?: string; kernelDir?: string }): Promise<object> {
   const quick = !!args.quick;
   const log = (s: string) => { if (!args.json) console.log(s); else process.stderr.write(s + '\n'); };
   const gpu = await acquireGpu({ label: 'bench-kernels' });
-  const kernels = new KernelRegistry(gpu);
+  const kernels = new KernelRegistry(gpu, args.kernelDir ? [args.kernelDir, SHADER_DIR] : undefined);
   const d = new Dispatcher(gpu, kernels, { slots: 256 });
   const timer = new Timer(gpu);
   const software = /llvmpipe|lavapipe|swiftshader/i.test(gpu.adapterName);
@@ -185,6 +190,18 @@ export async function runKernelsBench(args: { json: boolean; quick?: boolean; on
     ...top.slice(1).map((n, i) => layer(`top${i}`, B, top[i]!, n, i < top.length - 2)),
   ];
 
+  // Padding the layouts instead (K = 13 -> 16, 415 -> 416): the same kernels on the aligned path.
+  for (const l of layers.filter((x) => x.K % 4 !== 0 && x.N > 1)) {
+    const { M, N, relu: r } = l, Kp = Math.ceil(l.K / 4) * 4;
+    const x = f32(M * Kp), w = f32(N * Kp), b = f32(N), dx = f32(M * Kp), parts = f32(S * (N * Kp + N));
+    const tag = `${M}x${N}x${Kp}`, flops = 2 * M * N * l.K; // the useful work, as in the unpadded rows
+    cases.push(
+      { name: `linear_fwd ${l.label} padded K`, shape: tag, calls: [{ kernel: 'linear_fwd', params: { M, N, K: Kp, relu: r }, buffers: [x, w, b, l.y] }], flops },
+      { name: `linear_bwd_weight ${l.label} (dW, db) padded K`, shape: `${tag} S=${S}`, calls: [{ kernel: 'linear_bwd_weight', params: { M, N, K: Kp, relu: r, wAt: 0, bAt: N * Kp, splits: S, splitStride: N * Kp + N }, buffers: [l.dy, x, l.y, parts] }], flops },
+      { name: `linear_bwd_input ${l.label} padded K`, shape: tag, calls: [{ kernel: 'linear_bwd_input', params: { M, N, K: Kp, relu: r }, buffers: [l.dy, w, l.y, dx] }], flops },
+    );
+  }
+
   const z = f32(B * D), inter = f32(B * interW), dInter = f32(B * interW), dz = f32(B * D);
   cases.push({ name: 'interaction_fwd', shape: `B=${B} F=${F} D=${D}`, calls: [{ kernel: 'interaction_fwd', params: { B, D, T }, buffers: [z, embOut, inter] }], flops: 2 * B * (interW - D) * D });
   const logits = f32(B), labels = f32(B, Float32Array.from({ length: B }, (_, i) => i % 2)), loss = f32(B), dlogits = f32(B), lossOut = f32(1);
@@ -240,7 +257,8 @@ export async function runKernelsBench(args: { json: boolean; quick?: boolean; on
 
   const results: KernelResult[] = [];
   const started = performance.now();
-  const selected = args.only ? cases.filter((c) => c.name.includes(args.only!)) : cases;
+  const only = args.only?.split(',');
+  const selected = only ? cases.filter((c) => only.some((o) => c.name.includes(o))) : cases;
   for (const c of selected) {
     const record = (reps: number) => (pass: GPUComputePassEncoder) => {
       for (let r = 0; r < reps; r++) for (const k of c.calls) d.record(pass, k.kernel, k.params, k.buffers);
@@ -274,7 +292,7 @@ export async function runKernelsBench(args: { json: boolean; quick?: boolean; on
     if (r?.cpuMs && naiveCpu) linearCpuRatios[k] = round(naiveCpu / r.cpuMs, 3);
   }
   // The kernels the DLRM spec runs (src/model/dlrm.ts), summed: forward, and backward + Adam.
-  const inStep = (r: KernelResult) => !/x26|unsplit|64x64 tile|^bias_grad|^sgd_update|^matmul_naive/.test(r.name) && r.shape !== gemmShape;
+  const inStep = (r: KernelResult) => !/x26|unsplit|padded K|64x64 tile|^bias_grad|^sgd_update|^matmul_naive/.test(r.name) && r.shape !== gemmShape;
   const fwdMs = results.filter((r) => inStep(r) && /^(embedding_bag|linear_fwd|interaction_fwd)/.test(r.name)).reduce((s, r) => s + r.ms, 0);
   const bwdMs = results.filter((r) => inStep(r) && /^(bce|sum_reduce|linear_bwd|interaction_bwd|segment_sum|split_sum|adam)/.test(r.name)).reduce((s, r) => s + r.ms, 0);
   const cpuSum = (re: RegExp) => round(results.filter((r) => inStep(r) && re.test(r.name)).reduce((s, r) => s + (r.cpuMs ?? 0), 0), 2);
@@ -334,7 +352,8 @@ function round(x: number, digits: number): number {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const json = process.argv.includes('--json');
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
-  const result = await runKernelsBench({ json, quick: process.argv.includes('--quick'), only });
+  const kernelDir = process.argv.find((a) => a.startsWith('--kernel-dir='))?.slice(13);
+  const result = await runKernelsBench({ json, quick: process.argv.includes('--quick'), only, kernelDir });
   if (json) console.log(JSON.stringify(result));
   setTimeout(() => process.exit(0), 100);
 }

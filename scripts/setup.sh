@@ -57,7 +57,18 @@ if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null; then
   fi
 fi
 
-# 3. Vulkan (the checks are defined at the top).
+# 3. With --browser (the test command): iproute2's `ip`, for the separate-host tests' network
+#    namespaces (test/helpers/netns.ts).
+if [ "${1:-}" = "--browser" ] && ! command -v ip >/dev/null; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing iproute2 (network namespaces for the separate-host tests)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >&2
+  else
+    echo "[setup] the separate-host tests need iproute2 and root: apt-get install iproute2" >&2
+  fi
+fi
+
+# 4. Vulkan (the checks are defined at the top).
 
 if [ "${HYBRIDPS_SKIP_VULKAN_SETUP:-}" = "1" ] || have_vendor_icd || mesa_ok; then
   exit 0

@@ -1,5 +1,5 @@
 // @kernel linear_bwd_input
-// @doc dX[M,K] = G[M,N] * W[N,K] where G = dY, or dY * (Y > 0) when relu != 0 (Y = the forward output). Same tiling as linear_fwd: 64x64 block of dX per workgroup of 64 threads, 8x8 per thread, double-buffered 16-wide slices of the contraction (n), conflict-free staging (dY one row per thread, W four vec4 per thread), vec4 loads when N % 4 == 0 (dY, Y) and K % 4 == 0 (W). Bind dy, w and y with sizes that are multiples of 16 bytes.
+// @doc dX[M,K] = G[M,N] * W[N,K] where G = dY, or dY * (Y > 0) when relu != 0 (Y = the forward output). Same tiling as linear_fwd: 64x64 block of dX per workgroup of 64 threads, 8x8 per thread, double-buffered 16-wide slices of the contraction (n), conflict-free staging (dY one row per thread, W four vec4 per thread), vec4 loads (one when the row is 16-byte aligned: N % 4 == 0 for dY, Y, K % 4 == 0 for W; two aligned loads shifted together otherwise, the row's tail masked). Bind dy, w and y with sizes that are multiples of 16 bytes.
 // @param M u32
 // @param N u32
 // @param K u32
@@ -22,36 +22,49 @@ const BN = 16u; // slice of the contraction (n) staged per iteration
 var<workgroup> gs: array<array<array<vec4f, 16>, BN>, 2>; // gs[buf][n][m/4][m%4] (transposed from dY rows)
 var<workgroup> ws: array<array<array<vec4f, 16>, BN>, 2>; // ws[buf][n][k/4][k%4] (W rows as they are)
 
-// Elements i..i+3 (the first `left` of them; the rest zero) of dy / y / w; one vec4 load when aligned.
+// Elements i..i+3 of dy / y / w, the ones past the first `left` (the row's end) zeroed by select, so
+// NaN or garbage past a row never enters a sum. Rows of a K % 4 != 0 layout (K = 13, 415 in DLRM)
+// start unaligned: two aligned vec4 loads shifted together instead of four scalar loads (the
+// element loads of a vec4 array, each a vec4 load and an extract); the second load is clamped to
+// the binding. Measured against padding the layouts to K % 4 == 0: bench/RESULTS.md (2026-12-02).
 fn ld_dy(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return dy[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(dy[i >> 2u][i & 3u], dy[i1 >> 2u][i1 & 3u], dy[i2 >> 2u][i2 & 3u], dy[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = dy[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = dy[min(q + 1u, arrayLength(&dy) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = dy[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 fn ld_y(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return y[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(y[i >> 2u][i & 3u], y[i1 >> 2u][i1 & 3u], y[i2 >> 2u][i2 & 3u], y[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = y[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = y[min(q + 1u, arrayLength(&y) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = y[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 fn ld_w(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return w[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(w[i >> 2u][i & 3u], w[i1 >> 2u][i1 & 3u], w[i2 >> 2u][i2 & 3u], w[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = w[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = w[min(q + 1u, arrayLength(&w) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = w[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 
 // G[row, n..n+3] from the row's base, zero past N; masked by Y > 0 when relu != 0 (branch-free).

@@ -1,5 +1,5 @@
 // @kernel linear_bwd_weight
-// @doc dW[N,K] = G[M,N]^T * X[M,K] and db[N] = sum_m G[m,:] (bias != 0), reductions over the batch M; G = dY, or dY * (Y > 0) when relu != 0. Both land in one buffer `grads`: dW row-major at float offset wAt, db at bAt (one writable binding, so dW and db may sit in the same buffer, e.g. the model runner's dense.grad or dense.gradSplits). Split over the batch: workgroup z of `splits` reduces rows [z*c, (z+1)*c), c = ceil(M/splits), and writes its partial sums shifted by z*splitStride; reduce them with split_sum (one dispatch for every layer when all of them split into one [splits, splitStride] buffer). With splits = 1 it writes dW and db themselves (accum != 0 adds to them). Tiling as linear_fwd: 64x64 block of dW per workgroup, 8x8 per thread, double-buffered 16-row slices, vec4 loads when N % 4 == 0 (dY, Y) and K % 4 == 0 (X). Bind dy, x and y with sizes that are multiples of 16 bytes.
+// @doc dW[N,K] = G[M,N]^T * X[M,K] and db[N] = sum_m G[m,:] (bias != 0), reductions over the batch M; G = dY, or dY * (Y > 0) when relu != 0. Both land in one buffer `grads`: dW row-major at float offset wAt, db at bAt (one writable binding, so dW and db may sit in the same buffer, e.g. the model runner's dense.grad or dense.gradSplits). Split over the batch: workgroup z of `splits` reduces rows [z*c, (z+1)*c), c = ceil(M/splits), and writes its partial sums shifted by z*splitStride; reduce them with split_sum (one dispatch for every layer when all of them split into one [splits, splitStride] buffer). With splits = 1 it writes dW and db themselves (accum != 0 adds to them). Tiling as linear_fwd: 64x64 block of dW per workgroup, 8x8 per thread, double-buffered 16-row slices, vec4 loads (one when the row is 16-byte aligned: N % 4 == 0 for dY, Y, K % 4 == 0 for X; two aligned loads shifted together otherwise, the row's tail masked). Bind dy, x and y with sizes that are multiples of 16 bytes.
 // @param M u32
 // @param N u32
 // @param K u32
@@ -28,35 +28,49 @@ const BM = 16u; // slice of the batch staged per iteration
 var<workgroup> gs: array<array<array<vec4f, 16>, BM>, 2>; // gs[buf][m][n/4][n%4]
 var<workgroup> xs: array<array<array<vec4f, 16>, BM>, 2>; // xs[buf][m][k/4][k%4]
 
+// Elements i..i+3 of dy / y / x, the ones past the first `left` (the row's end) zeroed by select, so
+// NaN or garbage past a row never enters a sum. Rows of a K % 4 != 0 layout (K = 13, 415 in DLRM)
+// start unaligned: two aligned vec4 loads shifted together instead of four scalar loads (the
+// element loads of a vec4 array, each a vec4 load and an extract); the second load is clamped to
+// the binding. Measured against padding the layouts to K % 4 == 0: bench/RESULTS.md (2026-12-02).
 fn ld_dy(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return dy[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(dy[i >> 2u][i & 3u], dy[i1 >> 2u][i1 & 3u], dy[i2 >> 2u][i2 & 3u], dy[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = dy[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = dy[min(q + 1u, arrayLength(&dy) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = dy[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 fn ld_y(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return y[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(y[i >> 2u][i & 3u], y[i1 >> 2u][i1 & 3u], y[i2 >> 2u][i2 & 3u], y[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = y[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = y[min(q + 1u, arrayLength(&y) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = y[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 fn ld_x(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return x[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(x[i >> 2u][i & 3u], x[i1 >> 2u][i1 & 3u], x[i2 >> 2u][i2 & 3u], x[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = x[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = x[min(q + 1u, arrayLength(&x) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = x[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 
 // G[m, n..n+3], zero past the split's rows or N; masked by Y > 0 when relu != 0 (branch-free).

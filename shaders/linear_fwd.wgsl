@@ -1,5 +1,5 @@
 // @kernel linear_fwd
-// @doc Y[M,N] = act(X[M,K] * W[N,K]^T + b[N]), act = ReLU when relu != 0. Register-tiled: a 64x64 block of Y per workgroup of 64 threads, 8x8 outputs per thread (override RG = 1: a 32x64 block, 4x8 per thread, for narrow layers) (rows 4ty..4ty+3 and 32+4ty.., columns likewise, so the tile reads are conflict-free and the stores contiguous), X and W staged through double-buffered workgroup memory in 16-wide k slices (one barrier per slice; the next slice's global loads are in flight during the FMAs), one row per thread when staging (conflict-free stores). x and w are read as vec4 when K % 4 == 0; any K works (the slow path reads scalars). Bind x and w with sizes that are multiples of 16 bytes.
+// @doc Y[M,N] = act(X[M,K] * W[N,K]^T + b[N]), act = ReLU when relu != 0. Register-tiled: a 64x64 block of Y per workgroup of 64 threads, 8x8 outputs per thread (override RG = 1: a 32x64 block, 4x8 per thread, for narrow layers) (rows 4ty..4ty+3 and 32+4ty.., columns likewise, so the tile reads are conflict-free and the stores contiguous), X and W staged through double-buffered workgroup memory in 16-wide k slices (one barrier per slice; the next slice's global loads are in flight during the FMAs), one row per thread when staging (conflict-free stores). x and w are read as vec4: one load when the row is 16-byte aligned (K % 4 == 0), two aligned loads shifted together otherwise, the row's tail masked; any K works. Bind x and w with sizes that are multiples of 16 bytes.
 // @param M u32
 // @param N u32
 // @param K u32
@@ -26,27 +26,36 @@ override RG: u32 = 2u; // groups of 4 rows per thread: the block is 32 * RG rows
 var<workgroup> xs: array<array<array<vec4f, 16>, BK>, 2>;
 var<workgroup> ws: array<array<array<vec4f, 16>, BK>, 2>;
 
-// Elements i..i+3 of x / w with the ones at or past `lim` (the row's end) zeroed; `fast` when the
-// row starts 16-byte aligned (K % 4 == 0) and the four are inside it.
+// Elements i..i+3 of x / w, the ones past the first `left` (the row's end) zeroed by select, so
+// NaN or garbage past a row never enters a sum. Rows of a K % 4 != 0 layout (K = 13, 415 in DLRM)
+// start unaligned: two aligned vec4 loads shifted together instead of four scalar loads (the
+// element loads of a vec4 array, each a vec4 load and an extract); the second load is clamped to
+// the binding. Measured against padding the layouts to K % 4 == 0: bench/RESULTS.md (2026-12-02).
 fn ld_x(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return x[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(x[i >> 2u][i & 3u], x[i1 >> 2u][i1 & 3u], x[i2 >> 2u][i2 & 3u], x[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = x[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = x[min(q + 1u, arrayLength(&x) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = x[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 fn ld_w(i: u32, left: u32) -> vec4f {
-  if (left >= 4u) {
-    if ((i & 3u) == 0u) { return w[i >> 2u]; }
-    let i1 = i + 1u; let i2 = i + 2u; let i3 = i + 3u;
-    return vec4f(w[i >> 2u][i & 3u], w[i1 >> 2u][i1 & 3u], w[i2 >> 2u][i2 & 3u], w[i3 >> 2u][i3 & 3u]);
+  if (left == 0u) { return vec4f(0.0); }
+  let q = i >> 2u;
+  let a = w[q];
+  var v = a;
+  let o = i & 3u;
+  if (o != 0u) {
+    let b = w[min(q + 1u, arrayLength(&w) - 1u)];
+    if (o == 1u) { v = vec4f(a.yzw, b.x); } else if (o == 2u) { v = vec4f(a.zw, b.xy); } else { v = vec4f(a.w, b.xyz); }
   }
-  var v = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { let e = i + j; v[j] = w[e >> 2u][e & 3u]; } }
-  return v;
+  if (left >= 4u) { return v; }
+  return select(vec4f(0.0), v, vec4u(0u, 1u, 2u, 3u) < vec4u(left));
 }
 
 @compute @workgroup_size(64)

@@ -1,11 +1,12 @@
 // @kernel segment_sum_tables
-// @doc segment_sum for T tables of the same dim D in one dispatch (the backward of embedding_bag_tables): for the u-th unique row of table t, grads[r_t + u*D + d] = sum over occurrences i in [csrOffsets[c_t + u], csrOffsets[c_t + u + 1]) of s_b * dout[b * outStride + outOffset + t*D + d], b = csrItems[x_t + i]; s_b = 1 (mode 0) or 1 / bag size of b from bagOffsets[o_t + b ..] (mode 1). Workgroup row y is table t (directory `dir`, see embedding_bag_tables); Umax is the largest unique-row count of a table (the runner's scope variable Umax). Fixed order: deterministic, no atomics. Padding between tables in grads is not written.
+// @doc segment_sum for T tables of the same dim D in one dispatch (the backward of embedding_bag_tables): for the u-th unique row of table t, grads[r_t + u*D + d] = scale * sum over occurrences i in [csrOffsets[c_t + u], csrOffsets[c_t + u + 1]) of s_b * dout[b * outStride + outOffset + t*D + d], b = csrItems[x_t + i]; s_b = 1 (mode 0) or 1 / bag size of b from bagOffsets[o_t + b ..] (mode 1). Workgroup row y is table t (directory `dir`, see embedding_bag_tables); Umax is the largest unique-row count of a table (the runner's scope variable Umax). Fixed order: deterministic, no atomics. Padding between tables in grads is not written. Every gradient is multiplied by `scale` as it is written (the worker step's gradient scale, local batch / global batch: no JS pass over the rows).
 // @param Umax u32
 // @param D u32
 // @param T u32
 // @param outStride u32
 // @param outOffset u32
 // @param mode u32
+// @param scale f32 = 1
 // @binding 1 csrOffsets read u32
 // @binding 2 csrItems read u32
 // @binding 3 bagOffsets read u32
@@ -14,7 +15,7 @@
 // @binding 6 grads write f32
 // @workgroups min(ceil(Umax*D/2048), 65535) T 1
 
-struct Params { Umax: u32, D: u32, T: u32, outStride: u32, outOffset: u32, mode: u32 }
+struct Params { Umax: u32, D: u32, T: u32, outStride: u32, outOffset: u32, mode: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> csrOffsets: array<u32>;
 @group(0) @binding(2) var<storage, read> csrItems: array<u32>;
@@ -45,6 +46,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: v
       if (p.mode == 1u) { v /= f32(max(bagOffsets[offBase + b + 1u] - bagOffsets[offBase + b], 1u)); }
       s += v;
     }
-    grads[rowBase + u * p.D + d] = s;
+    grads[rowBase + u * p.D + d] = p.scale * s;
   }
 }

@@ -59,15 +59,17 @@ emb.run();
 const seg = gpuSuite('segment_sum');
 for (const s of EMB_SHAPES) {
   for (const mode of [0, 1] as const) {
-    seg(`${mode ? 'mean' : 'sum'} pooling gradients B=${s.B} D=${s.D} U=${s.U} read at a column offset`, async (ctx) => {
+    // scale: the worker step's gradient scale (local / global batch), applied as the rows are written.
+    const scale = mode ? 0.37 : 1;
+    seg(`${mode ? 'mean' : 'sum'} pooling gradients B=${s.B} D=${s.D} U=${s.U} read at a column offset, scale ${scale}`, async (ctx) => {
       const { B, D, U } = s;
       const stride = 3 * D, off = D;
       const { offsets, index } = randomBags(ctx.rand, B, U, s.maxBag);
       const { csrOffsets, csrItems } = occurrenceCsr(index, offsets, U);
       const dout = ref.randF32(ctx.rand, B * stride);
       const grads = output(ctx.gpu, U * D);
-      await runKernel(ctx, 'segment_sum', { U, D, outStride: stride, outOffset: off, mode }, [upload(ctx.gpu, csrOffsets), u32(ctx.gpu, csrItems), upload(ctx.gpu, offsets), upload(ctx.gpu, dout), grads]);
-      const want = ref.segmentSum(csrOffsets, csrItems, offsets, dout, U, D, stride, off, mode);
+      await runKernel(ctx, 'segment_sum', { U, D, outStride: stride, outOffset: off, mode, scale }, [upload(ctx.gpu, csrOffsets), u32(ctx.gpu, csrItems), upload(ctx.gpu, offsets), upload(ctx.gpu, dout), grads]);
+      const want = ref.segmentSum(csrOffsets, csrItems, offsets, dout, U, D, stride, off, mode).map((v) => v * scale);
       const maxOcc = Math.max(1, ...Array.from({ length: U }, (_, u) => csrOffsets[u + 1] - csrOffsets[u]));
       expectClose(ctx, await download(ctx.gpu, grads, U * D), want, 1e-6 * maxOcc, `segment_sum ${B}x${D}`);
     });
@@ -130,7 +132,8 @@ for (const { B, D, T, maxU, maxBag } of [
   { B: 64, D: 64, T: 26, maxU: 40, maxBag: 2 },
 ]) {
   for (const mode of [0, 1] as const) {
-    multi(`${mode ? 'mean' : 'sum'} B=${B} D=${D} T=${T}: equals the per-table kernels' references, gaps untouched`, async (ctx) => {
+    multi(`${mode ? 'mean' : 'sum'} B=${B} D=${D} T=${T}: equals the per-table kernels' references (gradients scaled by 0.37), gaps untouched`, async (ctx) => {
+      const scale = 0.37; // the worker step's gradient scale, applied as the rows are written
       const pk = packTables(ctx.rand, T, B, D, maxU, maxBag);
       const outOffset = D, stride = (T + 1) * D + 3;
       const out = output(ctx.gpu, B * stride);
@@ -142,11 +145,11 @@ for (const { B, D, T, maxU, maxBag } of [
 
       const dout = ref.randF32(ctx.rand, B * stride);
       const grads = output(ctx.gpu, pk.rows.length);
-      await runKernel(ctx, 'segment_sum_tables', { Umax: pk.Umax, D, T, outStride: stride, outOffset, mode }, [u32(ctx.gpu, pk.csrOffsets), u32(ctx.gpu, pk.csrItems), offBuf, dirBuf, upload(ctx.gpu, dout), grads]);
+      await runKernel(ctx, 'segment_sum_tables', { Umax: pk.Umax, D, T, outStride: stride, outOffset, mode, scale }, [u32(ctx.gpu, pk.csrOffsets), u32(ctx.gpu, pk.csrItems), offBuf, dirBuf, upload(ctx.gpu, dout), grads]);
       const wantG = new Float64Array(pk.rows.length).fill(NaN);
       let maxOcc = 1;
       pk.tables.forEach((tb, t) => {
-        wantG.set(ref.segmentSum(tb.csrOffsets, tb.csrItems, tb.offsets, dout, tb.U, D, stride, outOffset + t * D, mode), pk.dir[8 * t]);
+        wantG.set(ref.segmentSum(tb.csrOffsets, tb.csrItems, tb.offsets, dout, tb.U, D, stride, outOffset + t * D, mode).map((v) => v * scale), pk.dir[8 * t]);
         for (let u = 0; u < tb.U; u++) maxOcc = Math.max(maxOcc, tb.csrOffsets[u + 1] - tb.csrOffsets[u]);
       });
       expectClose(ctx, await download(ctx.gpu, grads, pk.rows.length), wantG, 1e-6 * maxOcc, `segment_sum_tables ${B}x${T}x${D}`);

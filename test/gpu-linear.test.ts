@@ -11,8 +11,10 @@ import * as ref from './helpers/reference.ts';
 import type { RecordOptions } from '../src/gpu/dispatch.ts';
 
 type Shape = [M: number, N: number, K: number];
-// tiny, odd (not multiples of the 64x64 tiles or of 4), exact tiles, and one realistic for lavapipe
-const SHAPES: Shape[] = [[1, 1, 1], [37, 29, 13], [3, 70, 33], [64, 64, 64], [130, 67, 258], [256, 512, 128]];
+// tiny, odd (not multiples of the 64x64 tiles or of 4), exact tiles, and one realistic for lavapipe;
+// K = 3, 13, 415, 417 (and N = 13, 415 for linear_bwd_input's W rows): the unaligned-row vec4
+// loads at every row offset mod 4, with a tail of 1, 3 and 1 element per row.
+const SHAPES: Shape[] = [[1, 1, 1], [37, 29, 13], [3, 70, 33], [64, 64, 64], [130, 67, 258], [256, 512, 128], [5, 9, 3], [67, 70, 415], [33, 13, 417], [70, 415, 13]];
 
 const dotTol = (n: number, a: ArrayLike<number>, b: ArrayLike<number>, extra = 0) => 1e-6 * Math.max(n, 1) * ref.maxAbs(a) * ref.maxAbs(b) + 1e-6 * extra + 1e-12;
 
@@ -143,7 +145,45 @@ bwdW('split_sum with accum adds to the output', async (ctx) => {
   const want = Float64Array.from(prev, (v, i) => v + parts[i] + parts[n + i] + parts[2 * n + i]);
   expectClose(ctx, await download(ctx.gpu, out, n), want, 1e-6 * 4, 'split_sum accum');
 });
+bwdW('split_sum with scale: scale * (sum of the partials), the gradient scale of a worker step', async (ctx) => {
+  const n = 1001, S = 3, scale = 0.3;
+  const parts = ref.randF32(ctx.rand, S * n);
+  const out = output(ctx.gpu, n);
+  await runKernel(ctx, 'split_sum', { n, S, stride: n, scale }, [upload(ctx.gpu, parts), out]);
+  const want = Float64Array.from({ length: n }, (_, i) => scale * (parts[i] + parts[n + i] + parts[2 * n + i]));
+  expectClose(ctx, await download(ctx.gpu, out, n), want, 1e-6 * 4, 'split_sum scale');
+});
 bwdW.run();
+
+// Rows of K % 4 != 0 start unaligned and the GEMMs load them as shifted vec4 pairs: the elements
+// past the data (the binding's last vec4, and past it) are NaN here, and none may reach a result.
+const tail = gpuSuite('unaligned rows: NaN past the data never enters a result');
+/** An input whose bytes past `data` (the rest of its last vec4 and 64 more) are NaN. */
+function uploadNaNTail(ctx: GpuContext, data: Float32Array): GPUBuffer {
+  const buf = output(ctx.gpu, data.length + 16);
+  ctx.gpu.device.queue.writeBuffer(buf, 0, data);
+  return buf;
+}
+for (const [M, N, K] of [[37, 70, 13], [65, 66, 415], [9, 13, 3]] as Shape[]) {
+  tail(`linear_fwd, linear_bwd_input, linear_bwd_weight at ${M}x${N}x${K}`, async (ctx) => {
+    const c = backwardCase(ctx, [M, N, K]);
+    const b = ref.randF32(ctx.rand, N);
+    const [x, w, y, dy] = [c.x, c.w, c.y, c.dy].map((a) => uploadNaNTail(ctx, a));
+    const out = output(ctx.gpu, M * N);
+    await runKernel(ctx, 'linear_fwd', { M, N, K, relu: 0 }, [x!, w!, upload(ctx.gpu, b), out]);
+    expectClose(ctx, await download(ctx.gpu, out, M * N), ref.linearFwd(c.x, c.w, b, M, N, K, false), dotTol(K, c.x, c.w, ref.maxAbs(b)), 'linear_fwd');
+    const dx = output(ctx.gpu, M * K);
+    await runKernel(ctx, 'linear_bwd_input', { M, N, K, relu: 1 }, [dy!, w!, y!, dx]);
+    const g = ref.maskedGrad(c.dy, c.y, true);
+    expectClose(ctx, await download(ctx.gpu, dx, M * K), ref.linearBwdInput(g, c.w, M, N, K), dotTol(N, c.dy, c.w), 'linear_bwd_input');
+    const grads = output(ctx.gpu, N * K + N);
+    await runKernel(ctx, 'linear_bwd_weight', { M, N, K, relu: 1, wAt: 0, bAt: N * K }, [dy!, x!, y!, grads]);
+    const got = await download(ctx.gpu, grads, N * K + N);
+    expectClose(ctx, got.subarray(0, N * K), ref.linearBwdWeight(g, c.x, M, N, K), dotTol(M, c.dy, c.x), 'linear_bwd_weight dW');
+    expectClose(ctx, got.subarray(N * K), ref.biasGrad(g, M, N), 1e-6 * M * ref.maxAbs(c.dy) + 1e-12, 'linear_bwd_weight db');
+  });
+}
+tail.run();
 
 // The one-output layer (DLRM's head): forward GEMV and the fused backward (dX, dW and db partials).
 const head = gpuSuite('linear_fwd_n1 / linear_bwd_n1 (N = 1)');

@@ -48,6 +48,41 @@ s('forward+backward matches the float64 reference (two batches, buffers reused)'
   }
 });
 
+// A worker's gradient scale (local batch / global batch) through RunnerStepOptions.gradScale:
+// on the GPU in the DLRM spec (segment_sum's and split_sum's writes), by the runner where the spec
+// does not (gradSplits = 1: no split_sum), and folded into the fused dense update either way.
+for (const [label, opts] of [['all-tables kernels', {}], ['per-table kernels', { perTableKernels: true }], ['gradSplits = 1 (the runner scales dense)', { gradSplits: 1 }]] as const) {
+  s(`gradScale 0.3 scales the row and dense gradients and the fused update (${label})`, async (ctx) => {
+    const spec = dlrmSpec(tiny, opts);
+    assert.equal(spec.scalesGrads, { rows: true, dense: !('gradSplits' in opts) });
+    const runner = await ModelRunner.create(ctx.gpu, spec);
+    try {
+      const params = new Float32Array(runner.denseLength).map(() => (ctx.rand() * 2 - 1) * 0.7);
+      runner.setDense(params);
+      const B = 11, scale = 0.3, lr = 0.5;
+      const x = new Float32Array(B * tiny.numDense).map(() => ctx.rand() * 2 - 1);
+      const labels = new Float32Array(B).map(() => (ctx.rand() < 0.5 ? 0 : 1));
+      const tables = Array.from({ length: tiny.numTables }, () => {
+        const prep = prepareTable({ ids: Float64Array.from({ length: B }, () => Math.floor(ctx.rand() * tiny.rowsPerTable)) }, B);
+        return { prep, rows: new Float32Array(prep.unique.length * tiny.dim).map(() => ctx.rand() * 2 - 1) };
+      });
+      const got = await runner.step({ B, inputs: { dense_x: x, labels }, tables }, { poison: true, gradScale: scale, denseUpdate: { kind: 'sgd', lr } });
+      const want = dlrmCpuStep(tiny, params, x, labels, B, tables);
+      expectClose(ctx, [got.loss], [want.loss], 1e-5 + 1e-5 * Math.abs(want.loss), 'the loss is not scaled');
+      const dense = want.denseGrads.map((v) => v * scale);
+      expectClose(ctx, got.denseGrads, dense, tol(dense), 'dense grads x 0.3');
+      tables.forEach((_, i) => {
+        const rows = want.tableGrads[i]!.map((v) => v * scale);
+        expectClose(ctx, got.tableGrads[i]!, rows, tol(rows), `table ${i} grads x 0.3`);
+      });
+      const after = Float64Array.from(params, (p, i) => p - lr * dense[i]!);
+      expectClose(ctx, await runner.readDense(), after, (i) => 1e-6 + lr * tol(dense)(i), 'the fused sgd step used the scaled gradient once');
+    } finally {
+      runner.destroy();
+    }
+  });
+}
+
 s('the small preset runs and gives finite results', async (ctx) => {
   const { DLRM_PRESETS } = await import('../src/model/dlrm.ts');
   const c = DLRM_PRESETS.small;

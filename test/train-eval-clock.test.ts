@@ -55,7 +55,7 @@ s('BSP: rank 0 scores step 1 only after every worker\'s step 1 is applied', asyn
     void scored.then(() => { settled = true; }, () => { settled = true; });
     // Worker 1 clocks once rank 0's evaluation has either finished (the old behaviour) or is
     // parked on the server waiting for step 1 (hang guard 60 s).
-    for (const t0 = Date.now(); !settled && cluster.servers[0]!.counters().waitingPulls === 0;) {
+    for (const t0 = Date.now(); !settled && cluster.servers[0]!.metricsSource().gauges!().waitingPulls === 0;) {
       if (Date.now() - t0 > 60_000) throw new Error('the evaluation neither finished nor waited on the server');
       await new Promise((r) => setTimeout(r, 5));
     }

@@ -14,7 +14,8 @@ const secretOptions = (c: Command) => c
   .option('--host <host>', 'interface to listen on (default 127.0.0.1, or from TF_CONFIG)')
   .option('--port <port>', 'port to listen on (0: any free port)', int)
   .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
-  .option('--metrics-port <port>', 'serve Prometheus /metrics and JSON /status on this port (0: any)', int);
+  .option('--metrics-port <port>', 'serve Prometheus /metrics and JSON /status on this port (0: any)', int)
+  .option('--startup-wait-s <s>', 'servers and workers: wait this long for the scheduler to resolve and listen, then exit 200 (default 300, or HYBRIDPS_STARTUP_WAIT_S)', int);
 
 // Bounds on what one peer's link may cost (docs/wire.md, "Bounds").
 const linkOptions = (c: Command) => c
@@ -33,6 +34,7 @@ secretOptions(linkOptions(program.command('scheduler')).description('run the sch
   // Bounds on the barrier names peers can make the scheduler keep (docs/wire.md, "Bounds").
   .option('--max-barrier-names <n>', 'released barrier names remembered (their generations); older ones are forgotten (default 4096)', int)
   .option('--max-barriers-per-worker <n>', 'barriers one worker may wait in at once; another is refused (default 64)', int)
+  .option('--job-workers <n>', 'exit (0) once this many workers have joined and all have gone: the job\'s end, for a TFJob chief or a Job', int)
   .action((o) => runScheduler(o));
 
 secretOptions(linkOptions(program.command('server')).description('run a parameter server'))
@@ -42,15 +44,20 @@ secretOptions(linkOptions(program.command('server')).description('run a paramete
   .option('--checkpoint-root <dir>', 'checkpoints may only be written/read inside this directory (default: cwd)')
   .action((o) => runServer(o));
 
-program.command('run').description('run the role named by TF_CONFIG or HYBRIDPS_ROLE (for orchestrators)')
-  .option('--secret-file <file>')
+secretOptions(linkOptions(program.command('run'))).description('run the role named by TF_CONFIG or HYBRIDPS_ROLE (for orchestrators: see docs/kubernetes.md)')
+  .option('--config <file>', 'worker: training configuration JSON (or HYBRIDPS_TRAIN_CONFIG)')
+  .option('--job-workers <n>', 'scheduler: exit (0) once this many workers have joined and all have gone', int)
+  .option('--replicas <n>', 'scheduler: replication factor R for every key range', int)
+  .option('--checkpoint-root <dir>', 'server: checkpoints may only be written/read inside this directory (default: cwd)')
   .action(async (o) => {
     const { clusterEnvFromProcess } = await import('../launch/cluster-env.ts');
-    const env = clusterEnvFromProcess();
-    if (env.role === 'scheduler') return runScheduler(o);
-    if (env.role === 'server') return runServer(o);
-    if (env.role === 'worker') return runWorker(o);
-    throw new Error('no role: set TF_CONFIG (task.type chief|ps|worker) or HYBRIDPS_ROLE');
+    const { ConfigError } = await import('../launch/exit-codes.ts');
+    let role: string | undefined;
+    try { role = clusterEnvFromProcess().role; } catch (e) { throw new ConfigError((e as Error).message); }
+    if (role === 'scheduler') return runScheduler(o);
+    if (role === 'server') return runServer(o);
+    if (role === 'worker') return runWorker(o);
+    throw new ConfigError('no role: set TF_CONFIG (task.type chief|ps|worker) or HYBRIDPS_ROLE');
   });
 
 const trainOptions = (c: Command) => c
@@ -118,6 +125,32 @@ secretOptions(program.command('worker').description('run one training worker (la
   .option('--config <file>', 'training configuration JSON (or HYBRIDPS_TRAIN_CONFIG)')
   .action((o) => runWorker(o));
 
+trainOptions(program.command('kubernetes').argument('[sample]', 'sample directory', 'samples/dlrm')
+  .description('write Kubernetes manifests for a training job: a TFJob (Kubeflow training operator) or plain Jobs and a Service (docs/kubernetes.md)'))
+  .option('--kind <kind>', 'tfjob (default) or plain (Indexed Jobs + a headless Service, no operator)', 'tfjob')
+  .option('--name <name>', 'job name, the prefix of every object', 'hybridps')
+  .option('--namespace <ns>', 'namespace', 'default')
+  .option('--image <image>', 'container image with hybridps and the Vulkan loader (docs/kubernetes.md, "The image")')
+  .option('--gpus-per-worker <n>', 'nvidia.com/gpu per worker (0: no GPU request)', int, 1)
+  .option('--secret-name <name>', 'Secret holding the cluster secret under the key "secret"', 'hybridps-secret')
+  .option('--data-claim <name>', 'PersistentVolumeClaim with the data, mounted at /data on workers', 'hybridps-data')
+  .option('--checkpoint-claim <name>', 'ReadWriteMany claim mounted at /checkpoints (when the run checkpoints)', 'hybridps-checkpoints')
+  .option('--server-memory <q>', 'memory each server requests', '8Gi')
+  .option('--out <file>', 'write the YAML here (default: standard output)')
+  .action(async (sample: string, o) => {
+    const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
+    const { ConfigError } = await import('../launch/exit-codes.ts');
+    if (!o.data) throw new ConfigError('--data is required: the data file\'s path inside the pods, under /data/ (e.g. /data/train.tsv on the claim --data-claim)');
+    if (o.kind !== 'tfjob' && o.kind !== 'plain') throw new ConfigError(`--kind must be tfjob or plain, got ${o.kind}`);
+    const job = await trainJobFromFlags({ ...o, data: undefined }, readSample(sample)); // the data lives in the pods, not here
+    const { kubernetesYaml } = await import('../launch/kubernetes-yaml.ts');
+    const text = kubernetesYaml({
+      kind: o.kind, name: o.name, namespace: o.namespace, image: o.image, config: { ...job.config, data: o.data },
+      gpusPerWorker: o.gpusPerWorker, secretName: o.secretName, dataClaim: o.dataClaim, checkpointClaim: o.checkpointClaim, serverMemory: o.serverMemory,
+    });
+    if (o.out) { (await import('node:fs')).writeFileSync(o.out, text); process.stderr.write(`wrote ${o.out}\n`); } else process.stdout.write(text);
+  });
+
 program.command('gen-data').argument('[sample]', 'a sample directory: its model\'s rows per table and its synthetic set\'s size and seed are the defaults')
   .description('write a synthetic Criteo-layout file from a planted DLRM-like model and print its AUC')
   .requiredOption('--out <file>', 'output file')
@@ -143,7 +176,8 @@ program.command('demo').description('push/pull demo on a local cluster (schedule
   .action((o) => runDemo({ servers: o.servers, rows: o.rows, dim: o.dim, keysPerRequest: o.keys, rounds: o.rounds, json: !!o.json }));
 
 void Option;
-program.parseAsync().catch((e: Error) => {
+program.parseAsync().catch(async (e: Error) => {
   process.stderr.write(`hybridps: ${e.message}\n`);
-  process.exit(1);
+  const { exitCodeFor } = await import('../launch/exit-codes.ts');
+  process.exit(exitCodeFor(e));
 });

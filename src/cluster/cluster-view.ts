@@ -19,6 +19,8 @@ export class ClusterView {
   get replicas(): number { return this.msg.replicas; }
   /** Changes only when the worker set does: the allreduce ring is rebuilt exactly then. */
   get workersEpoch(): number { return this.msg.workersEpoch ?? 0; }
+  /** The scheduler's last view of a job that has ended (every expected worker finished). */
+  get jobEnded(): boolean { return !!this.msg.jobEnded; }
 
   static empty(): ClusterView {
     return new ClusterView({ epoch: 0, members: [], vnodes: 64, replicas: 1 });

@@ -4,13 +4,36 @@
 import { Scheduler } from '../scheduler/scheduler.ts';
 import { PsServer } from '../server/ps-server.ts';
 import { limitsFromFlags, loadSecret, type LinkLimitFlags } from '../transport/index.ts';
-import { clusterEnvFromProcess } from './cluster-env.ts';
+import { clusterEnvFromProcess, type ClusterEnv } from './cluster-env.ts';
+import { ConfigError, exitCodeFor } from './exit-codes.ts';
+import { waitForPeer } from './startup-wait.ts';
 import { serveMetrics } from '../util/metrics-http.ts';
 import { createLogger } from '../util/log.ts';
 import { hasLauncher, tellLauncher, flushToLauncher, onLauncherMessage, onLauncherGone, type ReadyInfo } from './child-protocol.ts';
 import type { WorkerEvent } from '../train/worker.ts';
 
-export interface CommonRoleFlags extends LinkLimitFlags { secret?: string; secretFile?: string; host?: string; port?: number; heartbeatMs?: number; metricsPort?: number }
+export interface CommonRoleFlags extends LinkLimitFlags {
+  secret?: string; secretFile?: string; host?: string; port?: number; heartbeatMs?: number; metricsPort?: number;
+  /** How long a server or worker waits for the scheduler to resolve and listen (or HYBRIDPS_STARTUP_WAIT_S). */
+  startupWaitS?: number;
+}
+
+/** TF_CONFIG / HYBRIDPS_* of this process; a malformed one is a configuration error (exit 2). */
+function orchestratorEnv(): ClusterEnv {
+  try { return clusterEnvFromProcess(); } catch (e) { throw new ConfigError((e as Error).message); }
+}
+
+/** The scheduler's address, once it resolves and accepts connections (see startup-wait.ts). */
+async function reachableScheduler(flags: CommonRoleFlags & { scheduler?: string }, env: ClusterEnv, role: string): Promise<string> {
+  const url = flags.scheduler ?? env.schedulerUrl;
+  if (!url) throw new ConfigError(`the ${role} needs the scheduler: --scheduler ws://HOST:PORT, HYBRIDPS_SCHEDULER, or TF_CONFIG`);
+  const fromEnv = process.env.HYBRIDPS_STARTUP_WAIT_S;
+  const waitS = flags.startupWaitS ?? (fromEnv !== undefined ? Number(fromEnv) : undefined);
+  if (waitS !== undefined && !(waitS >= 0)) throw new ConfigError(`--startup-wait-s / HYBRIDPS_STARTUP_WAIT_S must be a number of seconds >= 0, got ${fromEnv}`);
+  const log = createLogger(role);
+  await waitForPeer(url, { waitS, log: (l) => log.info(l) });
+  return url;
+}
 
 /** Announces readiness to a launching parent (a no-op when no launcher started this process). */
 export function announceReady(ready: ReadyInfo): void {
@@ -35,34 +58,43 @@ export function exitWithParent(stop: () => Promise<void>): void {
 /** The scheduler's own flags: the ring, failure detection, and its barrier bounds (docs/wire.md, "Bounds"). */
 export interface SchedulerFlags extends CommonRoleFlags {
   replicas?: number; vnodes?: number; heartbeatMisses?: number; maxBarrierNames?: number; maxBarriersPerWorker?: number;
+  /** Exit 0 once this many workers have joined and all have gone (the job's end, for a TFJob chief or a Job). */
+  jobWorkers?: number;
 }
 
 export async function runScheduler(flags: SchedulerFlags): Promise<void> {
-  const env = clusterEnvFromProcess();
+  const env = orchestratorEnv();
   const s = await Scheduler.start({
     secret: loadSecret(flags), host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
     replicas: flags.replicas, vnodes: flags.vnodes, heartbeatIntervalMs: flags.heartbeatMs, heartbeatMisses: flags.heartbeatMisses, limits: limitsFromFlags(flags),
     maxBarrierNames: flags.maxBarrierNames, maxBarriersPerWorker: flags.maxBarriersPerWorker,
+    jobWorkers: flags.jobWorkers,
+    onJobEnd: () => {
+      createLogger('scheduler').info('the job has ended: every worker joined and has gone; exiting', { workers: flags.jobWorkers });
+      void s.stop().finally(() => process.exit(0));
+    },
   });
   const metrics = flags.metricsPort !== undefined
-    ? await serveMetrics('scheduler', { counters: () => ({ ...s.stats, epoch: s.view().epoch, members: s.view().members.length }), status: () => s.status() }, flags.metricsPort)
+    ? await serveMetrics('scheduler', {
+      counters: () => ({ ...s.stats }), gauges: () => ({ epoch: s.view().epoch, members: s.view().members.length }), status: () => s.status(),
+    }, flags.metricsPort)
     : undefined;
   announceReady({ role: 'scheduler', url: s.url, metrics: metrics?.url, pid: process.pid });
   exitWithParent(() => s.stop());
 }
 
 export async function runServer(flags: CommonRoleFlags & { scheduler?: string; nodeId?: string; optimizerModule?: string[]; checkpointRoot?: string }): Promise<void> {
-  const env = clusterEnvFromProcess();
-  const schedulerUrl = flags.scheduler ?? env.schedulerUrl;
-  if (!schedulerUrl) throw new Error('the server needs the scheduler: --scheduler ws://HOST:PORT, HYBRIDPS_SCHEDULER, or TF_CONFIG');
+  const env = orchestratorEnv();
+  const schedulerUrl = await reachableScheduler(flags, env, 'server');
   const s = await PsServer.start({
     secret: loadSecret(flags), schedulerUrl, host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
     nodeId: flags.nodeId ?? (env.role === 'server' && env.index !== undefined ? `server-${env.index}` : undefined),
     maxFrameBytes: flags.maxFrameMb ? flags.maxFrameMb << 20 : undefined, heartbeatIntervalMs: flags.heartbeatMs,
     optimizerModules: flags.optimizerModule, checkpointRoot: flags.checkpointRoot, limits: limitsFromFlags(flags),
+    onJobEnd: () => { void s.stop().finally(() => process.exit(0)); },
   });
   const metrics = flags.metricsPort !== undefined
-    ? await serveMetrics('server', { counters: () => s.counters(), status: () => s.status() }, flags.metricsPort)
+    ? await serveMetrics('server', s.metricsSource(), flags.metricsPort)
     : undefined;
   announceReady({ role: 'server', url: s.url, nodeId: s.nodeId, metrics: metrics?.url, pid: process.pid });
   exitWithParent(() => s.stop());
@@ -74,15 +106,9 @@ export async function runServer(flags: CommonRoleFlags & { scheduler?: string; n
  * when training is done, 1 on an error (after a line on stderr saying what went wrong).
  */
 export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; nodeId?: string; config?: string }): Promise<void> {
-  const env = clusterEnvFromProcess();
-  const schedulerUrl = flags.scheduler ?? env.schedulerUrl;
-  if (!schedulerUrl) throw new Error('the worker needs the scheduler: --scheduler ws://HOST:PORT, HYBRIDPS_SCHEDULER, or TF_CONFIG');
-  const { readFileSync } = await import('node:fs');
-  const text = flags.config ? readFileSync(flags.config, 'utf8') : process.env.HYBRIDPS_TRAIN_CONFIG;
-  if (!text) throw new Error('the worker needs the training configuration: --config FILE or HYBRIDPS_TRAIN_CONFIG (hybridps launch writes it)');
-  const { validateConfig } = await import('../train/config.ts');
-  const cfg = JSON.parse(text);
-  validateConfig(cfg);
+  const env = orchestratorEnv();
+  const cfg = await readTrainConfig(flags.config);
+  const schedulerUrl = await reachableScheduler(flags, env, 'worker');
   const nodeId = flags.nodeId ?? (env.role === 'worker' && env.index !== undefined ? `worker-${env.index}` : `worker-${process.pid}`);
   announceReady({ role: 'worker', nodeId, pid: process.pid });
   let stopRequested = false;
@@ -96,10 +122,26 @@ export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; n
     }, hasLauncher() ? tellLauncher : logReports(nodeId));
   } catch (e) {
     if (!stopRequested) process.stderr.write(`${nodeId}: ${(e as Error).stack ?? (e as Error).message}\n`);
-    code = 1;
+    code = exitCodeFor(e);
   }
   await flushToLauncher(); // the result must reach the launcher before this process ends
   process.exit(code);
+}
+
+/** The worker's TrainConfig (--config FILE or HYBRIDPS_TRAIN_CONFIG), validated; any fault in it is a ConfigError. */
+async function readTrainConfig(file: string | undefined) {
+  const { readFileSync } = await import('node:fs');
+  const { validateConfig } = await import('../train/config.ts');
+  const where = file ?? 'HYBRIDPS_TRAIN_CONFIG';
+  try {
+    const text = file ? readFileSync(file, 'utf8') : process.env.HYBRIDPS_TRAIN_CONFIG;
+    if (!text) throw new Error('missing: give --config FILE or HYBRIDPS_TRAIN_CONFIG (hybridps launch and hybridps kubernetes write it)');
+    const cfg = JSON.parse(text);
+    validateConfig(cfg);
+    return cfg;
+  } catch (e) {
+    throw new ConfigError(`the training configuration (${where}): ${(e as Error).message}`);
+  }
 }
 
 /** A worker with no launcher to tell (started by an orchestrator) logs what it would report. */

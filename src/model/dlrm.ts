@@ -168,14 +168,14 @@ export function dlrmSpec(c: DlrmConfig, o: DlrmOptions = {}): ModelSpec {
     ...[...bottomLayers].reverse().flatMap((L) => linearBwd(L, L.index > 0)),
     ...(perTable
       ? tables.map((t, i): KernelCall => ({
-        kernel: 'segment_sum', params: { U: `U_${t.name}`, D, outStride: T * D, outOffset: i * D, mode: 0 },
+        kernel: 'segment_sum', params: { U: `U_${t.name}`, D, outStride: T * D, outOffset: i * D, mode: 0, scale: 'gradScale' },
         bind: [`${t.name}.csrOffsets`, `${t.name}.csrItems`, `${t.name}.offsets`, 'd.emb', `${t.name}.grad`],
       }))
       : [{
-        kernel: 'segment_sum_tables', params: { Umax: 'Umax', D, T, outStride: T * D, outOffset: 0, mode: 0 },
+        kernel: 'segment_sum_tables', params: { Umax: 'Umax', D, T, outStride: T * D, outOffset: 0, mode: 0, scale: 'gradScale' },
         bind: ['tables.csrOffsets', 'tables.csrItems', 'tables.offsets', 'tables.dir', 'd.emb', 'tables.grad'],
       }]),
-    ...(direct ? [] : [{ kernel: 'split_sum', params: { n: 'denseStride', S: 'splits', stride: 'denseStride' }, bind: ['dense.gradSplits', 'dense.grad'] }]),
+    ...(direct ? [] : [{ kernel: 'split_sum', params: { n: 'denseStride', S: 'splits', stride: 'denseStride', scale: 'gradScale' }, bind: ['dense.gradSplits', 'dense.grad'] }]),
   ];
 
   return {
@@ -191,5 +191,8 @@ export function dlrmSpec(c: DlrmConfig, o: DlrmOptions = {}): ModelSpec {
     loss: 'loss',
     output: logits,
     ...(direct ? {} : { gradSplits: splitsExpr }),
+    // The step's gradient scale: segment_sum's and split_sum's final writes (no JS pass over the
+    // rows); with gradSplits = 1 nothing reduces dense.grad at the end, so the runner scales it.
+    scalesGrads: { rows: true, dense: !direct },
   };
 }

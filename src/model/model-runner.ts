@@ -25,7 +25,7 @@ import { KernelRegistry } from '../gpu/kernel-registry.ts';
 import { Dispatcher, type BufferArg } from '../gpu/dispatch.ts';
 import { BufferPool, STORAGE_USAGE, writeView } from '../gpu/buffers.ts';
 import { denseSizes, evalExpr, initDense, shapeSize, validateSpec, type KernelCall, type ModelSpec } from './model-spec.ts';
-import { ALIGN, alignUp, StepUpload, type DenseSlot, type StepInputs, type StepLayout } from './step-layout.ts';
+import { ALIGN, alignUp, padDense, unpadDense, StepUpload, type DenseSlot, type StepInputs, type StepLayout } from './step-layout.ts';
 import { DenseOptimizerState, type DenseOptimizer, type UpdateCall } from './dense-optimizer.ts';
 import { Readback } from './readback.ts';
 
@@ -41,6 +41,13 @@ export interface RunnerStepOptions {
    * after the backward pass (when nothing, such as an allreduce, has to combine it first).
    */
   denseUpdate?: DenseOptimizer;
+  /**
+   * Multiplies every gradient of the step (the read-back rows and dense gradient, and the one a
+   * fused denseUpdate applies) by this factor, e.g. a worker's local batch over the global batch.
+   * Applied on the GPU as the kernels write the gradients where the spec says so
+   * (ModelSpec.scalesGrads: DLRM scales both), by the runner otherwise. Default 1.
+   */
+  gradScale?: number;
 }
 
 export interface StepTimings {
@@ -56,12 +63,12 @@ export interface StepResult {
   /** Mean loss over the batch. */
   loss: number;
   /**
-   * Per table (spec order): one gradient row per unique row, [U, dim] (of the batch-mean loss).
+   * Per table (spec order): one gradient row per unique row, [U, dim] (of gradScale x the batch-mean loss).
    * Views of mapped staging memory: valid until release() or until the step after next starts;
    * they may be scaled in place (the writes are not sent back to the GPU).
    */
   tableGrads: Float32Array[];
-  /** Flat dense gradient (of the batch-mean loss), unpadded, declaration order (a copy). */
+  /** Flat dense gradient (of gradScale x the batch-mean loss), unpadded, declaration order (a copy). */
   denseGrads: Float32Array;
   ms: StepTimings;
   /** Unmaps the staging memory behind tableGrads (idempotent; the step after next does it anyway). */
@@ -143,15 +150,11 @@ export class ModelRunner {
 
   private padInto(flat: Float32Array, out: Float32Array): Float32Array {
     if (flat.length !== this.denseLength) throw new Error(`dense vector of ${flat.length} floats, model ${this.spec.name} has ${this.denseLength}`);
-    out.fill(0);
-    for (const p of this.dense) out.set(flat.subarray(p.offset, p.offset + p.size), p.gpuOffset);
-    return out;
+    return padDense(this.dense, flat, out);
   }
 
-  private unpad(padded: Float32Array): Float32Array {
-    const out = new Float32Array(this.denseLength);
-    for (const p of this.dense) out.set(padded.subarray(p.gpuOffset, p.gpuOffset + p.size), p.offset);
-    return out;
+  private unpad(padded: Float32Array, scale = 1): Float32Array {
+    return unpadDense(this.dense, this.denseLength, padded, scale);
   }
 
   /** Uploads the dense parameters (flat, unpadded); they take effect before the next GPU work. */
@@ -284,8 +287,12 @@ export class ModelRunner {
     this.checkAlive();
     const { spec } = this;
     if (opts.denseUpdate) await this.optim.prepare(opts.denseUpdate); // cached after the first
+    const gradScale = opts.gradScale ?? 1;
+    if (!Number.isFinite(gradScale)) throw new Error(`model ${spec.name}: gradScale ${gradScale} is not a finite number`);
+    // The scale the runner applies itself: to what the spec's kernels do not scale (scalesGrads).
+    const rowScale = spec.scalesGrads?.rows ? 1 : gradScale, denseScale = spec.scalesGrads?.dense ? 1 : gradScale;
     const t0 = now();
-    const L = this.up.layout(inp);
+    const L = this.up.layout(inp, gradScale);
     const sized = this.sizeBuffers(L, !!opts.poison);
     this.up.writeInputs(inp, L);
     const t1 = now();
@@ -306,7 +313,10 @@ export class ModelRunner {
     this.recordPendingUpdate(pass);
     this.record(pass, spec.forward, L, sized, 'forward');
     this.record(pass, spec.backward, L, sized, 'backward');
-    if (opts.denseUpdate) this.optim.record(pass, this.optim.call(opts.denseUpdate), this.denseGradBuf);
+    if (opts.denseUpdate) {
+      const u = denseScale === 1 ? opts.denseUpdate : { ...opts.denseUpdate, gradScale: denseScale * (opts.denseUpdate.gradScale ?? 1) };
+      this.optim.record(pass, this.optim.call(u), this.denseGradBuf);
+    }
     pass.end();
     enc.copyBufferToBuffer(lossBuf, 0, staging, 0, 4);
     enc.copyBufferToBuffer(this.denseGradBuf, 0, staging, denseAt * 4, this.densePadded * 4);
@@ -317,8 +327,9 @@ export class ModelRunner {
     const mapped = await this.readbacks.map(slot, gen, total);
     const t2 = now();
     const loss = new Float32Array(mapped, 0, 1)[0];
-    const denseGrads = this.unpad(new Float32Array(mapped, denseAt * 4, this.densePadded));
+    const denseGrads = this.unpad(new Float32Array(mapped, denseAt * 4, this.densePadded), denseScale);
     const tableGrads = spec.tables.map((t, i) => new Float32Array(mapped, (gradsAt + L.tables[i].rows.at) * 4, L.counts[i].unique * t.dim));
+    if (rowScale !== 1) for (const g of tableGrads) for (let j = 0; j < g.length; j++) g[j] *= rowScale; // in place: never sent back
     const t3 = now();
     return {
       loss, tableGrads, denseGrads,

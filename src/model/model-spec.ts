@@ -15,7 +15,8 @@
 //   the whole (padded) dense vector: dense, dense.grad and, when the spec sets gradSplits,
 //                 dense.gradSplits ([splits, denseStride]: per-split partial gradients)
 // Expression scope: B, every config number, U_T and NNZ_T for every table T, Utotal and NNZtotal
-// (sums over the tables), Umax (the largest U_T), splits, denseStride (floats of the padded dense vector) and, per dense
+// (sums over the tables), Umax (the largest U_T), splits, denseStride (floats of the padded dense vector),
+// gradScale (the step's gradient scale: see ModelSpec.scalesGrads) and, per dense
 // parameter P, offset_P (its float offset in it; non-word characters of P become _).
 import { mulberry32 } from '../util/hash.ts';
 import { evalFormula } from '../gpu/kernel-meta.ts';
@@ -107,6 +108,17 @@ export interface ModelSpec {
    * every parameter at once.
    */
   gradSplits?: Expr;
+  /**
+   * Which read-back gradients the spec's kernels multiply by the scope variable `gradScale` (the
+   * step's RunnerStepOptions.gradScale, e.g. a worker's local batch over the global batch) as
+   * they write them: `rows`, the kernels that write T.grad / tables.grad (segment_sum's `scale`);
+   * `dense`, the last write of dense.grad (split_sum's `scale`). What a spec does not scale, the
+   * runner scales itself: the dense gradient in its unpadding copy (and through the fused
+   * optimizer's gradScale), the rows with a JS pass over the mapped readback (3.4 ms at best per
+   * step at the gpu preset, batch 2048, 10-15 ms on a loaded machine: what a spec saves by
+   * scaling on the GPU; bench/RESULTS.md, 2026-12-02).
+   */
+  scalesGrads?: { rows?: boolean; dense?: boolean };
 }
 
 /** Evaluates an expression; the message names the context on failure. */

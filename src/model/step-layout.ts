@@ -3,7 +3,8 @@
 // upload buffer, written from one CPU mirror with one queue.writeBuffer; the table gradients sit
 // in one row-gradient buffer with the same per-table spans as the rows. Kept apart from the
 // runner so that sizing and packing (capacities, alignment, the directory's word layout) is one
-// piece of code the recording side only reads offsets from.
+// piece of code the recording side only reads offsets from. The dense vector's padded GPU layout
+// (each parameter at an aligned offset) is converted here too (padDense, unpadDense).
 //
 // The mirror's first 2 * densePadded elements are the runner's dense staging (a pending setDense,
 // then a pending update's gradient); the per-step regions follow.
@@ -24,6 +25,24 @@ export interface StepInputs {
 
 /** A dense parameter: its offset in the flat (unpadded) vector and in the padded GPU buffer. */
 export interface DenseSlot { name: string; offset: number; size: number; gpuOffset: number }
+
+/** The padded GPU layout of the flat dense vector `flat` written into `out` (zero between parameters). */
+export function padDense(slots: DenseSlot[], flat: Float32Array, out: Float32Array): Float32Array {
+  out.fill(0);
+  for (const p of slots) out.set(flat.subarray(p.offset, p.offset + p.size), p.gpuOffset);
+  return out;
+}
+
+/** The flat dense vector (`length` floats) from its padded GPU layout, times `scale` (one pass either way). */
+export function unpadDense(slots: DenseSlot[], length: number, padded: Float32Array, scale = 1): Float32Array {
+  const out = new Float32Array(length);
+  for (const p of slots) {
+    const src = padded.subarray(p.gpuOffset, p.gpuOffset + p.size);
+    if (scale === 1) out.set(src, p.offset);
+    else for (let j = 0; j < p.size; j++) out[p.offset + j] = src[j]! * scale;
+  }
+  return out;
+}
 
 /** A region of the upload buffer or of the row-gradient buffer, in elements of 4 bytes. */
 export interface Span { at: number; len: number }
@@ -86,8 +105,8 @@ export class StepUpload {
     return this.upload;
   }
 
-  /** Sizes this step's regions (growing capacities when needed) and assigns every offset. */
-  layout(inp: StepInputs): StepLayout {
+  /** Sizes this step's regions (growing capacities when needed) and assigns every offset; `gradScale` is the scope's (RunnerStepOptions.gradScale). */
+  layout(inp: StepInputs, gradScale = 1): StepLayout {
     const { spec } = this;
     const { B } = inp;
     if (!Number.isInteger(B) || B < 0) throw new Error(`model ${spec.name}: batch size ${B}`);
@@ -98,6 +117,7 @@ export class StepUpload {
     if (!Number.isInteger(splits) || splits < 1) throw new Error(`model ${spec.name}: gradSplits gives ${splits}, need an integer >= 1`);
     scope.splits = splits;
     scope.denseStride = this.densePadded;
+    scope.gradScale = gradScale;
     for (const p of this.dense) scope[denseOffsetName(p.name)] = p.gpuOffset;
 
     spec.tables.forEach((t, i) => {

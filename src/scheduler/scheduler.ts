@@ -23,6 +23,13 @@ export interface SchedulerOptions {
   maxBarrierNames?: number;
   /** Barriers one worker may wait in at once; a further one is refused. */
   maxBarriersPerWorker?: number;
+  /**
+   * The job's end, for orchestrators that wait for the scheduler (a TFJob's chief): once this many
+   * workers have joined and none has been registered for `jobEndGraceMs`, `onJobEnd` is called.
+   */
+  jobWorkers?: number;
+  jobEndGraceMs?: number;
+  onJobEnd?: () => void;
 }
 
 /** Longest barrier name accepted, in UTF-16 code units (names are short labels like `step-12`). */
@@ -49,6 +56,10 @@ export class Scheduler {
   private generations = new Map<string, number>();
   private timer?: NodeJS.Timeout;
   private lastCheck = Date.now();
+  /** Worker ids that have joined (for the job's end), and the pending end while none is registered. */
+  private workersSeen = new Set<string>();
+  private jobEndTimer?: NodeJS.Timeout;
+  private jobEnded = false;
   /** How long this process did not run, summed (checks that ran late): not held against members. */
   private pausedMs = 0;
   private readonly log = createLogger('scheduler');
@@ -82,7 +93,7 @@ export class Scheduler {
   view(): ClusterViewMsg {
     return {
       epoch: this.epoch, vnodes: this.opts.vnodes ?? 64, replicas: this.opts.replicas ?? 1, workersEpoch: this.workersEpoch,
-      members: [...this.members.values()].map((m) => m.member),
+      members: [...this.members.values()].map((m) => m.member), ...(this.jobEnded ? { jobEnded: true } : {}),
     };
   }
 
@@ -110,6 +121,7 @@ export class Scheduler {
     this.members.set(hello.nodeId, { member, conn, lastSeen: Date.now(), pausedAtSeen: this.pausedMs, clock: previous?.clock ?? 0 });
     void conn.closed.then(() => this.drop(hello.nodeId, conn, 'connection closed'));
     this.log.info('joined', { node: hello.nodeId, role: Role[hello.role], rank, address: hello.address });
+    if (hello.role === Role.Worker) { this.workersSeen.add(hello.nodeId); clearTimeout(this.jobEndTimer); this.jobEndTimer = undefined; }
     this.publish(conn);
     return { type: 'welcome', nodeId: this.nodeId, view: this.view(), heartbeatMs: this.heartbeatMs };
   }
@@ -174,6 +186,21 @@ export class Scheduler {
     }
     void conn.close(4004, why);
     this.publish();
+    if (m.member.role === Role.Worker) this.checkJobEnd();
+  }
+
+  /** The job is over when every expected worker has joined and none is left (after a grace for restarts). */
+  private checkJobEnd(): void {
+    const n = this.opts.jobWorkers;
+    if (!n || !this.opts.onJobEnd || this.jobEndTimer || this.workersSeen.size < n) return;
+    if ([...this.members.values()].some((m) => m.member.role === Role.Worker)) return;
+    const grace = this.opts.jobEndGraceMs ?? 10_000;
+    this.log.info('every worker has gone', { workers: this.workersSeen.size, endingInMs: grace });
+    this.jobEndTimer = setTimeout(() => {
+      this.jobEnded = true;
+      this.publish(); // servers see job_ended and exit
+      setTimeout(() => this.opts.onJobEnd!(), 1_000); // the last view's frames leave before the listener closes
+    }, grace);
   }
 
   private checkHeartbeats(): void {
@@ -270,6 +297,7 @@ export class Scheduler {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearTimeout(this.jobEndTimer);
     await this.listener.close();
     this.log.info('stopped');
   }

@@ -9,6 +9,8 @@
 import { Listener, RpcError, type Connection, type LinkLimits } from '../transport/index.ts';
 import { ErrorCode, Role, type Body, type Envelope } from '../wire/codec.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
+import { LatencyHistogram } from '../util/histogram.ts';
+import type { MetricsSource } from '../util/metrics-http.ts';
 import { ClusterMember } from '../cluster/member.ts';
 import { createLogger } from '../util/log.ts';
 import { loadOptimizerModule } from './optimizers.ts';
@@ -36,6 +38,8 @@ export interface PsServerOptions {
   heartbeatIntervalMs?: number;
   /** User modules with custom update functions, loaded before any table is declared. */
   optimizerModules?: string[];
+  /** Called once when the scheduler publishes the job's end (`--job-workers`): the role exits. */
+  onJobEnd?: () => void;
   /** How long a request from a newer view epoch waits for that view to arrive here. */
   viewWaitMs?: number;
   /**
@@ -49,6 +53,8 @@ export interface PsServerOptions {
 export class PsServer {
   readonly nodeId: string;
   readonly stats = newServerStats();
+  /** Time requests spend in this server, from arrival to reply (ms). */
+  private readonly latency = { pull: new LatencyHistogram(), push: new LatencyHistogram() };
   private readonly log;
   private readonly dedup = new PushDeduper();
   private readonly tables: Tables;
@@ -102,6 +108,10 @@ export class PsServer {
   whenServing(): Promise<void> { return this.handoff.inProgress ?? Promise.resolve(); }
 
   private onView(view: ClusterView, previous: ClusterView): void {
+    if (view.jobEnded && !previous.jobEnded) {
+      this.log.info('the scheduler says the job has ended');
+      this.opts.onJobEnd?.();
+    }
     this.handoff.onView(view, previous);
     this.replication.rereplicate(previous);
     this.gate.setLiveWorkers(view.workers.map((w) => w.rank));
@@ -110,6 +120,7 @@ export class PsServer {
   }
 
   private async onRequest(env: Envelope, conn: Connection): Promise<Body | void> {
+    const t0 = performance.now();
     await this.viewAtLeast(env.epoch);
     try {
       authorize(env.body, { id: conn.peerId, role: conn.peerRole }, this.view);
@@ -117,6 +128,11 @@ export class PsServer {
     } catch (e) {
       this.stats.rejected++;
       throw e;
+    } finally {
+      // Time in this server, waits included (an SSP/BSP gate, a take-over): what a worker waits for.
+      const kind = env.body.type;
+      if (kind === 'pull' || kind === 'pullBatch') this.latency.pull.observe(performance.now() - t0);
+      else if (kind === 'push' || kind === 'pushBatch' || kind === 'replicaPush') this.latency.push.observe(performance.now() - t0);
     }
   }
 
@@ -127,7 +143,10 @@ export class PsServer {
       case 'push': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.push(body, conn.peerId, 0);
       case 'pullBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pullBatch(body);
       case 'pushBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pushBatch(body, conn.peerId);
-      case 'replicaPush': return await this.kv.push(body.push, body.origin, 1);
+      // A restarted server is a backup as soon as it is in the view, but knows no tables until its
+      // take-over is done: a forwarded push waits for it like the workers' do (npm run chaos found
+      // UnknownTable here), and the pushes the take-over copied are not applied twice (push-deduper).
+      case 'replicaPush': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.push(body.push, body.origin, 1);
       case 'clock': return { type: 'clockAck', clock: this.gate.clock(body.worker, body.clock) };
       case 'assignRows': assignRows(this.tables.get(body.table), body); return { type: 'ok' };
       case 'copyRows': return this.replication.copyIn(body);
@@ -152,10 +171,18 @@ export class PsServer {
   }
 
   /** Flat counters for /metrics: request counts, rows, bytes, apply time, queue depth, rows stored. */
-  counters(): Record<string, number> {
-    let rows = 0, memoryBytes = 0;
-    for (const t of this.tables.values()) { rows += t.store.rows; memoryBytes += t.store.memoryBytes(); }
-    return { ...this.stats, waitingPulls: this.gate.clocks.waiting, rows, memoryBytes, epoch: this.view.epoch };
+  /** What /metrics exports: totals, current values, and the pull and push latencies (util/metrics-http.ts). */
+  metricsSource(): MetricsSource {
+    return {
+      counters: () => ({ ...this.stats }),
+      gauges: () => {
+        let rows = 0, memoryBytes = 0;
+        for (const t of this.tables.values()) { rows += t.store.rows; memoryBytes += t.store.memoryBytes(); }
+        return { waitingPulls: this.gate.clocks.waiting, rows, memoryBytes, epoch: this.view.epoch };
+      },
+      histograms: () => ({ pull: this.latency.pull.snapshot(), push: this.latency.push.snapshot() }),
+      status: () => this.status(),
+    };
   }
 
   status(): object {

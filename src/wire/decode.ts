@@ -111,7 +111,7 @@ function decodeView(bb: flatbuffers.ByteBuffer, v: W.ClusterView): ClusterViewMs
     const m = v.members(i)!;
     members.push({ nodeId: m.nodeId() ?? '', role: m.role(), address: m.address() ?? '', rank: m.rank() });
   }
-  return { epoch: num(v.epoch()), members, vnodes: v.vnodes(), replicas: v.replicas(), workersEpoch: num(v.workersEpoch()) };
+  return { epoch: num(v.epoch()), members, vnodes: v.vnodes(), replicas: v.replicas(), workersEpoch: num(v.workersEpoch()), ...(v.jobEnded() ? { jobEnded: true } : {}) };
 }
 
 function decodeTableSpecs(n: number, get: (i: number) => W.TableSpec | null): TableSpecMsg[] {

@@ -52,6 +52,7 @@ function encodeView(b: flatbuffers.Builder, v: ClusterViewMsg): number {
   W.ClusterView.addVnodes(b, v.vnodes);
   W.ClusterView.addReplicas(b, v.replicas);
   W.ClusterView.addWorkersEpoch(b, big(v.workersEpoch ?? 0));
+  if (v.jobEnded) W.ClusterView.addJobEnded(b, true);
   return W.ClusterView.endClusterView(b);
 }
 

@@ -19,6 +19,8 @@ export interface ClusterViewMsg {
   epoch: number; members: MemberMsg[]; vnodes: number; replicas: number;
   /** Epoch at which the worker set last changed (0 if never): names the allreduce ring. */
   workersEpoch?: number;
+  /** The scheduler's last view of a finished job (`--job-workers`): servers exit. */
+  jobEnded?: boolean;
 }
 export interface TableSpecMsg {
   id: number; name: string; dim: number; init: string; initScale: number; seed: bigint;

@@ -13,7 +13,8 @@
 // the clock it will be used at, so the SSP gate keeps the bound. The sparse push and the dense
 // part (allreduce + local update, or the dense push) of a step run concurrently, then the clock.
 //
-// Gradient scale: the GPU gives gradients of the local batch mean; they are pushed as
+// Gradient scale: the runner gives gradients of the local batch mean times B / globalBatch (applied
+// on the GPU as the kernels write them: RunnerStepOptions.gradScale); they are pushed as
 // (sum over local samples) / globalBatch, so under BSP the servers' sum over workers is exactly
 // the gradient of the global batch mean and the update equals single-process minibatch SGD.
 import type { PSClient } from '../client/ps-client.ts';
@@ -232,20 +233,19 @@ export class WorkerStep {
     // Without a hook nothing combines the dense gradient: the update runs inside this step's
     // encoder (one submit per step). With one, it is staged and runs inside the next step's.
     const fused = dense.mode === 'local' && !dense.hook;
+    // The GPU applies it as the gradients are written (RunnerStepOptions.gradScale): no JS pass
+    // over every gradient after the readback. That pass cost 3.4 ms at best (9.6-14.8 ms median,
+    // load 6.6 on 2 cores) for the 3.1M row-gradient floats at the gpu preset, batch 2048, plus
+    // 0.5-1.1 ms for the dense gradient when not fused (bench/RESULTS.md, 2026-12-02).
     const gpu = runner.step(
       { B: batch.B, inputs: batch.inputs, tables: preps.map((prep, i) => ({ prep, rows: pulled.rows[i]! })) },
-      fused ? { denseUpdate: { ...dense.optimizer, gradScale: scale * (dense.optimizer.gradScale ?? 1) } } : {},
+      { gradScale: scale, ...(fused ? { denseUpdate: dense.optimizer } : {}) },
     );
     ahead?.(clock + 1); // the next batch's prep (and early pulls) while the GPU computes
     const r = await gpu;
 
     const t3 = now();
     const dg = r.denseGrads;
-    if (scale !== 1) {
-      // The row gradients are views of the runner's mapped readback memory, scaled in place.
-      for (const g of r.tableGrads) for (let j = 0; j < g.length; j++) g[j] *= scale;
-      if (!fused) for (let j = 0; j < dg.length; j++) dg[j] *= scale;
-    }
     let pushDone = t3;
     const sparse = Promise.all(preps.map((prep, i) => client.push(tableIds[i]!, prep.keys, r.tableGrads[i]!, { clock })))
       .then(() => { pushDone = now(); })

@@ -55,8 +55,13 @@ workersEpoch():bigint {
   return offset ? this.bb!.readUint64(this.bb_pos + offset) : BigInt('0');
 }
 
+jobEnded():boolean {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
+}
+
 static startClusterView(builder:flatbuffers.Builder) {
-  builder.startObject(5);
+  builder.startObject(6);
 }
 
 static addEpoch(builder:flatbuffers.Builder, epoch:bigint) {
@@ -91,18 +96,23 @@ static addWorkersEpoch(builder:flatbuffers.Builder, workersEpoch:bigint) {
   builder.addFieldInt64(4, workersEpoch, BigInt('0'));
 }
 
+static addJobEnded(builder:flatbuffers.Builder, jobEnded:boolean) {
+  builder.addFieldInt8(5, +jobEnded, +false);
+}
+
 static endClusterView(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createClusterView(builder:flatbuffers.Builder, epoch:bigint, membersOffset:flatbuffers.Offset, vnodes:number, replicas:number, workersEpoch:bigint):flatbuffers.Offset {
+static createClusterView(builder:flatbuffers.Builder, epoch:bigint, membersOffset:flatbuffers.Offset, vnodes:number, replicas:number, workersEpoch:bigint, jobEnded:boolean):flatbuffers.Offset {
   ClusterView.startClusterView(builder);
   ClusterView.addEpoch(builder, epoch);
   ClusterView.addMembers(builder, membersOffset);
   ClusterView.addVnodes(builder, vnodes);
   ClusterView.addReplicas(builder, replicas);
   ClusterView.addWorkersEpoch(builder, workersEpoch);
+  ClusterView.addJobEnded(builder, jobEnded);
   return ClusterView.endClusterView(builder);
 }
 }

@@ -1,0 +1,192 @@
+// `npm run chaos`: a BSP DLRM run with R = 2 on separate hosts (network namespaces on a bridge of
+// their own, test/helpers/netns.ts), the roles started as the pods of a TFJob
+// (test/helpers/pods.ts), while a random server is killed (kill -9) every K steps and restarted,
+// or, with --partitions, has its link cut for a while and healed instead. At the end the final
+// parameters are compared with a failure-free run of the same seed on the same hosts, and the
+// report says what each fault cost. Needs root and iproute2 (as the tests do). Not part of
+// `npm test`: it is a long, random run, a tool for finding what the tests did not think of.
+//
+//   npm run chaos -- [--steps 120] [--kill-every 20] [--servers 3] [--workers 2] [--partitions] [--no-restart]
+//                    [--optimizer adagrad|sgd|emb=...,dense=...]
+//                    [--cut-s 8] [--seed 1] [--timeout-s 900] [--json]
+//
+// With --json the last line is one JSON object: kills, partitions, identical, maxAbsDiff,
+// secondsLostPerFailure, and the per-fault records.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { resolveCheckpoint } from '../src/train/checkpoint.ts';
+import { TestHosts } from '../test/helpers/netns.ts';
+import { Pods, podHost, replicas, localPaths, type Pod, type PodType } from '../test/helpers/pods.ts';
+import { readTrainingCheckpoint, maxDiff } from '../test/helpers/train.ts';
+
+const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+function flag(name: string, dflt: number): number {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return dflt;
+  const v = Number(process.argv[i + 1]);
+  if (!Number.isFinite(v) || v < 0) { process.stderr.write(`chaos: ${name} needs a number, got ${process.argv[i + 1]}\n`); process.exit(2); }
+  return v;
+}
+const opts = {
+  steps: flag('--steps', 120), killEvery: flag('--kill-every', 20), servers: flag('--servers', 3), workers: flag('--workers', 2),
+  cutS: flag('--cut-s', 8), seed: flag('--seed', 1), timeoutS: flag('--timeout-s', 900),
+  partitions: process.argv.includes('--partitions'), json: process.argv.includes('--json'),
+  restart: !process.argv.includes('--no-restart'),
+  optimizer: process.argv.includes('--optimizer') ? process.argv[process.argv.indexOf('--optimizer') + 1]! : 'adagrad',
+};
+const say = (s: string) => process.stderr.write(`[chaos] ${s}\n`);
+
+function hybridps(args: string[]): string {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', cwd: ROOT, env: { ...process.env, HYBRIDPS_LOG: 'warn' } });
+  if (r.status !== 0) throw new Error(`hybridps ${args[0]} failed (${r.status}): ${r.stderr}`);
+  return r.stdout;
+}
+
+/** A seeded generator (xorshift32) for which server to hit: the same seed, the same faults. */
+function rng(seed: number): () => number {
+  let x = (seed * 2654435761) >>> 0 || 1;
+  return () => { x ^= x << 13; x >>>= 0; x ^= x >> 17; x ^= x << 5; x >>>= 0; return x / 2 ** 32; };
+}
+
+interface Fault { kind: 'kill' | 'partition'; server: number; atStep: number; at: number; recoveredAfterS?: number; lostS?: number }
+
+/** medianStepS: the median time between the slowest worker's steps (what a step costs without a fault). */
+interface RunResult { wallS: number; checkpoint: string; faults: Fault[]; medianStepS: number }
+
+const work = mkdtempSync(join(tmpdir(), 'hps-chaos-'));
+const TINY = JSON.stringify({ numTables: 26, dim: 4, bottom: [13, 8, 4], top: [8, 1], rowsPerTable: 200 });
+const RUN = ['--servers', String(opts.servers), '--workers', String(opts.workers), '--replicas', '2', '--model', TINY,
+  '--batch', '64', '--steps', String(opts.steps), '--consistency', 'bsp', '--optimizer', opts.optimizer, '--eval-samples', '200', '--seed', String(opts.seed)];
+
+async function run(name: string, withFaults: boolean, deadline: number): Promise<RunResult> {
+  const [cm, job] = parseAllDocuments(hybridps(['kubernetes', 'samples/dlrm', ...RUN, '--data', '/data/train.tsv', '--image', 'local',
+    '--checkpoint-dir', `/checkpoints/${name}`])).map((d) => d.toJS());
+  const mounts: Record<string, string> = {
+    '/etc/hybridps/secret': join(work, 'secret'), '/etc/hybridps/train': join(work, `train-${name}`), '/data': join(work, 'data'), '/checkpoints': join(work, 'checkpoints'),
+  };
+  for (const d of Object.values(mounts)) mkdirSync(d, { recursive: true });
+  writeFileSync(join(mounts['/etc/hybridps/secret']!, 'secret'), `chaos-secret-${opts.seed}-0123456789`);
+  writeFileSync(join(mounts['/etc/hybridps/train']!, 'config.json'), localPaths(mounts)(cm.data['config.json']));
+
+  const names: string[] = [];
+  for (const t of ['chief', 'ps', 'worker'] as const) for (let i = 0; i < replicas(job, t); i++) names.push(`${t}${i}`);
+  const hosts = TestHosts.create(names);
+  const ip = new Map(names.map((n) => { const [, t, i] = /^([a-z]+)(\d+)$/.exec(n)!; return [podHost(job, t as PodType, Number(i)), hosts.host(n).ip] as const; }));
+  const pods = new Pods(job, { ip, mounts, exec: (t, i) => hosts.exec(`${t}${i}`) });
+  const servers: Pod[] = [];
+  const faults: Fault[] = [];
+  const random = rng(opts.seed);
+  const t0 = Date.now();
+  let step = 0;
+  const stepTimes: number[] = [];
+  const stepOf = (p: Pod) => { const m = [...p.log.join('').matchAll(/ progress rank=\d+ step=(\d+)/g)].at(-1); return m ? Number(m[1]) : 0; };
+  try {
+    pods.start('chief', 0);
+    for (let i = 0; i < opts.servers; i++) servers.push(pods.start('ps', i));
+    const workers = pods.startAll('worker');
+    const done = Promise.all(workers.map((w) => w.exit));
+    let finished = false;
+    void done.then(() => { finished = true; });
+    let nextFault = opts.killEvery;
+    while (!finished) {
+      if (Date.now() > deadline) throw new Error(`the ${name} run did not finish within --timeout-s ${opts.timeoutS} (at step ${step})`);
+      await new Promise((r) => setTimeout(r, 200));
+      const now = Math.min(...workers.map(stepOf));
+      if (now > step) stepTimes.push(Date.now());
+      step = now;
+      const open = faults.at(-1);
+      if (open && open.recoveredAfterS === undefined && step > open.atStep) open.recoveredAfterS = (Date.now() - open.at) / 1000;
+      if (!withFaults || opts.killEvery === 0 || step < nextFault || step >= opts.steps - 2) continue;
+      nextFault += opts.killEvery;
+      const live = servers.map((p, i) => (p.proc.exitCode === null && p.proc.signalCode === null ? i : -1)).filter((i) => i >= 0);
+      if (!opts.restart && live.length <= 2) continue; // R = 2 needs two servers left
+      const s = live[Math.floor(random() * live.length)]!;
+      const fault: Fault = { kind: opts.partitions ? 'partition' : 'kill', server: s, atStep: step, at: Date.now() };
+      faults.push(fault);
+      if (opts.partitions) {
+        say(`step ${step}: cutting server-${s}'s link for ${opts.cutS} s`);
+        hosts.setLink(`ps${s}`, false);
+        await new Promise((r) => setTimeout(r, opts.cutS * 1000));
+        hosts.setLink(`ps${s}`, true);
+        say(`step ${step}: server-${s}'s link healed`);
+      } else {
+        say(`step ${step}: kill -9 server-${s}${opts.restart ? ', then restart it' : ''}`);
+        servers[s]!.proc.kill('SIGKILL');
+        await servers[s]!.exit;
+        if (opts.restart) servers[s] = pods.start('ps', s);
+      }
+    }
+    const codes = await done;
+    if (codes.some((c) => c !== 0)) {
+      const logs = workers.map((w) => `--- ${w.name}: exit ${codes[workers.indexOf(w)]}\n${w.log.join('').slice(-2000)}`).join('\n');
+      throw new Error(`the ${name} run failed: worker exit codes ${codes.join(', ')}\n${logs}`);
+    }
+    const wallS = (Date.now() - t0) / 1000;
+    // The scheduler ends the job and the servers follow (job_ended); wait for them, bounded.
+    await Promise.race([Promise.all(pods.all.map((p) => p.exit)), new Promise((r) => setTimeout(r, 30_000))]);
+    const gaps = stepTimes.slice(1).map((t, i) => (t - stepTimes[i]!) / 1000).sort((x, y) => x - y);
+    const medianStepS = gaps.length ? gaps[Math.floor(gaps.length / 2)]! : 0;
+    for (const f of faults) if (f.recoveredAfterS !== undefined) f.lostS = Math.max(0, f.recoveredAfterS - medianStepS);
+    return { wallS, checkpoint: join(mounts['/checkpoints']!, name), faults, medianStepS };
+  } finally {
+    pods.killAll();
+    hosts.destroy();
+  }
+}
+
+async function main(): Promise<void> {
+  const deadline = Date.now() + opts.timeoutS * 1000;
+  mkdirSync(join(work, 'data'), { recursive: true });
+  hybridps(['gen-data', '--out', join(work, 'data', 'train.tsv'), '--samples', String(Math.max(20_000, opts.steps * 64 * opts.workers * 1.2)),
+    '--seed', String(opts.seed), '--rows-per-table', '200']);
+  say(`failure-free run: ${opts.steps} steps, ${opts.servers} servers (R = 2), ${opts.workers} workers, BSP, on ${2 + opts.servers + opts.workers - 1} hosts`);
+  const clean = await run('clean', false, deadline);
+  say(`failure-free: ${clean.wallS.toFixed(1)} s; now with ${opts.partitions ? 'link cuts' : 'kill -9 and restarts'} every ${opts.killEvery} steps`);
+  const chaos = await run('chaos', true, deadline);
+  const trainCfg = JSON.parse(hybridpsConfig());
+  const a = await readTrainingCheckpoint(await resolveCheckpoint(clean.checkpoint), trainCfg);
+  const b = await readTrainingCheckpoint(await resolveCheckpoint(chaos.checkpoint), trainCfg);
+  const diff = Math.max(maxDiff(a, b), maxDiff(b, a));
+  const n = chaos.faults.length;
+  const report = {
+    kills: chaos.faults.filter((f) => f.kind === 'kill').length,
+    partitions: chaos.faults.filter((f) => f.kind === 'partition').length,
+    identical: diff === 0,
+    maxAbsDiff: Number.isFinite(diff) ? diff : null,
+    // Per fault: from the fault to the next step, less a normal step (the polling adds up to 0.2 s).
+    secondsLostPerFailure: n ? Number((chaos.faults.reduce((a, f) => a + (f.lostS ?? 0), 0) / n).toFixed(2)) : 0,
+    medianStepS: Number(chaos.medianStepS.toFixed(3)),
+    // The two runs' wall times: on a loaded machine their difference is noise as much as faults.
+    cleanWallS: Number(clean.wallS.toFixed(2)), chaosWallS: Number(chaos.wallS.toFixed(2)),
+    steps: opts.steps, servers: opts.servers, workers: opts.workers, replicas: 2, seed: opts.seed,
+    faults: chaos.faults.map(({ at: _at, ...f }) => f),
+  };
+  process.stdout.write(`\nchaos: ${report.kills} kills, ${report.partitions} partitions in ${opts.steps} BSP steps (R = 2)\n`);
+  process.stdout.write('fault       server  at step  next step after (s)  lost (s)\n');
+  for (const f of chaos.faults) {
+    process.stdout.write(`${f.kind.padEnd(11)} ${String(f.server).padStart(6)}  ${String(f.atStep).padStart(7)}  ${(f.recoveredAfterS?.toFixed(2) ?? '-').padStart(19)}  ${(f.lostS?.toFixed(2) ?? '-').padStart(8)}\n`);
+  }
+  process.stdout.write(`lost per fault: ${report.secondsLostPerFailure} s (a normal step: ${report.medianStepS} s); wall time ${report.cleanWallS} s failure-free, ${report.chaosWallS} s with faults\n`);
+  process.stdout.write(`final parameters: ${report.identical ? 'identical to the failure-free run' : `DIFFER from the failure-free run (max |diff| ${report.maxAbsDiff})`}\n`);
+  if (opts.json) process.stdout.write(JSON.stringify(report) + '\n');
+  if (report.identical) rmSync(work, { recursive: true, force: true });
+  else process.stderr.write(`[chaos] both runs' checkpoints kept for inspection in ${work}/checkpoints (clean/, chaos/)\n`);
+  process.exitCode = report.identical ? 0 : 1;
+}
+
+/** The run's TrainConfig (for reading its checkpoints): the same flags, rendered once more. */
+function hybridpsConfig(): string {
+  const [cm] = parseAllDocuments(hybridps(['kubernetes', 'samples/dlrm', ...RUN, '--data', '/data/train.tsv', '--image', 'local'])).map((d) => d.toJS());
+  return cm.data['config.json'];
+}
+
+main().catch((e) => {
+  process.stderr.write(`chaos: ${(e as Error).message}\n(work files kept in ${work})\n`);
+  process.exit(1);
+});
