@@ -24,6 +24,10 @@ export {
   type Expr, type Initializer, type ConsistencyName, type OptimizerName,
 } from './model/model-spec.ts';
 export { dlrmSpec, DLRM_PRESETS, REPO_SHADERS, type DlrmConfig, type DlrmOptions } from './model/dlrm.ts';
+export {
+  defineModel, categoricalColumn,
+  type ModelModule, type ModelConfig, type RecordBatch, type ModelBatch, type ModelSpecOptions,
+} from './model/model-module.ts';
 
 // The GPU runtime.
 export { acquireGpu, waitIdle, settleOrLost, type Gpu, type AcquireOptions } from './gpu/device.ts';

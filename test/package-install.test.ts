@@ -3,7 +3,9 @@
 // module path. There `npx hybridps --help` and a short `launch` run from the compiled code (no
 // tsx: it is a dev dependency), and a script importing the public API type-checks against the
 // shipped .d.ts (strict, skipLibCheck off) and then runs: one DLRM worker step on the GPU through
-// 'hybridps', so the shaders are found relative to the compiled code.
+// 'hybridps', so the shaders are found relative to the compiled code. A model directory outside
+// the repository (its module written in TypeScript against the package's types, compiled to
+// model.js) launches through the compiled CLI like a sample of the repo's.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
@@ -122,6 +124,41 @@ test('a script importing the public API type-checks against the shipped .d.ts an
   assert.ok(Number.isFinite(j.loss) && j.loss > 0, r.stdout);
   assert.is(j.shaders, join(project, 'node_modules', 'hybridps', 'shaders'));
   assert.equal([j.ring, j.tensors], ['function', ['w']]);
+});
+
+const OUTSIDE_MODEL = `
+import { defineModel, categoricalColumn, dlrmSpec, DLRM_PRESETS, type DlrmConfig, type ModelConfig } from 'hybridps';
+
+// A three-table DLRM over the last three categorical columns: a model of the user's, not a sample.
+export const model = defineModel<DlrmConfig & ModelConfig>({
+  name: 'outside-dlrm',
+  defaults: { ...DLRM_PRESETS.small, numTables: 3, dim: 4, bottom: [13, 8, 4], top: [6, 1], rowsPerTable: 50 },
+  validate: (c) => (c.numTables === 3 ? [] : ['model.numTables must be 3']),
+  spec: (c, o) => dlrmSpec(c, o),
+  toBatch: (r, c) => ({
+    B: r.size,
+    inputs: { dense_x: r.dense.subarray(0, r.size * r.denseWidth), labels: r.labels.subarray(0, r.size) },
+    tables: Array.from({ length: c.numTables }, (_, t) => categoricalColumn(r, r.catWidth - 1 - t)),
+  }),
+});
+`;
+
+test('a model directory outside the repository, importing from the installed package, launches', () => {
+  const dir = join(project, 'my-model');
+  spawnSync('mkdir', ['-p', dir]);
+  writeFileSync(join(dir, 'model.ts'), OUTSIDE_MODEL);
+  writeFileSync(join(dir, 'sample.json'), JSON.stringify({ module: './model.js', workers: 1, servers: 1, batch: 32 }));
+  writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, skipLibCheck: false, outDir: '.', types: ['node'], typeRoots: [join(repo, 'node_modules', '@types')] },
+    files: ['model.ts'],
+  }));
+  const tsc = run(process.execPath, [join(repo, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'my-model']);
+  assert.is(tsc.code, 0, tsc.stdout + tsc.stderr);
+  const r = run('npx', ['hybridps', 'launch', 'my-model', '--data', 'data.tsv', '--steps', '3', '--eval-samples', '100', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const j = lastJson(r.stdout);
+  assert.equal([j.model, j.workers, j.servers, j.steps], ['outside-dlrm', 1, 1, 3]);
+  assert.ok(Number.isFinite(j.logloss), r.stdout);
 });
 
 test.run();

@@ -6,7 +6,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { runTraining } from '../src/launch/train-run.ts';
-import { trainBatches, toWorkerBatch } from '../src/train/batches.ts';
+import { trainBatches, modelBatch } from '../src/train/batches.ts';
+import { model as dlrm } from '../src/model/dlrm-model.ts';
 import { dlrmSpec } from '../src/model/dlrm.ts';
 import { initDense } from '../src/model/model-runner.ts';
 import { psTableSpecs } from '../src/worker/worker-step.ts';
@@ -14,7 +15,7 @@ import { prepareTable } from '../src/model/batch-prep.ts';
 import { makeRowInitializer } from '../src/server/initializers.ts';
 import { dlrmCpuStep } from './model-dlrm-cpu.ts';
 import { tmp, writeRandomCriteo, tinyConfig, readTrainingCheckpoint, maxDiff, type CheckpointContents } from './helpers/train.ts';
-import type { TrainConfig } from '../src/train/config.ts';
+import type { DlrmTrainConfig as TrainConfig } from './helpers/train.ts';
 
 const dir = tmp();
 const data = writeRandomCriteo(join(dir, 'train.tsv'), 400, 11);
@@ -43,9 +44,9 @@ async function reference(cfg: TrainConfig): Promise<CheckpointContents> {
     return r;
   };
   let steps = 0;
-  for await (const mb of trainBatches(cfg, { rank: 0, workers: 1, skipSamples: 0 }).batches) {
+  for await (const mb of trainBatches(cfg, { rank: 0, workers: 1, skipSteps: 0 }).batches) {
     if (steps++ >= STEPS) break;
-    const wb = toWorkerBatch(mb, cfg.model.numTables);
+    const wb = modelBatch(dlrm, cfg.model, mb);
     const tables = wb.tables.map((t, ti) => {
       const prep = prepareTable(t, wb.B);
       const vals = new Float64Array(prep.unique.length * cfg.model.dim);

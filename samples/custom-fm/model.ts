@@ -2,10 +2,15 @@
 // kernels in ./shaders (fm_fwd, fm_bwd) and the repo's for the rest (embedding_bag, bce_fwd_bwd,
 // sum_reduce, segment_sum). One table per field; a row is [w_i, v_i(1..K)], so the linear and the
 // factor terms are pulled, pushed and updated together on the parameter servers.
+//
+// `model` makes it a model module (src/model/model-module.ts), which sample.json names, so
+// `hybridps launch samples/custom-fm` trains it on Criteo-layout data: field f is categorical
+// column f, the dense columns are not used.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { KernelCall, ModelSpec, TableDecl } from '../../src/model/model-spec.ts';
 import { REPO_SHADERS } from '../../src/model/dlrm.ts';
+import { categoricalColumn, defineModel, type ModelSpecOptions } from '../../src/model/model-module.ts';
 
 export const FM_SHADERS = join(dirname(fileURLToPath(import.meta.url)), 'shaders');
 
@@ -19,11 +24,12 @@ export interface FmConfig {
   initScale?: number;
 }
 
-export function fmSpec(c: FmConfig): ModelSpec {
+/** `o`: the run's choice of table optimizer and consistency (default AdaGrad at `lr`, BSP). */
+export function fmSpec(c: FmConfig, o?: ModelSpecOptions): ModelSpec {
   const W = c.k + 1, F = c.fields;
   const tables: TableDecl[] = Array.from({ length: F }, (_, f) => ({
     name: `field${f}`, dim: W, rows: c.rowsPerField, init: 'uniform', initScale: c.initScale ?? 0.05,
-    optimizer: 'adagrad', hyper: { lr: c.lr ?? 0.1 }, consistency: 'bsp',
+    optimizer: o?.optimizer ?? 'adagrad', hyper: o?.hyper ?? { lr: c.lr ?? 0.1 }, consistency: o?.consistency ?? 'bsp', staleness: o?.staleness ?? 0,
   }));
   const gather: KernelCall[] = tables.map((t, f) => ({
     kernel: 'embedding_bag', params: { B: 'B', D: W, outStride: F * W, outOffset: f * W, mode: 0 },
@@ -60,6 +66,7 @@ export function fmSpec(c: FmConfig): ModelSpec {
       ...scatter,
     ],
     loss: 'loss',
+    output: 'logits',
   };
 }
 
@@ -93,3 +100,20 @@ export function syntheticFm(c: FmConfig, seed = 1) {
     return { B, inputs: { labels }, tables: ids.map((x) => ({ ids: x })) };
   };
 }
+
+/** The model module: `fields` categorical columns of the Criteo layout, ids mod `rowsPerTable`. */
+export const model = defineModel<{ fields: number; k: number; rowsPerTable: number; initScale: number }>({
+  name: 'custom-fm',
+  defaults: { fields: 26, k: 8, rowsPerTable: 1000, initScale: 0.05 },
+  validate(c) {
+    const bad: string[] = [];
+    if (!Number.isInteger(c.fields) || c.fields < 1 || c.fields > 26) bad.push(`model.fields must be 1..26 (the Criteo layout's categorical columns), got ${JSON.stringify(c.fields)}`);
+    if (!Number.isInteger(c.k) || c.k < 1) bad.push(`model.k must be an integer >= 1, got ${JSON.stringify(c.k)}`);
+    if (!(c.initScale > 0)) bad.push(`model.initScale must be > 0, got ${JSON.stringify(c.initScale)}`);
+    return bad;
+  },
+  spec: (c, o) => fmSpec({ fields: c.fields, k: c.k, rowsPerField: c.rowsPerTable, initScale: c.initScale }, o),
+  toBatch: (r, c) => ({
+    B: r.size, inputs: { labels: r.labels.subarray(0, r.size) }, tables: Array.from({ length: c.fields }, (_, f) => categoricalColumn(r, f)),
+  }),
+});

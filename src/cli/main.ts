@@ -79,14 +79,16 @@ const trainOptions = (c: Command) => c
   .option('--checkpoint-dir <dir>', 'write checkpoints here (step-N/ directories and a latest file)')
   .option('--checkpoint-every <steps>', 'checkpoint every this many steps (and at the end)', int)
   .option('--resume <dir>', 'continue from a checkpoint (a step-N directory or a checkpoint root)')
-  .option('--preset <name>', 'model size: small (CPU-friendly) or gpu (the DLRM benchmark shape)')
-  .option('--model <json>', 'model shape overrides as JSON, e.g. {"dim":8}')
+  .option('--partial-dense', 'with --resume: dense parameters missing from dense.safetensors start fresh (listed in the log) instead of refusing')
+  .option('--preset <name>', 'one of the model\'s presets (DLRM: small, CPU-friendly, or gpu, the DLRM benchmark shape)')
+  .option('--model <json>', 'overrides of the model\'s configuration as JSON, e.g. {"dim":8}')
   .option('--seed <n>', 'initialisation seed (default 1)', int)
   .option('--f16', 'values as fp16 on the wire')
   .option('--no-pipeline', 'a serial worker step (default: the next batch is prepared, and pulled where consistency allows, while the GPU computes)')
   .option('--cache-rows <n>', 'worker-side row cache: rows held per SSP/ASP table with SGD (default 16384; 0: off; BSP is never cached)', int)
   .option('--cache-refresh <clocks>', 'ASP: clocks a cached row is served after it was read (default 2)', int)
   .option('--bad-lines <policy>', 'skip (default; counted and reported) or fatal')
+  .option('--data-split <how>', 'bytes (default: each worker reads and parses only its byte range of the file) or stream (every worker reads the whole file; batches independent of the worker count)')
   .option('--json', 'print one JSON summary as the last line');
 
 trainOptions(program.command('launch').argument('[sample]', 'a sample directory to train (e.g. samples/dlrm); without one, just a cluster')
@@ -100,7 +102,7 @@ trainOptions(program.command('launch').argument('[sample]', 'a sample directory 
       process.exit(0);
     }
     const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
-    const job = trainJobFromFlags(o, readSample(sample));
+    const job = await trainJobFromFlags(o, readSample(sample));
     const { trainCommand } = await import('../launch/commands.ts');
     await trainCommand(job, { json: !!o.json, keepGoing: !!o.keepGoing });
     process.exit(0);
@@ -113,7 +115,7 @@ trainOptions(program.command('compare').argument('[sample]', 'sample directory',
     const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
     const s = readSample(sample);
     if (o.mode) throw new Error('compare runs both modes; leave out --mode');
-    const jobs = (['hybrid', 'pure-ps'] as const).map((mode) => trainJobFromFlags({ ...o, mode }, s));
+    const jobs = await Promise.all((['hybrid', 'pure-ps'] as const).map((mode) => trainJobFromFlags({ ...o, mode }, s)));
     const { compareCommand } = await import('../launch/commands.ts');
     await compareCommand(jobs, { json: !!o.json, report: o.report });
     process.exit(0);
@@ -142,7 +144,7 @@ trainOptions(program.command('kubernetes').argument('[sample]', 'sample director
     const { ConfigError } = await import('../launch/exit-codes.ts');
     if (!o.data) throw new ConfigError('--data is required: the data file\'s path inside the pods, under /data/ (e.g. /data/train.tsv on the claim --data-claim)');
     if (o.kind !== 'tfjob' && o.kind !== 'plain') throw new ConfigError(`--kind must be tfjob or plain, got ${o.kind}`);
-    const job = trainJobFromFlags({ ...o, data: undefined }, readSample(sample)); // the data lives in the pods, not here
+    const job = await trainJobFromFlags({ ...o, data: undefined }, readSample(sample)); // the data lives in the pods, not here
     const { kubernetesYaml } = await import('../launch/kubernetes-yaml.ts');
     const text = kubernetesYaml({
       kind: o.kind, name: o.name, namespace: o.namespace, image: o.image, config: { ...job.config, data: o.data },
@@ -169,16 +171,19 @@ program.command('top').description('a live view of a running job: per server req
     process.exit(0);
   });
 
-program.command('gen-data').description('write a synthetic Criteo-layout file from a planted DLRM-like model and print its AUC')
+program.command('gen-data').argument('[sample]', 'a sample directory: its model\'s rows per table and its synthetic set\'s size and seed are the defaults')
+  .description('write a synthetic Criteo-layout file from a planted DLRM-like model and print its AUC')
   .requiredOption('--out <file>', 'output file')
-  .option('--samples <n>', 'lines to write', int, 200_000)
-  .option('--seed <n>', 'random seed', int, 7)
-  .option('--rows-per-table <n>', 'distinct ids per categorical feature', int, 1000)
+  .option('--samples <n>', 'lines to write (default 200000)', int)
+  .option('--seed <n>', 'random seed (default 7)', int)
+  .option('--rows-per-table <n>', 'distinct ids per categorical feature (default 1000)', int)
   .option('--gzip', 'gzip the output')
   .option('--json', 'print one JSON summary as the last line')
-  .action(async (o) => {
+  .action(async (sample: string | undefined, o) => {
+    const { readSample, sampleDataDefaults } = await import('./train-flags.ts');
+    const d = sample ? await sampleDataDefaults(readSample(sample)) : { samples: 200_000, seed: 7, rowsPerTable: 1000 };
     const { genDataCommand } = await import('../launch/gen-data.ts');
-    await genDataCommand({ out: o.out, samples: o.samples, seed: o.seed, rowsPerTable: o.rowsPerTable, gzip: !!o.gzip, json: !!o.json });
+    await genDataCommand({ out: o.out, samples: o.samples ?? d.samples, seed: o.seed ?? d.seed, rowsPerTable: o.rowsPerTable ?? d.rowsPerTable, gzip: !!o.gzip, json: !!o.json });
   });
 
 program.command('demo').description('push/pull demo on a local cluster (scheduler + servers as child processes)')

@@ -1,18 +1,19 @@
 // Command-line flags (and a sample directory's `sample.json` defaults) -> a validated training
-// job. Without --data the job names the default synthetic set (gen-data's planted model), which
+// job. The sample names its model module ("module": a built-in name or a file in the sample
+// directory), which is loaded here to start from its defaults and check the configuration. Without --data the job names the default synthetic set (gen-data's planted model), which
 // the launch generates as a step of its own: parsing flags writes nothing.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { DEFAULTS, parseConsistency, parsePerPart, resolveModel, validateConfig, type TrainConfig, type Mode } from '../train/config.ts';
+import { DEFAULTS, parseConsistency, parsePerPart, validateConfig, type TrainConfig, type Mode } from '../train/config.ts';
+import { loadModelModule, resolveModelConfig, resolveModelRef } from '../train/model-loader.ts';
 import type { TrainJob } from '../launch/train-job.ts';
-import type { DlrmConfig } from '../model/dlrm.ts';
 import type { OptimizerName } from '../model/model-spec.ts';
 
 export interface TrainFlags {
   servers?: number; workers?: number; replicas?: number; mode?: string; consistency?: string;
   batch?: number; steps?: number; epochs?: number; lr?: string; optimizer?: string; data?: string;
-  evalEvery?: number; evalSamples?: number; checkpointDir?: string; checkpointEvery?: number; resume?: string;
-  preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; cacheRows?: number; cacheRefresh?: number; rowsPerTable?: number; samples?: number; badLines?: string;
+  evalEvery?: number; evalSamples?: number; checkpointDir?: string; checkpointEvery?: number; resume?: string; partialDense?: boolean;
+  preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; cacheRows?: number; cacheRefresh?: number; rowsPerTable?: number; samples?: number; badLines?: string; dataSplit?: string;
   /** JSON overrides of the model shape (tests use tiny models). */
   model?: string;
   json?: boolean;
@@ -20,31 +21,51 @@ export interface TrainFlags {
 
 export interface SampleFile {
   description?: string;
+  /** The model module: a built-in name ("dlrm") or a file relative to the sample directory ("./model.ts"). Default dlrm. */
+  module?: string;
+  /** One of the module's presets to start from (default: its defaults). */
   preset?: string;
-  model?: Partial<DlrmConfig>;
+  /** Fields of the module's configuration to override. */
+  model?: Record<string, unknown>;
   servers?: number; workers?: number; mode?: Mode; consistency?: string; batch?: number; steps?: number; epochs?: number;
   lr?: string | number; optimizer?: string; evalEvery?: number; evalSamples?: number;
   /** The synthetic data set used when --data is not given. */
   synthetic?: { samples: number; seed: number };
 }
 
-export function readSample(dir: string): SampleFile {
+/** A sample directory's sample.json, with `dir` (absolute) where its module path is relative to. */
+export type Sample = SampleFile & { dir: string };
+
+export function readSample(dir: string): Sample {
   const path = join(dir, 'sample.json');
   if (!existsSync(path)) throw new Error(`${dir} is not a sample directory (no sample.json); try samples/dlrm`);
-  try { return JSON.parse(readFileSync(path, 'utf8')) as SampleFile; } catch (e) { throw new Error(`${path}: ${(e as Error).message}`); }
+  let s: SampleFile;
+  try { s = JSON.parse(readFileSync(path, 'utf8')) as SampleFile; } catch (e) { throw new Error(`${path}: ${(e as Error).message}`); }
+  return { ...s, dir: resolve(dir) };
 }
 
-export function trainJobFromFlags(f: TrainFlags, sample: SampleFile = {}): TrainJob {
-  const preset = f.preset ?? sample.preset ?? DEFAULTS.preset;
-  const overrides: Partial<DlrmConfig> = { ...sample.model, ...(f.model ? JSON.parse(f.model) : {}) };
+/** The synthetic set a sample trains on without --data: its size and seed, and its model's rows per table. */
+export async function sampleDataDefaults(sample: Sample): Promise<{ samples: number; seed: number; rowsPerTable: number }> {
+  const mod = await loadModelModule(resolveModelRef(sample.module ?? DEFAULTS.modelModule, sample.dir));
+  const model = resolveModelConfig(mod, sample.preset, sample.model);
+  return { samples: sample.synthetic?.samples ?? 200_000, seed: sample.synthetic?.seed ?? 7, rowsPerTable: model.rowsPerTable };
+}
+
+export async function trainJobFromFlags(f: TrainFlags, sample: Sample = { dir: process.cwd() }): Promise<TrainJob> {
+  const modelModule = resolveModelRef(sample.module ?? DEFAULTS.modelModule, sample.dir);
+  const mod = await loadModelModule(modelModule);
+  const preset = f.preset ?? sample.preset;
+  let cli: Record<string, unknown> = {};
+  try { cli = f.model ? JSON.parse(f.model) as Record<string, unknown> : {}; } catch (e) { throw new Error(`--model ${f.model}: not JSON (${(e as Error).message})`); }
+  const overrides: Record<string, unknown> = { ...sample.model, ...cli };
   if (f.rowsPerTable !== undefined) overrides.rowsPerTable = f.rowsPerTable;
-  const model = resolveModel(preset, overrides);
+  const model = resolveModelConfig(mod, preset, overrides);
   const lrSpec = f.lr ?? (sample.lr === undefined ? undefined : String(sample.lr));
   const optSpec = f.optimizer ?? sample.optimizer;
   const synth = { samples: f.samples ?? sample.synthetic?.samples ?? 200_000, seed: sample.synthetic?.seed ?? 7 };
   const cfg: Omit<TrainConfig, 'data'> = {
     ...DEFAULTS,
-    preset, model,
+    modelModule, preset, model,
     servers: f.servers ?? sample.servers ?? DEFAULTS.servers,
     workers: f.workers ?? sample.workers ?? DEFAULTS.workers,
     replicas: f.replicas ?? DEFAULTS.replicas,
@@ -61,12 +82,14 @@ export function trainJobFromFlags(f: TrainFlags, sample: SampleFile = {}): Train
     checkpointDir: f.checkpointDir ? resolve(f.checkpointDir) : undefined,
     checkpointEvery: f.checkpointEvery ?? DEFAULTS.checkpointEvery,
     resume: f.resume ? resolve(f.resume) : undefined,
+    partialDense: !!f.partialDense,
     seed: f.seed ?? DEFAULTS.seed,
     f16: !!f.f16,
     pipeline: f.pipeline !== false,
     cacheRows: f.cacheRows ?? DEFAULTS.cacheRows,
     cacheRefresh: f.cacheRefresh ?? DEFAULTS.cacheRefresh,
     onBadLine: f.badLines === 'fatal' ? 'fatal' : 'skip',
+    dataSplit: (f.dataSplit ?? DEFAULTS.dataSplit) as TrainConfig['dataSplit'],
   };
   if (f.badLines !== undefined && f.badLines !== 'skip' && f.badLines !== 'fatal') throw new Error(`--bad-lines ${f.badLines}: skip or fatal`);
   // Everything is validated here, so a typo never costs a data generation.

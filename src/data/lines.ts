@@ -5,6 +5,7 @@ import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
 
 export interface NumberedLine {
   line: string;
@@ -29,8 +30,16 @@ export async function* numberedLines(path: string): AsyncGenerator<NumberedLine>
   const raw = createReadStream(path, { highWaterMark: 1 << 20 });
   const input = (await isGzip(path)) ? raw.pipe(createGunzip()) : raw;
   raw.on('error', (e) => input.destroy(e));
+  yield* numberLines(raw, input, 1, 0);
+}
+
+/**
+ * The lines of `input` (read from `raw`, destroyed at the end), numbered from `firstLineNo` and
+ * indexed from `firstIndex`: a whole file from 1 and 0, a share of one from where it starts.
+ */
+export async function* numberLines(raw: Readable, input: Readable, firstLineNo: number, firstIndex: number): AsyncGenerator<NumberedLine> {
   const rl = createInterface({ input, crlfDelay: Infinity });
-  let lineNo = 0, index = 0;
+  let lineNo = firstLineNo - 1, index = firstIndex;
   try {
     for await (const l of rl) {
       lineNo++;

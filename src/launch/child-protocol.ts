@@ -95,8 +95,8 @@ export const parseChildMessage = byKind<ChildMessage>('a child', {
   result: object<Of<ChildMessage, 'result'>>({
     kind: kind('result'),
     result: object<WorkerResult>({
-      rank: int, nodeId: str, steps: int, firstStep: int, samples: int, wallSec: num, bytes, phaseMs: record(num), denseHash: str,
-      data: object<WorkerResult['data']>({ lines: int, bad: int, badLines: list(object<WorkerResult['data']['badLines'][number]>({ line: int, why: str })) }),
+      model: str, rank: int, nodeId: str, steps: int, firstStep: int, samples: int, wallSec: num, bytes, phaseMs: record(num), denseHash: str,
+      data: object<WorkerResult['data']>({ lines: int, parsed: int, split: oneOf('bytes', 'stream'), bad: int, badLines: list(object<WorkerResult['data']['badLines'][number]>({ line: int, why: str })) }),
       eval: optional(evalResult), checkpoint: optional(str),
       cache: optional(object<NonNullable<WorkerResult['cache']>>({ hits: int, misses: int, evictions: int, bytesSaved: int })),
     }),

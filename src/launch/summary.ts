@@ -6,12 +6,15 @@ import type { WorkerResult, EvalResult } from '../train/worker.ts';
 import type { RunSummary, RunHistory, RunCacheSummary } from './compare-report.ts';
 
 export interface TrainSummary extends RunSummary {
+  /** The model module's name (as the workers loaded it). */
+  model: string;
   results: WorkerResult[];
   /** Workers that died during the run (with keepGoing). */
   failedWorkers: string[];
   evals: EvalResult[];
   checkpoint?: string;
-  data: { path: string; lines: number; bad: number; badLines: { line: number; why: string }[] };
+  /** Lines and bad lines of the whole file as the workers read it; `parsedPerWorker` by rank. */
+  data: { path: string; split: 'bytes' | 'stream'; lines: number; parsedPerWorker: number[]; bad: number; badLines: { line: number; why: string }[] };
   wallSec: number;
 }
 
@@ -44,10 +47,20 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
   };
   return {
     cache: cacheSummary(results),
-    mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
+    model: r0.model, mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
     samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history: run.history,
     plantedAuc: run.plantedAuc, results, failedWorkers: run.failedWorkers, evals: run.evals, checkpoint: run.checkpoint, wallSec: run.wallSec,
-    data: { path: cfg.data, ...r0.data },
+    data: dataSummary(cfg.data, results),
+  };
+}
+
+/** 'bytes': each worker read its own lines, so the file's totals are sums; 'stream': every worker read all of it. */
+function dataSummary(path: string, results: WorkerResult[]): TrainSummary['data'] {
+  const r0 = results[0]!.data, shared = r0.split === 'bytes';
+  const badLines = shared ? results.flatMap((r) => r.data.badLines).sort((a, b) => a.line - b.line) : r0.badLines;
+  return {
+    path, split: r0.split, parsedPerWorker: results.map((r) => r.data.parsed), badLines,
+    lines: shared ? results.reduce((a, r) => a + r.data.lines, 0) : r0.lines, bad: shared ? results.reduce((a, r) => a + r.data.bad, 0) : r0.bad,
   };
 }
 
@@ -67,7 +80,7 @@ function fmtBytes(n: number): string {
 /** The end-of-run summary, for people. */
 export function formatSummary(s: TrainSummary): string {
   const lines = [
-    `trained ${s.steps} steps (${s.mode}, ${s.consistency}, ${s.workers} worker(s), ${s.servers} server(s)) in ${s.wallSec.toFixed(1)} s`,
+    `trained ${s.model}, ${s.steps} steps (${s.mode}, ${s.consistency}, ${s.workers} worker(s), ${s.servers} server(s)) in ${s.wallSec.toFixed(1)} s`,
     `  throughput   ${s.samplesPerSec.toFixed(0)} samples/s`,
     `  per step     ${Object.entries(s.phases).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}`,
     `  on the wire  pull ${fmtBytes(s.bytes.pull)}, push ${fmtBytes(s.bytes.push)}, allreduce ${fmtBytes(s.bytes.allreduce)}`,
@@ -77,6 +90,7 @@ export function formatSummary(s: TrainSummary): string {
     const c = s.cache;
     lines.push(`  row cache    hit rate ${(100 * c.hitRate).toFixed(1)}% (${c.hits} of ${c.hits + c.misses} rows), ${c.evictions} evictions, ${fmtBytes(c.bytesSaved)} of pulls saved`);
   }
+  lines.push(`  data         ${s.data.lines} lines, split by ${s.data.split}; lines parsed per worker: ${s.data.parsedPerWorker.join(', ')}`);
   if (s.data.bad > 0) {
     lines.push(`  data         ${s.data.bad} bad line(s) of ${s.data.lines} skipped; first: ${s.data.badLines.slice(0, 5).map((b) => `line ${b.line}: ${b.why}`).join('; ')}`);
   }
@@ -88,7 +102,7 @@ export function formatSummary(s: TrainSummary): string {
 /** The `--json` object. */
 export function summaryJson(s: TrainSummary): object {
   return {
-    mode: s.mode, consistency: s.consistency, workers: s.workers, servers: s.servers, steps: s.steps,
+    model: s.model, mode: s.mode, consistency: s.consistency, workers: s.workers, servers: s.servers, steps: s.steps,
     samplesPerSec: +s.samplesPerSec.toFixed(1), logloss: s.logloss, auc: s.auc, bytes: s.bytes, phasesMs: s.phases,
     ...(s.plantedAuc !== undefined ? { plantedAuc: s.plantedAuc } : {}),
     ...(s.cache ? { cache: { ...s.cache, hitRate: +s.cache.hitRate.toFixed(4) } } : {}),

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { writeSafetensors, readSafetensors, writeManifest, readManifest, writeBytesAtomic, listShardFiles, MANIFEST_FILE, type Tensor } from '../checkpoint/index.ts';
 import type { PSClient } from '../client/ps-client.ts';
 import type { TrainConfig } from './config.ts';
+import { checkDenseTensors, DenseFileError } from './dense-file.ts';
 
 export const DENSE_FILE = 'dense.safetensors';
 export const LATEST_FILE = 'latest';
@@ -37,7 +38,7 @@ async function exists(p: string): Promise<boolean> {
 export interface DenseOptimizerState { slots: Record<string, Float32Array>; adamStep: number }
 
 export async function saveTrainingCheckpoint(o: {
-  client: PSClient; cfg: TrainConfig; step: number; dense: Float32Array; layout: DenseEntry[]; workers: number;
+  client: PSClient; cfg: TrainConfig; modelName: string; step: number; dense: Float32Array; layout: DenseEntry[]; workers: number;
   /** Hybrid mode: the workers' local dense optimizer state (pure-PS keeps it in the server shards). */
   optimizer?: DenseOptimizerState;
 }): Promise<string> {
@@ -64,7 +65,7 @@ export async function saveTrainingCheckpoint(o: {
   await writeManifest(dir, {
     step: o.step,
     model: {
-      kind: 'dlrm', preset: c.preset, config: c.model, mode: c.mode, consistency: c.consistency, optimizer: c.optimizer,
+      kind: o.modelName, preset: c.preset, config: c.model, mode: c.mode, consistency: c.consistency, optimizer: c.optimizer,
       lr: c.lr, seed: c.seed, batch: c.batch, dense: o.layout.map(({ name, shape, size }) => ({ name, shape: shape ?? [size] })),
     },
     cluster: { servers: c.servers, workers: o.workers, replicas: c.replicas },
@@ -82,6 +83,8 @@ export interface LoadedTraining {
   denseOnServers: boolean;
   /** The local dense optimizer's state, when the checkpoint has it for this run's dense optimizer. */
   optimizer: DenseOptimizerState | null;
+  /** Dense parameters the file did not have, initialised fresh (only with `partialDense`). */
+  fresh: string[];
 }
 
 /**
@@ -89,45 +92,48 @@ export interface LoadedTraining {
  * server shard files and, optionally, `dense.safetensors` (see docs/checkpoints.md); the model's
  * shapes must match.
  */
-export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], cfg: TrainConfig, initial: Float32Array): Promise<LoadedTraining> {
+export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], cfg: TrainConfig, initial: Float32Array, modelName: string): Promise<LoadedTraining> {
   const m = (await exists(join(dir, MANIFEST_FILE))) ? await readManifest(dir) : { step: 0, model: null };
-  const model = (m.model ?? {}) as { config?: Record<string, unknown>; mode?: string };
+  const model = (m.model ?? {}) as { kind?: string; config?: Record<string, unknown>; mode?: string };
+  if (typeof model.kind === 'string' && model.kind !== modelName) {
+    throw new Error(`checkpoint ${dir} was written by the ${model.kind} model; this run trains ${modelName}`);
+  }
   if (model.config) {
-    for (const k of ['numDense', 'numTables', 'dim', 'rowsPerTable'] as const) {
-      if (model.config[k] !== undefined && JSON.stringify(model.config[k]) !== JSON.stringify(cfg.model[k])) {
+    // Every field of the model's configuration shapes its tables or its dense parameters.
+    for (const k of new Set([...Object.keys(model.config), ...Object.keys(cfg.model)])) {
+      if (JSON.stringify(model.config[k]) !== JSON.stringify(cfg.model[k])) {
         throw new Error(`checkpoint ${dir} was written for a model with ${k} = ${JSON.stringify(model.config[k])}; this run has ${JSON.stringify(cfg.model[k])}`);
       }
     }
   }
   let dense: Float32Array | null = null;
   let optimizer: DenseOptimizerState | null = null;
+  let fresh: string[] = [];
   const densePath = join(dir, DENSE_FILE);
   if (await exists(densePath)) {
     const f = await readSafetensors(densePath);
+    fresh = checkDenseTensors(densePath, f.tensors, layout, cfg.partialDense);
     const total = layout.reduce((s, p) => s + p.size, 0);
-    // Optimizer slots only carry over to the same optimizer (a different one starts fresh).
-    if (f.metadata.dense_optimizer === cfg.optimizer.dense) {
+    // Optimizer slots only carry over to the same optimizer (a different one starts fresh), and
+    // only when every parameter has them (a partial load starts the optimizer fresh).
+    if (f.metadata.dense_optimizer === cfg.optimizer.dense && fresh.length === 0) {
       const slotNames = new Set(Object.keys(f.tensors).map((n) => /\.slot\.([^.]+)$/.exec(n)?.[1]).filter((x): x is string => !!x));
       optimizer = { slots: {}, adamStep: Number(f.metadata.dense_adam_step ?? 0) };
       for (const slot of slotNames) {
         const flat = new Float32Array(total);
         for (const p of layout) {
           const t = f.tensors[`dense.${p.name}.slot.${slot}`];
-          if (!t || t.shape.reduce((a, b) => a * b, 1) !== p.size) throw new Error(`${densePath}: dense.${p.name}.slot.${slot} is missing or has the wrong size`);
+          if (!t) throw new DenseFileError('dense-missing', `${densePath}: dense.${p.name}.slot.${slot} is missing (the file has ${slot} state for other parameters)`);
           flat.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
         }
         optimizer.slots[slot] = flat;
       }
     }
-    dense = initial.slice(); // parameters the file does not have keep their initial values
+    dense = initial.slice(); // parameters the file does not have (a --partial-dense load) keep their initial values
     for (const p of layout) {
       const t = f.tensors[`dense.${p.name}`];
-      if (!t) continue;
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      if (n !== p.size) throw new Error(`${densePath}: dense.${p.name} has ${n} values (shape ${t.shape.join('x')}); the model's has ${p.size}`);
-      if (t.dtype !== 'F32' && t.dtype !== 'F64') throw new Error(`${densePath}: dense.${p.name} is ${t.dtype}; F32 or F64 expected`);
-      dense.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
+      if (t) dense.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
     }
   }
-  return { step: m.step, dense, denseOnServers: model.mode === 'pure-ps' && cfg.mode === 'pure-ps', optimizer };
+  return { step: m.step, dense, denseOnServers: model.mode === 'pure-ps' && cfg.mode === 'pure-ps', optimizer, fresh };
 }

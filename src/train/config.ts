@@ -1,17 +1,21 @@
-// What a training run is: the model, the cluster shape, the layout (hybrid or pure-PS), the
+// What a training run is: the model (a model module and its configuration), the cluster shape, the layout (hybrid or pure-PS), the
 // consistency model, the optimisation settings, data, evaluation and checkpoints. The launcher
 // builds one from flags (and a sample's defaults), validates it, and hands the same JSON to every
 // worker process, so all workers train exactly the same model.
-import { DLRM_PRESETS, validateDlrmConfig, type DlrmConfig } from '../model/dlrm.ts';
+import type { ModelConfig } from '../model/model-module.ts';
 import { DEFAULT_ROW_CACHE } from '../worker/worker-step.ts';
 import { DENSE_OPTIMIZERS, BUILTIN_OPTIMIZERS, isOneOf, type ConsistencyModel, type DenseOptimizerName, type OptimizerName } from '../wire/vocabulary.ts';
 export { parseConsistency, consistencyName, type DenseOptimizerName } from '../wire/vocabulary.ts';
 
 export type Mode = 'hybrid' | 'pure-ps';
 
-export interface TrainConfig {
-  preset: string;
-  model: DlrmConfig;
+export interface TrainConfig<C extends ModelConfig = ModelConfig> {
+  /** The model module: a built-in name ("dlrm") or the absolute path of a sample's module file (train/model-loader.ts). */
+  modelModule: string;
+  /** The module's preset the configuration started from, if any (for the manifest and the record). */
+  preset?: string;
+  /** The model's configuration, checked by its module. */
+  model: C;
   servers: number;
   workers: number;
   replicas: number;
@@ -36,9 +40,13 @@ export interface TrainConfig {
   checkpointEvery: number;
   /** A checkpoint directory (a step-N directory, or a checkpoint root with a `latest` file). */
   resume?: string;
+  /** Resuming from a `dense.safetensors` that lacks some dense parameters: start those fresh (logged) instead of refusing. */
+  partialDense: boolean;
   seed: number;
   /** Values as fp16 on the wire (PS and allreduce). */
   f16: boolean;
+  /** Each worker reads its own byte range of the file ('bytes'), or every worker reads the whole stream ('stream'); see batches.ts. */
+  dataSplit: 'bytes' | 'stream';
   /** Bad data lines: skip (counted, reported) or stop. */
   onBadLine: 'skip' | 'fatal';
   /** Pipelined worker step (docs/training.md): prep and, where consistency allows, pulls of the next batch overlap the GPU. */
@@ -50,11 +58,11 @@ export interface TrainConfig {
 }
 
 export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
-  preset: 'small', servers: 2, workers: 2, replicas: 1, mode: 'hybrid',
+  modelModule: 'dlrm', servers: 2, workers: 2, replicas: 1, mode: 'hybrid',
   consistency: { kind: 'bsp', staleness: 0 },
   batch: 256, steps: 0, epochs: 1,
   lr: { emb: 0.05, dense: 0.05 }, optimizer: { emb: 'adagrad', dense: 'adagrad' },
-  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, seed: 1, f16: false, onBadLine: 'skip', pipeline: true,
+  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, partialDense: false, seed: 1, f16: false, onBadLine: 'skip', dataSplit: 'bytes', pipeline: true,
   cacheRows: DEFAULT_ROW_CACHE.rows, cacheRefresh: DEFAULT_ROW_CACHE.aspRefresh,
 };
 
@@ -73,14 +81,6 @@ export function parsePerPart<T>(s: string, parse: (v: string) => T, defaults: { 
   return out;
 }
 
-export function resolveModel(preset: string, overrides: Partial<DlrmConfig> = {}): DlrmConfig {
-  const base = (DLRM_PRESETS as Record<string, DlrmConfig>)[preset];
-  if (!base) throw new Error(`--preset ${preset}: known presets are ${Object.keys(DLRM_PRESETS).join(', ')}`);
-  const model = { ...base, ...overrides };
-  validateDlrmConfig(model);
-  return model;
-}
-
 /** Throws one message listing everything wrong with `c`. */
 export function validateConfig(c: TrainConfig): void {
   const bad: string[] = [];
@@ -95,8 +95,9 @@ export function validateConfig(c: TrainConfig): void {
   for (const [k, v] of Object.entries(c.lr)) if (!(v > 0) || !Number.isFinite(v)) bad.push(`--lr ${k}=${v}: must be a positive number`);
   if (!isOneOf(BUILTIN_OPTIMIZERS, c.optimizer.emb)) bad.push(`--optimizer emb=${c.optimizer.emb}: one of ${BUILTIN_OPTIMIZERS.join(', ')}`);
   if (!isOneOf(DENSE_OPTIMIZERS, c.optimizer.dense)) bad.push(`--optimizer dense=${c.optimizer.dense}: one of ${DENSE_OPTIMIZERS.join(', ')}`);
-  if (c.model.numDense !== 13) bad.push(`the Criteo layout has 13 dense features; the model takes ${c.model.numDense}`);
-  if (c.model.numTables > 26) bad.push(`the Criteo layout has 26 categorical features; the model has ${c.model.numTables} tables`);
+  if (typeof c.modelModule !== 'string' || !c.modelModule) bad.push('no modelModule (a built-in model name such as "dlrm", or the absolute path of a model module file; hybridps launch writes it)');
+  if (!c.model || !Number.isInteger(c.model.rowsPerTable) || c.model.rowsPerTable < 1) bad.push(`model.rowsPerTable must be an integer >= 1 (got ${JSON.stringify(c.model?.rowsPerTable)})`);
+  if (c.dataSplit !== 'bytes' && c.dataSplit !== 'stream') bad.push(`--data-split ${c.dataSplit}: bytes or stream`);
   if (c.checkpointEvery > 0 && !c.checkpointDir) bad.push('--checkpoint-every needs --checkpoint-dir');
   if (!c.data) bad.push('no data file');
   if (bad.length) throw new Error(`invalid training configuration:\n  ${bad.join('\n  ')}`);

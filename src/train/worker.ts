@@ -7,15 +7,14 @@ import { createHash } from 'node:crypto';
 import { acquireGpu } from '../gpu/device.ts';
 import { PSClient } from '../client/ps-client.ts';
 import { ModelRunner, type DenseOptimizer } from '../model/model-runner.ts';
-import { dlrmSpec } from '../model/dlrm.ts';
 import type { RowCacheStats } from '../worker/row-cache.ts';
+import { loadModelModule, checkModelConfig } from './model-loader.ts';
 import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type PreparedBatch } from '../worker/worker-step.ts';
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
-import { prepareTable } from '../model/batch-prep.ts';
-import { exactAuc, loglossFromLogits } from '../metrics/classification.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
-import { trainBatches, evalBatches, toWorkerBatch } from './batches.ts';
+import { trainBatches, evalBatches, modelBatch, type DataStats } from './batches.ts';
+import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
 
 /** PS table id of the pure-PS dense vector (model tables take 1..T). */
@@ -38,20 +37,23 @@ export interface WorkerProgress {
 }
 
 export interface WorkerResult {
+  /** The model module's name. */
+  model: string;
   rank: number; nodeId: string; steps: number; firstStep: number; samples: number; wallSec: number;
   bytes: { pull: number; push: number; allreduce: number };
   /** Summed milliseconds per phase over all steps. */
   phaseMs: Record<string, number>;
   /** sha256 of the final dense parameters: equal on every worker in hybrid mode. */
   denseHash: string;
-  data: { lines: number; bad: number; badLines: { line: number; why: string }[] };
+  /** What this worker read of the training data ('bytes': its own share; 'stream': the whole file). */
+  data: DataStats;
   eval?: EvalResult;
   checkpoint?: string;
   /** The row caches' counters summed over tables (absent: no table was cached). */
   cache?: RowCacheStats;
 }
 
-export interface EvalResult { step: number; samples: number; logloss: number; auc: number }
+export type { EvalResult } from './evaluate.ts';
 
 /** What a worker reports while it trains (rank 0 alone evaluates and checkpoints). */
 export type WorkerEvent =
@@ -67,7 +69,9 @@ function denseOptimizer(cfg: TrainConfig): DenseOptimizer {
 export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, report: (e: WorkerEvent) => void = () => {}): Promise<WorkerResult> {
   const log = createLogger(id.nodeId);
   const gpu = await acquireGpu({ label: id.nodeId });
-  const spec = dlrmSpec(cfg.model, {
+  const mod = await loadModelModule(cfg.modelModule);
+  checkModelConfig(mod, cfg.model);
+  const spec = mod.spec(cfg.model, {
     optimizer: cfg.optimizer.emb, hyper: cfg.optimizer.emb === 'ftrl' ? { alpha: cfg.lr.emb } : { lr: cfg.lr.emb },
     consistency: cfg.consistency.kind, staleness: cfg.consistency.staleness,
   });
@@ -97,9 +101,10 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     let firstStep = 0;
     if (cfg.resume) {
       const ckpt = await resolveCheckpoint(cfg.resume);
-      const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg, await runner.readDense());
+      const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg, await runner.readDense(), mod.name);
       firstStep = loaded.step;
       if (loaded.dense) runner.setDense(loaded.dense);
+      if (loaded.fresh.length) log.warn('dense parameters not in the checkpoint, initialised fresh (--partial-dense)', { params: loaded.fresh });
       if (loaded.optimizer && cfg.mode === 'hybrid') runner.setOptimizerState(loaded.optimizer);
       if (rank === 0) {
         const rows = await client.restore(ckpt);
@@ -117,18 +122,14 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     const globalBatch = cfg.batch * workers;
     const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense, pipeline: cfg.pipeline, cache: { rows: cfg.cacheRows ?? 0, aspRefresh: cfg.cacheRefresh ?? 1 } });
 
-    const denseNow = async () => (cfg.mode === 'pure-ps' ? client.pullRange(DENSE_TABLE_ID, 0, runner.denseLength) : runner.readDense());
+    const denseAt = async (clock?: number) => (cfg.mode === 'pure-ps' ? client.pullRange(DENSE_TABLE_ID, 0, runner.denseLength, { clock }) : runner.readDense());
+    const denseNow = () => denseAt();
+    const held: EvalSource = {
+      client, runner, tableIds, denseAt,
+      batches: (limit) => evalBatches(cfg, 1024, limit), toBatch: (mb) => modelBatch(mod, cfg.model, mb),
+    };
     const evaluate = async (step: number, limit: number): Promise<EvalResult> => {
-      runner.setDense(await denseNow());
-      const logits: number[] = [], labels: number[] = [];
-      for await (const mb of evalBatches(cfg, 1024, limit)) {
-        const wb = toWorkerBatch(mb, cfg.model.numTables);
-        const preps = wb.tables.map((t) => prepareTable(t, wb.B));
-        const rows = await Promise.all(preps.map((p, i) => client.pull(tableIds[i]!, p.keys)));
-        const scores = await runner.predict({ B: wb.B, inputs: wb.inputs, tables: preps.map((prep, i) => ({ prep, rows: rows[i]! })) });
-        for (let i = 0; i < wb.B; i++) { logits.push(scores[i]!); labels.push(wb.inputs.labels![i]!); }
-      }
-      const res: EvalResult = { step, samples: labels.length, logloss: loglossFromLogits(logits, labels), auc: exactAuc(logits, labels) };
+      const res = await evaluateHeldOut(held, step, limit);
       report({ kind: 'eval', eval: res });
       return res;
     };
@@ -139,7 +140,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       await client.barrier(`checkpoint-${step}`);
       let dir = '';
       if (rank === 0) {
-        dir = await saveTrainingCheckpoint({ client, cfg, step, dense: await denseNow(), layout, workers,
+        dir = await saveTrainingCheckpoint({ client, cfg, modelName: mod.name, step, dense: await denseNow(), layout, workers,
           optimizer: cfg.mode === 'hybrid' ? await runner.readOptimizerState() : undefined });
         report({ kind: 'checkpoint', step, dir });
       }
@@ -156,7 +157,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       if (!cfg.checkpointDir) { log.warn('checkpoint requested, but the run has no --checkpoint-dir'); return; }
       if (s > step) requested.add(s); else log.warn('checkpoint requested for a step already passed', { step: s, now: step });
     });
-    const source = trainBatches(cfg, { rank, workers, skipSamples: firstStep * globalBatch });
+    const source = trainBatches(cfg, { rank, workers, skipSteps: firstStep });
     const batches = source.batches[Symbol.asyncIterator]();
     // The next batch is read and parsed while this step waits on the GPU and the network; with
     // the pipeline it is also prepared (and pulled where consistency allows) during the GPU work.
@@ -167,7 +168,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       if (done) return null;
       taken++;
       read = batches.next();
-      return stepper.prepare(toWorkerBatch(mb, cfg.model.numTables), clock);
+      return stepper.prepare(modelBatch(mod, cfg.model, mb), clock);
     };
     let ahead: Promise<PreparedBatch | null> | null = null;
     for (;;) {
@@ -197,7 +198,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     const final = rank === 0 ? await evaluate(step, Number.MAX_SAFE_INTEGER) : undefined;
     const denseFinal = await denseNow();
     const result: WorkerResult = {
-      rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, bytes: bytes(), phaseMs,
+      model: mod.name, rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, bytes: bytes(), phaseMs,
       denseHash: createHash('sha256').update(Buffer.from(denseFinal.buffer, denseFinal.byteOffset, denseFinal.byteLength)).digest('hex'),
       data: source.stats(), eval: final, checkpoint: rank === 0 ? lastCheckpoint || undefined : undefined,
     };

@@ -4,8 +4,9 @@ import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { listShardFiles, loadCheckpointFiles } from '../../src/checkpoint/index.ts';
-import { DEFAULTS, resolveModel, type TrainConfig } from '../../src/train/config.ts';
-import { dlrmSpec } from '../../src/model/dlrm.ts';
+import { DEFAULTS, type TrainConfig } from '../../src/train/config.ts';
+import { DLRM_PRESETS, dlrmSpec, type DlrmConfig } from '../../src/model/dlrm.ts';
+import type { ModelConfig } from '../../src/model/model-module.ts';
 import { denseSizes } from '../../src/model/model-spec.ts';
 import { mulberry32 } from '../../src/util/hash.ts';
 
@@ -39,10 +40,14 @@ export function writeRandomCriteo(path: string, n: number, seed: number): string
   return path;
 }
 
-export function tinyConfig(data: string, over: Partial<TrainConfig> = {}): TrainConfig {
+/** A DLRM run's configuration (the built-in model module). */
+export type DlrmTrainConfig = TrainConfig<DlrmConfig & ModelConfig>;
+
+export function tinyConfig(data: string, over: Partial<DlrmTrainConfig> = {}): DlrmTrainConfig {
   return {
-    ...DEFAULTS, preset: 'small', model: resolveModel('small', TINY_MODEL), data,
-    servers: 1, workers: 1, batch: 8, steps: 3, evalSamples: 64,
+    ...DEFAULTS, modelModule: 'dlrm', preset: 'small', model: { ...DLRM_PRESETS.small, ...TINY_MODEL }, data,
+    // The whole stream on every worker: W workers at batch b train what one worker at W*b does (the equivalence tests).
+    servers: 1, workers: 1, batch: 8, steps: 3, evalSamples: 64, dataSplit: 'stream',
     lr: { emb: 0.2, dense: 0.2 }, optimizer: { emb: 'sgd', dense: 'sgd' }, ...over,
   };
 }
@@ -54,7 +59,7 @@ export interface CheckpointContents {
   dense: Float32Array;
 }
 
-export async function readTrainingCheckpoint(dir: string, cfg: TrainConfig): Promise<CheckpointContents> {
+export async function readTrainingCheckpoint(dir: string, cfg: DlrmTrainConfig): Promise<CheckpointContents> {
   const loaded = await loadCheckpointFiles(await listShardFiles(dir));
   const tables = new Map<string, Map<bigint, Float32Array>>();
   for (const [name, t] of loaded.tables) {
