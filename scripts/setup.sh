@@ -47,28 +47,24 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
 
-# 2. With --browser (the test command passes it): Debian's Chromium, for the report test.
-if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null; then
+# 2. With --browser (the test command passes it): the system tools some tests need, from Debian
+#    when this is root on Debian: Chromium (the report test), iproute2's `ip` (the separate-host
+#    tests' network namespaces, test/helpers/netns.ts).
+install_for_tests() { # COMMAND PACKAGE WHAT-FOR
+  command -v "$1" >/dev/null && return 0
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "[setup] installing Debian's chromium (headless browser for the report test)" >&2
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+    echo "[setup] installing Debian's $2 ($3)" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2
   else
-    echo "[setup] the report test needs Chromium: apt-get install chromium" >&2
+    echo "[setup] $3 needs $2 (as root): apt-get install $2" >&2
   fi
+}
+if [ "${1:-}" = "--browser" ]; then
+  install_for_tests chromium chromium "the report test's headless browser"
+  install_for_tests ip iproute2 "the separate-host tests' network namespaces"
 fi
 
-# 3. With --browser (the test command): iproute2's `ip`, for the separate-host tests' network
-#    namespaces (test/helpers/netns.ts).
-if [ "${1:-}" = "--browser" ] && ! command -v ip >/dev/null; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
-    echo "[setup] installing iproute2 (network namespaces for the separate-host tests)" >&2
-    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >&2
-  else
-    echo "[setup] the separate-host tests need iproute2 and root: apt-get install iproute2" >&2
-  fi
-fi
-
-# 4. Vulkan (the checks are defined at the top).
+# 3. Vulkan (the checks are defined at the top).
 
 if [ "${HYBRIDPS_SKIP_VULKAN_SETUP:-}" = "1" ] || have_vendor_icd || mesa_ok; then
   exit 0
