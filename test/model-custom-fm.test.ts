@@ -22,54 +22,71 @@ s('fm kernels come from the sample directory', async (ctx) => {
   }
 });
 
-s('forward+backward matches a float64 FM', async (ctx) => {
-  const c: FmConfig = { fields: 3, k: 3, rowsPerField: 6 };
-  const W = c.k + 1, F = c.fields, B = 7;
-  const runner = await ModelRunner.create(ctx.gpu, fmSpec(c));
-  try {
-    const w0 = ctx.rand() - 0.5;
-    runner.setDense(Float32Array.of(w0));
-    const labels = new Float32Array(B).map(() => (ctx.rand() < 0.5 ? 0 : 1));
-    const tables = Array.from({ length: F }, () => {
-      const prep = prepareTable({ ids: Float64Array.from({ length: B }, () => Math.floor(ctx.rand() * c.rowsPerField)) }, B);
-      return { prep, rows: new Float32Array(prep.unique.length * W).map(() => ctx.rand() * 2 - 1) };
-    });
-    const got = await runner.step({ B, inputs: { labels }, tables }, { poison: true });
+// D = 0: the FM alone (bias w0); 13: the Criteo dense columns (linear_fwd_n1's scalar path, K % 4
+// != 0); 8: its vec4 path. B = 7 and F = 3 are multiples of no tile.
+for (const D of [0, 13, 8]) {
+  s(`forward+backward matches a float64 FM (dense linear term over ${D} features)`, async (ctx) => {
+    const c: FmConfig = { fields: 3, k: 3, rowsPerField: 6, dense: D };
+    const W = c.k + 1, F = c.fields, B = 7;
+    const runner = await ModelRunner.create(ctx.gpu, fmSpec(c));
+    try {
+      // Dense vector in declaration order: wd [1, D] then w0 (w0 alone when D = 0).
+      const wd = Float64Array.from({ length: D }, () => ctx.rand() - 0.5);
+      const w0 = ctx.rand() - 0.5;
+      runner.setDense(Float32Array.from([...wd, w0]));
+      const x = new Float32Array(B * D).map(() => ctx.rand() * 4 - 1);
+      const labels = new Float32Array(B).map(() => (ctx.rand() < 0.5 ? 0 : 1));
+      const tables = Array.from({ length: F }, () => {
+        const prep = prepareTable({ ids: Float64Array.from({ length: B }, () => Math.floor(ctx.rand() * c.rowsPerField)) }, B);
+        return { prep, rows: new Float32Array(prep.unique.length * W).map(() => ctx.rand() * 2 - 1) };
+      });
+      const inputs: Record<string, Float32Array> = D > 0 ? { labels, dense_x: x } : { labels };
+      const got = await runner.step({ B, inputs, tables }, { poison: true });
 
-    // float64 FM
-    const e = (b: number, f: number, d: number) => tables[f].rows[tables[f].prep.inverse[b] * W + d];
-    const logits = new Float64Array(B);
-    for (let b = 0; b < B; b++) {
-      let v = w0;
-      for (let f = 0; f < F; f++) v += e(b, f, 0);
-      for (let d = 1; d < W; d++) {
-        let sum = 0, sq = 0;
-        for (let f = 0; f < F; f++) { sum += e(b, f, d); sq += e(b, f, d) ** 2; }
-        v += 0.5 * (sum * sum - sq);
-      }
-      logits[b] = v;
-    }
-    const { loss, dlogits } = ref.bceFwdBwd(logits, labels, B);
-    const wantGrads = tables.map((t) => new Float64Array(t.prep.unique.length * W));
-    for (let b = 0; b < B; b++) {
-      for (let f = 0; f < F; f++) {
-        const u = tables[f].prep.inverse[b];
-        wantGrads[f][u * W] += dlogits[b];
+      // float64 FM plus the linear term
+      const e = (b: number, f: number, d: number) => tables[f].rows[tables[f].prep.inverse[b] * W + d];
+      const logits = new Float64Array(B);
+      for (let b = 0; b < B; b++) {
+        let v = w0;
+        for (let j = 0; j < D; j++) v += wd[j] * x[b * D + j];
+        for (let f = 0; f < F; f++) v += e(b, f, 0);
         for (let d = 1; d < W; d++) {
-          let sum = 0;
-          for (let j = 0; j < F; j++) sum += e(b, j, d);
-          wantGrads[f][u * W + d] += dlogits[b] * (sum - e(b, f, d));
+          let sum = 0, sq = 0;
+          for (let f = 0; f < F; f++) { sum += e(b, f, d); sq += e(b, f, d) ** 2; }
+          v += 0.5 * (sum * sum - sq);
+        }
+        logits[b] = v;
+      }
+      const { loss, dlogits } = ref.bceFwdBwd(logits, labels, B);
+      const wantGrads = tables.map((t) => new Float64Array(t.prep.unique.length * W));
+      for (let b = 0; b < B; b++) {
+        for (let f = 0; f < F; f++) {
+          const u = tables[f].prep.inverse[b];
+          wantGrads[f][u * W] += dlogits[b];
+          for (let d = 1; d < W; d++) {
+            let sum = 0;
+            for (let j = 0; j < F; j++) sum += e(b, j, d);
+            wantGrads[f][u * W + d] += dlogits[b] * (sum - e(b, f, d));
+          }
         }
       }
+      const wantDense = new Float64Array(D + 1);
+      for (let b = 0; b < B; b++) {
+        for (let j = 0; j < D; j++) wantDense[j] += dlogits[b] * x[b * D + j];
+        wantDense[D] += dlogits[b];
+      }
+      const tol = (w: ArrayLike<number>) => (i: number) => 1e-5 + 1e-4 * Math.abs(w[i]);
+      expectClose(ctx, [got.loss], [loss.reduce((a, v) => a + v, 0) / B], 1e-5, 'loss');
+      expectClose(ctx, got.denseGrads, wantDense, tol(wantDense), 'dense grads (wd, w0)');
+      tables.forEach((_, f) => expectClose(ctx, got.tableGrads[f], wantGrads[f], tol(wantGrads[f]), `field ${f} grads`));
+      // predict() runs the forward calls only: the same logits, on NaN-poisoned buffers.
+      const pred = await runner.predict({ B, inputs, tables }, { poison: true });
+      expectClose(ctx, pred, logits, tol(logits), 'predicted logits');
+    } finally {
+      runner.destroy();
     }
-    const tol = (w: ArrayLike<number>) => (i: number) => 1e-5 + 1e-4 * Math.abs(w[i]);
-    expectClose(ctx, [got.loss], [loss.reduce((a, v) => a + v, 0) / B], 1e-5, 'loss');
-    expectClose(ctx, got.denseGrads, [dlogits.reduce((a, v) => a + v, 0)], 1e-5, 'w0 grad');
-    tables.forEach((_, f) => expectClose(ctx, got.tableGrads[f], wantGrads[f], tol(wantGrads[f]), `field ${f} grads`));
-  } finally {
-    runner.destroy();
-  }
-});
+  });
+}
 
 s('trains through WorkerStep on real servers: the loss falls', async (ctx) => {
   const c: FmConfig = { fields: 4, k: 4, rowsPerField: 20, lr: 0.2 };
