@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { tmp } from './helpers/train.ts';
+import { readSafetensorsHeader } from '../src/checkpoint/safetensors.ts';
 
 const run = promisify(execFile);
 const MAIN = 'src/cli/main.ts';
@@ -43,6 +44,9 @@ test('launch samples/custom-fm trains the FM and checkpoints it; the checkpoint 
   assert.equal([first.model, first.workers, first.servers, first.steps], ['custom-fm', 2, 2, 30]);
   assert.ok(first.auc > 0.62, `held-out AUC ${first.auc} (planted ${first.plantedAuc})`);
   assert.ok(existsSync(join(ckpt, 'step-30', 'manifest.json')), 'a checkpoint at step 30');
+  // The dense linear term's weight is declared [1, 'D']: the checkpoint holds its evaluated shape.
+  const dense = (await readSafetensorsHeader(join(ckpt, 'step-30', 'dense.safetensors'))).tensors;
+  assert.equal([dense['dense.wd']?.shape, dense['dense.w0']?.shape], [[1, 13], [1]]);
   const resumed = (await cli(['launch', 'samples/custom-fm', ...common, '--workers', '2', '--servers', '1', '--steps', '40', '--resume', ckpt, '--json'])).json;
   assert.equal([resumed.model, resumed.servers, resumed.steps], ['custom-fm', 1, 10]);
   assert.ok(resumed.auc >= first.auc - 0.02, `resumed AUC ${resumed.auc} after ${first.auc}: the parameters carried over`);

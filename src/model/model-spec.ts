@@ -153,6 +153,11 @@ export function denseSizes(spec: ModelSpec): { name: string; offset: number; siz
   return out;
 }
 
+/** Every dense parameter's shape as numbers (its expressions evaluated over the config): tensor shapes in checkpoints. */
+export function denseShapes(spec: ModelSpec): number[][] {
+  return spec.dense.map((p) => p.shape.map((e) => evalExpr(e, spec.config, `dense parameter ${p.name}`)));
+}
+
 /** The spec's initial dense vector (flat, unpadded), deterministic in `seed`. */
 export function initDense(spec: ModelSpec, seed = 1): Float32Array {
   const sizes = denseSizes(spec);

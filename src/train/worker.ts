@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { acquireGpu } from '../gpu/device.ts';
 import { PSClient } from '../client/ps-client.ts';
 import { ModelRunner, type DenseOptimizer } from '../model/model-runner.ts';
+import { denseShapes } from '../model/model-spec.ts';
 import type { RowCacheStats } from '../worker/row-cache.ts';
 import { loadModelModule, checkModelConfig } from './model-loader.ts';
 import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type PreparedBatch } from '../worker/worker-step.ts';
@@ -97,7 +98,8 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
 
     // Resume (rank 0 restores the servers; every worker loads the dense parameters), or seed the
     // pure-PS dense table with the initial parameters.
-    const layout = runner.denseLayout().map((p, i) => ({ ...p, shape: spec.dense[i]!.shape.map(Number) }));
+    const shapes = denseShapes(spec);
+    const layout = runner.denseLayout().map((p, i) => ({ ...p, shape: shapes[i]! }));
     let firstStep = 0;
     if (cfg.resume) {
       const ckpt = await resolveCheckpoint(cfg.resume);
