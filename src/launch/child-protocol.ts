@@ -78,7 +78,7 @@ function byKind<M extends { kind: string }>(from: string, parsers: { [K in M['ki
 const kind = <K extends string>(k: K): Parser<K> => oneOf(k);
 
 const bytes = object<WorkerProgress['bytes']>({ pull: num, push: num, allreduce: num });
-const evalResult = object<EvalResult>({ step: int, samples: int, logloss: num, auc: num });
+const evalResult = object<EvalResult>({ step: int, samples: int, positives: int, logloss: num, auc: num });
 
 /** Checks a message a child sent; throws a ProtocolError naming the bad field. */
 export const parseChildMessage = byKind<ChildMessage>('a child', {
