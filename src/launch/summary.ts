@@ -35,7 +35,10 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
   if (!r0 || results.length + run.failedWorkers.length !== cfg.workers) throw new Error(`only ${results.length} of ${cfg.workers} workers reported a result`);
   const final = r0.eval;
   if (!final) throw new Error('rank 0 reported no final evaluation');
-  const trainSec = Math.max(...results.map((r) => r.wallSec));
+  // Training time leaves out rank 0's periodic evaluations: under BSP and SSP the others wait for
+  // it at the next clock, under ASP rank 0 finishes last by that much, so the slowest worker's time
+  // less rank 0's evaluation time is the time spent training either way.
+  const trainSec = Math.max(...results.map((r) => r.wallSec)) - r0.evalSec;
   const samples = results.reduce((a, r) => a + r.samples, 0);
   const phaseTotals: Record<string, number> = {};
   for (const r of results) for (const [k, v] of Object.entries(r.phaseMs)) phaseTotals[k] = (phaseTotals[k] ?? 0) + v;

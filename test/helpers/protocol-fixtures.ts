@@ -12,13 +12,13 @@ export const CHILD_MESSAGES: ChildMessage[] = [
   { kind: 'checkpoint', step: 8, dir: '/tmp/ckpt/step-8' },
   {
     kind: 'result', result: {
-      model: 'dlrm', rank: 0, nodeId: 'worker-0', steps: 8, firstStep: 0, samples: 256, wallSec: 2.5, bytes, phaseMs: { pull: 28 }, denseHash: 'ab12',
+      model: 'dlrm', rank: 0, nodeId: 'worker-0', steps: 8, firstStep: 0, samples: 256, wallSec: 2.5, evalSec: 0, bytes, phaseMs: { pull: 28 }, denseHash: 'ab12',
       data: { lines: 1000, parsed: 900, split: 'stream', bad: 1, badLines: [{ line: 17, why: 'label is not 0 or 1' }] }, eval: { step: 8, samples: 100, positives: 25, logloss: 0.4, auc: 0.8 }, checkpoint: '/tmp/ckpt/step-8',
     },
   },
   {
     kind: 'result', result: {
-      model: 'dlrm', rank: 1, nodeId: 'worker-1', steps: 8, firstStep: 0, samples: 256, wallSec: 2.5, bytes, phaseMs: {}, denseHash: 'ab12',
+      model: 'dlrm', rank: 1, nodeId: 'worker-1', steps: 8, firstStep: 0, samples: 256, wallSec: 2.5, evalSec: 0, bytes, phaseMs: {}, denseHash: 'ab12',
       data: { lines: 1000, parsed: 900, split: 'stream', bad: 0, badLines: [] },
     },
   },
