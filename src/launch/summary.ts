@@ -4,10 +4,9 @@
 import { consistencyName, type TrainConfig } from '../train/config.ts';
 import type { WorkerResult, EvalResult } from '../train/worker.ts';
 import type { RunSummary, RunHistory, RunCacheSummary } from './compare-report.ts';
+import { fmtBytes } from '../util/units.ts';
 
 export interface TrainSummary extends RunSummary {
-  /** The model module's name (as the workers loaded it). */
-  model: string;
   results: WorkerResult[];
   /** Workers that died during the run (with keepGoing). */
   failedWorkers: string[];
@@ -53,7 +52,7 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
     model: r0.model, mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
     samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history: run.history,
     plantedAuc: run.plantedAuc, results, failedWorkers: run.failedWorkers, evals: run.evals, checkpoint: run.checkpoint, wallSec: run.wallSec,
-    data: dataSummary(cfg.data, results),
+    data: dataSummary(cfg.data, results), settings: { batch: cfg.batch, optimizer: { ...cfg.optimizer }, lr: { ...cfg.lr } },
   };
 }
 
@@ -74,10 +73,6 @@ function cacheSummary(results: WorkerResult[]): RunCacheSummary | undefined {
   const sum = (f: (c: NonNullable<WorkerResult['cache']>) => number) => cached.reduce((a, c) => a + f(c), 0);
   const hits = sum((c) => c.hits), misses = sum((c) => c.misses);
   return { hitRate: hits + misses > 0 ? hits / (hits + misses) : 0, hits, misses, evictions: sum((c) => c.evictions), bytesSaved: sum((c) => c.bytesSaved) };
-}
-
-function fmtBytes(n: number): string {
-  return n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
 }
 
 /** The end-of-run summary, for people. */
