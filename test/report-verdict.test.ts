@@ -11,12 +11,24 @@ import { constructedRun } from './helpers/compare-runs.ts';
 
 test('faster by X%: the ratio of samples/s, whichever run is first', () => {
   const v = compareVerdict([constructedRun('hybrid', { speed: 1.25 }), constructedRun('pure-ps')]);
-  assert.equal(v.faster, { mode: 'hybrid', than: 'pure-ps', ratio: 1.25 });
-  assert.match(v.lines[0]!, /^speed: hybrid was 1\.25x as fast as pure-ps \(1,250 vs 1,000 samples\/s, 25\.0% more\)$/);
+  assert.equal(v.faster, { mode: 'hybrid', than: 'pure-ps', ratio: 1.25, call: 'beyond noise' });
+  assert.match(v.lines[0]!, /^speed: hybrid was 1\.25x as fast as pure-ps \(1,250 vs 1,000 samples\/s, 25\.0% more\); mean step 80\.0 ms vs 100 ms, .*: beyond the step-to-step spread/);
   const w = compareVerdict([constructedRun('hybrid'), constructedRun('pure-ps', { speed: 1.5 })]);
   assert.equal(w.faster.mode, 'pure-ps');
   assert.ok(Math.abs(w.faster.ratio - 1.5) < 1e-12);
   assert.match(w.lines[0]!, /pure-ps was 1\.50x as fast as hybrid .*50\.0% more/);
+});
+
+test('speed within noise: step times that scatter more than the modes differ', () => {
+  // Step times alternating 50 and 150 ms (mean 100 ms, SE about 2.9 ms over 300 steps) against a 2% faster run.
+  const noisy = (r: ReturnType<typeof constructedRun>, scale: number) => {
+    let t = 0;
+    return { ...r, history: { ...r.history, wallSec: r.history.step.map((s) => (t += (s % 2 ? 0.05 : 0.15) * scale)) } };
+  };
+  const v = compareVerdict([noisy(constructedRun('hybrid', { speed: 1.02 }), 1 / 1.02), noisy(constructedRun('pure-ps'), 1)]);
+  assert.is(v.faster.mode, 'hybrid');
+  assert.is(v.faster.call, 'within noise');
+  assert.match(v.lines[0]!, /within the step-to-step spread \(criterion: more than 2 SE; the runs ran one after the other/);
 });
 
 test('where the bytes went: per mode, by kind, with shares', () => {

@@ -4,7 +4,7 @@
 // accuracy differs beyond noise, and the row cache's hit rate. The terminal table and the HTML
 // report both print these lines, so the two always tell the same story.
 import type { RunSummary, RunEval } from './compare-report.ts';
-import { fmtBytes, fmtCount, fmtPercent } from '../util/units.ts';
+import { fmtBytes, fmtCount, fmtMs, fmtPercent } from '../util/units.ts';
 
 /** The configuration as (label, value) rows; a value differing between runs is given per mode. */
 export function configRows(runs: RunSummary[]): [string, string][] {
@@ -50,8 +50,11 @@ export function aucStandardError(auc: number, pos: number, neg: number): number 
 }
 
 export interface Verdict {
-  /** The faster mode and its throughput over the other's (1.2: 20% more samples/s). */
-  faster: { mode: string; than: string; ratio: number };
+  /**
+   * The faster mode and its throughput over the other's (1.2: 20% more samples/s); `call`: whether
+   * rank 0's mean step times differ beyond their standard errors (NOISE_SE of them).
+   */
+  faster: { mode: string; than: string; ratio: number; call: 'beyond noise' | 'within noise' | 'unknown' };
   /** AUC difference (second run minus first), its standard error, and the call at two standard errors. */
   accuracy: { aucDiff: number; se: number; call: 'same' | 'different' | 'unknown' };
   lines: string[];
@@ -66,8 +69,9 @@ export function compareVerdict(runs: RunSummary[]): Verdict {
   const [a, b] = runs as [RunSummary, RunSummary];
   const [fast, slow] = a.samplesPerSec >= b.samplesPerSec ? [a, b] : [b, a];
   const ratio = fast.samplesPerSec / Math.max(slow.samplesPerSec, 1e-9);
+  const speed = speedCall(fast, slow);
   const lines = [
-    `speed: ${fast.mode} was ${ratio.toFixed(2)}x as fast as ${slow.mode} (${fmtCount(fast.samplesPerSec)} vs ${fmtCount(slow.samplesPerSec)} samples/s, ${fmtPercent(ratio - 1)} more)`,
+    `speed: ${fast.mode} was ${ratio.toFixed(2)}x as fast as ${slow.mode} (${fmtCount(fast.samplesPerSec)} vs ${fmtCount(slow.samplesPerSec)} samples/s, ${fmtPercent(ratio - 1)} more); ${speed.line}`,
   ];
   for (const r of runs) lines.push(`bytes: ${r.mode} ${bytesLine(r)}`);
   const perStep = (r: RunSummary) => (r.bytes.pull + r.bytes.push + r.bytes.allreduce) / Math.max(1, r.steps);
@@ -78,7 +82,31 @@ export function compareVerdict(runs: RunSummary[]): Verdict {
   for (const r of runs) {
     if (r.cache) lines.push(`row cache: ${r.mode} hit ${fmtPercent(r.cache.hitRate)} of ${fmtCount(r.cache.hits + r.cache.misses)} row reads, saving ${fmtBytes(r.cache.bytesSaved / Math.max(1, r.steps))} of pulls per step`);
   }
-  return { faster: { mode: fast.mode, than: slow.mode, ratio }, accuracy: { aucDiff: accuracy.aucDiff, se: accuracy.se, call: accuracy.call }, lines };
+  return { faster: { mode: fast.mode, than: slow.mode, ratio, call: speed.call }, accuracy: { aucDiff: accuracy.aucDiff, se: accuracy.se, call: accuracy.call }, lines };
+}
+
+/** Mean and standard error of rank 0's step times (seconds), from its history's wall times. */
+function stepTimeStats(r: RunSummary): { mean: number; se: number; n: number } {
+  const w = r.history.wallSec, d = w.slice(1).map((t, i) => t - w[i]!);
+  const n = d.length, mean = d.reduce((a, x) => a + x, 0) / Math.max(1, n);
+  const variance = n > 1 ? d.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1) : Number.NaN;
+  return { mean, se: Math.sqrt(variance / n), n };
+}
+
+/**
+ * Whether the step times differ beyond their step-to-step spread. The runs ran one after the
+ * other, so a machine that got busier in between moves them both ways: the line says so.
+ */
+function speedCall(fast: RunSummary, slow: RunSummary): { call: Verdict['faster']['call']; line: string } {
+  const f = stepTimeStats(fast), s = stepTimeStats(slow);
+  const se = Math.hypot(f.se, s.se);
+  if (!Number.isFinite(se)) return { call: 'unknown', line: 'too few steps to tell the step-to-step spread' };
+  const call = s.mean - f.mean > NOISE_SE * se ? 'beyond noise' : 'within noise';
+  return {
+    call,
+    line: `mean step ${fmtMs(1000 * f.mean)} vs ${fmtMs(1000 * s.mean)}, standard error of the difference ${fmtMs(1000 * se)}: `
+      + `${call === 'beyond noise' ? 'beyond' : 'within'} the step-to-step spread (criterion: more than ${NOISE_SE} SE; the runs ran one after the other, so rerun on a busy machine)`,
+  };
 }
 
 function bytesLine(r: RunSummary): string {
