@@ -76,6 +76,22 @@ test('compare: both modes, a report page, one JSON object', () => {
   assert.ok(r.json.pureps.bytes.pull > r.json.hybrid.bytes.pull, 'pure-PS also pulls the dense vector every step');
   const html = readFileSync(report, 'utf8');
   assert.ok(html.includes('uPlot') && html.includes('pure-ps'));
+  // Without --eval-every compare evaluates periodically (about 10 times; every step of these 6), then on all held-out samples.
+  for (const run of [r.json.hybrid, r.json.pureps]) {
+    assert.equal(run.evals.map((e: { step: number }) => e.step), [1, 2, 3, 4, 5, 6, 6], 'periodic evaluations, then the final one');
+    assert.ok(run.evals.every((e: { positives: number; samples: number }) => e.positives > 0 && e.positives < e.samples));
+  }
+  assert.match(r.stderr, /evaluating every step on 4096 held-out samples/);
+  assert.match(r.stderr, /compared:\n\s+modes\s+hybrid vs pure-ps\n\s+model\s+dlrm/);
+  assert.match(r.stderr, /verdict:\n\s+speed: (hybrid|pure-ps) was [\d.]+x as fast as (hybrid|pure-ps)/);
+  assert.match(html, /<ul id="verdict">.*(the same within noise|differs beyond noise|no difference)/s);
+  // Evaluating is not training: the same run evaluated every 3 steps moved the same bytes as this
+  // one evaluated every step (BSP pulls are deterministic; the evaluations' pulls are left out).
+  const l = hybridps(['launch', 'samples/dlrm', '--data', data, '--model', TINY, '--rows-per-table', '50', '--workers', '2', '--servers', '1',
+    '--batch', '32', '--steps', '6', '--eval-every', '3', '--json']);
+  assert.is(l.code, 0, l.stderr);
+  assert.is(l.json.evals.length, 3);
+  assert.equal(l.json.bytes, r.json.hybrid.bytes, 'bytes do not depend on how often the run evaluates');
 });
 
 test('SIGUSR2 to the launcher: a checkpoint on request, at a step no worker has finished', async () => {

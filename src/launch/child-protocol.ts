@@ -78,7 +78,7 @@ function byKind<M extends { kind: string }>(from: string, parsers: { [K in M['ki
 const kind = <K extends string>(k: K): Parser<K> => oneOf(k);
 
 const bytes = object<WorkerProgress['bytes']>({ pull: num, push: num, allreduce: num });
-const evalResult = object<EvalResult>({ step: int, samples: int, logloss: num, auc: num });
+const evalResult = object<EvalResult>({ step: int, samples: int, positives: int, logloss: num, auc: num });
 
 /** Checks a message a child sent; throws a ProtocolError naming the bad field. */
 export const parseChildMessage = byKind<ChildMessage>('a child', {
@@ -95,7 +95,7 @@ export const parseChildMessage = byKind<ChildMessage>('a child', {
   result: object<Of<ChildMessage, 'result'>>({
     kind: kind('result'),
     result: object<WorkerResult>({
-      model: str, rank: int, nodeId: str, steps: int, firstStep: int, samples: int, wallSec: num, bytes, phaseMs: record(num), denseHash: str,
+      model: str, rank: int, nodeId: str, steps: int, firstStep: int, samples: int, wallSec: num, evalSec: num, bytes, phaseMs: record(num), denseHash: str,
       data: object<WorkerResult['data']>({ lines: int, parsed: int, split: oneOf('bytes', 'stream'), bad: int, badLines: list(object<WorkerResult['data']['badLines'][number]>({ line: int, why: str })) }),
       eval: optional(evalResult), checkpoint: optional(str),
       cache: optional(object<NonNullable<WorkerResult['cache']>>({ hits: int, misses: int, evictions: int, bytesSaved: int })),

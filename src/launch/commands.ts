@@ -6,9 +6,10 @@ import { mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { prepareTrainData, type TrainJob } from './train-job.ts';
-import { runTraining } from './train-run.ts';
+import { runTraining, plannedSteps } from './train-run.ts';
 import { formatSummary, summaryJson } from './summary.ts';
-import { comparisonTable, writeReport } from './compare-report.ts';
+import { comparisonText, writeReport } from './compare-report.ts';
+import type { TrainConfig } from '../train/config.ts';
 import { LocalCluster } from './local-cluster.ts';
 
 export async function trainCommand(job: TrainJob, o: { json?: boolean; keepGoing?: boolean }): Promise<void> {
@@ -24,7 +25,7 @@ export async function compareCommand(jobs: TrainJob[], o: { json?: boolean; repo
   const out = o.json ? process.stderr : process.stdout;
   const runs = [];
   for (const job of jobs) {
-    const cfg = await prepareTrainData(job, (s) => out.write(s + '\n'));
+    const cfg = withPeriodicEval(await prepareTrainData(job, (s) => out.write(s + '\n')), (s) => out.write(s + '\n'));
     const s = await runTraining(cfg, { out, label: cfg.mode });
     out.write(formatSummary(s) + '\n\n');
     runs.push(s);
@@ -32,12 +33,31 @@ export async function compareCommand(jobs: TrainJob[], o: { json?: boolean; repo
   const report = resolve(o.report ?? join('runs', `compare-${new Date().toISOString().replace(/[:.]/g, '-')}.html`));
   mkdirSync(resolve(report, '..'), { recursive: true });
   await writeReport(report, runs);
-  out.write(comparisonTable(runs) + '\n');
+  out.write(comparisonText(runs) + '\n');
   out.write(`report: ${report}\n`);
   if (o.json) {
     const [hybrid, pureps] = runs.map(summaryJson);
     process.stdout.write(JSON.stringify({ hybrid, pureps, report }) + '\n');
   }
+}
+
+/** Held-out evaluations `compare` makes over a run when --eval-every is not given (the report plots them). */
+export const COMPARE_EVALS = 10;
+
+/**
+ * compare evaluates periodically by default: about COMPARE_EVALS times over the run, each on
+ * --eval-samples held-out samples (default 4096), so the cost stays bounded whatever the run's length.
+ */
+function withPeriodicEval(cfg: TrainConfig, say: (s: string) => void): TrainConfig {
+  if (cfg.evalSteps > 0) return cfg;
+  const steps = plannedSteps(cfg);
+  if (steps === 0) {
+    say(`[${cfg.mode}] note: the run's length is unknown (no --steps, no data sidecar): held-out metrics only at the end; --eval-every N evaluates every N steps`);
+    return cfg;
+  }
+  const evalSteps = Math.max(1, Math.round(steps / COMPARE_EVALS));
+  say(`[${cfg.mode}] evaluating every ${evalSteps === 1 ? 'step' : `${evalSteps} steps`} on ${cfg.evalSamples} held-out samples (--eval-every, --eval-samples), and at the end on all of them`);
+  return { ...cfg, evalSteps };
 }
 
 export interface ClusterFlags { servers: number; replicas?: number; heartbeatMs?: number; json?: boolean }

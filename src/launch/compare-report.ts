@@ -1,8 +1,13 @@
-// The hybrid-vs-pure-PS report: a terminal table and one self-contained HTML page (uPlot and its
-// CSS inlined, data embedded as JSON) that opens from disk with no server and no network.
+// The hybrid-vs-pure-PS report: a terminal text (the configuration, a table, the verdict) and one
+// self-contained HTML page (uPlot and its CSS inlined, the plots' data embedded as JSON) that
+// opens from disk with no server and no network. What the plots show is computed in
+// compare-plots.ts, what the numbers say in compare-verdict.ts.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { writeBytesAtomic } from '../checkpoint/atomic-file.ts';
+import { fmtBytes, fmtCount, fmtMs, fmtPercent } from '../util/units.ts';
+import { configRows, compareVerdict } from './compare-verdict.ts';
+import { plotSpecs } from './compare-plots.ts';
 
 export interface RunHistory {
   step: number[];
@@ -15,12 +20,21 @@ export interface RunHistory {
   allreduceBytes: number[];
 }
 
+/** One held-out evaluation (train/evaluate.ts): `positives` of `samples` labelled 1. */
+export interface RunEval { step: number; samples: number; positives: number; logloss: number; auc: number }
+
 export interface RunSummary {
   mode: 'hybrid' | 'pure-ps';
+  /** The model module's name (as the workers loaded it). */
+  model: string;
   consistency: string;
   workers: number;
   servers: number;
   steps: number;
+  /** Batch per worker, optimizers and learning rates of the run. */
+  settings: { batch: number; optimizer: { emb: string; dense: string }; lr: { emb: number; dense: number } };
+  /** The data file and its lines (all of them, held-out included). */
+  data: { path: string; lines: number };
   samplesPerSec: number;
   logloss: number;
   auc: number;
@@ -28,6 +42,8 @@ export interface RunSummary {
   /** Mean milliseconds per step by phase (pull, upload, compute, download, push, dense...). */
   phases: Record<string, number>;
   history: RunHistory;
+  /** Rank 0's held-out evaluations in order, the final one (all held-out samples) last. */
+  evals: RunEval[];
   plantedAuc?: number;
   /** The workers' row caches (src/worker/row-cache.ts), summed; absent when no table was cached. */
   cache?: RunCacheSummary;
@@ -35,33 +51,39 @@ export interface RunSummary {
 
 export interface RunCacheSummary { hitRate: number; hits: number; misses: number; evictions: number; bytesSaved: number }
 
+/** The runs side by side, one row a measure, in readable units. */
 export function comparisonTable(runs: RunSummary[]): string {
+  const perStep = (n: number, r: RunSummary) => fmtBytes(n / Math.max(1, r.steps));
   const rows: [string, ...string[]][] = [
     ['', ...runs.map((r) => r.mode)],
-    ['samples/s', ...runs.map((r) => r.samplesPerSec.toFixed(0))],
-    ['pull bytes/step', ...runs.map((r) => fmtBytes(r.bytes.pull / Math.max(1, r.steps)))],
-    ['push bytes/step', ...runs.map((r) => fmtBytes(r.bytes.push / Math.max(1, r.steps)))],
-    ['allreduce bytes/step', ...runs.map((r) => fmtBytes(r.bytes.allreduce / Math.max(1, r.steps)))],
-    ...phaseNames(runs).map((p): [string, ...string[]] => [`${p} ms/step`, ...runs.map((r) => (r.phases[p] ?? 0).toFixed(2))]),
-    ['logloss', ...runs.map((r) => r.logloss.toFixed(4))],
-    ['AUC', ...runs.map((r) => r.auc.toFixed(4))],
+    ['samples/s', ...runs.map((r) => fmtCount(r.samplesPerSec))],
+    ['wall time (training)', ...runs.map((r) => fmtMs(1000 * (r.history.wallSec[r.history.wallSec.length - 1] ?? 0)))],
+    ['bytes/step (all workers)', ...runs.map((r) => perStep(r.bytes.pull + r.bytes.push + r.bytes.allreduce, r))],
+    ['  pull bytes/step', ...runs.map((r) => perStep(r.bytes.pull, r))],
+    ['  push bytes/step', ...runs.map((r) => perStep(r.bytes.push, r))],
+    ['  allreduce bytes/step', ...runs.map((r) => perStep(r.bytes.allreduce, r))],
+    ...phaseNames(runs).map((p): [string, ...string[]] => [`${p} time/step`, ...runs.map((r) => fmtMs(r.phases[p] ?? 0))]),
+    ['held-out logloss', ...runs.map((r) => r.logloss.toFixed(4))],
+    ['held-out AUC', ...runs.map((r) => r.auc.toFixed(4))],
   ];
+  if (runs.some((r) => r.plantedAuc !== undefined)) rows.push(['planted model AUC', ...runs.map((r) => r.plantedAuc?.toFixed(4) ?? '-')]);
   if (runs.some((r) => r.cache)) {
-    rows.push(['row cache hit rate', ...runs.map((r) => (r.cache ? `${(100 * r.cache.hitRate).toFixed(1)}%` : 'off'))]);
-    rows.push(['cache saved/step', ...runs.map((r) => (r.cache ? fmtBytes(r.cache.bytesSaved / Math.max(1, r.steps)) : '-'))]);
+    rows.push(['row cache hit rate', ...runs.map((r) => (r.cache ? fmtPercent(r.cache.hitRate) : 'off'))]);
+    rows.push(['cache saved/step', ...runs.map((r) => (r.cache ? perStep(r.cache.bytesSaved, r) : '-'))]);
   }
   const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows.map((r) => r.map((cell, c) => (c === 0 ? cell.padEnd(w[c]!) : cell.padStart(w[c]!))).join('   ')).join('\n');
 }
 
-function phaseNames(runs: RunSummary[]): string[] {
-  return [...new Set(runs.flatMap((r) => Object.keys(r.phases)))];
+/** For the terminal: what was compared, the table, and the verdict. */
+export function comparisonText(runs: RunSummary[]): string {
+  const cfg = configRows(runs);
+  const w = Math.max(...cfg.map(([k]) => k.length));
+  return ['compared:', ...cfg.map(([k, v]) => `  ${k.padEnd(w)}  ${v}`), '', comparisonTable(runs), '', 'verdict:', ...compareVerdict(runs).lines.map((l) => `  ${l}`)].join('\n');
 }
 
-function fmtBytes(b: number): string {
-  if (b >= 1 << 20) return `${(b / (1 << 20)).toFixed(2)} MiB`;
-  if (b >= 1 << 10) return `${(b / (1 << 10)).toFixed(1)} KiB`;
-  return `${b.toFixed(0)} B`;
+function phaseNames(runs: RunSummary[]): string[] {
+  return [...new Set(runs.flatMap((r) => Object.keys(r.phases)))];
 }
 
 const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -70,61 +92,66 @@ export function reportHtml(runs: RunSummary[], title = 'hybridps: hybrid vs pure
   const require = createRequire(import.meta.url);
   const uplotJs = readFileSync(require.resolve('uplot/dist/uPlot.iife.min.js'), 'utf8');
   const uplotCss = readFileSync(require.resolve('uplot/dist/uPlot.min.css'), 'utf8');
+  const plots = plotSpecs(runs);
   // JSON inside <script>: escape "<" so a value can never close the tag.
-  const data = JSON.stringify(runs).replace(/</g, '\\u003c');
+  const data = JSON.stringify(plots).replace(/</g, '\\u003c');
+  const config = configRows(runs).map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('');
+  const verdict = compareVerdict(runs).lines.map((l) => `<li>${escapeHtml(l)}</li>`).join('');
+  const cells = plots.map((p) => `  <div><h2>${escapeHtml(p.title)}</h2>${p.note ? `<p class="note">${escapeHtml(p.note)}</p>` : ''}<div id="${p.id}" class="plot"></div></div>`).join('\n');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title>
 <style>${uplotCss}
-body { font: 14px system-ui, sans-serif; margin: 24px; color: #222; }
-table { border-collapse: collapse; margin: 12px 0 24px; } td, th { padding: 4px 12px; border-bottom: 1px solid #ddd; text-align: right; }
-td:first-child, th:first-child { text-align: left; } .plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 24px; }
-h2 { font-size: 16px; margin: 0 0 4px; }
+body { font: 14px system-ui, sans-serif; margin: 24px; color: #222; max-width: 1240px; }
+table { border-collapse: collapse; margin: 8px 0 16px; } td, th { padding: 3px 12px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
+th { font-weight: 600; white-space: nowrap; } .plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(580px, 1fr)); gap: 24px; }
+h2 { font-size: 16px; margin: 0 0 4px; } .note { font-size: 12px; color: #666; margin: 0 0 6px; } #verdict li { margin: 4px 0; }
 </style></head><body>
 <h1>${escapeHtml(title)}</h1>
-<pre id="summary">${escapeHtml(comparisonTable(runs))}</pre>
+<h2>What was compared</h2><table id="config">${config}</table>
+<h2>Verdict</h2><ul id="verdict">${verdict}</ul>
+<h2>The numbers</h2><pre id="summary">${escapeHtml(comparisonTable(runs))}</pre>
 <div class="plots">
-  <div><h2>Loss against step</h2><div id="plot-loss-step" class="plot"></div></div>
-  <div><h2>Loss against wall time (s)</h2><div id="plot-loss-time" class="plot"></div></div>
-  <div><h2>Bytes on the wire per step</h2><div id="plot-bytes" class="plot"></div></div>
-  <div><h2>Time per step by phase (ms)</h2><div id="plot-phases" class="plot"></div></div>
+${cells}
 </div>
 <script>${uplotJs}</script>
 <script>
-const runs = ${data};
+const plots = ${data};
 const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd'];
-const opts = (title, series, extra = {}) => ({ width: 560, height: 300, title, series: [{}, ...series], scales: { x: { time: false } }, axes: [{}, { size: 70 }], ...extra });
-function mount(id, o, d) { const el = document.getElementById(id); const u = new uPlot(o, d, el); el.dataset.drawn = String(d[0].length); return u; }
-// Loss against step: one x axis (the union of steps) and one series per run.
-(function () {
-  const xs = [...new Set(runs.flatMap((r) => r.history.step))].sort((a, b) => a - b);
-  const ys = runs.map((r) => { const m = new Map(r.history.step.map((s, i) => [s, r.history.loss[i]])); return xs.map((x) => m.has(x) ? m.get(x) : null); });
-  mount('plot-loss-step', opts('', runs.map((r, i) => ({ label: r.mode, stroke: colors[i], spanGaps: true }))), [xs, ...ys]);
-})();
-// Loss against wall time: each run on its own time grid, merged.
-(function () {
-  const xs = [...new Set(runs.flatMap((r) => r.history.wallSec))].sort((a, b) => a - b);
-  const ys = runs.map((r) => { const m = new Map(r.history.wallSec.map((t, i) => [t, r.history.loss[i]])); return xs.map((x) => m.has(x) ? m.get(x) : null); });
-  mount('plot-loss-time', opts('', runs.map((r, i) => ({ label: r.mode, stroke: colors[i], spanGaps: true }))), [xs, ...ys]);
-})();
-// Bytes per step by kind, one series per (run, kind).
-(function () {
-  const xs = [...new Set(runs.flatMap((r) => r.history.step))].sort((a, b) => a - b);
-  const series = [], data = [xs];
-  runs.forEach((r, i) => ['pullBytes', 'pushBytes', 'allreduceBytes'].forEach((k, j) => {
-    const m = new Map(r.history.step.map((s, n) => [s, r.history[k][n]]));
-    series.push({ label: r.mode + ' ' + k.replace('Bytes', ''), stroke: colors[i], dash: [[], [6, 4], [2, 3]][j], spanGaps: true });
-    data.push(xs.map((x) => m.has(x) ? m.get(x) : null));
-  }));
-  mount('plot-bytes', opts('', series), data);
-})();
-// Phase breakdown: x = phase index, one bar-like stepped series per run.
-(function () {
-  const names = [...new Set(runs.flatMap((r) => Object.keys(r.phases)))];
-  const xs = names.map((_, i) => i);
-  const ys = runs.map((r) => names.map((n) => r.phases[n] ?? 0));
-  mount('plot-phases', opts('', runs.map((r, i) => ({ label: r.mode, stroke: colors[i], fill: colors[i] + '33', paths: uPlot.paths.bars({ size: [0.8 / runs.length], align: i === 0 ? -1 : 1 }) })),
-    { axes: [{ values: (u, vals) => vals.map((v) => names[v] ?? ''), incrs: [1] }, { size: 70 }], scales: { x: { time: false, range: [-0.6, names.length - 0.4] } } }), [xs, ...ys]);
-})();
+// Axis labels in readable units (the same steps as src/util/units.ts).
+const num = (v, d) => (Math.abs(v) >= 100 ? v.toFixed(0) : v.toFixed(d));
+const units = {
+  step: (v) => String(Math.round(v)), plain: (v) => (Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(Math.abs(v) >= 1 ? 2 : 3)),
+  seconds: (v) => (v >= 120 ? num(v / 60, 1) + ' min' : num(v, v >= 10 ? 0 : 1) + ' s'), ms: (v) => (v >= 1000 ? num(v / 1000, 2) + ' s' : num(v, 1) + ' ms'),
+  bytes: (v) => { for (const [n, u] of [[2 ** 30, 'GiB'], [2 ** 20, 'MiB'], [2 ** 10, 'KiB']]) if (Math.abs(v) >= n) return num(v / n, 1) + ' ' + u; return v.toFixed(0) + ' B'; },
+};
+// What the reader can see: points inside the drawn x and y ranges (the browser test reads these).
+function countVisible(u, p) {
+  const { min: x0, max: x1 } = u.scales.x, { min: y0, max: y1 } = u.scales.y;
+  let n = 0;
+  p.series.forEach((s) => s.values.forEach((v, i) => { if (v !== null && p.x[i] >= x0 && p.x[i] <= x1 && v >= y0 && v <= y1) n++; }));
+  return n;
+}
+for (const p of plots) {
+  const el = document.getElementById(p.id);
+  const bars = p.kind === 'bars', n = p.series.length;
+  const xLabel = { step: 'step', seconds: 'wall time', phase: 'phase' }[p.xUnit];
+  const series = [{ label: xLabel, value: (u, v) => (v === null ? '-' : p.labels ? (p.labels[v] ?? '') : units[p.xUnit](v)) }, ...p.series.map((s, i) => ({
+    label: s.label, stroke: colors[s.run], dash: s.dash, spanGaps: true, value: (u, v) => (v === null ? '-' : units[p.yUnit](v)),
+    points: { show: p.kind === 'points' ? true : undefined, size: 7 },
+    ...(bars ? { fill: colors[s.run] + '33', paths: uPlot.paths.bars({ size: [0.8 / n], align: i === 0 ? -1 : 1 }) } : {}),
+  }))];
+  const opts = {
+    width: 580, height: 300, series,
+    scales: { x: { time: false, ...(bars ? { range: [-0.6, p.x.length - 0.4] } : {}) }, y: p.yRange ? { range: p.yRange } : {} },
+    axes: [
+      { label: xLabel, values: (u, vals) => vals.map((v) => (p.labels ? (p.labels[v] ?? '') : units[p.xUnit](v))), ...(bars ? { incrs: [1] } : {}) },
+      { size: 70, values: (u, vals) => vals.map((v) => units[p.yUnit](v)) },
+    ],
+    hooks: { draw: [(u) => { el.dataset.visible = String(countVisible(u, p)); }] },
+  };
+  new uPlot(opts, [p.x, ...p.series.map((s) => s.values)], el);
+  el.dataset.drawn = String(p.series.reduce((a, s) => a + s.values.filter((v) => v !== null).length, 0));
+}
 </script></body></html>
 `;
 }

@@ -4,10 +4,9 @@
 import { consistencyName, type TrainConfig } from '../train/config.ts';
 import type { WorkerResult, EvalResult } from '../train/worker.ts';
 import type { RunSummary, RunHistory, RunCacheSummary } from './compare-report.ts';
+import { fmtBytes } from '../util/units.ts';
 
 export interface TrainSummary extends RunSummary {
-  /** The model module's name (as the workers loaded it). */
-  model: string;
   results: WorkerResult[];
   /** Workers that died during the run (with keepGoing). */
   failedWorkers: string[];
@@ -35,7 +34,10 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
   if (!r0 || results.length + run.failedWorkers.length !== cfg.workers) throw new Error(`only ${results.length} of ${cfg.workers} workers reported a result`);
   const final = r0.eval;
   if (!final) throw new Error('rank 0 reported no final evaluation');
-  const trainSec = Math.max(...results.map((r) => r.wallSec));
+  // Training time leaves out rank 0's periodic evaluations: under BSP and SSP the others wait for
+  // it at the next clock, under ASP rank 0 finishes last by that much, so the slowest worker's time
+  // less rank 0's evaluation time is the time spent training either way.
+  const trainSec = Math.max(...results.map((r) => r.wallSec)) - r0.evalSec;
   const samples = results.reduce((a, r) => a + r.samples, 0);
   const phaseTotals: Record<string, number> = {};
   for (const r of results) for (const [k, v] of Object.entries(r.phaseMs)) phaseTotals[k] = (phaseTotals[k] ?? 0) + v;
@@ -50,7 +52,7 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
     model: r0.model, mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
     samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history: run.history,
     plantedAuc: run.plantedAuc, results, failedWorkers: run.failedWorkers, evals: run.evals, checkpoint: run.checkpoint, wallSec: run.wallSec,
-    data: dataSummary(cfg.data, results),
+    data: dataSummary(cfg.data, results), settings: { batch: cfg.batch, optimizer: { ...cfg.optimizer }, lr: { ...cfg.lr } },
   };
 }
 
@@ -71,10 +73,6 @@ function cacheSummary(results: WorkerResult[]): RunCacheSummary | undefined {
   const sum = (f: (c: NonNullable<WorkerResult['cache']>) => number) => cached.reduce((a, c) => a + f(c), 0);
   const hits = sum((c) => c.hits), misses = sum((c) => c.misses);
   return { hitRate: hits + misses > 0 ? hits / (hits + misses) : 0, hits, misses, evictions: sum((c) => c.evictions), bytesSaved: sum((c) => c.bytesSaved) };
-}
-
-function fmtBytes(n: number): string {
-  return n >= 1 << 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 1 << 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
 }
 
 /** The end-of-run summary, for people. */

@@ -40,6 +40,13 @@ function commonRoot(paths: string[]): string {
   return out.join(sep) || sep;
 }
 
+/** The steps a run will take: --steps, or what the data's sidecar says one pass gives; 0 when unknown. */
+export function plannedSteps(cfg: TrainConfig): number {
+  if (cfg.steps > 0) return cfg.steps;
+  const meta = readDataMeta(cfg.data);
+  return meta?.samples ? Math.floor((meta.samples - Math.floor(meta.samples / cfg.evalEvery)) * cfg.epochs / (cfg.batch * cfg.workers)) : 0;
+}
+
 export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Promise<TrainSummary> {
   validateConfig(cfg);
   if (cfg.resume) await resolveCheckpoint(cfg.resume); // a wrong path fails here, before any process starts
@@ -50,8 +57,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
   if (meta?.rowsPerTable !== undefined && meta.rowsPerTable !== cfg.model.rowsPerTable) {
     say(`${label}note: ${cfg.data} was generated with ${meta.rowsPerTable} rows per table; the model uses ${cfg.model.rowsPerTable}`);
   }
-  const totalSteps = cfg.steps > 0 ? cfg.steps
-    : meta?.samples ? Math.floor((meta.samples - Math.floor(meta.samples / cfg.evalEvery)) * cfg.epochs / (cfg.batch * cfg.workers)) : 0;
+  const totalSteps = plannedSteps(cfg);
 
   const ckptRoot = cfg.checkpointDir || cfg.resume ? commonRoot([cfg.checkpointDir, cfg.resume].filter((p): p is string => !!p)) : undefined;
   if (cfg.checkpointDir) mkdirSync(cfg.checkpointDir, { recursive: true });

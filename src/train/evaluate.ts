@@ -10,7 +10,8 @@ import type { ModelBatch } from '../model/model-module.ts';
 import { exactAuc, loglossFromLogits } from '../metrics/classification.ts';
 import type { Minibatch } from './batches.ts';
 
-export interface EvalResult { step: number; samples: number; logloss: number; auc: number }
+/** `positives`: held-out samples labelled 1 (with `samples`, what the AUC's standard error needs). */
+export interface EvalResult { step: number; samples: number; positives: number; logloss: number; auc: number }
 
 export interface EvalSource {
   client: PSClient; runner: ModelRunner; tableIds: number[];
@@ -35,5 +36,5 @@ export async function evaluateHeldOut(src: EvalSource, step: number, limit: numb
     const scores = await runner.predict({ B: wb.B, inputs: wb.inputs, tables: preps.map((prep, i) => ({ prep, rows: rows[i]! })) });
     for (let i = 0; i < wb.B; i++) { logits.push(scores[i]!); labels.push(wb.inputs.labels![i]!); }
   }
-  return { step, samples: labels.length, logloss: loglossFromLogits(logits, labels), auc: exactAuc(logits, labels) };
+  return { step, samples: labels.length, positives: labels.filter((l) => l > 0.5).length, logloss: loglossFromLogits(logits, labels), auc: exactAuc(logits, labels) };
 }

@@ -41,6 +41,9 @@ export interface WorkerResult {
   /** The model module's name. */
   model: string;
   rank: number; nodeId: string; steps: number; firstStep: number; samples: number; wallSec: number;
+  /** Seconds of `wallSec` spent in periodic held-out evaluations (rank 0 alone evaluates); training time is the rest. */
+  evalSec: number;
+  /** Bytes of training on the wire; the evaluations' pulls are left out. */
   bytes: { pull: number; push: number; allreduce: number };
   /** Summed milliseconds per phase over all steps. */
   phaseMs: Record<string, number>;
@@ -130,8 +133,15 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       client, runner, tableIds, denseAt,
       batches: (limit) => evalBatches(cfg, 1024, limit), toBatch: (mb) => modelBatch(mod, cfg.model, mb),
     };
+    // What evaluating costs is kept apart from training's numbers: a compare run evaluates about 10
+    // times by default, and pure-PS evaluations also pull the dense vector.
+    let evalMs = 0;
+    const evalBytes = { pull: 0, push: 0 };
     const evaluate = async (step: number, limit: number): Promise<EvalResult> => {
+      const t = performance.now(), pull0 = client.bytes.pull, push0 = client.bytes.push;
       const res = await evaluateHeldOut(held, step, limit);
+      evalMs += performance.now() - t;
+      evalBytes.pull += client.bytes.pull - pull0; evalBytes.push += client.bytes.push - push0;
       report({ kind: 'eval', eval: res });
       return res;
     };
@@ -152,7 +162,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
 
     const phaseMs: Record<string, number> = {};
     const t0 = performance.now();
-    const bytes = () => ({ pull: client.bytes.pull, push: client.bytes.push, allreduce: ring?.ring.stats.bytesSent ?? 0 });
+    const bytes = () => ({ pull: client.bytes.pull - evalBytes.pull, push: client.bytes.push - evalBytes.push, allreduce: ring?.ring.stats.bytesSent ?? 0 });
     let step = firstStep, samples = 0, lastCheckpoint: string | undefined, lastCheckpointStep = -1;
     const requested = new Set<number>();
     id.onCheckpointRequest?.((s) => {
@@ -182,8 +192,13 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       step++;
       samples += cur.batch.B;
       for (const [k, v] of Object.entries(r.ms)) phaseMs[k] = (phaseMs[k] ?? 0) + v;
-      report({ kind: 'progress', progress: { rank, step, loss: r.loss, samples, wallSec: (performance.now() - t0) / 1000, bytes: bytes(), ms: { ...r.ms } } });
-      if (cfg.evalSteps > 0 && step % cfg.evalSteps === 0 && rank === 0) await evaluate(step, cfg.evalSamples);
+      report({ kind: 'progress', progress: { rank, step, loss: r.loss, samples, wallSec: (performance.now() - t0 - evalMs) / 1000, bytes: bytes(), ms: { ...r.ms } } });
+      if (cfg.evalSteps > 0 && step % cfg.evalSteps === 0 && rank === 0) {
+        // Settle the next batch's early pulls first (dropping their rows), so none counts as the evaluation's.
+        if (ahead) ahead = (ahead as Promise<PreparedBatch | null>).then((p) => p && stepper.withoutEarlyRows(p));
+        await ahead;
+        await evaluate(step, cfg.evalSamples);
+      }
       if (cfg.checkpointDir && ((cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0) || requested.delete(step))) {
         // Drain: no early pull straddles the checkpoint (the next step pulls after it).
         if (ahead) ahead = (ahead as Promise<PreparedBatch | null>).then((p) => p && stepper.withoutEarlyRows(p));
@@ -200,7 +215,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     const final = rank === 0 ? await evaluate(step, Number.MAX_SAFE_INTEGER) : undefined;
     const denseFinal = await denseNow();
     const result: WorkerResult = {
-      model: mod.name, rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, bytes: bytes(), phaseMs,
+      model: mod.name, rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, evalSec: evalMs / 1000, bytes: bytes(), phaseMs,
       denseHash: createHash('sha256').update(Buffer.from(denseFinal.buffer, denseFinal.byteOffset, denseFinal.byteLength)).digest('hex'),
       data: source.stats(), eval: final, checkpoint: rank === 0 ? lastCheckpoint || undefined : undefined,
     };
