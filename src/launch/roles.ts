@@ -110,7 +110,16 @@ export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; n
   const cfg = await readTrainConfig(flags.config);
   const schedulerUrl = await reachableScheduler(flags, env, 'worker');
   const nodeId = flags.nodeId ?? (env.role === 'worker' && env.index !== undefined ? `worker-${env.index}` : `worker-${process.pid}`);
-  announceReady({ role: 'worker', nodeId, pid: process.pid });
+  // With --metrics-port, every event the worker reports also feeds its /metrics.
+  const out = hasLauncher() ? tellLauncher : logReports(nodeId);
+  let report = out, metricsUrl: string | undefined;
+  if (flags.metricsPort !== undefined) {
+    const { WorkerMetrics } = await import('./worker-metrics.ts');
+    const wm = new WorkerMetrics();
+    metricsUrl = (await serveMetrics('worker', wm.source(() => ({ role: 'worker', nodeId, pid: process.pid })), flags.metricsPort)).url;
+    report = (e) => { wm.observe(e); out(e); };
+  }
+  announceReady({ role: 'worker', nodeId, pid: process.pid, metrics: metricsUrl });
   let stopRequested = false;
   exitWithParent(async () => { stopRequested = true; });
   const { runTrainWorker } = await import('../train/worker.ts');
@@ -119,7 +128,7 @@ export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; n
     await runTrainWorker(cfg, {
       nodeId, schedulerUrl, secret: loadSecret(flags), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort,
       onCheckpointRequest: (listener) => onLauncherMessage((m) => { if (m.kind === 'checkpointAt') listener(m.step); }),
-    }, hasLauncher() ? tellLauncher : logReports(nodeId));
+    }, report);
   } catch (e) {
     if (!stopRequested) process.stderr.write(`${nodeId}: ${(e as Error).stack ?? (e as Error).message}\n`);
     code = exitCodeFor(e);
