@@ -149,8 +149,12 @@ export class PsServer {
       case 'replicaPush': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.push(body.push, body.origin, 1);
       case 'clock': return { type: 'clockAck', clock: this.gate.clock(body.worker, body.clock) };
       case 'assignRows': assignRows(this.tables.get(body.table), body); return { type: 'ok' };
-      case 'copyRows': return this.replication.copyIn(body);
-      case 'copyPending': return this.replication.copyPendingIn(body);
+      // Copies from the heads of chains a restarted server is a backup in arrive with the view that
+      // lists it, before its take-over has declared the tables: they wait for it too (without the
+      // wait they failed with UnknownTable, the backup grew the rows afresh from later pushes, and
+      // a second failure promoted that wrong copy: `npm run chaos`, 2026-12-02).
+      case 'copyRows': if (this.handoff.inProgress) await this.handoff.inProgress; return this.replication.copyIn(body);
+      case 'copyPending': if (this.handoff.inProgress) await this.handoff.inProgress; return this.replication.copyPendingIn(body);
       case 'handoffMetaRequest': return this.handoff.meta(conn.peerId);
       case 'handoffRequest': return this.handoff.page(body, conn.peerId);
       case 'checkpoint': return await this.checkpoints.write(body.dir, body.step);
