@@ -2,7 +2,7 @@
 // `hybridps` command line: one subcommand per role plus the local launcher and tools. Parses the
 // arguments and dispatches; the roles and launching live in src/launch/, which runs them.
 import { Command, Option } from 'commander';
-import { runScheduler, runServer, runWorker } from '../launch/roles.ts';
+import { runScheduler, runServer, runWorker, orchestratorEnv } from '../launch/roles.ts';
 import { runDemo } from '../launch/demo.ts';
 
 const program = new Command();
@@ -50,10 +50,8 @@ secretOptions(linkOptions(program.command('run'))).description('run the role nam
   .option('--replicas <n>', 'scheduler: replication factor R for every key range', int)
   .option('--checkpoint-root <dir>', 'server: checkpoints may only be written/read inside this directory (default: cwd)')
   .action(async (o) => {
-    const { clusterEnvFromProcess } = await import('../launch/cluster-env.ts');
     const { ConfigError } = await import('../launch/exit-codes.ts');
-    let role: string | undefined;
-    try { role = clusterEnvFromProcess().role; } catch (e) { throw new ConfigError((e as Error).message); }
+    const role = orchestratorEnv().role;
     if (role === 'scheduler') return runScheduler(o);
     if (role === 'server') return runServer(o);
     if (role === 'worker') return runWorker(o);
@@ -160,9 +158,8 @@ program.command('top').description('a live view of a running job: per server req
   .option('--once', 'one interval, then exit')
   .option('--json', 'one JSON object per poll instead of the table')
   .action(async (o) => {
-    const { clusterEnvFromProcess } = await import('../launch/cluster-env.ts');
     const { ConfigError } = await import('../launch/exit-codes.ts');
-    const schedulerUrl = o.scheduler ?? clusterEnvFromProcess().schedulerUrl;
+    const schedulerUrl = o.scheduler ?? orchestratorEnv().schedulerUrl;
     if (!schedulerUrl) throw new ConfigError('top needs the scheduler: --scheduler ws://HOST:PORT, HYBRIDPS_SCHEDULER or TF_CONFIG');
     if (!(o.intervalS > 0)) throw new ConfigError(`--interval-s must be a number of seconds > 0, got ${o.intervalS}`);
     const { loadSecret } = await import('../transport/index.ts');

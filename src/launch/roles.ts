@@ -19,7 +19,7 @@ export interface CommonRoleFlags extends LinkLimitFlags {
 }
 
 /** TF_CONFIG / HYBRIDPS_* of this process; a malformed one is a configuration error (exit 2). */
-function orchestratorEnv(): ClusterEnv {
+export function orchestratorEnv(): ClusterEnv {
   try { return clusterEnvFromProcess(); } catch (e) { throw new ConfigError((e as Error).message); }
 }
 

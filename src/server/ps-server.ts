@@ -50,6 +50,19 @@ export interface PsServerOptions {
   checkpointRoot?: string;
 }
 
+/**
+ * Requests that touch rows wait while this server takes over the rows it now heads. That covers
+ * the copies and forwarded pushes other servers send it: a restarted server is a backup as soon as
+ * the view lists it, but knows no tables until its take-over has declared them (without the wait
+ * they failed with UnknownTable, the backup grew the rows afresh from later pushes, and a second
+ * failure promoted that wrong copy: `npm run chaos`, 2026-12-02). Pushes the take-over copied are
+ * not applied twice (push-deduper).
+ */
+const WAITS_FOR_TAKEOVER: ReadonlySet<Body['type']> = new Set(['pull', 'push', 'pullBatch', 'pushBatch', 'replicaPush', 'copyRows', 'copyPending']);
+
+/** Which latency histogram a request kind's time in this server goes to (/metrics, `hybridps top`). */
+const LATENCY_OF: Partial<Record<Body['type'], 'pull' | 'push'>> = { pull: 'pull', pullBatch: 'pull', push: 'push', pushBatch: 'push', replicaPush: 'push' };
+
 export class PsServer {
   readonly nodeId: string;
   readonly stats = newServerStats();
@@ -124,37 +137,30 @@ export class PsServer {
     await this.viewAtLeast(env.epoch);
     try {
       authorize(env.body, { id: conn.peerId, role: conn.peerRole }, this.view);
+      if (WAITS_FOR_TAKEOVER.has(env.body.type) && this.handoff.inProgress) await this.handoff.inProgress;
       return await this.dispatch(env.body, conn);
     } catch (e) {
       this.stats.rejected++;
       throw e;
     } finally {
       // Time in this server, waits included (an SSP/BSP gate, a take-over): what a worker waits for.
-      const kind = env.body.type;
-      if (kind === 'pull' || kind === 'pullBatch') this.latency.pull.observe(performance.now() - t0);
-      else if (kind === 'push' || kind === 'pushBatch' || kind === 'replicaPush') this.latency.push.observe(performance.now() - t0);
+      const timed = LATENCY_OF[env.body.type];
+      if (timed) this.latency[timed].observe(performance.now() - t0);
     }
   }
 
   private async dispatch(body: Body, conn: Connection): Promise<Body> {
     switch (body.type) {
       case 'declareTables': return { type: 'declareTablesReply', tables: this.tables.declare(body.tables) };
-      case 'pull': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pull(body);
-      case 'push': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.push(body, conn.peerId, 0);
-      case 'pullBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pullBatch(body);
-      case 'pushBatch': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.pushBatch(body, conn.peerId);
-      // A restarted server is a backup as soon as it is in the view, but knows no tables until its
-      // take-over is done: a forwarded push waits for it like the workers' do (npm run chaos found
-      // UnknownTable here), and the pushes the take-over copied are not applied twice (push-deduper).
-      case 'replicaPush': if (this.handoff.inProgress) await this.handoff.inProgress; return await this.kv.push(body.push, body.origin, 1);
+      case 'pull': return await this.kv.pull(body);
+      case 'push': return await this.kv.push(body, conn.peerId, 0);
+      case 'pullBatch': return await this.kv.pullBatch(body);
+      case 'pushBatch': return await this.kv.pushBatch(body, conn.peerId);
+      case 'replicaPush': return await this.kv.push(body.push, body.origin, 1);
       case 'clock': return { type: 'clockAck', clock: this.gate.clock(body.worker, body.clock) };
       case 'assignRows': assignRows(this.tables.get(body.table), body); return { type: 'ok' };
-      // Copies from the heads of chains a restarted server is a backup in arrive with the view that
-      // lists it, before its take-over has declared the tables: they wait for it too (without the
-      // wait they failed with UnknownTable, the backup grew the rows afresh from later pushes, and
-      // a second failure promoted that wrong copy: `npm run chaos`, 2026-12-02).
-      case 'copyRows': if (this.handoff.inProgress) await this.handoff.inProgress; return this.replication.copyIn(body);
-      case 'copyPending': if (this.handoff.inProgress) await this.handoff.inProgress; return this.replication.copyPendingIn(body);
+      case 'copyRows': return this.replication.copyIn(body);
+      case 'copyPending': return this.replication.copyPendingIn(body);
       case 'handoffMetaRequest': return this.handoff.meta(conn.peerId);
       case 'handoffRequest': return this.handoff.page(body, conn.peerId);
       case 'checkpoint': return await this.checkpoints.write(body.dir, body.step);
