@@ -107,25 +107,17 @@ export class RowCache {
 
   /** Positions of the keys this cache cannot serve at `clock` (counts nothing). */
   missing(keys: BigUint64Array, clock: number): Int32Array {
-    const w = keyWords(keys), out: number[] = [];
-    for (let j = 0; j < keys.length; j++) { const s = this.slotOf(w, j); if (s < 0 || !this.valid(s, clock)) out.push(j); }
-    return Int32Array.from(out);
+    return this.scan(keys, clock, null);
   }
 
   /** Copies every row servable at `clock` into `out` (keys.length x dim) and counts; returns the positions of the others. */
   serve(keys: BigUint64Array, clock: number, out: Float32Array): Int32Array {
-    const d = this.opts.dim, w = keyWords(keys), miss: number[] = [];
-    for (let j = 0; j < keys.length; j++) {
-      const s = this.slotOf(w, j);
-      if (s < 0 || !this.valid(s, clock)) { miss.push(j); continue; }
-      out.set(this.values.subarray(s * d, s * d + d), j * d);
-      this.lastUse[s] = clock;
-    }
+    const miss = this.scan(keys, clock, out);
     const hits = keys.length - miss.length;
     this.stats.hits += hits;
     this.stats.misses += miss.length;
     this.stats.bytesSaved += hits * this.rowBytes;
-    return Int32Array.from(miss);
+    return miss;
   }
 
   /**
@@ -188,6 +180,19 @@ export class RowCache {
       out?.set(this.values.subarray(s * d, s * d + d), j * d);
     }
     return stamp;
+  }
+
+  /** The positions of the keys not servable at `clock`; with `out`, the others' rows copied there and marked used. */
+  private scan(keys: BigUint64Array, clock: number, out: Float32Array | null): Int32Array {
+    const d = this.opts.dim, w = keyWords(keys), miss: number[] = [];
+    for (let j = 0; j < keys.length; j++) {
+      const s = this.slotOf(w, j);
+      if (s < 0 || !this.valid(s, clock)) { miss.push(j); continue; }
+      if (!out) continue;
+      out.set(this.values.subarray(s * d, s * d + d), j * d);
+      this.lastUse[s] = clock;
+    }
+    return Int32Array.from(miss);
   }
 
   /** Forgets every row (e.g. after a restore: nothing read before it may be served after). */
