@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { resolveCheckpoint } from '../src/train/checkpoint.ts';
+import type { DlrmTrainConfig } from '../test/helpers/train.ts';
 import { TestHosts } from '../test/helpers/netns.ts';
 import { Pods, podHost, replicas, localPaths, type Pod, type PodType } from '../test/helpers/pods.ts';
 import { readTrainingCheckpoint, maxDiff } from '../test/helpers/train.ts';
@@ -57,7 +58,7 @@ function rng(seed: number): () => number {
 interface Fault { kind: 'kill' | 'partition'; server: number; atStep: number; at: number; recoveredAfterS?: number; lostS?: number }
 
 /** medianStepS: the median time between the slowest worker's steps (what a step costs without a fault). */
-interface RunResult { wallS: number; checkpoint: string; faults: Fault[]; medianStepS: number }
+interface RunResult { wallS: number; checkpoint: string; faults: Fault[]; medianStepS: number; config: DlrmTrainConfig }
 
 const work = mkdtempSync(join(tmpdir(), 'hps-chaos-'));
 const TINY = JSON.stringify({ numTables: 26, dim: 4, bottom: [13, 8, 4], top: [8, 1], rowsPerTable: 200 });
@@ -133,7 +134,7 @@ async function run(name: string, withFaults: boolean, deadline: number): Promise
     const gaps = stepTimes.slice(1).map((t, i) => (t - stepTimes[i]!) / 1000).sort((x, y) => x - y);
     const medianStepS = gaps.length ? gaps[Math.floor(gaps.length / 2)]! : 0;
     for (const f of faults) if (f.recoveredAfterS !== undefined) f.lostS = Math.max(0, f.recoveredAfterS - medianStepS);
-    return { wallS, checkpoint: join(mounts['/checkpoints']!, name), faults, medianStepS };
+    return { wallS, checkpoint: join(mounts['/checkpoints']!, name), faults, medianStepS, config: JSON.parse(localPaths(mounts)(cm.data['config.json'])) };
   } finally {
     pods.killAll();
     hosts.destroy();
@@ -149,9 +150,8 @@ async function main(): Promise<void> {
   const clean = await run('clean', false, deadline);
   say(`failure-free: ${clean.wallS.toFixed(1)} s; now with ${opts.partitions ? 'link cuts' : 'kill -9 and restarts'} every ${opts.killEvery} steps`);
   const chaos = await run('chaos', true, deadline);
-  const trainCfg = JSON.parse(hybridpsConfig());
-  const a = await readTrainingCheckpoint(await resolveCheckpoint(clean.checkpoint), trainCfg);
-  const b = await readTrainingCheckpoint(await resolveCheckpoint(chaos.checkpoint), trainCfg);
+  const a = await readTrainingCheckpoint(await resolveCheckpoint(clean.checkpoint), clean.config);
+  const b = await readTrainingCheckpoint(await resolveCheckpoint(chaos.checkpoint), clean.config);
   const diff = Math.max(maxDiff(a, b), maxDiff(b, a));
   const n = chaos.faults.length;
   const report = {
@@ -178,12 +178,6 @@ async function main(): Promise<void> {
   if (report.identical) rmSync(work, { recursive: true, force: true });
   else process.stderr.write(`[chaos] both runs' checkpoints kept for inspection in ${work}/checkpoints (clean/, chaos/)\n`);
   process.exitCode = report.identical ? 0 : 1;
-}
-
-/** The run's TrainConfig (for reading its checkpoints): the same flags, rendered once more. */
-function hybridpsConfig(): string {
-  const [cm] = parseAllDocuments(hybridps(['kubernetes', 'samples/dlrm', ...RUN, '--data', '/data/train.tsv', '--image', 'local'])).map((d) => d.toJS());
-  return cm.data['config.json'];
 }
 
 main().catch((e) => {
