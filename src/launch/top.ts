@@ -56,7 +56,7 @@ export async function runTop(o: { schedulerUrl: string; secret: Uint8Array; inte
       const rows = topRows(prev, now, (t - last) / 1000);
       prev = new Map(now.map((s) => [s.nodeId, s]));
       last = t;
-      if (round > 0 || o.once) print(rows, o.json);
+      if (round > 0) print(rows, o.json); // the first poll has no earlier one to take rates from
       if (o.once && round > 0) return;
       await new Promise((r) => setTimeout(r, o.intervalS * 1000));
     }
