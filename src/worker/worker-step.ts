@@ -20,6 +20,9 @@
 // the push is on the wire (read only after it is acknowledged; a failed push clears the cache).
 // Early pulls ask only for what the cache lacks.
 //
+// Hot rows (`hot`): a BSP table's most frequent rows held on every worker (hot-rows.ts): the
+// step pulls and pushes only the others, and the hot rows' gradients ride in the dense allreduce.
+//
 // Gradient scale: the runner gives gradients of the local batch mean times B / globalBatch (applied
 // on the GPU as the kernels write them: RunnerStepOptions.gradScale); they are pushed as
 // (sum over local samples) / globalBatch, so under BSP the servers' sum over workers is exactly
@@ -34,6 +37,7 @@ import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { gatherKeys } from '../keys/index-arrays.ts';
 import { RowCache, type RowCacheStats } from './row-cache.ts';
+import { HotStep, type HotRows, type HotSplit } from './hot-rows.ts';
 import { getOptimizer, resolveHyper } from '../server/optimizers.ts';
 
 export interface WorkerBatch {
@@ -67,6 +71,8 @@ export interface WorkerStepOptions {
   trace?: (t: StepTrace) => void;
   /** Worker-side row cache of SSP/ASP SGD tables: rows held per table (0: off), ASP's refresh in clocks. */
   cache?: RowCacheConfig;
+  /** Hot rows of BSP tables, held on this worker (the same keys on every worker); needs the local dense mode. */
+  hot?: HotRows;
 }
 
 export interface RowCacheConfig { rows: number; aspRefresh: number }
@@ -93,6 +99,8 @@ export interface PreparedBatch {
   /** Cached tables: the positions pulled early (what the cache lacked) and their rows. */
   cachedEarly: (CachedEarly | null)[];
   pushSeq: number;
+  /** Per table: where its hot keys are (null: no hot rows). */
+  hot: (HotSplit | null)[];
 }
 
 export interface CachedEarly { idx: Int32Array; pulled: Promise<{ rows: Float32Array; fresh: number }> }
@@ -176,6 +184,7 @@ export class WorkerStep {
   private lastPushed: BigUint64Array[] = [];
   /** Per table: its row cache, or null (not cached). */
   readonly caches: (RowCache | null)[];
+  private readonly hot: HotStep | null;
 
   constructor(readonly opts: WorkerStepOptions) {
     const n = opts.runner.spec.tables.length;
@@ -185,6 +194,12 @@ export class WorkerStep {
       throw new Error(`worker step: cache rows ${opts.cache.rows} must be an integer >= 0 and ASP refresh ${opts.cache.aspRefresh} an integer >= 1`);
     }
     this.caches = opts.runner.spec.tables.map((t) => rowCacheFor(t, opts.cache, opts.client.f16));
+    const hot = opts.hot;
+    if (hot && opts.dense.mode !== 'local') throw new Error('worker step: hot rows need the hybrid layout (their gradients ride in the dense allreduce); pure-PS mode has none, use --hot-rows 0');
+    opts.runner.spec.tables.forEach((t, i) => {
+      if (hot?.keys(i).length && t.consistency !== 'bsp') throw new Error(`worker step: table ${t.name} is ${t.consistency}; hot rows are for BSP tables only`);
+    });
+    this.hot = hot && hot.rows > 0 ? new HotStep(hot, opts.client) : null;
   }
 
   /** The row caches' counters summed over tables (null when no table is cached). */
@@ -214,6 +229,7 @@ export class WorkerStep {
     if (batch.tables.length !== spec.tables.length) throw new Error(`worker step: batch has ${batch.tables.length} tables, model ${spec.tables.length}`);
     const t0 = now();
     const preps = batch.tables.map((t) => prepareTable(t, batch.B));
+    const hot = preps.map((p, i) => this.hot?.hot.split(i, p.keys) ?? null); // which keys are held here
     const prepMs = now() - t0;
     const pullEarly = preps.map((_, i) => !!this.opts.pipeline && this.mayPullEarly(i, clock));
     const early = preps.map((p, i) => (pullEarly[i] && !this.caches[i] ? this.opts.client.pull(this.opts.tableIds[i]!, p.keys, { clock }) : null));
@@ -225,7 +241,7 @@ export class WorkerStep {
     });
     for (const e of early) e?.catch(() => {}); // awaited (or dropped) later
     for (const e of cachedEarly) e?.pulled.catch(() => {});
-    return { batch, clock, preps, prepMs, early, cachedEarly, pushSeq: this.pushSeq };
+    return { batch, clock, preps, prepMs, early, cachedEarly, pushSeq: this.pushSeq, hot };
   }
 
   /** Drops a prepared batch's early rows, once their pulls settled: nothing read before a checkpoint is used after it. */
@@ -249,7 +265,8 @@ export class WorkerStep {
     const repull = pushed.map((index, i) => (index ? touched(p.preps[i]!.keys, index) : []));
     const cachedTrace: RowTrace[] = [];
     const [full, patches, densePulled, cachedRows] = await Promise.all([
-      Promise.all(p.preps.map((prep, i) => (early[i] || this.caches[i] ? null : client.pull(tableIds[i]!, prep.keys, { clock })))),
+      Promise.all(p.preps.map((prep, i) => (early[i] || this.caches[i] ? null
+        : p.hot[i] ? this.hot!.pull(tableIds[i]!, i, prep.keys, p.hot[i]!, clock) : client.pull(tableIds[i]!, prep.keys, { clock })))),
       Promise.all(repull.map((idx, i) => (idx.length ? client.pull(tableIds[i]!, gatherKeys(p.preps[i]!.keys, idx), { clock }) : null))),
       dense.mode === 'ps' ? client.pullRange(dense.tableId, 0, runner.denseLength, { clock }) : Promise.resolve(null),
       Promise.all(p.preps.map((prep, i) => (this.caches[i] ? this.pullCached(i, prep.keys, clock, cachedEarly[i]!, this.pushSeq !== p.pushSeq, cachedTrace) : null))),
@@ -348,7 +365,9 @@ export class WorkerStep {
     const t3 = now();
     const dg = r.denseGrads;
     let pushDone = t3;
-    const sparse = Promise.all(preps.map((prep, i) => client.push(tableIds[i]!, prep.keys, r.tableGrads[i]!, { clock })))
+    const hotGrads = this.hot?.hot.stage(p.hot, r.tableGrads); // read before the views go
+    const sparse = Promise.all(preps.map((prep, i) => (p.hot[i] ? this.hot!.push(tableIds[i]!, i, p.hot[i]!, r.tableGrads[i]!, clock)
+      : client.push(tableIds[i]!, prep.keys, r.tableGrads[i]!, { clock }))))
       .then(() => { pushDone = now(); })
       // A push that failed may or may not have been applied: nothing held may be served after it.
       .catch((e: unknown) => { for (const c of this.caches) c?.clear(); throw e; })
@@ -359,8 +378,8 @@ export class WorkerStep {
     this.caches.forEach((c, i) => c?.applyPush(preps[i]!.keys, r.tableGrads[i]!));
     const densePart = async () => {
       if (dense.mode === 'ps') return client.pushRange(dense.tableId, 0, dg, { clock });
-      if (fused) return; // updated inside this step's encoder
-      const combined = (dense.hook ? await dense.hook(dg) : undefined) ?? dg;
+      if (fused) { if (hotGrads) await this.hot!.sumWithDense(dg, hotGrads); return; } // dense: updated inside this step's encoder
+      const combined = hotGrads ? await this.hot!.sumWithDense(dg, hotGrads, dense.hook) : (dense.hook ? await dense.hook(dg) : undefined) ?? dg;
       await runner.applyDenseUpdate(combined, dense.optimizer);
     };
     // Serial: push, then the dense part (as before); pipelined: both at once (they are independent).
