@@ -57,6 +57,8 @@ const bodies: Body[] = [
     wholePushes: [{ sender: 'w0', seqs: [1, 2, 2 ** 50] }, { sender: 'w2', seqs: [] }],
   },
   { type: 'assignRows', table: 3, keys, values: vals },
+  { type: 'assignRows', table: 3, keys, values: vals, state: { slots: randomFloats(24, 3), slotCount: 2, steps: new Uint32Array([0, 7, 2 ** 32 - 1, 1]) } },
+  { type: 'readRows', table: 3, keys },
   { type: 'pullBatch', parts: [{ table: 3, keys }, { table: 7, keys: BigUint64Array.of(9n) }, { table: 1, keys: new BigUint64Array(0) }], clock: 4, worker: 1, f16: false },
   { type: 'pullBatchReply', offsets: Uint32Array.of(0, 12), dims: Uint32Array.of(3, 2), values: vals.subarray(0, 14), f16: false, fresh: 3 },
   { type: 'pushBatch', parts: [{ table: 3, keys, seq: 99, offset: 0 }, { table: 7, keys: BigUint64Array.of(9n), seq: 2 ** 40, offset: 12 }], values: vals, worker: 2, clock: 11, f16: false },

@@ -17,6 +17,7 @@ test('the reply map: each request kind gets its reply kind(s)', () => {
     statsRequest: ['statsReply'], checkpoint: ['checkpointReply'], restore: ['checkpointReply'],
     declareTables: ['declareTablesReply'], barrier: ['barrierRelease'], copyRows: ['ok'], copyPending: ['ok'],
     heartbeat: ['ok'], leave: ['ok'], assignRows: ['ok'], handoffMetaRequest: ['handoffMeta'], handoffRequest: ['copyRows'],
+    readRows: ['copyRows'],
   };
   assert.equal(Object.fromEntries(Object.entries(REPLY_OF).map(([k, v]) => [k, [...v]])), want);
   assert.equal(replyTypesOf('pullReply'), [], 'a reply is not a request');

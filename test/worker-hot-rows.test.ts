@@ -9,11 +9,11 @@
 import * as assert from 'uvu/assert';
 import { gpuSuite, finishGpuTests, type GpuContext } from './helpers/gpu.ts';
 import { startCluster, allJoined } from './helpers/cluster.ts';
-import type { PSClient } from '../src/client/ps-client.ts';
 import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec, type DlrmConfig } from '../src/model/dlrm.ts';
 import { WorkerStep, psTableSpecs, type WorkerBatch, type DenseHook } from '../src/worker/worker-step.ts';
-import { HotRows, HotStep } from '../src/worker/hot-rows.ts';
+import { HotRows } from '../src/worker/hot-rows.ts';
+import type { PSClient, RowsWithState } from '../src/client/ps-client.ts';
 import { chooseHotKeys, encodeHotKeys, decodeHotKeys } from '../src/worker/hot-choice.ts';
 import { getOptimizer, resolveHyper } from '../src/server/optimizers.ts';
 
@@ -44,7 +44,7 @@ function memoryAllreduce(n: number): DenseHook {
   });
 }
 
-interface Outcome { rows: Float32Array[]; dense: Float32Array; pulledBytes: number; hot: HotRows[] }
+interface Outcome { rows: Float32Array[]; held: RowsWithState[]; dense: Float32Array; pulledBytes: number; hot: HotRows[] }
 
 async function train(ctx: GpuContext, batches: WorkerBatch[][], hotKeys: BigUint64Array[] | null): Promise<Outcome> {
   const W = batches[0]!.length;
@@ -65,13 +65,16 @@ async function train(ctx: GpuContext, batches: WorkerBatch[][], hotKeys: BigUint
       client: clients[w]!, runner, tableIds, globalBatch: B * W, hot: hot[w] ?? undefined,
       dense: { mode: 'local', optimizer: { kind: 'sgd', lr: DENSE_LR }, hook },
     }));
-    await Promise.all(hot.map((h, w) => h && new HotStep(h, clients[w]!).loadFromServers(tableIds, 0)));
+    await Promise.all(hot.map((h, w) => h?.readFrom(clients[w]!, tableIds)));
     const pull0 = clients.reduce((a, c) => a + c.bytes.pull, 0);
     for (const step of batches) await Promise.all(steppers.map((st, w) => st.run(step[w]!)));
     const pulledBytes = clients.reduce((a, c) => a + c.bytes.pull, 0) - pull0;
     const all = BigUint64Array.from({ length: cfg.rowsPerTable }, (_, i) => BigInt(i));
     const rows = await Promise.all(tableIds.map((id, i) => clients[0]!.pull(id, all, { clock: batches.length }).then((r) => (hot[0] ? hot[0].overlay(i, all, r) : r))));
-    return { rows, dense: await runners[0]!.readDense(), pulledBytes, hot: hot.filter((h): h is HotRows => h !== null) };
+    // What a checkpoint writes: rank 0 writes the hot rows back, and the servers hold the whole table (with AdaGrad's accumulators).
+    await hot[0]?.writeTo(clients[0]!, tableIds);
+    const held = await Promise.all(tableIds.map((id) => clients[0]!.readRows(id, all)));
+    return { rows, held, dense: await runners[0]!.readDense(), pulledBytes, hot: hot.filter((h): h is HotRows => h !== null) };
   } finally {
     for (const r of runners) r.destroy();
     await cluster.close();
@@ -94,6 +97,11 @@ s('W = 2, AdaGrad, BSP: hot rows on train the parameters of hot rows off; both w
     assert.ok(d <= 1e-6, `table ${t}: hot rows on vs off differ by ${d}`);
   }
   assert.ok(maxDiff(on.dense, off.dense) <= 1e-6, `dense: ${maxDiff(on.dense, off.dense)}`);
+  for (let t = 0; t < cfg.numTables; t++) {
+    const x = on.held[t]!, y = off.held[t]!;
+    assert.ok(maxDiff(x.values, y.values) <= 1e-6 && maxDiff(x.slots[0]!, y.slots[0]!) <= 1e-6, `table ${t}: written back, the servers hold what they hold without hot rows`);
+    assert.equal(Array.from(x.steps), Array.from(y.steps), `table ${t}: update counts written back`);
+  }
   const [a, b] = on.hot as [HotRows, HotRows];
   for (let t = 0; t < cfg.numTables; t++) {
     const x = a.state(t)!, y = b.state(t)!;

@@ -46,6 +46,9 @@ export function rangeKeys(offset: number, length: number, blockSize: number): { 
   return { keys: keysFromNumbers(n), first };
 }
 
+/** Rows with their optimizer state, in `keys` order (PSClient.readRows / writeRows). */
+export interface RowsWithState { keys: BigUint64Array; values: Float32Array; slots: Float32Array[]; steps: Uint32Array }
+
 export class PSClient {
   readonly nodeId: string;
   rank = -1;
@@ -256,6 +259,12 @@ export class PSClient {
     const { keys } = rangeKeys(offset, values.length, block);
     const padded = new Float32Array(keys.length * block);
     padded.set(values);
+    await this.withRetry('assign', () => Promise.all([...this.byChainMember(table, keys)].map(([serverId, idx]) =>
+      this.toServer(serverId, { type: 'assignRows', table, keys: gatherKeys(keys, idx), values: gatherRows(padded, idx, block) }))));
+  }
+
+  /** Positions of `keys` per server of their chains (every replica of each key). */
+  private byChainMember(table: number, keys: BigUint64Array): Map<string, number[]> {
     const byServer = new Map<string, number[]>();
     const words = keyWords(keys);
     for (let i = 0; i < keys.length; i++) {
@@ -265,10 +274,48 @@ export class PSClient {
         list.push(i);
       }
     }
-    await this.withRetry('assign', () => Promise.all([...byServer].map(([serverId, idx]) => {
-      const part = new Float32Array(idx.length * block);
-      idx.forEach((k, i) => part.set(padded.subarray(k * block, (k + 1) * block), i * block));
-      return this.toServer(serverId, { type: 'assignRows', table, keys: gatherKeys(keys, idx), values: part });
+    return byServer;
+  }
+
+  /**
+   * Rows with their optimizer state (slots in the optimizer's order, update counts), read from
+   * each key's chain head; not gated by the table's consistency: for rows no worker pushes (hot
+   * rows, held by the workers themselves).
+   */
+  async readRows(table: number, keys: BigUint64Array): Promise<RowsWithState> {
+    const dim = this.dimOf(table), n = keys.length;
+    const out: RowsWithState = { keys, values: new Float32Array(n * dim), slots: [], steps: new Uint32Array(n) };
+    await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
+      const r = (await this.toServer(serverId, { type: 'readRows', table, keys: partKeys })).body;
+      const m = idx.length, sc = r.slotCount;
+      if (r.keys.length !== m || r.values.length !== m * dim || r.slots.length !== sc * m * dim || r.steps.length !== m) {
+        throw new Error(`server ${serverId} answered readRows of ${m} rows of dim ${dim} with ${r.keys.length} keys, ${r.values.length} values, ${r.slots.length} slot values (${sc} slots), ${r.steps.length} counts`);
+      }
+      while (out.slots.length < sc) out.slots.push(new Float32Array(n * dim));
+      for (let i = 0; i < m; i++) {
+        const at = idx[i]! * dim;
+        out.values.set(r.values.subarray(i * dim, (i + 1) * dim), at);
+        for (let s = 0; s < sc; s++) out.slots[s]!.set(r.slots.subarray((s * m + i) * dim, (s * m + i + 1) * dim), at);
+        out.steps[idx[i]!] = r.steps[i]!;
+      }
+      this.bytes.other += r.values.byteLength + r.slots.byteLength;
+    });
+    return out;
+  }
+
+  /**
+   * Writes rows with their optimizer state to every server of each key's chain, replacing what
+   * they held (AssignRows with state; the rank-0 worker only): hot rows going back before a checkpoint.
+   */
+  async writeRows(table: number, rows: RowsWithState): Promise<void> {
+    const dim = this.dimOf(table), sc = rows.slots.length;
+    await this.withRetry('writeRows', () => Promise.all([...this.byChainMember(table, rows.keys)].map(([serverId, idx]) => {
+      const m = idx.length, slots = new Float32Array(sc * m * dim);
+      rows.slots.forEach((s, k) => slots.set(gatherRows(s, idx, dim), k * m * dim));
+      return this.toServer(serverId, {
+        type: 'assignRows', table, keys: gatherKeys(rows.keys, idx), values: gatherRows(rows.values, idx, dim),
+        state: { slots, slotCount: sc, steps: Uint32Array.from(idx, (k) => rows.steps[k]!) },
+      });
     })));
   }
 
@@ -320,6 +367,13 @@ export class PSClient {
   async close(): Promise<void> {
     await this.member.leave();
   }
+}
+
+/** Rows `idx` (each `dim` floats) of `rows`, packed. */
+function gatherRows(rows: Float32Array, idx: readonly number[], dim: number): Float32Array {
+  const out = new Float32Array(idx.length * dim);
+  idx.forEach((k, i) => out.set(rows.subarray(k * dim, (k + 1) * dim), i * dim));
+  return out;
 }
 
 /** True when a part is every key in order (one server, or all keys on one): no gather needed. */

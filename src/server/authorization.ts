@@ -26,7 +26,7 @@ const dataPeer: Rule = (from) => from.role === Role.Worker || from.role === Role
 /** A server of the current view: replication and handoff traffic. */
 const serverInView: Rule = (from, _b, view) => from.role === Role.Server && inView(from, view) ? null
   : `which is not a server in view ${view.epoch} (${from.role === Role.Server ? 'a server not registered' : `a ${roleName(from.role)}`}); only the servers of the current view replicate and hand over rows`;
-/** A server of the view, or the view's rank-0 worker (the launcher's, which seeds the dense range rows: PSClient.assignRange). */
+/** A server of the view, or the view's rank-0 worker (which seeds the dense range rows, PSClient.assignRange, and writes back hot rows, PSClient.writeRows). */
 const serverOrRankZero: Rule = (from, b, view) => {
   if (serverInView(from, b, view) === null) return null;
   const w = from.role === Role.Worker ? inView(from, view) : undefined;
@@ -45,7 +45,7 @@ const ownRank: Rule = (from, b, view) => {
 /** The rule for each kind of request: the one place to tighten. A kind not listed is not a server's to handle. */
 export const MAY_SEND: { readonly [K in RequestType]?: Rule } = {
   declareTables: anyone, checkpoint: anyone, restore: anyone, statsRequest: anyone,
-  pull: dataPeer, push: dataPeer,
+  pull: dataPeer, push: dataPeer, readRows: dataPeer,
   pullBatch: dataPeer, pushBatch: dataPeer, // as pull and push, every table's part in one message
   clock: ownRank,
   assignRows: serverOrRankZero,

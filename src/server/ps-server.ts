@@ -160,6 +160,7 @@ export class PsServer {
       case 'clock': return { type: 'clockAck', clock: this.gate.clock(body.worker, body.clock) };
       case 'assignRows': assignRows(this.tables.get(body.table), body); return { type: 'ok' };
       case 'copyRows': return this.replication.copyIn(body);
+      case 'readRows': return this.replication.readOut(body);
       case 'copyPending': return this.replication.copyPendingIn(body);
       case 'handoffMetaRequest': return this.handoff.meta(conn.peerId);
       case 'handoffRequest': return this.handoff.page(body, conn.peerId);

@@ -107,6 +107,17 @@ export class Replication {
     return { type: 'ok' };
   }
 
+  /**
+   * Rows with their optimizer state read by a worker (ReadRows: the hot rows it will hold), of
+   * keys this server holds in its chains; rows not held yet are created, as a pull does.
+   */
+  readOut(r: BodyOf<'readRows'>): BodyOf<'copyRows'> {
+    const t = this.ctx.tables.get(r.table);
+    this.requireInChains(r.table, r.keys);
+    const rows = t.store.readRows(r.keys);
+    return copyRowsBody(t, rows, Array.from({ length: r.keys.length }, (_, i) => i));
+  }
+
   /** Unapplied BSP sums copied in by the head of a chain this server just joined (see rereplicate). */
   copyPendingIn(c: BodyOf<'copyPending'>): Body {
     const t = this.ctx.tables.get(c.table);

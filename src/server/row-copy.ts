@@ -1,8 +1,9 @@
 // Rows written into a table from outside its own updates. CopyRows carries rows with their whole
 // optimizer state (slots, update counts) from one server to another: a chain's head copying rows
 // to a new replica, or a former holder's page of a handoff. AssignRows sets rows to given values
-// with fresh optimizer state: how a worker seeds the dense range table of pure-PS mode. Both are
-// checked completely before any row changes.
+// with fresh optimizer state: how a worker seeds the dense range table of pure-PS mode; or with
+// the optimizer state given: how the rank-0 worker writes back the hot rows the workers kept
+// (src/worker/hot-rows.ts). Both are checked completely before any row changes.
 import { RpcError } from '../transport/index.ts';
 import { ErrorCode, type BodyOf } from '../wire/codec.ts';
 import type { TableRows } from './table-store.ts';
@@ -37,8 +38,12 @@ export function importCopiedRows(t: TableState, c: BodyOf<'copyRows'>): void {
   t.store.importRows({ keys: c.keys.slice(), values: c.values.slice(), slots, steps: c.steps.slice() });
 }
 
-/** Sets rows to the given values; their optimizer slots start at their initial values and their update counts at 0. */
+/**
+ * Sets rows to the given values; their optimizer slots start at their initial values and their
+ * update counts at 0, or, with `state`, are the given ones (checked as a copy's).
+ */
 export function assignRows(t: TableState, a: BodyOf<'assignRows'>): void {
+  if (a.state) { importCopiedRows(t, { type: 'copyRows', table: a.table, keys: a.keys, values: a.values, ...a.state }); return; }
   const n = a.keys.length, d = t.spec.dim;
   refuse(checkKeys(a.keys));
   if (a.values.length !== n * d) throw new RpcError(ErrorCode.BadDimension, `assignRows of ${n} rows: ${a.values.length} values do not match dim ${d}`);

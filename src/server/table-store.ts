@@ -216,6 +216,19 @@ export class TableStore {
     this.touchSink = sink;
   }
 
+  /** Copies of the rows for `keys` (created by the initializer when missing, as in pull) with their slots and step counts, in the order asked. */
+  readRows(keys: BigUint64Array): TableRows {
+    const n = keys.length, d = this.dim, rows = this.slotsOf(keys);
+    const values = new Float32Array(n * d), slots = Array.from({ length: this.slotCount }, () => new Float32Array(n * d)), steps = new Uint32Array(n);
+    for (let i = 0; i < n; i++) {
+      const s = rows[i]!, blk = s >>> BLOCK_SHIFT, r = s & BLOCK_MASK, at = r * d;
+      values.set(this.values[blk]!.subarray(at, at + d), i * d);
+      for (let k = 0; k < slots.length; k++) slots[k]!.set(this.slots[blk]![k]!.subarray(at, at + d), i * d);
+      steps[i] = this.steps[blk]![r]!;
+    }
+    return { keys: keys.slice(), values, slots, steps };
+  }
+
   /** Copies of every row with its slots and step count, sorted by key (checkpoints, migration). */
   exportRows(): TableRows {
     const n = this.count, d = this.dim;

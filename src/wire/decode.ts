@@ -59,7 +59,8 @@ BodySpecs[W.Body.HandoffRequest] = [s2, s4, s4];
 BodySpecs[W.Body.CopyPending] = CopyPendingSpec;
 BodySpecs[W.Body.HandoffMetaRequest] = [];
 BodySpecs[W.Body.HandoffMeta] = [{ k: 'tables', spec: HandoffTableSpec }, { k: 'tables', spec: [s4, s8] }, { k: 'tables', spec: [str, v8] }];
-BodySpecs[W.Body.AssignRows] = [s2, v8, v4];
+BodySpecs[W.Body.AssignRows] = [s2, v8, v4, s1, v4, s4, v4];
+BodySpecs[W.Body.ReadRows] = [s2, v8];
 BodySpecs[W.Body.PullBatch] = [{ k: 'tables', spec: [s2, v8] }, s8, s4, s1];
 BodySpecs[W.Body.PullBatchReply] = [v4, v4, v4, v2, s8];
 BodySpecs[W.Body.PushBatch] = [{ k: 'tables', spec: [s2, v8, s8, s4] }, v4, v2, s4, s8];
@@ -255,7 +256,13 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     case W.Body.HandoffMeta: return decodeHandoffMeta(bb, get(W.HandoffMeta));
     case W.Body.AssignRows: {
       const a = get(W.AssignRows);
-      return { type: 'assignRows', table: a.table(), keys: vec(bb, a, 1, BigUint64Array), values: vec(bb, a, 2, Float32Array) };
+      const body: BodyOf<'assignRows'> = { type: 'assignRows', table: a.table(), keys: vec(bb, a, 1, BigUint64Array), values: vec(bb, a, 2, Float32Array) };
+      if (a.withState()) body.state = { slots: vec(bb, a, 4, Float32Array), slotCount: a.slotCount(), steps: vec(bb, a, 6, Uint32Array) };
+      return body;
+    }
+    case W.Body.ReadRows: {
+      const r = get(W.ReadRows);
+      return { type: 'readRows', table: r.table(), keys: vec(bb, r, 1, BigUint64Array) };
     }
     case W.Body.PullBatch: {
       const p = get(W.PullBatch);

@@ -222,8 +222,12 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
     case 'assignRows': {
       const keys = bulkVector(b, body.keys, 8);
       const vals = bulkVector(b, body.values, 4);
-      return [W.Body.AssignRows, W.AssignRows.createAssignRows(b, body.table, keys, vals)];
+      const st = body.state;
+      const slots = st ? bulkVector(b, st.slots, 4) : 0, steps = st ? bulkVector(b, st.steps, 4) : 0;
+      return [W.Body.AssignRows, W.AssignRows.createAssignRows(b, body.table, keys, vals, !!st, slots, st?.slotCount ?? 0, steps)];
     }
+    case 'readRows':
+      return [W.Body.ReadRows, W.ReadRows.createReadRows(b, body.table, bulkVector(b, body.keys, 8))];
     case 'pullBatch':
       return [W.Body.PullBatch, encodePullBatch(b, body)];
     case 'pullBatchReply': {
@@ -262,7 +266,8 @@ function payloadBytes(body: Body): number {
     case 'copyPending': return pendingBytes(body);
     case 'handoffMeta': return body.tables.reduce((n, t) => n + 1024 + appliedBytes(t.applied) + t.pending.reduce((m, p) => m + pendingBytes(p), 0), 0) +
       body.clocks.length * 32 + body.wholePushes.reduce((n, w) => n + 8 * w.seqs.length + 4 * w.sender.length + 64, 0);
-    case 'assignRows': return body.keys.byteLength + body.values.byteLength;
+    case 'assignRows': return body.keys.byteLength + body.values.byteLength + (body.state ? body.state.slots.byteLength + body.state.steps.byteLength : 0);
+    case 'readRows': return body.keys.byteLength;
     case 'copyRows': return body.keys.byteLength + body.values.byteLength + body.slots.byteLength + body.steps.byteLength;
     case 'pullBatch': return body.parts.reduce((n, x) => n + x.keys.byteLength + 32, 0);
     case 'pullBatchReply': return (body.writer ? body.writer.length * 4 : body.values.byteLength) + 8 * body.offsets.length + 64;

@@ -12,6 +12,8 @@ export interface AppliedPushMsg { sender: string; seq: number; keys: BigUint64Ar
 export interface PendingSumsMsg { table: number; clock: number; keys: BigUint64Array; sums: Float64Array; applied: AppliedPushMsg[] }
 /** What a former holder hands over of one table (HandoffMeta); the rows follow in pages. */
 export interface HandoffTableMsg { spec: TableSpecMsg; rows: number; applied: AppliedPushMsg[]; pending: PendingSumsMsg[] }
+/** Optimizer state of assigned rows: slotCount blocks of n x dim (slot s of row i at (s * n + i) * dim), per-row update counts. */
+export interface RowState { slots: Float32Array; slotCount: number; steps: Uint32Array }
 export interface WorkerClockMsg { rank: number; clock: number }
 /** Pushes remembered as applied in full (their rows were let go). */
 export interface SenderPushesMsg { sender: string; seqs: number[] }
@@ -79,7 +81,8 @@ export type Body =
   | ({ type: 'copyPending' } & PendingSumsMsg)
   | { type: 'handoffMetaRequest' }
   | { type: 'handoffMeta'; tables: HandoffTableMsg[]; clocks: WorkerClockMsg[]; wholePushes: SenderPushesMsg[] }
-  | { type: 'assignRows'; table: number; keys: BigUint64Array; values: Float32Array }
+  | { type: 'assignRows'; table: number; keys: BigUint64Array; values: Float32Array; state?: RowState }
+  | { type: 'readRows'; table: number; keys: BigUint64Array }
   | PullBatchBody
   /** Part i's values (keys_i x dims[i]) start at offsets[i] of the one value section. */
   | { type: 'pullBatchReply'; offsets: Uint32Array; dims: Uint32Array; values: Float32Array; f16?: boolean; writer?: ValuesWriter; fresh?: number }

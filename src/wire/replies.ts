@@ -23,6 +23,7 @@ export const REPLY_OF = {
   copyRows: ['ok'],
   copyPending: ['ok'],
   assignRows: ['ok'],
+  readRows: ['copyRows'], // a worker reading rows with their optimizer state (hot rows)
   // A joining server's handoff: the state around the rows, then the rows in pages.
   handoffMetaRequest: ['handoffMeta'],
   handoffRequest: ['copyRows'],

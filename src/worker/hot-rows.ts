@@ -19,14 +19,14 @@ import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { gatherKeys } from '../keys/index-arrays.ts';
 import type { Optimizer } from '../server/optimizers.ts';
-import type { PSClient } from '../client/ps-client.ts';
+import type { PSClient, RowsWithState } from '../client/ps-client.ts';
 import type { DenseHook } from './worker-step.ts';
 
 /** One table's hot set: its keys (the same on every worker), row width, the servers' optimizer and resolved hyper-parameters. */
 export interface HotTableInit { keys: BigUint64Array; dim: number; optimizer: Optimizer; hyper: Record<string, number> }
 
 /** Rows with their optimizer state, in `keys` order (what a server's CopyRows carries). */
-export interface HotState { keys: BigUint64Array; values: Float32Array; slots: Float32Array[]; steps: Uint32Array }
+export type HotState = RowsWithState;
 
 /** A step's unique keys of one table: the hot positions and their hot rows, and the rest (pulled and pushed). */
 export interface HotSplit { hot: Int32Array; row: Int32Array; cold: Int32Array; coldKeys: BigUint64Array }
@@ -160,11 +160,19 @@ export class HotRows {
     return t ? { keys: t.init.keys, values: t.values, slots: t.slots, steps: t.steps } : null;
   }
 
-  /** Sets table i's row values (hot-key order); slots and update counts stay. */
-  setValues(i: number, values: Float32Array): void {
-    const t = this.tables[i];
-    if (!t || values.length !== t.values.length) throw new Error(`hot rows: ${values.length} values for table ${i}, which holds ${t?.values.length ?? 0}`);
-    t.values.set(values);
+  /**
+   * Takes the hot rows from the servers, once at the start (they are never pulled again): values,
+   * optimizer slots and update counts as the servers hold them (a fresh table's rows come from
+   * its initializer; a resumed one's from the checkpoint, which holds what `writeTo` wrote back).
+   */
+  async readFrom(client: PSClient, tableIds: number[]): Promise<void> {
+    const read = await Promise.all(tableIds.map((id, i) => (this.tables[i] ? client.readRows(id, this.keys(i)) : null)));
+    read.forEach((s, i) => { if (s) this.load(i, s); });
+  }
+
+  /** Writes the hot rows with their optimizer state back to the servers (rank 0, before a checkpoint: the table is whole there again). */
+  async writeTo(client: PSClient, tableIds: number[]): Promise<void> {
+    await Promise.all(tableIds.map((id, i) => { const s = this.state(i); return s ? client.writeRows(id, s) : null; }));
   }
 
   /** Sets table i's rows and state from the servers' (in hot-key order), checked for shape first. */
@@ -186,16 +194,6 @@ export class HotRows {
 export class HotStep {
   private combined: Float32Array | null = null;
   constructor(readonly hot: HotRows, private readonly client: PSClient) {}
-
-  /**
-   * Takes the hot rows from the servers (once, at the start: they are never pulled again): values
-   * as the servers hold them (created by their initializer on first touch), optimizer slots at
-   * their initial values and update counts 0 (a fresh table's rows).
-   */
-  async loadFromServers(tableIds: number[], clock: number): Promise<void> {
-    const pulled = await Promise.all(tableIds.map((id, i) => (this.hot.keys(i).length ? this.client.pull(id, this.hot.keys(i), { clock }) : null)));
-    pulled.forEach((values, i) => { if (values) this.hot.setValues(i, values); });
-  }
 
   /** Table i's rows for a step at `clock`: the cold ones pulled (issued now, so they join the step's batch), the hot ones held. */
   pull(tableId: number, i: number, keys: BigUint64Array, s: HotSplit, clock: number): Promise<Float32Array> {

@@ -42,6 +42,7 @@ export { PushAck } from './wire/push-ack.js';
 export { PushBatch } from './wire/push-batch.js';
 export { PushBatchAck } from './wire/push-batch-ack.js';
 export { PushPart } from './wire/push-part.js';
+export { ReadRows } from './wire/read-rows.js';
 export { ReplicaPush } from './wire/replica-push.js';
 export { Restore } from './wire/restore.js';
 export { Role } from './wire/role.js';

@@ -52,8 +52,48 @@ valuesArray():Float32Array|null {
   return offset ? new Float32Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
+withState():boolean {
+  const offset = this.bb!.__offset(this.bb_pos, 10);
+  return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
+}
+
+slots(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readFloat32(this.bb!.__vector(this.bb_pos + offset) + index * 4) : 0;
+}
+
+slotsLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+slotsArray():Float32Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? new Float32Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
+slotCount():number {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.readUint32(this.bb_pos + offset) : 0;
+}
+
+steps(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? this.bb!.readUint32(this.bb!.__vector(this.bb_pos + offset) + index * 4) : 0;
+}
+
+stepsLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+stepsArray():Uint32Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? new Uint32Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
 static startAssignRows(builder:flatbuffers.Builder) {
-  builder.startObject(3);
+  builder.startObject(7);
 }
 
 static addTable(builder:flatbuffers.Builder, table:number) {
@@ -97,16 +137,70 @@ static startValuesVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(4, numElems, 4);
 }
 
+static addWithState(builder:flatbuffers.Builder, withState:boolean) {
+  builder.addFieldInt8(3, +withState, +false);
+}
+
+static addSlots(builder:flatbuffers.Builder, slotsOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(4, slotsOffset, 0);
+}
+
+static createSlotsVector(builder:flatbuffers.Builder, data:number[]|Float32Array):flatbuffers.Offset;
+/**
+ * @deprecated This Uint8Array overload will be removed in the future.
+ */
+static createSlotsVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset;
+static createSlotsVector(builder:flatbuffers.Builder, data:number[]|Float32Array|Uint8Array):flatbuffers.Offset {
+  builder.startVector(4, data.length, 4);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addFloat32(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startSlotsVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(4, numElems, 4);
+}
+
+static addSlotCount(builder:flatbuffers.Builder, slotCount:number) {
+  builder.addFieldInt32(5, slotCount, 0);
+}
+
+static addSteps(builder:flatbuffers.Builder, stepsOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(6, stepsOffset, 0);
+}
+
+static createStepsVector(builder:flatbuffers.Builder, data:number[]|Uint32Array):flatbuffers.Offset;
+/**
+ * @deprecated This Uint8Array overload will be removed in the future.
+ */
+static createStepsVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset;
+static createStepsVector(builder:flatbuffers.Builder, data:number[]|Uint32Array|Uint8Array):flatbuffers.Offset {
+  builder.startVector(4, data.length, 4);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt32(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startStepsVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(4, numElems, 4);
+}
+
 static endAssignRows(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createAssignRows(builder:flatbuffers.Builder, table:number, keysOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createAssignRows(builder:flatbuffers.Builder, table:number, keysOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, withState:boolean, slotsOffset:flatbuffers.Offset, slotCount:number, stepsOffset:flatbuffers.Offset):flatbuffers.Offset {
   AssignRows.startAssignRows(builder);
   AssignRows.addTable(builder, table);
   AssignRows.addKeys(builder, keysOffset);
   AssignRows.addValues(builder, valuesOffset);
+  AssignRows.addWithState(builder, withState);
+  AssignRows.addSlots(builder, slotsOffset);
+  AssignRows.addSlotCount(builder, slotCount);
+  AssignRows.addSteps(builder, stepsOffset);
   return AssignRows.endAssignRows(builder);
 }
 }

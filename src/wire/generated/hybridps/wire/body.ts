@@ -32,6 +32,7 @@ import { Push } from './push.js';
 import { PushAck } from './push-ack.js';
 import { PushBatch } from './push-batch.js';
 import { PushBatchAck } from './push-batch-ack.js';
+import { ReadRows } from './read-rows.js';
 import { ReplicaPush } from './replica-push.js';
 import { Restore } from './restore.js';
 import { StatsReply } from './stats-reply.js';
@@ -75,13 +76,14 @@ export enum Body {
   PullBatch = 32,
   PullBatchReply = 33,
   PushBatch = 34,
-  PushBatchAck = 35
+  PushBatchAck = 35,
+  ReadRows = 36
 }
 
 export function unionToBody(
   type: Body,
-  accessor: (obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
-): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+  accessor: (obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReadRows|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReadRows|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null
+): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReadRows|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(new Challenge())! as Challenge;
@@ -119,15 +121,16 @@ export function unionToBody(
     case 'PullBatchReply': return accessor(new PullBatchReply())! as PullBatchReply;
     case 'PushBatch': return accessor(new PushBatch())! as PushBatch;
     case 'PushBatchAck': return accessor(new PushBatchAck())! as PushBatchAck;
+    case 'ReadRows': return accessor(new ReadRows())! as ReadRows;
     default: return null;
   }
 }
 
 export function unionListToBody(
   type: Body, 
-  accessor: (index: number, obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
+  accessor: (index: number, obj:AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReadRows|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome) => AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReadRows|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null, 
   index: number
-): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
+): AllreduceChunk|AssignRows|Barrier|BarrierRelease|Challenge|Checkpoint|CheckpointReply|Clock|ClockAck|ClusterView|CopyPending|CopyRows|DeclareTables|DeclareTablesReply|Error|HandoffMeta|HandoffMetaRequest|HandoffRequest|Heartbeat|Hello|Leave|Ok|Pull|PullBatch|PullBatchReply|PullReply|Push|PushAck|PushBatch|PushBatchAck|ReadRows|ReplicaPush|Restore|StatsReply|StatsRequest|Welcome|null {
   switch(Body[type]) {
     case 'NONE': return null; 
     case 'Challenge': return accessor(index, new Challenge())! as Challenge;
@@ -165,6 +168,7 @@ export function unionListToBody(
     case 'PullBatchReply': return accessor(index, new PullBatchReply())! as PullBatchReply;
     case 'PushBatch': return accessor(index, new PushBatch())! as PushBatch;
     case 'PushBatchAck': return accessor(index, new PushBatchAck())! as PushBatchAck;
+    case 'ReadRows': return accessor(index, new ReadRows())! as ReadRows;
     default: return null;
   }
 }
