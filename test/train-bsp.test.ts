@@ -82,4 +82,12 @@ test('BSP: hybrid W=2, pure-PS W=2 and W=1 at twice the batch train identical pa
   assert.ok(maxDiff(one.ckpt, pureps.ckpt) < 1e-5, `pure-PS vs W=1: ${maxDiff(one.ckpt, pureps.ckpt)}`);
 });
 
+test('BSP with hot rows (--hot-rows 8): hybrid W=2 still equals float64 SGD', async () => {
+  const hot = await train({ workers: 2, batch: B, servers: 2, mode: 'hybrid', hotRows: 8 }, 'hybrid-hot');
+  assert.is(new Set(hot.hashes).size, 1, 'hybrid workers hold identical dense parameters');
+  const ref = await reference(tinyConfig(data, { workers: 1, batch: 2 * B }));
+  const d = maxDiff(ref, hot.ckpt);
+  assert.ok(d < 1e-4 && maxDiff(hot.ckpt, ref) < 1e-4, `hybrid W=2 with hot rows differs from the float64 reference by ${d}`);
+});
+
 test.run();

@@ -54,6 +54,24 @@ test('resume from a checkpoint equals an uninterrupted run (same shape, 3 server
   assert.ok(existsSync(join(dir, 'one', 'step-6', 'manifest.json')));
 });
 
+test('hot rows (--hot-rows): the checkpoint holds the whole table, equal to one written without; resuming from it continues exactly', async () => {
+  // AdaGrad on the rows: the accumulators of the hot rows live on the workers between checkpoints.
+  const off = await run({ steps: 6, hotRows: 0, checkpointEvery: 3, checkpointDir: join(dir, 'hot-off') });
+  const on = await run({ steps: 6, hotRows: 8, checkpointEvery: 3, checkpointDir: join(dir, 'hot-on') });
+  assert.ok(on.s.results.every((r) => (r.hotRows ?? 0) > 0), `every worker held hot rows: ${on.s.results.map((r) => r.hotRows)}`);
+  assert.equal(on.s.results.map((r) => r.hotRows), off.s.results.map(() => on.s.results[0]!.hotRows), 'the same number on both workers');
+  const cfg = base({});
+  const [off3, on3] = await Promise.all([readTrainingCheckpoint(join(dir, 'hot-off', 'step-3'), cfg), readTrainingCheckpoint(join(dir, 'hot-on', 'step-3'), cfg)]);
+  // W = 2: the servers' f64 sum of two f32 gradients rounds to the ring's f32 sum: equal values expected.
+  for (const [name, a, b] of [['step 3', on3, off3], ['step 6', on.ckpt, off.ckpt]] as const) {
+    assert.ok(maxDiff(a, b) <= 1e-6 && maxDiff(b, a) <= 1e-6, `${name}: with hot rows vs without: ${maxDiff(a, b)}`);
+  }
+  // Resumed from the step-3 checkpoint written with hot rows: the hot rows (and their accumulators) come back from the servers.
+  const resumed = await run({ steps: 6, hotRows: 8, resume: join(dir, 'hot-on', 'step-3'), checkpointDir: join(dir, 'hot-resumed') });
+  assert.is(resumed.s.results[0]!.firstStep, 3);
+  assert.ok(maxDiff(resumed.ckpt, off.ckpt) <= 1e-6 && maxDiff(off.ckpt, resumed.ckpt) <= 1e-6, `resumed with hot rows vs uninterrupted without: ${maxDiff(resumed.ckpt, off.ckpt)}`);
+});
+
 test('weights written by another tool (plain safetensors, no manifest) initialise a run', async () => {
   const foreign = join(dir, 'foreign');
   mkdirSync(foreign);

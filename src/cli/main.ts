@@ -8,6 +8,7 @@ import { runDemo } from '../launch/demo.ts';
 const program = new Command();
 program.name('hybridps').description('Parameter-server training for recommender models with WebGPU workers').showHelpAfterError();
 
+const num = (v: string) => { const n = Number(v); if (!Number.isFinite(n)) throw new Error(`not a number: ${v}`); return n; };
 const int = (v: string) => { const n = Number(v); if (!Number.isInteger(n)) throw new Error(`not an integer: ${v}`); return n; };
 const secretOptions = (c: Command) => c
   .option('--secret-file <file>', 'file holding the cluster secret (or HYBRIDPS_SECRET / HYBRIDPS_SECRET_FILE)')
@@ -84,6 +85,7 @@ const trainOptions = (c: Command) => c
   .option('--f16', 'values as fp16 on the wire')
   .option('--no-pipeline', 'a serial worker step (default: the next batch is prepared, and pulled where consistency allows, while the GPU computes)')
   .option('--cache-rows <n>', 'worker-side row cache: rows held per SSP/ASP table with SGD (default 16384; 0: off; BSP is never cached)', int)
+  .option('--hot-rows <n>', 'BSP, hybrid mode: the n most frequent rows per table (or a fraction below 1 of its rows) held on every worker, their gradients in the dense allreduce (default 0: off)', num)
   .option('--cache-refresh <clocks>', 'ASP: clocks a cached row is served after it was read (default 2)', int)
   .option('--bad-lines <policy>', 'skip (default; counted and reported) or fatal')
   .option('--data-split <how>', 'bytes (default: each worker reads and parses only its byte range of the file) or stream (every worker reads the whole file; batches independent of the worker count)')

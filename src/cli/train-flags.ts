@@ -13,7 +13,7 @@ export interface TrainFlags {
   servers?: number; workers?: number; replicas?: number; mode?: string; consistency?: string;
   batch?: number; steps?: number; epochs?: number; lr?: string; optimizer?: string; data?: string;
   evalEvery?: number; evalSamples?: number; checkpointDir?: string; checkpointEvery?: number; resume?: string; partialDense?: boolean;
-  preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; cacheRows?: number; cacheRefresh?: number; rowsPerTable?: number; samples?: number; badLines?: string; dataSplit?: string;
+  preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; cacheRows?: number; cacheRefresh?: number; hotRows?: number; rowsPerTable?: number; samples?: number; badLines?: string; dataSplit?: string;
   /** JSON overrides of the model shape (tests use tiny models). */
   model?: string;
   json?: boolean;
@@ -88,6 +88,7 @@ export async function trainJobFromFlags(f: TrainFlags, sample: Sample = { dir: p
     pipeline: f.pipeline !== false,
     cacheRows: f.cacheRows ?? DEFAULTS.cacheRows,
     cacheRefresh: f.cacheRefresh ?? DEFAULTS.cacheRefresh,
+    hotRows: f.hotRows ?? DEFAULTS.hotRows,
     onBadLine: f.badLines === 'fatal' ? 'fatal' : 'skip',
     dataSplit: (f.dataSplit ?? DEFAULTS.dataSplit) as TrainConfig['dataSplit'],
   };

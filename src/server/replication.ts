@@ -109,7 +109,7 @@ export class Replication {
 
   /**
    * Rows with their optimizer state read by a worker (ReadRows: the hot rows it will hold), of
-   * keys this server holds in its chains; rows not held yet are created, as a pull does.
+   * keys this server holds in its chains; a row not held yet reads as it would be created.
    */
   readOut(r: BodyOf<'readRows'>): BodyOf<'copyRows'> {
     const t = this.ctx.tables.get(r.table);

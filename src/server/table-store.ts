@@ -216,12 +216,22 @@ export class TableStore {
     this.touchSink = sink;
   }
 
-  /** Copies of the rows for `keys` (created by the initializer when missing, as in pull) with their slots and step counts, in the order asked. */
+  /**
+   * Copies of the rows for `keys` with their slots and step counts, in the order asked. A missing
+   * row reads as a new one would start (the initializer, initial slots, count 0) and is not
+   * created: reading changes nothing.
+   */
   readRows(keys: BigUint64Array): TableRows {
-    const n = keys.length, d = this.dim, rows = this.slotsOf(keys);
+    const n = keys.length, d = this.dim, w = keyWords(keys);
     const values = new Float32Array(n * d), slots = Array.from({ length: this.slotCount }, () => new Float32Array(n * d)), steps = new Uint32Array(n);
     for (let i = 0; i < n; i++) {
-      const s = rows[i]!, blk = s >>> BLOCK_SHIFT, r = s & BLOCK_MASK, at = r * d;
+      const s = this.index.lookup(w[2 * i]!, w[2 * i + 1]!);
+      if (s < 0) {
+        this.initRow(values, i * d, d, w[2 * i]!, w[2 * i + 1]!);
+        for (let k = 0; k < slots.length; k++) slots[k]!.fill(this.slotInit[k]!, i * d, (i + 1) * d);
+        continue;
+      }
+      const blk = s >>> BLOCK_SHIFT, r = s & BLOCK_MASK, at = r * d;
       values.set(this.values[blk]!.subarray(at, at + d), i * d);
       for (let k = 0; k < slots.length; k++) slots[k]!.set(this.slots[blk]![k]!.subarray(at, at + d), i * d);
       steps[i] = this.steps[blk]![r]!;

@@ -4,6 +4,9 @@
 // worker process, so all workers train exactly the same model.
 import type { ModelConfig } from '../model/model-module.ts';
 import { DEFAULT_ROW_CACHE } from '../worker/worker-step.ts';
+
+/** Hot rows per BSP table by default (bench/RESULTS.md, 2026-12-02 session 6). */
+export const DEFAULT_HOT_ROWS = 0;
 import { DENSE_OPTIMIZERS, BUILTIN_OPTIMIZERS, isOneOf, type ConsistencyModel, type DenseOptimizerName, type OptimizerName } from '../wire/vocabulary.ts';
 export { parseConsistency, consistencyName, type DenseOptimizerName } from '../wire/vocabulary.ts';
 
@@ -55,6 +58,8 @@ export interface TrainConfig<C extends ModelConfig = ModelConfig> {
   cacheRows: number;
   /** ASP: clocks a cached row is served after the clock it was read at. */
   cacheRefresh: number;
+  /** Hot rows held on every worker per BSP table in hybrid mode (train/hot-setup.ts): a count, or below 1 a fraction of the table's rows; 0 = off. */
+  hotRows: number;
 }
 
 export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
@@ -63,7 +68,7 @@ export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   batch: 256, steps: 0, epochs: 1,
   lr: { emb: 0.05, dense: 0.05 }, optimizer: { emb: 'adagrad', dense: 'adagrad' },
   evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, partialDense: false, seed: 1, f16: false, onBadLine: 'skip', dataSplit: 'bytes', pipeline: true,
-  cacheRows: DEFAULT_ROW_CACHE.rows, cacheRefresh: DEFAULT_ROW_CACHE.aspRefresh,
+  cacheRows: DEFAULT_ROW_CACHE.rows, cacheRefresh: DEFAULT_ROW_CACHE.aspRefresh, hotRows: DEFAULT_HOT_ROWS,
 };
 
 /**
@@ -91,6 +96,7 @@ export function validateConfig(c: TrainConfig): void {
   posInt(c.evalEvery, 'evalEvery', 2); posInt(c.evalSteps, '--eval-every', 0); posInt(c.evalSamples, '--eval-samples');
   posInt(c.checkpointEvery, '--checkpoint-every', 0);
   posInt(c.cacheRows, '--cache-rows', 0); posInt(c.cacheRefresh, '--cache-refresh');
+  if (!(c.hotRows >= 0 && (c.hotRows < 1 || Number.isInteger(c.hotRows)))) bad.push(`--hot-rows ${c.hotRows}: a row count per table (an integer >= 0) or a fraction of the table's rows below 1`);
   if (c.mode !== 'hybrid' && c.mode !== 'pure-ps') bad.push(`--mode ${c.mode}: hybrid or pure-ps`);
   for (const [k, v] of Object.entries(c.lr)) if (!(v > 0) || !Number.isFinite(v)) bad.push(`--lr ${k}=${v}: must be a positive number`);
   if (!isOneOf(BUILTIN_OPTIMIZERS, c.optimizer.emb)) bad.push(`--optimizer emb=${c.optimizer.emb}: one of ${BUILTIN_OPTIMIZERS.join(', ')}`);

@@ -14,7 +14,8 @@ import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type Prepar
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
-import { trainBatches, evalBatches, modelBatch, type DataStats } from './batches.ts';
+import { trainBatches, evalBatches, modelBatch, type DataStats, type Minibatch } from './batches.ts';
+import { setupHotRows, hotBudget, HOT_CHOICE_BATCHES } from './hot-setup.ts';
 import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
 
@@ -55,6 +56,8 @@ export interface WorkerResult {
   checkpoint?: string;
   /** The row caches' counters summed over tables (absent: no table was cached). */
   cache?: RowCacheStats;
+  /** Hot rows held on this worker, over all tables (absent: off). */
+  hotRows?: number;
 }
 
 export type { EvalResult } from './evaluate.ts';
@@ -125,12 +128,22 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       ? { mode: 'ps', tableId: DENSE_TABLE_ID }
       : { mode: 'local', optimizer: denseOptimizer(cfg), hook: workers > 1 ? ring!.hook() : undefined };
     const globalBatch = cfg.batch * workers;
-    const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense, pipeline: cfg.pipeline, cache: { rows: cfg.cacheRows ?? 0, aspRefresh: cfg.cacheRefresh ?? 1 } });
+    const source = trainBatches(cfg, { rank, workers, skipSteps: firstStep });
+    const batches = source.batches[Symbol.asyncIterator]();
+    // Hot rows: rank 0 reads its first batches ahead (trained on next, from this buffer) to count their ids.
+    const first: Minibatch[] = [];
+    const stepsLeft = cfg.steps > 0 ? cfg.steps - firstStep : Infinity;
+    if (hotBudget(cfg) > 0 && rank === 0) {
+      for (let r = await batches.next(); !r.done; r = await batches.next()) if (first.push(r.value) >= Math.min(HOT_CHOICE_BATCHES, stepsLeft)) break;
+    }
+    const hot = await setupHotRows({ cfg, spec, client, tableIds, rank, workers, ring, first: first.map((mb) => modelBatch(mod, cfg.model, mb).tables) });
+    if (hot) log.info('hot rows', { rows: hot.rows, perTable: hotBudget(cfg), choseFrom: `${first.length} batches of rank 0` });
+    const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense, pipeline: cfg.pipeline, cache: { rows: cfg.cacheRows ?? 0, aspRefresh: cfg.cacheRefresh ?? 1 }, hot: hot ?? undefined });
 
     const denseAt = async (clock?: number) => (cfg.mode === 'pure-ps' ? client.pullRange(DENSE_TABLE_ID, 0, runner.denseLength, { clock }) : runner.readDense());
     const denseNow = () => denseAt();
     const held: EvalSource = {
-      client, runner, tableIds, denseAt,
+      client, runner, tableIds, denseAt, hot: hot ?? undefined,
       batches: (limit) => evalBatches(cfg, 1024, limit), toBatch: (mb) => modelBatch(mod, cfg.model, mb),
     };
     // What evaluating costs is kept apart from training's numbers: a compare run evaluates about 10
@@ -152,6 +165,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       await client.barrier(`checkpoint-${step}`);
       let dir = '';
       if (rank === 0) {
+        await hot?.writeTo(client, tableIds); // the table is whole on the servers again (every worker holds the same hot rows)
         dir = await saveTrainingCheckpoint({ client, cfg, modelName: mod.name, step, dense: await denseNow(), layout, workers,
           optimizer: cfg.mode === 'hybrid' ? await runner.readOptimizerState() : undefined });
         report({ kind: 'checkpoint', step, dir });
@@ -169,17 +183,19 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       if (!cfg.checkpointDir) { log.warn('checkpoint requested, but the run has no --checkpoint-dir'); return; }
       if (s > step) requested.add(s); else log.warn('checkpoint requested for a step already passed', { step: s, now: step });
     });
-    const source = trainBatches(cfg, { rank, workers, skipSteps: firstStep });
-    const batches = source.batches[Symbol.asyncIterator]();
     // The next batch is read and parsed while this step waits on the GPU and the network; with
     // the pipeline it is also prepared (and pulled where consistency allows) during the GPU work.
     let read = batches.next(), taken = 0;
     const take = async (clock?: number): Promise<PreparedBatch | null> => {
       if (cfg.steps > 0 && firstStep + taken >= cfg.steps) return null;
-      const { value: mb, done } = await read;
-      if (done) return null;
+      let mb = first.shift();
+      if (!mb) {
+        const r = await read;
+        if (r.done) return null;
+        mb = r.value;
+        read = batches.next();
+      }
       taken++;
-      read = batches.next();
       return stepper.prepare(modelBatch(mod, cfg.model, mb), clock);
     };
     let ahead: Promise<PreparedBatch | null> | null = null;
@@ -212,6 +228,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     const wallSec = (performance.now() - t0) / 1000;
     await client.barrier('trained');
     if (cfg.checkpointDir && lastCheckpointStep !== step) lastCheckpoint = await checkpoint(step);
+    else if (rank === 0) await hot?.writeTo(client, tableIds); // the servers hold the trained model at the end
     const final = rank === 0 ? await evaluate(step, Number.MAX_SAFE_INTEGER) : undefined;
     const denseFinal = await denseNow();
     const result: WorkerResult = {
@@ -221,6 +238,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     };
     const cacheStats = stepper.cacheStats();
     if (cacheStats) result.cache = { hits: cacheStats.hits, misses: cacheStats.misses, evictions: cacheStats.evictions, bytesSaved: cacheStats.bytesSaved };
+    if (hot) result.hotRows = hot.rows;
     report({ kind: 'result', result });
     await client.barrier('done');
     return result;

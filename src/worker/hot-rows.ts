@@ -170,9 +170,22 @@ export class HotRows {
     read.forEach((s, i) => { if (s) this.load(i, s); });
   }
 
-  /** Writes the hot rows with their optimizer state back to the servers (rank 0, before a checkpoint: the table is whole there again). */
+  /**
+   * Writes the hot rows that were ever updated, with their optimizer state, back to the servers
+   * (rank 0, before a checkpoint: the table is whole there again). A row never updated is what
+   * the servers read it as (ReadRows does not create rows), so it is left out: the checkpoint
+   * holds the rows it would hold without hot rows, no more.
+   */
   async writeTo(client: PSClient, tableIds: number[]): Promise<void> {
-    await Promise.all(tableIds.map((id, i) => { const s = this.state(i); return s ? client.writeRows(id, s) : null; }));
+    await Promise.all(tableIds.map((id, i) => {
+      const s = this.state(i);
+      if (!s) return null;
+      const d = this.tables[i]!.init.dim, idx: number[] = [];
+      for (let r = 0; r < s.keys.length; r++) if (s.steps[r]! > 0) idx.push(r);
+      if (!idx.length) return null;
+      const rows = (a: Float32Array) => { const o = new Float32Array(idx.length * d); idx.forEach((r, k) => o.set(a.subarray(r * d, (r + 1) * d), k * d)); return o; };
+      return client.writeRows(id, { keys: gatherKeys(s.keys, idx), values: rows(s.values), slots: s.slots.map(rows), steps: Uint32Array.from(idx, (r) => s.steps[r]!) });
+    }));
   }
 
   /** Sets table i's rows and state from the servers' (in hot-key order), checked for shape first. */
