@@ -16,6 +16,10 @@
 // twice in the same run: without the worker-side row cache and with it (`<name>+cache`). The cache
 // holds SSP/ASP tables with a stateless optimizer (SGD) only: AdaGrad rows are not cached
 // (src/worker/row-cache.ts says why), so an AdaGrad `+cache` row shows a hit rate of 0.
+// With --hot-rows N[,N...] every BSP configuration runs once without hot rows and once per budget
+// N with them (`<name>+hotN`: the N most frequent rows per table held on the worker, chosen from
+// rank 0's first batches, src/worker/hot-rows.ts), in the same run; hotShare is the hot rows'
+// share of the rows a step touches.
 // Every child process is stopped at the end, on an error and on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -46,6 +50,8 @@ export interface StepBenchArgs {
   pipeline?: boolean;
   /** Row cache rows per table for the `+cache` runs of SSP configurations (0: none). */
   cacheRows?: number;
+  /** Hot-row budgets per table for the `+hotN` runs of BSP configurations (none: no such runs). */
+  hotRows?: number[];
 }
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
@@ -110,7 +116,7 @@ function phaseMedians(steps: StepSample[]): Phases {
   return Object.fromEntries(PHASES.map((k) => [k, r2(median(steps.map((s) => s[k])))])) as Phases;
 }
 
-async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cacheRows: number, floorPort: number, log: (s: string) => void): Promise<Record<string, unknown>> {
+async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cacheRows: number, hotRows: number, floorPort: number, log: (s: string) => void): Promise<Record<string, unknown>> {
   // The roles' warnings and errors and the launcher's own lines (a role that exited), except
   // while the cluster stops (members leaving is not news then).
   let stopping = false;
@@ -120,7 +126,7 @@ async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cach
   const workers: ChildProcess[] = [];
   try {
     await cluster.start();
-    const base = { schedulerUrl: cluster.schedulerUrl, servers: c.servers, workers: c.workers, optimizer: c.optimizer, consistency: c.consistency, sizes, dataSeed: 7, floorPort, pipeline, cacheRows };
+    const base = { schedulerUrl: cluster.schedulerUrl, servers: c.servers, workers: c.workers, optimizer: c.optimizer, consistency: c.consistency, sizes, dataSeed: 7, floorPort, pipeline, cacheRows, hotRows };
     const runs = Array.from({ length: c.workers }, (_, i) => runWorker({ ...base, nodeId: `worker-${i}` }, cluster.secret, log, workers));
     // One worker failing leaves the others waiting at a barrier: stop them all on the first error.
     results = await Promise.all(runs.map((p) => p.catch((e) => { for (const w of workers) w.kill('SIGKILL'); throw e; })));
@@ -140,11 +146,13 @@ async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cach
   const caches = results.map((r) => r.dataPath.cache).filter((x) => x !== null);
   const cacheSum = (f: (x: NonNullable<PhaseResult['cache']>) => number) => mean(caches.map(f));
   const hits = cacheSum((x) => x.hits), lookups = hits + cacheSum((x) => x.misses);
+  const rowsHot = avg((p) => p.rowsHot);
   const floorOwner = results.find((r) => r.floor)!, floor = floorOwner.floor!;
   const stepMs = gpuSteps.length ? median(gpuSteps.map((s) => s.total)) : NaN;
   const need = memoryNeed([c], sizes.rowsPerTable);
   return {
-    name: cacheRows > 0 ? `${c.name}+cache` : c.name, servers: c.servers, cacheRows, workers: c.workers, optimizer: c.optimizer,
+    name: cacheRows > 0 ? `${c.name}+cache` : hotRows > 0 ? `${c.name}+hot${hotRows}` : c.name, servers: c.servers, cacheRows, workers: c.workers, optimizer: c.optimizer,
+    hotRows, hotRowsHeld: Math.max(...results.map((r) => r.hotRows)), hotShare: rowsTouched > 0 ? +(rowsHot / rowsTouched).toFixed(3) : 0,
     viewChanges: Math.max(...results.map((r) => r.viewChanges)),
     consistency: c.consistency.kind === 'ssp' ? `ssp:${c.consistency.staleness}` : 'bsp',
     batch: sizes.batch, rowsPerTable: sizes.rowsPerTable,
@@ -192,8 +200,11 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   const configs = configsOf(args);
   const cacheRows = args.cacheRows ?? (args.quick ? 0 : DEFAULT_ROW_CACHE.rows);
   if (!Number.isInteger(cacheRows) || cacheRows < 0) throw new BenchRefusal(`--cache-rows ${cacheRows}: must be an integer >= 0`);
-  // Each SSP configuration without and (cacheRows > 0) with the row cache, one after the other.
-  const runs = configs.flatMap((c) => (c.consistency.kind === 'ssp' && cacheRows > 0 ? [{ c, cacheRows: 0 }, { c, cacheRows }] : [{ c, cacheRows: 0 }]));
+  const hotList = args.hotRows ?? [];
+  if (hotList.some((h) => !Number.isInteger(h) || h < 1)) throw new BenchRefusal(`--hot-rows ${hotList.join(',')}: integers >= 1 (rows per table)`);
+  // Each SSP configuration without and (cacheRows > 0) with the row cache, each BSP one without and with each hot-row budget, one after the other.
+  const runs = configs.flatMap((c) => (c.consistency.kind === 'ssp' && cacheRows > 0 ? [{ c, cacheRows: 0, hotRows: 0 }, { c, cacheRows, hotRows: 0 }]
+    : [{ c, cacheRows: 0, hotRows: 0 }, ...(c.consistency.kind === 'bsp' ? hotList.map((h) => ({ c, cacheRows: 0, hotRows: h })) : [])]));
   const need = memoryNeed(configs, sizes.rowsPerTable);
   const refusal = memoryRefusal(configs, sizes.rowsPerTable);
   if (refusal) throw new BenchRefusal(refusal);
@@ -208,9 +219,9 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   const rows: Record<string, unknown>[] = [];
   const floorServer = await spawnFloorServer();
   try {
-    for (const { c, cacheRows: rowsCached } of runs) {
-      log(`[bench step] ${c.name}${rowsCached ? ` with a row cache of ${rowsCached} rows per table` : ''}: starting the scheduler, ${c.servers} server(s), ${c.workers} worker(s)`);
-      const row = await runConfig(c, sizes, args.pipeline ?? true, rowsCached, floorServer.port, log);
+    for (const { c, cacheRows: rowsCached, hotRows } of runs) {
+      log(`[bench step] ${c.name}${rowsCached ? ` with a row cache of ${rowsCached} rows per table` : ''}${hotRows ? ` with ${hotRows} hot rows per table` : ''}: starting the scheduler, ${c.servers} server(s), ${c.workers} worker(s)`);
+      const row = await runConfig(c, sizes, args.pipeline ?? true, rowsCached, hotRows, floorServer.port, log);
       log(`[bench step] ${row.name}: data path ${row.dataPathMs} ms, wire floor ${row.wireFloorMs} ms (x${row.ratio}), step with the GPU work ${row.stepMs} ms (${row.wallSec} s)`);
       if (row.viewChanges) log(`[bench step] ${row.name}: WARNING the cluster view changed ${row.viewChanges} time(s) during the run (a member lost and back?): its numbers are suspect`);
       rows.push(row);
@@ -231,7 +242,7 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   printTable(`Step data path vs one raw TCP stream (${args.pipeline ?? true ? 'pipelined' : 'serial'} step, batch ${sizes.batch}, ${TABLES} tables x ${sizes.rowsPerTable} rows x dim ${DIM}, planted Zipf ids; ms, medians)`, rows.map((r) => {
     const p = r.dataPathPhases as Phases;
     return {
-      config: `${r.name}${r.viewChanges ? ' (!)' : ''}`, rows: r.rowsTouched, hit: r.cacheHitRate, prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
+      config: `${r.name}${r.viewChanges ? ' (!)' : ''}`, rows: r.rowsTouched, pulled: r.rowsPulled, hot: r.hotShare, hit: r.cacheHitRate, prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
       dataPath: r.dataPathMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step on ${adapterShort}`]: r.stepMs,
     };
   }));

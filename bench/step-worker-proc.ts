@@ -23,6 +23,7 @@ import { plantedSamples } from '../src/data/synthetic.ts';
 import { CRITEO_CATS, CRITEO_DENSE } from '../src/data/criteo.ts';
 import { createLogger } from '../src/util/log.ts';
 import { DataPathRunner, asModelRunner } from './data-path-runner.ts';
+import { setupHotRows, HOT_CHOICE_BATCHES } from '../src/train/hot-setup.ts';
 import { FloorClient, type FloorResult } from './raw-tcp-floor.ts';
 import type { OptimizerChoice, ConsistencyChoice, RunSizes } from './step-configs.ts';
 
@@ -42,6 +43,8 @@ export interface WorkerProcConfig {
   pipeline: boolean;
   /** WorkerStep's row cache, rows per SSP/ASP SGD table (0: off). */
   cacheRows: number;
+  /** Hot rows per BSP table (src/worker/hot-rows.ts; 0: off), chosen from rank 0's first batches as training does. */
+  hotRows: number;
 }
 
 /** One timed step, milliseconds. `dense` is the dense hook and update without the clock. */
@@ -60,6 +63,8 @@ export interface PhaseResult {
   server: { applyMs: number; rowsPulled: number } | null;
   /** Per step over the timed steps: the row caches' counters (null: no table cached). */
   cache: RowCacheStats | null;
+  /** Per step: unique rows of the batch that were hot (held on the worker), summed over tables. */
+  rowsHot: number;
 }
 
 export interface WorkerProcResult {
@@ -74,6 +79,8 @@ export interface WorkerProcResult {
   floor: FloorResult | null;
   gpu: PhaseResult | null;
   rssBytes: number;
+  /** Hot rows held, over all tables (0: off). */
+  hotRows: number;
 }
 
 export type WorkerProcMessage = { kind: 'result'; result: WorkerProcResult } | { kind: 'error'; message: string };
@@ -83,8 +90,8 @@ const FILL_KEYS = 4096;
 const FLOOR_BLOCKS = 4;
 const now = () => performance.now();
 
-/** Batches of planted samples, each with its unique-row count. */
-function makeBatches(n: number, B: number, next: ReturnType<typeof plantedSamples>): { batch: WorkerBatch; unique: number }[] {
+/** Batches of planted samples, each with its unique-row count (and, once hot rows are chosen, how many of them are hot). */
+function makeBatches(n: number, B: number, next: ReturnType<typeof plantedSamples>): { batch: WorkerBatch; unique: number; hot?: number }[] {
   const s = { ids: new Uint32Array(CRITEO_CATS), dense: new Float32Array(CRITEO_DENSE), label: 0 };
   return Array.from({ length: n }, () => {
     const ids = Array.from({ length: CRITEO_CATS }, () => new Uint32Array(B));
@@ -152,7 +159,16 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
 
     const next = plantedSamples(sizes.rowsPerTable, cfg.dataSeed, rank + 1);
     const dataBatches = makeBatches(sizes.warmup + sizes.steps, sizes.batch, next);
-    const gpuBatches = runner ? makeBatches(sizes.gpuWarmup + sizes.gpuSteps, sizes.batch, next) : [];
+    const gpuBatches: ReturnType<typeof makeBatches> = runner ? makeBatches(sizes.gpuWarmup + sizes.gpuSteps, sizes.batch, next) : [];
+    // Hot rows as training chooses them: rank 0's first batches counted, the choice published, the rows read from the servers.
+    const hot = await setupHotRows({
+      budget: cfg.consistency.kind === 'bsp' ? Math.min(cfg.hotRows, sizes.rowsPerTable) : 0, spec, client, tableIds, rank, workers: cfg.workers, ring,
+      first: rank === 0 ? dataBatches.slice(0, HOT_CHOICE_BATCHES).map((b) => b.batch.tables) : [],
+    });
+    if (hot) {
+      for (const b of [...dataBatches, ...gpuBatches]) b.hot = b.batch.tables.reduce((a, t, i) => a + (hot.split(i, prepareTable(t, b.batch.B).keys)?.hot.length ?? 0), 0);
+      log.info('hot rows', { rows: hot.rows });
+    }
 
     // Instrumentation without touching WorkerStep: the clock call and the dense hook are timed.
     let clockMs = 0, hookMs = 0;
@@ -170,14 +186,14 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
     /** Bytes per step over the timed steps so far. */
     type SoFar = { pullBytes: number; pushBytes: number };
     /** Times WorkerStep over `batches` (the first `warmup` untimed); `afterBlock` runs after each of `blocks` runs of timed steps. */
-    const runPhase = async (step: WorkerStep, batches: { batch: WorkerBatch; unique: number }[], warmup: number, standIn: DataPathRunner | null,
+    const runPhase = async (step: WorkerStep, batches: ReturnType<typeof makeBatches>, warmup: number, standIn: DataPathRunner | null,
       blocks = 1, afterBlock?: (block: number, soFar: SoFar) => Promise<void>): Promise<PhaseResult> => {
       const steps: StepSample[] = [];
       const timed = batches.length - warmup, perBlock = Math.ceil(timed / Math.max(1, Math.min(blocks, timed)));
       // Pipelined, each step prepares the next during its GPU work, except across the warm-up's
       // end and a block's end: no early pull straddles a byte count or a floor block.
       const region = (i: number) => (i < warmup ? -1 : Math.floor((i - warmup) / perBlock));
-      let pull0 = 0, push0 = 0, touched = 0, cache0 = step.cacheStats();
+      let pull0 = 0, push0 = 0, touched = 0, touchedHot = 0, cache0 = step.cacheStats();
       let server0: ServerCounters | null = null;
       let ahead: PreparedBatch | null = null;
       for (let i = 0; i < batches.length; i++) {
@@ -193,6 +209,7 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
         const total = now() - t0;
         if (i < warmup) continue;
         touched += batches[i]!.unique;
+        touchedHot += batches[i]!.hot ?? 0;
         const m = r.ms;
         steps.push({
           total, prep: m.prep, pull: m.pull, upload: m.upload, compute: m.compute, download: m.download, push: m.push,
@@ -208,14 +225,14 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
       const server = server0 && server1 ? { applyMs: (server1.applyMs - server0.applyMs) / n, rowsPulled: (server1.rowsPulled - server0.rowsPulled) / n } : null;
       const c1 = step.cacheStats();
       const cache = c1 && cache0 ? { hits: (c1.hits - cache0.hits) / n, misses: (c1.misses - cache0.misses) / n, evictions: (c1.evictions - cache0.evictions) / n, bytesSaved: (c1.bytesSaved - cache0.bytesSaved) / n } : null;
-      return { steps, pullBytes, pushBytes, rowsTouched: touched / n, rowsPulled: pullBytes / bytesPerRow, rowsPushed: pushBytes / bytesPerRow, server, cache };
+      return { steps, pullBytes, pushBytes, rowsTouched: touched / n, rowsPulled: pullBytes / bytesPerRow, rowsPushed: pushBytes / bytesPerRow, server, cache, rowsHot: touchedHot / n };
     };
 
     await client.barrier('start');
     log.info('timing the data path', { steps: sizes.steps });
     const standIn = new DataPathRunner(spec);
     const cache = cfg.cacheRows > 0 ? { ...DEFAULT_ROW_CACHE, rows: cfg.cacheRows } : undefined;
-    const dataStep = new WorkerStep({ client, runner: asModelRunner(standIn), tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook }, pipeline: cfg.pipeline, cache });
+    const dataStep = new WorkerStep({ client, runner: asModelRunner(standIn), tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook }, pipeline: cfg.pipeline, cache, hot: hot ?? undefined });
     // The wire floor is timed in blocks between blocks of data-path steps, so both see the same
     // load on a shared machine; the other workers wait at a barrier meanwhile (outside the timed
     // steps). Each block carries the per-step pull (keys out, rows back) and push (keys and rows
@@ -238,14 +255,14 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
     let gpuPhase: PhaseResult | null = null;
     if (runner) {
       await client.barrier('gpu');
-      const gpuStep = new WorkerStep({ client, runner, tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook }, pipeline: cfg.pipeline, cache });
+      const gpuStep = new WorkerStep({ client, runner, tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook }, pipeline: cfg.pipeline, cache, hot: hot ?? undefined });
       gpuPhase = await runPhase(gpuStep, gpuBatches, sizes.gpuWarmup, null);
     }
     await client.barrier('done'); // nobody leaves (a view change) while another still steps
     watching = false; // from here on the others leave
     return {
       nodeId: cfg.nodeId, rank, adapter: gpu?.adapterName ?? 'none', viewChanges, fillSec, serverRows, serverTableBytes,
-      dataPath, floor, gpu: gpuPhase, rssBytes: process.memoryUsage().rss,
+      dataPath, floor, gpu: gpuPhase, rssBytes: process.memoryUsage().rss, hotRows: hot?.rows ?? 0,
     };
   } finally {
     await client.close().catch(() => {});

@@ -25,7 +25,9 @@ export function hotBudget(cfg: TrainConfig): number {
 }
 
 export interface HotSetup {
-  cfg: TrainConfig; spec: ModelSpec; client: PSClient; tableIds: number[];
+  /** Hot rows per BSP table (hotBudget). */
+  budget: number;
+  spec: ModelSpec; client: PSClient; tableIds: number[];
   rank: number; workers: number;
   /** The hybrid ring (publishes rank 0's choice when there is more than one worker). */
   ring: DenseAllreduce | null;
@@ -35,7 +37,7 @@ export interface HotSetup {
 
 /** The run's hot rows, the same keys on every worker and read from the servers; null when off. Every worker calls it at the same point. */
 export async function setupHotRows(o: HotSetup): Promise<HotRows | null> {
-  const budget = hotBudget(o.cfg), T = o.spec.tables.length;
+  const { budget } = o, T = o.spec.tables.length;
   if (budget === 0) return null;
   const mine = o.rank === 0 ? chooseHotKeys(o.first, T, budget) : null;
   let keys = mine;

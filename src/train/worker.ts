@@ -136,7 +136,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     if (hotBudget(cfg) > 0 && rank === 0) {
       for (let r = await batches.next(); !r.done; r = await batches.next()) if (first.push(r.value) >= Math.min(HOT_CHOICE_BATCHES, stepsLeft)) break;
     }
-    const hot = await setupHotRows({ cfg, spec, client, tableIds, rank, workers, ring, first: first.map((mb) => modelBatch(mod, cfg.model, mb).tables) });
+    const hot = await setupHotRows({ budget: hotBudget(cfg), spec, client, tableIds, rank, workers, ring, first: first.map((mb) => modelBatch(mod, cfg.model, mb).tables) });
     if (hot) log.info('hot rows', { rows: hot.rows, perTable: hotBudget(cfg), choseFrom: `${first.length} batches of rank 0` });
     const stepper = new WorkerStep({ client, runner, tableIds, globalBatch, dense, pipeline: cfg.pipeline, cache: { rows: cfg.cacheRows ?? 0, aspRefresh: cfg.cacheRefresh ?? 1 }, hot: hot ?? undefined });
 
