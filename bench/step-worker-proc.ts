@@ -23,7 +23,7 @@ import { plantedSamples } from '../src/data/synthetic.ts';
 import { CRITEO_CATS, CRITEO_DENSE } from '../src/data/criteo.ts';
 import { createLogger } from '../src/util/log.ts';
 import { DataPathRunner, asModelRunner } from './data-path-runner.ts';
-import { setupHotRows, HOT_CHOICE_BATCHES } from '../src/train/hot-setup.ts';
+import { setupHotRows, hotChoiceBatches } from '../src/train/hot-setup.ts';
 import { FloorClient, type FloorResult } from './raw-tcp-floor.ts';
 import type { OptimizerChoice, ConsistencyChoice, RunSizes } from './step-configs.ts';
 
@@ -158,13 +158,14 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
     }
 
     const next = plantedSamples(sizes.rowsPerTable, cfg.dataSeed, rank + 1);
+    // Hot rows as training chooses them: rank 0 counts the batches that come first in its stream
+    // (training would train on them; here they precede the timed ones), the choice is published,
+    // the rows are read from the servers.
+    const hotBudget = cfg.consistency.kind === 'bsp' ? Math.min(cfg.hotRows, sizes.rowsPerTable) : 0;
+    const choice = hotBudget > 0 && rank === 0 ? makeBatches(hotChoiceBatches(hotBudget, sizes.batch), sizes.batch, next) : [];
     const dataBatches = makeBatches(sizes.warmup + sizes.steps, sizes.batch, next);
     const gpuBatches: ReturnType<typeof makeBatches> = runner ? makeBatches(sizes.gpuWarmup + sizes.gpuSteps, sizes.batch, next) : [];
-    // Hot rows as training chooses them: rank 0's first batches counted, the choice published, the rows read from the servers.
-    const hot = await setupHotRows({
-      budget: cfg.consistency.kind === 'bsp' ? Math.min(cfg.hotRows, sizes.rowsPerTable) : 0, spec, client, tableIds, rank, workers: cfg.workers, ring,
-      first: rank === 0 ? dataBatches.slice(0, HOT_CHOICE_BATCHES).map((b) => b.batch.tables) : [],
-    });
+    const hot = await setupHotRows({ budget: hotBudget, spec, client, tableIds, rank, workers: cfg.workers, ring, first: choice.map((b) => b.batch.tables) });
     if (hot) {
       for (const b of [...dataBatches, ...gpuBatches]) b.hot = b.batch.tables.reduce((a, t, i) => a + (hot.split(i, prepareTable(t, b.batch.B).keys)?.hot.length ?? 0), 0);
       log.info('hot rows', { rows: hot.rows });

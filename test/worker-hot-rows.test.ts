@@ -11,7 +11,8 @@ import { gpuSuite, finishGpuTests, type GpuContext } from './helpers/gpu.ts';
 import { startCluster, allJoined } from './helpers/cluster.ts';
 import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec, type DlrmConfig } from '../src/model/dlrm.ts';
-import { WorkerStep, psTableSpecs, type WorkerBatch, type DenseHook } from '../src/worker/worker-step.ts';
+import { WorkerStep, psTableSpecs, type WorkerBatch } from '../src/worker/worker-step.ts';
+import { memoryAllreduce } from './helpers/step.ts';
 import { HotRows } from '../src/worker/hot-rows.ts';
 import type { PSClient, RowsWithState } from '../src/client/ps-client.ts';
 import { chooseHotKeys, encodeHotKeys, decodeHotKeys } from '../src/worker/hot-choice.ts';
@@ -29,19 +30,6 @@ function skewedBatch(r: () => number): WorkerBatch {
     inputs: { dense_x: new Float32Array(B * cfg.numDense).map(() => r() * 2 - 1), labels: new Float32Array(B).map(() => (r() < 0.5 ? 0 : 1)) },
     tables: Array.from({ length: cfg.numTables }, () => ({ ids: Float64Array.from({ length: B }, () => Math.floor(r() ** 2 * cfg.rowsPerTable)) })),
   };
-}
-
-/** A summing in-memory "allreduce" over n concurrent workers (f32 adds, as the ring). */
-function memoryAllreduce(n: number): DenseHook {
-  let parts: Float32Array[] = [], waiters: ((v: Float32Array) => void)[] = [];
-  return (g) => new Promise<Float32Array>((resolve) => {
-    parts.push(Float32Array.from(g)); waiters.push(resolve);
-    if (parts.length < n) return;
-    const sum = new Float32Array(g.length);
-    for (const p of parts) for (let i = 0; i < sum.length; i++) sum[i] += p[i]!;
-    const w = waiters; parts = []; waiters = [];
-    for (const f of w) f(Float32Array.from(sum));
-  });
 }
 
 interface Outcome { rows: Float32Array[]; held: RowsWithState[]; dense: Float32Array; pulledBytes: number; hot: HotRows[] }

@@ -13,6 +13,9 @@ import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec, type DlrmConfig } from '../src/model/dlrm.ts';
 import type { ConsistencyName } from '../src/model/model-spec.ts';
 import { WorkerStep, psTableSpecs, type WorkerBatch, type PreparedBatch, type StepTrace } from '../src/worker/worker-step.ts';
+import { HotRows } from '../src/worker/hot-rows.ts';
+import { chooseHotKeys } from '../src/worker/hot-choice.ts';
+import { getOptimizer, resolveHyper } from '../src/server/optimizers.ts';
 
 const s = gpuSuite('pipelined worker step');
 
@@ -56,7 +59,7 @@ function instrument(cluster: TestCluster, reads: ServerRead[]): void {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Runs `batches[w]` on worker w, serial or pipelined; returns every table's rows and each worker's dense vector. */
-async function train(ctx: GpuContext, batches: WorkerBatch[][], o: { pipeline: boolean; consistency: ConsistencyName; staleness?: number; hook: boolean; delayMs?: number[] }) {
+async function train(ctx: GpuContext, batches: WorkerBatch[][], o: { pipeline: boolean; consistency: ConsistencyName; staleness?: number; hook: boolean; delayMs?: number[]; hot?: BigUint64Array[] }) {
   const workers = batches.length;
   const cluster = await startCluster({ servers: 2 });
   const runners: ModelRunner[] = [];
@@ -71,9 +74,12 @@ async function train(ctx: GpuContext, batches: WorkerBatch[][], o: { pipeline: b
     for (const c of clients) await c.declareTables(specs);
     for (let w = 0; w < workers; w++) runners.push(await ModelRunner.create(ctx.gpu, spec, { seed: 5 }));
     const hook = memoryAllreduce(workers);
+    const adagrad = getOptimizer('adagrad');
+    const hot = clients.map(() => (o.hot ? new HotRows(o.hot.map((keys) => ({ keys, dim: cfg.dim, optimizer: adagrad, hyper: resolveHyper(adagrad, { lr: 0.3 }) }))) : undefined));
+    await Promise.all(hot.map((h, w) => h?.readFrom(clients[w], tableIds)));
     await Promise.all(runners.map(async (runner, w) => {
       const st = new WorkerStep({
-        client: clients[w], runner, tableIds, globalBatch: B * workers, pipeline: o.pipeline, trace: (t) => traces[w].push(t),
+        client: clients[w], runner, tableIds, globalBatch: B * workers, pipeline: o.pipeline, trace: (t) => traces[w].push(t), hot: hot[w],
         dense: { mode: 'local', optimizer: { kind: 'adagrad', lr: 0.2 }, hook: o.hook ? hook : undefined },
       });
       const mine = batches[w];
@@ -86,6 +92,7 @@ async function train(ctx: GpuContext, batches: WorkerBatch[][], o: { pipeline: b
       }
     }));
     await Promise.all(clients.map((c) => c.barrier('end')));
+    await hot[0]?.writeTo(clients[0], tableIds); // as before a checkpoint: the servers hold the whole table
     const allKeys = BigUint64Array.from({ length: cfg.rowsPerTable }, (_, i) => BigInt(i));
     const rows = await Promise.all(tableIds.map((id) => clients[0].pull(id, allKeys)));
     const dense = await Promise.all(runners.map((r) => r.readDense()));
@@ -114,6 +121,21 @@ s('BSP: pipelined equals serial bit for bit (2 workers, summing dense hook)', as
   const piped = await pipelinedEqualsSerial(ctx, 2, 'bsp');
   // No early pull under BSP: every pull carried the clock of the step that used it.
   for (const tr of piped.traces.flat()) for (const t of tr.tables) assert.ok(t.readClock.every((c) => c === tr.clock));
+});
+
+s('BSP with hot rows (AdaGrad, 2 workers): pipelined equals serial bit for bit, and both equal the run without hot rows', async (ctx) => {
+  const batches = Array.from({ length: 2 }, () => Array.from({ length: STEPS }, () => randomBatch(ctx.rand)));
+  const hot = chooseHotKeys(batches[0].slice(0, 2).map((b) => b.tables), cfg.numTables, 4);
+  assert.ok(hot.every((k) => k.length > 0));
+  const opts = { consistency: 'bsp' as const, hook: true };
+  const plain = await train(ctx, batches, { ...opts, pipeline: true });
+  const serial = await train(ctx, batches, { ...opts, pipeline: false, hot });
+  const piped = await train(ctx, batches, { ...opts, pipeline: true, hot });
+  serial.rows.forEach((r, t) => sameBits(piped.rows[t], r, `table ${t}`));
+  serial.dense.forEach((d, w) => sameBits(piped.dense[w], d, `dense of worker ${w}`));
+  // W = 2: the hook's f32 sum of two gradients is the servers' f64 sum rounded: the same values.
+  plain.rows.forEach((r, t) => sameBits(piped.rows[t], r, `table ${t} with vs without hot rows`));
+  plain.dense.forEach((d, w) => sameBits(piped.dense[w], d, `dense of worker ${w} with vs without hot rows`));
 });
 
 s('SSP(1), 1 worker: early rows plus re-pulls of its own pushes equal serial bit for bit', async (ctx) => {

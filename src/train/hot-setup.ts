@@ -1,6 +1,6 @@
 // A training run's hot rows (src/worker/hot-rows.ts, docs/training.md "Hot rows"): the budget per
 // BSP table from --hot-rows (a row count, or a fraction of the table's rows), the choice counted
-// over rank 0's first HOT_CHOICE_BATCHES batches and published to every worker through the dense
+// over rank 0's first batches (hotChoiceBatches) and published to every worker through the dense
 // allreduce, the rows (with their optimizer state) read from the servers. Off in pure-PS mode
 // (no allreduce to carry their gradients) and for SSP/ASP tables (the row cache serves those).
 import type { ModelSpec } from '../model/model-spec.ts';
@@ -13,10 +13,16 @@ import { getOptimizer, resolveHyper } from '../server/optimizers.ts';
 import type { TrainConfig } from './config.ts';
 
 /**
- * Batches of rank 0 counted for the choice: 8 at the gpu preset's batch 2048 are 16k samples,
- * enough to rank the Zipf head the budget holds (its rows are seen hundreds of times each).
+ * Batches of rank 0 counted for the choice: 16 samples per hot row of the budget, at least 8
+ * batches and at most 256k samples. Only ids seen at least twice are chosen, and with Zipf(1.1)
+ * ids over 100k rows, 16k samples hold ~1040 such ids per table, 64k ~3660, 256k ~12.5k: at the
+ * gpu preset (batch 2048) the 8 batches the choice first counted filled a budget of 16384 with
+ * ~1030 rows, 39% of a step's unique rows (bench/RESULTS.md, 2026-12-02 session 6). The batches
+ * are held in memory until trained on (~330 KB per batch of 2048).
  */
-export const HOT_CHOICE_BATCHES = 8;
+export function hotChoiceBatches(budget: number, batch: number): number {
+  return Math.max(8, Math.min(Math.ceil((16 * budget) / batch), Math.floor(262_144 / batch)));
+}
 
 /** Hot rows per BSP table for this run (0: off): --hot-rows as a count, or below 1 as a fraction of the table's rows. */
 export function hotBudget(cfg: TrainConfig): number {

@@ -15,7 +15,7 @@ import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
 import { trainBatches, evalBatches, modelBatch, type DataStats, type Minibatch } from './batches.ts';
-import { setupHotRows, hotBudget, HOT_CHOICE_BATCHES } from './hot-setup.ts';
+import { setupHotRows, hotBudget, hotChoiceBatches } from './hot-setup.ts';
 import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
 
@@ -134,7 +134,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     const first: Minibatch[] = [];
     const stepsLeft = cfg.steps > 0 ? cfg.steps - firstStep : Infinity;
     if (hotBudget(cfg) > 0 && rank === 0) {
-      for (let r = await batches.next(); !r.done; r = await batches.next()) if (first.push(r.value) >= Math.min(HOT_CHOICE_BATCHES, stepsLeft)) break;
+      for (let r = await batches.next(); !r.done; r = await batches.next()) if (first.push(r.value) >= Math.min(hotChoiceBatches(hotBudget(cfg), cfg.batch), stepsLeft)) break;
     }
     const hot = await setupHotRows({ budget: hotBudget(cfg), spec, client, tableIds, rank, workers, ring, first: first.map((mb) => modelBatch(mod, cfg.model, mb).tables) });
     if (hot) log.info('hot rows', { rows: hot.rows, perTable: hotBudget(cfg), choseFrom: `${first.length} batches of rank 0` });
