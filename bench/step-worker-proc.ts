@@ -162,7 +162,12 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
     // (training would train on them; here they precede the timed ones), the choice is published,
     // the rows are read from the servers.
     const hotBudget = cfg.consistency.kind === 'bsp' ? Math.min(cfg.hotRows, sizes.rowsPerTable) : 0;
-    const choice = hotBudget > 0 && rank === 0 ? makeBatches(hotChoiceBatches(hotBudget, sizes.batch), sizes.batch, next) : [];
+    const choice: ReturnType<typeof makeBatches> = [];
+    // One batch at a time, yielding between them: up to 128 batches made at once held the loop long enough to miss heartbeats.
+    for (let i = 0; hotBudget > 0 && rank === 0 && i < hotChoiceBatches(hotBudget, sizes.batch); i++) {
+      choice.push(...makeBatches(1, sizes.batch, next));
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
     const dataBatches = makeBatches(sizes.warmup + sizes.steps, sizes.batch, next);
     const gpuBatches: ReturnType<typeof makeBatches> = runner ? makeBatches(sizes.gpuWarmup + sizes.gpuSteps, sizes.batch, next) : [];
     const hot = await setupHotRows({ budget: hotBudget, spec, client, tableIds, rank, workers: cfg.workers, ring, first: choice.map((b) => b.batch.tables) });

@@ -74,7 +74,7 @@ const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math
 s('W = 2, AdaGrad, BSP: hot rows on train the parameters of hot rows off; both workers hold the same bits', async (ctx) => {
   const batches = Array.from({ length: STEPS }, () => [skewedBatch(ctx.rand), skewedBatch(ctx.rand)]);
   // Chosen from the first two steps of rank 0's data, as the training worker does.
-  const hotKeys = chooseHotKeys(batches.slice(0, 2).map((b) => b[0]!.tables), cfg.numTables, BUDGET);
+  const hotKeys = await chooseHotKeys(batches.slice(0, 2).map((b) => b[0]!.tables), cfg.numTables, BUDGET);
   assert.ok(hotKeys.every((k) => k.length > 0), 'every table has hot rows');
   const off = await train(ctx, batches, null);
   const on = await train(ctx, batches, hotKeys);
@@ -101,11 +101,13 @@ s('W = 2, AdaGrad, BSP: hot rows on train the parameters of hot rows off; both w
   assert.ok(on.pulledBytes < off.pulledBytes, `fewer bytes pulled with hot rows (${on.pulledBytes} vs ${off.pulledBytes})`);
 });
 
-s('the choice: most frequent first, ties by id, singletons left out; published keys decode to the same keys', () => {
+s('the choice: most frequent first, ties by id, singletons left out; published keys decode to the same keys', async () => {
   const batch = (ids: number[]) => [{ ids: Float64Array.from(ids) }];
-  const got = chooseHotKeys([batch([5, 3, 3, 9, 7, 7]), batch([7, 3, 2 ** 47 + 1, 2 ** 47 + 1, 11])], 1, 3);
+  const got = await chooseHotKeys([batch([5, 3, 3, 9, 7, 7]), batch([7, 3, 2 ** 47 + 1, 2 ** 47 + 1, 11])], 1, 3);
   assert.equal(Array.from(got[0]!), [3n, 7n, 2n ** 47n + 1n]);
-  assert.equal(Array.from(chooseHotKeys([batch([1, 2, 3])], 1, 5)[0]!), [], 'ids seen once are not hot');
+  assert.equal(Array.from((await chooseHotKeys([batch([1, 2, 3])], 1, 5))[0]!), [], 'ids seen once are not hot');
+  // Ties by the smaller id, whatever order they arrive in; the budget cuts the list.
+  assert.equal(Array.from((await chooseHotKeys([batch([9, 4, 9, 4, 6, 6, 1, 1, 1])], 1, 3))[0]!), [1n, 4n, 6n]);
   const keys = [BigUint64Array.from([0n, 1n, 255n, 256n, 2n ** 48n - 1n]), new BigUint64Array(0)];
   const v = encodeHotKeys(keys, 2, 5);
   // What the other workers contribute: zeros; the sum is rank 0's vector.

@@ -125,7 +125,7 @@ s('BSP: pipelined equals serial bit for bit (2 workers, summing dense hook)', as
 
 s('BSP with hot rows (AdaGrad, 2 workers): pipelined equals serial bit for bit, and both equal the run without hot rows', async (ctx) => {
   const batches = Array.from({ length: 2 }, () => Array.from({ length: STEPS }, () => randomBatch(ctx.rand)));
-  const hot = chooseHotKeys(batches[0].slice(0, 2).map((b) => b.tables), cfg.numTables, 4);
+  const hot = await chooseHotKeys(batches[0].slice(0, 2).map((b) => b.tables), cfg.numTables, 4);
   assert.ok(hot.every((k) => k.length > 0));
   const opts = { consistency: 'bsp' as const, hook: true };
   const plain = await train(ctx, batches, { ...opts, pipeline: true });

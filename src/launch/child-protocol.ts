@@ -99,7 +99,7 @@ export const parseChildMessage = byKind<ChildMessage>('a child', {
       data: object<WorkerResult['data']>({ lines: int, parsed: int, split: oneOf('bytes', 'stream'), bad: int, badLines: list(object<WorkerResult['data']['badLines'][number]>({ line: int, why: str })) }),
       eval: optional(evalResult), checkpoint: optional(str),
       cache: optional(object<NonNullable<WorkerResult['cache']>>({ hits: int, misses: int, evictions: int, bytesSaved: int })),
-      hotRows: optional(int),
+      hotRows: optional(int), hotHash: optional(str),
     }),
   }),
 });

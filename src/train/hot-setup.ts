@@ -11,6 +11,7 @@ import { HotRows } from '../worker/hot-rows.ts';
 import { chooseHotKeys, encodeHotKeys, decodeHotKeys } from '../worker/hot-choice.ts';
 import { getOptimizer, resolveHyper } from '../server/optimizers.ts';
 import type { TrainConfig } from './config.ts';
+import { createHash } from 'node:crypto';
 
 /**
  * Batches of rank 0 counted for the choice: 16 samples per hot row of the budget, at least 8
@@ -45,7 +46,7 @@ export interface HotSetup {
 export async function setupHotRows(o: HotSetup): Promise<HotRows | null> {
   const { budget } = o, T = o.spec.tables.length;
   if (budget === 0) return null;
-  const mine = o.rank === 0 ? chooseHotKeys(o.first, T, budget) : null;
+  const mine = o.rank === 0 ? await chooseHotKeys(o.first, T, budget) : null;
   let keys = mine;
   if (o.workers > 1) {
     if (!o.ring) throw new Error('hot rows: more than one worker and no ring to publish the choice on');
@@ -58,4 +59,16 @@ export async function setupHotRows(o: HotSetup): Promise<HotRows | null> {
   }));
   await hot.readFrom(o.client, o.tableIds);
   return hot;
+}
+
+/** sha256 of every hot row's key, value, slots and update count: equal on every worker of a run (the result reports it). */
+export function hotRowsDigest(hot: HotRows, tables: number): string {
+  const h = createHash('sha256');
+  const add = (a: ArrayBufferView) => h.update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  for (let i = 0; i < tables; i++) {
+    const s = hot.state(i);
+    if (!s) continue;
+    add(s.keys); add(s.values); s.slots.forEach(add); add(s.steps);
+  }
+  return h.digest('hex');
 }

@@ -15,7 +15,7 @@ import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
 import { trainBatches, evalBatches, modelBatch, type DataStats, type Minibatch } from './batches.ts';
-import { setupHotRows, hotBudget, hotChoiceBatches } from './hot-setup.ts';
+import { setupHotRows, hotBudget, hotChoiceBatches, hotRowsDigest } from './hot-setup.ts';
 import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
 
@@ -56,8 +56,9 @@ export interface WorkerResult {
   checkpoint?: string;
   /** The row caches' counters summed over tables (absent: no table was cached). */
   cache?: RowCacheStats;
-  /** Hot rows held on this worker, over all tables (absent: off). */
+  /** Hot rows held on this worker, over all tables (absent: off), and the sha256 of their keys and state: equal on every worker. */
   hotRows?: number;
+  hotHash?: string;
 }
 
 export type { EvalResult } from './evaluate.ts';
@@ -238,7 +239,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     };
     const cacheStats = stepper.cacheStats();
     if (cacheStats) result.cache = { hits: cacheStats.hits, misses: cacheStats.misses, evictions: cacheStats.evictions, bytesSaved: cacheStats.bytesSaved };
-    if (hot) result.hotRows = hot.rows;
+    if (hot) { result.hotRows = hot.rows; result.hotHash = hotRowsDigest(hot, spec.tables.length); }
     report({ kind: 'result', result });
     await client.barrier('done');
     return result;
