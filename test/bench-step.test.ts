@@ -77,6 +77,19 @@ test('--cache-rows: an SSP configuration runs without and with the row cache in 
   assert.ok(cached.rowsPulled < plain.rowsPulled, `pulled ${cached.rowsPulled} with the cache, ${plain.rowsPulled} without`);
 });
 
+test('--hot-rows: a BSP configuration runs without and with hot rows in the same run; the hot run pulls fewer rows and reports their share', async () => {
+  const { code, stdout, stderr } = await runBench(['--quick', '--json', '--config', 's1-w1-adagrad-bsp', '--hot-rows', '512', '--gpu-steps', '0', '--steps', '4']);
+  assert.is(code, 0, stderr.slice(-3000));
+  const r = JSON.parse(stdout.trim().split('\n').at(-1)!);
+  assert.equal(r.configs.map((c: { name: string }) => c.name), ['s1-w1-adagrad-bsp', 's1-w1-adagrad-bsp+hot512']);
+  const [plain, hot] = r.configs;
+  assert.is(plain.hotRowsHeld, 0);
+  assert.ok(hot.hotRowsHeld > 0 && hot.hotRowsHeld <= 26 * 512, `held ${hot.hotRowsHeld}`);
+  assert.ok(hot.hotShare > 0 && hot.hotShare < 1, `hotShare = ${hot.hotShare}`);
+  assert.ok(hot.rowsPulled < plain.rowsPulled, `pulled ${hot.rowsPulled} with hot rows, ${plain.rowsPulled} without`);
+  assert.ok(positive(hot.dataPathMs) && positive(hot.wireFloorMs));
+});
+
 test('a table too large for the machine is refused with the reason, before anything starts', async () => {
   const { code, stdout, stderr } = await runBench(['--quick', '--json', '--config', CONFIG, '--rows-per-table', '1000000000']);
   assert.is(code, 1);

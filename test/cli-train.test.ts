@@ -58,6 +58,12 @@ test('launch with the row cache (SSP:2, SGD tables, a tiny --cache-rows): finite
   assert.ok(!('cache' in bsp.json));
 });
 
+test('--hot-rows is validated before anything starts', () => {
+  const r = hybridps(['launch', 'samples/dlrm', '--data', data, '--hot-rows', '2.5']);
+  assert.is.not(r.code, 0);
+  assert.match(r.stderr, /--hot-rows 2.5: a row count per table \(an integer >= 0\) or a fraction of the table's rows below 1/);
+});
+
 test('--cache-rows and --cache-refresh are validated before anything starts', () => {
   const r = hybridps(['launch', 'samples/dlrm', '--data', data, '--cache-rows', '-1', '--cache-refresh', '0']);
   assert.is.not(r.code, 0);
