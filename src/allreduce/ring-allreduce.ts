@@ -135,6 +135,9 @@ export class RingAllreduce {
   /** This worker's ring listener, to announce to the scheduler (control links and data streams both). */
   get url(): string { return this.listener.url; }
 
+  /** Its listener's refusals before any message (busy, hello timeouts, TLS handshakes). */
+  get linkStats(): Listener['stats'] { return this.listener.stats; }
+
   /** The current ring epoch, or -1 before the first setRing. */
   get ringEpoch(): number { return this.ring?.epoch ?? -1; }
 
