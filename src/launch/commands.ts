@@ -12,10 +12,10 @@ import { comparisonText, writeReport } from './compare-report.ts';
 import type { TrainConfig } from '../train/config.ts';
 import { LocalCluster } from './local-cluster.ts';
 
-export async function trainCommand(job: TrainJob, o: { json?: boolean; keepGoing?: boolean }): Promise<void> {
+export async function trainCommand(job: TrainJob, o: { json?: boolean; keepGoing?: boolean; tls?: boolean }): Promise<void> {
   const out = o.json ? process.stderr : process.stdout;
   const cfg = await prepareTrainData(job, (s) => out.write(s + '\n'));
-  const summary = await runTraining(cfg, { out, keepGoing: !!o.keepGoing });
+  const summary = await runTraining(cfg, { out, keepGoing: !!o.keepGoing, tls: !!o.tls });
   out.write(formatSummary(summary) + '\n');
   if (o.json) process.stdout.write(JSON.stringify(summaryJson(summary)) + '\n');
 }

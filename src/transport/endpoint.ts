@@ -89,6 +89,8 @@ export class Listener {
     http.on('connection', (socket: Socket) => listener.admit(socket));
     // A failed TLS handshake (no certificate, another CA, expired, not TLS at all): nothing was read.
     http.on('tlsClientError', (e: Error & { code?: string }, socket: TLSSocket) => {
+      // Gone before a word of TLS (a startup-wait.ts probe, a port scan): not a refusal, as on a plain listener.
+      if (e.code === 'ECONNRESET' && !socket.authorizationError) return;
       listener.stats.refusedTls++;
       // A certificate that fails verification ends the handshake with a bare hang-up; the reason is on the socket.
       const why = socket.authorizationError ? `its certificate was refused (${socket.authorizationError})` : `${e.code ?? 'error'}: ${e.message.split('\n')[0]}`;
