@@ -141,6 +141,7 @@ trainOptions(program.command('kubernetes').argument('[sample]', 'sample director
   .option('--image <image>', 'container image with hybridps and the Vulkan loader (docs/kubernetes.md, "The image")')
   .option('--gpus-per-worker <n>', 'nvidia.com/gpu per worker (0: no GPU request)', int, 1)
   .option('--secret-name <name>', 'Secret holding the cluster secret under the key "secret"', 'hybridps-secret')
+  .option('--tls-secret <name>', 'Secret with tls.crt, tls.key and ca.crt (e.g. cert-manager\'s): mutual TLS on every link (default: plain links)')
   .option('--data-claim <name>', 'PersistentVolumeClaim with the data, mounted at /data on workers', 'hybridps-data')
   .option('--checkpoint-claim <name>', 'ReadWriteMany claim mounted at /checkpoints (when the run checkpoints)', 'hybridps-checkpoints')
   .option('--server-memory <q>', 'memory each server requests', '8Gi')
@@ -154,7 +155,7 @@ trainOptions(program.command('kubernetes').argument('[sample]', 'sample director
     const { kubernetesYaml } = await import('../launch/kubernetes-yaml.ts');
     const text = kubernetesYaml({
       kind: o.kind, name: o.name, namespace: o.namespace, image: o.image, config: { ...job.config, data: o.data },
-      gpusPerWorker: o.gpusPerWorker, secretName: o.secretName, dataClaim: o.dataClaim, checkpointClaim: o.checkpointClaim, serverMemory: o.serverMemory,
+      gpusPerWorker: o.gpusPerWorker, secretName: o.secretName, tlsSecret: o.tlsSecret, dataClaim: o.dataClaim, checkpointClaim: o.checkpointClaim, serverMemory: o.serverMemory,
     });
     if (o.out) { (await import('node:fs')).writeFileSync(o.out, text); process.stderr.write(`wrote ${o.out}\n`); } else process.stdout.write(text);
   });
