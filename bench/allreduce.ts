@@ -6,8 +6,9 @@
 // in the same run when a python with torch is found (HYBRIDPS_TORCH_PYTHON, else python3 on PATH,
 // else /usr/bin/python3: Debian's python3-torch installs there).
 //
-// `node --import tsx bench/allreduce.ts [--json] [--quick] [--crossover]`. --crossover: W = 2,
-// direct exchange against the ring at 64 KiB-16 MiB (how EXCHANGE_MAX_BYTES was chosen). The same
+// `node --import tsx bench/allreduce.ts [--json] [--quick] [--crossover | --tls]`. --crossover: W = 2,
+// direct exchange against the ring at 64 KiB-16 MiB (how EXCHANGE_MAX_BYTES was chosen). --tls:
+// W = 2 rings, plain and then over mutual TLS (control links and data stream), same sizes. The same
 // file is the worker and the baseline processes (first argument `worker`, `sink` or `source`),
 // driven by JSON lines on stdin.
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,11 @@ import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES } from '../src
 import { DLRM_PRESETS, dlrmSpec } from '../src/model/dlrm.ts';
 import { denseSizes } from '../src/model/model-spec.ts';
 import { printTable } from './table.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadTls } from '../src/transport/index.ts';
+import { makeLocalTls, tlsEnv } from '../src/launch/tls-certs.ts';
 import { JsonProc, serveCommands } from '../test/helpers/json-proc.ts';
 
 const MiB = 1 << 20;
@@ -50,7 +56,7 @@ const denseFloats = (preset: 'small' | 'gpu') => denseSizes(dlrmSpec(DLRM_PRESET
 async function workerMain(): Promise<void> {
   const secret = new TextEncoder().encode(process.env.HYBRIDPS_SECRET!);
   const exchangeMaxBytes = process.env.EXCHANGE_MAX_BYTES ? Number(process.env.EXCHANGE_MAX_BYTES) : undefined;
-  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000, exchangeMaxBytes });
+  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, tls: loadTls(), segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000, exchangeMaxBytes });
   process.stdout.write(JSON.stringify({ url: ring.url }) + '\n');
   serveCommands(async (m) => {
     if (m.cmd === 'ring') { ring.setRing(m.members, m.epoch); return { ok: true }; }
@@ -206,7 +212,7 @@ function runGloo(py: { python: string }, workers: number, rows: Row[], log: (s: 
 
 const repsFor = (bytes: number, quick: boolean) => (quick ? 5 : bytes >= 64 * MiB ? 7 : bytes >= 16 * MiB ? 11 : bytes >= MiB ? 21 : 51);
 
-export async function runAllreduceBench(args: { json: boolean; quick?: boolean; crossover?: boolean }): Promise<object> {
+export async function runAllreduceBench(args: { json: boolean; quick?: boolean; crossover?: boolean; tls?: boolean }): Promise<object> {
   const log = (s: string) => (args.json ? process.stderr : process.stdout).write(s + '\n');
   const quick = !!args.quick;
   const segmentBytes = Number(process.env.SEGMENT_BYTES ?? DEFAULT_SEGMENT_BYTES);
@@ -248,6 +254,13 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
   if (args.crossover) {
     await measure(2, cases, { EXCHANGE_MAX_BYTES: String(1 << 30) }, 'exchange', false);
     await measure(2, cases, { EXCHANGE_MAX_BYTES: '0' }, 'ring');
+  } else if (args.tls) {
+    // The ring either way (no exchange at W = 2): what TLS costs on the data stream, neighbouring minutes.
+    const dir = mkdtempSync(join(tmpdir(), 'hybridps-bench-tls-'));
+    try {
+      await measure(2, cases, { EXCHANGE_MAX_BYTES: '0' }, 'ring', false);
+      await measure(2, cases, { EXCHANGE_MAX_BYTES: '0', ...tlsEnv(makeLocalTls(dir), 'worker') }, 'ring, TLS', false);
+    } finally { rmSync(dir, { recursive: true, force: true }); }
   } else {
     for (const workers of workerCounts) await measure(workers, cases);
     // The DLRM sample's dense gradient, W = 2: the hybrid layout's dense sync per step.
@@ -267,7 +280,7 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
   }));
   printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes; gloo: torch ${py?.torch ?? 'not found'})`, rows);
   return {
-    bench: 'allreduce', mode: args.crossover ? 'crossover' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, sizes, results,
+    bench: 'allreduce', mode: args.crossover ? 'crossover' : args.tls ? 'tls' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, sizes, results,
     gloo: py ? { torch: py.torch, python: py.python } : null, dense,
     rawBySize: Object.fromEntries([...raw].map(([b, s]) => [b, +(b / s / 1e9).toFixed(3)])),
     cores: (await import('node:os')).availableParallelism(), load: (await import('node:os')).loadavg(),
@@ -280,7 +293,7 @@ else if (role === 'sink') await sinkMain();
 else if (role === 'source') await sourceMain();
 else if (process.argv[1] === here) {
   const json = process.argv.includes('--json');
-  const result = await runAllreduceBench({ json, quick: process.argv.includes('--quick'), crossover: process.argv.includes('--crossover') });
+  const result = await runAllreduceBench({ json, quick: process.argv.includes('--quick'), crossover: process.argv.includes('--crossover'), tls: process.argv.includes('--tls') });
   if (json) console.log(JSON.stringify(result));
   process.exit(0);
 }

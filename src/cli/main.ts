@@ -104,7 +104,7 @@ trainOptions(program.command('launch').argument('[sample]', 'a sample directory 
   .action(async (sample: string | undefined, o) => {
     if (!sample) {
       const { clusterCommand } = await import('../launch/commands.ts');
-      await clusterCommand({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
+      await clusterCommand({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json, tls: !!o.tls });
       process.exit(0);
     }
     const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
