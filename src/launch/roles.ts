@@ -35,12 +35,18 @@ async function reachableScheduler(flags: CommonRoleFlags & { scheduler?: string 
   return url;
 }
 
-/** The role's TLS credentials (--tls-* or HYBRIDPS_TLS_*), logged either way; a file that cannot work is a ConfigError. */
+/**
+ * The role's TLS credentials (--tls-* or HYBRIDPS_TLS_*), logged either way; a file that cannot
+ * work is a ConfigError. Plain links are a warning, except under a launcher, which says it once
+ * for the whole local run instead of once per process.
+ */
 export function roleTls(flags: TlsFiles, role: string): TlsCredentials | undefined {
   let tls: TlsCredentials | undefined;
   try { tls = loadTls(flags); } catch (e) { throw new ConfigError((e as Error).message); }
-  if (tls) createLogger(role).info('links are TLS, both ends verified', { cert: tls.certFile, name: tls.name });
-  else createLogger(role).warn(UNENCRYPTED_WARNING);
+  const log = createLogger(role);
+  if (tls) log.info('links are TLS, both ends verified', { cert: tls.certFile, name: tls.name });
+  else if (hasLauncher()) log.info(UNENCRYPTED_WARNING);
+  else log.warn(UNENCRYPTED_WARNING);
   return tls;
 }
 
