@@ -122,6 +122,7 @@ export class Listener {
       this.stats.refusedBusy++;
       const why = `${this.unauthenticated.size} connections are waiting to authenticate (maxUnauthenticated ${this.limits.maxUnauthenticated}); retry later`;
       this.reportRejected(why);
+      if (this.opts.tls) { socket.destroy(); return; } // no plain words inside a TLS connection
       socket.end(`HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${why.length + 1}\r\n\r\n${why}\n`);
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
