@@ -3,7 +3,7 @@
 // owning server under the current cluster view and the parts go out in parallel; a part that
 // fails because a link dropped or the view moved is re-routed and re-sent with the same
 // sequence number, so the server applies it once.
-import type { Peer } from '../transport/index.ts';
+import type { Peer, TlsCredentials } from '../transport/index.ts';
 import { Role, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
 import type { Reply, RequestBody } from '../wire/replies.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
@@ -16,6 +16,8 @@ import { keysFromNumbers, keyWords } from '../keys/keys.ts';
 
 export interface PSClientOptions {
   secret: Uint8Array;
+  /** TLS credentials for its links (mutual TLS); absent: plain links. */
+  tls?: TlsCredentials;
   schedulerUrl: string;
   nodeId?: string;
   role?: Role.Worker | Role.Client;
@@ -65,7 +67,7 @@ export class PSClient {
     this.nodeId = opts.nodeId ?? `worker-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     this.log = createLogger(this.nodeId);
     this.member = new ClusterMember({
-      nodeId: this.nodeId, secret: opts.secret, role: opts.role ?? Role.Worker, address: opts.address ?? '',
+      nodeId: this.nodeId, secret: opts.secret, tls: opts.tls, role: opts.role ?? Role.Worker, address: opts.address ?? '',
       schedulerUrl: opts.schedulerUrl, heartbeatIntervalMs: opts.heartbeatIntervalMs, heartbeatClock: () => this.clockValue,
       requestTimeoutMs: opts.requestTimeoutMs, maxFrameBytes: opts.maxFrameBytes,
       onView: (view) => {
