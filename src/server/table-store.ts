@@ -1,14 +1,17 @@
 // One table shard on a server: a KeyIndex (row id -> slot) plus rows in Float32Array blocks of
-// BLOCK_ROWS rows (row s in block s >> BLOCK_SHIFT at (s & BLOCK_MASK) * dim), blocks of the same
-// shape per optimizer slot and Uint32Array blocks of per-row update counts. No object or Map entry
-// per row, so memory per row stays near dim * 4 * (1 + slots) bytes plus the index and the growth
-// slack (see docs/store.md).
+// BLOCK_ROWS rows, each row followed by its optimizer slots (row s in block s >> BLOCK_SHIFT at
+// (s & BLOCK_MASK) * stride, stride = dim * (1 + slots); slot k at + (k + 1) * dim), and
+// Uint32Array blocks of per-row update counts. For the built-in optimizers with a SIMD kernel the
+// blocks live in one WebAssembly memory per table, updated in place (simd-rows.ts). No object or
+// Map entry per row, so memory per row stays near dim * 4 * (1 + slots) bytes plus the index and
+// the growth slack (see docs/store.md).
 // Keys are handled as (lo, hi) u32 words through a Uint32Array view of the BigUint64Array, so
 // hot paths do no BigInt arithmetic.
 import { KeyIndex } from '../keys/key-index.ts';
 import { checkInitSpec, makeRowInitializer, type InitKind, type RowInitializer } from './initializers.ts';
 import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
 import { KEY_LIMIT_HI, keyWords } from '../keys/keys.ts';
+import { WasmRows } from './simd-rows.ts';
 
 export { checkPush } from './request-checks.ts';
 
@@ -44,6 +47,8 @@ export interface TableConfig {
   hyper: Record<string, number>;
   /** Rows to preallocate for (slabs and index), so a table of known size has no growth slack. */
   expectedRows?: number;
+  /** Run the JS update per row even where a SIMD kernel exists (the same results; benchmarks compare the two). */
+  scalarUpdates?: boolean;
 }
 
 /** Rows of a table, sorted by key when they come from exportRows. */
@@ -103,13 +108,23 @@ export class TableStore {
   private readonly index: KeyIndex;
   private readonly initRow: RowInitializer;
   private readonly update: UpdateFn;
+  /** The blocks' WASM memory and the built-in update in SIMD (bit-identical to `update`), or null: `update` per row. */
+  private readonly wasm: WasmRows | null;
+  /** Floats from one row to the next: the row and its slots. */
+  private readonly stride: number;
   private readonly slotInit: number[];
   private capacity = 0;
   private count = 0;
-  /** Row values, one array per block; the last block may be shorter than BLOCK_ROWS. */
+  /** Rows with their slots, one array per block; the last block may be shorter than BLOCK_ROWS. */
   private readonly values: Float32Array[] = [];
-  /** slots[b][k]: optimizer slot k of block b (the array update fns get for a row of block b). */
+  /** slots[b][k]: block b seen from slot k of its first row (the arrays update fns get for a row of block b). */
   private readonly slots: Float32Array[][] = [];
+  /** Byte offset of each block in the WASM memory (-1: a plain array, the memory was full), and the WASM memory's generation the views were made at. */
+  private readonly blockAt: number[] = [];
+  private viewsOf = 0;
+  /** Every block in the WASM memory: pushes run the SIMD kernel. */
+  private allWasm: boolean;
+  private rowAtScratch = new Int32Array(0);
   private readonly steps: Uint32Array[] = [];
   private slotScratch = new Int32Array(0);
   /** Where touch loops leave their sum, so the compiler cannot drop their loads as unused. */
@@ -124,6 +139,9 @@ export class TableStore {
     this.slotCount = this.optimizer.slotCount;
     this.hyper = Object.freeze(resolveHyper(this.optimizer, cfg.hyper));
     this.update = this.optimizer.update;
+    this.stride = this.dim * (1 + this.slotCount);
+    this.wasm = this.optimizer.builtin && !cfg.scalarUpdates ? WasmRows.create(this.optimizer.name, this.hyper, this.dim) : null;
+    this.allWasm = this.wasm !== null;
     this.slotInit = this.optimizer.initialSlotValues({ ...this.hyper });
     this.initRow = makeRowInitializer({ init: cfg.init, scale: cfg.initScale, seed: cfg.seed });
     const expected = cfg.expectedRows ?? 0;
@@ -133,6 +151,8 @@ export class TableStore {
   }
 
   get rows(): number { return this.count; }
+  /** Whether pushes run the optimizer's WASM SIMD kernel (else its JS update per row). */
+  get simdUpdates(): boolean { return this.allWasm; }
   get name(): string { return this.config.name; }
   get slotNames(): readonly string[] { return this.optimizer.slotNames; }
 
@@ -147,13 +167,13 @@ export class TableStore {
     // Index probes first, then the copies, each in touch blocks (see TOUCH_BLOCK); the slab is
     // read only after every missing row was created.
     const slots = this.slotsOf(keys);
-    const v = this.values;
+    const v = this.values, stride = this.stride;
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
       this.touchRows(slots, b, e, false);
       for (let i = b; i < e; i++) {
-        const s = slots[i]!, at = (s & BLOCK_MASK) * d;
-        out.set(v[s >>> BLOCK_SHIFT]!.subarray(at, at + d), i * d);
+        const s = slots[i]!;
+        copyRow(out, i * d, v[s >>> BLOCK_SHIFT]!, (s & BLOCK_MASK) * stride, d);
       }
     }
     return out;
@@ -167,15 +187,29 @@ export class TableStore {
     const n = keys.length, d = this.dim;
     if (grads.length !== n * d) throw new RangeError(`apply: grads has length ${grads.length}, need ${n} keys x dim ${d} = ${n * d}`);
     const rows = this.slotsOf(keys); // probes first, as in pull
-    const update = this.update, hyper = this.hyper as Record<string, number>, slots = this.slots, values = this.values;
+    if (this.allWasm) return this.applyWasm(rows, n, grads);
+    const update = this.update, hyper = this.hyper as Record<string, number>, slots = this.slots, values = this.values, stride = this.stride;
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
       this.touchRows(rows, b, e, true);
       for (let i = b; i < e; i++) {
         const s = rows[i]!, blk = s >>> BLOCK_SHIFT, r = s & BLOCK_MASK;
         const step = ++this.steps[blk]![r]!;
-        update(values[blk]!, r * d, grads, i * d, d, slots[blk]!, r * d, step, hyper);
+        update(values[blk]!, r * stride, grads, i * d, d, slots[blk]!, r * stride, step, hyper);
       }
+    }
+  }
+
+  /** apply() through the SIMD kernel: the rows' byte offsets in the WASM memory, in push order. */
+  private applyWasm(rows: Int32Array, n: number, grads: Float32Array): void {
+    if (this.rowAtScratch.length < n) this.rowAtScratch = new Int32Array(Math.max(n, this.rowAtScratch.length * 2));
+    const rowAt = this.rowAtScratch, blockAt = this.blockAt, rowBytes = this.stride * 4, steps = this.steps;
+    for (let i = 0; i < n; i++) { const s = rows[i]!; rowAt[i] = blockAt[s >>> BLOCK_SHIFT]! + (s & BLOCK_MASK) * rowBytes; }
+    const step = (i: number) => { const s = rows[i]!; return ++steps[s >>> BLOCK_SHIFT]![s & BLOCK_MASK]!; };
+    for (let b = 0; b < n; b += TOUCH_BLOCK) {
+      const e = Math.min(n, b + TOUCH_BLOCK);
+      this.touchRows(rows, b, e, true);
+      this.wasm!.run(rowAt, b, e, grads, step);
     }
   }
 
@@ -199,19 +233,13 @@ export class TableStore {
    * counts with `all`), so that the loop that really uses them finds them in cache.
    */
   private touchRows(slots: Int32Array, b: number, e: number, all: boolean): void {
-    const d = this.dim;
+    const stride = this.stride, len = all ? stride : this.dim;
     let sink = 0;
     for (let i = b; i < e; i++) {
-      const s = slots[i]!, blk = s >>> BLOCK_SHIFT, r = s & BLOCK_MASK, at = r * d;
+      const s = slots[i]!, blk = s >>> BLOCK_SHIFT, r = s & BLOCK_MASK, at = r * stride;
       const v = this.values[blk]!;
-      for (let j = 0; j < d; j += FLOATS_PER_LINE) sink += v[at + j]!;
-      if (!all) continue;
-      sink += this.steps[blk]![r]!;
-      const sb = this.slots[blk]!;
-      for (let k = 0; k < this.slotCount; k++) {
-        const sl = sb[k]!;
-        for (let j = 0; j < d; j += FLOATS_PER_LINE) sink += sl[at + j]!;
-      }
+      for (let j = 0; j < len; j += FLOATS_PER_LINE) sink += v[at + j]!;
+      if (all) sink += this.steps[blk]![r]!;
     }
     this.touchSink = sink;
   }
@@ -229,7 +257,7 @@ export class TableStore {
     const steps = new Uint32Array(n);
     for (let r = 0; r < n; r++) {
       const s = this.index.lookup(kw[2 * r]!, kw[2 * r + 1]!);
-      const blk = s >>> BLOCK_SHIFT, from = (s & BLOCK_MASK) * d, to = r * d;
+      const blk = s >>> BLOCK_SHIFT, from = (s & BLOCK_MASK) * this.stride, to = r * d;
       values.set(this.values[blk]!.subarray(from, from + d), to);
       for (let k = 0; k < slots.length; k++) slots[k]!.set(this.slots[blk]![k]!.subarray(from, from + d), to);
       steps[r] = this.steps[blk]![s & BLOCK_MASK]!;
@@ -254,7 +282,7 @@ export class TableStore {
       if (keep && !keep(lo, hi)) continue;
       let s = this.index.lookup(lo, hi);
       if (s < 0) s = this.createRow(lo, hi, false);
-      const blk = s >>> BLOCK_SHIFT, at = (s & BLOCK_MASK) * d;
+      const blk = s >>> BLOCK_SHIFT, at = (s & BLOCK_MASK) * this.stride;
       this.values[blk]!.set(data.values.subarray(r * d, r * d + d), at);
       for (let k = 0; k < this.slotCount; k++) {
         const from = src[k], to = this.slots[blk]![k]!;
@@ -280,10 +308,9 @@ export class TableStore {
   /** Bytes held by the blocks (values, slots, step counts) and the index. */
   memoryBytes(): number {
     let b = this.index.bytes;
-    for (let i = 0; i < this.values.length; i++) {
-      b += this.values[i]!.byteLength + this.steps[i]!.byteLength;
-      for (const s of this.slots[i]!) b += s.byteLength;
-    }
+    // A block's slot arrays are views of its row array: counted once; WASM blocks by the memory's bytes in use.
+    for (let i = 0; i < this.values.length; i++) b += (this.blockAt[i]! >= 0 ? 0 : this.values[i]!.byteLength) + this.steps[i]!.byteLength;
+    if (this.wasm) b += this.wasm.bytesUsed;
     return b;
   }
 
@@ -304,7 +331,7 @@ export class TableStore {
     // Grow first: if an allocation fails nothing points at a row that does not exist.
     this.index.insert(lo, hi, s);
     this.count++;
-    const d = this.dim, blk = s >>> BLOCK_SHIFT, off = (s & BLOCK_MASK) * d;
+    const d = this.dim, blk = s >>> BLOCK_SHIFT, off = (s & BLOCK_MASK) * this.stride;
     if (init) {
       this.initRow(this.values[blk]!, off, d, lo, hi);
       for (let k = 0; k < this.slotCount; k++) this.slots[blk]![k]!.fill(this.slotInit[k]!, off, off + d);
@@ -326,28 +353,64 @@ export class TableStore {
   }
 
   private addBlock(rows: number): void {
-    const d = this.dim;
     // Allocated before anything points at it: a failed allocation leaves the store as it was.
-    const values = this.alloc(Float32Array, rows * d);
-    const slots = Array.from({ length: this.slotCount }, () => this.alloc(Float32Array, rows * d));
+    const at = this.blockStorage(rows);
     const steps = this.alloc(Uint32Array, rows);
-    this.values.push(values); this.slots.push(slots); this.steps.push(steps);
+    this.blockAt.push(at.offset);
+    this.values.push(at.values);
+    this.slots.push(this.slotViews(at.values));
+    this.steps.push(steps);
     this.capacity += rows;
+    this.refreshViews();
   }
 
   private regrowLast(rows: number): void {
-    const last = this.values.length - 1, d = this.dim, old = this.steps[last]!.length;
-    const values = this.regrow(Float32Array, this.values[last]!, rows * d);
-    const slots = this.slots[last]!.map((sl) => this.regrow(Float32Array, sl, rows * d));
-    const steps = this.regrow(Uint32Array, this.steps[last]!, rows);
-    this.values[last] = values; this.slots[last] = slots; this.steps[last] = steps;
+    const last = this.values.length - 1, old = this.steps[last]!.length;
+    const steps = this.alloc(Uint32Array, rows);
+    steps.set(this.steps[last]!);
+    const inPlace = this.blockAt[last]! >= 0 && this.wasm!.resize(this.blockAt[last]!, rows * this.stride * 4);
+    if (inPlace) {
+      // The last block is the WASM memory's last allocation: extended where it is, nothing copied.
+      this.steps[last] = steps;
+      this.viewsOf = -1;
+      this.refreshViews();
+    } else {
+      const at = this.blockStorage(rows);
+      this.refreshViews(); // the old block's views, if the memory grew
+      at.values.set(this.values[last]!);
+      this.blockAt[last] = at.offset;
+      this.values[last] = at.values;
+      this.slots[last] = this.slotViews(at.values);
+      this.steps[last] = steps;
+    }
     this.capacity += rows - old;
   }
 
-  private regrow<T extends Float32Array | Uint32Array>(Ctor: new (n: number) => T, old: T, n: number): T {
-    const a = this.alloc(Ctor, n);
-    a.set(old as never);
-    return a;
+  /** Zeroed storage for `rows` rows with their slots: in the WASM memory where there is one and it has room. */
+  private blockStorage(rows: number): { offset: number; values: Float32Array } {
+    const floats = rows * this.stride;
+    const offset = this.wasm ? this.wasm.alloc(floats * 4) : -1;
+    if (offset >= 0) return { offset, values: new Float32Array(this.wasm!.buffer, offset, floats) };
+    this.allWasm = false; // past 4 GiB in one table: the JS update for every row from now on
+    return { offset: -1, values: this.alloc(Float32Array, floats) };
+  }
+
+  /** Slot k's view of a block: the same floats from (k + 1) * dim on, so row r's slot k is at r * stride. */
+  private slotViews(values: Float32Array): Float32Array[] {
+    return Array.from({ length: this.slotCount }, (_, k) => values.subarray((k + 1) * this.dim));
+  }
+
+  /** Makes the WASM blocks' views again after the memory grew (growing detaches the old buffer). */
+  private refreshViews(): void {
+    if (!this.wasm || this.viewsOf === this.wasm.generation) return;
+    this.viewsOf = this.wasm.generation;
+    const buf = this.wasm.buffer;
+    for (let i = 0; i < this.values.length; i++) {
+      const at = this.blockAt[i]!;
+      if (at < 0) continue;
+      this.values[i] = new Float32Array(buf, at, this.steps[i]!.length * this.stride);
+      this.slots[i] = this.slotViews(this.values[i]!);
+    }
   }
 
   private alloc<T>(Ctor: new (n: number) => T, n: number): T {
@@ -384,4 +447,13 @@ export class TableStore {
     if (data.steps !== undefined && (!(data.steps instanceof Uint32Array) || data.steps.length !== n)) return `steps must be a Uint32Array of length ${n}`;
     return null;
   }
+}
+
+/**
+ * dst[at + j] = src[from + j], j < n. An element loop, not set(subarray()): a row is 64-256
+ * floats, and a subarray per row was a garbage object per row of every pull (bench/store.ts:
+ * 2 scavenges, 7.9 ms, in 40 pulls of 4096 rows before; none after).
+ */
+function copyRow(dst: Float32Array, at: number, src: Float32Array, from: number, n: number): void {
+  for (let j = 0; j < n; j++) dst[at + j] = src[from + j]!;
 }
