@@ -13,7 +13,7 @@
 // driven by JSON lines on stdin.
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
-import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { gcObserver } from './gc-observer.ts';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES } from '../src/allreduce/index.ts';
@@ -79,20 +79,6 @@ async function workerMain(): Promise<void> {
     }
     throw new Error(`unknown command ${m.cmd}`);
   });
-}
-
-/** Garbage collections (by kind) from now until stop(): the cost the old ws path had. */
-function gcObserver(): { stop(): { minor: number; major: number; ms: number } } {
-  const out = { minor: 0, major: 0, ms: 0 };
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
-      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
-      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) out.major++; else out.minor++;
-      out.ms += e.duration;
-    }
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  return { stop: () => { obs.disconnect(); out.ms = +out.ms.toFixed(1); return out; } };
 }
 
 /**

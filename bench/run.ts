@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps [--tls], kernels, allreduce, step, pipeline).
+// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps [--tls], store, kernels, allreduce [--tls], step, pipeline).
 // step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
 // --gpu-steps N, --no-pipeline, --cache-rows N, --hot-rows N[,N...] (see bench/step-cluster.ts), --scale-rows M (the same
 // configurations again at M rows per table in the same run, and the ratio: bench/step-scale.ts);
@@ -11,6 +11,7 @@ const flag = (f: string): string | undefined => { const i = rest.indexOf(f); ret
 const intFlag = (f: string): number | undefined => { const v = flag(f); return v === undefined ? undefined : Number(v); };
 const benches: Record<string, () => Promise<object>> = {
   ps: async () => (await import('./ps.ts')).runPsBench({ json, quick, tls: process.argv.includes('--tls') }),
+  store: async () => (await import('./store.ts')).runStoreBench({ json, quick }),
   allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick, crossover: rest.includes('--crossover'), tls: rest.includes('--tls') }),
   pipeline: async () => (await import('./pipeline.ts')).runPipelineBench({ quick, log: (s) => (json ? process.stderr : process.stdout).write(s + '\n') }),
   kernels: async () => {

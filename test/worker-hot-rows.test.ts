@@ -89,6 +89,10 @@ s('W = 2, AdaGrad, BSP: hot rows on train the parameters of hot rows off; both w
     const x = on.held[t]!, y = off.held[t]!;
     assert.ok(maxDiff(x.values, y.values) <= 1e-6 && maxDiff(x.slots[0]!, y.slots[0]!) <= 1e-6, `table ${t}: written back, the servers hold what they hold without hot rows`);
     assert.equal(Array.from(x.steps), Array.from(y.steps), `table ${t}: update counts written back`);
+    // ReadRows reads what a pull reads (values), in the order asked.
+    assert.equal(Array.from(x.values), Array.from(on.rows[t]!), `table ${t}: ReadRows values = pulled rows (hot rows on)`);
+    assert.equal(Array.from(y.values), Array.from(off.rows[t]!), `table ${t}: ReadRows values = pulled rows (hot rows off)`);
+    assert.ok(y.slots[0]!.some((v) => v > 0), `table ${t}: AdaGrad accumulators read back`);
   }
   const [a, b] = on.hot as [HotRows, HotRows];
   for (let t = 0; t < cfg.numTables; t++) {
