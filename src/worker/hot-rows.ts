@@ -225,7 +225,13 @@ export class HotStep {
    * (one worker) the update applies to this worker's own gradients.
    */
   async sumWithDense(dense: Float32Array, staged: Float32Array, hook?: DenseHook): Promise<Float32Array> {
-    if (!hook) { this.hot.apply(staged); return dense; }
+    if (!hook) {
+      // After the step's push has gone out (the client sends a turn's pushes in a setImmediate):
+      // the update then runs while the servers work, not before the push leaves.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      this.hot.apply(staged);
+      return dense;
+    }
     const n = dense.length + staged.length;
     if (this.combined?.length !== n) this.combined = new Float32Array(n);
     const buf = this.combined;
