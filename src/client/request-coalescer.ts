@@ -10,8 +10,8 @@ type Send = <B extends RequestBody>(serverId: string, body: B) => Promise<Envelo
 
 interface Waiter<T> { resolve: (v: T) => void; reject: (e: unknown) => void }
 /** A part's rows (a view of the reply frame) and how fresh the server said they are (PullReply.fresh). */
-export interface PulledPart { values: Float32Array; fresh: number }
-interface PullPart extends Waiter<PulledPart> { table: number; keys: BigUint64Array }
+export interface PulledPart { values: Float32Array; fresh: number; state?: Float32Array }
+interface PullPart extends Waiter<PulledPart> { table: number; keys: BigUint64Array; state: boolean }
 interface PushPart extends Waiter<void> { table: number; keys: BigUint64Array; values: Float32Array; seq: number }
 interface Queue<P> { serverId: string; clock: number; parts: P[]; bytes: number }
 
@@ -28,9 +28,13 @@ export class RequestCoalescer {
 
   constructor(private readonly send: Send, private readonly worker: () => number, private readonly f16: boolean) {}
 
-  /** The rows of `keys` (keys.length x the table's dim), asked for together with this turn's other pulls to `serverId`. */
-  pull(serverId: string, table: number, keys: BigUint64Array, dim: number, clock: number): Promise<PulledPart> {
-    return new Promise((resolve, reject) => this.queue(this.pulls, this.fullPulls, serverId, clock, keys.length * dim * 4).parts.push({ table, keys, resolve, reject }));
+  /**
+   * The rows of `keys` (keys.length x the table's dim), asked for together with this turn's other
+   * pulls to `serverId`; with `state`, also their optimizer state (PullBatchReply.stateWidths).
+   */
+  pull(serverId: string, table: number, keys: BigUint64Array, dim: number, clock: number, state = false): Promise<PulledPart> {
+    const bytes = keys.length * dim * 4 * (state ? 2 : 1); // the state of one slot, about; a batch is cut well below the frame limit
+    return new Promise((resolve, reject) => this.queue(this.pulls, this.fullPulls, serverId, clock, bytes).parts.push({ table, keys, state, resolve, reject }));
   }
 
   /** Pushes gradient rows, sent together with this turn's other pushes to `serverId`. */
@@ -61,19 +65,22 @@ export class RequestCoalescer {
 
   private async sendPulls({ serverId, clock, parts }: Queue<PullPart>): Promise<PulledPart[]> {
     const base = { clock, worker: this.worker(), f16: this.f16 };
-    if (parts.length === 1) {
+    if (parts.length === 1 && !parts[0]!.state) {
       const p = parts[0]!;
       const r = (await this.send(serverId, { type: 'pull', table: p.table, keys: p.keys, ...base })).body;
       return [{ values: r.values, fresh: r.fresh ?? -1 }];
     }
-    const r = (await this.send(serverId, { type: 'pullBatch', parts: parts.map((p) => ({ table: p.table, keys: p.keys })), ...base })).body;
+    const r = (await this.send(serverId, { type: 'pullBatch', parts: parts.map((p) => ({ table: p.table, keys: p.keys, ...(p.state ? { state: true } : {}) })), ...base })).body;
     if (r.offsets.length !== parts.length || r.dims.length !== parts.length) {
       throw new Error(`server ${serverId} answered a pull of ${parts.length} parts with ${r.offsets.length} offsets and ${r.dims.length} dims`);
     }
     return parts.map((p, i) => {
-      const start = r.offsets[i]!, end = start + p.keys.length * r.dims[i]!;
+      const width = r.stateWidths?.[i] ?? 0;
+      if (p.state && width === 0) throw new Error(`server ${serverId} sent no optimizer state for a part that asked for it (a server from before state pulls? upgrade it, or run without the row cache)`);
+      const start = r.offsets[i]!, rows = start + p.keys.length * r.dims[i]!, end = rows + p.keys.length * width;
       if (end > r.values.length) throw new Error(`server ${serverId} answered part ${i} with values [${start}, ${end}) of ${r.values.length}`);
-      return { values: r.values.subarray(start, end), fresh: r.fresh ?? -1 }; // a view of the reply frame
+      // Views of the reply frame.
+      return { values: r.values.subarray(start, rows), fresh: r.fresh ?? -1, ...(width ? { state: r.values.subarray(rows, end) } : {}) };
     });
   }
 

@@ -37,10 +37,11 @@
 // used every step are the hot ones). An eviction pass frees an eighth of the capacity at once
 // (rebuilding the key index, which has no delete), so its cost is amortised over many inserts;
 // the rows of the current clock are never evicted to make room for each other.
-import { KeyIndex } from '../keys/key-index.ts';
+import { KeyIndex, hash64 } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { f16BitsToF32, f32ToF16Bits } from '../wire/f16.ts';
 import type { UpdateFn } from '../server/optimizers.ts';
+import type { PulledState } from '../client/ps-client.ts';
 
 export interface RowCacheOptions {
   dim: number;
@@ -51,12 +52,28 @@ export interface RowCacheOptions {
   staleness: number;
   /** ASP: clocks a row is served after the clock it was read at. */
   aspRefresh: number;
-  /** The table's update function and its resolved hyperparameters (a stateless optimizer). */
+  /** The table's update function and its resolved hyperparameters. */
   update: UpdateFn;
   hyper: Record<string, number>;
   /** Gradients travel as fp16: apply them rounded, as the servers receive them. */
   f16: boolean;
+  /**
+   * The optimizer's slot rows per row (0: stateless, SGD). A stateful cache holds each row's
+   * slots and update count, pulled with the row (PSClient.pullWithState), and updates them with
+   * its own pushes as the servers do.
+   */
+  slotCount?: number;
+  /** Stateful: clocks a held state keeps serving row-only refreshes after it was read (0: pulled with every row). */
+  stateRefresh?: number;
+  /** Stateful: which missing rows are pulled with their state and held: all, or those this cache saw in the last ADMIT_WINDOW clocks. */
+  admit?: 'all' | 'second-touch';
 }
+
+/** Second-touch admission: a row looked up within this many clocks before is admitted. */
+export const ADMIT_WINDOW = 8;
+
+/** Which positions of a miss to pull with their state (to be held) and which as rows only (held when their state is). */
+export interface PullPlan { withState: Int32Array; rowsOnly: Int32Array }
 
 export interface RowCacheStats {
   hits: number;
@@ -70,6 +87,8 @@ const NO_SLOTS: Float32Array[] = [];
 
 export class RowCache {
   readonly stats: RowCacheStats = { hits: 0, misses: 0, evictions: 0, bytesSaved: 0 };
+  /** Stateful: rows pulled with their optimizer state (each costs its slots and a count more than a row). */
+  statePulls = 0;
   private readonly index: KeyIndex;
   private readonly values: Float32Array;
   /** Per slot: SSP, the reply's freshness; ASP, the clock the row was read at. -1: free. */
@@ -80,6 +99,13 @@ export class RowCache {
   private free: number[] = [];
   private readonly rowBytes: number;
   private scratch = new Float32Array(0);
+  /** Stateful: per slot, its optimizer slot rows, update count and the clock the state was read at (-1: none). */
+  private readonly slots: Float32Array[];
+  private readonly steps: Uint32Array;
+  private readonly stateClock: Int32Array;
+  /** Second-touch admission: last clock + 1 a key hashing here was looked up (0: never). */
+  private readonly seen: Int32Array;
+  private readonly seenMask: number;
 
   constructor(readonly opts: RowCacheOptions) {
     if (!(Number.isInteger(opts.capacity) && opts.capacity > 0)) throw new Error(`row cache: capacity ${opts.capacity} must be a positive integer`);
@@ -92,6 +118,23 @@ export class RowCache {
     this.keyHi = new Uint32Array(n);
     for (let s = n - 1; s >= 0; s--) this.free.push(s);
     this.rowBytes = 8 + opts.dim * (opts.f16 ? 2 : 4);
+    const k = opts.slotCount ?? 0;
+    if (k > 0 && opts.f16) throw new Error('row cache: a stateful optimizer\'s rows are cached only on an f32 wire (its state travels exactly)');
+    this.slots = Array.from({ length: k }, () => new Float32Array(n * opts.dim));
+    this.steps = new Uint32Array(k > 0 ? n : 0);
+    this.stateClock = new Int32Array(k > 0 ? n : 0).fill(-1);
+    let m = 1;
+    while (k > 0 && opts.admit === 'second-touch' && m < 8 * n) m *= 2;
+    this.seen = new Int32Array(m > 1 ? m : 0);
+    this.seenMask = m - 1;
+  }
+
+  get stateful(): boolean { return this.slots.length > 0; }
+
+  /** Stateful: may the state in `slot` still serve a row-only refresh at `clock`? */
+  private stateUsable(slot: number, clock: number): boolean {
+    const at = this.stateClock[slot]!;
+    return at >= 0 && clock - at <= (this.opts.stateRefresh ?? 0);
   }
 
   get size(): number { return this.opts.capacity - this.free.length; }
@@ -121,6 +164,47 @@ export class RowCache {
   }
 
   /**
+   * How to pull the missing positions `idx` for `clock`. Stateless: all as rows (each is then
+   * held). Stateful: rows whose held state is usable as rows only; the others with their state
+   * when admitted (every one, or second-touch: looked up in the last ADMIT_WINDOW clocks), else
+   * as rows only, used once and not held.
+   */
+  plan(keys: BigUint64Array, idx: ArrayLike<number>, clock: number): PullPlan {
+    if (!this.stateful) return { withState: new Int32Array(0), rowsOnly: Int32Array.from(idx) };
+    const w = keyWords(keys), withState: number[] = [], rowsOnly: number[] = [];
+    for (let k = 0; k < idx.length; k++) {
+      const j = idx[k]!, lo = w[2 * j]!, hi = w[2 * j + 1]!, s = this.index.lookup(lo, hi);
+      if (s >= 0 && this.stateUsable(s, clock)) { rowsOnly.push(j); continue; }
+      let admit = true;
+      if (this.seen.length) { const at = this.seen[hash64(lo, hi) & this.seenMask]! - 1; admit = at >= 0 && at < clock && at >= clock - ADMIT_WINDOW; }
+      (admit ? withState : rowsOnly).push(j);
+    }
+    return { withState: Int32Array.from(withState), rowsOnly: Int32Array.from(rowsOnly) };
+  }
+
+  /** Second-touch admission: these keys were looked up at `clock` (after that clock's plans). */
+  touchSeen(keys: BigUint64Array, clock: number): void {
+    if (!this.seen.length) return;
+    const w = keyWords(keys);
+    for (let j = 0; j < keys.length; j++) this.seen[hash64(w[2 * j]!, w[2 * j + 1]!) & this.seenMask] = clock + 1;
+  }
+
+  /**
+   * Stateful: holds the rows at positions `idx` of `rows` (keys.length x dim) with their state
+   * (`state` in idx order, as PSClient.pullWithState gives it), read at `readClock`.
+   */
+  insertWithState(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, state: PulledState): void {
+    const d = this.opts.dim;
+    if (state.slots.length !== this.slots.length) throw new Error(`row cache: state of ${state.slots.length} slots for an optimizer of ${this.slots.length}`);
+    this.statePulls += idx.length;
+    this.place(keys, idx, rows, fresh, readClock, (s, k) => {
+      for (let q = 0; q < this.slots.length; q++) this.slots[q]!.set(state.slots[q]!.subarray(k * d, k * d + d), s * d);
+      this.steps[s] = state.steps[k]!;
+      this.stateClock[s] = readClock;
+    });
+  }
+
+  /**
    * Holds the rows at positions `idx` of `rows` (keys.length x dim), pulled at `readClock` with
    * reply freshness `fresh`, as last used at `readClock`. Rows with unknown freshness (-1, an
    * older server) are not held under SSP. A freshness above the read clock cannot be true (this
@@ -128,12 +212,21 @@ export class RowCache {
    * rows do cover, so a wrong reply never makes a row look fresher than the pull's own clock.
    */
   insert(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number): void {
+    this.place(keys, idx, rows, fresh, readClock, null);
+  }
+
+  /**
+   * Stores rows (see insert). `withState` stores the k-th row's state in slot s; without it a
+   * stateful cache only refreshes rows whose held state is usable (a row must travel with its state).
+   */
+  private place(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, withState: ((s: number, k: number) => void) | null): void {
     const stamp = this.opts.consistency === 'ssp' ? Math.min(fresh, readClock) : readClock;
     if (stamp < 0 || idx.length === 0) return;
-    const d = this.opts.dim, w = keyWords(keys);
+    const d = this.opts.dim, w = keyWords(keys), needState = this.stateful && !withState;
     for (let k = 0; k < idx.length; k++) {
       const j = idx[k]!, lo = w[2 * j]!, hi = w[2 * j + 1]!;
       let s = this.index.lookup(lo, hi);
+      if (needState && (s < 0 || !this.stateUsable(s, readClock))) continue;
       if (s < 0) {
         if (this.free.length === 0) this.evict(readClock);
         if (this.free.length === 0) return; // every held row is in use at this clock
@@ -145,6 +238,7 @@ export class RowCache {
       this.values.set(rows.subarray(j * d, j * d + d), s * d);
       this.stamp[s] = stamp;
       this.lastUse[s] = readClock;
+      withState?.(s, k);
     }
   }
 
@@ -161,6 +255,14 @@ export class RowCache {
       g = this.scratch;
       for (let i = 0; i < grads.length; i++) g[i] = f16BitsToF32(f32ToF16Bits(grads[i]!));
     }
+    if (this.stateful) {
+      // Every held state takes the push (an expired row's too: its state may serve a refresh), as TableStore.apply does.
+      for (let j = 0; j < keys.length; j++) {
+        const s = this.slotOf(w, j);
+        if (s >= 0 && this.stateClock[s]! >= 0) update(this.values, s * d, g, j * d, d, this.slots, s * d, ++this.steps[s]!, hyper);
+      }
+      return;
+    }
     for (let j = 0; j < keys.length; j++) {
       const s = this.slotOf(w, j);
       if (s >= 0 && this.stamp[s]! >= 0) update(this.values, s * d, g, j * d, d, NO_SLOTS, 0, 0, hyper);
@@ -171,13 +273,16 @@ export class RowCache {
    * Instrumentation (traces, tests): per key, its stamp (-1: not held: SSP, the freshness; ASP, the
    * read clock) and, with `out` (keys.length x dim), the held row copied there. Counts nothing.
    */
-  peek(keys: BigUint64Array, out?: Float32Array): Int32Array {
+  peek(keys: BigUint64Array, out?: Float32Array, state?: PulledState): Int32Array {
     const d = this.opts.dim, w = keyWords(keys), stamp = new Int32Array(keys.length).fill(-1);
     for (let j = 0; j < keys.length; j++) {
       const s = this.slotOf(w, j);
       if (s < 0) continue;
       stamp[j] = this.stamp[s]!;
       out?.set(this.values.subarray(s * d, s * d + d), j * d);
+      if (!state || !this.stateful) continue;
+      this.slots.forEach((slot, q) => state.slots[q]!.set(slot.subarray(s * d, s * d + d), j * d));
+      state.steps[j] = this.steps[s]!;
     }
     return stamp;
   }
@@ -199,8 +304,14 @@ export class RowCache {
   clear(): void {
     this.index.clear();
     this.stamp.fill(-1);
+    this.stateClock.fill(-1);
     this.free = [];
     for (let s = this.opts.capacity - 1; s >= 0; s--) this.free.push(s);
+  }
+
+  private drop(s: number): void {
+    this.stamp[s] = -1;
+    if (this.stateful) this.stateClock[s] = -1;
   }
 
   /** Frees at least an eighth of the capacity: expired rows, then the least recently used, never rows used at `clock`. */
@@ -210,13 +321,14 @@ export class RowCache {
     let freed = 0;
     for (let s = 0; s < n; s++) {
       if (this.stamp[s]! < 0) continue;
-      if (!this.valid(s, clock)) { this.stamp[s] = -1; freed++; } else live.push(s);
+      // Stateful: an expired row still holds a state that may serve a refresh.
+      if (!this.valid(s, clock) && !(this.stateful && this.stateUsable(s, clock))) { this.drop(s); freed++; } else live.push(s);
     }
     if (freed < target) {
       live.sort((a, b) => this.lastUse[a]! - this.lastUse[b]!);
       for (const s of live) {
         if (freed >= target || this.lastUse[s]! >= clock) break;
-        this.stamp[s] = -1;
+        this.drop(s);
         freed++;
       }
     }
