@@ -174,6 +174,7 @@ async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cach
     dataPathMs: r2(dataPathMs),
     dataPathSpreadMs: { p10: r2(quantile(dataSteps.map((s) => s.total), 0.1)), p90: r2(quantile(dataSteps.map((s) => s.total), 0.9)) },
     standInMs: r2(median(dataSteps.map((s) => s.standIn))),
+    workerCpuMs: r2(median(dataSteps.map((s) => s.cpu))),
     allreduceMs: r2(median(dataSteps.map((s) => s.allreduce))),
     serverApplyMs: r2(results.find((r) => r.dataPath.server)?.dataPath.server?.applyMs ?? NaN),
     ceilingSamplesPerSec: Math.round(sizes.batch / (dataPathMs / 1000)),
@@ -262,7 +263,7 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
     const p = r.dataPathPhases as Phases;
     return {
       config: `${r.name}${r.viewChanges ? ' (!)' : ''}`, rows: r.rowsTouched, hit: r.cacheHitRate, pullMB: +(Number(r.pullBytes) / 1e6).toFixed(2), prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
-      dataPath: r.dataPathMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step on ${adapterShort}`]: r.stepMs,
+      dataPath: r.dataPathMs, workerCpu: r.workerCpuMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step on ${adapterShort}`]: r.stepMs,
     };
   }));
   if (rows.some((r) => r.phases)) {

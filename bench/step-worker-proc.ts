@@ -50,6 +50,8 @@ export interface WorkerProcConfig {
 export interface StepSample {
   total: number; prep: number; pull: number; upload: number; compute: number; download: number;
   push: number; dense: number; clock: number; allreduce: number; standIn: number;
+  /** CPU time of this worker process in the step (user + system, all threads): less at the mercy of a shared machine's load than wall time. */
+  cpu: number;
 }
 
 export interface PhaseResult {
@@ -191,15 +193,15 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
         const prefetch = cfg.pipeline && i + 1 < batches.length && region(i + 1) === region(i)
           ? (clock: number) => { ahead = step.prepare(batches[i + 1]!.batch, clock); }
           : undefined;
-        const t0 = now();
+        const t0 = now(), cpu0 = process.cpuUsage();
         const r = await step.run(input, prefetch);
-        const total = now() - t0;
+        const total = now() - t0, cpu1 = process.cpuUsage(cpu0);
         if (i < warmup) continue;
         touched += batches[i]!.unique;
         const m = r.ms;
         steps.push({
           total, prep: m.prep, pull: m.pull, upload: m.upload, compute: m.compute, download: m.download, push: m.push,
-          dense: m.dense - clockMs, clock: clockMs, allreduce: hookMs, standIn: standIn?.lastStepMs ?? 0,
+          dense: m.dense - clockMs, clock: clockMs, allreduce: hookMs, standIn: standIn?.lastStepMs ?? 0, cpu: (cpu1.user + cpu1.system) / 1000,
         });
         if (afterBlock && (steps.length % perBlock === 0 || i === batches.length - 1)) {
           await afterBlock(Math.ceil(steps.length / perBlock) - 1, { pullBytes: (client.bytes.pull - pull0) / steps.length, pushBytes: (client.bytes.push - push0) / steps.length });

@@ -11,7 +11,7 @@ import { ClusterMember } from '../cluster/member.ts';
 import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../keys/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
-import { RequestCoalescer } from './request-coalescer.ts';
+import { RequestCoalescer, writeRows } from './request-coalescer.ts';
 import { keysFromNumbers, keyWords } from '../keys/keys.ts';
 
 export interface PSClientOptions {
@@ -205,15 +205,14 @@ export class PSClient {
     const dim = this.dimOf(table);
     if (grads.length !== keys.length * dim) throw new Error(`push of ${keys.length} keys needs ${keys.length * dim} values, got ${grads.length}`);
     await this.forEachPart(table, keys, async (serverId, idx, partKeys, seq) => {
-      let values = grads;
-      if (!isIdentity(idx, keys.length)) {
-        values = new Float32Array(idx.length * dim);
-        for (let i = 0; i < idx.length; i++) values.set(grads.subarray(idx[i]! * dim, (idx[i]! + 1) * dim), i * dim);
+      const rows = { src: grads, idx: isIdentity(idx, keys.length) ? null : idx, dim }, clock = opts.clock ?? this.clockValue;
+      if (this.coalescer) await this.coalescer.push(serverId, table, partKeys, rows, seq, clock); // gathered into the frame
+      else {
+        let values = grads;
+        if (rows.idx) writeRows(rows, (values = new Float32Array(idx.length * dim)), 0);
+        await this.toServer(serverId, { type: 'push', table, keys: partKeys, values, worker: this.rank, clock, seq, f16: !!this.opts.f16 });
       }
-      const clock = opts.clock ?? this.clockValue;
-      if (this.coalescer) await this.coalescer.push(serverId, table, partKeys, values, seq, clock);
-      else await this.toServer(serverId, { type: 'push', table, keys: partKeys, values, worker: this.rank, clock, seq, f16: !!this.opts.f16 });
-      this.bytes.push += partKeys.byteLength + (this.opts.f16 ? values.length * 2 : values.byteLength);
+      this.bytes.push += partKeys.byteLength + partKeys.length * dim * (this.opts.f16 ? 2 : 4);
     });
   }
 

@@ -49,10 +49,10 @@ export function scatterRows(out: Float32Array, idx: ArrayLike<number>, rows: Flo
   for (let k = 0; k < idx.length; k++) out.set(rows.subarray(k * dim, (k + 1) * dim), idx[k]! * dim);
 }
 
-/** The rows (of `dim`) of `src` for positions `keep`, where position j is row at.get(j) of src. */
-function gatherRowsAt(src: Float32Array, keep: Int32Array, at: Map<number, number>, dim: number): Float32Array {
+/** The rows (of `dim`) of `src` for positions `keep`, where position j is row at[j] of src. */
+function gatherRowsAt(src: Float32Array, keep: Int32Array, at: Int32Array, dim: number): Float32Array {
   const out = new Float32Array(keep.length * dim);
-  keep.forEach((j, k) => { const r = at.get(j)!; out.set(src.subarray(r * dim, (r + 1) * dim), k * dim); });
+  keep.forEach((j, k) => { const r = at[j]!; out.set(src.subarray(r * dim, (r + 1) * dim), k * dim); });
   return out;
 }
 
@@ -128,10 +128,10 @@ export class CachedTable {
       const keep = use ? idx.filter((j) => use[j]) : idx;
       if (keep.length !== idx.length) {
         // Only some positions are used: their rows (and state) first.
-        const at = new Map<number, number>();
-        idx.forEach((j, k) => at.set(j, k));
+        const at = new Int32Array(keys.length);
+        idx.forEach((j, k) => { at[j] = k; });
         rows = gatherRowsAt(rows, keep, at, dim);
-        if (state) state = { slots: state.slots.map((sl) => gatherRowsAt(sl, keep, at, dim)), steps: Float32Array.from(keep, (j) => state!.steps[at.get(j)!]!) };
+        if (state) state = { slots: state.slots.map((sl) => gatherRowsAt(sl, keep, at, dim)), steps: Float32Array.from(keep, (j) => state!.steps[at[j]!]!) };
       }
       scatterRows(out, keep, rows, dim);
       if (state) cache.insertWithState(keys, keep, out, f, clock, state); else cache.insert(keys, keep, out, f, clock);
