@@ -2,7 +2,7 @@
 // locally for as long as the table's consistency allows, with this worker's own pushes applied
 // to them, so a skewed batch pulls only the rows it does not hold yet.
 //
-// Why it stays exact (docs/consistency.md has the long form):
+// Why it stays exact (docs/architecture.md, consistency, has the long form; docs/training.md the user's view):
 // - SSP(s) promises a read at clock c every update of the clocks < c - s, plus all of this
 //   worker's own. A pull reply says how fresh its rows are (PullReply.fresh = m: every live
 //   worker had finished the clocks < m when the server read them, and their pushes were applied
@@ -15,20 +15,36 @@
 //   the last push touched are re-pulled), so it holds every own push before it and none after.
 //   For SGD (w -= lr * g, stateless, additive) the copy is the server's row with the others'
 //   optional later updates left out: at W = 1 it equals the server's row bit for bit (test).
-// - Which way to see own updates, measured (`npm run bench -- step --config s2-w1-sgd-ssp2,
-//   s2-w1-adagrad-ssp2 --gpu-steps 0`, batch 2048, 26 x 100k rows, planted Zipf ids, 1 worker,
-//   SSP:2, 2026-12-02, load 15 on 2 cores; bench/RESULTS.md): per step 22293 unique rows are
-//   touched; without a cache 26645 rows are pulled (the 4352 extra are early rows the last push
-//   touched, re-pulled). (a) the local update, SGD: 19% of lookups hit, 19376 rows pulled (-27%
-//   pull bytes, 7.0 -> 5.1 MB). (a) for AdaGrad would need each row's accumulator with it: the
-//   19376 misses at twice the bytes = +45% pull bytes against no cache, a loss at this hit rate.
-//   (b) the push reply carrying the updated rows moves the re-pulls' bytes in another message (no
-//   saving), and (c) re-pulling pushed rows is the no-cache step (every hot row is pushed every
-//   step it is used). So: (a) for SGD tables; stateful optimizers (AdaGrad, Adam, FTRL) and custom
-//   ones are not cached (their rows pull as without the cache). The hit rate is bounded by the
-//   data: a row is served only for s clocks after its read, and on this data most rows of a step
-//   were not used in the s steps before it. CPU cost (process CPU time, same sizes, best of 40):
-//   serve 5.4 ms, insert 4.3 ms, local update 7.4 ms per step.
+// - Stateful optimizers (AdaGrad, Adam, FTRL): the update reads and writes the row's slots (and
+//   Adam its update count), which the servers keep. A held row therefore carries them: they are
+//   pulled with the row (PullPart.state, f32 only) and every own push updates row, slots and count
+//   with the servers' function, as TableStore.apply does. So the held (row, state) is the
+//   server's (row, state) as it was read, with this worker's later pushes applied in order: at W = 1
+//   exactly the server's, bit for bit (test: rows, slots and counts after every step). At W > 1
+//   the others' pushes since the read are missing from both, row and state, which SSP allows for
+//   the row (within the bound) and which for the state only changes the size of this worker's own
+//   steps (AdaGrad: its accumulator lacks the others' g^2, so its own steps on the copy are larger
+//   than the server's); the copy always holds this worker's effect, never loses an update, and is
+//   replaced by the server's at the next read.
+//   The state outlives the row: a held state keeps serving row-only refreshes (the row re-pulled,
+//   the state kept, since at W = 1 it equals the server's anyway) for `stateRefresh` clocks after
+//   it was read; then it is pulled again with the row. At W > 1 that bounds how many clocks of the
+//   others' contributions the state may lack. Rows enter with their state only on their second
+//   touch (looked up in the last ADMIT_WINDOW clocks): a row used once would cost its state's bytes
+//   and never hit.
+// - Which way, measured (`npm run bench -- step --config s2-w1-adagrad-ssp2 --gpu-steps 0
+//   --cache-policy second-touch:16,all:16,all:0,second-touch:0`, batch 2048, 26 x 100k rows,
+//   planted Zipf ids, 1 worker, SSP:2, pipelined, 2026-12-02 03:30, bench/RESULTS.md): pull bytes
+//   per step against 7.03 MB without a cache: state with every miss, pulled with every row (all:0)
+//   10.15 MB (+44%); second touch, state with every row (second-touch:0) 7.54 MB (+7%); every miss,
+//   state kept 16 clocks (all:16) 8.04 MB (+14%); second touch, state kept 16 clocks
+//   (second-touch:16, the default) 6.09 MB (-13%; hit rate 0.18, 3049 of 22293 rows per step
+//   pulled with their state). Earlier, SGD only (the same sizes): hit rate 0.19, pull bytes -27%.
+//   Pulling state only with the push reply or re-pulling pushed rows was ruled out before: the same
+//   bytes as no cache (every hot row is pushed every step it is used).
+//   CPU: the cached path costs the worker ~36 ms per step at these sizes on a loaded machine
+//   (serve, plan, insert, the local AdaGrad update ~21 ms: the servers' own arithmetic; CPU
+//   profile, bench/RESULTS.md), so on this CPU-bound 2-core machine it does not shorten the step.
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
 //
