@@ -42,9 +42,13 @@
 //   pulled with their state). Earlier, SGD only (the same sizes): hit rate 0.19, pull bytes -27%.
 //   Pulling state only with the push reply or re-pulling pushed rows was ruled out before: the same
 //   bytes as no cache (every hot row is pushed every step it is used).
-//   CPU: the cached path costs the worker ~36 ms per step at these sizes on a loaded machine
-//   (serve, plan, insert, the local AdaGrad update ~21 ms: the servers' own arithmetic; CPU
-//   profile, bench/RESULTS.md), so on this CPU-bound 2-core machine it does not shorten the step.
+//   CPU, and why it does not pay on this machine: the worker's CPU time per data-path step went
+//   from 74 ms without the cache to 164 ms with it (same run, load 20-27 on 2 cores); this class's
+//   own work is ~16 ms of it (a microbenchmark at 26 tables x 860 keys, AdaGrad: serve 3.7, plan
+//   3.9, insert 3.1, touchSeen 0.9, the local update 4.1 ms), the rest the split pulls (rows-only
+//   and with state: twice the routing and key gathers), their reassembly and the garbage. On a
+//   CPU-bound 2-core machine shared with the servers that costs more than the 13% of pull bytes
+//   saves; where the network, not the CPU, is the limit it is the other way round.
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
 //
