@@ -1,36 +1,70 @@
-// The lines of a text file, plain or gzip (told by its magic bytes, not its name), streamed in
-// constant memory, with their 1-based line numbers and an index over the non-empty ones (what the
-// train/eval split and sharding count).
+// The lines of text files, plain, gzip or BGZF (told by their first bytes, not their names),
+// streamed in constant memory, with their 1-based line numbers (each file's own) and an index
+// over the non-empty ones that runs on across the files of a data set (what the train/eval split
+// and the workers' shares count). A read may start at a line start inside a file: a byte offset
+// of a plain file, or a BGZF block and an offset into its uncompressed bytes.
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
+import { dataFileKind, type DataFileKind } from './bgzf.ts';
 
 export interface NumberedLine {
   line: string;
-  /** 1-based physical line number, for error messages. */
+  /** 1-based physical line number in its file, for error messages. */
   lineNo: number;
-  /** 0-based index among non-empty lines. */
+  /** 0-based index among the data set's non-empty lines. */
   index: number;
 }
 
+export interface FileLine extends NumberedLine {
+  /** The file the line is in. */
+  file: string;
+}
+
+/** Where a read starts: a line start, as a position to seek to, uncompressed bytes to drop after it, and the line's number and index. */
+export interface LineStart { seek: number; skip: number; lineNo: number; index: number }
+
 export async function isGzip(path: string): Promise<boolean> {
-  const fh = await open(path, 'r');
-  try {
-    const b = Buffer.alloc(2);
-    const { bytesRead } = await fh.read(b, 0, 2, 0);
-    return bytesRead === 2 && b[0] === 0x1f && b[1] === 0x8b;
-  } finally {
-    await fh.close();
+  return (await dataFileKind(path)) !== 'plain';
+}
+
+/** Drops the first `n` bytes of a stream (a read that starts inside a BGZF block). */
+function dropBytes(n: number): Transform {
+  let left = n;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      if (left >= chunk.length) { left -= chunk.length; done(); return; }
+      const rest = left > 0 ? chunk.subarray(left) : chunk;
+      left = 0;
+      done(null, rest);
+    },
+  });
+}
+
+/** The numbered lines of `path` (of kind `kind`) from the line start `at`. */
+export function linesFrom(path: string, kind: DataFileKind, at: LineStart): AsyncGenerator<NumberedLine> {
+  if (kind === 'gzip' && at.seek !== 0) throw new Error(`${path}: a plain gzip file can only be read from its start`);
+  const raw = createReadStream(path, { start: at.seek, highWaterMark: 1 << 20 });
+  let input: Readable = kind === 'plain' ? raw : raw.pipe(createGunzip());
+  if (at.skip > 0) input = input.pipe(dropBytes(at.skip));
+  raw.on('error', (e) => input.destroy(e));
+  return numberLines(raw, input, at.lineNo, at.index);
+}
+
+/** The lines of `files` one after the other, each numbered from 1, indexed on from `firstIndex`. */
+export async function* dataLines(files: string[], firstIndex = 0): AsyncGenerator<FileLine> {
+  let index = firstIndex;
+  for (const file of files) {
+    for await (const l of linesFrom(file, await dataFileKind(file), { seek: 0, skip: 0, lineNo: 1, index })) {
+      index = l.index + 1;
+      yield { ...l, file };
+    }
   }
 }
 
-export async function* numberedLines(path: string): AsyncGenerator<NumberedLine> {
-  const raw = createReadStream(path, { highWaterMark: 1 << 20 });
-  const input = (await isGzip(path)) ? raw.pipe(createGunzip()) : raw;
-  raw.on('error', (e) => input.destroy(e));
-  yield* numberLines(raw, input, 1, 0);
+export function numberedLines(path: string): AsyncGenerator<FileLine> {
+  return dataLines([path]);
 }
 
 /**
