@@ -84,6 +84,16 @@ test('a BGZF file reads as gzip and every block boundary is crossed correctly', 
   assert.equal(lines.map((l) => l.lineNo), Array.from({ length: 333 }, (_, i) => 124 + i));
 });
 
+test('a truncated gzip or BGZF file is an error that names the file, in the plan and in a read', async () => {
+  const text = Buffer.from(Array.from({ length: 3000 }, (_, i) => `1\tline ${i}`).join('\n') + '\n');
+  for (const [name, bytes] of [['cut.gz', gzipSync(text)], ['cut.bgz', bgzfCompress(text, 4000)]] as const) {
+    const path = join(dir, name);
+    writeFileSync(path, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    await planData([path]).then(() => assert.unreachable('planned'), (e: Error) => assert.match(e.message, new RegExp(`^${path}: .*(truncated|cut short)`)));
+    await collect(dataLines([path])).then(() => assert.unreachable('read'), (e: Error) => assert.match(e.message, new RegExp(`^${path}: .*truncated`)));
+  }
+});
+
 test('--data: a file, a directory and a glob in natural order, a comma list in its order', () => {
   const d = join(dir, 'days');
   mkdirSync(d);

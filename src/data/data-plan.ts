@@ -13,7 +13,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { createGunzip, gunzipSync } from 'node:zlib';
 import { dataFileKind, readBgzfBlock, type DataFileKind } from './bgzf.ts';
-import { linesFrom, type FileLine, type LineStart } from './lines.ts';
+import { linesFrom, fileError, type FileLine, type LineStart } from './lines.ts';
 
 export interface FilePlan {
   path: string;
@@ -111,7 +111,7 @@ export async function planData(files: string[], o: { anchorBytes?: number; onFil
   let index = 0;
   for (const path of files) {
     const t = performance.now();
-    const f = await planFile(path, index, o.anchorBytes ?? ANCHOR_BYTES);
+    const f = await planFile(path, index, o.anchorBytes ?? ANCHOR_BYTES).catch((e: unknown) => { throw fileError(path, e); });
     o.onFile?.(f, performance.now() - t);
     out.push(f);
     index += f.lines;

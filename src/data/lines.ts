@@ -42,14 +42,24 @@ function dropBytes(n: number): Transform {
   });
 }
 
+/** A read or inflate error, with the file it happened in. */
+export function fileError(path: string, e: unknown): Error {
+  const msg = (e as Error)?.message ?? String(e);
+  return msg.startsWith(path) ? (e as Error) : new Error(`${path}: ${msg}${(e as { code?: string })?.code?.startsWith('Z_') ? ' (a truncated or damaged gzip file?)' : ''}`);
+}
+
 /** The numbered lines of `path` (of kind `kind`) from the line start `at`. */
-export function linesFrom(path: string, kind: DataFileKind, at: LineStart): AsyncGenerator<NumberedLine> {
+export async function* linesFrom(path: string, kind: DataFileKind, at: LineStart): AsyncGenerator<NumberedLine> {
   if (kind === 'gzip' && at.seek !== 0) throw new Error(`${path}: a plain gzip file can only be read from its start`);
   const raw = createReadStream(path, { start: at.seek, highWaterMark: 1 << 20 });
   let input: Readable = kind === 'plain' ? raw : raw.pipe(createGunzip());
   if (at.skip > 0) input = input.pipe(dropBytes(at.skip));
   raw.on('error', (e) => input.destroy(e));
-  return numberLines(raw, input, at.lineNo, at.index);
+  try {
+    yield* numberLines(raw, input, at.lineNo, at.index);
+  } catch (e) {
+    throw fileError(path, e);
+  }
 }
 
 /** The lines of `files` one after the other, each numbered from 1, indexed on from `firstIndex`. */
