@@ -39,17 +39,29 @@ export async function dataFileKind(path: string): Promise<DataFileKind> {
   }
 }
 
-/** The BGZF block at `offset` of `fh` (compressed, whole), or null at the end of the file. */
-export async function readBgzfBlock(fh: FileHandle, offset: number, path: string): Promise<Buffer | null> {
-  const h = Buffer.alloc(BGZF_HEADER + 8);
-  const { bytesRead } = await fh.read(h, 0, h.length, offset);
-  if (bytesRead === 0) return null;
-  const size = bgzfBlockSize(h.subarray(0, bytesRead));
-  if (size === null) throw new Error(`${path}: no BGZF block header at byte ${offset} (a gzip file whose first member is BGZF but not the rest? recompress it with bgzip)`);
-  const block = Buffer.alloc(size);
-  const got = (await fh.read(block, 0, size, offset)).bytesRead;
-  if (got !== size) throw new Error(`${path}: the BGZF block at byte ${offset} is cut short (${got} of ${size} bytes): truncated file`);
-  return block;
+/**
+ * The BGZF blocks of `fh` (compressed, whole, with their offsets), read 1 MiB at a time (one read
+ * per block cost about 5x the inflate on 64 KiB blocks).
+ */
+export async function* bgzfBlocks(fh: FileHandle, path: string): AsyncGenerator<{ at: number; block: Buffer }> {
+  const size = (await fh.stat()).size;
+  let buf = Buffer.alloc(0), bufAt = 0; // file bytes [bufAt, bufAt + buf.length)
+  const have = (at: number, n: number) => at + n <= bufAt + buf.length;
+  const refill = async (at: number, n: number) => {
+    buf = Buffer.alloc(Math.min(Math.max(n, 1 << 20), size - at));
+    bufAt = at;
+    const { bytesRead } = await fh.read(buf, 0, buf.length, at);
+    buf = buf.subarray(0, bytesRead);
+  };
+  for (let at = 0; at < size;) {
+    if (!have(at, BGZF_HEADER + 8)) await refill(at, BGZF_HEADER + 8);
+    const n = bgzfBlockSize(buf.subarray(at - bufAt, at - bufAt + BGZF_HEADER + 8));
+    if (n === null) throw new Error(`${path}: no BGZF block header at byte ${at} (a gzip file whose first member is BGZF but not the rest? recompress it with bgzip)`);
+    if (!have(at, n)) await refill(at, n);
+    if (!have(at, n)) throw new Error(`${path}: the BGZF block at byte ${at} is cut short (${bufAt + buf.length - at} of ${n} bytes): truncated file`);
+    yield { at, block: buf.subarray(at - bufAt, at - bufAt + n) };
+    at += n;
+  }
 }
 
 function block(data: Uint8Array): Buffer {

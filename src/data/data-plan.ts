@@ -12,7 +12,7 @@
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { createGunzip, gunzipSync } from 'node:zlib';
-import { dataFileKind, readBgzfBlock, type DataFileKind } from './bgzf.ts';
+import { dataFileKind, bgzfBlocks, type DataFileKind } from './bgzf.ts';
 import { linesFrom, fileError, type FileLine, type LineStart } from './lines.ts';
 
 export interface FilePlan {
@@ -88,13 +88,12 @@ async function planFile(path: string, firstIndex: number, anchorBytes: number): 
           pos += bytesRead;
         }
       } else {
-        for (let at = 0, pos = 0; ;) {
-          const block = await readBgzfBlock(fh, at, path);
-          if (!block) break;
+        let pos = 0;
+        for await (const { at, block } of bgzfBlocks(fh, path)) {
           const data = gunzipSync(block);
           blockAt = at; blockPos = pos;
           scan.feed(data, pos);
-          at += block.length; pos += data.length;
+          pos += data.length;
         }
       }
     } finally {
