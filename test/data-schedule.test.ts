@@ -1,7 +1,7 @@
 // The schedule as arithmetic on a plan (no files): for random line counts, held-out splits, batch
 // sizes and worker counts, fresh shares partition the data, a pool's pieces partition the pool with
 // training counts within one of each other, and a run stopped after k steps of an epoch with W
-// workers and resumed onto W' trains every sample of the epoch at most once, and exactly the ones
+// workers and resumed onto W' (or another batch size) trains every sample of the epoch at most once, and exactly the ones
 // an independent model of the schedule (plain arrays) says: the first k batches of each old share,
 // then the first batches of each piece of the rest. Whole plain gzip files stay with one worker.
 import { test } from 'uvu';
@@ -28,7 +28,7 @@ test('a resume onto another worker count trains each sample of the epoch once, t
   const seed = testSeed(), r = rng(seed);
   for (let q = 0; q < 200; q++) {
     const N = Math.floor(r() * 3000), every = 2 + Math.floor(r() * 10), b = 1 + Math.floor(r() * 20);
-    const W = 1 + Math.floor(r() * 6), W2 = 1 + Math.floor(r() * 6);
+    const W = 1 + Math.floor(r() * 6), W2 = 1 + Math.floor(r() * 6), b2 = r() < 0.3 ? 1 + Math.floor(r() * 20) : b;
     const plan = plainPlan(N);
     const shares = freshShares(plan, W);
     assert.equal(expand(shares.flat()), Array.from({ length: N }, (_, i) => i), `fresh shares partition the data (seed ${seed})`);
@@ -39,9 +39,10 @@ test('a resume onto another worker count trains each sample of the epoch once, t
     const lists = shares.map((s) => expand(s).filter((i) => isTrain(i, every)));
     const before = lists.flatMap((l) => l.slice(0, k * b));
     const rest = lists.flatMap((l) => l.slice(k * b));
-    const c = onto(plan, { epoch: 3, epochStep: k, layout: { workers: W }, lines: N }, W2, b, every);
+    const c = onto(plan, { epoch: 3, epochStep: k, batch: b, layout: { workers: W }, lines: N }, W2, b2, every);
     let after: number[];
-    if (W2 === W) {
+    const same = W2 === W && b2 === b;
+    if (same) {
       assert.equal(c.layout, { workers: W });
       after = lists.flatMap((l) => l.slice(k * b, per * b));
     } else {
@@ -49,17 +50,17 @@ test('a resume onto another worker count trains each sample of the epoch once, t
       const sizes = pieces.map((p) => p.length);
       assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 1, `pieces of ${sizes} (seed ${seed})`);
       assert.equal(pieces.flat(), rest, `the pieces are the untrained rest, in order (seed ${seed})`);
-      const per2 = stepsPerEpoch(sharesOf(plan, c.layout, every), b, every);
-      after = pieces.flatMap((p) => p.slice(0, per2 * b));
-      assert.ok(rest.length - after.length < W2 * (b + 1), 'what is left untrained is less than a batch per worker');
+      const per2 = stepsPerEpoch(sharesOf(plan, c.layout, every), b2, every);
+      after = pieces.flatMap((p) => p.slice(0, per2 * b2));
+      assert.ok(rest.length - after.length < W2 * (b2 + 1), 'what is left untrained is less than a batch per worker');
     }
     const all = [...before, ...after];
-    assert.is(new Set(all).size, all.length, `no sample twice (seed ${seed}, N ${N}, W ${W} -> ${W2}, b ${b}, k ${k})`);
+    assert.is(new Set(all).size, all.length, `no sample twice (seed ${seed}, N ${N}, W ${W} -> ${W2}, b ${b} -> ${b2}, k ${k})`);
     // The schedule's own reading of the shares gives the same samples.
-    const seq = new EpochSequence(plan, c, 100 + (W2 === W ? k : 0), W2, b, every);
-    const got = sharesOf(plan, c.layout, every).flatMap((s) => expand(sliceByTrainRank(s, c.epochStep * b, seq.firstPer * b, every)).filter((i) => isTrain(i, every)));
+    const seq = new EpochSequence(plan, c, 100 + (same ? k : 0), W2, b2, every);
+    const got = sharesOf(plan, c.layout, every).flatMap((s) => expand(sliceByTrainRank(s, c.epochStep * b2, seq.firstPer * b2, every)).filter((i) => isTrain(i, every)));
     assert.equal(got.sort((x, y) => x - y), [...after].sort((x, y) => x - y), `the schedule trains the model's samples (seed ${seed})`);
-    assert.is(seq.at(100 + seq.firstPer - seq.first.epochStep + (W2 === W ? k : 0)).epoch, 4, 'the next epoch starts where this one ends');
+    assert.is(seq.at(100 + seq.firstPer - seq.first.epochStep + (same ? k : 0)).epoch, 4, 'the next epoch starts where this one ends');
   }
 });
 

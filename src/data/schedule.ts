@@ -25,8 +25,9 @@ export type Interval = [number, number];
 export interface Layout { workers: number; pool?: Interval[] }
 export interface DataCursor {
   epoch: number;
-  /** Steps of this epoch already trained. */
+  /** Steps of this epoch already trained, of `batch` samples per worker. */
   epochStep: number;
+  batch: number;
   layout: Layout;
   /** The data set's non-empty lines when the cursor was written (a different count: other data). */
   lines: number;
@@ -105,17 +106,20 @@ export function untrained(shares: Interval[][], steps: number, batch: number, ev
   return sliceByTrainRank(shares.flatMap((s) => sliceByTrainRank(s, steps * batch, Infinity, every)), 0, Infinity, every);
 }
 
-/** The cursor `c` onto `workers` workers: the same one for its own count, else its untrained rest as a new layout's pool. */
+/**
+ * The cursor `c` onto `workers` workers at `batch`: the same one for its own count and batch, else
+ * its untrained rest as a new layout's pool (a new batch size moves the batch boundaries too).
+ */
 export function onto(plan: DataPlan, c: DataCursor, workers: number, batch: number, every: number): DataCursor {
-  if (c.layout.workers === workers) return c;
-  const pool = untrained(sharesOf(plan, c.layout, every), c.epochStep, batch, every);
-  return { epoch: c.epoch, epochStep: 0, layout: { workers, pool }, lines: c.lines };
+  if (c.layout.workers === workers && c.batch === batch) return c;
+  const pool = untrained(sharesOf(plan, c.layout, every), c.epochStep, c.batch, every);
+  return { epoch: c.epoch, epochStep: 0, batch, layout: { workers, pool }, lines: c.lines };
 }
 
 /** Where step `step` stands when a run had W workers and kept no cursor (before cursors existed, or another tool): fresh epochs of W. */
 export function cursorFromStep(plan: DataPlan, step: number, workers: number, batch: number, every: number): DataCursor {
   const per = stepsPerEpoch(freshShares(plan, workers), batch, every);
-  return per > 0 ? { epoch: Math.floor(step / per), epochStep: step % per, layout: { workers }, lines: plan.lines } : { epoch: 0, epochStep: 0, layout: { workers }, lines: plan.lines };
+  return { epoch: per > 0 ? Math.floor(step / per) : 0, epochStep: per > 0 ? step % per : 0, batch, layout: { workers }, lines: plan.lines };
 }
 
 /** A checkpoint's cursor field checked (a peer's file: every field, or a message naming what is wrong). */
@@ -124,6 +128,7 @@ export function checkCursor(x: unknown): DataCursor | string {
   const count = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
   if (!c || typeof c !== 'object') return 'not an object';
   if (!count(c.epoch) || !count(c.epochStep) || !count(c.lines)) return 'epoch, epochStep and lines must be counts';
+  if (!Number.isSafeInteger(c.batch) || c.batch < 1) return 'batch must be >= 1';
   if (!c.layout || !Number.isSafeInteger(c.layout.workers) || c.layout.workers < 1) return 'layout.workers must be >= 1';
   if (c.layout.pool !== undefined && !(Array.isArray(c.layout.pool) && c.layout.pool.every((iv) => Array.isArray(iv) && iv.length === 2 && count(iv[0]) && count(iv[1]) && iv[0] <= iv[1]))) {
     return 'layout.pool must be a list of [lo, hi] index pairs';
@@ -134,7 +139,7 @@ export function checkCursor(x: unknown): DataCursor | string {
 /** The epochs of a run from its first cursor: the first one's layout, then fresh ones of `workers`. */
 export class EpochSequence {
   readonly firstPer: number; readonly freshPer: number; readonly start: number;
-  constructor(private readonly plan: DataPlan, readonly first: DataCursor, firstStep: number, readonly workers: number, batch: number, private readonly every: number) {
+  constructor(private readonly plan: DataPlan, readonly first: DataCursor, firstStep: number, readonly workers: number, private readonly batch: number, private readonly every: number) {
     this.firstPer = stepsPerEpoch(sharesOf(plan, first.layout, every), batch, every);
     this.freshPer = stepsPerEpoch(freshShares(plan, workers), batch, every);
     this.start = firstStep - first.epochStep;
@@ -144,6 +149,6 @@ export class EpochSequence {
     const end = this.start + this.firstPer;
     if (step < end) return { ...this.first, epochStep: step - this.start };
     const k = this.freshPer > 0 ? Math.floor((step - end) / this.freshPer) : 0;
-    return { epoch: this.first.epoch + 1 + k, epochStep: step - end - k * this.freshPer, layout: { workers: this.workers }, lines: this.plan.lines };
+    return { epoch: this.first.epoch + 1 + k, epochStep: step - end - k * this.freshPer, batch: this.batch, layout: { workers: this.workers }, lines: this.plan.lines };
   }
 }

@@ -44,7 +44,7 @@ export type DataStats = Omit<CriteoStats, 'samples' | 'badLines'> & {
 };
 
 /** What a resumed run knows of where the checkpoint's data stood. */
-export interface DataResume { cursor?: DataCursor; workers?: number }
+export interface DataResume { cursor?: DataCursor; workers?: number; batch?: number }
 
 export type DataLog = (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
 
@@ -64,11 +64,11 @@ function firstCursor(plan: DataPlan, step: number, workers: number, b: number, e
   const saved = resume?.cursor;
   if (saved && (saved.lines !== plan.lines || (saved.layout.pool ?? []).some(([, hi]) => hi > plan.lines))) {
     log('warn', `the checkpoint's data position is for ${saved.lines} lines, this data has ${plan.lines}: other data, so step ${step} starts a fresh epoch`);
-    return { epoch: 0, epochStep: 0, layout: { workers }, lines: plan.lines };
+    return { epoch: 0, epochStep: 0, batch: b, layout: { workers }, lines: plan.lines };
   }
-  const c = saved ?? cursorFromStep(plan, step, resume?.workers ?? workers, b, every);
-  if (c.layout.workers !== workers) {
-    log('info', `resuming onto ${workers} worker(s) from ${c.layout.workers}: the rest of epoch ${c.epoch} is cut among them`, { epoch: c.epoch, epochStep: c.epochStep });
+  const c = saved ?? cursorFromStep(plan, step, resume?.workers ?? workers, resume?.batch ?? b, every);
+  if (c.layout.workers !== workers || c.batch !== b) {
+    log('info', `resuming onto ${workers} worker(s) at batch ${b} from ${c.layout.workers} at ${c.batch}: the rest of epoch ${c.epoch} is cut among them`, { epoch: c.epoch, epochStep: c.epochStep });
   }
   return onto(plan, c, workers, b, every);
 }
@@ -105,7 +105,7 @@ export function trainBatches(cfg: TrainConfig, o: { rank: number; workers: numbe
         log('warn', `${f.path} is plain gzip, which cannot be entered in the middle: each worker inflates it from its start up to its own share (up to ${o.workers}x the decompression; the parsing is still split). Recompress it with bgzip (htslib; blocked gzip, read from any block) or split it into at least ${o.workers} files`);
       }
     }
-    const first = o.skipSteps > 0 || o.resume ? firstCursor(plan, o.skipSteps, o.workers, b, every, o.resume, log) : { epoch: 0, epochStep: 0, layout: { workers: o.workers }, lines: plan.lines };
+    const first = o.skipSteps > 0 || o.resume ? firstCursor(plan, o.skipSteps, o.workers, b, every, o.resume, log) : { epoch: 0, epochStep: 0, batch: b, layout: { workers: o.workers }, lines: plan.lines };
     const seq = new EpochSequence(plan, first, o.skipSteps, o.workers, b, every);
     if (seq.freshPer === 0) {
       const fewest = Math.min(...freshShares(plan, o.workers).map((s) => intervalsTrainCount(s, every)));

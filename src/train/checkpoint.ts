@@ -91,7 +91,7 @@ export interface LoadedTraining {
   fresh: string[];
   /** The data cursor the run wrote (absent: an older checkpoint, or another tool's), and its worker count. */
   data?: DataCursor;
-  workers?: number;
+  workers?: number; batch?: number;
 }
 
 /**
@@ -101,7 +101,7 @@ export interface LoadedTraining {
  */
 export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], cfg: TrainConfig, initial: Float32Array, modelName: string): Promise<LoadedTraining> {
   const m = (await exists(join(dir, MANIFEST_FILE))) ? await readManifest(dir) : { step: 0, model: null, cluster: undefined };
-  const model = (m.model ?? {}) as { kind?: string; config?: Record<string, unknown>; mode?: string; data?: unknown };
+  const model = (m.model ?? {}) as { kind?: string; config?: Record<string, unknown>; mode?: string; data?: unknown; batch?: unknown };
   const data = model.data === undefined ? undefined : checkCursor(model.data);
   if (typeof data === 'string') throw new Error(`checkpoint ${dir}: model.data (where the training data stood) is malformed: ${data}; remove the field to resume from the step alone`);
   if (typeof model.kind === 'string' && model.kind !== modelName) {
@@ -144,5 +144,5 @@ export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], 
       if (t) dense.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
     }
   }
-  return { step: m.step, dense, denseOnServers: model.mode === 'pure-ps' && cfg.mode === 'pure-ps', optimizer, fresh, data, workers: m.cluster?.workers };
+  return { step: m.step, dense, denseOnServers: model.mode === 'pure-ps' && cfg.mode === 'pure-ps', optimizer, fresh, data, workers: m.cluster?.workers, batch: Number.isSafeInteger(model.batch) ? model.batch as number : undefined };
 }

@@ -108,7 +108,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       const ckpt = await resolveCheckpoint(cfg.resume);
       const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg, await runner.readDense(), mod.name);
       firstStep = loaded.step;
-      dataResume = { cursor: loaded.data, workers: loaded.workers };
+      dataResume = { cursor: loaded.data, workers: loaded.workers, batch: loaded.batch };
       if (loaded.dense) runner.setDense(loaded.dense);
       if (loaded.fresh.length) log.warn('dense parameters not in the checkpoint, initialised fresh (--partial-dense)', { params: loaded.fresh });
       if (loaded.optimizer && cfg.mode === 'hybrid') runner.setOptimizerState(loaded.optimizer);
