@@ -210,13 +210,15 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     }
     read.catch(() => {});
     void batches.return?.(undefined);
-    const wallSec = (performance.now() - t0) / 1000;
+    // The final evaluation comes after `wallSec`, so only the evaluations before it are part of it (a
+    // 1-worker run counted the final one too, and its training time came out <= 0).
+    const wallSec = (performance.now() - t0) / 1000, evalSec = evalMs / 1000;
     await client.barrier('trained');
     if (cfg.checkpointDir && lastCheckpointStep !== step) lastCheckpoint = await checkpoint(step);
     const final = rank === 0 ? await evaluate(step, Number.MAX_SAFE_INTEGER) : undefined;
     const denseFinal = await denseNow();
     const result: WorkerResult = {
-      model: mod.name, rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, evalSec: evalMs / 1000, bytes: bytes(), phaseMs,
+      model: mod.name, rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, evalSec, bytes: bytes(), phaseMs,
       denseHash: createHash('sha256').update(Buffer.from(denseFinal.buffer, denseFinal.byteOffset, denseFinal.byteLength)).digest('hex'),
       data: source.stats(), eval: final, checkpoint: rank === 0 ? lastCheckpoint || undefined : undefined,
     };
