@@ -3,13 +3,14 @@
 // plain gzip files each worker reads whole files; one plain gzip file is split by lines with a
 // warning naming the cost and the fix (bgzip); one BGZF file is split inside. In each case the
 // workers' batches partition one epoch's training lines (bar the last part-batches), each worker
-// parses about 1/W of them, and a worker's samples are the lines the schedule gave it.
+// parses about 1/W of them, and a worker's samples are the lines the schedule gave it. Resumes:
+// a cursor for other data starts over (warned); a checkpoint with no cursor resumes from its step.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
-import { trainBatches } from '../src/train/batches.ts';
+import { trainBatches, type DataResume } from '../src/train/batches.ts';
 import { bgzfCompress } from '../src/data/bgzf.ts';
 import { tmp, writeRandomCriteo, tinyConfig } from './helpers/train.ts';
 
@@ -19,12 +20,12 @@ const lines = text.trimEnd().split('\n');
 const B = 8;
 
 /** Every rank's batches of one epoch, as the labels and first dense value of each sample (to find the line). */
-async function epoch(data: string, W: number, b = B) {
+async function epoch(data: string, W: number, b = B, resume?: { skipSteps: number; resume: DataResume }) {
   const perRank: { samples: string[]; parsed: number; warnings: string[] }[] = [];
   for (let rank = 0; rank < W; rank++) {
     const warnings: string[] = [];
     const src = trainBatches(tinyConfig(data, { dataSplit: 'bytes', batch: b, steps: 0, epochs: 1, workers: W }), {
-      rank, workers: W, skipSteps: 0, log: (level, msg) => { if (level === 'warn') warnings.push(msg); },
+      rank, workers: W, skipSteps: resume?.skipSteps ?? 0, resume: resume?.resume, log: (level, msg) => { if (level === 'warn') warnings.push(msg); },
     });
     const samples: string[] = [];
     for await (const mb of src.batches) {
@@ -76,6 +77,23 @@ test('one BGZF file: split inside the file, same samples as the plain file', asy
   checkPartition(gz, 3);
   assert.equal(gz.map((r) => r.samples), pl.map((r) => r.samples));
   for (const r of gz) assert.equal(r.warnings, []);
+});
+
+test('resume: a cursor for other data starts a fresh epoch (warned); no cursor resumes from the step and the worker count', async () => {
+  const path = join(dir, 'all.tsv');
+  const fresh = await epoch(path, 2);
+  const other = await epoch(path, 2, B, { skipSteps: 5, resume: { cursor: { epoch: 0, epochStep: 5, batch: B, layout: { workers: 2 }, lines: 999 }, workers: 2 } });
+  assert.equal(other.map((r) => r.samples), fresh.map((r) => r.samples));
+  assert.match(other[0]!.warnings[0]!, /data position is for 999 lines, this data has 600/);
+  // An older checkpoint (no cursor) of 2 workers at step 5, onto 3: as its derived cursor says.
+  const derived = await epoch(path, 3, B, { skipSteps: 5, resume: { workers: 2, batch: B } });
+  const viaCursor = await epoch(path, 3, B, { skipSteps: 5, resume: { cursor: { epoch: 0, epochStep: 5, batch: B, layout: { workers: 2 }, lines: 600 } } });
+  assert.equal(derived.map((r) => r.samples), viaCursor.map((r) => r.samples));
+  // Over the two runs, each sample of the epoch once: the 2-worker run's first 5 batches and the rest.
+  const before = fresh.flatMap((r) => r.samples.slice(0, 5 * B)), after = viaCursor.flatMap((r) => r.samples);
+  const all = [...before, ...after];
+  assert.is(new Set(all).size, all.length, 'no sample twice');
+  assert.ok(all.length > 540 - 3 * (B + 1), `${all.length} of 540 trained`);
 });
 
 test.run();
