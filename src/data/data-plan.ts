@@ -13,7 +13,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { createGunzip, gunzipSync } from 'node:zlib';
 import { dataFileKind, bgzfBlocks, type DataFileKind } from './bgzf.ts';
-import { linesFrom, fileError, type FileLine, type LineStart } from './lines.ts';
+import { linesFrom, fileError, LineScanner, type FileLine, type LineStart } from './lines.ts';
 
 export interface FilePlan {
   path: string;
@@ -29,34 +29,6 @@ export interface FilePlan {
 export interface DataPlan { files: FilePlan[]; lines: number }
 
 export const ANCHOR_BYTES = 4 << 20;
-
-/** Counts lines in chunks of one file's uncompressed bytes; calls `onLineStart` after every newline. */
-class LineScanner {
-  lineNo = 0; nonEmpty = 0;
-  private lineLen = 0; private lastByte = -1;
-  constructor(private readonly onLineStart: (pos: number) => void) {}
-  /** `buf` holds the file's uncompressed bytes from `pos`. */
-  feed(buf: Uint8Array, pos: number): void {
-    let from = 0;
-    for (let nl = buf.indexOf(10, 0); nl !== -1; nl = buf.indexOf(10, from)) {
-      this.lineLen += nl - from;
-      const cr = this.lineLen > 0 && (nl > 0 ? buf[nl - 1] : this.lastByte) === 13 ? 1 : 0;
-      this.line(this.lineLen - cr === 0);
-      from = nl + 1;
-      this.lineLen = 0;
-      this.onLineStart(pos + from);
-    }
-    this.lineLen += buf.length - from;
-    if (buf.length) this.lastByte = buf[buf.length - 1]!;
-  }
-  end(): void {
-    if (this.lineLen > 0) this.line(this.lineLen === 1 && this.lastByte === 13);
-  }
-  private line(empty: boolean): void {
-    this.lineNo++;
-    if (!empty) this.nonEmpty++;
-  }
-}
 
 async function planFile(path: string, firstIndex: number, anchorBytes: number): Promise<FilePlan> {
   const kind = await dataFileKind(path);
@@ -130,8 +102,8 @@ export async function* planLines(plan: DataPlan, lo: number, hi: number): AsyncG
     if (f.firstIndex >= hi) break;
     let a = f.anchors[0]!;
     for (const c of f.anchors) { if (c.index <= lo) a = c; else break; }
-    for await (const l of linesFrom(f.path, f.kind, a)) {
-      if (l.index < lo) continue; // between the anchor and lo: split into lines, not parsed
+    // Between the anchor and lo the bytes are only scanned for newlines, not split into strings.
+    for await (const l of linesFrom(f.path, f.kind, a, Math.max(lo, a.index))) {
       if (l.index >= hi) break;
       yield { ...l, file: f.path };
     }

@@ -102,7 +102,7 @@ export function trainBatches(cfg: TrainConfig, o: { rank: number; workers: numbe
     const plan = await planData(files, { onFile: (f, ms) => { if (files.length > 1 || ms > 1000) log('info', 'planned data file', { file: f.path, kind: f.kind, lines: f.lines, ms: Math.round(ms) }); } });
     if (o.rank === 0 && o.workers > 1 && files.length < o.workers) {
       for (const f of plan.files.filter((x) => x.kind === 'gzip')) {
-        log('warn', `${f.path} is plain gzip, which cannot be entered in the middle: each worker inflates it from its start up to its own share (up to ${o.workers}x the decompression and line splitting, the last worker about a whole parse's cost; only the parsing is split). Recompress it with bgzip (htslib; blocked gzip, read from any block) or split it into at least ${o.workers} files`);
+        log('warn', `${f.path} is plain gzip, which cannot be entered in the middle: each worker inflates it from its start up to its own share (up to ${o.workers}x the decompression, the last worker about 0.8 of a whole parse's cost; only the parsing is split). Recompress it with bgzip (htslib; blocked gzip, read from any block) or split it into at least ${o.workers} files`);
       }
     }
     const first = o.skipSteps > 0 || o.resume ? firstCursor(plan, o.skipSteps, o.workers, b, every, o.resume, log) : { epoch: 0, epochStep: 0, batch: b, layout: { workers: o.workers }, lines: plan.lines };
