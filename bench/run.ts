@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, step, pipeline, data).
+// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, step, pipeline).
 // step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
 // --gpu-steps N, --no-pipeline, --cache-rows N (see bench/step-cluster.ts), --scale-rows M (the same
 // configurations again at M rows per table in the same run, and the ratio: bench/step-scale.ts);
@@ -13,7 +13,6 @@ const benches: Record<string, () => Promise<object>> = {
   ps: async () => (await import('./ps.ts')).runPsBench({ json, quick }),
   allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick, crossover: rest.includes('--crossover') }),
   pipeline: async () => (await import('./pipeline.ts')).runPipelineBench({ quick, log: (s) => (json ? process.stderr : process.stdout).write(s + '\n') }),
-  data: async () => (await import('./data.ts')).runDataBench({ json, quick, workers: intFlag('--workers') }),
   kernels: async () => {
     const kernels = await (await import('./kernels.ts')).runKernelsBench({ json, quick });
     // The full step at the same shapes: pull, upload, compute, download, push (and dense update).
@@ -33,6 +32,8 @@ const benches: Record<string, () => Promise<object>> = {
     if (scaleRows !== undefined) return (await import('./step-scale.ts')).runStepScaleBench({ ...args, scaleRows });
     return (await import('./step-cluster.ts')).runStepClusterBench(args);
   },
+  // A worker's share of the data against parsing all of it, plain/gzip/BGZF; also takes --workers W.
+  data: async () => (await import('./data.ts')).runDataBench({ json, quick, workers: intFlag('--workers') }),
 };
 const run = name ? benches[name] : undefined;
 if (!run) {
