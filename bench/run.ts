@@ -33,6 +33,8 @@ const benches: Record<string, () => Promise<object>> = {
     if (scaleRows !== undefined) return (await import('./step-scale.ts')).runStepScaleBench({ ...args, scaleRows });
     return (await import('./step-cluster.ts')).runStepClusterBench(args);
   },
+  // A worker's share of the data against parsing all of it, plain/gzip/BGZF; also takes --workers W.
+  data: async () => (await import('./data.ts')).runDataBench({ json, quick, workers: intFlag('--workers') }),
 };
 const run = name ? benches[name] : undefined;
 if (!run) {
