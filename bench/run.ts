@@ -1,6 +1,6 @@
 // `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps [--tls], store, kernels, allreduce [--tls], step, pipeline).
 // step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
-// --gpu-steps N, --no-pipeline, --cache-rows N, --hot-rows N[,N...] (see bench/step-cluster.ts), --scale-rows M (the same
+// --gpu-steps N, --no-pipeline, --cache-rows N, --cache-policy ADMIT:REFRESH[,...], --hot-rows N[,N...] (see bench/step-cluster.ts), --scale-rows M (the same
 // configurations again at M rows per table in the same run, and the ratio: bench/step-scale.ts);
 // allreduce also takes --crossover or --tls (plain and TLS rings, same run).
 const [name, ...rest] = process.argv.slice(2);
@@ -27,13 +27,15 @@ const benches: Record<string, () => Promise<object>> = {
     const args = {
       json, quick, all: rest.includes('--all'), config: flag('--config'),
       rowsPerTable: intFlag('--rows-per-table'), batch: intFlag('--batch'), steps: intFlag('--steps'), gpuSteps: intFlag('--gpu-steps'),
-      pipeline: !rest.includes('--no-pipeline'), cacheRows: intFlag('--cache-rows'),
+      pipeline: !rest.includes('--no-pipeline'), cacheRows: intFlag('--cache-rows'), cachePolicy: flag('--cache-policy'),
       hotRows: flag('--hot-rows')?.split(',').map(Number),
     };
     const scaleRows = intFlag('--scale-rows');
     if (scaleRows !== undefined) return (await import('./step-scale.ts')).runStepScaleBench({ ...args, scaleRows });
     return (await import('./step-cluster.ts')).runStepClusterBench(args);
   },
+  // A worker's share of the data against parsing all of it, plain/gzip/BGZF; also takes --workers W.
+  data: async () => (await import('./data.ts')).runDataBench({ json, quick, workers: intFlag('--workers') }),
 };
 const run = name ? benches[name] : undefined;
 if (!run) {

@@ -37,6 +37,8 @@ test('each worker parses its half; bad lines keep their line numbers', async () 
   assert.match(s.data.badLines[0]!.why, /label/);
   // Steps per epoch: the smaller share's training lines / batch, the same on both workers.
   assert.ok(s.steps >= 20 && s.steps <= 23, `steps ${s.steps}`);
+  // No evaluation during training (only the final one, after the training time): none counted in it.
+  for (const r of s.results) assert.is(r.evalSec, 0, `rank ${r.rank}: evalSec`);
 });
 
 test('resume continues at the same sample: 3 + 3 steps equal 6', async () => {

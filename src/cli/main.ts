@@ -77,7 +77,7 @@ const trainOptions = (c: Command) => c
   .option('--epochs <n>', 'passes over the training data when --steps is not given (default 1)', int)
   .option('--lr <lr>', 'learning rate: 0.05, or per part emb=0.05,dense=0.01')
   .option('--optimizer <opt>', 'adagrad, or per part emb=adagrad,dense=sgd (emb: sgd|adagrad|adam|ftrl; dense: sgd|adagrad|adam)')
-  .option('--data <file>', 'Criteo-layout file, plain or gzip (default: synthetic data from gen-data, cached in runs/data)')
+  .option('--data <files>', 'Criteo-layout data: a file, a directory, a glob (\'day_*.gz\'), or a comma list; repeatable; plain, gzip or BGZF (default: synthetic data from gen-data, cached in runs/data)', (v: string, prev?: string) => (prev ? `${prev},${v}` : v))
   .option('--samples <n>', 'samples of the default synthetic data', int)
   .option('--rows-per-table <n>', 'rows per embedding table (categorical ids are taken mod this)', int)
   .option('--eval-every <steps>', 'evaluate on held-out data every this many steps (default: at the end only; compare: about 10 times over the run)', int)

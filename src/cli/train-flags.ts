@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { DEFAULTS, parseConsistency, parsePerPart, validateConfig, type TrainConfig, type Mode } from '../train/config.ts';
 import { loadModelModule, resolveModelConfig, resolveModelRef } from '../train/model-loader.ts';
 import type { TrainJob } from '../launch/train-job.ts';
+import { resolveDataFiles } from '../data/data-files.ts';
 import type { OptimizerName } from '../model/model-spec.ts';
 
 export interface TrainFlags {
@@ -96,6 +97,8 @@ export async function trainJobFromFlags(f: TrainFlags, sample: Sample = { dir: p
   // Everything is validated here, so a typo never costs a data generation.
   validateConfig({ ...cfg, data: f.data ?? 'pending' });
   if (!f.data) return { config: cfg, data: { synthetic: { ...synth, rowsPerTable: model.rowsPerTable } } };
-  if (!existsSync(f.data)) throw new Error(`--data ${f.data}: no such file`);
-  return { config: cfg, data: { file: resolve(f.data) } };
+  // Each entry absolute (the workers may run elsewhere); globs and directories stay as given, for
+  // the workers to expand in the same order. A name that matches nothing fails here.
+  resolveDataFiles(f.data);
+  return { config: cfg, data: { file: f.data.split(',').map((s) => s.trim()).filter(Boolean).map((s) => resolve(s)).join(',') } };
 }

@@ -96,7 +96,7 @@ export const parseChildMessage = byKind<ChildMessage>('a child', {
     kind: kind('result'),
     result: object<WorkerResult>({
       model: str, rank: int, nodeId: str, steps: int, firstStep: int, samples: int, wallSec: num, evalSec: num, bytes, phaseMs: record(num), denseHash: str,
-      data: object<WorkerResult['data']>({ lines: int, parsed: int, split: oneOf('bytes', 'stream'), bad: int, badLines: list(object<WorkerResult['data']['badLines'][number]>({ line: int, why: str })) }),
+      data: object<WorkerResult['data']>({ lines: int, parsed: int, split: oneOf('bytes', 'stream'), bad: int, badLines: list(object<WorkerResult['data']['badLines'][number]>({ file: str, line: int, why: str })) }),
       eval: optional(evalResult), checkpoint: optional(str),
       cache: optional(object<NonNullable<WorkerResult['cache']>>({ hits: int, misses: int, evictions: int, bytesSaved: int })),
       hotRows: optional(int), hotHash: optional(str),

@@ -57,7 +57,7 @@ export function kubernetesProblems(o: KubernetesOptions): string[] {
   if (!/^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$/.test(o.name)) bad.push(`--name "${o.name}": a DNS label, lowercase letters, digits and '-', at most 42 characters`);
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(o.namespace)) bad.push(`--namespace "${o.namespace}" is not a valid namespace name`);
   if (!o.image) bad.push('--image is required: an image with hybridps and the Vulkan loader (docs/kubernetes.md)');
-  if (!o.config.data.startsWith(`${DATA_DIR}/`)) bad.push(`--data must be a path inside the pods under ${DATA_DIR}/ (the claim ${o.dataClaim} is mounted there), got ${o.config.data}`);
+  if (!o.config.data.split(',').every((d) => d.trim().startsWith(`${DATA_DIR}/`))) bad.push(`--data must be a path inside the pods under ${DATA_DIR}/ (the claim ${o.dataClaim} is mounted there), got ${o.config.data}`);
   for (const [flag, dir] of [['--checkpoint-dir', o.config.checkpointDir], ['--resume', o.config.resume]] as const) {
     if (dir && !dir.startsWith(`${CHECKPOINT_DIR}/`)) bad.push(`${flag} must be under ${CHECKPOINT_DIR}/ (the claim ${o.checkpointClaim} is mounted there), got ${dir}`);
   }

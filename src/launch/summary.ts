@@ -5,6 +5,7 @@ import { consistencyName, type TrainConfig } from '../train/config.ts';
 import type { WorkerResult, EvalResult } from '../train/worker.ts';
 import type { RunSummary, RunHistory, RunCacheSummary } from './compare-report.ts';
 import { fmtBytes } from '../util/units.ts';
+import { basename } from 'node:path';
 
 export interface TrainSummary extends RunSummary {
   results: WorkerResult[];
@@ -13,7 +14,7 @@ export interface TrainSummary extends RunSummary {
   evals: EvalResult[];
   checkpoint?: string;
   /** Lines and bad lines of the whole file as the workers read it; `parsedPerWorker` by rank. */
-  data: { path: string; split: 'bytes' | 'stream'; lines: number; parsedPerWorker: number[]; bad: number; badLines: { line: number; why: string }[] };
+  data: { path: string; split: 'bytes' | 'stream'; lines: number; parsedPerWorker: number[]; bad: number; badLines: { file: string; line: number; why: string }[] };
   wallSec: number;
 }
 
@@ -59,7 +60,7 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
 /** 'bytes': each worker read its own lines, so the file's totals are sums; 'stream': every worker read all of it. */
 function dataSummary(path: string, results: WorkerResult[]): TrainSummary['data'] {
   const r0 = results[0]!.data, shared = r0.split === 'bytes';
-  const badLines = shared ? results.flatMap((r) => r.data.badLines).sort((a, b) => a.line - b.line) : r0.badLines;
+  const badLines = shared ? results.flatMap((r) => r.data.badLines) /* by rank: the shares are in data order */ : r0.badLines;
   return {
     path, split: r0.split, parsedPerWorker: results.map((r) => r.data.parsed), badLines,
     lines: shared ? results.reduce((a, r) => a + r.data.lines, 0) : r0.lines, bad: shared ? results.reduce((a, r) => a + r.data.bad, 0) : r0.bad,
@@ -90,7 +91,7 @@ export function formatSummary(s: TrainSummary): string {
   }
   lines.push(`  data         ${s.data.lines} lines, split by ${s.data.split}; lines parsed per worker: ${s.data.parsedPerWorker.join(', ')}`);
   if (s.data.bad > 0) {
-    lines.push(`  data         ${s.data.bad} bad line(s) of ${s.data.lines} skipped; first: ${s.data.badLines.slice(0, 5).map((b) => `line ${b.line}: ${b.why}`).join('; ')}`);
+    lines.push(`  data         ${s.data.bad} bad line(s) of ${s.data.lines} skipped; first: ${s.data.badLines.slice(0, 5).map((b) => `${basename(b.file)}:${b.line}: ${b.why}`).join('; ')}`);
   }
   if (s.checkpoint) lines.push(`  checkpoint   ${s.checkpoint}`);
   if (s.failedWorkers.length) lines.push(`  failures     ${s.failedWorkers.join(', ')} died during the run; the others finished it`);

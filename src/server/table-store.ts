@@ -104,24 +104,34 @@ export class TableStore {
    * The rows for `keys`, in the order asked, into `out` (keys.length * dim) or a new array.
    * Missing rows are created by the table's initializer. Keys are not validated here.
    */
-  pull(keys: BigUint64Array, out?: Float32Array): Float32Array {
-    const n = keys.length, d = this.dim;
+  pull(keys: BigUint64Array, out?: Float32Array, state?: Float32Array): Float32Array {
+    const n = keys.length, d = this.dim, k = this.slotCount;
     if (out === undefined) out = new Float32Array(n * d);
     else if (out.length !== n * d) throw new RangeError(`pull: out has length ${out.length}, need ${n} keys x dim ${d} = ${n * d}`);
+    if (state && state.length !== n * this.stateWidth) throw new RangeError(`pull: state has length ${state.length}, need ${n} keys x ${this.stateWidth}`);
     // Index probes first, then the copies, each in touch blocks (see TOUCH_BLOCK); the slab is
     // read only after every missing row was created.
     const slots = this.slotsOf(keys);
     const v = this.words, stride = this.stride, o = new Int32Array(out.buffer, out.byteOffset, out.length);
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
-      this.touchRows(slots, b, e, false);
+      this.touchRows(slots, b, e, !!state);
       for (let i = b; i < e; i++) {
-        const s = slots[i]!;
-        copyRow(o, i * d, v[s >>> BLOCK_SHIFT]!, (s & BLOCK_MASK) * stride, d);
+        const s = slots[i]!, blk = s >>> BLOCK_SHIFT, r = s & BLOCK_MASK, at = r * stride;
+        copyRow(o, i * d, v[blk]!, at, d);
+        if (!state) continue;
+        for (let j = 0; j < k; j++) state.set(this.slots[blk]![j]!.subarray(at, at + d), (j * n + i) * d);
+        state[k * n * d + i] = this.steps[blk]![r]!;
       }
     }
     return out;
   }
+
+  /**
+   * Floats of optimizer state per row that `pull(keys, out, state)` writes: each slot's row, then
+   * the update count (a float: exact to 2^24 updates). Laid out slot by slot over all keys, then the counts.
+   */
+  get stateWidth(): number { return this.slotCount * this.dim + 1; }
 
   /**
    * Runs the update function once per (key, gradient row); rows are created on first touch.

@@ -9,6 +9,7 @@ import { writeSafetensors, readSafetensors, writeManifest, readManifest, writeBy
 import type { PSClient } from '../client/ps-client.ts';
 import type { TrainConfig } from './config.ts';
 import { checkDenseTensors, DenseFileError } from './dense-file.ts';
+import { checkCursor, type DataCursor } from '../data/schedule.ts';
 
 export const DENSE_FILE = 'dense.safetensors';
 export const LATEST_FILE = 'latest';
@@ -41,6 +42,8 @@ export async function saveTrainingCheckpoint(o: {
   client: PSClient; cfg: TrainConfig; modelName: string; step: number; dense: Float32Array; layout: DenseEntry[]; workers: number;
   /** Hybrid mode: the workers' local dense optimizer state (pure-PS keeps it in the server shards). */
   optimizer?: DenseOptimizerState;
+  /** Where the training data stands after `step` ('bytes' split): what a resume onto any worker count continues from. */
+  data?: DataCursor;
 }): Promise<string> {
   const root = resolve(o.cfg.checkpointDir!);
   const name = `step-${o.step}`;
@@ -67,6 +70,7 @@ export async function saveTrainingCheckpoint(o: {
     model: {
       kind: o.modelName, preset: c.preset, config: c.model, mode: c.mode, consistency: c.consistency, optimizer: c.optimizer,
       lr: c.lr, seed: c.seed, batch: c.batch, dense: o.layout.map(({ name, shape, size }) => ({ name, shape: shape ?? [size] })),
+      ...(o.data ? { data: o.data } : {}),
     },
     cluster: { servers: c.servers, workers: o.workers, replicas: c.replicas },
     files,
@@ -85,6 +89,9 @@ export interface LoadedTraining {
   optimizer: DenseOptimizerState | null;
   /** Dense parameters the file did not have, initialised fresh (only with `partialDense`). */
   fresh: string[];
+  /** The data cursor the run wrote (absent: an older checkpoint, or another tool's), and its worker count. */
+  data?: DataCursor;
+  workers?: number; batch?: number;
 }
 
 /**
@@ -93,8 +100,10 @@ export interface LoadedTraining {
  * shapes must match.
  */
 export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], cfg: TrainConfig, initial: Float32Array, modelName: string): Promise<LoadedTraining> {
-  const m = (await exists(join(dir, MANIFEST_FILE))) ? await readManifest(dir) : { step: 0, model: null };
-  const model = (m.model ?? {}) as { kind?: string; config?: Record<string, unknown>; mode?: string };
+  const m = (await exists(join(dir, MANIFEST_FILE))) ? await readManifest(dir) : { step: 0, model: null, cluster: undefined };
+  const model = (m.model ?? {}) as { kind?: string; config?: Record<string, unknown>; mode?: string; data?: unknown; batch?: unknown };
+  const data = model.data === undefined ? undefined : checkCursor(model.data);
+  if (typeof data === 'string') throw new Error(`checkpoint ${dir}: model.data (where the training data stood) is malformed: ${data}; remove the field to resume from the step alone`);
   if (typeof model.kind === 'string' && model.kind !== modelName) {
     throw new Error(`checkpoint ${dir} was written by the ${model.kind} model; this run trains ${modelName}`);
   }
@@ -135,5 +144,5 @@ export async function loadTrainingCheckpoint(dir: string, layout: DenseEntry[], 
       if (t) dense.set(Float32Array.from(t.data as ArrayLike<number>), p.offset);
     }
   }
-  return { step: m.step, dense, denseOnServers: model.mode === 'pure-ps' && cfg.mode === 'pure-ps', optimizer, fresh };
+  return { step: m.step, dense, denseOnServers: model.mode === 'pure-ps' && cfg.mode === 'pure-ps', optimizer, fresh, data, workers: m.cluster?.workers, batch: Number.isSafeInteger(model.batch) ? model.batch as number : undefined };
 }

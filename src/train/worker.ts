@@ -15,7 +15,7 @@ import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type Prepar
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
-import { trainBatches, evalBatches, modelBatch, type DataStats, type Minibatch } from './batches.ts';
+import { trainBatches, evalBatches, modelBatch, type DataStats, type DataResume, type Minibatch } from './batches.ts';
 import { setupHotRows, hotBudget, hotChoiceBatches, hotRowsDigest } from './hot-setup.ts';
 import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
@@ -110,11 +110,12 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     // pure-PS dense table with the initial parameters.
     const shapes = denseShapes(spec);
     const layout = runner.denseLayout().map((p, i) => ({ ...p, shape: shapes[i]! }));
-    let firstStep = 0;
+    let firstStep = 0, dataResume: DataResume | undefined;
     if (cfg.resume) {
       const ckpt = await resolveCheckpoint(cfg.resume);
       const loaded = await loadTrainingCheckpoint(ckpt, layout, cfg, await runner.readDense(), mod.name);
       firstStep = loaded.step;
+      dataResume = { cursor: loaded.data, workers: loaded.workers, batch: loaded.batch };
       if (loaded.dense) runner.setDense(loaded.dense);
       if (loaded.fresh.length) log.warn('dense parameters not in the checkpoint, initialised fresh (--partial-dense)', { params: loaded.fresh });
       if (loaded.optimizer && cfg.mode === 'hybrid') runner.setOptimizerState(loaded.optimizer);
@@ -132,7 +133,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       ? { mode: 'ps', tableId: DENSE_TABLE_ID }
       : { mode: 'local', optimizer: denseOptimizer(cfg), hook: workers > 1 ? ring!.hook() : undefined };
     const globalBatch = cfg.batch * workers;
-    const source = trainBatches(cfg, { rank, workers, skipSteps: firstStep });
+    const source = trainBatches(cfg, { rank, workers, skipSteps: firstStep, resume: dataResume, log: (level, msg, fields) => log[level](msg, fields) });
     const batches = source.batches[Symbol.asyncIterator]();
     // Hot rows: rank 0 reads its first batches ahead (trained on next, from this buffer) to count their ids.
     const first: Minibatch[] = [];
@@ -171,7 +172,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       if (rank === 0) {
         await hot?.writeTo(client, tableIds); // the table is whole on the servers again (every worker holds the same hot rows)
         dir = await saveTrainingCheckpoint({ client, cfg, modelName: mod.name, step, dense: await denseNow(), layout, workers,
-          optimizer: cfg.mode === 'hybrid' ? await runner.readOptimizerState() : undefined });
+          optimizer: cfg.mode === 'hybrid' ? await runner.readOptimizerState() : undefined, data: await source.cursor(step) });
         report({ kind: 'checkpoint', step, dir });
       }
       await client.barrier(`checkpoint-${step}-written`); // nobody changes a row before the files exist
@@ -229,14 +230,16 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     }
     read.catch(() => {});
     void batches.return?.(undefined);
-    const wallSec = (performance.now() - t0) / 1000;
+    // The final evaluation comes after `wallSec`, so only the evaluations before it are part of it (a
+    // 1-worker run counted the final one too, and its training time came out <= 0).
+    const wallSec = (performance.now() - t0) / 1000, evalSec = evalMs / 1000;
     await client.barrier('trained');
     if (cfg.checkpointDir && lastCheckpointStep !== step) lastCheckpoint = await checkpoint(step);
     else if (rank === 0) await hot?.writeTo(client, tableIds); // the servers hold the trained model at the end
     const final = rank === 0 ? await evaluate(step, Number.MAX_SAFE_INTEGER) : undefined;
     const denseFinal = await denseNow();
     const result: WorkerResult = {
-      model: mod.name, rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, evalSec: evalMs / 1000, bytes: bytes(), phaseMs,
+      model: mod.name, rank, nodeId: id.nodeId, steps: step - firstStep, firstStep, samples, wallSec, evalSec, bytes: bytes(), phaseMs,
       denseHash: createHash('sha256').update(Buffer.from(denseFinal.buffer, denseFinal.byteOffset, denseFinal.byteLength)).digest('hex'),
       data: source.stats(), eval: final, checkpoint: rank === 0 ? lastCheckpoint || undefined : undefined,
     };

@@ -13,7 +13,7 @@ export const CHILD_MESSAGES: ChildMessage[] = [
   {
     kind: 'result', result: {
       model: 'dlrm', rank: 0, nodeId: 'worker-0', steps: 8, firstStep: 0, samples: 256, wallSec: 2.5, evalSec: 0, bytes, phaseMs: { pull: 28 }, denseHash: 'ab12',
-      data: { lines: 1000, parsed: 900, split: 'stream', bad: 1, badLines: [{ line: 17, why: 'label is not 0 or 1' }] }, eval: { step: 8, samples: 100, positives: 25, logloss: 0.4, auc: 0.8 }, checkpoint: '/tmp/ckpt/step-8',
+      data: { lines: 1000, parsed: 900, split: 'stream', bad: 1, badLines: [{ file: '/data/train.tsv', line: 17, why: 'label is not 0 or 1' }] }, eval: { step: 8, samples: 100, positives: 25, logloss: 0.4, auc: 0.8 }, checkpoint: '/tmp/ckpt/step-8',
     },
   },
   {
