@@ -1,4 +1,5 @@
-// The receiving end of the ring's data stream from the left neighbour. This rank dials (after the
+// The receiving end of one data stream: from the left neighbour (the ring), or from a halving/
+// doubling partner (halving-op.ts), one per peer this rank receives from. This rank dials (after the
 // HMAC handshake, data-handshake.ts), so it owns the socket and reads with `onread` straight into
 // one buffer it allocated at the start: no buffer per frame, nothing for the GC in steady state
 // (with `ws` every frame was a fresh buffer: two full GCs per 64 MiB op, bench/RESULTS.md). Each
@@ -16,20 +17,26 @@ import { SimdAdder } from './simd-add.ts';
 import { addInto } from './local-math.ts';
 import { FLAG_F16, HEADER_BYTES, payloadBytes, readHeader, type SegmentHeader } from './segment-header.ts';
 
-/** What the receiver hands a checked segment's values to (RingOp, ExchangeOp). */
+/**
+ * What the receiver hands a checked segment's values to (RingOp, ExchangeOp, HalvingOp). The
+ * receiver keeps the segment's header and how far it has got: an op fed by several streams at once
+ * (halving/doubling) holds no per-segment state of its own.
+ */
 export interface SegmentTarget {
-  /** Checks the header against what the op expects next; throws AllreduceProtocolError. */
+  /** Checks the header against what the op expects next from `from` (a node id); throws AllreduceProtocolError. */
   check(h: SegmentHeader, from: string): void;
-  /** The next `n` values of the segment last checked, at src[from..from+n); `adder` adds them fastest. */
-  take(src: Float32Array, from: number, n: number, adder: SimdAdder): void;
-  /** The segment last checked is complete. */
-  segmentDone(): void;
+  /** Values `at`..`at+n` of the buffer (element offsets; `h` checked before) are src[from..from+n); `adder` adds them fastest. */
+  take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number, adder: SimdAdder): void;
+  /** The segment `h` is complete. */
+  segmentDone(h: SegmentHeader): void;
 }
 
 export interface SegmentReceiverOptions {
-  /** The left neighbour's ring listener (ws://host:port) and node id. */
+  /** The peer's ring listener (ws://host:port) and node id. */
   url: string;
   peer: string;
+  /** What the peer is to this rank, for messages: 'left neighbour' or 'halving partner'. */
+  role: string;
   nodeId: string;
   secret: Uint8Array;
   ringEpoch: number;
@@ -110,7 +117,7 @@ export class SegmentReceiver {
         await new Promise((r) => setTimeout(r, Math.min(500, 10 * 2 ** i)));
       }
     }
-    if (!this.closedByUs) this.o.onBroken(`cannot open the data stream from left neighbour ${this.o.peer} at ${this.o.url} within ${this.o.connectTimeoutMs} ms: ${lastErr || 'no attempt made'}`);
+    if (!this.closedByUs) this.o.onBroken(`cannot open the data stream from ${this.o.role} ${this.o.peer} at ${this.o.url} within ${this.o.connectTimeoutMs} ms: ${lastErr || 'no attempt made'}`);
   }
 
   /** One dial: resolves once authenticated (the socket then stays ours), rejects otherwise. */
@@ -132,7 +139,7 @@ export class SegmentReceiver {
       socket.on('error', (e: Error) => fail(e));
       socket.on('close', () => {
         if (!open) return fail(new Error('closed during the handshake'));
-        if (!this.closedByUs) this.o.onBroken(`data stream from left neighbour ${this.o.peer} closed`);
+        if (!this.closedByUs) this.o.onBroken(`data stream from ${this.o.role} ${this.o.peer} closed`);
       });
     });
   }
@@ -178,7 +185,7 @@ export class SegmentReceiver {
   private broken(why: string): void {
     this.closedByUs = true; // nothing more is read; the ring reports why
     this.socket?.destroy();
-    this.o.onBroken(`segment from left neighbour ${this.o.peer} refused: ${why}`);
+    this.o.onBroken(`segment from ${this.o.role} ${this.o.peer} refused: ${why}`);
   }
 
   /** Consumes whole headers and whole values from buf[0..fill); keeps the rest at the front. */
@@ -206,13 +213,14 @@ export class SegmentReceiver {
       let take = Math.min(end - pos, this.remaining);
       if (take < this.remaining) take &= ~3; // whole 4-byte units: the next read keeps alignment
       if (take === 0) break;
+      const dst = this.hdr.offset + this.hdr.count - this.valuesLeft;
       if (this.f16) {
         const k = Math.min(take >> 1, this.valuesLeft), at = pos >> 1;
         f16ToF32(this.u16.subarray(at, at + k), this.scratch); // f16 only: a view per read
-        this.cur.take(this.scratch, 0, k, this.adder);
+        this.cur.take(this.hdr, dst, this.scratch, 0, k, this.adder);
         this.valuesLeft -= k;
       } else {
-        this.cur.take(this.f32, pos >> 2, take >> 2, this.adder);
+        this.cur.take(this.hdr, dst, this.f32, pos >> 2, take >> 2, this.adder);
         this.valuesLeft -= take >> 2;
       }
       this.o.onBytes(take);
@@ -221,7 +229,7 @@ export class SegmentReceiver {
       if (this.remaining === 0) {
         const done = this.cur;
         this.cur = null;
-        done.segmentDone();
+        done.segmentDone(this.hdr);
       }
     }
     if (pos > 0 && pos < end) this.buf.copyWithin(0, pos, end);
