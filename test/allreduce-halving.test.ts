@@ -2,7 +2,8 @@
 // one process give every rank the same bits within the float64 reference's tolerance at odd
 // lengths (f32 and f16, sum and mean); a segment on a non-neighbour's stream that is corrupted,
 // mis-tagged (another step's partner, another schedule) is refused with its cause and changes
-// nothing, while a well-formed one is applied; a stranger cannot open a stream; and a rank killed
+// nothing, while a well-formed one is applied; a stranger cannot open a stream; copied values read
+// straight into the caller's buffer (every schedule) land where they belong; and a rank killed
 // mid-operation (separate processes) fails the others within a bounded time, after which the
 // survivors' next ring works.
 import { test } from 'uvu';
@@ -63,6 +64,39 @@ for (const w of [2, 4, 8]) {
     }
   });
 }
+
+test('copied segments are read straight into place (ring, exchange, halving/doubling): the same bits as the float64 reference, the rest untouched', async () => {
+  // 256 KiB segments, so all-gather and exchange values take the in-place path (16 KiB and up).
+  for (const [w, kind] of [[2, 'exchange'], [2, 'ring'], [3, 'ring'], [4, 'halving'], [4, 'ring']] as const) {
+    const rs = await Promise.all(Array.from({ length: w }, (_, i) => RingAllreduce.create({
+      nodeId: `p${i}`, secret: SECRET, timeoutMs: 30_000, segmentBytes: 256 << 10,
+      exchangeMaxBytes: kind === 'exchange' ? ALWAYS : 0, halvingMaxBytes: kind === 'halving' ? ALWAYS : 0,
+    })));
+    try {
+      const members = rs.map((r) => ({ nodeId: r.nodeId, address: r.url }));
+      for (const r of rs) r.setRing(members, 1);
+      for (const n of [300_007, 65_537]) {
+        // Each rank's buffer is a view into a larger array: nothing outside it may change.
+        const inputs = rs.map((_, r) => randomFloats(n, 17 * n + r));
+        const hosts = inputs.map((x) => { const h = new Float32Array(n + 10).fill(-7); h.set(x, 5); return h; });
+        await Promise.all(rs.map((r, i) => r.allreduce(hosts[i]!.subarray(5, 5 + n))));
+        const what = `W=${w} ${kind} n=${n}`;
+        for (const h of hosts) {
+          assert.ok(Buffer.from(h.buffer).equals(Buffer.from(hosts[0]!.buffer)), `${what}: ranks differ`);
+          for (const i of [0, 1, 2, 3, 4, n + 5, n + 9]) assert.is(h[i], -7, `${what}: element ${i} outside the buffer changed`);
+        }
+        for (let i = 0; i < n; i++) {
+          let sum = 0, sumAbs = 0;
+          for (const x of inputs) { sum += x[i]!; sumAbs += Math.abs(x[i]!); }
+          if (!(Math.abs(hosts[0]![i + 5]! - sum) <= (w + 1) * 2 ** -24 * sumAbs + 1e-30)) assert.unreachable(`${what}: element ${i}: ${hosts[0]![i + 5]} vs ${sum}`);
+        }
+      }
+      assert.ok(rs[0]!.stats.bytesReadInPlace > 0, `W=${w} ${kind}: values were read into place (${rs[0]!.stats.bytesReadInPlace} of ${rs[0]!.stats.bytesReceived} bytes)`);
+    } finally {
+      await Promise.all(rs.map((r) => r.close()));
+    }
+  }
+});
 
 /** Dials `url`'s data port as `nodeId`; resolves with why it was refused, or 'open'. */
 function dialData(url: string, nodeId: string, ringEpoch: number, expectPeer: string): Promise<string> {

@@ -24,7 +24,7 @@ export interface DataStreamsOptions {
   receiveBufferBytes?: number;
   lookup: (h: SegmentHeader) => SegmentTarget | null;
   onSent: (payloadBytes: number) => void;
-  onReceived: (payloadBytes: number) => void;
+  onReceived: (payloadBytes: number, inPlace: boolean) => void;
   onBroken: (why: string) => void;
 }
 

@@ -52,6 +52,10 @@ export class ExchangeOp extends OpBase implements SegmentTarget {
     this.lastProgress = performance.now();
   }
 
+  copyTarget(): Float32Array {
+    return this.theirs;
+  }
+
   segmentDone(h: SegmentHeader): void {
     this.cursor += h.count;
     this.nextSegment++;

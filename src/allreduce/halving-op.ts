@@ -89,6 +89,10 @@ export class HalvingOp extends OpBase implements SegmentTarget {
     takeValues(this, this.steps[h.step]!.reduce, at, src, from, n, adder);
   }
 
+  copyTarget(h: SegmentHeader): Float32Array | null {
+    return this.steps[h.step]!.reduce ? null : this.spec.buf;
+  }
+
   segmentDone(h: SegmentHeader): void {
     this.recvAt[h.step]! += h.count;
     this.nextIn[h.step]!++;

@@ -158,6 +158,10 @@ export class RingOp extends OpBase implements SegmentTarget {
     takeValues(this, isReduceStep(h.step, this.spec.workers), at, src, from, n, adder);
   }
 
+  copyTarget(h: SegmentHeader): Float32Array | null {
+    return isReduceStep(h.step, this.spec.workers) ? null : this.spec.buf;
+  }
+
   segmentDone(h: SegmentHeader): void {
     const { workers: w, buf, f16 } = this.spec;
     const s = h.step, at = h.offset, n = h.count;

@@ -29,7 +29,22 @@ export interface SegmentTarget {
   take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number, adder: SimdAdder): void;
   /** The segment `h` is complete. */
   segmentDone(h: SegmentHeader): void;
+  /**
+   * Where a checked f32 segment's values are only copied (all-gather steps, the exchange's
+   * staging): that array, indexed by element offset, so the stream can read them into place;
+   * null where they are added (they must pass through the receive buffer).
+   */
+  copyTarget(h: SegmentHeader): Float32Array | null;
+  /** performance.now() of the op's last progress (the receiver moves it on reads into place). */
+  lastProgress: number;
 }
+
+/**
+ * A copied segment's values are read straight into the op's buffer (the kernel copies them into
+ * place; no pass through the receive buffer) when at least this much of it is left and nothing
+ * else is pending: smaller ones are not worth the extra read.
+ */
+const DIRECT_MIN_BYTES = 16 << 10;
 
 export interface SegmentReceiverOptions {
   /** The peer's ring listener (ws://host:port) and node id. */
@@ -45,7 +60,8 @@ export interface SegmentReceiverOptions {
   bufferBytes?: number;
   /** The op a checked header names: null when it has not started here yet (reading waits); throws when it cannot be. */
   lookup: (h: SegmentHeader) => SegmentTarget | null;
-  onBytes: (payloadBytes: number) => void;
+  /** Payload bytes taken; `inPlace`: read straight into the op's buffer. */
+  onBytes: (payloadBytes: number, inPlace: boolean) => void;
   onBroken: (why: string) => void;
 }
 
@@ -64,6 +80,8 @@ export class SegmentReceiver {
   private readonly scratch: Float32Array<ArrayBuffer>;
   /** Views of buf from offset 0..HEADER_BYTES: where the next read goes, made once. */
   private readonly views: Uint8Array[] = [];
+  /** The same, ending at HEADER_BYTES: a header is read alone, so that a copied segment's values can go straight into place. */
+  private readonly headerViews: Uint8Array[] = [];
   /**
    * Where the next read goes while more than a header is pending (only while waiting for an op):
    * Node asks for the next buffer right after each read, and an empty one (a full buf) would fail
@@ -79,6 +97,8 @@ export class SegmentReceiver {
   private f16 = false;
   /** A header names an op not started here: reading stops until opStarted(). */
   private waiting = false;
+  /** The current segment's values are being read into place (copyTarget): until it ends, every read goes there. */
+  private direct: Float32Array | null = null;
 
   constructor(private readonly o: SegmentReceiverOptions) {
     const bytes = Math.max(64 << 10, o.bufferBytes ?? DEFAULT_RECEIVE_BUFFER_BYTES) & ~3;
@@ -89,6 +109,7 @@ export class SegmentReceiver {
     this.u16 = new Uint16Array(this.buf.buffer, 0, bytes / 2);
     this.scratch = new Float32Array(bytes / 2);
     for (let i = 0; i <= HEADER_BYTES; i++) this.views.push(this.buf.subarray(i));
+    for (let i = 0; i < HEADER_BYTES; i++) this.headerViews.push(this.buf.subarray(i, HEADER_BYTES));
     void this.connect();
   }
 
@@ -145,7 +166,31 @@ export class SegmentReceiver {
   }
 
   private nextReadBuffer(): Uint8Array {
+    // Node asks right after each read callback, so `cur` and `remaining` are this read's state.
+    if (this.cur && !this.f16 && (this.direct || (this.fill === 0 && this.remaining >= DIRECT_MIN_BYTES))) {
+      this.direct ??= this.cur.copyTarget(this.hdr);
+      const d = this.direct;
+      if (d) return new Uint8Array(d.buffer, d.byteOffset + this.hdr.offset * 4 + this.hdr.count * 4 - this.remaining, this.remaining);
+    }
+    // Reads end where segments do: the header alone (one more read per segment, 128 KiB-2 MiB
+    // apart), so the values after it can be read into place when they are only copied. Added
+    // values go through buf up to the segment's end (a view per read: the young GC takes it).
+    if (!this.handshake && !this.cur && this.fill < HEADER_BYTES) return this.headerViews[this.fill]!;
+    if (!this.handshake && this.cur && this.fill + this.remaining < this.buf.length) return this.buf.subarray(this.fill, this.fill + this.remaining);
     return this.fill < this.views.length ? this.views[this.fill]! : this.spare;
+  }
+
+  /** `n` bytes of the current segment's values landed in place (nextReadBuffer's direct view). */
+  private landedInPlace(n: number): void {
+    const cur = this.cur!;
+    this.remaining -= n;
+    cur.lastProgress = performance.now();
+    this.o.onBytes(n, true);
+    if (this.remaining > 0) return;
+    this.direct = null;
+    this.valuesLeft = 0;
+    this.cur = null;
+    cur.segmentDone(this.hdr);
   }
 
   private onRead(n: number, landed: Uint8Array, socket: Socket, opened: () => void, refused: (e: Error) => void): boolean {
@@ -163,6 +208,8 @@ export class SegmentReceiver {
       this.fill = r.rest!.length;
       this.socket = socket;
       opened();
+    } else if (this.direct && landed.buffer === this.direct.buffer) {
+      this.landedInPlace(n);
     } else {
       // Node asked for this read's buffer before the last parse: after opStarted() consumed
       // pending bytes the read may have landed further up. Move it down to the pending end.
@@ -223,7 +270,7 @@ export class SegmentReceiver {
         this.cur.take(this.hdr, dst, this.f32, pos >> 2, take >> 2, this.adder);
         this.valuesLeft -= take >> 2;
       }
-      this.o.onBytes(take);
+      this.o.onBytes(take, false);
       pos += take;
       this.remaining -= take;
       if (this.remaining === 0) {
