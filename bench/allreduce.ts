@@ -63,6 +63,7 @@ async function workerMain(): Promise<void> {
       const gcs = gcObserver();
       buf.fill(1);
       await ring.allreduce(buf); // warm-up, and a barrier: nobody starts timing before all are here
+      const before = { reads: ring.stats.reads, segments: ring.stats.segmentsSent, cpu: process.cpuUsage() };
       for (let i = 0; i < m.reps; i++) {
         buf.fill(1); // sums of sums would overflow to Infinity after a few dozen reps
         const t = performance.now();
@@ -70,7 +71,12 @@ async function workerMain(): Promise<void> {
         seconds.push((performance.now() - t) / 1000);
       }
       if (buf[0] !== m.workers || buf[buf.length - 1] !== m.workers) throw new Error(`wrong sum ${buf[0]}, expected ${m.workers}`);
-      return { seconds, cpu: process.cpuUsage(), gc: gcs.stop(), exchanges: ring.stats.exchanges };
+      // Per op on this rank: reads that returned data, segments written (the syscalls, roughly).
+      // CPU per op (user + system, this process): on a machine shared with others the wall time
+      // is mostly waiting to be scheduled, the CPU an op costs is what changes make smaller.
+      const cpu = process.cpuUsage(before.cpu);
+      const perOp = { reads: (ring.stats.reads - before.reads) / m.reps, segments: (ring.stats.segmentsSent - before.segments) / m.reps, cpuMs: (cpu.user + cpu.system) / 1000 / m.reps };
+      return { seconds, cpu: process.cpuUsage(), gc: gcs.stop(), exchanges: ring.stats.exchanges, perOp };
     }
     throw new Error(`unknown command ${m.cmd}`);
   });
@@ -164,6 +170,10 @@ async function sourceMain(): Promise<void> {
 interface Row {
   workers: number; bytes: number; label: string; algo: string; seconds: number; busGBps: number;
   rawGBps?: number; ratioToRaw?: number; cpuPerWorker: number; gc: { minor: number; major: number; ms: number };
+  /** Rank 0, per op: data-stream reads that returned bytes, and segments written. */
+  readsPerOp: number; segmentsPerOp: number;
+  /** CPU ms per op, averaged over the ranks (fill of the buffer included: the same for every schedule). */
+  cpuMsPerOp: number;
   glooSeconds?: number; glooBusGBps?: number; vsGloo?: number;
 }
 
@@ -184,8 +194,10 @@ async function runRing(workers: number, cases: { bytes: number; label: string; r
       const cpu = out.reduce((a, o) => a + (o.cpu.user + o.cpu.system) / 1e6, 0) / workers;
       const gc = out[0].gc as Row['gc'];
       const algo = chooseSchedule(workers, c.bytes, { exchangeMaxBytes: Number(env.EXCHANGE_MAX_BYTES ?? EXCHANGE_MAX_BYTES), halvingMaxBytes: Number(env.HALVING_MAX_BYTES ?? HALVING_MAX_BYTES) });
-      rows.push({ workers, bytes: c.bytes, label: c.label, algo, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), cpuPerWorker: +cpu.toFixed(2), gc });
-      log(`[bench allreduce] W=${workers} ${c.label} (${algo}): ${(seconds * 1000).toFixed(2)} ms, ${busGBps.toFixed(3)} GB/s bus; GCs in rank 0 during ${c.reps} reps: ${gc.minor} minor, ${gc.major} major`);
+      const perOp = out[0].perOp as { reads: number; segments: number };
+      const cpuMsPerOp = out.reduce((a, o) => a + (o.perOp.cpuMs as number), 0) / workers;
+      rows.push({ workers, bytes: c.bytes, label: c.label, algo, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), cpuPerWorker: +cpu.toFixed(2), gc, readsPerOp: +perOp.reads.toFixed(1), segmentsPerOp: +perOp.segments.toFixed(1), cpuMsPerOp: +cpuMsPerOp.toFixed(2) });
+      log(`[bench allreduce] W=${workers} ${c.label} (${algo}): ${(seconds * 1000).toFixed(2)} ms, ${busGBps.toFixed(3)} GB/s bus, ${cpuMsPerOp.toFixed(2)} CPU ms/op per rank, ${perOp.reads.toFixed(1)} reads/op; GCs in rank 0 during ${c.reps} reps: ${gc.minor} minor, ${gc.major} major`);
     }
   } finally { await Promise.all(procs.map((p) => p.stop())); }
   return rows;
@@ -218,7 +230,9 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     : args.crossover ? [64 << 10, 256 << 10, 1 * MiB, 2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB]
       : quick ? [1 * MiB, 4 * MiB] : [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB];
   const workerCounts = process.env.ALLREDUCE_WORKERS ? process.env.ALLREDUCE_WORKERS.split(',').map(Number) : [2, 4];
-  const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn' };
+  // EXCHANGE_MAX_BYTES / HALVING_MAX_BYTES in the environment set the workers' limits (0: off).
+  const limits = Object.fromEntries((['EXCHANGE_MAX_BYTES', 'HALVING_MAX_BYTES'] as const).filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
+  const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn', ...limits };
   const cases = sizes.map((bytes) => ({ bytes, label: `${bytes / MiB} MiB`, reps: repsFor(bytes, quick) }));
   const dense = (['small', 'gpu'] as const).map((preset) => ({ preset, floats: denseFloats(preset) }));
 
@@ -273,7 +287,7 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     W: r.workers, size: r.label, algo: r.algo, ms: +(r.seconds * 1000).toFixed(3), 'bus GB/s': r.busGBps,
     ...(raw.size ? { 'raw GB/s': r.rawGBps ?? '-', 'vs raw': r.ratioToRaw ?? '-' } : {}),
     ...(py ? { 'gloo ms': r.glooSeconds === undefined ? '-' : +(r.glooSeconds * 1000).toFixed(3), 'gloo GB/s': r.glooBusGBps ?? '-', 'vs gloo': r.vsGloo ?? '-' } : {}),
-    'GCs minor/major': `${r.gc.minor}/${r.gc.major}`,
+    'GCs minor/major': `${r.gc.minor}/${r.gc.major}`, 'reads/op': r.readsPerOp, 'segs/op': r.segmentsPerOp, 'cpu ms/op': r.cpuMsPerOp,
   }));
   printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes; gloo: torch ${py?.torch ?? 'not found'})`, rows);
   return {

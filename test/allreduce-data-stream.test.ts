@@ -9,40 +9,11 @@ import * as assert from 'uvu/assert';
 import { connect, type Socket } from 'node:net';
 import { RingAllreduce, f16ErrorBound } from '../src/allreduce/index.ts';
 import { Listener } from '../src/transport/index.ts';
-import { acceptDataStream, ClientHandshake, DATA_PROTOCOL, upgradeRequest } from '../src/allreduce/data-handshake.ts';
+import { acceptDataStream, DATA_PROTOCOL, upgradeRequest } from '../src/allreduce/data-handshake.ts';
 import { FLAG_F16, HEADER_WORDS, writeHeader, type SegmentHeader } from '../src/allreduce/segment-header.ts';
 import { SECRET } from './helpers/secret.ts';
 import { randomFloats } from './helpers/random.ts';
-
-// A hang guard: the conditions normally hold within milliseconds.
-async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.unreachable(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** Dials `url`'s data port as `nodeId` with `secret`; resolves with why it was refused, or 'open'. */
-function dialData(url: string, nodeId: string, secret: Uint8Array, ringEpoch: number, expectPeer: string): Promise<string> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const hs = new ClientHandshake({ secret, nodeId, ringEpoch, expectPeer, url });
-    const sock = connect({ host: u.hostname, port: Number(u.port) });
-    let done = false;
-    const finish = (why: string) => { if (!done) { done = true; sock.destroy(); resolve(why); } };
-    sock.on('connect', () => sock.write(upgradeRequest(u.host)));
-    sock.on('data', (d: Buffer) => {
-      try {
-        const r = hs.feed(new Uint8Array(d));
-        if (r.send) sock.write(r.send);
-        if (r.done) finish('open');
-      } catch (e) { finish((e as Error).message); }
-    });
-    sock.on('error', () => {});
-    sock.on('close', () => finish('closed without an answer'));
-  });
-}
+import { dialData, until } from './helpers/ring-data.ts';
 
 test('a dial to the data port without the secret, or not from the right neighbour, is refused; the ring goes on', async () => {
   const rings = await Promise.all(['a', 'b'].map((id) => RingAllreduce.create({ nodeId: id, secret: SECRET, timeoutMs: 10_000 })));

@@ -9,25 +9,18 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { RingAllreduce, f16ErrorBound } from '../src/allreduce/index.ts';
 import { Listener } from '../src/transport/index.ts';
-import { acceptDataStream, ClientHandshake, DATA_PROTOCOL, upgradeRequest } from '../src/allreduce/data-handshake.ts';
+import { acceptDataStream, DATA_PROTOCOL } from '../src/allreduce/data-handshake.ts';
 import { FLAG_HALVING, HEADER_WORDS, writeHeader, type SegmentHeader } from '../src/allreduce/segment-header.ts';
 import { Scheduler } from '../src/scheduler/scheduler.ts';
 import { SECRET } from './helpers/secret.ts';
 import { randomFloats } from './helpers/random.ts';
 import { JsonProc, fromBase64 } from './helpers/json-proc.ts';
+import { dialData, until } from './helpers/ring-data.ts';
 
 const ALWAYS = Number.MAX_SAFE_INTEGER;
-
-async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.unreachable(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 for (const w of [2, 4, 8]) {
   test(`W = ${w} halving/doubling: every rank the same bits, within the reference (f32 and f16), odd lengths`, async () => {
@@ -98,27 +91,6 @@ test('copied segments are read straight into place (ring, exchange, halving/doub
   }
 });
 
-/** Dials `url`'s data port as `nodeId`; resolves with why it was refused, or 'open'. */
-function dialData(url: string, nodeId: string, ringEpoch: number, expectPeer: string): Promise<string> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const hs = new ClientHandshake({ secret: SECRET, nodeId, ringEpoch, expectPeer, url });
-    const sock = connect({ host: u.hostname, port: Number(u.port) });
-    let done = false;
-    const finish = (why: string) => { if (!done) { done = true; sock.destroy(); resolve(why); } };
-    sock.on('connect', () => sock.write(upgradeRequest(u.host)));
-    sock.on('data', (d: Buffer) => {
-      try {
-        const r = hs.feed(new Uint8Array(d));
-        if (r.send) sock.write(r.send);
-        if (r.done) finish('open');
-      } catch (e) { finish((e as Error).message); }
-    });
-    sock.on('error', () => {});
-    sock.on('close', () => finish('closed without an answer'));
-  });
-}
-
 test('a corrupted or mis-tagged segment on a non-neighbour stream is refused and changes nothing; a stranger gets no stream', async () => {
   // Rank 0 ('a') of a 4-member ring whose other members f1..f3 are fakes in this test: a dials the
   // data port of each it receives from (left f3, partners f2 and f1) and the fakes write segments.
@@ -184,10 +156,10 @@ test('a corrupted or mis-tagged segment on a non-neighbour stream is refused and
     assert.is(buf[250], 11, 'step 1 covers block 0 only');
     assert.is(buf[500], 1, 'what rank 0 sent at step 0 is not written');
 
-    const stranger = await dialData(a.url, 'intruder', e, 'a');
+    const stranger = await dialData(a.url, 'intruder', SECRET, e, 'a');
     assert.match(stranger, /intruder is not the right neighbour of a in ring epoch \d+ \(f1 is\) nor a halving\/doubling partner \(f2\)/);
-    assert.match(await dialData(a.url, 'f2', e, 'a'), /open/, 'the partner may open its stream');
-    assert.match(await dialData(a.url, 'f2', e, 'a'), /already open/, 'once');
+    assert.match(await dialData(a.url, 'f2', SECRET, e, 'a'), /open/, 'the partner may open its stream');
+    assert.match(await dialData(a.url, 'f2', SECRET, e, 'a'), /already open/, 'once');
   } finally {
     await a.close();
     await Promise.all(fakes.map((f) => f.close()));

@@ -23,6 +23,9 @@ export interface DataStreamsOptions {
   connectTimeoutMs: number;
   receiveBufferBytes?: number;
   lookup: (h: SegmentHeader) => SegmentTarget | null;
+  /** Read counter of every receiver. */
+  io: { reads: number };
+  /** One call per segment written. */
   onSent: (payloadBytes: number) => void;
   onReceived: (payloadBytes: number, inPlace: boolean) => void;
   onBroken: (why: string) => void;
@@ -46,7 +49,7 @@ export class DataStreams {
       this.receivers.push(new SegmentReceiver({
         url: peer.address, peer: peer.nodeId, role: r === left ? 'left neighbour' : 'halving partner',
         nodeId: o.nodeId, secret: o.secret, ringEpoch: o.ringEpoch, connectTimeoutMs: o.connectTimeoutMs,
-        bufferBytes: o.receiveBufferBytes, lookup: o.lookup, onBytes: o.onReceived, onBroken: o.onBroken,
+        bufferBytes: o.receiveBufferBytes, io: o.io, lookup: o.lookup, onBytes: o.onReceived, onBroken: o.onBroken,
       }));
     }
   }

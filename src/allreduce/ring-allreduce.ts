@@ -62,6 +62,9 @@ export interface AllreduceStats {
   /** Payload bytes received (from the left neighbour, and halving partners), and those of them read straight into place (copied segments). */
   bytesReceived: number;
   bytesReadInPlace: number;
+  /** Segments written to the data streams, and reads that returned data from them (what an op costs in syscalls, roughly). */
+  segmentsSent: number;
+  reads: number;
   /** Operations completed successfully (W = 1 included), and those of them run as a direct exchange or by halving/doubling. */
   ops: number;
   exchanges: number;
@@ -100,7 +103,7 @@ interface Ring {
 type Op = RingOp | ExchangeOp | HalvingOp;
 
 export class RingAllreduce {
-  readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, bytesReadInPlace: 0, ops: 0, exchanges: 0, halvings: 0, rejectedMessages: 0, refusedStreams: 0 };
+  readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, bytesReadInPlace: 0, segmentsSent: 0, reads: 0, ops: 0, exchanges: 0, halvings: 0, rejectedMessages: 0, refusedStreams: 0 };
   private listener!: Listener;
   private ring: Ring | null = null;
   private right: RightLink | null = null;
@@ -184,7 +187,7 @@ export class RingAllreduce {
       this.streams = new DataStreams({
         nodeId: this.opts.nodeId, secret: this.opts.secret, ringEpoch, members: ring.members, rank,
         halving: isPowerOfTwo(w) && w > 2 && this.halvingMaxBytes > 0, connectTimeoutMs: this.timeoutMs, receiveBufferBytes: this.opts.receiveBufferBytes,
-        lookup: (h) => this.lookup(ring, h), onSent: (bytes) => { this.stats.bytesSent += bytes; }, onReceived: (bytes, inPlace) => { this.stats.bytesReceived += bytes; if (inPlace) this.stats.bytesReadInPlace += bytes; }, onBroken,
+        lookup: (h) => this.lookup(ring, h), io: this.stats, onSent: (bytes) => { this.stats.bytesSent += bytes; this.stats.segmentsSent++; }, onReceived: (bytes, inPlace) => { this.stats.bytesReceived += bytes; if (inPlace) this.stats.bytesReadInPlace += bytes; }, onBroken,
       });
     }
     log.debug('ring', { epoch: ringEpoch, rank, workers: w, left: this.ring.left.nodeId, right: this.ring.right.nodeId });

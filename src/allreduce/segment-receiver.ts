@@ -60,6 +60,8 @@ export interface SegmentReceiverOptions {
   bufferBytes?: number;
   /** The op a checked header names: null when it has not started here yet (reading waits); throws when it cannot be. */
   lookup: (h: SegmentHeader) => SegmentTarget | null;
+  /** Counted per read that returned bytes (a read syscall, give or take libuv's batching): the bench reports them per op. */
+  io: { reads: number };
   /** Payload bytes taken; `inPlace`: read straight into the op's buffer. */
   onBytes: (payloadBytes: number, inPlace: boolean) => void;
   onBroken: (why: string) => void;
@@ -195,6 +197,7 @@ export class SegmentReceiver {
 
   private onRead(n: number, landed: Uint8Array, socket: Socket, opened: () => void, refused: (e: Error) => void): boolean {
     if (this.closedByUs) { socket.destroy(); return false; } // closed, or the ring moved on during the handshake
+    this.o.io.reads++;
     if (this.handshake) {
       let r;
       try { r = this.handshake.feed(landed.subarray(0, n)); } catch (e) {
