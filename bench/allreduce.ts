@@ -8,7 +8,7 @@
 //
 // `node --import tsx bench/allreduce.ts [--json] [--quick] [--crossover]`. --crossover: W = 2,
 // direct exchange against the ring, and W = 4, halving/doubling against the ring, at 64 KiB-16 MiB
-// (how EXCHANGE_MAX_BYTES and HALVING_MAX_BYTES were chosen). The same
+// (how EXCHANGE_MAX_BYTES and HALVING_MIN_BYTES were chosen). The same
 // file is the worker and the baseline processes (first argument `worker`, `sink` or `source`),
 // driven by JSON lines on stdin.
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { PerformanceObserver, constants } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type AddressInfo } from 'node:net';
-import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES, HALVING_MAX_BYTES } from '../src/allreduce/index.ts';
+import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES, HALVING_MIN_BYTES } from '../src/allreduce/index.ts';
 import { chooseSchedule } from '../src/allreduce/schedule.ts';
 import { DLRM_PRESETS, dlrmSpec } from '../src/model/dlrm.ts';
 import { denseSizes } from '../src/model/model-spec.ts';
@@ -52,8 +52,8 @@ const denseFloats = (preset: 'small' | 'gpu') => denseSizes(dlrmSpec(DLRM_PRESET
 async function workerMain(): Promise<void> {
   const secret = new TextEncoder().encode(process.env.HYBRIDPS_SECRET!);
   const exchangeMaxBytes = process.env.EXCHANGE_MAX_BYTES ? Number(process.env.EXCHANGE_MAX_BYTES) : undefined;
-  const halvingMaxBytes = process.env.HALVING_MAX_BYTES ? Number(process.env.HALVING_MAX_BYTES) : undefined;
-  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000, exchangeMaxBytes, halvingMaxBytes });
+  const halvingMinBytes = process.env.HALVING_MIN_BYTES ? Number(process.env.HALVING_MIN_BYTES) : undefined;
+  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000, exchangeMaxBytes, halvingMinBytes });
   process.stdout.write(JSON.stringify({ url: ring.url }) + '\n');
   serveCommands(async (m) => {
     if (m.cmd === 'ring') { ring.setRing(m.members, m.epoch); return { ok: true }; }
@@ -193,7 +193,7 @@ async function runRing(workers: number, cases: { bytes: number; label: string; r
       const busGBps = (2 * (workers - 1) / workers) * c.bytes / seconds / 1e9;
       const cpu = out.reduce((a, o) => a + (o.cpu.user + o.cpu.system) / 1e6, 0) / workers;
       const gc = out[0].gc as Row['gc'];
-      const algo = chooseSchedule(workers, c.bytes, { exchangeMaxBytes: Number(env.EXCHANGE_MAX_BYTES ?? EXCHANGE_MAX_BYTES), halvingMaxBytes: Number(env.HALVING_MAX_BYTES ?? HALVING_MAX_BYTES) });
+      const algo = chooseSchedule(workers, c.bytes, { exchangeMaxBytes: Number(env.EXCHANGE_MAX_BYTES ?? EXCHANGE_MAX_BYTES), halvingMinBytes: Number(env.HALVING_MIN_BYTES ?? HALVING_MIN_BYTES) });
       const perOp = out[0].perOp as { reads: number; segments: number };
       const cpuMsPerOp = out.reduce((a, o) => a + (o.perOp.cpuMs as number), 0) / workers;
       rows.push({ workers, bytes: c.bytes, label: c.label, algo, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), cpuPerWorker: +cpu.toFixed(2), gc, readsPerOp: +perOp.reads.toFixed(1), segmentsPerOp: +perOp.segments.toFixed(1), cpuMsPerOp: +cpuMsPerOp.toFixed(2) });
@@ -230,8 +230,8 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     : args.crossover ? [64 << 10, 256 << 10, 1 * MiB, 2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB]
       : quick ? [1 * MiB, 4 * MiB] : [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB];
   const workerCounts = process.env.ALLREDUCE_WORKERS ? process.env.ALLREDUCE_WORKERS.split(',').map(Number) : [2, 4];
-  // EXCHANGE_MAX_BYTES / HALVING_MAX_BYTES in the environment set the workers' limits (0: off).
-  const limits = Object.fromEntries((['EXCHANGE_MAX_BYTES', 'HALVING_MAX_BYTES'] as const).filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
+  // EXCHANGE_MAX_BYTES (0: off) / HALVING_MIN_BYTES (Infinity: off) in the environment set the workers' limits.
+  const limits = Object.fromEntries((['EXCHANGE_MAX_BYTES', 'HALVING_MIN_BYTES'] as const).filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
   const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn', ...limits };
   const cases = sizes.map((bytes) => ({ bytes, label: `${bytes / MiB} MiB`, reps: repsFor(bytes, quick) }));
   const dense = (['small', 'gpu'] as const).map((preset) => ({ preset, floats: denseFloats(preset) }));
@@ -266,11 +266,11 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     const always = String(Number.MAX_SAFE_INTEGER);
     if (workerCounts.includes(2)) {
       await measure(2, cases, { EXCHANGE_MAX_BYTES: always }, 'exchange', false);
-      await measure(2, cases, { EXCHANGE_MAX_BYTES: '0', HALVING_MAX_BYTES: '0' }, 'ring');
+      await measure(2, cases, { EXCHANGE_MAX_BYTES: '0', HALVING_MIN_BYTES: 'Infinity' }, 'ring');
     }
     for (const w of workerCounts.filter((x) => x > 2)) {
-      await measure(w, cases, { HALVING_MAX_BYTES: always }, 'halving', false);
-      await measure(w, cases, { HALVING_MAX_BYTES: '0' }, 'ring');
+      await measure(w, cases, { HALVING_MIN_BYTES: '0' }, 'halving', false);
+      await measure(w, cases, { HALVING_MIN_BYTES: 'Infinity' }, 'ring');
     }
   } else {
     for (const workers of workerCounts) await measure(workers, cases);
@@ -291,7 +291,7 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
   }));
   printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes; gloo: torch ${py?.torch ?? 'not found'})`, rows);
   return {
-    bench: 'allreduce', mode: args.crossover ? 'crossover' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, halvingMaxBytes: HALVING_MAX_BYTES, sizes, results,
+    bench: 'allreduce', mode: args.crossover ? 'crossover' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, halvingMinBytes: HALVING_MIN_BYTES, sizes, results,
     gloo: py ? { torch: py.torch, python: py.python } : null, dense,
     rawBySize: Object.fromEntries([...raw].map(([b, s]) => [b, +(b / s / 1e9).toFixed(3)])),
     cores: (await import('node:os')).availableParallelism(), load: (await import('node:os')).loadavg(),

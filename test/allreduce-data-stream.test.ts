@@ -71,7 +71,7 @@ async function ringWithFakeLeft() {
       },
     },
   });
-  const ring = await RingAllreduce.create({ nodeId: 'a', secret: SECRET, timeoutMs: 20_000, exchangeMaxBytes: 0, halvingMaxBytes: 0 });
+  const ring = await RingAllreduce.create({ nodeId: 'a', secret: SECRET, timeoutMs: 20_000, exchangeMaxBytes: 0, halvingMinBytes: Infinity });
   let epoch = 0;
   return {
     ring,
@@ -161,7 +161,7 @@ test('segments for an op not started here wait in a full receive buffer; the op 
 
 /** In-process rings of `w` members; exchangeMaxBytes as given, halving/doubling off (allreduce-halving.test.ts tests it). */
 async function rings(w: number, exchangeMaxBytes: number): Promise<RingAllreduce[]> {
-  const rs = await Promise.all(Array.from({ length: w }, (_, i) => RingAllreduce.create({ nodeId: `r${i}`, secret: SECRET, timeoutMs: 30_000, segmentBytes: 4 << 10, exchangeMaxBytes, halvingMaxBytes: 0 })));
+  const rs = await Promise.all(Array.from({ length: w }, (_, i) => RingAllreduce.create({ nodeId: `r${i}`, secret: SECRET, timeoutMs: 30_000, segmentBytes: 4 << 10, exchangeMaxBytes, halvingMinBytes: Infinity })));
   const members = rs.map((r) => ({ nodeId: r.nodeId, address: r.url }));
   for (const r of rs) r.setRing(members, 1);
   return rs;

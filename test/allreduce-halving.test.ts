@@ -25,7 +25,7 @@ const ALWAYS = Number.MAX_SAFE_INTEGER;
 for (const w of [2, 4, 8]) {
   test(`W = ${w} halving/doubling: every rank the same bits, within the reference (f32 and f16), odd lengths`, async () => {
     const rs = await Promise.all(Array.from({ length: w }, (_, i) => RingAllreduce.create({
-      nodeId: `h${i}`, secret: SECRET, timeoutMs: 30_000, segmentBytes: 4 << 10, exchangeMaxBytes: 0, halvingMaxBytes: ALWAYS,
+      nodeId: `h${i}`, secret: SECRET, timeoutMs: 30_000, segmentBytes: 4 << 10, exchangeMaxBytes: 0, halvingMinBytes: 0,
     })));
     try {
       const members = rs.map((r) => ({ nodeId: r.nodeId, address: r.url }));
@@ -63,7 +63,7 @@ test('copied segments are read straight into place (ring, exchange, halving/doub
   for (const [w, kind] of [[2, 'exchange'], [2, 'ring'], [3, 'ring'], [4, 'halving'], [4, 'ring']] as const) {
     const rs = await Promise.all(Array.from({ length: w }, (_, i) => RingAllreduce.create({
       nodeId: `p${i}`, secret: SECRET, timeoutMs: 30_000, segmentBytes: 256 << 10,
-      exchangeMaxBytes: kind === 'exchange' ? ALWAYS : 0, halvingMaxBytes: kind === 'halving' ? ALWAYS : 0,
+      exchangeMaxBytes: kind === 'exchange' ? ALWAYS : 0, halvingMinBytes: kind === 'halving' ? 0 : Infinity,
     })));
     try {
       const members = rs.map((r) => ({ nodeId: r.nodeId, address: r.url }));
@@ -104,7 +104,7 @@ test('a corrupted or mis-tagged segment on a non-neighbour stream is refused and
       },
     },
   })));
-  const a = await RingAllreduce.create({ nodeId: 'a', secret: SECRET, timeoutMs: 20_000, halvingMaxBytes: ALWAYS });
+  const a = await RingAllreduce.create({ nodeId: 'a', secret: SECRET, timeoutMs: 20_000, halvingMinBytes: 0 });
   let epoch = 0;
   const next = async () => {
     streams.clear();
@@ -169,7 +169,7 @@ test('a corrupted or mis-tagged segment on a non-neighbour stream is refused and
 test('W = 4 halving/doubling: a rank killed mid-operation fails the others within a bounded time; the new ring works', async () => {
   const worker = fileURLToPath(new URL('./helpers/ring-worker.ts', import.meta.url));
   const scheduler = await Scheduler.start({ secret: SECRET });
-  const procs = Array.from({ length: 4 }, (_, i) => JsonProc.start(worker, { SCHEDULER: scheduler.url, NODE_ID: `worker-${i}`, SEGMENT_BYTES: String(64 << 10), TIMEOUT_MS: '4000', HALVING_MAX_BYTES: String(ALWAYS) }));
+  const procs = Array.from({ length: 4 }, (_, i) => JsonProc.start(worker, { SCHEDULER: scheduler.url, NODE_ID: `worker-${i}`, SEGMENT_BYTES: String(64 << 10), TIMEOUT_MS: '4000', HALVING_MIN_BYTES: '0' }));
   try {
     await Promise.all(procs.map((p) => p.next()));
     const ranks = (await Promise.all(procs.map((p) => p.ask({ cmd: 'wait', workers: 4 })))).map((r) => r.rank as number);

@@ -50,8 +50,8 @@ export interface RingAllreduceOptions {
   f16?: boolean;
   /** Two workers and buffers up to this many bytes: a direct exchange instead of the ring (default EXCHANGE_MAX_BYTES; 0 turns it off). */
   exchangeMaxBytes?: number;
-  /** W a power of two and buffers up to this many bytes: recursive halving/doubling instead of the ring (default HALVING_MAX_BYTES; 0 turns it off, and opens no streams to non-neighbours). */
-  halvingMaxBytes?: number;
+  /** W a power of two and buffers of at least this many bytes: recursive halving/doubling instead of the ring (default HALVING_MIN_BYTES; 0: every size; Infinity turns it off, and opens no streams to non-neighbours). */
+  halvingMinBytes?: number;
   /** Receive buffer of the data stream from the left neighbour (default 1 MiB). */
   receiveBufferBytes?: number;
 }
@@ -83,8 +83,14 @@ export const MAX_SEGMENT_BYTES = 16 << 20;
  * (0.57 against 0.69 ms; 1.78 against 3.57 ms at 1 MiB), so only small buffers are exchanged.
  */
 export const EXCHANGE_MAX_BYTES = 64 << 10;
-/** W a power of two: halving/doubling up to this size (measured: docs/allreduce.md, "Schedule by size"). */
-export const HALVING_MAX_BYTES = Number.MAX_SAFE_INTEGER;
+/**
+ * W a power of two: halving/doubling from this size up, the ring below. Measured at W = 4 (CPU ms
+ * per op, the least noisy figure on the shared machine; docs/allreduce.md, "Schedule by size"):
+ * at 256 KiB the ring costs less (0.67 against 1.01 ms per rank; one thread, four ranks: 0.92-2.0
+ * against 1.3-2.6), from 1 MiB halving/doubling costs the same or less (2.0 against 3.0 ms) with
+ * half the reads, so the crossover is put at 1 MiB.
+ */
+export const HALVING_MIN_BYTES = 1 << 20;
 const MIN_SEGMENT_BYTES = 4 << 10;
 const DEFAULT_TIMEOUT_MS = 10_000;
 /** Segment offsets and counts are u32 on the wire. */
@@ -121,14 +127,14 @@ export class RingAllreduce {
   private readonly segmentElems: number;
   private readonly timeoutMs: number;
   private readonly exchangeMaxBytes: number;
-  private readonly halvingMaxBytes: number;
+  private readonly halvingMinBytes: number;
 
   private constructor(private readonly opts: RingAllreduceOptions) {
     const seg = Math.min(MAX_SEGMENT_BYTES, Math.max(MIN_SEGMENT_BYTES, opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES));
     this.segmentElems = Math.floor(seg / 4);
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.exchangeMaxBytes = opts.exchangeMaxBytes ?? EXCHANGE_MAX_BYTES;
-    this.halvingMaxBytes = opts.halvingMaxBytes ?? HALVING_MAX_BYTES;
+    this.halvingMinBytes = opts.halvingMinBytes ?? HALVING_MIN_BYTES;
   }
 
   static async create(opts: RingAllreduceOptions): Promise<RingAllreduce> {
@@ -186,7 +192,7 @@ export class RingAllreduce {
       });
       this.streams = new DataStreams({
         nodeId: this.opts.nodeId, secret: this.opts.secret, ringEpoch, members: ring.members, rank,
-        halving: isPowerOfTwo(w) && w > 2 && this.halvingMaxBytes > 0, connectTimeoutMs: this.timeoutMs, receiveBufferBytes: this.opts.receiveBufferBytes,
+        halving: isPowerOfTwo(w) && w > 2 && this.halvingMinBytes <= MAX_ELEMENTS * 4, connectTimeoutMs: this.timeoutMs, receiveBufferBytes: this.opts.receiveBufferBytes,
         lookup: (h) => this.lookup(ring, h), io: this.stats, onSent: (bytes) => { this.stats.bytesSent += bytes; this.stats.segmentsSent++; }, onReceived: (bytes, inPlace) => { this.stats.bytesReceived += bytes; if (inPlace) this.stats.bytesReadInPlace += bytes; }, onBroken,
       });
     }
@@ -215,7 +221,7 @@ export class RingAllreduce {
       f16: opts.f16 ?? this.opts.f16 ?? false, segmentElems: this.segmentElems, send: streams.send.bind(streams),
     };
     // Every rank decides alike: the choice depends only on W and the length, which all share.
-    const schedule = chooseSchedule(w, buf.byteLength, { exchangeMaxBytes: this.exchangeMaxBytes, halvingMaxBytes: this.halvingMaxBytes });
+    const schedule = chooseSchedule(w, buf.byteLength, { exchangeMaxBytes: this.exchangeMaxBytes, halvingMinBytes: this.halvingMinBytes });
     const exchange = schedule === 'exchange';
     let ownsStaging = false;
     let ringOp: Op;

@@ -44,7 +44,7 @@ export function checkFlags(h: SegmentHeader, from: string, f16: boolean, kind: S
   if (hf16 !== f16) throw badSegment(h, from, `values are ${hf16 ? 'f16' : 'f32'} but this op uses ${f16 ? 'f16' : 'f32'} (every rank must pass the same f16 setting)`);
   const theirs = (Object.keys(SCHEDULE_FLAGS) as ScheduleKind[]).find((k) => SCHEDULE_FLAGS[k] === (h.flags & (FLAG_EXCHANGE | FLAG_HALVING)));
   if (theirs !== kind) {
-    throw badSegment(h, from, `the segment is for ${theirs ? SCHEDULE_NAMES[theirs] : 'no known schedule (both schedule flags set)'} but this op runs ${SCHEDULE_NAMES[kind]} (do all ranks pass buffers of the same length, and the same exchangeMaxBytes / halvingMaxBytes?)`);
+    throw badSegment(h, from, `the segment is for ${theirs ? SCHEDULE_NAMES[theirs] : 'no known schedule (both schedule flags set)'} but this op runs ${SCHEDULE_NAMES[kind]} (do all ranks pass buffers of the same length, and the same exchangeMaxBytes / halvingMinBytes?)`);
   }
 }
 

@@ -92,12 +92,12 @@ export type Schedule = 'exchange' | 'halving' | 'ring';
 export interface ScheduleLimits {
   /** W = 2 and at most this many bytes: the direct exchange. */
   exchangeMaxBytes: number;
-  /** W a power of two and at most this many bytes: recursive halving/doubling. */
-  halvingMaxBytes: number;
+  /** W a power of two and at least this many bytes: recursive halving/doubling (Infinity: never). */
+  halvingMinBytes: number;
 }
 
 export function chooseSchedule(w: number, bytes: number, limits: ScheduleLimits): Schedule {
   if (w === 2 && bytes <= limits.exchangeMaxBytes) return 'exchange';
-  if (w >= 2 && isPowerOfTwo(w) && bytes <= limits.halvingMaxBytes) return 'halving';
+  if (w >= 2 && isPowerOfTwo(w) && bytes >= limits.halvingMinBytes) return 'halving';
   return 'ring';
 }

@@ -9,7 +9,7 @@ import { serveCommands, toBase64 } from './json-proc.ts';
 
 const nodeId = process.env.NODE_ID!;
 const dense = await DenseAllreduce.create({ nodeId, secret: SECRET, timeoutMs: Number(process.env.TIMEOUT_MS ?? 5000), segmentBytes: Number(process.env.SEGMENT_BYTES ?? 0) || undefined,
-  halvingMaxBytes: process.env.HALVING_MAX_BYTES ? Number(process.env.HALVING_MAX_BYTES) : undefined });
+  halvingMinBytes: process.env.HALVING_MIN_BYTES ? Number(process.env.HALVING_MIN_BYTES) : undefined });
 const client = await PSClient.connect({ secret: SECRET, schedulerUrl: process.env.SCHEDULER!, nodeId, address: dense.url }); // beats at the scheduler's pace
 dense.attach(client);
 process.stdout.write(JSON.stringify({ ready: true }) + '\n');
