@@ -7,13 +7,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Socket } from 'node:net';
-import { RingAllreduce, f16ErrorBound } from '../src/allreduce/index.ts';
+import { RingAllreduce } from '../src/allreduce/index.ts';
 import { Listener } from '../src/transport/index.ts';
 import { acceptDataStream, DATA_PROTOCOL, upgradeRequest } from '../src/allreduce/data-handshake.ts';
 import { FLAG_F16, HEADER_WORDS, writeHeader, type SegmentHeader } from '../src/allreduce/segment-header.ts';
 import { SECRET } from './helpers/secret.ts';
 import { randomFloats } from './helpers/random.ts';
-import { dialData, until } from './helpers/ring-data.ts';
+import { checkAllreduce, dialData, until } from './helpers/ring-data.ts';
 
 test('a dial to the data port without the secret, or not from the right neighbour, is refused; the ring goes on', async () => {
   const rings = await Promise.all(['a', 'b'].map((id) => RingAllreduce.create({ nodeId: id, secret: SECRET, timeoutMs: 10_000 })));
@@ -174,15 +174,7 @@ async function checkSchedule(w: number, exchangeMaxBytes: number, expectExchange
       const inputs = rs.map((_, r) => randomFloats(n, 100 * n + r + (f16 ? 7 : 0)));
       const bufs = inputs.map((x) => x.slice());
       await Promise.all(rs.map((r, i) => r.allreduce(bufs[i]!, op, { f16 })));
-      const what = `W=${w} ${expectExchange ? 'exchange' : 'ring'} n=${n} ${op}${f16 ? ' f16' : ''}`;
-      for (const b of bufs) assert.ok(Buffer.from(b.buffer).equals(Buffer.from(bufs[0]!.buffer)), `${what}: ranks differ`);
-      for (let i = 0; i < n; i++) {
-        let sum = 0, sumAbs = 0;
-        for (const x of inputs) { sum += x[i]!; sumAbs += Math.abs(x[i]!); }
-        const want = op === 'mean' ? sum / w : sum;
-        const tol = f16 ? f16ErrorBound(w, sumAbs, op) : (w + 1) * 2 ** -24 * sumAbs + 1e-30;
-        if (!(Math.abs(bufs[0]![i]! - want) <= tol)) assert.unreachable(`${what}: element ${i}: ${bufs[0]![i]} vs ${want}, tolerance ${tol}`);
-      }
+      checkAllreduce(`W=${w} ${expectExchange ? 'exchange' : 'ring'} n=${n} ${op}${f16 ? ' f16' : ''}`, inputs, bufs, op, f16);
     }
     assert.is(rs[0]!.stats.exchanges > 0, expectExchange, `W=${w}: ${rs[0]!.stats.exchanges} exchanges`);
   } finally {

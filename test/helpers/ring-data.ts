@@ -1,8 +1,10 @@
-// Helpers for the data-stream tests: waiting for a condition, and dialling a ring listener's
-// data port as some node with some secret (the real opening, data-handshake.ts).
+// Helpers for the data-stream tests: waiting for a condition, dialling a ring listener's data
+// port as some node with some secret (the real opening, data-handshake.ts), and checking every
+// rank's result against the float64 reference.
 import * as assert from 'uvu/assert';
 import { connect } from 'node:net';
 import { ClientHandshake, upgradeRequest } from '../../src/allreduce/data-handshake.ts';
+import { f16ErrorBound } from '../../src/allreduce/index.ts';
 
 // A hang guard: the conditions normally hold within milliseconds.
 export async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
@@ -32,4 +34,20 @@ export function dialData(url: string, nodeId: string, secret: Uint8Array, ringEp
     sock.on('error', () => {});
     sock.on('close', () => finish('closed without an answer'));
   });
+}
+
+/**
+ * Every rank's buffer holds the same bits, and they equal the float64 sum (or mean) of the inputs
+ * within the f32 rounding of W additions (or the documented f16 bound).
+ */
+export function checkAllreduce(what: string, inputs: Float32Array[], bufs: Float32Array[], op: 'sum' | 'mean', f16: boolean): void {
+  const w = inputs.length, n = inputs[0]!.length;
+  for (const b of bufs) assert.ok(Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.from(bufs[0]!.buffer, bufs[0]!.byteOffset, bufs[0]!.byteLength)), `${what}: ranks differ`);
+  for (let i = 0; i < n; i++) {
+    let sum = 0, sumAbs = 0;
+    for (const x of inputs) { sum += x[i]!; sumAbs += Math.abs(x[i]!); }
+    const want = op === 'mean' ? sum / w : sum;
+    const tol = f16 ? f16ErrorBound(w, sumAbs, op) : (w + 1) * 2 ** -24 * sumAbs + 1e-30;
+    if (!(Math.abs(bufs[0]![i]! - want) <= tol)) assert.unreachable(`${what}: element ${i}: ${bufs[0]![i]} vs ${want}, tolerance ${tol}`);
+  }
 }
