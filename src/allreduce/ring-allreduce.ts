@@ -86,9 +86,9 @@ export const EXCHANGE_MAX_BYTES = 64 << 10;
 /**
  * W a power of two: halving/doubling from this size up, the ring below. Measured at W = 4 (CPU ms
  * per op, the least noisy figure on the shared machine; docs/allreduce.md, "Schedule by size"):
- * at 256 KiB the ring costs less (0.67 against 1.01 ms per rank; one thread, four ranks: 0.92-2.0
- * against 1.3-2.6), from 1 MiB halving/doubling costs the same or less (2.0 against 3.0 ms) with
- * half the reads, so the crossover is put at 1 MiB.
+ * at 256 KiB the ring costs as much or less (0.67 against 1.01 ms per rank; one thread, four ranks,
+ * compiled: 0.83 against 0.87), from 1 MiB halving/doubling costs the same or less (2.0 against
+ * 3.0 ms; one thread 2.3 against 2.9) with half the reads, so the crossover is put at 1 MiB.
  */
 export const HALVING_MIN_BYTES = 1 << 20;
 const MIN_SEGMENT_BYTES = 4 << 10;
