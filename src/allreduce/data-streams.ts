@@ -10,10 +10,13 @@ import { SegmentReceiver, type SegmentTarget } from './segment-receiver.ts';
 import { SegmentSender, type OutSegment } from './segment-sender.ts';
 import type { SegmentHeader } from './segment-header.ts';
 import { halvingPartners } from './schedule.ts';
+import type { TlsCredentials } from '../transport/tls.ts';
 
 export interface DataStreamsOptions {
   nodeId: string;
   secret: Uint8Array;
+  /** TLS credentials: every stream then runs over mutual TLS (data-socket.ts). */
+  tls?: TlsCredentials;
   ringEpoch: number;
   /** The ring's members in rank order, and this rank. */
   members: readonly { nodeId: string; address: string }[];
@@ -48,7 +51,7 @@ export class DataStreams {
       const peer = o.members[r]!;
       this.receivers.push(new SegmentReceiver({
         url: peer.address, peer: peer.nodeId, role: r === left ? 'left neighbour' : 'halving partner',
-        nodeId: o.nodeId, secret: o.secret, ringEpoch: o.ringEpoch, connectTimeoutMs: o.connectTimeoutMs,
+        nodeId: o.nodeId, secret: o.secret, tls: o.tls, ringEpoch: o.ringEpoch, connectTimeoutMs: o.connectTimeoutMs,
         bufferBytes: o.receiveBufferBytes, io: o.io, lookup: o.lookup, onBytes: o.onReceived, onBroken: o.onBroken,
       }));
     }
