@@ -64,9 +64,9 @@ export class DataStreams {
     sender.send(seg);
   }
 
-  /** An op started: receivers waiting for it read on. */
-  opStarted(): void {
-    for (const r of this.receivers) r.opStarted();
+  /** An op started or made progress: receivers waiting for it read on. */
+  wake(): void {
+    for (const r of this.receivers) r.wake();
   }
 
   /** Whether `peerId` may open its stream from this rank now: null, or why not. */

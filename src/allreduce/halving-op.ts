@@ -85,6 +85,16 @@ export class HalvingOp extends OpBase implements SegmentTarget {
     if (h.offset + h.count > s.recvHi) throw bad(`${h.count} values at offset ${h.offset} overrun the range ending at ${s.recvHi} (do all ranks pass buffers of ${this.spec.buf.length} elements?)`);
   }
 
+  /**
+   * A reduce step's segment is added only once every earlier step has added into its range, so each
+   * element's sum is taken in step order whatever order the streams deliver in: the same bits run
+   * to run (as the ring), not only on every rank.
+   */
+  ready(h: SegmentHeader): boolean {
+    const s = this.steps[h.step]!;
+    return !s.reduce || this.reducedTo(h.step, h.offset, h.offset + h.count) === h.offset + h.count;
+  }
+
   take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number, adder: SimdAdder): void {
     takeValues(this, this.steps[h.step]!.reduce, at, src, from, n, adder);
   }
@@ -98,6 +108,7 @@ export class HalvingOp extends OpBase implements SegmentTarget {
     this.nextIn[h.step]!++;
     this.advance();
     this.maybeFinish();
+    this.spec.wake(); // a later step's segment may be waiting for this range
   }
 
   /** Where every reduce-scatter step before `k` has passed, within [lo, hi) (they all cover it). */

@@ -223,7 +223,7 @@ export class RingAllreduce {
     const streams = this.streams!;
     const spec = {
       opId, ringEpoch: ring.epoch, rank: ring.rank, workers: w, buf, mean: op === 'mean',
-      f16: opts.f16 ?? this.opts.f16 ?? false, segmentElems: this.segmentElems, send: streams.send.bind(streams),
+      f16: opts.f16 ?? this.opts.f16 ?? false, segmentElems: this.segmentElems, send: streams.send.bind(streams), wake: streams.wake.bind(streams),
     };
     // Every rank decides alike: the choice depends only on W and the length, which all share.
     const schedule = chooseSchedule(w, buf.byteLength, { exchangeMaxBytes: this.exchangeMaxBytes, halvingMinBytes: this.halvingMinBytes });
@@ -243,7 +243,7 @@ export class RingAllreduce {
     const timer = this.watch(ringOp, opts.timeoutMs ?? this.timeoutMs);
     try {
       ringOp.start();
-      streams.opStarted();
+      streams.wake();
       const out = await ringOp.done;
       this.stats.ops++;
       if (exchange) this.stats.exchanges++;

@@ -23,6 +23,8 @@ export interface OpSpec {
   segmentElems: number;
   /** Queues a segment for rank `to` (the right neighbour, or a halving partner); the sender calls `sent()` once it is written. */
   send: (to: number, seg: OutSegment) => void;
+  /** Tells the receivers the op made progress (one waiting for it reads on: halving/doubling's ordered adds). */
+  wake: () => void;
 }
 
 export type ScheduleKind = 'ring' | 'exchange' | 'halving';

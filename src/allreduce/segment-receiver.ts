@@ -39,6 +39,12 @@ export interface SegmentTarget {
   copyTarget(h: SegmentHeader): Float32Array | null;
   /** performance.now() of the op's last progress (the receiver moves it on reads into place). */
   lastProgress: number;
+  /**
+   * False while a checked segment may not be applied yet (halving/doubling: an earlier step has not
+   * added into that range, and the adds must keep their order for the same bits run to run):
+   * reading waits, as for an op not started, until wake().
+   */
+  ready?(h: SegmentHeader): boolean;
 }
 
 /**
@@ -101,7 +107,7 @@ export class SegmentReceiver {
   private remaining = 0;
   private valuesLeft = 0;
   private f16 = false;
-  /** A header names an op not started here: reading stops until opStarted(). */
+  /** A header names an op not started here, or a segment its op cannot take yet: reading stops until wake(). */
   private waiting = false;
   /** The current segment's values are being read into place (copyTarget): until it ends, every read goes there. */
   private direct: Float32Array | null = null;
@@ -119,8 +125,8 @@ export class SegmentReceiver {
     void this.connect();
   }
 
-  /** An op started here: if reading waits for it, go on. */
-  opStarted(): void {
+  /** An op started here, or one made progress: if reading waits for it, go on. */
+  wake(): void {
     if (!this.waiting || !this.socket) return;
     this.waiting = false;
     this.parse();
@@ -215,7 +221,7 @@ export class SegmentReceiver {
     } else if (this.direct && landed.buffer === this.direct.buffer) {
       this.landedInPlace(n);
     } else {
-      // Node asked for this read's buffer before the last parse: after opStarted() consumed
+      // Node asked for this read's buffer before the last parse: after wake() consumed
       // pending bytes the read may have landed further up. Move it down to the pending end.
       // The spare: see its comment (a parse ran since, so fill is small again).
       const at = landed.byteOffset;
@@ -230,7 +236,7 @@ export class SegmentReceiver {
       this.broken(`internal error while applying a segment: ${(e as Error).stack ?? e}`);
       return false;
     }
-    return !this.waiting; // false pauses the socket until opStarted()
+    return !this.waiting; // false pauses the socket until wake()
   }
 
   private broken(why: string): void {
@@ -253,7 +259,7 @@ export class SegmentReceiver {
           target = this.o.lookup(this.hdr);
           target?.check(this.hdr, this.o.peer);
         } catch (e) { return this.broken((e as Error).message); }
-        if (!target) { this.waiting = true; break; }
+        if (!target || (target.ready && !target.ready(this.hdr))) { this.waiting = true; break; }
         pos += HEADER_BYTES;
         this.cur = target;
         this.f16 = (this.hdr.flags & FLAG_F16) !== 0;
