@@ -7,8 +7,9 @@
 // else /usr/bin/python3: Debian's python3-torch installs there).
 //
 // `node --import tsx bench/allreduce.ts [--json] [--quick] [--crossover | --tls]`. --crossover: W = 2,
-// direct exchange against the ring at 64 KiB-16 MiB (how EXCHANGE_MAX_BYTES was chosen). --tls:
-// W = 2 rings, plain and then over mutual TLS (control links and data stream), same sizes. The same
+// direct exchange against the ring, and W = 4, halving/doubling against the ring, at 64 KiB-16 MiB
+// (how EXCHANGE_MAX_BYTES and HALVING_MIN_BYTES were chosen). --tls: W = 2 rings, plain and then
+// over mutual TLS (control links and data stream), same sizes. The same
 // file is the worker and the baseline processes (first argument `worker`, `sink` or `source`),
 // driven by JSON lines on stdin.
 import { fileURLToPath } from 'node:url';
@@ -16,7 +17,8 @@ import { spawnSync } from 'node:child_process';
 import { gcObserver } from './gc-observer.ts';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type AddressInfo } from 'node:net';
-import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES } from '../src/allreduce/index.ts';
+import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES, HALVING_MIN_BYTES } from '../src/allreduce/index.ts';
+import { chooseSchedule } from '../src/allreduce/schedule.ts';
 import { DLRM_PRESETS, dlrmSpec } from '../src/model/dlrm.ts';
 import { denseSizes } from '../src/model/model-spec.ts';
 import { printTable } from './table.ts';
@@ -58,7 +60,8 @@ const denseFloats = (preset: 'small' | 'gpu') => denseSizes(dlrmSpec(DLRM_PRESET
 async function workerMain(): Promise<void> {
   const secret = new TextEncoder().encode(process.env.HYBRIDPS_SECRET!);
   const exchangeMaxBytes = process.env.EXCHANGE_MAX_BYTES ? Number(process.env.EXCHANGE_MAX_BYTES) : undefined;
-  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, tls: loadTls(), segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000, exchangeMaxBytes });
+  const halvingMinBytes = process.env.HALVING_MIN_BYTES ? Number(process.env.HALVING_MIN_BYTES) : undefined;
+  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, tls: loadTls(), segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000, exchangeMaxBytes, halvingMinBytes });
   process.stdout.write(JSON.stringify({ url: ring.url }) + '\n');
   serveCommands(async (m) => {
     if (m.cmd === 'ring') { ring.setRing(m.members, m.epoch); return { ok: true }; }
@@ -68,6 +71,7 @@ async function workerMain(): Promise<void> {
       const gcs = gcObserver();
       buf.fill(1);
       await ring.allreduce(buf); // warm-up, and a barrier: nobody starts timing before all are here
+      const before = { reads: ring.stats.reads, segments: ring.stats.segmentsSent, cpu: process.cpuUsage() };
       for (let i = 0; i < m.reps; i++) {
         buf.fill(1); // sums of sums would overflow to Infinity after a few dozen reps
         const t = performance.now();
@@ -75,7 +79,12 @@ async function workerMain(): Promise<void> {
         seconds.push((performance.now() - t) / 1000);
       }
       if (buf[0] !== m.workers || buf[buf.length - 1] !== m.workers) throw new Error(`wrong sum ${buf[0]}, expected ${m.workers}`);
-      return { seconds, cpu: process.cpuUsage(), gc: gcs.stop(), exchanges: ring.stats.exchanges };
+      // Per op on this rank: reads that returned data, segments written (the syscalls, roughly).
+      // CPU per op (user + system, this process): on a machine shared with others the wall time
+      // is mostly waiting to be scheduled, the CPU an op costs is what changes make smaller.
+      const cpu = process.cpuUsage(before.cpu);
+      const perOp = { reads: (ring.stats.reads - before.reads) / m.reps, segments: (ring.stats.segmentsSent - before.segments) / m.reps, cpuMs: (cpu.user + cpu.system) / 1000 / m.reps };
+      return { seconds, cpu: process.cpuUsage(), gc: gcs.stop(), exchanges: ring.stats.exchanges, perOp };
     }
     throw new Error(`unknown command ${m.cmd}`);
   });
@@ -157,6 +166,10 @@ async function sourceMain(): Promise<void> {
 interface Row {
   workers: number; bytes: number; label: string; algo: string; seconds: number; busGBps: number;
   rawGBps?: number; ratioToRaw?: number; cpuPerWorker: number; gc: { minor: number; major: number; ms: number };
+  /** Rank 0, per op: data-stream reads that returned bytes, and segments written. */
+  readsPerOp: number; segmentsPerOp: number;
+  /** CPU ms per op, averaged over the ranks (fill of the buffer included: the same for every schedule). */
+  cpuMsPerOp: number;
   glooSeconds?: number; glooBusGBps?: number; vsGloo?: number;
 }
 
@@ -176,9 +189,11 @@ async function runRing(workers: number, cases: { bytes: number; label: string; r
       const busGBps = (2 * (workers - 1) / workers) * c.bytes / seconds / 1e9;
       const cpu = out.reduce((a, o) => a + (o.cpu.user + o.cpu.system) / 1e6, 0) / workers;
       const gc = out[0].gc as Row['gc'];
-      const algo = workers === 2 && c.bytes <= Number(env.EXCHANGE_MAX_BYTES ?? EXCHANGE_MAX_BYTES) ? 'exchange' : 'ring';
-      rows.push({ workers, bytes: c.bytes, label: c.label, algo, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), cpuPerWorker: +cpu.toFixed(2), gc });
-      log(`[bench allreduce] W=${workers} ${c.label} (${algo}): ${(seconds * 1000).toFixed(2)} ms, ${busGBps.toFixed(3)} GB/s bus; GCs in rank 0 during ${c.reps} reps: ${gc.minor} minor, ${gc.major} major`);
+      const algo = chooseSchedule(workers, c.bytes, { exchangeMaxBytes: Number(env.EXCHANGE_MAX_BYTES ?? EXCHANGE_MAX_BYTES), halvingMinBytes: Number(env.HALVING_MIN_BYTES ?? HALVING_MIN_BYTES) });
+      const perOp = out[0].perOp as { reads: number; segments: number };
+      const cpuMsPerOp = out.reduce((a, o) => a + (o.perOp.cpuMs as number), 0) / workers;
+      rows.push({ workers, bytes: c.bytes, label: c.label, algo, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), cpuPerWorker: +cpu.toFixed(2), gc, readsPerOp: +perOp.reads.toFixed(1), segmentsPerOp: +perOp.segments.toFixed(1), cpuMsPerOp: +cpuMsPerOp.toFixed(2) });
+      log(`[bench allreduce] W=${workers} ${c.label} (${algo}): ${(seconds * 1000).toFixed(2)} ms, ${busGBps.toFixed(3)} GB/s bus, ${cpuMsPerOp.toFixed(2)} CPU ms/op per rank, ${perOp.reads.toFixed(1)} reads/op; GCs in rank 0 during ${c.reps} reps: ${gc.minor} minor, ${gc.major} major`);
     }
   } finally { await Promise.all(procs.map((p) => p.stop())); }
   return rows;
@@ -210,8 +225,10 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
   const sizes = process.env.ALLREDUCE_SIZES ? process.env.ALLREDUCE_SIZES.split(',').map((m) => Number(m) * MiB)
     : args.crossover ? [64 << 10, 256 << 10, 1 * MiB, 2 * MiB, 4 * MiB, 8 * MiB, 16 * MiB]
       : quick ? [1 * MiB, 4 * MiB] : [1 * MiB, 4 * MiB, 16 * MiB, 64 * MiB];
-  const workerCounts = args.crossover ? [2] : process.env.ALLREDUCE_WORKERS ? process.env.ALLREDUCE_WORKERS.split(',').map(Number) : [2, 4];
-  const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn' };
+  const workerCounts = process.env.ALLREDUCE_WORKERS ? process.env.ALLREDUCE_WORKERS.split(',').map(Number) : [2, 4];
+  // EXCHANGE_MAX_BYTES (0: off) / HALVING_MIN_BYTES (Infinity: off) in the environment set the workers' limits.
+  const limits = Object.fromEntries((['EXCHANGE_MAX_BYTES', 'HALVING_MIN_BYTES'] as const).filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
+  const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn', ...limits };
   const cases = sizes.map((bytes) => ({ bytes, label: `${bytes / MiB} MiB`, reps: repsFor(bytes, quick) }));
   const dense = (['small', 'gpu'] as const).map((preset) => ({ preset, floats: denseFloats(preset) }));
 
@@ -247,13 +264,21 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     results.push(...rows);
   };
   if (args.crossover) {
-    await measure(2, cases, { EXCHANGE_MAX_BYTES: String(1 << 30) }, 'exchange', false);
-    await measure(2, cases, { EXCHANGE_MAX_BYTES: '0' }, 'ring');
+    const always = String(Number.MAX_SAFE_INTEGER);
+    if (workerCounts.includes(2)) {
+      await measure(2, cases, { EXCHANGE_MAX_BYTES: always }, 'exchange', false);
+      await measure(2, cases, { EXCHANGE_MAX_BYTES: '0', HALVING_MIN_BYTES: 'Infinity' }, 'ring');
+    }
+    for (const w of workerCounts.filter((x) => x > 2)) {
+      await measure(w, cases, { HALVING_MIN_BYTES: '0' }, 'halving', false);
+      await measure(w, cases, { HALVING_MIN_BYTES: 'Infinity' }, 'ring');
+    }
   } else if (args.tls) {
-    // The ring either way (no exchange at W = 2): what TLS costs on the data stream, neighbouring minutes.
+    // The ring either way (no exchange, no halving/doubling at W = 2): what TLS costs on the data stream, neighbouring minutes.
+    const ringOnly = { EXCHANGE_MAX_BYTES: '0', HALVING_MIN_BYTES: 'Infinity' };
     try {
-      await measure(2, cases, { EXCHANGE_MAX_BYTES: '0' }, 'ring', false);
-      await measure(2, cases, { EXCHANGE_MAX_BYTES: '0', ...tlsVars } as Record<string, string>, 'ring, TLS', false);
+      await measure(2, cases, ringOnly, 'ring', false);
+      await measure(2, cases, { ...ringOnly, ...tlsVars } as Record<string, string>, 'ring, TLS', false);
     } finally { rmSync(tlsDir, { recursive: true, force: true }); }
   } else {
     for (const workers of workerCounts) await measure(workers, cases);
@@ -270,11 +295,11 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     W: r.workers, size: r.label, algo: r.algo, ms: +(r.seconds * 1000).toFixed(3), 'bus GB/s': r.busGBps,
     ...(raw.size ? { 'raw GB/s': r.rawGBps ?? '-', 'vs raw': r.ratioToRaw ?? '-' } : {}),
     ...(py ? { 'gloo ms': r.glooSeconds === undefined ? '-' : +(r.glooSeconds * 1000).toFixed(3), 'gloo GB/s': r.glooBusGBps ?? '-', 'vs gloo': r.vsGloo ?? '-' } : {}),
-    'GCs minor/major': `${r.gc.minor}/${r.gc.major}`,
+    'GCs minor/major': `${r.gc.minor}/${r.gc.major}`, 'reads/op': r.readsPerOp, 'segs/op': r.segmentsPerOp, 'cpu ms/op': r.cpuMsPerOp,
   }));
   printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes${args.tls ? ' (TLS rows: one TLS stream)' : ''}; gloo: torch ${py?.torch ?? 'not found'})`, rows);
   return {
-    bench: 'allreduce', mode: args.crossover ? 'crossover' : args.tls ? 'tls' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, sizes, results,
+    bench: 'allreduce', mode: args.crossover ? 'crossover' : args.tls ? 'tls' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, halvingMinBytes: HALVING_MIN_BYTES, sizes, results,
     gloo: py ? { torch: py.torch, python: py.python } : null, dense,
     rawBySize: Object.fromEntries([...raw].map(([b, s]) => [b, +(b / s / 1e9).toFixed(3)])),
     cores: (await import('node:os')).availableParallelism(), load: (await import('node:os')).loadavg(),

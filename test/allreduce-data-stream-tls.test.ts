@@ -25,9 +25,9 @@ async function until(what: string, cond: () => boolean, ms = 30_000): Promise<vo
   }
 }
 
-async function ringOf(w: number, tls: TlsCredentials | undefined): Promise<RingAllreduce[]> {
+async function ringOf(w: number, tls: TlsCredentials | undefined, halvingMinBytes = Infinity): Promise<RingAllreduce[]> {
   const ids = Array.from({ length: w }, (_, i) => `w${i}`);
-  const rings = await Promise.all(ids.map((id) => RingAllreduce.create({ nodeId: id, secret: SECRET, tls, timeoutMs: 20_000, exchangeMaxBytes: 0, segmentBytes: 64 << 10 })));
+  const rings = await Promise.all(ids.map((id) => RingAllreduce.create({ nodeId: id, secret: SECRET, tls, timeoutMs: 20_000, exchangeMaxBytes: 0, halvingMinBytes, segmentBytes: 64 << 10 })));
   for (const r of rings) r.setRing(rings.map((x) => ({ nodeId: x.nodeId, address: x.url })), 1);
   return rings;
 }
@@ -59,6 +59,20 @@ test('the ring over TLS gives the plain ring\'s bits, within the float64 referen
       assert.ok(Buffer.from(viaTls[i]!.buffer).equals(Buffer.from(viaTls[0]!.buffer)), `rank ${i} has rank 0's bits`);
     }
     assert.ok(tlsRings.every((r) => r.stats.bytesReceived > 0 && r.linkStats.refusedTls === 0));
+  } finally {
+    await Promise.all([...tlsRings, ...plainRings].map((r) => r.close()));
+  }
+});
+
+test('halving/doubling over TLS (streams to non-neighbours too) gives the plain run\'s bits', async () => {
+  const n = 300_001;
+  const tlsRings = await ringOf(4, pki.good, 0);
+  const plainRings = await ringOf(4, undefined, 0);
+  try {
+    const viaTls = await sums(tlsRings, n);
+    const plain = await sums(plainRings, n);
+    for (let i = 0; i < 4; i++) assert.ok(Buffer.from(viaTls[i]!.buffer).equals(Buffer.from(plain[i]!.buffer)), `rank ${i}: TLS and plain agree bit for bit`);
+    assert.ok(tlsRings.every((r) => r.stats.halvings === 1 && r.stats.bytesReadInPlace > 0 && r.linkStats.refusedTls === 0));
   } finally {
     await Promise.all([...tlsRings, ...plainRings].map((r) => r.close()));
   }

@@ -7,42 +7,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, type Socket } from 'node:net';
-import { RingAllreduce, f16ErrorBound } from '../src/allreduce/index.ts';
+import { RingAllreduce } from '../src/allreduce/index.ts';
 import { Listener } from '../src/transport/index.ts';
-import { acceptDataStream, ClientHandshake, DATA_PROTOCOL, upgradeRequest } from '../src/allreduce/data-handshake.ts';
+import { acceptDataStream, DATA_PROTOCOL, upgradeRequest } from '../src/allreduce/data-handshake.ts';
 import { FLAG_F16, HEADER_WORDS, writeHeader, type SegmentHeader } from '../src/allreduce/segment-header.ts';
 import { SECRET } from './helpers/secret.ts';
 import { randomFloats } from './helpers/random.ts';
-
-// A hang guard: the conditions normally hold within milliseconds.
-async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) assert.unreachable(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** Dials `url`'s data port as `nodeId` with `secret`; resolves with why it was refused, or 'open'. */
-function dialData(url: string, nodeId: string, secret: Uint8Array, ringEpoch: number, expectPeer: string): Promise<string> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const hs = new ClientHandshake({ secret, nodeId, ringEpoch, expectPeer, url });
-    const sock = connect({ host: u.hostname, port: Number(u.port) });
-    let done = false;
-    const finish = (why: string) => { if (!done) { done = true; sock.destroy(); resolve(why); } };
-    sock.on('connect', () => sock.write(upgradeRequest(u.host)));
-    sock.on('data', (d: Buffer) => {
-      try {
-        const r = hs.feed(new Uint8Array(d));
-        if (r.send) sock.write(r.send);
-        if (r.done) finish('open');
-      } catch (e) { finish((e as Error).message); }
-    });
-    sock.on('error', () => {});
-    sock.on('close', () => finish('closed without an answer'));
-  });
-}
+import { checkAllreduce, dialData, until } from './helpers/ring-data.ts';
 
 test('a dial to the data port without the secret, or not from the right neighbour, is refused; the ring goes on', async () => {
   const rings = await Promise.all(['a', 'b'].map((id) => RingAllreduce.create({ nodeId: id, secret: SECRET, timeoutMs: 10_000 })));
@@ -100,7 +71,7 @@ async function ringWithFakeLeft() {
       },
     },
   });
-  const ring = await RingAllreduce.create({ nodeId: 'a', secret: SECRET, timeoutMs: 20_000, exchangeMaxBytes: 0 });
+  const ring = await RingAllreduce.create({ nodeId: 'a', secret: SECRET, timeoutMs: 20_000, exchangeMaxBytes: 0, halvingMinBytes: Infinity });
   let epoch = 0;
   return {
     ring,
@@ -188,9 +159,9 @@ test('segments for an op not started here wait in a full receive buffer; the op 
   }
 });
 
-/** In-process rings of `w` members; exchangeMaxBytes as given. */
+/** In-process rings of `w` members; exchangeMaxBytes as given, halving/doubling off (allreduce-halving.test.ts tests it). */
 async function rings(w: number, exchangeMaxBytes: number): Promise<RingAllreduce[]> {
-  const rs = await Promise.all(Array.from({ length: w }, (_, i) => RingAllreduce.create({ nodeId: `r${i}`, secret: SECRET, timeoutMs: 30_000, segmentBytes: 4 << 10, exchangeMaxBytes })));
+  const rs = await Promise.all(Array.from({ length: w }, (_, i) => RingAllreduce.create({ nodeId: `r${i}`, secret: SECRET, timeoutMs: 30_000, segmentBytes: 4 << 10, exchangeMaxBytes, halvingMinBytes: Infinity })));
   const members = rs.map((r) => ({ nodeId: r.nodeId, address: r.url }));
   for (const r of rs) r.setRing(members, 1);
   return rs;
@@ -203,15 +174,7 @@ async function checkSchedule(w: number, exchangeMaxBytes: number, expectExchange
       const inputs = rs.map((_, r) => randomFloats(n, 100 * n + r + (f16 ? 7 : 0)));
       const bufs = inputs.map((x) => x.slice());
       await Promise.all(rs.map((r, i) => r.allreduce(bufs[i]!, op, { f16 })));
-      const what = `W=${w} ${expectExchange ? 'exchange' : 'ring'} n=${n} ${op}${f16 ? ' f16' : ''}`;
-      for (const b of bufs) assert.ok(Buffer.from(b.buffer).equals(Buffer.from(bufs[0]!.buffer)), `${what}: ranks differ`);
-      for (let i = 0; i < n; i++) {
-        let sum = 0, sumAbs = 0;
-        for (const x of inputs) { sum += x[i]!; sumAbs += Math.abs(x[i]!); }
-        const want = op === 'mean' ? sum / w : sum;
-        const tol = f16 ? f16ErrorBound(w, sumAbs, op) : (w + 1) * 2 ** -24 * sumAbs + 1e-30;
-        if (!(Math.abs(bufs[0]![i]! - want) <= tol)) assert.unreachable(`${what}: element ${i}: ${bufs[0]![i]} vs ${want}, tolerance ${tol}`);
-      }
+      checkAllreduce(`W=${w} ${expectExchange ? 'exchange' : 'ring'} n=${n} ${op}${f16 ? ' f16' : ''}`, inputs, bufs, op, f16);
     }
     assert.is(rs[0]!.stats.exchanges > 0, expectExchange, `W=${w}: ${rs[0]!.stats.exchanges} exchanges`);
   } finally {

@@ -7,16 +7,14 @@
 // the wire rounds them, then rounds the sum once more, so the ring's f16 bound holds.
 import { divideInPlace, roundToF16InPlace } from './local-math.ts';
 import type { SimdAdder } from './simd-add.ts';
-import { badSegment, checkFlags, OpBase, type OpSpec } from './ring-op.ts';
-import { FLAG_EXCHANGE, FLAG_F16, type SegmentHeader } from './segment-header.ts';
+import { badSegment, checkFlags, OpBase, scheduleFlags, type OpSpec } from './ring-op.ts';
+import type { SegmentHeader } from './segment-header.ts';
 import type { SegmentTarget } from './segment-receiver.ts';
 
 export class ExchangeOp extends OpBase implements SegmentTarget {
   private readonly theirs: Float32Array;
   private cursor = 0;
   private nextSegment = 0;
-  private inAt = 0;
-  private inCount = 0;
 
   /** `staging`: at least buf.length floats for the peer's values, in `adder`'s memory (the final add is SIMD). */
   constructor(spec: OpSpec, staging: Float32Array, private readonly adder: SimdAdder) {
@@ -25,12 +23,12 @@ export class ExchangeOp extends OpBase implements SegmentTarget {
   }
 
   start(): void {
-    const { opId, ringEpoch, buf, f16, segmentElems } = this.spec;
-    const flags = FLAG_EXCHANGE | (f16 ? FLAG_F16 : 0);
+    const { opId, ringEpoch, buf, f16, segmentElems, rank } = this.spec;
+    const flags = scheduleFlags('exchange', f16);
     for (let at = 0, segment = 0; at < buf.length; at += segmentElems, segment++) {
       const count = Math.min(segmentElems, buf.length - at);
       this.pendingSends++;
-      this.spec.send({ ringEpoch, opId, step: 0, flags, segment, offset: at, count, values: buf.subarray(at, at + count), op: this });
+      this.spec.send(1 - rank, { ringEpoch, opId, step: 0, flags, segment, offset: at, count, values: buf.subarray(at, at + count), op: this });
     }
     this.maybeFinish();
   }
@@ -42,23 +40,24 @@ export class ExchangeOp extends OpBase implements SegmentTarget {
 
   check(h: SegmentHeader, from: string): void {
     const n = this.spec.buf.length;
-    checkFlags(h, from, this.spec.f16, true);
+    checkFlags(h, from, this.spec.f16, 'exchange');
     if (h.step !== 0) throw badSegment(h, from, 'a direct exchange has only step 0');
     if (h.segment !== this.nextSegment) throw badSegment(h, from, `expected segment ${this.nextSegment}`);
     if (h.offset !== this.cursor) throw badSegment(h, from, `offset ${h.offset}, expected ${this.cursor}`);
     if (h.offset + h.count > n) throw badSegment(h, from, `${h.count} values at offset ${h.offset} overrun the buffer of ${n} (do all ranks pass buffers of ${n} elements?)`);
-    this.inAt = h.offset;
-    this.inCount = h.count;
   }
 
-  take(src: Float32Array, from: number, n: number): void {
-    this.theirs.set(src.subarray(from, from + n), this.inAt);
-    this.inAt += n;
+  take(_h: SegmentHeader, at: number, src: Float32Array, from: number, n: number): void {
+    this.theirs.set(src.subarray(from, from + n), at);
     this.lastProgress = performance.now();
   }
 
-  segmentDone(): void {
-    this.cursor += this.inCount;
+  copyTarget(): Float32Array {
+    return this.theirs;
+  }
+
+  segmentDone(h: SegmentHeader): void {
+    this.cursor += h.count;
     this.nextSegment++;
     this.maybeFinish();
   }

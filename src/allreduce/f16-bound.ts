@@ -11,7 +11,9 @@
 //   |result - mean_i x_i| <= W (u + v) (1+u)^W A / W + W 2^-25         (mean: divided once, at the owner)
 //
 // i.e. about W * 2^-11 * sum|x_i|. It assumes no partial sum leaves the f16 range (|p| <= 65504);
-// beyond that the value becomes +/-Infinity.
+// beyond that the value becomes +/-Infinity. Recursive halving/doubling rounds each partial sum
+// log2 W times on the wire (one per reduce-scatter step, each over at most all W ranks' values)
+// and the owner once more, fewer roundings than the ring's, so the same bound holds.
 
 const U16 = 2 ** -11;
 const U32 = 2 ** -24;

@@ -7,8 +7,10 @@
 // epoch in its hello, liveness); the bulk data is a raw TCP stream opened on the same listener
 // port after its own HMAC handshake (data-handshake.ts), dialled by the receiving rank so it can
 // read into preallocated memory (segment-receiver.ts), written from the op's buffer
-// (segment-sender.ts). The schedule is chosen by size: a direct exchange for two ranks and small
-// buffers (exchange-op.ts), the pipelined ring otherwise (ring-op.ts).
+// (segment-sender.ts); with halving/doubling also one each way per partner (data-streams.ts). The
+// schedule is chosen by W and size (schedule.ts, chooseSchedule): a direct exchange for two ranks
+// and small buffers (exchange-op.ts), recursive halving/doubling for a power of two of ranks
+// (halving-op.ts), the pipelined ring otherwise (ring-op.ts).
 //
 // Failure model: any failure on a ring (a link or stream closes, a neighbour is unreachable, an
 // op times out, a neighbour sends a segment that does not fit) fails every op in flight on it and
@@ -21,11 +23,13 @@ import { createLogger } from '../util/log.ts';
 import { AllreduceAbortedError, AllreduceProtocolError, AllreduceTimeoutError } from './errors.ts';
 import { RingOp } from './ring-op.ts';
 import { ExchangeOp } from './exchange-op.ts';
+import { HalvingOp } from './halving-op.ts';
 import { RightLink } from './right-link.ts';
 import { acceptDataStream, DATA_PROTOCOL } from './data-handshake.ts';
-import { SegmentReceiver, type SegmentTarget } from './segment-receiver.ts';
-import { SegmentSender } from './segment-sender.ts';
+import type { SegmentTarget } from './segment-receiver.ts';
+import { DataStreams } from './data-streams.ts';
 import type { SegmentHeader } from './segment-header.ts';
+import { chooseSchedule, isPowerOfTwo } from './schedule.ts';
 import { SimdAdder } from './simd-add.ts';
 import { addInto } from './local-math.ts';
 
@@ -48,6 +52,8 @@ export interface RingAllreduceOptions {
   f16?: boolean;
   /** Two workers and buffers up to this many bytes: a direct exchange instead of the ring (default EXCHANGE_MAX_BYTES; 0 turns it off). */
   exchangeMaxBytes?: number;
+  /** W a power of two and buffers of at least this many bytes: recursive halving/doubling instead of the ring (default HALVING_MIN_BYTES; 0: every size; Infinity turns it off, and opens no streams to non-neighbours). */
+  halvingMinBytes?: number;
   /** Receive buffer of the data stream from the left neighbour (default 1 MiB). */
   receiveBufferBytes?: number;
 }
@@ -55,14 +61,19 @@ export interface RingAllreduceOptions {
 export interface AllreduceStats {
   /** Payload bytes (values on the wire: 4 per element, 2 with f16, padding included) sent to the right neighbour. */
   bytesSent: number;
-  /** Payload bytes received from the left neighbour. */
+  /** Payload bytes received (from the left neighbour, and halving partners), and those of them read straight into place (copied segments). */
   bytesReceived: number;
-  /** Operations completed successfully (W = 1 included), and those of them run as a direct exchange. */
+  bytesReadInPlace: number;
+  /** Segments written to the data streams, and reads that returned data from them (what an op costs in syscalls, roughly). */
+  segmentsSent: number;
+  reads: number;
+  /** Operations completed successfully (W = 1 included), and those of them run as a direct exchange or by halving/doubling. */
   ops: number;
   exchanges: number;
+  halvings: number;
   /** Control-link messages refused without touching any op (segments travel on the data stream only). */
   rejectedMessages: number;
-  /** Data-stream dials refused: bad credentials, not this ring's right neighbour, a second stream. */
+  /** Data-stream dials refused: bad credentials, not a peer this rank sends to in this ring, a second stream. */
   refusedStreams: number;
 }
 
@@ -74,6 +85,14 @@ export const MAX_SEGMENT_BYTES = 16 << 20;
  * (0.57 against 0.69 ms; 1.78 against 3.57 ms at 1 MiB), so only small buffers are exchanged.
  */
 export const EXCHANGE_MAX_BYTES = 64 << 10;
+/**
+ * W a power of two: halving/doubling from this size up, the ring below. Measured at W = 4 (CPU ms
+ * per op, the least noisy figure on the shared machine; docs/allreduce.md, "Schedule by size"):
+ * at 256 KiB the ring costs as much or less (0.67 against 1.01 ms per rank; one thread, four ranks,
+ * compiled: 0.83 against 0.87), from 1 MiB halving/doubling costs the same or less (2.0 against
+ * 3.0 ms; one thread 2.3 against 2.9) with half the reads, so the crossover is put at 1 MiB.
+ */
+export const HALVING_MIN_BYTES = 1 << 20;
 const MIN_SEGMENT_BYTES = 4 << 10;
 const DEFAULT_TIMEOUT_MS = 10_000;
 /** Segment offsets and counts are u32 on the wire. */
@@ -89,15 +108,14 @@ interface Ring {
   right: RingMember;
 }
 
-type Op = RingOp | ExchangeOp;
+type Op = RingOp | ExchangeOp | HalvingOp;
 
 export class RingAllreduce {
-  readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, ops: 0, exchanges: 0, rejectedMessages: 0, refusedStreams: 0 };
+  readonly stats: AllreduceStats = { bytesSent: 0, bytesReceived: 0, bytesReadInPlace: 0, segmentsSent: 0, reads: 0, ops: 0, exchanges: 0, halvings: 0, rejectedMessages: 0, refusedStreams: 0 };
   private listener!: Listener;
   private ring: Ring | null = null;
   private right: RightLink | null = null;
-  private sender: SegmentSender | null = null;
-  private receiver: SegmentReceiver | null = null;
+  private streams: DataStreams | null = null;
   private nextOpId = 0;
   private readonly ops = new Map<number, Op>();
   /** Why the current ring stopped working; null while it works. */
@@ -111,12 +129,14 @@ export class RingAllreduce {
   private readonly segmentElems: number;
   private readonly timeoutMs: number;
   private readonly exchangeMaxBytes: number;
+  private readonly halvingMinBytes: number;
 
   private constructor(private readonly opts: RingAllreduceOptions) {
     const seg = Math.min(MAX_SEGMENT_BYTES, Math.max(MIN_SEGMENT_BYTES, opts.segmentBytes ?? DEFAULT_SEGMENT_BYTES));
     this.segmentElems = Math.floor(seg / 4);
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.exchangeMaxBytes = opts.exchangeMaxBytes ?? EXCHANGE_MAX_BYTES;
+    this.halvingMinBytes = opts.halvingMinBytes ?? HALVING_MIN_BYTES;
   }
 
   static async create(opts: RingAllreduceOptions): Promise<RingAllreduce> {
@@ -175,11 +195,10 @@ export class RingAllreduce {
         nodeId: this.opts.nodeId, secret: this.opts.secret, tls: this.opts.tls, peer: ring.right, address: this.url, ringEpoch,
         maxFrameBytes: MAX_FRAME_BYTES, connectTimeoutMs: this.timeoutMs, onBroken,
       });
-      this.sender = new SegmentSender((bytes) => { this.stats.bytesSent += bytes; });
-      this.receiver = new SegmentReceiver({
-        url: ring.left.address, peer: ring.left.nodeId, nodeId: this.opts.nodeId, secret: this.opts.secret, tls: this.opts.tls, ringEpoch,
-        connectTimeoutMs: this.timeoutMs, bufferBytes: this.opts.receiveBufferBytes,
-        lookup: (h) => this.lookup(ring, h), onBytes: (bytes) => { this.stats.bytesReceived += bytes; }, onBroken,
+      this.streams = new DataStreams({
+        nodeId: this.opts.nodeId, secret: this.opts.secret, tls: this.opts.tls, ringEpoch, members: ring.members, rank,
+        halving: isPowerOfTwo(w) && w > 2 && this.halvingMinBytes <= MAX_ELEMENTS * 4, connectTimeoutMs: this.timeoutMs, receiveBufferBytes: this.opts.receiveBufferBytes,
+        lookup: (h) => this.lookup(ring, h), io: this.stats, onSent: (bytes) => { this.stats.bytesSent += bytes; this.stats.segmentsSent++; }, onReceived: (bytes, inPlace) => { this.stats.bytesReceived += bytes; if (inPlace) this.stats.bytesReadInPlace += bytes; }, onBroken,
       });
     }
     log.debug('ring', { epoch: ringEpoch, rank, workers: w, left: this.ring.left.nodeId, right: this.ring.right.nodeId });
@@ -201,13 +220,14 @@ export class RingAllreduce {
     if (w === 1) { this.stats.ops++; return buf; } // the sum and the mean of one buffer are itself
     const opId = this.nextOpId++;
     if (this.broken) throw new AllreduceAbortedError(`ring epoch ${ring.epoch} is broken (${this.broken}); call setRing with the current membership, then retry`);
-    const sender = this.sender!;
+    const streams = this.streams!;
     const spec = {
       opId, ringEpoch: ring.epoch, rank: ring.rank, workers: w, buf, mean: op === 'mean',
-      f16: opts.f16 ?? this.opts.f16 ?? false, segmentElems: this.segmentElems, send: sender.send.bind(sender),
+      f16: opts.f16 ?? this.opts.f16 ?? false, segmentElems: this.segmentElems, send: streams.send.bind(streams), wake: streams.wake.bind(streams),
     };
     // Every rank decides alike: the choice depends only on W and the length, which all share.
-    const exchange = w === 2 && buf.byteLength <= this.exchangeMaxBytes;
+    const schedule = chooseSchedule(w, buf.byteLength, { exchangeMaxBytes: this.exchangeMaxBytes, halvingMinBytes: this.halvingMinBytes });
+    const exchange = schedule === 'exchange';
     let ownsStaging = false;
     let ringOp: Op;
     if (exchange) {
@@ -217,15 +237,17 @@ export class RingAllreduce {
       const adder = ownsStaging ? this.staging! : new SimdAdder(bytes, addInto); // concurrent exchanges: one of their own
       if (ownsStaging) this.stagingBusy = true;
       ringOp = new ExchangeOp(spec, new Float32Array(adder.buffer.buffer, 0, buf.length), adder);
-    } else ringOp = new RingOp(spec);
+    } else if (schedule === 'halving') ringOp = new HalvingOp(spec, ring.members.map((m) => m.nodeId));
+    else ringOp = new RingOp(spec);
     this.ops.set(opId, ringOp);
     const timer = this.watch(ringOp, opts.timeoutMs ?? this.timeoutMs);
     try {
       ringOp.start();
-      this.receiver!.opStarted();
+      streams.wake();
       const out = await ringOp.done;
       this.stats.ops++;
       if (exchange) this.stats.exchanges++;
+      if (schedule === 'halving') this.stats.halvings++;
       return out;
     } finally {
       clearTimeout(timer.handle);
@@ -256,7 +278,7 @@ export class RingAllreduce {
     throw bad('that op is not running here (finished or failed); the stream is out of step');
   }
 
-  /** A dial to the data port: authenticated, and only the current ring's right neighbour, once. */
+  /** A dial to the data port: authenticated, and only from a peer this rank sends to on the current ring, once each. */
   private onDataStream(socket: Socket, head: Uint8Array, authenticated: () => void): void {
     const admit = (peerId: string, epoch: number): string | null => {
       const ring = this.ring;
@@ -264,16 +286,13 @@ export class RingAllreduce {
       if (!ring || epoch > ring.epoch) return `ring epoch ${epoch} is not installed here yet (current ${ring?.epoch ?? 'none'}); retry`;
       if (epoch < ring.epoch) return `ring epoch ${epoch} is over (current ${ring.epoch})`;
       if (this.broken) return `ring epoch ${epoch} is broken here (${this.broken})`;
-      if (peerId !== ring.right.nodeId) return `${peerId} is not the right neighbour of ${this.opts.nodeId} in ring epoch ${epoch} (${ring.right.nodeId} is)`;
-      if (this.sender?.attached) return `a data stream for ring epoch ${epoch} from ${peerId} is already open`;
-      return null;
+      return this.streams ? this.streams.refusal(peerId) : `ring epoch ${epoch} has one member: no data streams`;
     };
     acceptDataStream(socket, head, { secret: this.opts.secret, nodeId: this.opts.nodeId, admit }).then(
-      ({ ringEpoch }) => {
+      ({ peerId, ringEpoch }) => {
         authenticated();
         const ring = this.ring;
-        if (!ring || ring.epoch !== ringEpoch || !this.sender || this.sender.attached) { socket.destroy(); return; } // changed meanwhile
-        this.sender.attach(socket, () => { if (this.ring === ring) this.breakRing(`data stream to right neighbour ${ring.right.nodeId} closed`); });
+        if (!ring || ring.epoch !== ringEpoch || !this.streams?.attach(peerId, socket)) socket.destroy(); // changed meanwhile
       },
       (e: Error) => {
         this.stats.refusedStreams++;
@@ -333,11 +352,9 @@ export class RingAllreduce {
 
   private closeLinks(reason: string): void {
     void this.right?.close(reason);
-    this.sender?.close();
-    this.receiver?.close();
+    this.streams?.close();
     this.right = null;
-    this.sender = null;
-    this.receiver = null;
+    this.streams = null;
   }
 
   private failOps(err: (op: Op) => Error): void {

@@ -1,11 +1,12 @@
 // One allreduce operation on one rank, scheduled as a ring: the buffer, how far each step has got,
 // and what to do with a segment from the left neighbour (add or copy it, then forward the same
 // range to the right). It knows nothing about sockets: the receiver hands it checked segments
-// (SegmentTarget) and the ring gives it a function to send with.
+// (SegmentTarget) and the ring gives it a function to send with. Also what every schedule's op
+// shares (OpBase, the flag check, how a rank cuts its own data into segments).
 import { AllreduceProtocolError, type AllreduceError } from './errors.ts';
 import { divideInPlace, roundToF16InPlace } from './local-math.ts';
 import { blockStart, finalReduceStep, isReduceStep, recvBlock, sendBlock, stepCount } from './schedule.ts';
-import { FLAG_EXCHANGE, FLAG_F16, type SegmentHeader } from './segment-header.ts';
+import { FLAG_EXCHANGE, FLAG_F16, FLAG_HALVING, type SegmentHeader } from './segment-header.ts';
 import type { SegmentTarget } from './segment-receiver.ts';
 import type { SimdAdder } from './simd-add.ts';
 import type { OutSegment } from './segment-sender.ts';
@@ -20,9 +21,16 @@ export interface OpSpec {
   f16: boolean;
   /** Elements per segment this rank cuts its own data into (forwarded segments keep their size). */
   segmentElems: number;
-  /** Queues a segment for the right neighbour; the sender calls `sent()` once it is written. */
-  send: (seg: OutSegment) => void;
+  /** Queues a segment for rank `to` (the right neighbour, or a halving partner); the sender calls `sent()` once it is written. */
+  send: (to: number, seg: OutSegment) => void;
+  /** Tells the receivers the op made progress (one waiting for it reads on: halving/doubling's ordered adds). */
+  wake: () => void;
 }
+
+export type ScheduleKind = 'ring' | 'exchange' | 'halving';
+const SCHEDULE_FLAGS: Record<ScheduleKind, number> = { ring: 0, exchange: FLAG_EXCHANGE, halving: FLAG_HALVING };
+const SCHEDULE_NAMES: Record<ScheduleKind, string> = { ring: 'the ring schedule', exchange: 'a direct exchange', halving: 'recursive halving/doubling' };
+export const scheduleFlags = (kind: ScheduleKind, f16: boolean): number => SCHEDULE_FLAGS[kind] | (f16 ? FLAG_F16 : 0);
 
 const PIPELINE_SEGMENTS = 4;
 const MIN_PIPELINE_ELEMS = 16 << 10;
@@ -32,11 +40,24 @@ export function badSegment(h: SegmentHeader, from: string, why: string): Allredu
   return new AllreduceProtocolError(`bad allreduce segment from ${from} for op ${h.opId} step ${h.step} segment ${h.segment} (ring epoch ${h.ringEpoch}): ${why}`);
 }
 
-/** Checks the f16 and schedule flags of a segment against the op's (both schedules use it). */
-export function checkFlags(h: SegmentHeader, from: string, f16: boolean, exchange: boolean): void {
-  const hf16 = (h.flags & FLAG_F16) !== 0, hx = (h.flags & FLAG_EXCHANGE) !== 0;
+/** Checks the f16 and schedule flags of a segment against the op's (every schedule uses it). */
+export function checkFlags(h: SegmentHeader, from: string, f16: boolean, kind: ScheduleKind): void {
+  const hf16 = (h.flags & FLAG_F16) !== 0;
   if (hf16 !== f16) throw badSegment(h, from, `values are ${hf16 ? 'f16' : 'f32'} but this op uses ${f16 ? 'f16' : 'f32'} (every rank must pass the same f16 setting)`);
-  if (hx !== exchange) throw badSegment(h, from, `the segment is for ${hx ? 'a direct exchange' : 'the ring schedule'} but this op runs ${exchange ? 'a direct exchange' : 'the ring'} (do all ranks pass buffers of the same length?)`);
+  const theirs = (Object.keys(SCHEDULE_FLAGS) as ScheduleKind[]).find((k) => SCHEDULE_FLAGS[k] === (h.flags & (FLAG_EXCHANGE | FLAG_HALVING)));
+  if (theirs !== kind) {
+    throw badSegment(h, from, `the segment is for ${theirs ? SCHEDULE_NAMES[theirs] : 'no known schedule (both schedule flags set)'} but this op runs ${SCHEDULE_NAMES[kind]} (do all ranks pass buffers of the same length, and the same exchangeMaxBytes / halvingMinBytes?)`);
+  }
+}
+
+/**
+ * Elements per segment when a rank cuts `len` elements of its own into segments: at least
+ * PIPELINE_SEGMENTS of them (down to 64 KiB), so a hop can forward while it receives even when
+ * blocks are small: W = 2, 1 MiB took 2.7-2.9 ms with 256 KiB segments against 3.5-6.0 ms with one
+ * 512 KiB segment per block (alternating runs, load 12-14).
+ */
+export function pipelineCut(len: number, segmentElems: number): number {
+  return Math.min(segmentElems, Math.max(MIN_PIPELINE_ELEMS, Math.ceil(len / PIPELINE_SEGMENTS)));
 }
 
 /**
@@ -79,17 +100,19 @@ export abstract class OpBase {
   protected abstract maybeFinish(): void;
 }
 
+/** Adds (reduce steps) or copies (all-gather steps) received values into the op's buffer at `at`. */
+export function takeValues(op: OpBase, reduce: boolean, at: number, src: Float32Array, from: number, n: number, adder: SimdAdder): void {
+  if (reduce) adder.addInto(op.spec.buf, at, src, from, n);
+  else op.spec.buf.set(src.subarray(from, from + n), at);
+  op.lastProgress = performance.now();
+}
+
 export class RingOp extends OpBase implements SegmentTarget {
   /** Next expected element offset, end of the block, and next segment index, per wire step. */
   private readonly cursor: number[] = [];
   private readonly end: number[] = [];
   private readonly nextSegment: number[] = [];
   private stepsLeft = 0;
-  /** The segment being received: its step, where it goes, its length, values taken so far. */
-  private inStep = 0;
-  private inAt = 0;
-  private inCount = 0;
-  private inTaken = 0;
 
   constructor(spec: OpSpec) {
     super(spec);
@@ -109,10 +132,7 @@ export class RingOp extends OpBase implements SegmentTarget {
     const { rank, workers: w, buf } = this.spec;
     const b = sendBlock(rank, 0, w);
     const lo = blockStart(b, buf.length, w), hi = blockStart(b + 1, buf.length, w);
-    // At least PIPELINE_SEGMENTS segments per block (down to 64 KiB), so a hop can forward while
-    // it receives even when blocks are small: W = 2, 1 MiB took 2.7-2.9 ms with 256 KiB segments
-    // against 3.5-6.0 ms with one 512 KiB segment per block (alternating runs, load 12-14).
-    const segmentElems = Math.min(this.spec.segmentElems, Math.max(MIN_PIPELINE_ELEMS, Math.ceil((hi - lo) / PIPELINE_SEGMENTS)));
+    const segmentElems = pipelineCut(hi - lo, this.spec.segmentElems);
     for (let at = lo, seg = 0; at < hi; at += segmentElems, seg++) this.emit(0, seg, at, Math.min(segmentElems, hi - at));
     this.maybeFinish();
   }
@@ -128,29 +148,25 @@ export class RingOp extends OpBase implements SegmentTarget {
   check(h: SegmentHeader, from: string): void {
     const { workers: w, buf, f16 } = this.spec;
     const bad = (why: string) => badSegment(h, from, why);
-    checkFlags(h, from, f16, false);
+    checkFlags(h, from, f16, 'ring');
     if (h.step >= stepCount(w)) throw bad(`step out of range 0..${stepCount(w) - 1}`);
     const s = h.step;
     if (h.segment !== this.nextSegment[s]) throw bad(`expected segment ${this.nextSegment[s]}`);
     if (h.offset !== this.cursor[s]) throw bad(`offset ${h.offset}, expected ${this.cursor[s]} (do all ranks pass buffers of ${buf.length} elements?)`);
     if (h.offset + h.count > this.end[s]!) throw bad(`${h.count} values at offset ${h.offset} overrun the block ending at ${this.end[s]} (do all ranks pass buffers of ${buf.length} elements?)`);
-    this.inStep = s;
-    this.inAt = h.offset;
-    this.inCount = h.count;
-    this.inTaken = 0;
   }
 
-  take(src: Float32Array, from: number, n: number, adder: SimdAdder): void {
-    const at = this.inAt + this.inTaken;
-    if (isReduceStep(this.inStep, this.spec.workers)) adder.addInto(this.spec.buf, at, src, from, n);
-    else this.spec.buf.set(src.subarray(from, from + n), at);
-    this.inTaken += n;
-    this.lastProgress = performance.now();
+  take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number, adder: SimdAdder): void {
+    takeValues(this, isReduceStep(h.step, this.spec.workers), at, src, from, n, adder);
   }
 
-  segmentDone(): void {
+  copyTarget(h: SegmentHeader): Float32Array | null {
+    return isReduceStep(h.step, this.spec.workers) ? null : this.spec.buf;
+  }
+
+  segmentDone(h: SegmentHeader): void {
     const { workers: w, buf, f16 } = this.spec;
-    const s = this.inStep, at = this.inAt, n = this.inCount;
+    const s = h.step, at = h.offset, n = h.count;
     if (s === finalReduceStep(w)) {
       // This range now holds the complete sum and this rank owns it: finish it here, once.
       const mine = buf.subarray(at, at + n);
@@ -167,7 +183,7 @@ export class RingOp extends OpBase implements SegmentTarget {
   private emit(step: number, segment: number, offset: number, count: number): void {
     const { opId, ringEpoch, buf, f16 } = this.spec;
     this.pendingSends++;
-    this.spec.send({ ringEpoch, opId, step, flags: f16 ? FLAG_F16 : 0, segment, offset, count, values: buf.subarray(offset, offset + count), op: this });
+    this.spec.send((this.spec.rank + 1) % this.spec.workers, { ringEpoch, opId, step, flags: scheduleFlags('ring', f16), segment, offset, count, values: buf.subarray(offset, offset + count), op: this });
   }
 
   protected maybeFinish(): void {

@@ -11,7 +11,9 @@ export const SEGMENT_MAGIC = 0x47535048;
 export const FLAG_F16 = 1;
 /** The segment belongs to a direct exchange (W = 2, small buffers), not to the ring schedule. */
 export const FLAG_EXCHANGE = 2;
-const KNOWN_FLAGS = FLAG_F16 | FLAG_EXCHANGE;
+/** The segment belongs to recursive halving/doubling (W a power of two), not to the ring schedule. */
+export const FLAG_HALVING = 4;
+const KNOWN_FLAGS = FLAG_F16 | FLAG_EXCHANGE | FLAG_HALVING;
 
 export interface SegmentHeader {
   ringEpoch: number; opId: number; step: number; flags: number; segment: number; offset: number; count: number;

@@ -8,7 +8,8 @@ import { randomFloats } from './random.ts';
 import { serveCommands, toBase64 } from './json-proc.ts';
 
 const nodeId = process.env.NODE_ID!;
-const dense = await DenseAllreduce.create({ nodeId, secret: SECRET, timeoutMs: Number(process.env.TIMEOUT_MS ?? 5000), segmentBytes: Number(process.env.SEGMENT_BYTES ?? 0) || undefined });
+const dense = await DenseAllreduce.create({ nodeId, secret: SECRET, timeoutMs: Number(process.env.TIMEOUT_MS ?? 5000), segmentBytes: Number(process.env.SEGMENT_BYTES ?? 0) || undefined,
+  halvingMinBytes: process.env.HALVING_MIN_BYTES ? Number(process.env.HALVING_MIN_BYTES) : undefined });
 const client = await PSClient.connect({ secret: SECRET, schedulerUrl: process.env.SCHEDULER!, nodeId, address: dense.url }); // beats at the scheduler's pace
 dense.attach(client);
 process.stdout.write(JSON.stringify({ ready: true }) + '\n');
