@@ -90,12 +90,14 @@ export class Handoff {
     this.requireServerInView(to);
     const view = this.ctx.member.view, prev = this.prevView, me = this.ctx.member.nodeId;
     const headIsTo = (table: number, lo: number, hi: number) => view.chainOf(table, lo, hi)[0]?.nodeId === to;
-    // Only the previous chain of a key holds its current value (elsewhere a copy may be stale).
-    const heldBefore = (table: number, lo: number, hi: number) =>
-      prev.servers.length === 0 || prev.chainOf(table, lo, hi).some((m) => m.nodeId === me);
-    // Unapplied BSP sums: only the previous head's count (replicas hold the same sums).
-    const wasHead = (table: number, lo: number, hi: number) =>
-      prev.servers.length === 0 || prev.chainOf(table, lo, hi)[0]?.nodeId === me;
+    // One source per key: the first server of its previous chain that is still in the view (its
+    // head, unless that one is gone). Rows and unapplied BSP sums come from that one snapshot:
+    // taking rows from every previous holder let a backup whose clock had not completed yet
+    // overwrite the head's applied rows, or a head's unapplied sums land on a backup's applied
+    // rows (an update lost or applied twice: `npm run chaos`, two kills, 2026-12-02).
+    const inView = new Set(view.servers.map((m) => m.nodeId));
+    const source = (table: number, lo: number, hi: number) =>
+      prev.servers.length === 0 || prev.chainOf(table, lo, hi).find((m) => inView.has(m.nodeId))?.nodeId === me;
     const tables: HandoffTableMsg[] = [];
     let rowCount = 0, pendingClocks = 0;
     for (const t of this.ctx.tables.values()) {
@@ -103,12 +105,12 @@ export class Handoff {
       const rows = t.store.exportRows();
       const w = keyWords(rows.keys);
       const idx: number[] = [];
-      for (let i = 0; i < rows.keys.length; i++) if (headIsTo(id, w[2 * i]!, w[2 * i + 1]!) && heldBefore(id, w[2 * i]!, w[2 * i + 1]!)) idx.push(i);
+      for (let i = 0; i < rows.keys.length; i++) if (headIsTo(id, w[2 * i]!, w[2 * i + 1]!) && source(id, w[2 * i]!, w[2 * i + 1]!)) idx.push(i);
       this.outgoing.set(`${to}:${id}`, { rows, idx });
       const applied = this.ctx.dedup.appliedRows(id, (k) => headIsTo(id, keyLo(k), keyHi(k)));
       const pending: PendingSumsMsg[] = [];
       for (const [clock, acc] of t.pending) {
-        const snap = acc.snapshot((lo, hi) => headIsTo(id, lo, hi) && wasHead(id, lo, hi));
+        const snap = acc.snapshot((lo, hi) => headIsTo(id, lo, hi) && source(id, lo, hi));
         if (snap.keys.length) pending.push({ table: id, clock, keys: snap.keys, sums: snap.sums, applied: [] });
       }
       tables.push({ spec: t.spec, rows: idx.length, applied, pending });
