@@ -30,13 +30,21 @@ export class Handoff {
   /** The take-over in progress, if any (pulls and pushes wait for it). */
   get inProgress(): Promise<void> | null { return this.taking; }
 
-  /** Call on every new view. On this server's first view, with other servers already running, starts taking over. */
-  onView(view: ClusterView, previous: ClusterView): void {
+  /**
+   * Call on every new view. When `joined` (this server's incarnation is new in this view: its
+   * first view, or back after it was declared dead, starting empty: fencing.ts), with other
+   * servers running, starts taking over.
+   */
+  onView(view: ClusterView, previous: ClusterView, joined: boolean): void {
     this.prevView = previous;
+    if (joined) this.outgoing.clear();
     // A fresh cluster's servers just find nothing to take.
-    if (previous.epoch === 0 && this.ctx.tables.size === 0) {
+    if (joined && this.ctx.tables.size === 0) {
       const others = view.servers.filter((m) => m.nodeId !== this.ctx.member.nodeId).map((m) => m.nodeId);
-      if (others.length > 0) this.taking = this.takeOver(others).finally(() => { this.taking = null; });
+      if (others.length > 0) {
+        const taking = this.takeOver(others).finally(() => { if (this.taking === taking) this.taking = null; });
+        this.taking = taking;
+      }
     }
   }
 
@@ -95,7 +103,8 @@ export class Handoff {
     // taking rows from every previous holder let a backup whose clock had not completed yet
     // overwrite the head's applied rows, or a head's unapplied sums land on a backup's applied
     // rows (an update lost or applied twice: `npm run chaos`, two kills, 2026-12-02).
-    const inView = new Set(view.servers.map((m) => m.nodeId));
+    // (Not `to` itself: a server restarted before its death was noticed is in both views, empty.)
+    const inView = new Set(view.servers.map((m) => m.nodeId).filter((id) => id !== to));
     const source = (table: number, lo: number, hi: number) =>
       prev.servers.length === 0 || prev.chainOf(table, lo, hi).find((m) => inView.has(m.nodeId))?.nodeId === me;
     const tables: HandoffTableMsg[] = [];
