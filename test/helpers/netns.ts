@@ -85,6 +85,11 @@ export class TestHosts {
     return ['ip', 'netns', 'exec', this.host(name).ns];
   }
 
+  /** Gives host `name` one more address on its link (a proxy listening for several hosts). */
+  addAddress(name: string, addr: string): void {
+    ip(['-n', this.host(name).ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0'], `host ${name}'s address ${addr}`);
+  }
+
   /** Cuts (or restores) `name`'s only link: its eth0 goes down, so it neither sends nor receives. */
   setLink(name: string, up: boolean): void {
     ip(['-n', this.host(name).ns, 'link', 'set', 'eth0', up ? 'up' : 'down'], `host ${name}'s link`);

@@ -3,17 +3,19 @@
 // step every poll and may cut links or kill pods meanwhile. Used by `npm run chaos` and the
 // partition tests (test/fault-partitions.test.ts). The namespaces and every process are removed
 // when the run ends, fails or times out; each pod's output is kept in `<work>/logs-<name>/`.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import type { DlrmTrainConfig } from './train.ts';
 import { TestHosts } from './netns.ts';
+import { PORT } from '../../src/launch/kubernetes.ts';
 import { Pods, podHost, replicas, localPaths, type Pod, type PodType } from './pods.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const PROXY = fileURLToPath(new URL('./tcp-proxy.ts', import.meta.url));
 
 /** `hybridps ARGS` on this machine, its stdout (throws with its stderr when it fails). */
 export function hybridps(args: string[], timeoutMs = 240_000): string {
@@ -40,8 +42,14 @@ export interface PodRunResult {
   config: DlrmTrainConfig;
   /** When the slowest worker completed each step (ms since the epoch), in order. */
   stepTimes: number[];
+  /** Seconds from each worker's first step to its last (its own wallSec), the slowest worker's: training without start-up. */
+  trainS: number;
   logs: string;
+  /** What the proxy carried (with proxyDelayMs). */
+  proxy?: ProxyStats;
 }
+
+export interface ProxyStats { delayMs: number; connections: number; bytes: number; chunks: number }
 
 /**
  * Renders `hybridps kubernetes` with `args` (the training flags; `--data /data/train.tsv` is added)
@@ -49,7 +57,11 @@ export interface PodRunResult {
  * workers exit (a fault it injects holds the polling, as a real one holds the cluster). Throws,
  * naming the workers' exit codes and their output, when a worker fails, or at `deadline`.
  */
-export async function podRun(o: { work: string; name: string; args: string[]; deadline: number; poll?: (r: LiveRun) => Promise<void> | void }): Promise<PodRunResult> {
+export async function podRun(o: {
+  work: string; name: string; args: string[]; deadline: number; poll?: (r: LiveRun) => Promise<void> | void;
+  /** Put a TCP proxy (tcp-proxy.ts) on a host of its own between every two pods, adding this much latency each way. */
+  proxyDelayMs?: number;
+}): Promise<PodRunResult> {
   const { work, name } = o;
   const [cm, job] = parseAllDocuments(hybridps(['kubernetes', 'samples/dlrm', ...o.args, '--data', '/data/train.tsv', '--image', 'local',
     '--checkpoint-dir', `/checkpoints/${name}`])).map((d) => d.toJS());
@@ -62,9 +74,25 @@ export async function podRun(o: { work: string; name: string; args: string[]; de
 
   const names: string[] = [];
   for (const t of ['chief', 'ps', 'worker'] as const) for (let i = 0; i < replicas(job, t); i++) names.push(`${t}${i}`);
-  const hosts = TestHosts.create(names);
+  const proxied = o.proxyDelayMs !== undefined;
+  const hosts = TestHosts.create(proxied ? [...names, 'proxy'] : names);
   const ip = new Map(names.map((n) => { const [, t, i] = /^([a-z]+)(\d+)$/.exec(n)!; return [podHost(job, t as PodType, Number(i)), hosts.host(n).ip] as const; }));
-  const pods = new Pods(job, { ip, mounts, exec: (t, i) => hosts.exec(`${t}${i}`) });
+  let tfConfigIp: Map<string, string> | undefined;
+  let proxy: ChildProcess | undefined;
+  const proxyOut: string[] = [];
+  if (proxied) {
+    // One proxy address per pod (10.77.0.101, ...), each forwarding to that pod's own address.
+    tfConfigIp = new Map([...ip.keys()].map((name, k) => [name, `10.77.0.${101 + k}`]));
+    for (const addr of tfConfigIp.values()) hosts.addAddress('proxy', addr);
+    const maps = [...ip].map(([name, addr]) => `${tfConfigIp!.get(name)}:${PORT}=${addr}:${PORT}`);
+    proxy = spawn(hosts.exec('proxy')[0]!, [...hosts.exec('proxy').slice(1), process.execPath, '--import', 'tsx', PROXY, '--delay-ms', String(o.proxyDelayMs), ...maps],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    proxy.stdout!.on('data', (b: Buffer) => proxyOut.push(b.toString()));
+    for (const t0 = Date.now(); !proxyOut.join('').includes('ready'); await new Promise((r) => setTimeout(r, 50))) {
+      if (Date.now() - t0 > 30_000 || proxy.exitCode !== null) throw new Error(`the proxy did not start: ${proxyOut.join('')}`);
+    }
+  }
+  const pods = new Pods(job, { ip, tfConfigIp, mounts, exec: (t, i) => hosts.exec(`${t}${i}`) });
   const stepOf = (p: Pod) => { const m = [...p.log.join('').matchAll(/ progress rank=\d+ step=(\d+)/g)].at(-1); return m ? Number(m[1]) : 0; };
   const logs = join(work, `logs-${name}`);
   const t0 = Date.now();
@@ -93,8 +121,19 @@ export async function podRun(o: { work: string; name: string; args: string[]; de
     const wallS = (Date.now() - t0) / 1000;
     // The scheduler ends the job and the servers follow (job_ended); wait for them, bounded.
     await Promise.race([Promise.all(pods.all.map((p) => p.exit)), new Promise((r) => setTimeout(r, 30_000))]);
-    return { wallS, checkpoint: join(mounts['/checkpoints']!, name), config: JSON.parse(localPaths(mounts)(cm.data['config.json'])), stepTimes, logs };
+    let proxyStats: ProxyStats | undefined;
+    if (proxy) {
+      proxy.kill('SIGTERM');
+      await new Promise((r) => proxy!.once('exit', r));
+      proxyStats = JSON.parse(proxyOut.join('').split('\n').filter(Boolean).at(-1)!);
+    }
+    const trainS = Math.max(...workers.map((w) => {
+      const s = [...w.log.join('').matchAll(/ progress rank=\d+ step=\d+ .*?wallSec=([\d.]+)/g)].map((m) => Number(m[1]));
+      return s.length > 1 ? s.at(-1)! - s[0]! : 0;
+    }));
+    return { wallS, checkpoint: join(mounts['/checkpoints']!, name), config: JSON.parse(localPaths(mounts)(cm.data['config.json'])), stepTimes, trainS, logs, proxy: proxyStats };
   } finally {
+    proxy?.kill('SIGKILL');
     pods.killAll();
     hosts.destroy();
     mkdirSync(logs, { recursive: true });
