@@ -10,7 +10,8 @@
 //     server that restarted (handoff.ts);
 //   - a write that began under an earlier incarnation is not acknowledged (Fenced): its effect
 //     was in the state the server dropped, and the sender's retry reaches the new one.
-// Requests from other servers are fenced too: only the servers of the receiver's view may
+// A request sent under a view older than this incarnation is refused too (it was meant for an
+// earlier one). Requests from other servers are fenced too: only the servers of the receiver's view may
 // replicate into it (authorization.ts answers Fenced for a server not in the view).
 import { RpcError } from '../transport/index.ts';
 import { ErrorCode, type Body } from '../wire/codec.ts';
@@ -57,11 +58,22 @@ export class Fence {
     return 'joined';
   }
 
-  /** Refuses a data request while fenced (Fenced, naming the view that dropped this server). */
-  admit(type: Body['type'], view: ClusterView): void {
-    if (this.deadIn === null || !FENCED_KINDS.has(type)) return;
-    throw new RpcError(ErrorCode.Fenced, `${type} refused: server ${this.nodeId} was declared dead in view ${this.deadIn} (it has view ${view.epoch}) ` +
-      'and acknowledges nothing until it has registered again and taken its rows over; retry under the current view');
+  /**
+   * Refuses a data request while fenced (Fenced, naming the view that dropped this server), and
+   * one sent under a view older than this incarnation (`senderEpoch` < since): it was routed to
+   * an earlier incarnation, or sat in a cut link's buffers while others took this server's
+   * ranges (it arrives when the path heals, after this server started over).
+   */
+  admit(type: Body['type'], senderEpoch: number, view: ClusterView): void {
+    if (!FENCED_KINDS.has(type)) return;
+    if (this.deadIn !== null) {
+      throw new RpcError(ErrorCode.Fenced, `${type} refused: server ${this.nodeId} was declared dead in view ${this.deadIn} (it has view ${view.epoch}) ` +
+        'and acknowledges nothing until it has registered again and taken its rows over; retry under the current view');
+    }
+    if (senderEpoch < this.since) {
+      throw new RpcError(ErrorCode.Fenced, `${type} refused: sent under view ${senderEpoch}, before server ${this.nodeId} registered again in view ${this.since}; ` +
+        'retry under the current view');
+    }
   }
 
   /** Refuses to acknowledge a write that began under incarnation `began`, which has ended since. */

@@ -63,6 +63,10 @@ export class Handoff {
       }
     }));
     this.ctx.gate.applyReady(); // BSP sums taken over for clocks every worker has finished
+    // Every clock below the slowest worker's was applied where the rows came from: a push for
+    // one of them arriving late (a retry whose record was let go) is refused, not summed again.
+    const min = this.ctx.gate.clocks.minClock();
+    if (Number.isFinite(min)) for (const t of this.ctx.tables.values()) t.appliedClock = Math.max(t.appliedClock, min - 1);
     this.ctx.log.info('handoff complete', { from: from.join(','), rows, ms: Math.round(performance.now() - t0) });
   }
 

@@ -162,7 +162,7 @@ export class PsServer {
     await this.viewAtLeast(env.epoch);
     try {
       authorize(env.body, { id: conn.peerId, role: conn.peerRole }, this.view, env.epoch);
-      this.fence.admit(env.body.type, this.view);
+      this.fence.admit(env.body.type, env.epoch, this.view);
       if (WAITS_FOR_TAKEOVER.has(env.body.type) && this.handoff.inProgress) await this.handoff.inProgress;
       const reply = await this.dispatch(env.body, conn);
       this.fence.acknowledge(env.body.type, incarnation, this.view);
