@@ -93,7 +93,6 @@ export async function podRun(o: {
     }
   }
   const pods = new Pods(job, { ip, tfConfigIp, mounts, exec: (t, i) => hosts.exec(`${t}${i}`) });
-  const stepOf = (p: Pod) => { const m = [...p.log.join('').matchAll(/ progress rank=\d+ step=(\d+)/g)].at(-1); return m ? Number(m[1]) : 0; };
   const logs = join(work, `logs-${name}`);
   const t0 = Date.now();
   const stepTimes: number[] = [];
@@ -108,7 +107,7 @@ export async function podRun(o: {
     while (!finished) {
       if (Date.now() > o.deadline) throw new Error(`the ${name} run did not finish in time (at step ${live.step}); pod logs in ${logs}`);
       await new Promise((r) => setTimeout(r, 200));
-      const now = Math.min(...workers.map(stepOf));
+      const now = slowestStep(workers);
       if (now > live.step) stepTimes.push(Date.now());
       live.step = now;
       if (!finished) await o.poll?.(live);
@@ -139,6 +138,11 @@ export async function podRun(o: {
     mkdirSync(logs, { recursive: true });
     pods.all.forEach((p, i) => writeFileSync(join(logs, `${String(i).padStart(2, '0')}-${p.name}.log`), p.log.join('')));
   }
+}
+
+/** The step the slowest of `workers` has finished, from their progress lines. */
+export function slowestStep(workers: Pod[]): number {
+  return Math.min(...workers.map((p) => { const m = [...p.log.join('').matchAll(/ progress rank=\d+ step=(\d+)/g)].at(-1); return m ? Number(m[1]) : 0; }));
 }
 
 /** The median time between consecutive steps (what a step costs without a fault), in seconds. */
