@@ -6,10 +6,12 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveCheckpoint } from '../../src/train/checkpoint.ts';
 import { maxDiff, readTrainingCheckpoint, tmp } from './train.ts';
-import { hybridps, podRun, type LiveRun, type PodRunResult } from './pod-run.ts';
+import { hybridps, podRun, slowestStep, type LiveRun, type PodRunResult } from './pod-run.ts';
 
 const TINY = JSON.stringify({ numTables: 26, dim: 4, bottom: [13, 8, 4], top: [8, 1], rowsPerTable: 100 });
-export const STEPS = 24;
+// Long enough that a fault declared after the 5 s heartbeat timeout still falls mid-run when a
+// step takes 0.1 s (an idle machine); the fault must also be healed before the last step.
+export const STEPS = 100;
 /** The step after which a scenario's fault starts (the run is well under way, far from its end). */
 export const FAULT_AT = 8;
 const RUN = ['--servers', '3', '--workers', '2', '--replicas', '2', '--model', TINY, '--batch', '32', '--steps', String(STEPS),
@@ -32,7 +34,7 @@ export class PartitionRuns {
 
   constructor() {
     mkdirSync(join(this.work, 'data'), { recursive: true });
-    hybridps(['gen-data', '--out', join(this.work, 'data', 'train.tsv'), '--samples', '6000', '--seed', '5', '--rows-per-table', '100']);
+    hybridps(['gen-data', '--out', join(this.work, 'data', 'train.tsv'), '--samples', '8000', '--seed', '5', '--rows-per-table', '100']);
   }
 
   /** The fault-free run (once). */
@@ -51,7 +53,12 @@ export class PartitionRuns {
     let done = false;
     const logsByPod = new Map<string, string>();
     const r = await podRun({ work: this.work, name, args: RUN, deadline: Date.now() + RUN_MS, poll: async (live) => {
-      if (!done && live.step >= FAULT_AT) { done = true; await fault(live); }
+      if (!done && live.step >= FAULT_AT) {
+        done = true;
+        await fault(live);
+        const at = slowestStep(live.workers);
+        assert.ok(at < STEPS, `${name}: the fault was healed mid-run (the workers were at step ${at} of ${STEPS})`);
+      }
       for (const p of live.pods.all) logsByPod.set(p.name, logOf(live, p.name));
     } });
     assert.ok(done, `${name}: the fault never ran (the run ended before step ${FAULT_AT})`);
