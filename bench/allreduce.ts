@@ -6,19 +6,27 @@
 // in the same run when a python with torch is found (HYBRIDPS_TORCH_PYTHON, else python3 on PATH,
 // else /usr/bin/python3: Debian's python3-torch installs there).
 //
-// `node --import tsx bench/allreduce.ts [--json] [--quick] [--crossover]`. --crossover: W = 2,
-// direct exchange against the ring at 64 KiB-16 MiB (how EXCHANGE_MAX_BYTES was chosen). The same
+// `node --import tsx bench/allreduce.ts [--json] [--quick] [--crossover | --tls]`. --crossover: W = 2,
+// direct exchange against the ring at 64 KiB-16 MiB (how EXCHANGE_MAX_BYTES was chosen). --tls:
+// W = 2 rings, plain and then over mutual TLS (control links and data stream), same sizes. The same
 // file is the worker and the baseline processes (first argument `worker`, `sink` or `source`),
 // driven by JSON lines on stdin.
 import { fileURLToPath } from 'node:url';
 import { spawnSync } from 'node:child_process';
-import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { gcObserver } from './gc-observer.ts';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES } from '../src/allreduce/index.ts';
 import { DLRM_PRESETS, dlrmSpec } from '../src/model/dlrm.ts';
 import { denseSizes } from '../src/model/model-spec.ts';
 import { printTable } from './table.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadTls } from '../src/transport/index.ts';
+import { dialTlsOptions, listenerTlsOptions } from '../src/transport/tls.ts';
+import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import { makeLocalTls, tlsEnv } from '../src/launch/tls-certs.ts';
 import { JsonProc, serveCommands } from '../test/helpers/json-proc.ts';
 
 const MiB = 1 << 20;
@@ -50,7 +58,7 @@ const denseFloats = (preset: 'small' | 'gpu') => denseSizes(dlrmSpec(DLRM_PRESET
 async function workerMain(): Promise<void> {
   const secret = new TextEncoder().encode(process.env.HYBRIDPS_SECRET!);
   const exchangeMaxBytes = process.env.EXCHANGE_MAX_BYTES ? Number(process.env.EXCHANGE_MAX_BYTES) : undefined;
-  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000, exchangeMaxBytes });
+  const ring = await RingAllreduce.create({ nodeId: process.env.NODE_ID!, secret, tls: loadTls(), segmentBytes: Number(process.env.SEGMENT_BYTES), timeoutMs: 60_000, exchangeMaxBytes });
   process.stdout.write(JSON.stringify({ url: ring.url }) + '\n');
   serveCommands(async (m) => {
     if (m.cmd === 'ring') { ring.setRing(m.members, m.epoch); return { ok: true }; }
@@ -73,20 +81,6 @@ async function workerMain(): Promise<void> {
   });
 }
 
-/** Garbage collections (by kind) from now until stop(): the cost the old ws path had. */
-function gcObserver(): { stop(): { minor: number; major: number; ms: number } } {
-  const out = { minor: 0, major: 0, ms: 0 };
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
-      const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind;
-      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) out.major++; else out.minor++;
-      out.ms += e.duration;
-    }
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  return { stop: () => { obs.disconnect(); out.ms = +out.ms.toFixed(1); return out; } };
-}
-
 /**
  * The raw-stream baseline's receiver: it dials the source (so it can read with onread into one
  * preallocated buffer, as the ring's receiver does) and reads an 8-byte length, then that many
@@ -95,8 +89,9 @@ function gcObserver(): { stop(): { minor: number; major: number; ms: number } } 
 async function sinkMain(): Promise<void> {
   let want = -1, got = 0, lenBytes = 0;
   const len = new Uint8Array(8);
-  const sock = connect({
-    port: Number(process.env.SOURCE_PORT), host: '127.0.0.1',
+  const tls = loadTls(); // --tls: the raw baseline over TLS too, for the TLS ring's rows
+  const where = { port: Number(process.env.SOURCE_PORT), host: '127.0.0.1' };
+  const sock: import('node:net').Socket = (tls ? (o: object) => tlsConnect({ ...where, ...dialTlsOptions(tls), ...o }) : (o: object) => connect({ ...where, ...o }))({
     onread: {
       buffer: new Uint8Array(1 * MiB),
       callback: (n: number, d: Uint8Array) => {
@@ -122,10 +117,11 @@ async function sinkMain(): Promise<void> {
 
 /** The raw-stream baseline's sender: listens, and writes each transfer in segment-sized writes. */
 async function sourceMain(): Promise<void> {
-  const server = createServer();
+  const tls = loadTls();
+  const server = tls ? createTlsServer(listenerTlsOptions(tls, 60_000)) : createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n');
-  const sock = await new Promise<import('node:net').Socket>((r) => server.once('connection', r));
+  const sock = await new Promise<import('node:net').Socket>((r) => server.once(tls ? 'secureConnection' : 'connection', r));
   sock.setNoDelay(true);
   const frame = Number(process.env.SEGMENT_BYTES);
   const payload = randomBytes(frame);
@@ -206,7 +202,7 @@ function runGloo(py: { python: string }, workers: number, rows: Row[], log: (s: 
 
 const repsFor = (bytes: number, quick: boolean) => (quick ? 5 : bytes >= 64 * MiB ? 7 : bytes >= 16 * MiB ? 11 : bytes >= MiB ? 21 : 51);
 
-export async function runAllreduceBench(args: { json: boolean; quick?: boolean; crossover?: boolean }): Promise<object> {
+export async function runAllreduceBench(args: { json: boolean; quick?: boolean; crossover?: boolean; tls?: boolean }): Promise<object> {
   const log = (s: string) => (args.json ? process.stderr : process.stdout).write(s + '\n');
   const quick = !!args.quick;
   const segmentBytes = Number(process.env.SEGMENT_BYTES ?? DEFAULT_SEGMENT_BYTES);
@@ -219,20 +215,25 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
   const cases = sizes.map((bytes) => ({ bytes, label: `${bytes / MiB} MiB`, reps: repsFor(bytes, quick) }));
   const dense = (['small', 'gpu'] as const).map((preset) => ({ preset, floats: denseFloats(preset) }));
 
-  // Baseline: one raw TCP stream, two processes, the same bytes.
-  const raw = new Map<number, number>();
-  if (!args.crossover) {
-    const source = startRole('source', env);
+  // Baseline: one raw TCP stream, two processes, the same bytes (--tls: and one TLS stream).
+  const tlsDir = args.tls ? mkdtempSync(join(tmpdir(), 'hybridps-bench-tls-')) : '';
+  const tlsVars = args.tls ? tlsEnv(makeLocalTls(tlsDir), 'worker') : {};
+  const rawStream = async (extraEnv: Record<string, string | undefined>, what: string) => {
+    const times = new Map<number, number>();
+    const source = startRole('source', { ...env, ...extraEnv } as Record<string, string>);
     const { port } = await source.next(LONG);
-    const sink = startRole('sink', { ...env, SOURCE_PORT: String(port) });
+    const sink = startRole('sink', { ...env, ...extraEnv, SOURCE_PORT: String(port) } as Record<string, string>);
     try {
       for (const c of cases) {
         const { seconds } = await source.call({ bytes: c.bytes, reps: c.reps }, LONG);
-        raw.set(c.bytes, median(seconds));
-        log(`[bench allreduce] raw stream ${c.label}: ${(c.bytes / median(seconds) / 1e9).toFixed(3)} GB/s`);
+        times.set(c.bytes, median(seconds));
+        log(`[bench allreduce] ${what} ${c.label}: ${(c.bytes / median(seconds) / 1e9).toFixed(3)} GB/s`);
       }
     } finally { await Promise.all([source.stop(), sink.stop()]); }
-  }
+    return times;
+  };
+  const raw = args.crossover ? new Map<number, number>() : await rawStream({}, 'raw stream');
+  const rawTls = args.tls ? await rawStream(tlsVars, 'raw TLS stream') : new Map<number, number>();
 
   // Gloo runs right after ours for the same W and sizes: on a shared machine the load drifts,
   // and ratios from neighbouring minutes are the least wrong.
@@ -248,13 +249,19 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
   if (args.crossover) {
     await measure(2, cases, { EXCHANGE_MAX_BYTES: String(1 << 30) }, 'exchange', false);
     await measure(2, cases, { EXCHANGE_MAX_BYTES: '0' }, 'ring');
+  } else if (args.tls) {
+    // The ring either way (no exchange at W = 2): what TLS costs on the data stream, neighbouring minutes.
+    try {
+      await measure(2, cases, { EXCHANGE_MAX_BYTES: '0' }, 'ring', false);
+      await measure(2, cases, { EXCHANGE_MAX_BYTES: '0', ...tlsVars } as Record<string, string>, 'ring, TLS', false);
+    } finally { rmSync(tlsDir, { recursive: true, force: true }); }
   } else {
     for (const workers of workerCounts) await measure(workers, cases);
     // The DLRM sample's dense gradient, W = 2: the hybrid layout's dense sync per step.
     await measure(2, dense.map((d) => ({ bytes: d.floats * 4, label: `dlrm ${d.preset} dense (${d.floats} floats)`, reps: quick ? 21 : 101 })));
   }
   for (const r of results) {
-    const t = raw.get(r.bytes);
+    const t = (r.algo === 'ring, TLS' ? rawTls : raw).get(r.bytes); // the TLS ring against the TLS stream
     if (t === undefined) continue;
     r.rawGBps = +(r.bytes / t / 1e9).toFixed(3);
     r.ratioToRaw = +(r.busGBps / r.rawGBps).toFixed(3);
@@ -265,9 +272,9 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     ...(py ? { 'gloo ms': r.glooSeconds === undefined ? '-' : +(r.glooSeconds * 1000).toFixed(3), 'gloo GB/s': r.glooBusGBps ?? '-', 'vs gloo': r.vsGloo ?? '-' } : {}),
     'GCs minor/major': `${r.gc.minor}/${r.gc.major}`,
   }));
-  printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes; gloo: torch ${py?.torch ?? 'not found'})`, rows);
+  printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes${args.tls ? ' (TLS rows: one TLS stream)' : ''}; gloo: torch ${py?.torch ?? 'not found'})`, rows);
   return {
-    bench: 'allreduce', mode: args.crossover ? 'crossover' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, sizes, results,
+    bench: 'allreduce', mode: args.crossover ? 'crossover' : args.tls ? 'tls' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, sizes, results,
     gloo: py ? { torch: py.torch, python: py.python } : null, dense,
     rawBySize: Object.fromEntries([...raw].map(([b, s]) => [b, +(b / s / 1e9).toFixed(3)])),
     cores: (await import('node:os')).availableParallelism(), load: (await import('node:os')).loadavg(),
@@ -280,7 +287,7 @@ else if (role === 'sink') await sinkMain();
 else if (role === 'source') await sourceMain();
 else if (process.argv[1] === here) {
   const json = process.argv.includes('--json');
-  const result = await runAllreduceBench({ json, quick: process.argv.includes('--quick'), crossover: process.argv.includes('--crossover') });
+  const result = await runAllreduceBench({ json, quick: process.argv.includes('--quick'), crossover: process.argv.includes('--crossover'), tls: process.argv.includes('--tls') });
   if (json) console.log(JSON.stringify(result));
   process.exit(0);
 }

@@ -1,11 +1,13 @@
 // One benchmark client process: pull + push rounds of unique random keys against a running
 // cluster, then one JSON line with its timings on stdout.
 import { PSClient } from '../src/client/ps-client.ts';
+import { loadTls } from '../src/transport/index.ts';
 import { Consistency } from '../src/wire/codec.ts';
 
 const env = process.env;
 const rows = Number(env.ROWS), dim = Number(env.DIM), keysPer = Number(env.KEYS), rounds = Number(env.ROUNDS);
-const client = await PSClient.connect({ secret: new TextEncoder().encode(env.HYBRIDPS_SECRET!), schedulerUrl: env.SCHEDULER!, nodeId: env.NODE_ID, role: 3 });
+// HYBRIDPS_TLS_* (bench ps --tls) make every link mutual TLS.
+const client = await PSClient.connect({ secret: new TextEncoder().encode(env.HYBRIDPS_SECRET!), tls: loadTls(), schedulerUrl: env.SCHEDULER!, nodeId: env.NODE_ID, role: 3 });
 await client.waitForView((v) => v.servers.length === Number(env.SERVERS));
 // One table per optimizer (OPT: adagrad, sgd), so that both can be measured on one cluster.
 const optimizer = env.OPT ?? 'adagrad', table = optimizer === 'sgd' ? 2 : 1;

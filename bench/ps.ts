@@ -2,6 +2,8 @@
 // push (AdaGrad; SGD as a second row) from 1 and 2 client processes against 1 and 2 servers, next
 // to plain `ws` moving the same bytes (no FlatBuffers, no table) and to ps-lite doing the same
 // work in C++ (bench/pslite/, when built), all in the same run. Also server memory per row.
+// With --tls, every configuration runs again over mutual TLS (a throwaway CA, `launch --tls`'s
+// certificates) in the same run, and each TLS row says its rows/s against the plain row's.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +11,11 @@ import { LocalCluster } from '../src/launch/local-cluster.ts';
 import { PSClient } from '../src/client/ps-client.ts';
 import { printTable } from './table.ts';
 import { PSLITE_HOWTO, psliteBuilt, runPslite } from './pslite-baseline.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeLocalTls, tlsEnv } from '../src/launch/tls-certs.ts';
+import { loadTls } from '../src/transport/index.ts';
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
 /** Extra Node flags for every process of the benchmark, e.g. BENCH_NODE_ARGS="--cpu-prof". */
@@ -27,7 +34,7 @@ function runProc(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<
 const slowest = (rs: Record<string, number>[]) => Math.max(...rs.map((r) => r.pullMs! + r.pushMs!));
 const mean = (rs: Record<string, number>[], k: string, rounds: number) => +(rs.reduce((a, r) => a + r[k]!, 0) / rs.length / rounds).toFixed(2);
 
-export async function runPsBench(args: { json: boolean; quick?: boolean }): Promise<object> {
+export async function runPsBench(args: { json: boolean; quick?: boolean; tls?: boolean }): Promise<object> {
   const rows = args.quick ? 200_000 : 1_000_000, dim = 64, keys = 4096, rounds = args.quick ? 20 : 200;
   // Untimed rounds first (both ours and the baseline): steady state, not JIT warm-up, is measured.
   const warmup = args.quick ? 5 : 20;
@@ -43,12 +50,15 @@ export async function runPsBench(args: { json: boolean; quick?: boolean }): Prom
 
   const pslite = psliteBuilt();
   if (!pslite) process.stderr.write(`[bench ps] ${PSLITE_HOWTO}\n`);
+  const tlsDir = args.tls ? mkdtempSync(join(tmpdir(), 'hybridps-bench-tls-')) : '';
+  const pki = args.tls ? makeLocalTls(tlsDir) : undefined;
   try {
-    for (const servers of [1, 2]) {
-      const cluster = new LocalCluster({ servers, nodeArgs, log: (l) => { if (/ERROR/.test(l)) process.stderr.write(l + '\n'); } });
+    for (const [servers, tls] of [1, 2].flatMap((s) => (pki ? [[s, false], [s, true]] as const : [[s, false]] as const))) {
+      const cluster = new LocalCluster({ servers, nodeArgs, tls: tls ? pki : undefined, log: (l) => { if (/ERROR/.test(l)) process.stderr.write(l + '\n'); } });
       await cluster.start();
+      const plainRow = (optimizer: string, clients: number) => results.find((r) => r.tls === 'no' && r.servers === servers && r.clients === clients && r.optimizer === optimizer);
       try {
-        const env = { HYBRIDPS_SECRET: cluster.secret, SCHEDULER: cluster.schedulerUrl, SERVERS: String(servers), ROWS: String(rows), DIM: String(dim), KEYS: String(keys), ROUNDS: String(rounds), WARMUP: String(warmup) };
+        const env = { ...(tls ? tlsEnv(pki!, 'worker') : {}), HYBRIDPS_SECRET: cluster.secret, SCHEDULER: cluster.schedulerUrl, SERVERS: String(servers), ROWS: String(rows), DIM: String(dim), KEYS: String(keys), ROUNDS: String(rounds), WARMUP: String(warmup) };
         // AdaGrad (the issue's configuration) at every shape; SGD as a second row at 1 x 1.
         const runs = [...[1, 2].map((clients) => ({ optimizer: 'adagrad' as const, clients })), ...(servers === 1 ? [{ optimizer: 'sgd' as const, clients: 1 }] : [])];
         for (const optimizer of new Set(runs.map((r) => r.optimizer))) {
@@ -56,20 +66,28 @@ export async function runPsBench(args: { json: boolean; quick?: boolean }): Prom
           await runProc(here('./ps-client-proc.ts'), [], { ...env, MODE: 'fill', NODE_ID: 'filler', OPT: optimizer });
         }
         for (const { optimizer, clients } of runs) {
-          process.stderr.write(`[bench ps] ${servers} server(s), ${clients} client(s), ${optimizer}\n`);
+          process.stderr.write(`[bench ps] ${servers} server(s), ${clients} client(s), ${optimizer}${tls ? ', TLS' : ''}\n`);
           const ours = await Promise.all(Array.from({ length: clients }, (_, i) =>
             runProc(here('./ps-client-proc.ts'), [], { ...env, MODE: 'run', NODE_ID: `bench-${i}`, SEED: String(i + 1), OPT: optimizer })));
+          const rowsMoved = clients * rounds * 2 * keys; // rows back on pull, rows out on push
+          if (tls) {
+            // The baselines are plain; the TLS row is read against the plain row of this run.
+            const rowsPerSec = Math.round(rowsMoved / (slowest(ours) / 1000));
+            results.push({ optimizer, servers, clients, tls: 'yes', rowsPerSec, pullMs: mean(ours, 'pullMs', rounds), pushMs: mean(ours, 'pushMs', rounds),
+              payloadMBps: '-', rawWsMBps: '-', ratio: '-', vsPlain: +(rowsPerSec / Number(plainRow(optimizer, clients)!.rowsPerSec)).toFixed(3) });
+            continue;
+          }
           const raw = await Promise.all(Array.from({ length: clients }, () =>
             runProc(here('./raw-ws-echo.ts'), ['client', echoUrl, String(keyBytes), String(valueBytes), String(rounds), String(warmup)], {})));
           const oursMs = slowest(ours), rawMs = slowest(raw);
-          const rowsMoved = clients * rounds * 2 * keys; // rows back on pull, rows out on push
           const payloadMBps = rowsMoved * dim * 4 / 1e6 / (oursMs / 1000);
           const rawWsMBps = rowsMoved * dim * 4 / 1e6 / (rawMs / 1000);
           const row: Record<string, number | string> = {
-            optimizer, servers, clients,
+            optimizer, servers, clients, ...(pki ? { tls: 'no' } : {}),
             rowsPerSec: Math.round(rowsMoved / (oursMs / 1000)),
             pullMs: mean(ours, 'pullMs', rounds), pushMs: mean(ours, 'pushMs', rounds),
             payloadMBps: +payloadMBps.toFixed(1), rawWsMBps: +rawWsMBps.toFixed(1), ratio: +(payloadMBps / rawWsMBps).toFixed(3),
+            ...(pki ? { vsPlain: '-' } : {}),
           };
           if (pslite) {
             process.stderr.write(`[bench ps] ps-lite: ${servers} server(s), ${clients} worker(s), ${optimizer}\n`);
@@ -81,6 +99,7 @@ export async function runPsBench(args: { json: boolean; quick?: boolean }): Prom
           }
           results.push(row);
         }
+        if (tls) continue; // memory per row: measured once, on the plain clusters
         const probe = await PSClient.connect({ secret: new TextEncoder().encode(cluster.secret), schedulerUrl: cluster.schedulerUrl, nodeId: 'probe', role: 3 });
         await probe.waitForView((v) => v.servers.length === servers);
         const stats = (await probe.serverStats()) as { tables: { name: string; rows: number; bytesPerRow: number; idealBytesPerRow: number }[] }[];
@@ -96,28 +115,34 @@ export async function runPsBench(args: { json: boolean; quick?: boolean }): Prom
   } finally {
     echo.stdin!.end();
     echo.kill();
+    if (tlsDir) rmSync(tlsDir, { recursive: true, force: true });
   }
   printTable('PS push/pull on loopback (dim 64, 4096 unique keys/request)', results);
-  const best = results.reduce((a, r) => (Number(r.ratio) > Number(a.ratio) ? r : a));
-  const main = results.find((r) => r.optimizer === 'adagrad' && r.servers === 1 && r.clients === 1)!;
+  const plain = results.filter((r) => r.tls !== 'yes');
+  const best = plain.reduce((a, r) => (Number(r.ratio) > Number(a.ratio) ? r : a)); // plain rows only: the baselines are plain
+  const main = plain.find((r) => r.optimizer === 'adagrad' && r.servers === 1 && r.clients === 1)!;
+  const mainTls = results.find((r) => r.tls === 'yes' && r.optimizer === 'adagrad' && r.servers === 1 && r.clients === 1);
   const summary = {
     bench: 'ps', rows, dim, keysPerRequest: keys, rounds, results,
     rowsPerSec: best.rowsPerSec, payloadMBps: best.payloadMBps, rawWsMBps: best.rawWsMBps,
     ratio: main.ratio,
     // Ours over ps-lite, AdaGrad, 1 server x 1 client (the issue's target); null without the binary.
     vsPslite: main.vsPslite ?? null,
+    // With --tls: rows/s over mutual TLS over plain rows/s, AdaGrad, 1 server x 1 client; null without.
+    tlsVsPlain: mainTls?.vsPlain ?? null,
     bytesPerRow: +bytesPerRow.toFixed(1), idealBytesPerRow, memoryRatio: +(bytesPerRow / idealBytesPerRow).toFixed(3),
     targets: { ratio: 0.5, memoryRatio: 1.25, vsPslite: 1.5 },
   };
   console.log(`server memory: ${summary.bytesPerRow} bytes/row vs ideal ${idealBytesPerRow} (${summary.memoryRatio}x; target <= 1.25x)`);
   console.log(`payload throughput vs raw ws (adagrad, 1 server, 1 client): ${summary.ratio} (target >= 0.5)`);
+  if (mainTls) console.log(`rows/s over mutual TLS vs plain (adagrad, 1 server, 1 client): ${mainTls.vsPlain}`);
   console.log(pslite ? `rows/s vs ps-lite (adagrad, 1 server, 1 client): ${summary.vsPslite} (target >= 1.5)` : `[bench ps] ${PSLITE_HOWTO}`);
   return summary;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const json = process.argv.includes('--json');
-  const s = await runPsBench({ json, quick: process.argv.includes('--quick') });
+  const s = await runPsBench({ json, quick: process.argv.includes('--quick'), tls: process.argv.includes('--tls') });
   if (json) console.log(JSON.stringify(s));
   process.exit(0);
 }

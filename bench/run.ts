@@ -1,8 +1,8 @@
-// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps, kernels, allreduce, step, pipeline).
+// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps [--tls], store, kernels, allreduce [--tls], step, pipeline).
 // step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
-// --gpu-steps N, --no-pipeline, --cache-rows N (see bench/step-cluster.ts), --scale-rows M (the same
+// --gpu-steps N, --no-pipeline, --cache-rows N, --cache-policy ADMIT:REFRESH[,...] (see bench/step-cluster.ts), --scale-rows M (the same
 // configurations again at M rows per table in the same run, and the ratio: bench/step-scale.ts);
-// allreduce also takes --crossover.
+// allreduce also takes --crossover or --tls (plain and TLS rings, same run).
 const [name, ...rest] = process.argv.slice(2);
 const json = rest.includes('--json');
 const quick = rest.includes('--quick');
@@ -10,8 +10,9 @@ const quick = rest.includes('--quick');
 const flag = (f: string): string | undefined => { const i = rest.indexOf(f); return i >= 0 ? rest[i + 1] : undefined; };
 const intFlag = (f: string): number | undefined => { const v = flag(f); return v === undefined ? undefined : Number(v); };
 const benches: Record<string, () => Promise<object>> = {
-  ps: async () => (await import('./ps.ts')).runPsBench({ json, quick }),
-  allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick, crossover: rest.includes('--crossover') }),
+  ps: async () => (await import('./ps.ts')).runPsBench({ json, quick, tls: process.argv.includes('--tls') }),
+  store: async () => (await import('./store.ts')).runStoreBench({ json, quick }),
+  allreduce: async () => (await import('./allreduce.ts')).runAllreduceBench({ json, quick, crossover: rest.includes('--crossover'), tls: rest.includes('--tls') }),
   pipeline: async () => (await import('./pipeline.ts')).runPipelineBench({ quick, log: (s) => (json ? process.stderr : process.stdout).write(s + '\n') }),
   kernels: async () => {
     const kernels = await (await import('./kernels.ts')).runKernelsBench({ json, quick });
@@ -26,7 +27,7 @@ const benches: Record<string, () => Promise<object>> = {
     const args = {
       json, quick, all: rest.includes('--all'), config: flag('--config'),
       rowsPerTable: intFlag('--rows-per-table'), batch: intFlag('--batch'), steps: intFlag('--steps'), gpuSteps: intFlag('--gpu-steps'),
-      pipeline: !rest.includes('--no-pipeline'), cacheRows: intFlag('--cache-rows'),
+      pipeline: !rest.includes('--no-pipeline'), cacheRows: intFlag('--cache-rows'), cachePolicy: flag('--cache-policy'),
     };
     const scaleRows = intFlag('--scale-rows');
     if (scaleRows !== undefined) return (await import('./step-scale.ts')).runStepScaleBench({ ...args, scaleRows });

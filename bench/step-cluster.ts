@@ -13,9 +13,12 @@
 // - stepMs: the real step with the GPU work (lavapipe on a machine without a GPU);
 // - the phases of both, the rows touched and pulled, the row cache's hit rate, evictions and bytes saved.
 // With --cache-rows N (default 16384 in a full run, 0 with --quick), every SSP configuration runs
-// twice in the same run: without the worker-side row cache and with it (`<name>+cache`). The cache
-// holds SSP/ASP tables with a stateless optimizer (SGD) only: AdaGrad rows are not cached
-// (src/worker/row-cache.ts says why), so an AdaGrad `+cache` row shows a hit rate of 0.
+// twice in the same run: without the worker-side row cache and with it (`<name>+cache`). AdaGrad
+// tables are cached with their optimizer state (src/worker/row-cache.ts); --cache-policy
+// ADMIT:REFRESH[,...] (ADMIT all or second-touch, REFRESH the clocks a held state serves row-only
+// refreshes) runs one `+cache(ADMIT:REFRESH)` row per policy instead of the default one.
+// With GPU steps (--gpu-steps N > 0): gpuMs (upload + compute + download of the real step) and
+// exposedDataPathMs (stepMs - gpuMs: the data path the pipeline did not hide), medians over steps.
 // Every child process is stopped at the end, on an error and on Ctrl-C.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -46,6 +49,20 @@ export interface StepBenchArgs {
   pipeline?: boolean;
   /** Row cache rows per table for the `+cache` runs of SSP configurations (0: none). */
   cacheRows?: number;
+  /** Stateful tables' cache policies, `ADMIT:REFRESH[,...]` (default: DEFAULT_ROW_CACHE's, one `+cache` row). */
+  cachePolicy?: string;
+}
+
+interface CachePolicy { admit: 'all' | 'second-touch'; stateRefresh: number; label: string }
+
+/** The `+cache` runs' policies: --cache-policy, or the default one (labelled plainly `+cache`). */
+function cachePolicies(arg: string | undefined): CachePolicy[] {
+  if (arg === undefined) return [{ admit: DEFAULT_ROW_CACHE.admit, stateRefresh: DEFAULT_ROW_CACHE.stateRefresh, label: '+cache' }];
+  return arg.split(',').map((x) => {
+    const m = /^(all|second-touch):(\d+)$/.exec(x.trim());
+    if (!m) throw new BenchRefusal(`--cache-policy ${x}: expected ADMIT:REFRESH with ADMIT all or second-touch and REFRESH clocks >= 0, e.g. second-touch:16`);
+    return { admit: m[1] as CachePolicy['admit'], stateRefresh: Number(m[2]), label: `+cache(${m[1]}:${m[2]})` };
+  });
 }
 
 const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
@@ -110,7 +127,7 @@ function phaseMedians(steps: StepSample[]): Phases {
   return Object.fromEntries(PHASES.map((k) => [k, r2(median(steps.map((s) => s[k])))])) as Phases;
 }
 
-async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cacheRows: number, floorPort: number, log: (s: string) => void): Promise<Record<string, unknown>> {
+async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cacheRows: number, policy: CachePolicy, floorPort: number, log: (s: string) => void): Promise<Record<string, unknown>> {
   // The roles' warnings and errors and the launcher's own lines (a role that exited), except
   // while the cluster stops (members leaving is not news then).
   let stopping = false;
@@ -120,7 +137,7 @@ async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cach
   const workers: ChildProcess[] = [];
   try {
     await cluster.start();
-    const base = { schedulerUrl: cluster.schedulerUrl, servers: c.servers, workers: c.workers, optimizer: c.optimizer, consistency: c.consistency, sizes, dataSeed: 7, floorPort, pipeline, cacheRows };
+    const base = { schedulerUrl: cluster.schedulerUrl, servers: c.servers, workers: c.workers, optimizer: c.optimizer, consistency: c.consistency, sizes, dataSeed: 7, floorPort, pipeline, cacheRows, cacheAdmit: policy.admit, cacheStateRefresh: policy.stateRefresh };
     const runs = Array.from({ length: c.workers }, (_, i) => runWorker({ ...base, nodeId: `worker-${i}` }, cluster.secret, log, workers));
     // One worker failing leaves the others waiting at a barrier: stop them all on the first error.
     results = await Promise.all(runs.map((p) => p.catch((e) => { for (const w of workers) w.kill('SIGKILL'); throw e; })));
@@ -142,9 +159,13 @@ async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cach
   const hits = cacheSum((x) => x.hits), lookups = hits + cacheSum((x) => x.misses);
   const floorOwner = results.find((r) => r.floor)!, floor = floorOwner.floor!;
   const stepMs = gpuSteps.length ? median(gpuSteps.map((s) => s.total)) : NaN;
+  // The GPU's share of a real step (its uploads, kernels and readbacks), and what is left of it.
+  const gpuMs = gpuSteps.length ? median(gpuSteps.map((s) => s.upload + s.compute + s.download)) : NaN;
+  const exposedMs = gpuSteps.length ? median(gpuSteps.map((s) => s.total - (s.upload + s.compute + s.download))) : NaN;
   const need = memoryNeed([c], sizes.rowsPerTable);
   return {
-    name: cacheRows > 0 ? `${c.name}+cache` : c.name, servers: c.servers, cacheRows, workers: c.workers, optimizer: c.optimizer,
+    name: cacheRows > 0 ? `${c.name}${policy.label}` : c.name, servers: c.servers, cacheRows, workers: c.workers, optimizer: c.optimizer,
+    cachePolicy: cacheRows > 0 && c.optimizer !== 'sgd' ? { admit: policy.admit, stateRefresh: policy.stateRefresh } : null,
     viewChanges: Math.max(...results.map((r) => r.viewChanges)),
     consistency: c.consistency.kind === 'ssp' ? `ssp:${c.consistency.staleness}` : 'bsp',
     batch: sizes.batch, rowsPerTable: sizes.rowsPerTable,
@@ -153,6 +174,7 @@ async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cach
     dataPathMs: r2(dataPathMs),
     dataPathSpreadMs: { p10: r2(quantile(dataSteps.map((s) => s.total), 0.1)), p90: r2(quantile(dataSteps.map((s) => s.total), 0.9)) },
     standInMs: r2(median(dataSteps.map((s) => s.standIn))),
+    workerCpuMs: r2(median(dataSteps.map((s) => s.cpu))),
     allreduceMs: r2(median(dataSteps.map((s) => s.allreduce))),
     serverApplyMs: r2(results.find((r) => r.dataPath.server)?.dataPath.server?.applyMs ?? NaN),
     ceilingSamplesPerSec: Math.round(sizes.batch / (dataPathMs / 1000)),
@@ -163,8 +185,14 @@ async function runConfig(c: StepConfig, sizes: RunSizes, pipeline: boolean, cach
     rowsTouched: Math.round(rowsTouched), rowsPulled: Math.round(rowsPulled), rowsPushed: Math.round(rowsPushed),
     // The cache's own rate where a table was cached (hits over lookups); else 1 - pulled / touched (0: every row pulled).
     cacheHitRate: caches.length ? (lookups > 0 ? r2(hits / lookups) : 0) : rowsTouched > 0 ? r2(Math.max(0, 1 - rowsPulled / rowsTouched)) : 0,
-    cache: caches.length ? { hitsPerStep: Math.round(hits), lookupsPerStep: Math.round(lookups), evictionsPerStep: r2(cacheSum((x) => x.evictions)), bytesSavedPerStep: Math.round(cacheSum((x) => x.bytesSaved)) } : null,
+    cache: caches.length ? {
+      hitsPerStep: Math.round(hits), lookupsPerStep: Math.round(lookups), evictionsPerStep: r2(cacheSum((x) => x.evictions)),
+      bytesSavedPerStep: Math.round(cacheSum((x) => x.bytesSaved)), statePullsPerStep: Math.round(cacheSum((x) => x.statePulls)),
+    } : null,
     stepMs: r2(stepMs), stepSamplesPerSec: Number.isFinite(stepMs) ? Math.round(sizes.batch / (stepMs / 1000)) : null,
+    gpuMs: r2(gpuMs), exposedDataPathMs: r2(exposedMs), exposedShare: Number.isFinite(exposedMs) ? +(exposedMs / stepMs).toFixed(4) : null,
+    // The issue's target applies where the GPU time exceeds the data path: exposed <= 10% of the step.
+    exposedTarget: Number.isFinite(gpuMs) && gpuMs > dataPathMs ? { applies: true, met: exposedMs <= 0.1 * stepMs } : { applies: false, met: null },
     adapter: results[0]!.adapter,
     steps: { dataPath: dataSteps.length, gpu: gpuSteps.length },
     fillSec: r2(Math.max(...results.map((r) => r.fillSec))), wallSec: r2(wallSec),
@@ -193,7 +221,10 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   const cacheRows = args.cacheRows ?? (args.quick ? 0 : DEFAULT_ROW_CACHE.rows);
   if (!Number.isInteger(cacheRows) || cacheRows < 0) throw new BenchRefusal(`--cache-rows ${cacheRows}: must be an integer >= 0`);
   // Each SSP configuration without and (cacheRows > 0) with the row cache, one after the other.
-  const runs = configs.flatMap((c) => (c.consistency.kind === 'ssp' && cacheRows > 0 ? [{ c, cacheRows: 0 }, { c, cacheRows }] : [{ c, cacheRows: 0 }]));
+  const policies = cachePolicies(args.cachePolicy), none = policies[0]!;
+  const runs = configs.flatMap((c) => (c.consistency.kind === 'ssp' && cacheRows > 0
+    ? [{ c, cacheRows: 0, policy: none }, ...(c.optimizer === 'sgd' ? [none] : policies).map((policy) => ({ c, cacheRows, policy }))]
+    : [{ c, cacheRows: 0, policy: none }]));
   const need = memoryNeed(configs, sizes.rowsPerTable);
   const refusal = memoryRefusal(configs, sizes.rowsPerTable);
   if (refusal) throw new BenchRefusal(refusal);
@@ -208,9 +239,9 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   const rows: Record<string, unknown>[] = [];
   const floorServer = await spawnFloorServer();
   try {
-    for (const { c, cacheRows: rowsCached } of runs) {
+    for (const { c, cacheRows: rowsCached, policy } of runs) {
       log(`[bench step] ${c.name}${rowsCached ? ` with a row cache of ${rowsCached} rows per table` : ''}: starting the scheduler, ${c.servers} server(s), ${c.workers} worker(s)`);
-      const row = await runConfig(c, sizes, args.pipeline ?? true, rowsCached, floorServer.port, log);
+      const row = await runConfig(c, sizes, args.pipeline ?? true, rowsCached, policy, floorServer.port, log);
       log(`[bench step] ${row.name}: data path ${row.dataPathMs} ms, wire floor ${row.wireFloorMs} ms (x${row.ratio}), step with the GPU work ${row.stepMs} ms (${row.wallSec} s)`);
       if (row.viewChanges) log(`[bench step] ${row.name}: WARNING the cluster view changed ${row.viewChanges} time(s) during the run (a member lost and back?): its numbers are suspect`);
       rows.push(row);
@@ -231,17 +262,20 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
   printTable(`Step data path vs one raw TCP stream (${args.pipeline ?? true ? 'pipelined' : 'serial'} step, batch ${sizes.batch}, ${TABLES} tables x ${sizes.rowsPerTable} rows x dim ${DIM}, planted Zipf ids; ms, medians)`, rows.map((r) => {
     const p = r.dataPathPhases as Phases;
     return {
-      config: `${r.name}${r.viewChanges ? ' (!)' : ''}`, rows: r.rowsTouched, hit: r.cacheHitRate, prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
-      dataPath: r.dataPathMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step on ${adapterShort}`]: r.stepMs,
+      config: `${r.name}${r.viewChanges ? ' (!)' : ''}`, rows: r.rowsTouched, hit: r.cacheHitRate, pullMB: +(Number(r.pullBytes) / 1e6).toFixed(2), prep: p.prep, pull: p.pull, push: p.push, dense: p.dense, clock: p.clock,
+      dataPath: r.dataPathMs, workerCpu: r.workerCpuMs, wireFloor: r.wireFloorMs, ratio: r.ratio, ceilingSps: r.ceilingSamplesPerSec, [`step on ${adapterShort}`]: r.stepMs,
     };
   }));
   if (rows.some((r) => r.phases)) {
-    printTable(`The same step with the GPU work, on ${adapter} (ms, medians)`, rows.filter((r) => r.phases).map((r) => ({ config: r.name, ...(r.phases as Phases), step: r.stepMs, samplesPerSec: r.stepSamplesPerSec })));
+    printTable(`The same step with the GPU work, on ${adapter} (ms, medians; gpu = upload + compute + download, exposed = step - gpu)`, rows.filter((r) => r.phases).map((r) => ({
+      config: r.name, ...(r.phases as Phases), step: r.stepMs, gpu: r.gpuMs, exposed: r.exposedDataPathMs, 'exposed %': +(100 * Number(r.exposedShare)).toFixed(2), dataPath: r.dataPathMs, samplesPerSec: r.stepSamplesPerSec,
+    })));
   }
   const targets = { 's2-w1-adagrad-bsp': 6, 's2-w1-adagrad-ssp2+cache': 2 };
   if (software) console.log(`step on ${adapterShort}: the real GPU work on a software adapter (Mesa lavapipe, on the CPU): it says nothing about GPU speed`);
   if (rows.some((r) => r.viewChanges)) console.log('(!): the cluster view changed during that configuration (a member lost and back?): its numbers are suspect');
-  console.log(`targets (issue): dataPathMs / wireFloorMs <= 6 for s2-w1-adagrad-bsp, <= 2 for s2-w1-adagrad-ssp2 with the row cache (+cache rows; the cache holds SGD tables only)`);
+  console.log(`targets (issue): dataPathMs / wireFloorMs <= 6 for s2-w1-adagrad-bsp, <= 2 for s2-w1-adagrad-ssp2 with the row cache (+cache rows); ` +
+    'with GPU steps, exposed data path (step - gpu) <= 10% of the step where gpu > dataPath');
   return {
     bench: 'step', preset: 'gpu', pipeline: args.pipeline ?? true, batch: sizes.batch, rowsPerTable: sizes.rowsPerTable, tables: TABLES, dim: DIM,
     ids: 'planted Zipf(1.1) through per-table permutations (src/data/synthetic.ts plantedSamples)',

@@ -40,14 +40,18 @@ export interface WorkerProcConfig {
   floorPort: number;
   /** WorkerStep's pipelined mode, as training runs it (the next batch prepared, and pulled early where consistency allows, during the GPU work). */
   pipeline: boolean;
-  /** WorkerStep's row cache, rows per SSP/ASP SGD table (0: off). */
+  /** WorkerStep's row cache, rows per SSP/ASP table (0: off), and a stateful optimizer's policy (RowCacheConfig). */
   cacheRows: number;
+  cacheAdmit: 'all' | 'second-touch';
+  cacheStateRefresh: number;
 }
 
 /** One timed step, milliseconds. `dense` is the dense hook and update without the clock. */
 export interface StepSample {
   total: number; prep: number; pull: number; upload: number; compute: number; download: number;
   push: number; dense: number; clock: number; allreduce: number; standIn: number;
+  /** CPU time of this worker process in the step (user + system, all threads): less at the mercy of a shared machine's load than wall time. */
+  cpu: number;
 }
 
 export interface PhaseResult {
@@ -58,8 +62,8 @@ export interface PhaseResult {
   rowsTouched: number; rowsPulled: number; rowsPushed: number;
   /** Rank 0 only, per step, from the servers' counters (summed over servers): time in update functions, rows pulled. */
   server: { applyMs: number; rowsPulled: number } | null;
-  /** Per step over the timed steps: the row caches' counters (null: no table cached). */
-  cache: RowCacheStats | null;
+  /** Per step over the timed steps: the row caches' counters and rows pulled with their optimizer state (null: no table cached). */
+  cache: (RowCacheStats & { statePulls: number }) | null;
 }
 
 export interface WorkerProcResult {
@@ -177,26 +181,27 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
       // Pipelined, each step prepares the next during its GPU work, except across the warm-up's
       // end and a block's end: no early pull straddles a byte count or a floor block.
       const region = (i: number) => (i < warmup ? -1 : Math.floor((i - warmup) / perBlock));
-      let pull0 = 0, push0 = 0, touched = 0, cache0 = step.cacheStats();
+      const statePulls = () => step.caches.reduce((a, c) => a + (c?.statePulls ?? 0), 0);
+      let pull0 = 0, push0 = 0, touched = 0, cache0 = step.cacheStats(), state0 = 0;
       let server0: ServerCounters | null = null;
       let ahead: PreparedBatch | null = null;
       for (let i = 0; i < batches.length; i++) {
-        if (i === warmup) { pull0 = client.bytes.pull; push0 = client.bytes.push; cache0 = step.cacheStats(); if (rank === 0) server0 = await serverCounters(); }
+        if (i === warmup) { pull0 = client.bytes.pull; push0 = client.bytes.push; cache0 = step.cacheStats(); state0 = statePulls(); if (rank === 0) server0 = await serverCounters(); }
         clockMs = 0; hookMs = 0;
         const input: WorkerBatch | PreparedBatch = ahead ?? batches[i]!.batch;
         ahead = null;
         const prefetch = cfg.pipeline && i + 1 < batches.length && region(i + 1) === region(i)
           ? (clock: number) => { ahead = step.prepare(batches[i + 1]!.batch, clock); }
           : undefined;
-        const t0 = now();
+        const t0 = now(), cpu0 = process.cpuUsage();
         const r = await step.run(input, prefetch);
-        const total = now() - t0;
+        const total = now() - t0, cpu1 = process.cpuUsage(cpu0);
         if (i < warmup) continue;
         touched += batches[i]!.unique;
         const m = r.ms;
         steps.push({
           total, prep: m.prep, pull: m.pull, upload: m.upload, compute: m.compute, download: m.download, push: m.push,
-          dense: m.dense - clockMs, clock: clockMs, allreduce: hookMs, standIn: standIn?.lastStepMs ?? 0,
+          dense: m.dense - clockMs, clock: clockMs, allreduce: hookMs, standIn: standIn?.lastStepMs ?? 0, cpu: (cpu1.user + cpu1.system) / 1000,
         });
         if (afterBlock && (steps.length % perBlock === 0 || i === batches.length - 1)) {
           await afterBlock(Math.ceil(steps.length / perBlock) - 1, { pullBytes: (client.bytes.pull - pull0) / steps.length, pushBytes: (client.bytes.push - push0) / steps.length });
@@ -207,14 +212,14 @@ async function main(cfg: WorkerProcConfig): Promise<WorkerProcResult> {
       const server1 = server0 ? await serverCounters() : null;
       const server = server0 && server1 ? { applyMs: (server1.applyMs - server0.applyMs) / n, rowsPulled: (server1.rowsPulled - server0.rowsPulled) / n } : null;
       const c1 = step.cacheStats();
-      const cache = c1 && cache0 ? { hits: (c1.hits - cache0.hits) / n, misses: (c1.misses - cache0.misses) / n, evictions: (c1.evictions - cache0.evictions) / n, bytesSaved: (c1.bytesSaved - cache0.bytesSaved) / n } : null;
+      const cache = c1 && cache0 ? { hits: (c1.hits - cache0.hits) / n, misses: (c1.misses - cache0.misses) / n, evictions: (c1.evictions - cache0.evictions) / n, bytesSaved: (c1.bytesSaved - cache0.bytesSaved) / n, statePulls: (statePulls() - state0) / n } : null;
       return { steps, pullBytes, pushBytes, rowsTouched: touched / n, rowsPulled: pullBytes / bytesPerRow, rowsPushed: pushBytes / bytesPerRow, server, cache };
     };
 
     await client.barrier('start');
     log.info('timing the data path', { steps: sizes.steps });
     const standIn = new DataPathRunner(spec);
-    const cache = cfg.cacheRows > 0 ? { ...DEFAULT_ROW_CACHE, rows: cfg.cacheRows } : undefined;
+    const cache = cfg.cacheRows > 0 ? { ...DEFAULT_ROW_CACHE, rows: cfg.cacheRows, admit: cfg.cacheAdmit, stateRefresh: cfg.cacheStateRefresh } : undefined;
     const dataStep = new WorkerStep({ client, runner: asModelRunner(standIn), tableIds, globalBatch, dense: { mode: 'local', optimizer: denseOpt, hook }, pipeline: cfg.pipeline, cache });
     // The wire floor is timed in blocks between blocks of data-path steps, so both see the same
     // load on a shared machine; the other workers wait at a barrier meanwhile (outside the timed

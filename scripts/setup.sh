@@ -49,7 +49,7 @@ fi
 
 # 2. With --browser (the test command passes it): the system tools some tests need, from Debian
 #    when this is root on Debian: Chromium (the report test), iproute2's `ip` (the separate-host
-#    tests' network namespaces, test/helpers/netns.ts).
+#    tests' network namespaces, test/helpers/netns.ts), openssl (the TLS tests' certificates).
 install_for_tests() { # COMMAND PACKAGE WHAT-FOR
   command -v "$1" >/dev/null && return 0
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
@@ -62,6 +62,7 @@ install_for_tests() { # COMMAND PACKAGE WHAT-FOR
 if [ "${1:-}" = "--browser" ]; then
   install_for_tests chromium chromium "the report test's headless browser"
   install_for_tests ip iproute2 "the separate-host tests' network namespaces"
+  install_for_tests openssl openssl "the certificates of the TLS tests and of launch --tls"
 fi
 
 # 3. Vulkan (the checks are defined at the top).

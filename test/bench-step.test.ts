@@ -56,6 +56,10 @@ test(`--quick --json --config ${CONFIG}: one JSON object with every field; no pr
     assert.is(c.dataPathPhases[k], 0, `dataPathPhases.${k}: the data path does none`);
   }
   assert.ok(positive(c.wireFloor.pullMs) && positive(c.wireFloor.pushMs) && positive(c.wireFloor.pullBytes) && positive(c.wireFloor.pushBytes));
+  // The GPU's share of the real step and what is left exposed (medians over steps, so not exactly step - gpu).
+  assert.ok(positive(c.gpuMs) && c.gpuMs <= c.stepMs && nonNegative(c.exposedDataPathMs) && c.exposedDataPathMs <= c.stepMs, `gpu ${c.gpuMs}, exposed ${c.exposedDataPathMs}, step ${c.stepMs}`);
+  assert.is(c.exposedTarget.applies, c.gpuMs > c.dataPathMs);
+  assert.ok(positive(c.workerCpuMs), `workerCpuMs = ${c.workerCpuMs}`);
   // Every row the batch touched was pulled and pushed (no row cache yet): pulled <= touched either way.
   assert.ok(c.rowsPulled <= c.rowsTouched, `${c.rowsPulled} pulled of ${c.rowsTouched} touched`);
   assert.is(c.serverRows, 26 * r.rowsPerTable, 'the fill created every row');
@@ -75,6 +79,22 @@ test('--cache-rows: an SSP configuration runs without and with the row cache in 
   assert.ok(positive(cached.cache.bytesSavedPerStep) && nonNegative(cached.cache.evictionsPerStep));
   assert.ok(cached.cacheHitRate > 0 && cached.cacheHitRate < 1, `cacheHitRate = ${cached.cacheHitRate}`);
   assert.ok(cached.rowsPulled < plain.rowsPulled, `pulled ${cached.rowsPulled} with the cache, ${plain.rowsPulled} without`);
+});
+
+test('--cache-policy: an AdaGrad SSP configuration runs once per policy, its rows pulled with their optimizer state', async () => {
+  const { code, stdout, stderr } = await runBench(['--quick', '--json', '--config', 's1-w1-adagrad-ssp2', '--cache-rows', '4096', '--cache-policy', 'all:0,second-touch:4', '--gpu-steps', '0', '--steps', '4']);
+  assert.is(code, 0, stderr.slice(-3000));
+  const r = JSON.parse(stdout.trim().split('\n').at(-1)!);
+  assert.equal(r.configs.map((c: { name: string }) => c.name), ['s1-w1-adagrad-ssp2', 's1-w1-adagrad-ssp2+cache(all:0)', 's1-w1-adagrad-ssp2+cache(second-touch:4)']);
+  const [plain, all, second] = r.configs;
+  assert.equal(all.cachePolicy, { admit: 'all', stateRefresh: 0 });
+  assert.ok(positive(all.cache.statePullsPerStep) && positive(all.cache.hitsPerStep), JSON.stringify(all.cache));
+  // State with every miss costs bytes: more than the plain run pulls.
+  assert.ok(all.pullBytes > plain.pullBytes, `${all.pullBytes} bytes with state on every miss, ${plain.pullBytes} without a cache`);
+  assert.ok(second.cache.statePullsPerStep < all.cache.statePullsPerStep, `${second.cache.statePullsPerStep} rows with state on a second touch, ${all.cache.statePullsPerStep} on every miss`);
+  const bad = await runBench(['--quick', '--json', '--config', 's1-w1-adagrad-ssp2', '--cache-rows', '4096', '--cache-policy', 'often:2']);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /--cache-policy often:2: expected ADMIT:REFRESH/);
 });
 
 test('a table too large for the machine is refused with the reason, before anything starts', async () => {

@@ -58,6 +58,15 @@ test('launch with the row cache (SSP:2, SGD tables, a tiny --cache-rows): finite
   assert.ok(!('cache' in bsp.json));
 });
 
+test('launch with the row cache on AdaGrad tables (SSP:2, the sample\'s optimizer): cached with their state, finite loss and AUC', () => {
+  const r = hybridps(['launch', 'samples/dlrm', '--data', data, '--model', TINY, '--rows-per-table', '50', '--workers', '2', '--servers', '2',
+    '--batch', '32', '--steps', '10', '--consistency', 'ssp:2', '--cache-rows', '64', '--json']);
+  assert.is(r.code, 0, r.stderr);
+  const c = r.json.cache;
+  assert.ok(c && c.hits > 0 && c.misses > 0 && c.bytesSaved > 0, JSON.stringify(c));
+  assert.ok(Number.isFinite(r.json.logloss) && Number.isFinite(r.json.auc), `logloss ${r.json.logloss}, AUC ${r.json.auc}`);
+});
+
 test('--cache-rows and --cache-refresh are validated before anything starts', () => {
   const r = hybridps(['launch', 'samples/dlrm', '--data', data, '--cache-rows', '-1', '--cache-refresh', '0']);
   assert.is.not(r.code, 0);

@@ -18,6 +18,7 @@ import { operatorTfConfig, NVIDIA_CAPABILITIES } from '../src/launch/kubernetes.
 import { EXIT } from '../src/launch/exit-codes.ts';
 import { tmp } from './helpers/train.ts';
 import { Pods, podHost, replicas, localPaths } from './helpers/pods.ts';
+import { makeLocalTls } from '../src/launch/tls-certs.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -30,7 +31,7 @@ function hybridps(args: string[], env: Record<string, string> = {}, timeout = 12
 
 /** The flags the checked-in examples (deploy/kubernetes/) are rendered with; the README there repeats them. */
 const EXAMPLE = ['samples/dlrm', '--data', '/data/train.tsv', '--image', 'ghcr.io/example/hybridps:0.1.0', '--servers', '2', '--workers', '2',
-  '--replicas', '2', '--checkpoint-dir', '/checkpoints/dlrm', '--checkpoint-every', '1000'];
+  '--replicas', '2', '--checkpoint-dir', '/checkpoints/dlrm', '--checkpoint-every', '1000', '--tls-secret', 'hybridps-tls'];
 
 function render(args: string[]): Obj[] {
   const r = hybridps(['kubernetes', ...args]);
@@ -63,6 +64,13 @@ test('the TFJob: what the operator and the kubelet read', () => {
     assert.ok(c.env.some((e: Obj) => e.name === 'POD_IP' && e.valueFrom.fieldRef.fieldPath === 'status.podIP'));
     const secretVol = podSpec(spec.template).volumes.find((v: Obj) => v.name === 'secret');
     assert.is(secretVol.secret.secretName, 'hybridps-secret');
+    // The certificates from a Secret too (--tls-secret), passed to every role.
+    const tlsVol = podSpec(spec.template).volumes.find((v: Obj) => v.name === 'tls');
+    assert.is(tlsVol.secret.secretName, 'hybridps-tls', type);
+    assert.ok(c.volumeMounts.some((m: Obj) => m.name === 'tls' && m.mountPath === '/etc/hybridps/tls' && m.readOnly), `${type} mounts the TLS Secret`);
+    for (const [flag, file] of [['--tls-cert', 'tls.crt'], ['--tls-key', 'tls.key'], ['--tls-ca', 'ca.crt']]) {
+      assert.is(c.args[c.args.indexOf(flag) + 1], `/etc/hybridps/tls/${file}`, `${type} ${flag}`);
+    }
   }
   const worker = mainContainer(specs.Worker.template);
   assert.is(worker.resources.limits['nvidia.com/gpu'], 1);
@@ -153,16 +161,22 @@ test('exit codes a restart policy can read: 200 when the scheduler never comes u
   assert.match(r2.stderr, /TF_CONFIG is not valid JSON/);
 });
 
-test('the TFJob\'s pods as processes: they wait for the scheduler, train, and all exit 0 at the job end', async () => {
+test('the TFJob\'s pods as processes, over mutual TLS: they wait for the scheduler, train, and all exit 0 at the job end', async () => {
   const data = join(dir, 'data');
   mkdirSync(data, { recursive: true });
   const gen = hybridps(['gen-data', '--out', join(data, 'train.tsv'), '--samples', '3000', '--seed', '3', '--rows-per-table', '40']);
   assert.is(gen.status, 0, gen.stderr);
   const tiny = JSON.stringify({ numTables: 26, dim: 4, bottom: [13, 8, 4], top: [8, 1], rowsPerTable: 40 });
   const [cm, job] = render(['samples/dlrm', '--data', '/data/train.tsv', '--image', 'local', '--servers', '2', '--workers', '2',
-    '--model', tiny, '--batch', '32', '--steps', '8', '--eval-samples', '100']);
+    '--model', tiny, '--batch', '32', '--steps', '8', '--eval-samples', '100', '--tls-secret', 'hybridps-tls']);
   // The mounts, as the kubelet would lay them out: each mountPath is a directory here.
-  const mounts: Record<string, string> = { '/etc/hybridps/secret': join(dir, 'secret'), '/etc/hybridps/train': join(dir, 'train'), '/data': data };
+  const mounts: Record<string, string> = { '/etc/hybridps/secret': join(dir, 'secret'), '/etc/hybridps/train': join(dir, 'train'), '/data': data, '/etc/hybridps/tls': join(dir, 'tls') };
+  // One certificate for every pod, as one Secret gives: the cluster name in it, not the pod IPs.
+  const tls = makeLocalTls(join(dir, 'pki'));
+  mkdirSync(mounts['/etc/hybridps/tls']!, { recursive: true });
+  for (const [file, from] of [['tls.crt', tls.roles.server.cert], ['tls.key', tls.roles.server.key], ['ca.crt', tls.ca]] as const) {
+    writeFileSync(join(mounts['/etc/hybridps/tls']!, file), readFileSync(from));
+  }
   mkdirSync(mounts['/etc/hybridps/secret']!, { recursive: true });
   mkdirSync(mounts['/etc/hybridps/train']!, { recursive: true });
   writeFileSync(join(mounts['/etc/hybridps/secret']!, 'secret'), 'k8s-test-secret-0123456789');
@@ -184,6 +198,7 @@ test('the TFJob\'s pods as processes: they wait for the scheduler, train, and al
     const { codes, report } = await pods.exits();
     assert.equal(codes, pods.all.map(() => 0), report);
     assert.match(chief.log.join(''), /the job has ended/);
+    for (const p of pods.all) assert.match(p.log.join(''), /links are TLS, both ends verified/, `${p.name} ran over TLS`);
     for (const p of pods.all.filter((q) => q.type === 'worker')) assert.match(p.log.join(''), /result/, `${p.name} reported its result`);
   } finally {
     clearTimeout(guard);

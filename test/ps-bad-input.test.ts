@@ -126,5 +126,10 @@ test('unauthenticated peers are refused before any other message is read', async
   await unchanged();
 });
 
+test('optimizer state asked for on an fp16 wire is refused (it travels only as f32)', async () => {
+  await expectError({ type: 'pullBatch', parts: [{ table: 1, keys, state: true }], clock: -1, worker: 0, f16: true }, ErrorCode.Malformed, /optimizer state on an fp16 wire.*without f16/);
+  await unchanged();
+});
+
 test.after(async () => { await conn.close(); await c.close(); });
 test.run();

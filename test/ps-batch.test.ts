@@ -129,6 +129,32 @@ test('a part sent to a server that does not own it refuses the batch (WrongOwner
   } finally { await c.close(); }
 });
 
+test('rows pulled with their optimizer state: AdaGrad\'s accumulator and the update count as the servers hold them, across 2 servers', async () => {
+  const c = await startCluster({ servers: 2 });
+  try {
+    const client = await c.client('state');
+    await client.declareTables([table({ id: 1, dim: 3, init: 'uniform', initScale: 1, optimizer: 'adagrad', hyper: { lr: 0.1 }, consistency: Consistency.ASP })]);
+    const keys = keysOf(1, 2, 3, 4, 5, 6, 7, 8), g = randomFloats(keys.length * 3, 9);
+    const before = await client.pull(1, keys);
+    await client.push(1, keys, g);
+    await client.push(1, keys.subarray(0, 4), g.subarray(0, 12));
+    const got = await client.pullWithState(1, keys);
+    assert.is(got.state.slots.length, 1);
+    for (let j = 0; j < keys.length; j++) {
+      const twice = j < 4;
+      assert.is(got.state.steps[j], twice ? 2 : 1, `key ${j}: update count`);
+      for (let d = 0; d < 3; d++) {
+        const x = g[j * 3 + d]!, acc = Math.fround(twice ? Math.fround(x * x) + x * x : x * x);
+        assert.is(got.state.slots[0]![j * 3 + d], acc, `key ${j}: accumulator`);
+      }
+    }
+    assert.equal(Array.from(got.rows), Array.from(await client.pull(1, keys)), 'the rows as a plain pull gives them');
+    assert.not.equal(Array.from(got.rows), Array.from(before));
+  } finally {
+    await c.close();
+  }
+});
+
 test('the coalescer cuts a batch at MAX_BATCH_VALUE_BYTES and keeps one message per server and clock', async () => {
   const sent: string[] = [];
   const send = async (serverId: string, body: { type: string; parts?: { keys: BigUint64Array }[]; keys?: BigUint64Array; clock?: number }) => {

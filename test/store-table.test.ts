@@ -213,9 +213,10 @@ test('rows across storage blocks: grown on demand and presized agree with an Ada
         e.steps++;
         for (let j = 0; j < d; j++) {
           const gj = g[i * d + j]!;
-          const a = e.acc[j]! + gj * gj; // in float64, rounded to float32 only where stored (as optimizers.ts)
+          // In float32, every operation rounded, in the order of optimizers.ts and its SIMD kernel.
+          const f = Math.fround, a = f(e.acc[j]! + f(gj * gj));
           e.acc[j] = a;
-          e.w[j] = e.w[j]! - (hyper.lr * gj) / (Math.sqrt(a) + hyper.eps);
+          e.w[j] = e.w[j]! - f(f(f(hyper.lr) * gj) / f(f(Math.sqrt(a)) + f(hyper.eps)));
         }
         i++;
       }

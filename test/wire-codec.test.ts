@@ -59,6 +59,8 @@ const bodies: Body[] = [
   { type: 'assignRows', table: 3, keys, values: vals },
   { type: 'pullBatch', parts: [{ table: 3, keys }, { table: 7, keys: BigUint64Array.of(9n) }, { table: 1, keys: new BigUint64Array(0) }], clock: 4, worker: 1, f16: false },
   { type: 'pullBatchReply', offsets: Uint32Array.of(0, 12), dims: Uint32Array.of(3, 2), values: vals.subarray(0, 14), f16: false, fresh: 3 },
+  { type: 'pullBatch', parts: [{ table: 3, keys, state: true }, { table: 7, keys: BigUint64Array.of(9n) }], clock: 4, worker: 1, f16: false },
+  { type: 'pullBatchReply', offsets: Uint32Array.of(0, 8), dims: Uint32Array.of(1, 1), values: vals.subarray(0, 9), f16: false, fresh: 3, stateWidths: Uint32Array.of(1, 0) },
   { type: 'pushBatch', parts: [{ table: 3, keys, seq: 99, offset: 0 }, { table: 7, keys: BigUint64Array.of(9n), seq: 2 ** 40, offset: 12 }], values: vals, worker: 2, clock: 11, f16: false },
   { type: 'pushBatchAck', acks: [{ seq: 99, applied: true }, { seq: 2 ** 40, applied: false }] },
   { type: 'statsReply', json: '{"a":1}' },

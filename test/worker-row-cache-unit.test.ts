@@ -2,9 +2,11 @@
 // freshness m serves clock c exactly while c - s <= m), ASP's refresh interval, rows of unknown
 // freshness never held, the local update equal to the servers' (SGD, also fp16-rounded), and
 // eviction: expired rows first, then the least recently used, never a row of the current clock.
+// Stateful (AdaGrad): the plan (state kept, second touch), a row held only with its state, the
+// state outliving its row for row-only refreshes, and the local update equal to the servers'.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RowCache, type RowCacheOptions } from '../src/worker/row-cache.ts';
+import { RowCache, ADMIT_WINDOW, type RowCacheOptions } from '../src/worker/row-cache.ts';
 import { getOptimizer, resolveHyper } from '../src/server/optimizers.ts';
 import { f16ToF32, f32ToF16 } from '../src/wire/f16.ts';
 import { randomFloats } from './helpers/random.ts';
@@ -83,6 +85,49 @@ test('eviction: expired rows first, then the least recently used; rows of the cu
   const d = cache({ capacity: 2 });
   d.insert(keys(1, 2, 3), all(3), randomFloats(3 * DIM, 11), 7, 7);
   assert.equal(Array.from(d.peek(keys(1, 2, 3))), [7, 7, -1]);
+});
+
+const adagrad = getOptimizer('adagrad');
+const stateful = (o: Partial<RowCacheOptions> = {}) => cache({ update: adagrad.update, hyper: resolveHyper(adagrad, { lr: 0.5 }), slotCount: 1, stateRefresh: 4, admit: 'second-touch', ...o });
+const stateOf = (n: number, seed: number) => ({ slots: [randomFloats(n * DIM, seed).map(Math.abs)], steps: Float32Array.from({ length: n }, (_, i) => i + 1) });
+
+test('stateful plan: second touch within the window pulls with state; a held state serves row-only refreshes for stateRefresh clocks', () => {
+  const c = stateful();
+  const k = keys(1, 2);
+  // Never seen: rows only, and not held.
+  assert.equal(Array.from(c.plan(k, all(2), 0).rowsOnly), [0, 1]);
+  c.insert(k, all(2), randomFloats(2 * DIM, 1), 0, 0);
+  assert.is(c.size, 0, 'a stateful cache holds no row without its state');
+  c.touchSeen(k, 0);
+  // Seen at clock 0: admitted at clocks 1 .. ADMIT_WINDOW, not at the same clock nor after the window.
+  assert.equal(Array.from(c.plan(k, all(2), 0).withState), []);
+  assert.equal(Array.from(c.plan(k, all(2), 1).withState), [0, 1]);
+  assert.equal(Array.from(c.plan(k, all(2), ADMIT_WINDOW + 1).withState), []);
+  c.insertWithState(k, [0], randomFloats(2 * DIM, 2), 1, 1, stateOf(1, 3));
+  assert.is(c.statePulls, 1);
+  // Row of freshness 1 expires after clock 3; its state (read at 1) serves refreshes up to clock 5.
+  assert.is(c.missing(k.subarray(0, 1), 4).length, 1);
+  assert.equal(Array.from(c.plan(k, [0], 5).rowsOnly), [0]);
+  assert.equal(Array.from(c.plan(k, [0], 6).withState), [0]);
+  // A row-only refresh keeps the held state and makes the row servable again.
+  c.insert(k, [0], randomFloats(2 * DIM, 4), 5, 5);
+  assert.is(c.missing(k.subarray(0, 1), 5).length, 0);
+});
+
+test('stateful local update: row, accumulator and count as the servers apply them, also while the row is expired', () => {
+  const c = stateful();
+  const k = keys(3, 4), rows = randomFloats(2 * DIM, 5), st = stateOf(2, 6), g = randomFloats(2 * DIM, 7);
+  c.insertWithState(k, all(2), rows, 0, 0, st);
+  c.applyPush(k, g);
+  c.applyPush(k, g);
+  const w = Float32Array.from(rows), acc = Float32Array.from(st.slots[0]!), hyper = resolveHyper(adagrad, { lr: 0.5 });
+  for (let r = 0; r < 2; r++) for (let j = 0; j < 2; j++) adagrad.update(w, j * DIM, g, j * DIM, DIM, [acc], j * DIM, 0, hyper);
+  const got = new Float32Array(2 * DIM), gotState = { slots: [new Float32Array(2 * DIM)], steps: new Float32Array(2) };
+  c.peek(k, got, gotState);
+  assert.equal(Array.from(got), Array.from(w));
+  assert.equal(Array.from(gotState.slots[0]!), Array.from(acc));
+  assert.equal(Array.from(gotState.steps), [3, 4]);
+  assert.throws(() => stateful({ f16: true }), /only on an f32 wire/);
 });
 
 test('clear forgets every row', () => {

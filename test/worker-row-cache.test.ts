@@ -1,20 +1,21 @@
 // The worker-side row cache (src/worker/row-cache.ts) on real servers (loopback) and the real
-// WorkerStep on the GPU (lavapipe). One worker, SSP(2), SGD: after every step each held row
-// equals the server's row bit for bit (its own updates are visible), and the whole run is
-// bit-identical to the run without a cache, also with a tiny cache that evicts. Two workers of
-// different speeds, SSP(1): every row a step computes with at clock c has freshness >= c - s
-// (every server reply's freshness is checked against the server's clocks when it answered),
-// some rows come from the cache, and some are stale within the bound. BSP tables are never
-// cached and run bit-identically with the cache configured.
+// WorkerStep on the GPU (lavapipe). One worker, SSP(2), SGD, AdaGrad and Adam (the stateful ones
+// with each admission policy and state refresh): after every step each held row (and its held
+// optimizer state) equals the server's bit for bit (its own updates are visible), and the whole
+// run is bit-identical to the run without a cache, also with a tiny cache that evicts. Two
+// workers of different speeds, SSP(1), SGD and AdaGrad: every row a step computes with at clock
+// c has freshness >= c - s (every server reply's freshness is checked against the server's
+// clocks when it answered), some rows come from the cache, and some are stale within the bound.
+// BSP tables are never cached and run bit-identically with the cache configured.
 import * as assert from 'uvu/assert';
 import { gpuSuite, finishGpuTests, type GpuContext } from './helpers/gpu.ts';
-import { startCluster, allJoined, type TestCluster } from './helpers/cluster.ts';
+import { startCluster, allJoined, SECRET, type TestCluster } from './helpers/cluster.ts';
 import { memoryAllreduce, sameBits } from './helpers/step.ts';
-import type { PSClient } from '../src/client/ps-client.ts';
+import { PSClient } from '../src/client/ps-client.ts';
 import type { PullBody } from '../src/wire/codec.ts';
 import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec, type DlrmConfig } from '../src/model/dlrm.ts';
-import type { ConsistencyName } from '../src/model/model-spec.ts';
+import type { ConsistencyName, OptimizerName } from '../src/model/model-spec.ts';
 import { WorkerStep, psTableSpecs, type WorkerBatch, type PreparedBatch, type StepTrace, type RowCacheConfig } from '../src/worker/worker-step.ts';
 
 const s = gpuSuite('worker row cache');
@@ -52,20 +53,21 @@ function instrument(cluster: TestCluster, out: Answered[], staleness: number): v
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const allKeys = BigUint64Array.from({ length: cfg.rowsPerTable }, (_, i) => BigInt(i));
 
-interface RunOpts { consistency: ConsistencyName; staleness: number; cache?: RowCacheConfig; delayMs?: number[]; checkHeld?: boolean }
+interface RunOpts { consistency: ConsistencyName; staleness: number; cache?: RowCacheConfig; delayMs?: number[]; checkHeld?: boolean; optimizer?: OptimizerName }
 
 async function train(ctx: GpuContext, batches: WorkerBatch[][], o: RunOpts) {
   const workers = batches.length;
   const cluster = await startCluster({ servers: 2 });
   const runners: ModelRunner[] = [];
   const answered: Answered[] = [], traces: StepTrace[][] = batches.map(() => []);
-  let heldChecks = 0;
+  let heldChecks = 0, stateChecks = 0;
   try {
     const clients: PSClient[] = [];
     for (let w = 0; w < workers; w++) clients.push(await cluster.client(`worker-${w}`));
     await allJoined(clients, workers);
     instrument(cluster, answered, o.staleness);
-    const spec = dlrmSpec(cfg, { optimizer: 'sgd', hyper: { lr: 0.7 }, initScale: 0.5, consistency: o.consistency, staleness: o.staleness });
+    const optimizer = o.optimizer ?? 'sgd';
+    const spec = dlrmSpec(cfg, { optimizer, hyper: { lr: optimizer === 'sgd' ? 0.7 : 0.3 }, initScale: 0.5, consistency: o.consistency, staleness: o.staleness });
     const { specs, tableIds } = psTableSpecs(spec, 1, 11n);
     for (const c of clients) await c.declareTables(specs);
     for (let w = 0; w < workers; w++) runners.push(await ModelRunner.create(ctx.gpu, spec, { seed: 5 }));
@@ -85,9 +87,20 @@ async function train(ctx: GpuContext, batches: WorkerBatch[][], o: RunOpts) {
           // Own updates visible: every held row is the server's row, bit for bit.
           for (const [i, cache] of st.caches.entries()) {
             if (!cache) continue;
-            const held = new Float32Array(allKeys.length * cfg.dim), stamp = cache.peek(allKeys, held);
-            const server = await clients[w].pull(tableIds[i], allKeys);
-            stamp.forEach((m, j) => { if (m >= 0) { sameBits(held.subarray(j * cfg.dim, (j + 1) * cfg.dim), server.subarray(j * cfg.dim, (j + 1) * cfg.dim), `step ${t} table ${i} key ${j}`); heldChecks++; } });
+            const n = allKeys.length, d = cfg.dim, held = new Float32Array(n * d);
+            const state = cache.stateful ? { slots: Array.from({ length: cache.opts.slotCount! }, () => new Float32Array(n * d)), steps: new Float32Array(n) } : undefined;
+            const stamp = cache.peek(allKeys, held, state);
+            const server = cache.stateful ? await clients[w].pullWithState(tableIds[i], allKeys) : { rows: await clients[w].pull(tableIds[i], allKeys), state: null };
+            const row = (a: Float32Array, j: number) => a.subarray(j * d, (j + 1) * d);
+            stamp.forEach((m, j) => {
+              if (m < 0) return;
+              sameBits(row(held, j), row(server.rows, j), `step ${t} table ${i} key ${j}`);
+              heldChecks++;
+              if (!state || !server.state) return;
+              state.slots.forEach((sl, k) => sameBits(row(sl, j), row(server.state!.slots[k]!, j), `step ${t} table ${i} key ${j}: slot ${k}`));
+              assert.is(state.steps[j], server.state.steps[j], `step ${t} table ${i} key ${j}: update count`);
+              stateChecks++;
+            });
           }
         }
         if (o.delayMs?.[w]) await sleep(o.delayMs[w]);
@@ -97,7 +110,7 @@ async function train(ctx: GpuContext, batches: WorkerBatch[][], o: RunOpts) {
     await Promise.all(clients.map((c) => c.barrier('end')));
     const rows = await Promise.all(tableIds.map((id) => clients[0].pull(id, allKeys)));
     const dense = await Promise.all(runners.map((r) => r.readDense()));
-    return { rows, dense, answered, traces, stats: steps.map((st) => st.cacheStats()), caches: steps.map((st) => st.caches), heldChecks };
+    return { rows, dense, answered, traces, stats: steps.map((st) => st.cacheStats()), caches: steps.map((st) => st.caches), heldChecks, stateChecks };
   } finally {
     for (const r of runners) r.destroy();
     await cluster.close();
@@ -132,6 +145,53 @@ s('SSP(2), 1 worker, SGD: held rows equal the servers\' after every step; the ru
   for (const tr of cached.traces[0]) for (const t of tr.tables) t.fresh!.forEach((m, j) => assert.ok(m >= tr.clock - 2, `clock ${tr.clock}: key ${t.keys[j]} of freshness ${m}`));
 });
 
+for (const optimizer of ['adagrad', 'adam'] as const) {
+  s(`SSP(2), 1 worker, ${optimizer}: held rows and their optimizer state equal the servers' after every step; bit-identical to the run without a cache (each admission and state refresh)`, async (ctx) => {
+    const batches = [Array.from({ length: STEPS }, () => randomBatch(ctx.rand))];
+    const plain = await train(ctx, batches, { consistency: 'ssp', staleness: 2, optimizer });
+    const policies: RowCacheConfig[] = optimizer === 'adam' ? [{ rows: 64, aspRefresh: 2 }] : [
+      { rows: 64, aspRefresh: 2, admit: 'all', stateRefresh: 0 },
+      { rows: 64, aspRefresh: 2, admit: 'all', stateRefresh: 100 },
+      { rows: 64, aspRefresh: 2, admit: 'second-touch', stateRefresh: 3 },
+      { rows: 3, aspRefresh: 2, admit: 'all', stateRefresh: 100 }, // evicts
+    ];
+    for (const cache of policies) {
+      const what = `${optimizer} ${JSON.stringify(cache)}`;
+      const cached = await train(ctx, batches, { consistency: 'ssp', staleness: 2, optimizer, cache, checkHeld: true });
+      sameRun(plain, cached);
+      const st = cached.stats[0]!;
+      assert.equal(st.tables, cfg.numTables, what);
+      assert.ok(st.hits > 0 && st.misses > 0, `${what}: hits ${st.hits}, misses ${st.misses}`);
+      assert.ok(cached.stateChecks > 0 && cached.stateChecks === cached.heldChecks, `${what}: ${cached.stateChecks} state checks of ${cached.heldChecks} held rows`);
+      assert.ok(cached.caches[0].every((c) => c!.statePulls > 0), what);
+      if (cache.rows === 3) assert.ok(st.evictions > 0, `${what}: evictions ${st.evictions}`);
+      repliesHonest(cached.answered);
+    }
+  });
+}
+
+s('an fp16 wire: stateful tables are not cached (their state travels only as f32), SGD tables are', async (ctx) => {
+  const cluster = await startCluster({ servers: 1 });
+  const runners: ModelRunner[] = [];
+  try {
+    const client = await PSClient.connect({ secret: SECRET, schedulerUrl: cluster.scheduler.url, nodeId: 'worker-f16', f16: true });
+    cluster.clients.push(client);
+    await allJoined([client], 1);
+    for (const optimizer of ['sgd', 'adagrad'] as const) {
+      const spec = dlrmSpec(cfg, { optimizer, hyper: { lr: 0.1 }, consistency: 'ssp', staleness: 2 });
+      const runner = await ModelRunner.create(ctx.gpu, spec, { seed: 5 });
+      runners.push(runner);
+      const st = new WorkerStep({ client, runner, tableIds: [1, 2, 3], globalBatch: B, dense: { mode: 'local', optimizer: { kind: 'sgd', lr: 0.1 } }, cache: { rows: 64, aspRefresh: 2 } });
+      assert.ok(st.caches.every((c) => (optimizer === 'sgd' ? c !== null : c === null)), optimizer);
+    }
+    const err = await client.pullWithState(1, allKeys).then(() => null, (e: Error) => e);
+    assert.match(err?.message ?? 'resolved', /f32 wire/);
+  } finally {
+    for (const r of runners) r.destroy();
+    await cluster.close();
+  }
+});
+
 s('a tiny cache evicts (counted), and the run stays bit-identical to the one without a cache', async (ctx) => {
   const batches = [Array.from({ length: STEPS }, () => randomBatch(ctx.rand))];
   const plain = await train(ctx, batches, { consistency: 'ssp', staleness: 2 });
@@ -142,10 +202,10 @@ s('a tiny cache evicts (counted), and the run stays bit-identical to the one wit
   for (const c of tiny.caches[0]) assert.ok(c!.size <= 3);
 });
 
-s('SSP(1), 2 workers of different speeds: every row used at clock c has freshness >= c - 1, some served by the cache', async (ctx) => {
+for (const optimizer of ['sgd', 'adagrad'] as const) s(`SSP(1), 2 workers of different speeds, ${optimizer}: every row used at clock c has freshness >= c - 1, some served by the cache`, async (ctx) => {
   const S = 1;
   const batches = Array.from({ length: 2 }, () => Array.from({ length: STEPS }, () => randomBatch(ctx.rand)));
-  const run = await train(ctx, batches, { consistency: 'ssp', staleness: S, cache: { rows: 64, aspRefresh: 2 }, delayMs: [0, 40] });
+  const run = await train(ctx, batches, { consistency: 'ssp', staleness: S, optimizer, cache: { rows: 64, aspRefresh: 2, admit: 'all' }, delayMs: [0, 40] });
   repliesHonest(run.answered);
   let checked = 0, fromCache = 0, stale = 0;
   run.traces.forEach((steps, w) => {

@@ -2,12 +2,13 @@
 // once (with retries while the neighbour's listener is still coming up). It names the ring in its
 // hello (ring_epoch) and tells either side at once when the other goes away; the segments
 // themselves travel on the data stream (segment-sender.ts, segment-receiver.ts).
-import { dial, type Connection } from '../transport/index.ts';
+import { dial, type Connection, type TlsCredentials } from '../transport/index.ts';
 import { Role } from '../wire/codec.ts';
 
 export interface RightLinkOptions {
   nodeId: string;
   secret: Uint8Array;
+  tls?: TlsCredentials;
   /** The neighbour. */
   peer: { nodeId: string; address: string };
   /** Announced in the hello: our listener's URL. */
@@ -39,7 +40,7 @@ export class RightLink {
       if (left <= 0) break;
       try {
         const { conn } = await dial(this.opts.peer.address, {
-          nodeId: this.opts.nodeId, secret: this.opts.secret, role: Role.Worker, address: this.opts.address, ringEpoch: this.opts.ringEpoch,
+          nodeId: this.opts.nodeId, secret: this.opts.secret, tls: this.opts.tls, role: Role.Worker, address: this.opts.address, ringEpoch: this.opts.ringEpoch,
           maxFrameBytes: this.opts.maxFrameBytes, connectTimeoutMs: Math.max(100, Math.min(left, 5_000)),
         });
         if (this.closedByUs) { void conn.close(1000, 'ring changed'); return; }

@@ -9,7 +9,9 @@
 // The stream is in order and ops are issued in the same order everywhere, so a segment for an op
 // this rank has not started yet is simply not read on: the socket pauses (TCP backpressure) until
 // the op starts. Anything that does not fit closes the stream and breaks the ring.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
+import type { TlsCredentials } from '../transport/index.ts';
+import { connectDataSocket } from './data-socket.ts';
 import { f16ToF32 } from '../wire/f16.ts';
 import { ClientHandshake, upgradeRequest } from './data-handshake.ts';
 import { SimdAdder } from './simd-add.ts';
@@ -32,6 +34,8 @@ export interface SegmentReceiverOptions {
   peer: string;
   nodeId: string;
   secret: Uint8Array;
+  /** TLS credentials: the stream is TLS (data-socket.ts). */
+  tls?: TlsCredentials;
   ringEpoch: number;
   connectTimeoutMs: number;
   /** Receive buffer (default 1 MiB: reads are parsed while they are in cache). */
@@ -122,13 +126,10 @@ export class SegmentReceiver {
       const opened = () => { open = true; clearTimeout(timer); resolve(); };
       this.handshake = new ClientHandshake({ secret: this.o.secret, nodeId: this.o.nodeId, ringEpoch: this.o.ringEpoch, expectPeer: this.o.peer, url: this.o.url });
       this.fill = 0;
-      const socket: Socket = connect({
-        host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port),
-        onread: { buffer: () => this.nextReadBuffer(), callback: (n: number, landed: Uint8Array): boolean => this.onRead(n, landed, socket, opened, fail) },
-      });
+      const socket: Socket = connectDataSocket(u, this.o.tls, {
+        buffer: () => this.nextReadBuffer(), callback: (n: number, landed: Uint8Array): boolean => this.onRead(n, landed, socket, opened, fail),
+      }, () => socket.write(upgradeRequest(u.host)));
       const timer = setTimeout(() => fail(new Error('handshake timed out')), Math.max(100, deadline - performance.now()));
-      socket.setNoDelay(true);
-      socket.on('connect', () => socket.write(upgradeRequest(u.host)));
       socket.on('error', (e: Error) => fail(e));
       socket.on('close', () => {
         if (!open) return fail(new Error('closed during the handshake'));

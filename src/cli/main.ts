@@ -9,7 +9,7 @@ const program = new Command();
 program.name('hybridps').description('Parameter-server training for recommender models with WebGPU workers').showHelpAfterError();
 
 const int = (v: string) => { const n = Number(v); if (!Number.isInteger(n)) throw new Error(`not an integer: ${v}`); return n; };
-const secretOptions = (c: Command) => c
+const secretOptions = (c: Command) => tlsOptions(c)
   .option('--secret-file <file>', 'file holding the cluster secret (or HYBRIDPS_SECRET / HYBRIDPS_SECRET_FILE)')
   .option('--host <host>', 'interface to listen on (default 127.0.0.1, or from TF_CONFIG)')
   .option('--port <port>', 'port to listen on (0: any free port)', int)
@@ -17,6 +17,13 @@ const secretOptions = (c: Command) => c
   .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
   .option('--metrics-port <port>', 'serve Prometheus /metrics and JSON /status on this port (0: any)', int)
   .option('--startup-wait-s <s>', 'servers and workers: wait this long for the scheduler to resolve and listen, then exit 200 (default 300, or HYBRIDPS_STARTUP_WAIT_S)', int);
+
+// Mutual TLS on every link (docs/operations.md, "Encrypted links"); without them links are plain.
+const tlsOptions = (c: Command) => c
+  .option('--tls-cert <file>', 'this node\'s TLS certificate, PEM (or HYBRIDPS_TLS_CERT); with --tls-key and --tls-ca every link is mutual TLS')
+  .option('--tls-key <file>', 'its private key, PEM (or HYBRIDPS_TLS_KEY)')
+  .option('--tls-ca <file>', 'the cluster CA that signs every peer\'s certificate, PEM (or HYBRIDPS_TLS_CA)')
+  .option('--tls-name <name>', 'the cluster name every certificate carries in its subjectAltName (default hybridps, or HYBRIDPS_TLS_NAME)');
 
 // Bounds on what one peer's link may cost (docs/wire.md, "Bounds").
 const linkOptions = (c: Command) => c
@@ -94,16 +101,17 @@ trainOptions(program.command('launch').argument('[sample]', 'a sample directory 
   .description('train a sample on a local cluster (scheduler, servers and GPU workers as child processes); without a sample, start a scheduler and servers until Ctrl-C'))
   .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
   .option('--keep-going', 'a worker (other than worker-0) dying does not stop the run: the others continue')
+  .option('--tls', 'mutual TLS on every link, with a throwaway CA and per-role certificates made for this run (needs the openssl command)')
   .action(async (sample: string | undefined, o) => {
     if (!sample) {
       const { clusterCommand } = await import('../launch/commands.ts');
-      await clusterCommand({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json });
+      await clusterCommand({ servers: o.servers ?? 2, replicas: o.replicas, heartbeatMs: o.heartbeatMs, json: !!o.json, tls: !!o.tls });
       process.exit(0);
     }
     const { readSample, trainJobFromFlags } = await import('./train-flags.ts');
     const job = await trainJobFromFlags(o, readSample(sample));
     const { trainCommand } = await import('../launch/commands.ts');
-    await trainCommand(job, { json: !!o.json, keepGoing: !!o.keepGoing });
+    await trainCommand(job, { json: !!o.json, keepGoing: !!o.keepGoing, tls: !!o.tls });
     process.exit(0);
   });
 
@@ -134,6 +142,7 @@ trainOptions(program.command('kubernetes').argument('[sample]', 'sample director
   .option('--image <image>', 'container image with hybridps and the Vulkan loader (docs/kubernetes.md, "The image")')
   .option('--gpus-per-worker <n>', 'nvidia.com/gpu per worker (0: no GPU request)', int, 1)
   .option('--secret-name <name>', 'Secret holding the cluster secret under the key "secret"', 'hybridps-secret')
+  .option('--tls-secret <name>', 'Secret with tls.crt, tls.key and ca.crt (e.g. cert-manager\'s): mutual TLS on every link (default: plain links)')
   .option('--data-claim <name>', 'PersistentVolumeClaim with the data, mounted at /data on workers', 'hybridps-data')
   .option('--checkpoint-claim <name>', 'ReadWriteMany claim mounted at /checkpoints (when the run checkpoints)', 'hybridps-checkpoints')
   .option('--server-memory <q>', 'memory each server requests', '8Gi')
@@ -147,7 +156,7 @@ trainOptions(program.command('kubernetes').argument('[sample]', 'sample director
     const { kubernetesYaml } = await import('../launch/kubernetes-yaml.ts');
     const text = kubernetesYaml({
       kind: o.kind, name: o.name, namespace: o.namespace, image: o.image, config: { ...job.config, data: o.data },
-      gpusPerWorker: o.gpusPerWorker, secretName: o.secretName, dataClaim: o.dataClaim, checkpointClaim: o.checkpointClaim, serverMemory: o.serverMemory,
+      gpusPerWorker: o.gpusPerWorker, secretName: o.secretName, tlsSecret: o.tlsSecret, dataClaim: o.dataClaim, checkpointClaim: o.checkpointClaim, serverMemory: o.serverMemory,
     });
     if (o.out) { (await import('node:fs')).writeFileSync(o.out, text); process.stderr.write(`wrote ${o.out}\n`); } else process.stdout.write(text);
   });
@@ -155,6 +164,9 @@ trainOptions(program.command('kubernetes').argument('[sample]', 'sample director
 program.command('top').description('a live view of a running job: per server requests/s, rows/s, waiting pulls, p99 pull/push time, and a sizing line')
   .option('--scheduler <url>', 'scheduler address ws://HOST:PORT (or HYBRIDPS_SCHEDULER / TF_CONFIG)')
   .option('--secret-file <file>', 'file holding the cluster secret (or HYBRIDPS_SECRET / HYBRIDPS_SECRET_FILE)')
+  .option('--tls-cert <file>', 'TLS certificate, when the cluster\'s links are TLS (or HYBRIDPS_TLS_CERT)')
+  .option('--tls-key <file>', 'its private key (or HYBRIDPS_TLS_KEY)')
+  .option('--tls-ca <file>', 'the cluster CA (or HYBRIDPS_TLS_CA)')
   .option('--interval-s <s>', 'seconds between polls', Number, 2)
   .option('--once', 'one interval, then exit')
   .option('--json', 'one JSON object per poll instead of the table')
@@ -163,9 +175,9 @@ program.command('top').description('a live view of a running job: per server req
     const schedulerUrl = o.scheduler ?? orchestratorEnv().schedulerUrl;
     if (!schedulerUrl) throw new ConfigError('top needs the scheduler: --scheduler ws://HOST:PORT, HYBRIDPS_SCHEDULER or TF_CONFIG');
     if (!(o.intervalS > 0)) throw new ConfigError(`--interval-s must be a number of seconds > 0, got ${o.intervalS}`);
-    const { loadSecret } = await import('../transport/index.ts');
+    const { loadSecret, loadTls } = await import('../transport/index.ts');
     const { runTop } = await import('../launch/top.ts');
-    await runTop({ schedulerUrl, secret: loadSecret(o), intervalS: o.intervalS, once: !!o.once, json: !!o.json });
+    await runTop({ schedulerUrl, secret: loadSecret(o), tls: loadTls(o), intervalS: o.intervalS, once: !!o.once, json: !!o.json });
     process.exit(0);
   });
 

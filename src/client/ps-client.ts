@@ -3,7 +3,7 @@
 // owning server under the current cluster view and the parts go out in parallel; a part that
 // fails because a link dropped or the view moved is re-routed and re-sent with the same
 // sequence number, so the server applies it once.
-import type { Peer } from '../transport/index.ts';
+import type { Peer, TlsCredentials } from '../transport/index.ts';
 import { Role, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
 import type { Reply, RequestBody } from '../wire/replies.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
@@ -11,11 +11,13 @@ import { ClusterMember } from '../cluster/member.ts';
 import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../keys/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
-import { RequestCoalescer } from './request-coalescer.ts';
+import { RequestCoalescer, writeRows } from './request-coalescer.ts';
 import { keysFromNumbers, keyWords } from '../keys/keys.ts';
 
 export interface PSClientOptions {
   secret: Uint8Array;
+  /** TLS credentials for its links (mutual TLS); absent: plain links. */
+  tls?: TlsCredentials;
   schedulerUrl: string;
   nodeId?: string;
   role?: Role.Worker | Role.Client;
@@ -36,6 +38,9 @@ export interface PSClientOptions {
 }
 
 export interface WireBytes { pull: number; push: number; other: number }
+
+/** Rows' optimizer state, in the order of the keys pulled: slot k of key j at slots[k][j * dim ..], its update count at steps[j]. */
+export interface PulledState { slots: Float32Array[]; steps: Float32Array }
 
 /** How a flat dense vector is cut into rows of a range table. */
 export function rangeKeys(offset: number, length: number, blockSize: number): { keys: BigUint64Array; first: number } {
@@ -62,7 +67,7 @@ export class PSClient {
     this.nodeId = opts.nodeId ?? `worker-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     this.log = createLogger(this.nodeId);
     this.member = new ClusterMember({
-      nodeId: this.nodeId, secret: opts.secret, role: opts.role ?? Role.Worker, address: opts.address ?? '',
+      nodeId: this.nodeId, secret: opts.secret, tls: opts.tls, role: opts.role ?? Role.Worker, address: opts.address ?? '',
       schedulerUrl: opts.schedulerUrl, heartbeatIntervalMs: opts.heartbeatIntervalMs, heartbeatClock: () => this.clockValue,
       requestTimeoutMs: opts.requestTimeoutMs, maxFrameBytes: opts.maxFrameBytes,
       onView: (view) => {
@@ -138,25 +143,53 @@ export class PSClient {
    * update of the clocks < fresh is in them; -1: unknown, e.g. an older server or no keys).
    */
   async pullFresh(table: number, keys: BigUint64Array, opts: { clock?: number } = {}): Promise<{ rows: Float32Array; fresh: number }> {
-    const dim = this.dimOf(table);
-    let out: Float32Array | null = null, fresh = keys.length ? Infinity : -1;
+    return this.pullRows(table, keys, opts.clock ?? -1, false);
+  }
+
+  /**
+   * `pullFresh`, and the rows' optimizer state as the servers hold it (a worker-side row cache of
+   * a stateful optimizer's table updates its copies with it): slot k of key j at
+   * slots[k][j * dim ..], its update count at steps[j]. Needs coalescing and an f32 wire.
+   */
+  async pullWithState(table: number, keys: BigUint64Array, opts: { clock?: number } = {}): Promise<{ rows: Float32Array; fresh: number; state: PulledState }> {
+    if (!this.coalescer || this.opts.f16) throw new Error('pullWithState: optimizer state is pulled only in a PullBatch (coalescing on) on an f32 wire (f16 off)');
+    return this.pullRows(table, keys, opts.clock ?? -1, true) as Promise<{ rows: Float32Array; fresh: number; state: PulledState }>;
+  }
+
+  private async pullRows(table: number, keys: BigUint64Array, clock: number, withState: boolean): Promise<{ rows: Float32Array; fresh: number; state?: PulledState }> {
+    const dim = this.dimOf(table), n = keys.length;
+    let out: Float32Array | null = null, fresh = n ? Infinity : -1;
+    let state: PulledState | undefined;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
-      const clock = opts.clock ?? -1;
-      const r = this.coalescer ? await this.coalescer.pull(serverId, table, partKeys, dim, clock) : (await this.toServer(serverId, {
+      const r = this.coalescer ? await this.coalescer.pull(serverId, table, partKeys, dim, clock, withState) : (await this.toServer(serverId, {
         type: 'pull', table, keys: partKeys, clock, worker: this.rank, f16: !!this.opts.f16,
       })).body;
-      const v = r.values;
-      if (v.length !== idx.length * dim) {
-        throw new Error(`server ${serverId} answered ${v.length} values for ${idx.length} rows of dim ${dim}`);
+      const v = r.values, m = idx.length;
+      if (v.length !== m * dim) {
+        throw new Error(`server ${serverId} answered ${v.length} values for ${m} rows of dim ${dim}`);
       }
       fresh = Math.min(fresh, r.fresh ?? -1);
-      this.bytes.pull += partKeys.byteLength + (this.opts.f16 ? v.length * 2 : v.byteLength);
+      const st = 'state' in r ? r.state : undefined;
+      this.bytes.pull += partKeys.byteLength + (this.opts.f16 ? v.length * 2 : v.byteLength) + (st?.byteLength ?? 0);
+      if (withState) {
+        // Per part: slot 0 (m x dim), slot 1, ..., then m update counts.
+        const slotCount = st ? (st.length / m - 1) / dim : -1;
+        if (!st || !Number.isInteger(slotCount) || slotCount < 0 || (state && state.slots.length !== slotCount)) {
+          throw new Error(`server ${serverId} answered ${st?.length ?? 0} state values for ${m} rows of dim ${dim}: not k slot rows and a count per row`);
+        }
+        state ??= { slots: Array.from({ length: slotCount }, () => new Float32Array(n * dim)), steps: new Float32Array(n) };
+        for (let i = 0; i < m; i++) {
+          const j = idx[i]!;
+          for (let k = 0; k < slotCount; k++) state.slots[k]!.set(st.subarray((k * m + i) * dim, (k * m + i + 1) * dim), j * dim);
+          state.steps[j] = st[slotCount * m * dim + i]!;
+        }
+      }
       // One server answered for every key, in order: hand out the reply itself (a view of the frame).
-      if (isIdentity(idx, keys.length)) { out = v; return; }
-      out ??= new Float32Array(keys.length * dim);
-      for (let i = 0; i < idx.length; i++) out.set(v.subarray(i * dim, (i + 1) * dim), idx[i]! * dim);
+      if (isIdentity(idx, n)) { out = v; return; }
+      out ??= new Float32Array(n * dim);
+      for (let i = 0; i < m; i++) out.set(v.subarray(i * dim, (i + 1) * dim), idx[i]! * dim);
     });
-    return { rows: out ?? new Float32Array(keys.length * dim), fresh };
+    return { rows: out ?? new Float32Array(n * dim), fresh, ...(withState ? { state: state ?? { slots: [], steps: new Float32Array(0) } } : {}) };
   }
 
   /** Pulls of several tables at once: with coalescing (the default) one message per server. */
@@ -174,15 +207,14 @@ export class PSClient {
     const dim = this.dimOf(table);
     if (grads.length !== keys.length * dim) throw new Error(`push of ${keys.length} keys needs ${keys.length * dim} values, got ${grads.length}`);
     await this.forEachPart(table, keys, async (serverId, idx, partKeys, seq) => {
-      let values = grads;
-      if (!isIdentity(idx, keys.length)) {
-        values = new Float32Array(idx.length * dim);
-        for (let i = 0; i < idx.length; i++) values.set(grads.subarray(idx[i]! * dim, (idx[i]! + 1) * dim), i * dim);
+      const rows = { src: grads, idx: isIdentity(idx, keys.length) ? null : idx, dim }, clock = opts.clock ?? this.clockValue;
+      if (this.coalescer) await this.coalescer.push(serverId, table, partKeys, rows, seq, clock); // gathered into the frame
+      else {
+        let values = grads;
+        if (rows.idx) writeRows(rows, (values = new Float32Array(idx.length * dim)), 0);
+        await this.toServer(serverId, { type: 'push', table, keys: partKeys, values, worker: this.rank, clock, seq, f16: !!this.opts.f16 });
       }
-      const clock = opts.clock ?? this.clockValue;
-      if (this.coalescer) await this.coalescer.push(serverId, table, partKeys, values, seq, clock);
-      else await this.toServer(serverId, { type: 'push', table, keys: partKeys, values, worker: this.rank, clock, seq, f16: !!this.opts.f16 });
-      this.bytes.push += partKeys.byteLength + (this.opts.f16 ? values.length * 2 : values.byteLength);
+      this.bytes.push += partKeys.byteLength + partKeys.length * dim * (this.opts.f16 ? 2 : 4);
     });
   }
 

@@ -3,7 +3,7 @@
 // the scheduler's pace from its welcome, and keeps one link per server node id, closing the links
 // of servers that left the view. A scheduler that restarts is found again by the next heartbeat
 // (the link reconnects on demand and registers anew).
-import { Peer, RpcError } from '../transport/index.ts';
+import { Peer, RpcError, type TlsCredentials } from '../transport/index.ts';
 import { ErrorCode, type BodyOf, type ClusterViewMsg, type Envelope, type Role } from '../wire/codec.ts';
 import type { ReplyType, RequestBody } from '../wire/replies.ts';
 import { ClusterView } from './cluster-view.ts';
@@ -11,6 +11,8 @@ import { ClusterView } from './cluster-view.ts';
 export interface MemberOptions {
   nodeId: string;
   secret: Uint8Array;
+  /** TLS credentials for its links (mutual TLS); absent: plain links. */
+  tls?: TlsCredentials;
   role: Role;
   /** Where this node listens (servers, workers on the allreduce ring), announced to the scheduler. */
   address: string;
@@ -48,7 +50,7 @@ export class ClusterMember {
 
   constructor(private readonly opts: MemberOptions) {
     this.schedulerPeer = new Peer(opts.schedulerUrl, {
-      nodeId: opts.nodeId, secret: opts.secret, role: opts.role, address: opts.address,
+      nodeId: opts.nodeId, secret: opts.secret, tls: opts.tls, role: opts.role, address: opts.address,
       epoch: () => this.view.epoch, connectAttempts: 20, since: () => this.since,
       onRequest: (env) => { if (env.body.type === 'clusterView') this.setView(env.body.view); },
       onConnect: (_conn, welcome) => { this.schedulerBeatMs = welcome.heartbeatMs ?? 0; if (welcome.view) this.setView(welcome.view); },
@@ -84,7 +86,7 @@ export class ClusterMember {
       const m = this.view.servers.find((s) => s.nodeId === nodeId);
       if (!m) throw new NotInViewError(nodeId, this.view.epoch);
       p = new Peer(m.address, {
-        nodeId: this.opts.nodeId, secret: this.opts.secret, role: this.opts.role,
+        nodeId: this.opts.nodeId, secret: this.opts.secret, tls: this.opts.tls, role: this.opts.role,
         epoch: () => this.view.epoch, requestTimeoutMs: this.opts.requestTimeoutMs, connectAttempts: 4,
         maxFrameBytes: this.opts.maxFrameBytes,
       });

@@ -11,11 +11,12 @@ import { formatSummary, summaryJson } from './summary.ts';
 import { comparisonText, writeReport } from './compare-report.ts';
 import type { TrainConfig } from '../train/config.ts';
 import { LocalCluster } from './local-cluster.ts';
+import { makeLocalTls } from './tls-certs.ts';
 
-export async function trainCommand(job: TrainJob, o: { json?: boolean; keepGoing?: boolean }): Promise<void> {
+export async function trainCommand(job: TrainJob, o: { json?: boolean; keepGoing?: boolean; tls?: boolean }): Promise<void> {
   const out = o.json ? process.stderr : process.stdout;
   const cfg = await prepareTrainData(job, (s) => out.write(s + '\n'));
-  const summary = await runTraining(cfg, { out, keepGoing: !!o.keepGoing });
+  const summary = await runTraining(cfg, { out, keepGoing: !!o.keepGoing, tls: !!o.tls });
   out.write(formatSummary(summary) + '\n');
   if (o.json) process.stdout.write(JSON.stringify(summaryJson(summary)) + '\n');
 }
@@ -60,17 +61,19 @@ function withPeriodicEval(cfg: TrainConfig, say: (s: string) => void): TrainConf
   return { ...cfg, evalSteps };
 }
 
-export interface ClusterFlags { servers: number; replicas?: number; heartbeatMs?: number; json?: boolean }
+export interface ClusterFlags { servers: number; replicas?: number; heartbeatMs?: number; json?: boolean; tls?: boolean }
 
 /** A scheduler and servers as child processes until Ctrl-C (or SIGTERM), then every child stops. */
 export async function clusterCommand(flags: ClusterFlags): Promise<void> {
-  const cluster = new LocalCluster({ servers: flags.servers, replicas: flags.replicas, heartbeatMs: flags.heartbeatMs });
-  await cluster.start();
   const dir = mkdtempSync(join(tmpdir(), 'hybridps-'));
+  let tls;
+  try { tls = flags.tls ? makeLocalTls(join(dir, 'tls')) : undefined; } catch (e) { rmSync(dir, { recursive: true, force: true }); throw e; }
+  const cluster = new LocalCluster({ servers: flags.servers, replicas: flags.replicas, heartbeatMs: flags.heartbeatMs, tls });
+  await cluster.start();
   const secretFile = join(dir, 'secret');
   writeFileSync(secretFile, cluster.secret, { mode: 0o600 });
   const info = {
-    scheduler: cluster.schedulerUrl, secretFile,
+    scheduler: cluster.schedulerUrl, secretFile, ...(tls ? { tls: { ca: tls.ca, cert: tls.roles.worker.cert, key: tls.roles.worker.key } } : {}),
     servers: cluster.children.filter((c) => c.role === 'server').map((c) => ({ nodeId: c.nodeId, url: c.url, pid: c.pid })),
   };
   if (flags.json) console.log(JSON.stringify(info));
@@ -78,6 +81,7 @@ export async function clusterCommand(flags: ClusterFlags): Promise<void> {
     console.log(`hybridps cluster up: scheduler ${info.scheduler}, ${info.servers.length} server(s)`);
     for (const s of info.servers) console.log(`  ${s.nodeId}  ${s.url}  pid ${s.pid}`);
     console.log(`secret: ${secretFile}   (HYBRIDPS_SECRET_FILE=${secretFile} hybridps server --scheduler ${info.scheduler} adds a server)`);
+    if (tls) console.log(`TLS: CA ${tls.ca}; a client's certificate: --tls-cert ${tls.roles.worker.cert} --tls-key ${tls.roles.worker.key} --tls-ca ${tls.ca}`);
     console.log('Ctrl-C stops everything.');
   }
   await new Promise<void>((resolve) => {

@@ -9,7 +9,10 @@
 //   is exactly how `restartPolicy: ExitCode` (TFJob) and `podFailurePolicy` (Job) read codes;
 // - the scheduler is the TFJob's chief, so it exits 0 once every worker has finished (--job-workers);
 // - GPU workers ask for `nvidia.com/gpu` and the `graphics` driver capability, without which the
-//   NVIDIA container toolkit mounts no Vulkan ICD and Dawn finds only a software adapter.
+//   NVIDIA container toolkit mounts no Vulkan ICD and Dawn finds only a software adapter;
+// - with a TLS Secret (`tls.crt`, `tls.key`, `ca.crt`, as cert-manager writes them) every pod
+//   mounts it and passes --tls-*: one certificate for all pods works, because peers check the
+//   cluster name in it (transport/tls.ts), not the pod's address or DNS name.
 import type { TrainConfig } from '../train/config.ts';
 import { ConfigError } from './exit-codes.ts';
 
@@ -27,6 +30,8 @@ export interface KubernetesOptions {
   gpusPerWorker: number;
   /** A Secret with the cluster secret under the key `secret`. */
   secretName: string;
+  /** A Secret with `tls.crt`, `tls.key` and `ca.crt` (mutual TLS on every link); absent: plain links. */
+  tlsSecret?: string;
   /** PersistentVolumeClaim holding the data file, mounted read-only at /data on workers. */
   dataClaim: string;
   /** ReadWriteMany claim mounted at /checkpoints on servers and workers (when the run checkpoints). */
@@ -37,6 +42,7 @@ export interface KubernetesOptions {
 
 export const PORT = 2222;
 const SECRET_DIR = '/etc/hybridps/secret';
+const TLS_DIR = '/etc/hybridps/tls';
 const CONFIG_DIR = '/etc/hybridps/train';
 export const DATA_DIR = '/data';
 export const CHECKPOINT_DIR = '/checkpoints';
@@ -55,6 +61,7 @@ export function kubernetesProblems(o: KubernetesOptions): string[] {
   for (const [flag, dir] of [['--checkpoint-dir', o.config.checkpointDir], ['--resume', o.config.resume]] as const) {
     if (dir && !dir.startsWith(`${CHECKPOINT_DIR}/`)) bad.push(`${flag} must be under ${CHECKPOINT_DIR}/ (the claim ${o.checkpointClaim} is mounted there), got ${dir}`);
   }
+  if (o.tlsSecret !== undefined && !/^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(o.tlsSecret)) bad.push(`--tls-secret "${o.tlsSecret}" is not a valid Secret name`);
   if (!Number.isInteger(o.gpusPerWorker) || o.gpusPerWorker < 0) bad.push(`--gpus-per-worker must be an integer >= 0, got ${o.gpusPerWorker}`);
   return bad;
 }
@@ -85,7 +92,9 @@ function container(o: KubernetesOptions, role: Role, env: Obj[]): Obj {
   if (role === 'scheduler') args.push('--job-workers', String(o.config.workers), '--replicas', String(o.config.replicas));
   if (role === 'server' && usesCheckpoints(o)) args.push('--checkpoint-root', CHECKPOINT_DIR);
   if (role === 'worker') args.push('--config', `${CONFIG_DIR}/config.json`);
+  if (o.tlsSecret) args.push('--tls-cert', `${TLS_DIR}/tls.crt`, '--tls-key', `${TLS_DIR}/tls.key`, '--tls-ca', `${TLS_DIR}/ca.crt`);
   const mounts: Obj[] = [{ name: 'secret', mountPath: SECRET_DIR, readOnly: true }];
+  if (o.tlsSecret) mounts.push({ name: 'tls', mountPath: TLS_DIR, readOnly: true });
   if (role === 'worker') mounts.push({ name: 'train-config', mountPath: CONFIG_DIR, readOnly: true }, { name: 'data', mountPath: DATA_DIR, readOnly: true });
   if (role !== 'scheduler' && usesCheckpoints(o)) mounts.push({ name: 'checkpoints', mountPath: CHECKPOINT_DIR });
   const gpu = role === 'worker' && o.gpusPerWorker > 0;
@@ -105,6 +114,7 @@ function container(o: KubernetesOptions, role: Role, env: Obj[]): Obj {
 
 function volumes(o: KubernetesOptions, role: Role): Obj[] {
   const v: Obj[] = [{ name: 'secret', secret: { secretName: o.secretName, defaultMode: 0o400 } }];
+  if (o.tlsSecret) v.push({ name: 'tls', secret: { secretName: o.tlsSecret, defaultMode: 0o400 } });
   if (role === 'worker') {
     v.push({ name: 'train-config', configMap: { name: `${o.name}-train` } }, { name: 'data', persistentVolumeClaim: { claimName: o.dataClaim, readOnly: true } });
   }

@@ -8,6 +8,7 @@ import { generateSecret } from '../transport/index.ts';
 import { cliNodeArgs } from '../util/package-files.ts';
 import { childSpawnOptions, onChildMessage, ProtocolError, type ReadyInfo } from './child-protocol.ts';
 import type { WorkerEvent } from '../train/worker.ts';
+import { ROLE_KINDS, tlsEnv, type LocalTls, type RoleKind } from './tls-certs.ts';
 
 export interface ChildInfo extends ReadyInfo { proc: ChildProcess }
 
@@ -33,6 +34,8 @@ export interface LocalClusterOptions {
   env?: NodeJS.ProcessEnv;
   /** Extra Node flags for every child (e.g. --max-old-space-size=8192, --cpu-prof). */
   nodeArgs?: string[];
+  /** Mutual TLS on every link: each child gets its role kind's certificate (`launch --tls`). */
+  tls?: LocalTls;
 }
 
 export class LocalCluster {
@@ -56,7 +59,9 @@ export class LocalCluster {
   /** Spawns `hybridps <args>` and resolves when it reports ready. */
   spawnRole(role: string, args: string[], o: SpawnRoleOptions = {}): Promise<ChildInfo> {
     const timeoutMs = o.timeoutMs ?? 30_000;
-    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), ...cliNodeArgs(), ...args], childSpawnOptions(this.env));
+    const kind = role.split(' ')[0] as RoleKind; // 'scheduler', 'server 1', 'worker 0'
+    const env = this.opts.tls && ROLE_KINDS.includes(kind) ? { ...this.env, ...tlsEnv(this.opts.tls, kind) } : this.env;
+    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), ...cliNodeArgs(), ...args], childSpawnOptions(env));
     const log = this.opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
     createInterface({ input: proc.stderr! }).on('line', (l) => log(l));
     createInterface({ input: proc.stdout! }).on('line', (l) => (o.onStdout ?? log)(l));

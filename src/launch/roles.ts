@@ -3,7 +3,7 @@
 // launcher hears from a role only through src/launch/child-protocol.ts.
 import { Scheduler } from '../scheduler/scheduler.ts';
 import { PsServer } from '../server/ps-server.ts';
-import { limitsFromFlags, loadSecret, type LinkLimitFlags } from '../transport/index.ts';
+import { limitsFromFlags, loadSecret, loadTls, UNENCRYPTED_WARNING, type LinkLimitFlags, type TlsCredentials, type TlsFiles } from '../transport/index.ts';
 import { advertiseAddress, clusterEnvFromProcess, type ClusterEnv } from './cluster-env.ts';
 import { ConfigError, exitCodeFor } from './exit-codes.ts';
 import { waitForPeer } from './startup-wait.ts';
@@ -12,7 +12,7 @@ import { createLogger } from '../util/log.ts';
 import { hasLauncher, tellLauncher, flushToLauncher, onLauncherMessage, onLauncherGone, type ReadyInfo } from './child-protocol.ts';
 import type { WorkerEvent } from '../train/worker.ts';
 
-export interface CommonRoleFlags extends LinkLimitFlags {
+export interface CommonRoleFlags extends LinkLimitFlags, TlsFiles {
   secret?: string; secretFile?: string; host?: string; port?: number; heartbeatMs?: number; metricsPort?: number;
   /** host:port announced to the scheduler instead of the listening address (or HYBRIDPS_ADVERTISE). */
   advertise?: string;
@@ -40,6 +40,21 @@ async function reachableScheduler(flags: CommonRoleFlags & { scheduler?: string 
   const log = createLogger(role);
   await waitForPeer(url, { waitS, log: (l) => log.info(l) });
   return url;
+}
+
+/**
+ * The role's TLS credentials (--tls-* or HYBRIDPS_TLS_*), logged either way; a file that cannot
+ * work is a ConfigError. Plain links are a warning, except under a launcher, which says it once
+ * for the whole local run instead of once per process.
+ */
+export function roleTls(flags: TlsFiles, role: string): TlsCredentials | undefined {
+  let tls: TlsCredentials | undefined;
+  try { tls = loadTls(flags); } catch (e) { throw new ConfigError((e as Error).message); }
+  const log = createLogger(role);
+  if (tls) log.info('links are TLS, both ends verified', { cert: tls.certFile, name: tls.name });
+  else if (hasLauncher()) log.info(UNENCRYPTED_WARNING);
+  else log.warn(UNENCRYPTED_WARNING);
+  return tls;
 }
 
 /** Announces readiness to a launching parent (a no-op when no launcher started this process). */
@@ -72,7 +87,7 @@ export interface SchedulerFlags extends CommonRoleFlags {
 export async function runScheduler(flags: SchedulerFlags): Promise<void> {
   const env = orchestratorEnv();
   const s = await Scheduler.start({
-    secret: loadSecret(flags), host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
+    secret: loadSecret(flags), tls: roleTls(flags, 'scheduler'), host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
     replicas: flags.replicas, vnodes: flags.vnodes, heartbeatIntervalMs: flags.heartbeatMs, heartbeatMisses: flags.heartbeatMisses, limits: limitsFromFlags(flags),
     maxBarrierNames: flags.maxBarrierNames, maxBarriersPerWorker: flags.maxBarriersPerWorker,
     jobWorkers: flags.jobWorkers,
@@ -94,7 +109,7 @@ export async function runServer(flags: CommonRoleFlags & { scheduler?: string; n
   const env = orchestratorEnv();
   const schedulerUrl = await reachableScheduler(flags, env, 'server');
   const s = await PsServer.start({
-    secret: loadSecret(flags), schedulerUrl, host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
+    secret: loadSecret(flags), tls: roleTls(flags, 'server'), schedulerUrl, host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
     advertise: advertised(flags, env),
     nodeId: flags.nodeId ?? (env.role === 'server' && env.index !== undefined ? `server-${env.index}` : undefined),
     maxFrameBytes: flags.maxFrameMb ? flags.maxFrameMb << 20 : undefined, heartbeatIntervalMs: flags.heartbeatMs,
@@ -134,7 +149,7 @@ export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; n
   let code = 0;
   try {
     await runTrainWorker(cfg, {
-      nodeId, schedulerUrl, secret: loadSecret(flags), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort, advertise: advertised(flags, env),
+      nodeId, schedulerUrl, secret: loadSecret(flags), tls: roleTls(flags, nodeId), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort, advertise: advertised(flags, env),
       onCheckpointRequest: (listener) => onLauncherMessage((m) => { if (m.kind === 'checkpointAt') listener(m.step); }),
     }, report);
   } catch (e) {

@@ -7,6 +7,7 @@
 // idle, the server count looks too small or too large for the load.
 import { PSClient } from '../client/ps-client.ts';
 import { Role } from '../wire/codec.ts';
+import type { TlsCredentials } from '../transport/index.ts';
 
 interface ServerStatus {
   nodeId: string; epoch: number; waitingPulls: number;
@@ -45,8 +46,8 @@ export function sizingAdvice(rows: TopRow[]): string | null {
   return 'load is spread evenly and servers have headroom';
 }
 
-export async function runTop(o: { schedulerUrl: string; secret: Uint8Array; intervalS: number; once: boolean; json: boolean }): Promise<void> {
-  const client = await PSClient.connect({ secret: o.secret, schedulerUrl: o.schedulerUrl, role: Role.Client, nodeId: `top-${process.pid}` });
+export async function runTop(o: { schedulerUrl: string; secret: Uint8Array; tls?: TlsCredentials; intervalS: number; once: boolean; json: boolean }): Promise<void> {
+  const client = await PSClient.connect({ secret: o.secret, tls: o.tls, schedulerUrl: o.schedulerUrl, role: Role.Client, nodeId: `top-${process.pid}` });
   let prev = new Map<string, ServerStatus>();
   let last = performance.now();
   try {

@@ -14,6 +14,7 @@ import { resolveCheckpoint } from '../train/checkpoint.ts';
 import type { RunHistory } from './compare-report.ts';
 import { summarize, type TrainSummary } from './summary.ts';
 import { readDataMeta } from './train-job.ts';
+import { makeLocalTls } from './tls-certs.ts';
 
 export interface TrainRunOptions {
   /** Where the summary and progress go (stderr when the caller prints JSON on stdout). */
@@ -26,6 +27,8 @@ export interface TrainRunOptions {
   nodeArgs?: string[];
   /** A worker other than rank 0 dying does not stop the run (the others continue). */
   keepGoing?: boolean;
+  /** Mutual TLS on every link, with a throwaway CA and certificates made in the run's directory. */
+  tls?: boolean;
 }
 
 /** A directory holding both paths: the servers' checkpoint root (they refuse paths outside it). */
@@ -62,13 +65,15 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
   const ckptRoot = cfg.checkpointDir || cfg.resume ? commonRoot([cfg.checkpointDir, cfg.resume].filter((p): p is string => !!p)) : undefined;
   if (cfg.checkpointDir) mkdirSync(cfg.checkpointDir, { recursive: true });
   const logs: string[] = [];
+  const dir = mkdtempSync(join(tmpdir(), 'hybridps-train-'));
+  let tls;
+  try { tls = o.tls ? makeLocalTls(join(dir, 'tls')) : undefined; } catch (e) { rmSync(dir, { recursive: true, force: true }); throw e; }
   const cluster = new LocalCluster({
-    servers: cfg.servers, replicas: cfg.replicas > 1 ? cfg.replicas : undefined, nodeArgs: o.nodeArgs,
+    servers: cfg.servers, replicas: cfg.replicas > 1 ? cfg.replicas : undefined, nodeArgs: o.nodeArgs, tls,
     extraServerArgs: ckptRoot ? ['--checkpoint-root', ckptRoot] : [],
     // Warnings and errors reach the user; the rest is kept for a failure report.
     log: (l) => { logs.push(l); if (logs.length > 200) logs.shift(); if (/\b(WARN|ERROR)\b|Error|error:/.test(l)) say(`${label}${l}`); },
   });
-  const dir = mkdtempSync(join(tmpdir(), 'hybridps-train-'));
   const cfgFile = join(dir, 'config.json');
   writeFileSync(cfgFile, JSON.stringify(cfg));
 
@@ -124,6 +129,7 @@ export async function runTraining(cfg: TrainConfig, o: TrainRunOptions = {}): Pr
   try {
     await cluster.start();
     say(`${label}cluster: scheduler ${cluster.schedulerUrl}, ${cfg.servers} server(s), ${cfg.workers} worker(s); ${cfg.mode}, ${consistencyName(cfg.consistency)}, batch ${cfg.batch}/worker, data ${cfg.data}`);
+    say(`${label}links: ${tls ? `mutual TLS, a throwaway CA and certificates in ${tls.dir} (removed at the end)` : 'plain (unencrypted; --tls for mutual TLS)'}`);
     const workers: ChildInfo[] = [];
     for (let i = 0; i < cfg.workers; i++) {
       workers.push(await cluster.spawnRole(`worker ${i}`, ['worker', '--scheduler', cluster.schedulerUrl, '--node-id', `worker-${i}`, '--config', cfgFile], {

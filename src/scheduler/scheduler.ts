@@ -1,13 +1,15 @@
 // The scheduler: accepts registrations, gives each member a stable rank within its role, watches
 // heartbeats, and publishes a new cluster view (epoch + members + ring parameters) to everyone on
 // every change. It also keeps the workers' clock table and runs named barriers over live workers.
-import { Listener, type Connection, type LinkLimits } from '../transport/index.ts';
+import { Listener, type Connection, type LinkLimits, type TlsCredentials } from '../transport/index.ts';
 import { ErrorCode, Role, type Body, type ClusterViewMsg, type Envelope, type MemberMsg } from '../wire/codec.ts';
 import { RpcError } from '../transport/connection.ts';
 import { createLogger } from '../util/log.ts';
 
 export interface SchedulerOptions {
   secret: Uint8Array;
+  /** TLS credentials for its links (mutual TLS); absent: plain links. */
+  tls?: TlsCredentials;
   host?: string;
   port?: number;
   nodeId?: string;
@@ -79,7 +81,7 @@ export class Scheduler {
   static async start(opts: SchedulerOptions): Promise<Scheduler> {
     const s = new Scheduler(opts);
     s.listener = await Listener.listen({
-      ...opts.limits, nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port, maxFrameBytes: opts.maxFrameBytes ?? opts.limits?.maxFrameBytes ?? 1 << 20,
+      ...opts.limits, nodeId: s.nodeId, secret: opts.secret, tls: opts.tls, host: opts.host, port: opts.port, maxFrameBytes: opts.maxFrameBytes ?? opts.limits?.maxFrameBytes ?? 1 << 20,
       epoch: () => s.epoch,
       onHello: (hello, conn, env) => s.register(hello, conn, env.epoch),
       onRequest: (env, conn) => s.onRequest(env, conn),

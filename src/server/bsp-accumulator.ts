@@ -12,6 +12,8 @@ export class BspAccumulator {
   private readonly index: KeyIndex;
   private keys: Uint32Array; // lo, hi per row
   private sums: Float64Array;
+  /** drain()'s f32 copy of the sums. */
+  private rounded = new Float32Array(0);
   private count = 0;
 
   constructor(readonly dim: number, expectedRows = 0) {
@@ -57,12 +59,19 @@ export class BspAccumulator {
     return { keys, sums };
   }
 
-  /** The summed rows (rounded to f32) with their keys in first-seen order; then resets. */
+  /**
+   * The summed rows (rounded to f32) with their keys in first-seen order; then resets. Both are
+   * views of this accumulator's memory, valid until its next add(): a clock's sums are applied
+   * straight from them, and the accumulator is reused for a later clock with its capacity
+   * (ConsistencyGate), so a clock allocates nothing once the tables have grown.
+   */
   drain(): { keys: BigUint64Array; grads: Float32Array } {
-    const n = this.count;
-    const keys = new BigUint64Array(n);
-    keyWords(keys).set(this.keys.subarray(0, 2 * n));
-    const grads = Float32Array.from(this.sums.subarray(0, n * this.dim));
+    const n = this.count, len = n * this.dim;
+    // (lo, hi) word pairs are the little-endian u64 keys.
+    const keys = new BigUint64Array(this.keys.buffer, 0, n);
+    if (this.rounded.length < len) this.rounded = new Float32Array(Math.max(len, this.sums.length));
+    const grads = this.rounded.subarray(0, len);
+    grads.set(this.sums.subarray(0, len)); // native f64 -> f32 conversion (Float32Array.from iterated)
     this.reset();
     return { keys, grads };
   }

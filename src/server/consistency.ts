@@ -13,6 +13,8 @@ import type { ServerStats } from './server-stats.ts';
 
 export class ConsistencyGate {
   readonly clocks = new ClockTable();
+  /** A drained accumulator per table, reused for its next clock (its index and sums keep their capacity). */
+  private readonly spare = new WeakMap<TableState, BspAccumulator>();
 
   constructor(private readonly tables: Tables, private readonly stats: ServerStats) {}
 
@@ -77,10 +79,12 @@ export class ConsistencyGate {
       if (t.spec.consistency !== Consistency.BSP) continue;
       const ready = [...t.pending.keys()].filter((c) => c < min).sort((a, b) => a - b);
       for (const c of ready) {
-        const { keys, grads } = t.pending.get(c)!.drain();
+        const acc = t.pending.get(c)!;
+        const { keys, grads } = acc.drain();
         t.pending.delete(c);
-        this.apply(t, keys, grads);
+        this.apply(t, keys, grads); // views of acc: applied before it is reused
         t.appliedClock = c;
+        this.spare.set(t, acc);
       }
     }
     this.clocks.release();
@@ -95,7 +99,11 @@ export class ConsistencyGate {
   /** The sums of `clock` in table `t` (created empty on first use). */
   private sums(t: TableState, clock: number): BspAccumulator {
     let acc = t.pending.get(clock);
-    if (!acc) t.pending.set(clock, (acc = new BspAccumulator(t.spec.dim)));
+    if (!acc) {
+      acc = this.spare.get(t) ?? new BspAccumulator(t.spec.dim);
+      this.spare.delete(t);
+      t.pending.set(clock, acc);
+    }
     return acc;
   }
 }

@@ -45,22 +45,29 @@ export class KvHandler {
 
   /** Every part checked first; then each waits for its table's consistency; the rows of all go straight into one reply section. */
   async pullBatch(b: BodyOf<'pullBatch'>): Promise<Body> {
+    // Optimizer state travels exactly or not at all: an fp16 reply would round the update counts.
+    if (b.f16 && b.parts.some((x) => x.state)) throw new RpcError(ErrorCode.Malformed, 'a pull batch asked for optimizer state on an fp16 wire; state travels only as f32 (pull it without f16)');
     const ts = b.parts.map((x) => this.checkPull(x.table, x.keys));
     await Promise.all([...new Set(ts)].map((t) => this.ctx.gate.beforePull(t, b.clock)));
-    const offsets = new Uint32Array(ts.length), dims = new Uint32Array(ts.length);
+    const offsets = new Uint32Array(ts.length), dims = new Uint32Array(ts.length), widths = new Uint32Array(ts.length);
     let length = 0;
     ts.forEach((t, i) => {
+      const n = b.parts[i]!.keys.length;
       offsets[i] = length;
       dims[i] = t.spec.dim;
-      length += b.parts[i]!.keys.length * t.spec.dim;
-      this.countPull(t, b.parts[i]!.keys.length);
+      widths[i] = b.parts[i]!.state ? t.store.stateWidth : 0;
+      length += n * (t.spec.dim + widths[i]!);
+      this.countPull(t, n);
     });
     this.ctx.stats.pullFrames++;
     return {
-      type: 'pullBatchReply', offsets, dims, values: EMPTY, f16: b.f16, fresh: this.fresh(),
+      type: 'pullBatchReply', offsets, dims, values: EMPTY, f16: b.f16, fresh: this.fresh(), stateWidths: widths,
       writer: {
         length, write: (dst) => {
-          ts.forEach((t, i) => { const n = b.parts[i]!.keys.length * t.spec.dim; t.store.pull(b.parts[i]!.keys, dst.subarray(offsets[i], offsets[i]! + n)); });
+          ts.forEach((t, i) => {
+            const keys = b.parts[i]!.keys, rows = offsets[i]! + keys.length * dims[i]!;
+            t.store.pull(keys, dst.subarray(offsets[i], rows), widths[i] ? dst.subarray(rows, rows + keys.length * widths[i]!) : undefined);
+          });
         },
       },
     };

@@ -1,7 +1,10 @@
 // Update functions over one row, and the registry the server resolves a table's optimizer from.
 // An update function reads the gradient and rewrites the row and its slot rows in place; it runs
-// for every pushed row, so it must not allocate. Arithmetic is in float64 (JS numbers) with the
-// row, gradient and slots stored as float32.
+// for every pushed row, so it must not allocate. The built-in SGD, AdaGrad and Adam compute in
+// float32, each operation rounded (Math.fround) in the order of their WebAssembly SIMD kernels
+// (optimizer-kernels.ts), which the servers run: the two agree bit for bit, so a worker's local
+// update (worker/row-cache.ts) equals the server's. FTRL and custom updates compute in float64
+// (JS numbers) with the row, gradient and slots stored as float32 (docs/store.md).
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { BUILTIN_OPTIMIZERS, type OptimizerName } from '../wire/vocabulary.ts';
@@ -50,17 +53,20 @@ const nonNegative = (h: Record<string, number>, ...names: string[]): string | nu
 
 // ---- built-ins ----
 
+const f = Math.fround;
+
 /** w -= lr * (g + weight_decay * w). A negative lr adds the gradient (tests count with lr = -1). */
 const sgd: OptimizerDef = {
   name: 'sgd',
   slotCount: 0,
   defaults: { lr: 0.01, weight_decay: 0 },
   update(w, wOff, g, gOff, dim, _slots, _slotOff, _step, hyper) {
-    const lr = hyper.lr!, wd = hyper.weight_decay!;
+    const lr = f(hyper.lr!), wd = f(hyper.weight_decay!);
+    // The store into w rounds the last subtraction.
     if (wd === 0) {
-      for (let j = 0; j < dim; j++) w[wOff + j] -= lr * g[gOff + j]!;
+      for (let j = 0; j < dim; j++) w[wOff + j] -= f(lr * g[gOff + j]!);
     } else {
-      for (let j = 0; j < dim; j++) w[wOff + j] -= lr * (g[gOff + j]! + wd * w[wOff + j]!);
+      for (let j = 0; j < dim; j++) w[wOff + j] -= f(lr * f(g[gOff + j]! + f(wd * w[wOff + j]!)));
     }
   },
 };
@@ -74,13 +80,13 @@ const adagrad: OptimizerDef = {
   initialSlotValues: (h) => [h.initial_accumulator!],
   checkHyper: (h) => nonNegative(h, 'eps', 'initial_accumulator'),
   update(w, wOff, g, gOff, dim, slots, slotOff, _step, hyper) {
-    const lr = hyper.lr!, eps = hyper.eps!;
+    const lr = f(hyper.lr!), eps = f(hyper.eps!);
     const acc = slots[0]!;
     for (let j = 0; j < dim; j++) {
       const gj = g[gOff + j]!;
-      const a = acc[slotOff + j]! + gj * gj;
+      const a = f(acc[slotOff + j]! + f(gj * gj));
       acc[slotOff + j] = a;
-      w[wOff + j] -= (lr * gj) / (Math.sqrt(a) + eps);
+      w[wOff + j] -= f(f(lr * gj) / f(f(Math.sqrt(a)) + eps));
     }
   },
 };
@@ -99,17 +105,17 @@ const adam: OptimizerDef = {
     return nonNegative(h, 'eps');
   },
   update(w, wOff, g, gOff, dim, slots, slotOff, step, hyper) {
-    const lr = hyper.lr!, b1 = hyper.beta1!, b2 = hyper.beta2!, eps = hyper.eps!;
+    const lr = f(hyper.lr!), b1 = f(hyper.beta1!), b2 = f(hyper.beta2!), eps = f(hyper.eps!);
+    const ob1 = f(1 - hyper.beta1!), ob2 = f(1 - hyper.beta2!);
     const m = slots[0]!, v = slots[1]!;
-    const bc1 = 1 - Math.pow(b1, step), bc2 = 1 - Math.pow(b2, step);
+    const bc1 = f(1 - Math.pow(hyper.beta1!, step)), bc2 = f(1 - Math.pow(hyper.beta2!, step));
     for (let j = 0; j < dim; j++) {
       const gj = g[gOff + j]!;
-      const mj = b1 * m[slotOff + j]! + (1 - b1) * gj;
-      const vj = b2 * v[slotOff + j]! + (1 - b2) * gj * gj;
+      const mj = f(f(b1 * m[slotOff + j]!) + f(ob1 * gj));
+      const vj = f(f(b2 * v[slotOff + j]!) + f(f(ob2 * gj) * gj));
       m[slotOff + j] = mj;
       v[slotOff + j] = vj;
-      // Stored (f32-rounded) m and v, so a restored checkpoint continues identically.
-      w[wOff + j] -= (lr * (m[slotOff + j]! / bc1)) / (Math.sqrt(v[slotOff + j]! / bc2) + eps);
+      w[wOff + j] -= f(f(lr * f(mj / bc1)) / f(f(Math.sqrt(f(vj / bc2))) + eps));
     }
   },
 };

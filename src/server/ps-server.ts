@@ -6,7 +6,7 @@
 // from outside (row-copy.ts) and checkpoints (checkpointing.ts); fencing by view epoch (fencing.ts). Everything a peer sends is
 // validated before any table is touched; a bad request gets an error naming the cause and
 // changes nothing.
-import { Listener, RpcError, type Connection, type LinkLimits } from '../transport/index.ts';
+import { Listener, RpcError, type Connection, type LinkLimits, type TlsCredentials } from '../transport/index.ts';
 import { ErrorCode, Role, type Body, type Envelope } from '../wire/codec.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
 import { LatencyHistogram } from '../util/histogram.ts';
@@ -29,6 +29,8 @@ import { Fence } from './fencing.ts';
 
 export interface PsServerOptions {
   secret: Uint8Array;
+  /** TLS credentials for its links (mutual TLS); absent: plain links. */
+  tls?: TlsCredentials;
   schedulerUrl: string;
   host?: string;
   port?: number;
@@ -96,14 +98,14 @@ export class PsServer {
     const s = new PsServer(opts);
     for (const m of opts.optimizerModules ?? []) await loadOptimizerModule(m);
     s.listener = await Listener.listen({
-      ...opts.limits, nodeId: s.nodeId, secret: opts.secret, host: opts.host, port: opts.port,
+      ...opts.limits, nodeId: s.nodeId, secret: opts.secret, tls: opts.tls, host: opts.host, port: opts.port,
       maxFrameBytes: opts.maxFrameBytes ?? opts.limits?.maxFrameBytes, epoch: () => s.view.epoch,
       onRequest: (env, conn) => s.onRequest(env, conn),
       onRejected: (why) => { s.stats.rejected++; s.log.warn('peer refused', { why }); },
     });
     // Synchronously after the listen: no peer can reach this server before its units exist.
     s.member = new ClusterMember({
-      nodeId: s.nodeId, secret: opts.secret, role: Role.Server, address: opts.advertise ? `ws://${opts.advertise}` : s.listener.url, schedulerUrl: opts.schedulerUrl,
+      nodeId: s.nodeId, secret: opts.secret, tls: opts.tls, role: Role.Server, address: opts.advertise ? s.listener.url.replace(/\/\/.*$/, `//${opts.advertise}`) : s.listener.url, schedulerUrl: opts.schedulerUrl,
       heartbeatIntervalMs: opts.heartbeatIntervalMs,
       onHeartbeatError: (e) => s.log.warn('heartbeat failed', { error: e.message }),
       onView: (view, previous) => s.onView(view, previous),

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { acquireGpu } from '../gpu/device.ts';
 import { PSClient } from '../client/ps-client.ts';
+import type { TlsCredentials } from '../transport/index.ts';
 import { ModelRunner, type DenseOptimizer } from '../model/model-runner.ts';
 import { denseShapes } from '../model/model-spec.ts';
 import type { RowCacheStats } from '../worker/row-cache.ts';
@@ -25,6 +26,8 @@ export const DENSE_BLOCK = 1024;
 
 export interface WorkerIdentity {
   nodeId: string; schedulerUrl: string; secret: Uint8Array;
+  /** TLS credentials for the links to the scheduler and servers and the ring (mutual TLS); absent: plain. */
+  tls?: TlsCredentials;
   /** Subscribes to checkpoint requests from the launcher: each names a step every worker has yet to finish. */
   onCheckpointRequest?: (listener: (step: number) => void) => void;
   /** Where the hybrid mode's ring listener listens (and so what it announces); default 127.0.0.1, any port. */
@@ -83,8 +86,10 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
   });
   // The same seed on every worker: identical initial dense parameters without a broadcast.
   const runner = await ModelRunner.create(gpu, spec, { seed: cfg.seed });
-  const ring = cfg.mode === 'hybrid' ? await DenseAllreduce.create({ nodeId: id.nodeId, secret: id.secret, host: id.host, port: id.port }, { f16: cfg.f16 }) : null;
-  const client = await PSClient.connect({ secret: id.secret, schedulerUrl: id.schedulerUrl, nodeId: id.nodeId, address: ring ? (id.advertise ? `ws://${id.advertise}` : ring.url) : '', f16: cfg.f16 });
+  const ring = cfg.mode === 'hybrid' ? await DenseAllreduce.create({ nodeId: id.nodeId, secret: id.secret, tls: id.tls, host: id.host, port: id.port }, { f16: cfg.f16 }) : null;
+  // Announced: where the ring listens, or the address peers reach it at (--advertise: a proxy in between).
+  const address = ring ? (id.advertise ? ring.url.replace(/\/\/.*$/, `//${id.advertise}`) : ring.url) : '';
+  const client = await PSClient.connect({ secret: id.secret, tls: id.tls, schedulerUrl: id.schedulerUrl, nodeId: id.nodeId, address, f16: cfg.f16 });
   ring?.attach(client);
   try {
     await client.waitForView((v) => v.servers.length >= cfg.servers && v.workers.length >= cfg.workers && client.rank >= 0, 120_000);

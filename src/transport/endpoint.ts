@@ -3,13 +3,18 @@
 // Before the hello a connection may cost almost nothing: frames are limited to a few KB, only a
 // hello is parsed, at most `maxUnauthenticated` such connections are held (counted from the TCP
 // accept, so a peer that never finishes the HTTP upgrade counts too), each for `helloTimeoutMs`.
+// With TLS credentials (tls.ts) the listener is an https server that demands a client certificate
+// from the cluster CA: a peer without one fails the TLS handshake and nothing of it is read.
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import type { Socket, AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
 import { Connection, type RequestHandler } from './connection.ts';
 import { computeMac, newNonce, verifyMac } from './auth.ts';
 import { DEFAULT_MAX_FRAME_BYTES, resolveLimits, setMaxPayload, type LinkLimits } from './limits.ts';
 import { ConnectError } from './errors.ts';
+import { dialTlsOptions, linkUrl, listenerTlsOptions, peerNameProblem, type TlsCredentials } from './tls.ts';
 import { decodeHandshake, encode, ErrorCode, Role, type Body, type Envelope } from '../wire/codec.ts';
 
 export { DEFAULT_MAX_FRAME_BYTES };
@@ -20,6 +25,8 @@ export interface EndpointOptions extends LinkLimits {
   secret: Uint8Array;
   requestTimeoutMs?: number;
   epoch?: () => number;
+  /** TLS credentials: the listener serves wss:// and every dial is wss:// (mutual TLS). Absent: plain links. */
+  tls?: TlsCredentials;
 }
 
 export interface ListenOptions extends EndpointOptions {
@@ -48,7 +55,9 @@ export class Listener {
   readonly connections = new Set<Connection>();
   /** Sockets accepted and not yet authenticated, with the timer that closes each. */
   private readonly unauthenticated = new Map<Socket, { timer: NodeJS.Timeout; ws?: WebSocket }>();
-  readonly stats = { refusedBusy: 0, helloTimeouts: 0, refusedHello: 0 };
+  readonly stats = { refusedBusy: 0, helloTimeouts: 0, refusedHello: 0, refusedTls: 0 };
+  /** TLS: the accepted TCP socket of each connection by its remote address (the upgrade hands over the TLS socket over it). */
+  private readonly tcpOf = new Map<string, Socket>();
   /** Sockets handed to rawUpgrade: no longer the HTTP server's to close. */
   private readonly rawSockets = new Set<Socket>();
   private reports = { second: 0, count: 0, unreported: 0 };
@@ -60,9 +69,12 @@ export class Listener {
 
   static async listen(opts: ListenOptions): Promise<Listener> {
     const limits = resolveLimits(opts);
-    const http = createServer({ maxHeaderSize: 8192 }, (_req, res) => {
+    const onPlainHttp = (_req: unknown, res: import('node:http').ServerResponse) => {
       res.writeHead(426, { 'content-type': 'text/plain', connection: 'close' }).end('hybridps: WebSocket links only\n');
-    });
+    };
+    const http: Server = opts.tls
+      ? createHttpsServer({ ...listenerTlsOptions(opts.tls, limits.helloTimeoutMs), maxHeaderSize: 8192 }, onPlainHttp)
+      : createServer({ maxHeaderSize: 8192 }, onPlainHttp);
     // Until a connection authenticates, ws refuses (1009) any frame over the pre-auth limit as soon
     // as its header says so, before buffering it; the limit is raised for that connection at the hello.
     const wss = new WebSocketServer({ noServer: true, maxPayload: limits.preAuthMaxFrameBytes, perMessageDeflate: false });
@@ -73,18 +85,32 @@ export class Listener {
     http.on('error', () => { /* per-socket errors end that socket */ });
     const addr = http.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    const listener = new Listener(http, wss, `ws://${host}:${addr.port}`, opts, limits);
+    const listener = new Listener(http, wss, `${opts.tls ? 'wss' : 'ws'}://${host}:${addr.port}`, opts, limits);
     http.on('connection', (socket: Socket) => listener.admit(socket));
-    http.on('upgrade', (req, socket: Socket, head) => {
-      if (!listener.unauthenticated.has(socket)) { socket.destroy(); return; } // refused or timed out
+    // A failed TLS handshake (no certificate, another CA, expired, not TLS at all): nothing was read.
+    http.on('tlsClientError', (e: Error & { code?: string }, socket: TLSSocket) => {
+      // Gone before a word of TLS (a startup-wait.ts probe, a port scan): not a refusal, as on a plain listener.
+      if (e.code === 'ECONNRESET' && !socket.authorizationError) return;
+      listener.stats.refusedTls++;
+      // A certificate that fails verification ends the handshake with a bare hang-up; the reason is on the socket.
+      const why = socket.authorizationError ? `its certificate was refused (${socket.authorizationError})` : `${e.code ?? 'error'}: ${e.message.split('\n')[0]}`;
+      const from = socket.remoteAddress ? ` from ${socket.remoteAddress}:${socket.remotePort}` : '';
+      listener.reportRejected(`TLS handshake${from} failed, nothing read: ${why}`);
+    });
+    http.on('upgrade', (req, stream: Socket, head) => {
+      // Under TLS the limits and timers stay on the TCP socket (destroying it ends the TLS one).
+      const socket = opts.tls ? listener.tcpOf.get(remoteKey(stream)) : stream;
+      if (!socket || !listener.unauthenticated.has(socket)) { stream.destroy(); return; } // refused or timed out
+      const badName = opts.tls && peerNameProblem(opts.tls, stream as TLSSocket);
+      if (badName) { listener.stats.refusedTls++; listener.reportRejected(`TLS peer ${remoteKey(stream)} refused: ${badName}`); socket.destroy(); return; }
       const raw = opts.rawUpgrade;
       if (raw && String(req.headers.upgrade ?? '').toLowerCase() === raw.protocol) {
         listener.rawSockets.add(socket);
         socket.once('close', () => listener.rawSockets.delete(socket));
-        raw.onSocket(socket, head, () => listener.authenticated(socket));
+        raw.onSocket(stream, head, () => listener.authenticated(socket));
         return;
       }
-      wss.handleUpgrade(req, socket, head, (ws) => listener.accept(ws, socket));
+      wss.handleUpgrade(req, stream, head, (ws) => listener.accept(ws, socket));
     });
     return listener;
   }
@@ -96,6 +122,7 @@ export class Listener {
       this.stats.refusedBusy++;
       const why = `${this.unauthenticated.size} connections are waiting to authenticate (maxUnauthenticated ${this.limits.maxUnauthenticated}); retry later`;
       this.reportRejected(why);
+      if (this.opts.tls) { socket.destroy(); return; } // no plain words inside a TLS connection
       socket.end(`HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${why.length + 1}\r\n\r\n${why}\n`);
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
@@ -109,7 +136,9 @@ export class Listener {
     }, this.limits.helloTimeoutMs);
     timer.unref();
     this.unauthenticated.set(socket, { timer });
-    socket.once('close', () => { clearTimeout(timer); this.unauthenticated.delete(socket); });
+    const key = this.opts.tls ? remoteKey(socket) : '';
+    if (key) this.tcpOf.set(key, socket);
+    socket.once('close', () => { clearTimeout(timer); this.unauthenticated.delete(socket); if (key) this.tcpOf.delete(key); });
   }
 
   /** A raw-upgrade socket's handler verified its peer: no longer under the hello timeout. */
@@ -121,7 +150,7 @@ export class Listener {
   }
 
   /** onRejected, at most 10 times a second: a flood of connects must not become a flood of log lines. */
-  private reportRejected(why: string): void {
+  reportRejected(why: string): void {
     const second = Math.floor(Date.now() / 1000);
     if (second !== this.reports.second) this.reports = { second, count: 0, unreported: this.reports.unreported };
     if (this.reports.count++ >= 10) { this.reports.unreported++; return; }
@@ -227,12 +256,24 @@ export interface DialOptions extends EndpointOptions {
  */
 const zeroMask = (mask: Buffer): void => { mask.fill(0); };
 
+/** A connection's remote end as text: the TCP and the TLS socket over it give the same. */
+const remoteKey = (s: Socket) => `${s.remoteAddress}|${s.remotePort}`;
+
 /** Connects, answers the challenge, and resolves with the connection and the peer's welcome. */
 export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection; welcome: Extract<Body, { type: 'welcome' }> }> {
   return new Promise((resolve, reject) => {
     const limits = resolveLimits(opts);
+    url = linkUrl(url, opts.tls);
+    if (url.startsWith('wss://') && !opts.tls) {
+      reject(new ConnectError(url, `${url} takes TLS links only and this node has no TLS credentials: pass --tls-cert, --tls-key and --tls-ca (or HYBRIDPS_TLS_CERT/_KEY/_CA)`));
+      return;
+    }
     // The challenge is tiny: until it is in, so is the frame limit (the welcome may be larger).
-    const ws = new WebSocket(url, { maxPayload: limits.preAuthMaxFrameBytes, perMessageDeflate: false, generateMask: zeroMask });
+    const ws = new WebSocket(url, {
+      maxPayload: limits.preAuthMaxFrameBytes, perMessageDeflate: false, generateMask: zeroMask,
+      // ws hands these to tls.connect; its own typing of checkServerIdentity is not Node's.
+      ...(opts.tls ? dialTlsOptions(opts.tls) as object : {}),
+    });
     let settled = false;
     const fail = (err: Error) => {
       if (settled) return;
@@ -242,7 +283,9 @@ export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection
       reject(err);
     };
     const timer = setTimeout(() => fail(new ConnectError(url, `connecting to ${url} timed out`)), opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
-    ws.on('error', (e) => fail(new ConnectError(url, `cannot connect to ${url}: ${e.message}${/ 503$/.test(e.message) ? ' (too many connections are waiting to authenticate there; retry later)' : ''}`)));
+    const hint = (m: string) => / 503$/.test(m) ? ' (too many connections are waiting to authenticate there; retry later)'
+      : opts.tls && /hang up|ECONNRESET/.test(m) ? ' (under TLS: the peer may have refused this node\'s certificate; is it from the cluster CA, unexpired, with the cluster name?)' : '';
+    ws.on('error', (e) => fail(new ConnectError(url, `cannot connect to ${url}: ${e.message}${hint(e.message)}`)));
     ws.on('close', (code, reason) => fail(new ConnectError(url, `${url} closed the connection during the handshake (${code} ${reason})`)));
     ws.once('message', (data) => {
       let challenge: Envelope<Extract<Body, { type: 'challenge' }>>;

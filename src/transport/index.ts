@@ -4,3 +4,4 @@ export { Listener, dial, DEFAULT_MAX_FRAME_BYTES, type ListenOptions, type DialO
 export { DEFAULT_LIMITS, limitsFromFlags, type LinkLimits, type LinkLimitFlags } from './limits.ts';
 export { Peer, type PeerOptions } from './peer.ts';
 export { loadSecret, generateSecret, computeMac } from './auth.ts';
+export { loadTls, TlsConfigError, UNENCRYPTED_WARNING, DEFAULT_TLS_NAME, type TlsCredentials, type TlsFiles } from './tls.ts';

@@ -60,8 +60,8 @@ BodySpecs[W.Body.CopyPending] = CopyPendingSpec;
 BodySpecs[W.Body.HandoffMetaRequest] = [];
 BodySpecs[W.Body.HandoffMeta] = [{ k: 'tables', spec: HandoffTableSpec }, { k: 'tables', spec: [s4, s8] }, { k: 'tables', spec: [str, v8] }];
 BodySpecs[W.Body.AssignRows] = [s2, v8, v4];
-BodySpecs[W.Body.PullBatch] = [{ k: 'tables', spec: [s2, v8] }, s8, s4, s1];
-BodySpecs[W.Body.PullBatchReply] = [v4, v4, v4, v2, s8];
+BodySpecs[W.Body.PullBatch] = [{ k: 'tables', spec: [s2, v8, s1] }, s8, s4, s1];
+BodySpecs[W.Body.PullBatchReply] = [v4, v4, v4, v2, s8, v4];
 BodySpecs[W.Body.PushBatch] = [{ k: 'tables', spec: [s2, v8, s8, s4] }, v4, v2, s4, s8];
 BodySpecs[W.Body.PushBatchAck] = [{ k: 'tables', spec: [s8, s1] }];
 BodySpecs[W.Body.StatsReply] = [str];
@@ -265,14 +265,15 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
       const parts = [];
       for (let i = 0; i < p.partsLength(); i++) {
         const x = p.parts(i)!;
-        parts.push({ table: x.table(), keys: vec(bb, x, 1, BigUint64Array) });
+        parts.push({ table: x.table(), keys: vec(bb, x, 1, BigUint64Array), ...(x.state() ? { state: true } : {}) });
       }
       return { type: 'pullBatch', parts, clock: num(p.clock()), worker: p.worker(), f16: p.f16() };
     }
     case W.Body.PullBatchReply: {
       const r = get(W.PullBatchReply);
       const v = values(bb, r, 2, 3);
-      return { type: 'pullBatchReply', offsets: vec(bb, r, 0, Uint32Array), dims: vec(bb, r, 1, Uint32Array), values: v.values, f16: v.f16, fresh: num(r.fresh()) };
+      const widths = r.stateWidthsLength() ? vec(bb, r, 5, Uint32Array) : undefined;
+      return { type: 'pullBatchReply', offsets: vec(bb, r, 0, Uint32Array), dims: vec(bb, r, 1, Uint32Array), values: v.values, f16: v.f16, fresh: num(r.fresh()), ...(widths ? { stateWidths: widths } : {}) };
     }
     case W.Body.PushBatch: {
       const p = get(W.PushBatch);

@@ -129,7 +129,7 @@ function encodePush(b: flatbuffers.Builder, p: PushBody): number {
 }
 
 function encodePullBatch(b: flatbuffers.Builder, p: BodyOf<'pullBatch'>): number {
-  const parts = W.PullBatch.createPartsVector(b, p.parts.map((x) => W.PullPart.createPullPart(b, x.table, bulkVector(b, x.keys, 8))));
+  const parts = W.PullBatch.createPartsVector(b, p.parts.map((x) => W.PullPart.createPullPart(b, x.table, bulkVector(b, x.keys, 8), !!x.state)));
   return W.PullBatch.createPullBatch(b, parts, big(p.clock), p.worker, p.f16);
 }
 
@@ -231,8 +231,9 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
     case 'pullBatchReply': {
       const offsets = bulkVector(b, body.offsets, 4);
       const dims = bulkVector(b, body.dims, 4);
+      const widths = body.stateWidths?.some((w) => w > 0) ? bulkVector(b, body.stateWidths, 4) : 0;
       const [vals, vals16] = valuesVectors(b, body.values, body.f16, body.writer);
-      return [W.Body.PullBatchReply, W.PullBatchReply.createPullBatchReply(b, offsets, dims, vals, vals16, big(body.fresh ?? -1))];
+      return [W.Body.PullBatchReply, W.PullBatchReply.createPullBatchReply(b, offsets, dims, vals, vals16, big(body.fresh ?? -1), widths)];
     }
     case 'pushBatch':
       return [W.Body.PushBatch, encodePushBatch(b, body)];
@@ -267,7 +268,7 @@ function payloadBytes(body: Body): number {
     case 'assignRows': return body.keys.byteLength + body.values.byteLength;
     case 'copyRows': return body.keys.byteLength + body.values.byteLength + body.slots.byteLength + body.steps.byteLength;
     case 'pullBatch': return body.parts.reduce((n, x) => n + x.keys.byteLength + 32, 0);
-    case 'pullBatchReply': return (body.writer ? body.writer.length * 4 : body.values.byteLength) + 8 * body.offsets.length + 64;
+    case 'pullBatchReply': return (body.writer ? body.writer.length * 4 : body.values.byteLength) + 12 * body.offsets.length + 64;
     case 'pushBatch': return body.parts.reduce((n, x) => n + x.keys.byteLength + 48, body.writer ? body.writer.length * 4 : body.values.byteLength);
     case 'pushBatchAck': return 32 * body.acks.length;
     default: return 0;

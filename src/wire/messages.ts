@@ -37,7 +37,11 @@ export interface AllreduceChunkBody {
   offset: number; values: Float32Array; f16?: boolean;
 }
 /** One table's keys of a PullBatch. */
-export interface PullPartMsg { table: number; keys: BigUint64Array }
+export interface PullPartMsg {
+  table: number; keys: BigUint64Array;
+  /** Also the rows' optimizer state (PullBatchReply.stateWidths); f32 wire only. */
+  state?: boolean;
+}
 export interface PullBatchBody { type: 'pullBatch'; parts: PullPartMsg[]; clock: number; worker: number; f16: boolean }
 /** One table's rows of a PushBatch: keys.length x dim values at `offset` of the batch's values. */
 export interface PushPartMsg { table: number; keys: BigUint64Array; seq: number; offset: number }
@@ -84,7 +88,7 @@ export type Body =
   | { type: 'assignRows'; table: number; keys: BigUint64Array; values: Float32Array }
   | PullBatchBody
   /** Part i's values (keys_i x dims[i]) start at offsets[i] of the one value section. */
-  | { type: 'pullBatchReply'; offsets: Uint32Array; dims: Uint32Array; values: Float32Array; f16?: boolean; writer?: ValuesWriter; fresh?: number }
+  | { type: 'pullBatchReply'; offsets: Uint32Array; dims: Uint32Array; values: Float32Array; f16?: boolean; writer?: ValuesWriter; fresh?: number; stateWidths?: Uint32Array }
   | PushBatchBody
   | { type: 'pushBatchAck'; acks: PushAckMsg[] }
   | { type: 'statsReply'; json: string }

@@ -2,7 +2,7 @@
 // locally for as long as the table's consistency allows, with this worker's own pushes applied
 // to them, so a skewed batch pulls only the rows it does not hold yet.
 //
-// Why it stays exact (docs/consistency.md has the long form):
+// Why it stays exact (docs/architecture.md, consistency, has the long form; docs/training.md the user's view):
 // - SSP(s) promises a read at clock c every update of the clocks < c - s, plus all of this
 //   worker's own. A pull reply says how fresh its rows are (PullReply.fresh = m: every live
 //   worker had finished the clocks < m when the server read them, and their pushes were applied
@@ -15,20 +15,40 @@
 //   the last push touched are re-pulled), so it holds every own push before it and none after.
 //   For SGD (w -= lr * g, stateless, additive) the copy is the server's row with the others'
 //   optional later updates left out: at W = 1 it equals the server's row bit for bit (test).
-// - Which way to see own updates, measured (`npm run bench -- step --config s2-w1-sgd-ssp2,
-//   s2-w1-adagrad-ssp2 --gpu-steps 0`, batch 2048, 26 x 100k rows, planted Zipf ids, 1 worker,
-//   SSP:2, 2026-12-02, load 15 on 2 cores; bench/RESULTS.md): per step 22293 unique rows are
-//   touched; without a cache 26645 rows are pulled (the 4352 extra are early rows the last push
-//   touched, re-pulled). (a) the local update, SGD: 19% of lookups hit, 19376 rows pulled (-27%
-//   pull bytes, 7.0 -> 5.1 MB). (a) for AdaGrad would need each row's accumulator with it: the
-//   19376 misses at twice the bytes = +45% pull bytes against no cache, a loss at this hit rate.
-//   (b) the push reply carrying the updated rows moves the re-pulls' bytes in another message (no
-//   saving), and (c) re-pulling pushed rows is the no-cache step (every hot row is pushed every
-//   step it is used). So: (a) for SGD tables; stateful optimizers (AdaGrad, Adam, FTRL) and custom
-//   ones are not cached (their rows pull as without the cache). The hit rate is bounded by the
-//   data: a row is served only for s clocks after its read, and on this data most rows of a step
-//   were not used in the s steps before it. CPU cost (process CPU time, same sizes, best of 40):
-//   serve 5.4 ms, insert 4.3 ms, local update 7.4 ms per step.
+// - Stateful optimizers (AdaGrad, Adam, FTRL): the update reads and writes the row's slots (and
+//   Adam its update count), which the servers keep. A held row therefore carries them: they are
+//   pulled with the row (PullPart.state, f32 only) and every own push updates row, slots and count
+//   with the servers' function, as TableStore.apply does. So the held (row, state) is the
+//   server's (row, state) as it was read, with this worker's later pushes applied in order: at W = 1
+//   exactly the server's, bit for bit (test: rows, slots and counts after every step). At W > 1
+//   the others' pushes since the read are missing from both, row and state, which SSP allows for
+//   the row (within the bound) and which for the state only changes the size of this worker's own
+//   steps (AdaGrad: its accumulator lacks the others' g^2, so its own steps on the copy are larger
+//   than the server's); the copy always holds this worker's effect, never loses an update, and is
+//   replaced by the server's at the next read.
+//   The state outlives the row: a held state keeps serving row-only refreshes (the row re-pulled,
+//   the state kept, since at W = 1 it equals the server's anyway) for `stateRefresh` clocks after
+//   it was read; then it is pulled again with the row. At W > 1 that bounds how many clocks of the
+//   others' contributions the state may lack. Rows enter with their state only on their second
+//   touch (looked up in the last ADMIT_WINDOW clocks): a row used once would cost its state's bytes
+//   and never hit.
+// - Which way, measured (`npm run bench -- step --config s2-w1-adagrad-ssp2 --gpu-steps 0
+//   --cache-policy second-touch:16,all:16,all:0,second-touch:0`, batch 2048, 26 x 100k rows,
+//   planted Zipf ids, 1 worker, SSP:2, pipelined, 2026-12-02 03:30, bench/RESULTS.md): pull bytes
+//   per step against 7.03 MB without a cache: state with every miss, pulled with every row (all:0)
+//   10.15 MB (+44%); second touch, state with every row (second-touch:0) 7.54 MB (+7%); every miss,
+//   state kept 16 clocks (all:16) 8.04 MB (+14%); second touch, state kept 16 clocks
+//   (second-touch:16, the default) 6.09 MB (-13%; hit rate 0.18, 3049 of 22293 rows per step
+//   pulled with their state). Earlier, SGD only (the same sizes): hit rate 0.19, pull bytes -27%.
+//   Pulling state only with the push reply or re-pulling pushed rows was ruled out before: the same
+//   bytes as no cache (every hot row is pushed every step it is used).
+//   CPU, and why it does not pay on this machine: the worker's CPU time per data-path step went
+//   from 74 ms without the cache to 164 ms with it (same run, load 20-27 on 2 cores); this class's
+//   own work is ~16 ms of it (a microbenchmark at 26 tables x 860 keys, AdaGrad: serve 3.7, plan
+//   3.9, insert 3.1, touchSeen 0.9, the local update 4.1 ms), the rest the split pulls (rows-only
+//   and with state: twice the routing and key gathers), their reassembly and the garbage. On a
+//   CPU-bound 2-core machine shared with the servers that costs more than the 13% of pull bytes
+//   saves; where the network, not the CPU, is the limit it is the other way round.
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
 //
@@ -37,10 +57,11 @@
 // used every step are the hot ones). An eviction pass frees an eighth of the capacity at once
 // (rebuilding the key index, which has no delete), so its cost is amortised over many inserts;
 // the rows of the current clock are never evicted to make room for each other.
-import { KeyIndex } from '../keys/key-index.ts';
+import { KeyIndex, hash64 } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { f16BitsToF32, f32ToF16Bits } from '../wire/f16.ts';
 import type { UpdateFn } from '../server/optimizers.ts';
+import type { PulledState } from '../client/ps-client.ts';
 
 export interface RowCacheOptions {
   dim: number;
@@ -51,12 +72,28 @@ export interface RowCacheOptions {
   staleness: number;
   /** ASP: clocks a row is served after the clock it was read at. */
   aspRefresh: number;
-  /** The table's update function and its resolved hyperparameters (a stateless optimizer). */
+  /** The table's update function and its resolved hyperparameters. */
   update: UpdateFn;
   hyper: Record<string, number>;
   /** Gradients travel as fp16: apply them rounded, as the servers receive them. */
   f16: boolean;
+  /**
+   * The optimizer's slot rows per row (0: stateless, SGD). A stateful cache holds each row's
+   * slots and update count, pulled with the row (PSClient.pullWithState), and updates them with
+   * its own pushes as the servers do.
+   */
+  slotCount?: number;
+  /** Stateful: clocks a held state keeps serving row-only refreshes after it was read (0: pulled with every row). */
+  stateRefresh?: number;
+  /** Stateful: which missing rows are pulled with their state and held: all, or those this cache saw in the last ADMIT_WINDOW clocks. */
+  admit?: 'all' | 'second-touch';
 }
+
+/** Second-touch admission: a row looked up within this many clocks before is admitted. */
+export const ADMIT_WINDOW = 8;
+
+/** Which positions of a miss to pull with their state (to be held) and which as rows only (held when their state is). */
+export interface PullPlan { withState: Int32Array; rowsOnly: Int32Array }
 
 export interface RowCacheStats {
   hits: number;
@@ -70,6 +107,8 @@ const NO_SLOTS: Float32Array[] = [];
 
 export class RowCache {
   readonly stats: RowCacheStats = { hits: 0, misses: 0, evictions: 0, bytesSaved: 0 };
+  /** Stateful: rows pulled with their optimizer state (each costs its slots and a count more than a row). */
+  statePulls = 0;
   private readonly index: KeyIndex;
   private readonly values: Float32Array;
   /** Per slot: SSP, the reply's freshness; ASP, the clock the row was read at. -1: free. */
@@ -80,6 +119,13 @@ export class RowCache {
   private free: number[] = [];
   private readonly rowBytes: number;
   private scratch = new Float32Array(0);
+  /** Stateful: per slot, its optimizer slot rows, update count and the clock the state was read at (-1: none). */
+  private readonly slots: Float32Array[];
+  private readonly steps: Uint32Array;
+  private readonly stateClock: Int32Array;
+  /** Second-touch admission: last clock + 1 a key hashing here was looked up (0: never). */
+  private readonly seen: Int32Array;
+  private readonly seenMask: number;
 
   constructor(readonly opts: RowCacheOptions) {
     if (!(Number.isInteger(opts.capacity) && opts.capacity > 0)) throw new Error(`row cache: capacity ${opts.capacity} must be a positive integer`);
@@ -92,6 +138,23 @@ export class RowCache {
     this.keyHi = new Uint32Array(n);
     for (let s = n - 1; s >= 0; s--) this.free.push(s);
     this.rowBytes = 8 + opts.dim * (opts.f16 ? 2 : 4);
+    const k = opts.slotCount ?? 0;
+    if (k > 0 && opts.f16) throw new Error('row cache: a stateful optimizer\'s rows are cached only on an f32 wire (its state travels exactly)');
+    this.slots = Array.from({ length: k }, () => new Float32Array(n * opts.dim));
+    this.steps = new Uint32Array(k > 0 ? n : 0);
+    this.stateClock = new Int32Array(k > 0 ? n : 0).fill(-1);
+    let m = 1;
+    while (k > 0 && opts.admit === 'second-touch' && m < 8 * n) m *= 2;
+    this.seen = new Int32Array(m > 1 ? m : 0);
+    this.seenMask = m - 1;
+  }
+
+  get stateful(): boolean { return this.slots.length > 0; }
+
+  /** Stateful: may the state in `slot` still serve a row-only refresh at `clock`? */
+  private stateUsable(slot: number, clock: number): boolean {
+    const at = this.stateClock[slot]!;
+    return at >= 0 && clock - at <= (this.opts.stateRefresh ?? 0);
   }
 
   get size(): number { return this.opts.capacity - this.free.length; }
@@ -121,6 +184,47 @@ export class RowCache {
   }
 
   /**
+   * How to pull the missing positions `idx` for `clock`. Stateless: all as rows (each is then
+   * held). Stateful: rows whose held state is usable as rows only; the others with their state
+   * when admitted (every one, or second-touch: looked up in the last ADMIT_WINDOW clocks), else
+   * as rows only, used once and not held.
+   */
+  plan(keys: BigUint64Array, idx: ArrayLike<number>, clock: number): PullPlan {
+    if (!this.stateful) return { withState: new Int32Array(0), rowsOnly: Int32Array.from(idx) };
+    const w = keyWords(keys), withState: number[] = [], rowsOnly: number[] = [];
+    for (let k = 0; k < idx.length; k++) {
+      const j = idx[k]!, lo = w[2 * j]!, hi = w[2 * j + 1]!, s = this.index.lookup(lo, hi);
+      if (s >= 0 && this.stateUsable(s, clock)) { rowsOnly.push(j); continue; }
+      let admit = true;
+      if (this.seen.length) { const at = this.seen[hash64(lo, hi) & this.seenMask]! - 1; admit = at >= 0 && at < clock && at >= clock - ADMIT_WINDOW; }
+      (admit ? withState : rowsOnly).push(j);
+    }
+    return { withState: Int32Array.from(withState), rowsOnly: Int32Array.from(rowsOnly) };
+  }
+
+  /** Second-touch admission: these keys were looked up at `clock` (after that clock's plans). */
+  touchSeen(keys: BigUint64Array, clock: number): void {
+    if (!this.seen.length) return;
+    const w = keyWords(keys);
+    for (let j = 0; j < keys.length; j++) this.seen[hash64(w[2 * j]!, w[2 * j + 1]!) & this.seenMask] = clock + 1;
+  }
+
+  /**
+   * Stateful: holds the rows at positions `idx` of `rows` (keys.length x dim) with their state
+   * (`state` in idx order, as PSClient.pullWithState gives it), read at `readClock`.
+   */
+  insertWithState(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, state: PulledState): void {
+    const d = this.opts.dim;
+    if (state.slots.length !== this.slots.length) throw new Error(`row cache: state of ${state.slots.length} slots for an optimizer of ${this.slots.length}`);
+    this.statePulls += idx.length;
+    this.place(keys, idx, rows, fresh, readClock, (s, k) => {
+      for (let q = 0; q < this.slots.length; q++) this.slots[q]!.set(state.slots[q]!.subarray(k * d, k * d + d), s * d);
+      this.steps[s] = state.steps[k]!;
+      this.stateClock[s] = readClock;
+    });
+  }
+
+  /**
    * Holds the rows at positions `idx` of `rows` (keys.length x dim), pulled at `readClock` with
    * reply freshness `fresh`, as last used at `readClock`. Rows with unknown freshness (-1, an
    * older server) are not held under SSP. A freshness above the read clock cannot be true (this
@@ -128,12 +232,21 @@ export class RowCache {
    * rows do cover, so a wrong reply never makes a row look fresher than the pull's own clock.
    */
   insert(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number): void {
+    this.place(keys, idx, rows, fresh, readClock, null);
+  }
+
+  /**
+   * Stores rows (see insert). `withState` stores the k-th row's state in slot s; without it a
+   * stateful cache only refreshes rows whose held state is usable (a row must travel with its state).
+   */
+  private place(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, withState: ((s: number, k: number) => void) | null): void {
     const stamp = this.opts.consistency === 'ssp' ? Math.min(fresh, readClock) : readClock;
     if (stamp < 0 || idx.length === 0) return;
-    const d = this.opts.dim, w = keyWords(keys);
+    const d = this.opts.dim, w = keyWords(keys), needState = this.stateful && !withState;
     for (let k = 0; k < idx.length; k++) {
       const j = idx[k]!, lo = w[2 * j]!, hi = w[2 * j + 1]!;
       let s = this.index.lookup(lo, hi);
+      if (needState && (s < 0 || !this.stateUsable(s, readClock))) continue;
       if (s < 0) {
         if (this.free.length === 0) this.evict(readClock);
         if (this.free.length === 0) return; // every held row is in use at this clock
@@ -145,6 +258,7 @@ export class RowCache {
       this.values.set(rows.subarray(j * d, j * d + d), s * d);
       this.stamp[s] = stamp;
       this.lastUse[s] = readClock;
+      withState?.(s, k);
     }
   }
 
@@ -161,6 +275,14 @@ export class RowCache {
       g = this.scratch;
       for (let i = 0; i < grads.length; i++) g[i] = f16BitsToF32(f32ToF16Bits(grads[i]!));
     }
+    if (this.stateful) {
+      // Every held state takes the push (an expired row's too: its state may serve a refresh), as TableStore.apply does.
+      for (let j = 0; j < keys.length; j++) {
+        const s = this.slotOf(w, j);
+        if (s >= 0 && this.stateClock[s]! >= 0) update(this.values, s * d, g, j * d, d, this.slots, s * d, ++this.steps[s]!, hyper);
+      }
+      return;
+    }
     for (let j = 0; j < keys.length; j++) {
       const s = this.slotOf(w, j);
       if (s >= 0 && this.stamp[s]! >= 0) update(this.values, s * d, g, j * d, d, NO_SLOTS, 0, 0, hyper);
@@ -171,13 +293,16 @@ export class RowCache {
    * Instrumentation (traces, tests): per key, its stamp (-1: not held: SSP, the freshness; ASP, the
    * read clock) and, with `out` (keys.length x dim), the held row copied there. Counts nothing.
    */
-  peek(keys: BigUint64Array, out?: Float32Array): Int32Array {
+  peek(keys: BigUint64Array, out?: Float32Array, state?: PulledState): Int32Array {
     const d = this.opts.dim, w = keyWords(keys), stamp = new Int32Array(keys.length).fill(-1);
     for (let j = 0; j < keys.length; j++) {
       const s = this.slotOf(w, j);
       if (s < 0) continue;
       stamp[j] = this.stamp[s]!;
       out?.set(this.values.subarray(s * d, s * d + d), j * d);
+      if (!state || !this.stateful) continue;
+      this.slots.forEach((slot, q) => state.slots[q]!.set(slot.subarray(s * d, s * d + d), j * d));
+      state.steps[j] = this.steps[s]!;
     }
     return stamp;
   }
@@ -199,8 +324,14 @@ export class RowCache {
   clear(): void {
     this.index.clear();
     this.stamp.fill(-1);
+    this.stateClock.fill(-1);
     this.free = [];
     for (let s = this.opts.capacity - 1; s >= 0; s--) this.free.push(s);
+  }
+
+  private drop(s: number): void {
+    this.stamp[s] = -1;
+    if (this.stateful) this.stateClock[s] = -1;
   }
 
   /** Frees at least an eighth of the capacity: expired rows, then the least recently used, never rows used at `clock`. */
@@ -210,13 +341,14 @@ export class RowCache {
     let freed = 0;
     for (let s = 0; s < n; s++) {
       if (this.stamp[s]! < 0) continue;
-      if (!this.valid(s, clock)) { this.stamp[s] = -1; freed++; } else live.push(s);
+      // Stateful: an expired row still holds a state that may serve a refresh.
+      if (!this.valid(s, clock) && !(this.stateful && this.stateUsable(s, clock))) { this.drop(s); freed++; } else live.push(s);
     }
     if (freed < target) {
       live.sort((a, b) => this.lastUse[a]! - this.lastUse[b]!);
       for (const s of live) {
         if (freed >= target || this.lastUse[s]! >= clock) break;
-        this.stamp[s] = -1;
+        this.drop(s);
         freed++;
       }
     }

@@ -13,12 +13,13 @@
 // the clock it will be used at, so the SSP gate keeps the bound. The sparse push and the dense
 // part (allreduce + local update, or the dense push) of a step run concurrently, then the clock.
 //
-// Row cache (`cache.rows > 0`): SSP and ASP tables with a stateless optimizer (SGD) keep their
-// rows in a RowCache (row-cache.ts: why it is exact). Such a table's step serves what the cache
-// holds for this clock, takes early rows for the rest (re-pulling those the last push touched),
-// pulls what is left, holds every row it pulled, and applies its own push to the held rows while
-// the push is on the wire (read only after it is acknowledged; a failed push clears the cache).
-// Early pulls ask only for what the cache lacks.
+// Row cache (`cache.rows > 0`): SSP and ASP tables with a built-in optimizer keep their rows in a
+// RowCache (row-cache.ts: why it is exact); a stateful optimizer's (AdaGrad, Adam, FTRL) only on
+// an f32 wire. Such a table's step serves what the cache holds for this clock, takes early rows
+// for the rest (re-pulling those the last push touched), pulls what is left (with its optimizer
+// state where the cache's plan says so), holds what it may, and applies its own push to the held
+// rows while the push is on the wire (read only after it is acknowledged; a failed push clears
+// the cache). Early pulls ask only for what the cache lacks.
 //
 // Gradient scale: the runner gives gradients of the local batch mean times B / globalBatch (applied
 // on the GPU as the kernels write them: RunnerStepOptions.gradScale); they are pushed as
@@ -33,8 +34,9 @@ import { prepareTable, type TableBatch, type PreparedTable } from '../model/batc
 import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { gatherKeys } from '../keys/index-arrays.ts';
-import { RowCache, type RowCacheStats } from './row-cache.ts';
-import { getOptimizer, resolveHyper } from '../server/optimizers.ts';
+import type { RowCache, RowCacheStats } from './row-cache.ts';
+import { CachedTable, indexOf, scatterRows, type CachedEarly, type RowCacheConfig } from './cached-table.ts';
+export { DEFAULT_ROW_CACHE, type RowCacheConfig, type CachedEarly } from './cached-table.ts';
 
 export interface WorkerBatch {
   B: number;
@@ -65,14 +67,9 @@ export interface WorkerStepOptions {
   pipeline?: boolean;
   /** Instrumentation: where every row a step used was read from (see RowTrace). */
   trace?: (t: StepTrace) => void;
-  /** Worker-side row cache of SSP/ASP SGD tables: rows held per table (0: off), ASP's refresh in clocks. */
+  /** Worker-side row cache of SSP/ASP tables: rows held per table (0: off), ASP's refresh in clocks, stateful optimizers' policy. */
   cache?: RowCacheConfig;
 }
-
-export interface RowCacheConfig { rows: number; aspRefresh: number }
-
-/** The default cache: 16384 rows per table (4 MiB at dim 64), ASP rows served for 2 clocks after their read. */
-export const DEFAULT_ROW_CACHE: RowCacheConfig = { rows: 16_384, aspRefresh: 2 };
 
 /**
  * Per table of a step: for each unique key, the clock its pull carried and whether it saw this
@@ -95,7 +92,6 @@ export interface PreparedBatch {
   pushSeq: number;
 }
 
-export interface CachedEarly { idx: Int32Array; pulled: Promise<{ rows: Float32Array; fresh: number }> }
 
 export interface StepPhases {
   prep: number;
@@ -141,13 +137,6 @@ export function psDenseTableSpec(id: number, block: number, opt: { optimizer: Op
 
 const now = () => performance.now();
 
-/** The keys as a KeyIndex (key words -> position), to test membership without a BigInt per key. */
-function indexOf(keys: BigUint64Array): KeyIndex {
-  const index = new KeyIndex(keys.length), w = keyWords(keys);
-  for (let j = 0; j < keys.length; j++) index.insert(w[2 * j]!, w[2 * j + 1]!, j);
-  return index;
-}
-
 /** Positions in `keys` of the keys in `pushed`. */
 function touched(keys: BigUint64Array, pushed: KeyIndex): number[] {
   const idx: number[] = [], w = keyWords(keys);
@@ -155,37 +144,26 @@ function touched(keys: BigUint64Array, pushed: KeyIndex): number[] {
   return idx;
 }
 
-/** The row cache of a table, or null: BSP tables, stateful or custom optimizers, and a cache of 0 rows are not cached. */
-function rowCacheFor(t: TableDecl, cache: RowCacheConfig | undefined, f16: boolean): RowCache | null {
-  if (!cache || cache.rows <= 0 || t.optimizer !== 'sgd' || (t.consistency !== 'ssp' && t.consistency !== 'asp')) return null;
-  const opt = getOptimizer('sgd');
-  return new RowCache({
-    dim: t.dim, capacity: cache.rows, consistency: t.consistency, staleness: t.staleness ?? 0, aspRefresh: cache.aspRefresh,
-    update: opt.update, hyper: resolveHyper(opt, t.hyper), f16,
-  });
-}
-
-/** Rows (rows.length / dim of them, in `idx` order) copied into `out` at positions idx. */
-function scatterRows(out: Float32Array, idx: ArrayLike<number>, rows: Float32Array, dim: number): void {
-  for (let k = 0; k < idx.length; k++) out.set(rows.subarray(k * dim, (k + 1) * dim), idx[k]! * dim);
-}
-
 export class WorkerStep {
   /** Pushes done so far, and the keys per table of the last one (for re-pulling early rows). */
   private pushSeq = 0;
   private lastPushed: BigUint64Array[] = [];
-  /** Per table: its row cache, or null (not cached). */
-  readonly caches: (RowCache | null)[];
+  /** Per table: its cached side (row cache and pulls), or null (not cached). */
+  private readonly cached: (CachedTable | null)[];
 
   constructor(readonly opts: WorkerStepOptions) {
     const n = opts.runner.spec.tables.length;
     if (opts.tableIds.length !== n) throw new Error(`worker step: ${opts.tableIds.length} table ids for ${n} model tables`);
     if (!(opts.globalBatch > 0)) throw new Error(`worker step: globalBatch ${opts.globalBatch}`);
-    if (opts.cache && !(Number.isInteger(opts.cache.rows) && opts.cache.rows >= 0 && Number.isInteger(opts.cache.aspRefresh) && opts.cache.aspRefresh >= 1)) {
-      throw new Error(`worker step: cache rows ${opts.cache.rows} must be an integer >= 0 and ASP refresh ${opts.cache.aspRefresh} an integer >= 1`);
+    const c = opts.cache;
+    if (c && !(Number.isInteger(c.rows) && c.rows >= 0 && Number.isInteger(c.aspRefresh) && c.aspRefresh >= 1 && (c.stateRefresh === undefined || (Number.isInteger(c.stateRefresh) && c.stateRefresh >= 0)))) {
+      throw new Error(`worker step: cache rows ${c.rows} must be an integer >= 0, ASP refresh ${c.aspRefresh} an integer >= 1 and state refresh ${c.stateRefresh} an integer >= 0`);
     }
-    this.caches = opts.runner.spec.tables.map((t) => rowCacheFor(t, opts.cache, opts.client.f16));
+    this.cached = opts.runner.spec.tables.map((t, i) => CachedTable.for(t, opts.tableIds[i]!, opts.client, opts.cache));
   }
+
+  /** Per table: its row cache, or null (not cached). */
+  get caches(): (RowCache | null)[] { return this.cached.map((c) => c?.cache ?? null); }
 
   /** The row caches' counters summed over tables (null when no table is cached). */
   cacheStats(): (RowCacheStats & { tables: number }) | null {
@@ -216,13 +194,8 @@ export class WorkerStep {
     const preps = batch.tables.map((t) => prepareTable(t, batch.B));
     const prepMs = now() - t0;
     const pullEarly = preps.map((_, i) => !!this.opts.pipeline && this.mayPullEarly(i, clock));
-    const early = preps.map((p, i) => (pullEarly[i] && !this.caches[i] ? this.opts.client.pull(this.opts.tableIds[i]!, p.keys, { clock }) : null));
-    const cachedEarly = preps.map((p, i): CachedEarly | null => {
-      const cache = this.caches[i];
-      if (!pullEarly[i] || !cache) return null;
-      const idx = cache.missing(p.keys, clock);
-      return idx.length ? { idx, pulled: this.opts.client.pullFresh(this.opts.tableIds[i]!, gatherKeys(p.keys, idx), { clock }) } : null;
-    });
+    const early = preps.map((p, i) => (pullEarly[i] && !this.cached[i] ? this.opts.client.pull(this.opts.tableIds[i]!, p.keys, { clock }) : null));
+    const cachedEarly = preps.map((p, i) => (pullEarly[i] ? this.cached[i]?.early(p.keys, clock) ?? null : null));
     for (const e of early) e?.catch(() => {}); // awaited (or dropped) later
     for (const e of cachedEarly) e?.pulled.catch(() => {});
     return { batch, clock, preps, prepMs, early, cachedEarly, pushSeq: this.pushSeq };
@@ -244,60 +217,26 @@ export class WorkerStep {
     // Early rows are valid for this clock only, and only one push may have happened since (then re-pull what it touched).
     const usable = p.clock === clock && this.pushSeq - p.pushSeq <= 1;
     const early = await Promise.all(p.early.map((e) => (usable && e ? e : null)));
-    const cachedEarly = await Promise.all(p.cachedEarly.map(async (e) => (usable && e ? { idx: e.idx, ...(await e.pulled) } : null)));
+    const cachedEarly = p.cachedEarly.map((e) => (usable ? e : null));
     const pushed = early.map((e, i) => (e && this.pushSeq !== p.pushSeq ? indexOf(this.lastPushed[i]!) : null));
     const repull = pushed.map((index, i) => (index ? touched(p.preps[i]!.keys, index) : []));
-    const cachedTrace: RowTrace[] = [];
     const [full, patches, densePulled, cachedRows] = await Promise.all([
-      Promise.all(p.preps.map((prep, i) => (early[i] || this.caches[i] ? null : client.pull(tableIds[i]!, prep.keys, { clock })))),
+      Promise.all(p.preps.map((prep, i) => (early[i] || this.cached[i] ? null : client.pull(tableIds[i]!, prep.keys, { clock })))),
       Promise.all(repull.map((idx, i) => (idx.length ? client.pull(tableIds[i]!, gatherKeys(p.preps[i]!.keys, idx), { clock }) : null))),
       dense.mode === 'ps' ? client.pullRange(dense.tableId, 0, runner.denseLength, { clock }) : Promise.resolve(null),
-      Promise.all(p.preps.map((prep, i) => (this.caches[i] ? this.pullCached(i, prep.keys, clock, cachedEarly[i]!, this.pushSeq !== p.pushSeq, cachedTrace) : null))),
+      Promise.all(p.preps.map((prep, i) => this.cached[i]?.rows(i, prep.keys, clock, cachedEarly[i] ?? null, this.pushSeq !== p.pushSeq ? this.lastPushed[i]! : null, !!this.opts.trace) ?? null)),
     ]);
     const rows = p.preps.map((_, i) => {
       const e = early[i];
-      if (cachedRows[i]) return cachedRows[i]!;
+      if (cachedRows[i]) return cachedRows[i]!.rows;
       if (!e) return full[i]!;
       const dim = runner.spec.tables[i]!.dim, patch = patches[i];
       if (patch) scatterRows(e, repull[i]!, patch, dim);
       return e;
     });
     if (!this.opts.trace) return { rows, dense: densePulled, trace: null };
-    const trace = this.rowTrace(p, clock, early, pushed, repull).map((t, i) => cachedTrace.find((c) => c.table === i) ?? t);
+    const trace = this.rowTrace(p, clock, early, pushed, repull).map((t, i) => cachedRows[i]?.trace ?? t);
     return { rows, dense: densePulled, trace };
-  }
-
-  /**
-   * A cached table's rows for `clock`: what the cache holds for it, then early rows (those the
-   * last push touched re-pulled: `pushedSince`), then one pull (issued in the caller's turn, so
-   * it joins the step's batch) of the rest; every pulled row is then held.
-   */
-  private async pullCached(i: number, keys: BigUint64Array, clock: number, early: { idx: Int32Array; rows: Float32Array; fresh: number } | null, pushedSince: boolean, trace: RowTrace[]): Promise<Float32Array> {
-    const cache = this.caches[i]!, dim = this.opts.runner.spec.tables[i]!.dim, n = keys.length;
-    const out = new Float32Array(n * dim);
-    const miss = cache.serve(keys, clock, out);
-    // Which missing positions an early row covers (and is not outdated by this worker's last push).
-    const fromEarly = new Int32Array(n).fill(-1);
-    if (early) early.idx.forEach((j, k) => { fromEarly[j] = k; });
-    if (early && pushedSince) {
-      const index = indexOf(this.lastPushed[i]!), w = keyWords(keys);
-      for (const j of early.idx) if (index.lookup(w[2 * j]!, w[2 * j + 1]!) >= 0) fromEarly[j] = -1;
-    }
-    const useEarly: number[] = [], pullNow: number[] = [];
-    for (const j of miss) (fromEarly[j]! >= 0 ? useEarly : pullNow).push(j);
-    const now = pullNow.length ? this.opts.client.pullFresh(this.opts.tableIds[i]!, gatherKeys(keys, pullNow), { clock }) : null;
-    for (const j of useEarly) out.set(early!.rows.subarray(fromEarly[j]! * dim, (fromEarly[j]! + 1) * dim), j * dim);
-    const pulled = now ? await now : null;
-    if (pulled) scatterRows(out, pullNow, pulled.rows, dim);
-    if (early) cache.insert(keys, useEarly, out, early.fresh, clock);
-    if (pulled) cache.insert(keys, pullNow, out, pulled.fresh, clock);
-    if (this.opts.trace) {
-      const readClock = new Int32Array(n).fill(-1), fresh = cache.peek(keys), cached = new Uint8Array(n).fill(1);
-      for (const j of useEarly) { readClock[j] = clock; cached[j] = 0; fresh[j] = early!.fresh; }
-      for (const j of pullNow) { readClock[j] = clock; cached[j] = 0; fresh[j] = pulled!.fresh; }
-      trace.push({ table: i, keys, readClock, ownSeen: new Uint8Array(n).fill(1), fresh, cached });
-    }
-    return out;
   }
 
   /** Instrumentation only (opts.trace): the clock each used row was read at, and whether it saw this worker's last push. */

@@ -87,8 +87,23 @@ fresh():bigint {
   return offset ? this.bb!.readInt64(this.bb_pos + offset) : BigInt('-1');
 }
 
+stateWidths(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.readUint32(this.bb!.__vector(this.bb_pos + offset) + index * 4) : 0;
+}
+
+stateWidthsLength():number {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+stateWidthsArray():Uint32Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? new Uint32Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
 static startPullBatchReply(builder:flatbuffers.Builder) {
-  builder.startObject(5);
+  builder.startObject(6);
 }
 
 static addOffsets(builder:flatbuffers.Builder, offsetsOffset:flatbuffers.Offset) {
@@ -179,18 +194,40 @@ static addFresh(builder:flatbuffers.Builder, fresh:bigint) {
   builder.addFieldInt64(4, fresh, BigInt('-1'));
 }
 
+static addStateWidths(builder:flatbuffers.Builder, stateWidthsOffset:flatbuffers.Offset) {
+  builder.addFieldOffset(5, stateWidthsOffset, 0);
+}
+
+static createStateWidthsVector(builder:flatbuffers.Builder, data:number[]|Uint32Array):flatbuffers.Offset;
+/**
+ * @deprecated This Uint8Array overload will be removed in the future.
+ */
+static createStateWidthsVector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset;
+static createStateWidthsVector(builder:flatbuffers.Builder, data:number[]|Uint32Array|Uint8Array):flatbuffers.Offset {
+  builder.startVector(4, data.length, 4);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt32(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startStateWidthsVector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(4, numElems, 4);
+}
+
 static endPullBatchReply(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPullBatchReply(builder:flatbuffers.Builder, offsetsOffset:flatbuffers.Offset, dimsOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, fresh:bigint):flatbuffers.Offset {
+static createPullBatchReply(builder:flatbuffers.Builder, offsetsOffset:flatbuffers.Offset, dimsOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, fresh:bigint, stateWidthsOffset:flatbuffers.Offset):flatbuffers.Offset {
   PullBatchReply.startPullBatchReply(builder);
   PullBatchReply.addOffsets(builder, offsetsOffset);
   PullBatchReply.addDims(builder, dimsOffset);
   PullBatchReply.addValues(builder, valuesOffset);
   PullBatchReply.addValuesF16(builder, valuesF16Offset);
   PullBatchReply.addFresh(builder, fresh);
+  PullBatchReply.addStateWidths(builder, stateWidthsOffset);
   return PullBatchReply.endPullBatchReply(builder);
 }
 }

@@ -37,8 +37,13 @@ keysLength():number {
   return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
 }
 
+state():boolean {
+  const offset = this.bb!.__offset(this.bb_pos, 8);
+  return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
+}
+
 static startPullPart(builder:flatbuffers.Builder) {
-  builder.startObject(2);
+  builder.startObject(3);
 }
 
 static addTable(builder:flatbuffers.Builder, table:number) {
@@ -61,15 +66,20 @@ static startKeysVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(8, numElems, 8);
 }
 
+static addState(builder:flatbuffers.Builder, state:boolean) {
+  builder.addFieldInt8(2, +state, +false);
+}
+
 static endPullPart(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPullPart(builder:flatbuffers.Builder, table:number, keysOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createPullPart(builder:flatbuffers.Builder, table:number, keysOffset:flatbuffers.Offset, state:boolean):flatbuffers.Offset {
   PullPart.startPullPart(builder);
   PullPart.addTable(builder, table);
   PullPart.addKeys(builder, keysOffset);
+  PullPart.addState(builder, state);
   return PullPart.endPullPart(builder);
 }
 }

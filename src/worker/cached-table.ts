@@ -1,0 +1,143 @@
+// One row-cached table's side of a worker step (issue #12, item 3): which of a step's rows the
+// RowCache serves, which early rows (pulled during the last GPU work) stand, which rows are
+// pulled now, with their optimizer state where the cache's plan says so (a stateful optimizer:
+// row-cache.ts says why and when), and what is then held. WorkerStep keeps one per cached table.
+import type { PSClient, PulledState } from '../client/ps-client.ts';
+import type { TableDecl } from '../model/model-spec.ts';
+import { KeyIndex } from '../keys/key-index.ts';
+import { keyWords } from '../keys/keys.ts';
+import { gatherKeys } from '../keys/index-arrays.ts';
+import { RowCache } from './row-cache.ts';
+import { getOptimizer, resolveHyper } from '../server/optimizers.ts';
+import { BUILTIN_OPTIMIZERS } from '../wire/vocabulary.ts';
+import type { RowTrace } from './worker-step.ts';
+
+export interface RowCacheConfig {
+  rows: number;
+  aspRefresh: number;
+  /** Stateful optimizers: clocks a held optimizer state serves row-only refreshes (RowCacheOptions.stateRefresh; default DEFAULT_ROW_CACHE's). */
+  stateRefresh?: number;
+  /** Stateful optimizers: which misses are pulled with their state and held (RowCacheOptions.admit). */
+  admit?: 'all' | 'second-touch';
+}
+
+/**
+ * The default cache: 16384 rows per table (4 MiB at dim 64, twice that with AdaGrad's slot), ASP
+ * rows served for 2 clocks after their read; a stateful table's state kept for 16 clocks, rows
+ * pulled with it on a second touch (chosen by measurement: row-cache.ts).
+ */
+export const DEFAULT_ROW_CACHE: Required<RowCacheConfig> = { rows: 16_384, aspRefresh: 2, stateRefresh: 16, admit: 'second-touch' };
+
+/** Positions a cached table's early pull asked for (what the cache lacked), and what came back. */
+export interface CachedEarly { idx: Int32Array; pulled: Promise<CachePull> }
+
+/** A cached table's pull of some positions: rows only (held where their state is) and with their state (held). */
+export interface CachePull {
+  rowsOnly: Int32Array; rows: Float32Array | null; fresh: number;
+  withState: Int32Array; stateRows: Float32Array | null; stateFresh: number; state: PulledState | null;
+}
+
+/** The keys as a KeyIndex (key words -> position), to test membership without a BigInt per key. */
+export function indexOf(keys: BigUint64Array): KeyIndex {
+  const index = new KeyIndex(keys.length), w = keyWords(keys);
+  for (let j = 0; j < keys.length; j++) index.insert(w[2 * j]!, w[2 * j + 1]!, j);
+  return index;
+}
+
+/** Rows (rows.length / dim of them, in `idx` order) copied into `out` at positions idx. */
+export function scatterRows(out: Float32Array, idx: ArrayLike<number>, rows: Float32Array, dim: number): void {
+  for (let k = 0; k < idx.length; k++) out.set(rows.subarray(k * dim, (k + 1) * dim), idx[k]! * dim);
+}
+
+/** The rows (of `dim`) of `src` for positions `keep`, where position j is row at[j] of src. */
+function gatherRowsAt(src: Float32Array, keep: Int32Array, at: Int32Array, dim: number): Float32Array {
+  const out = new Float32Array(keep.length * dim);
+  keep.forEach((j, k) => { const r = at[j]!; out.set(src.subarray(r * dim, (r + 1) * dim), k * dim); });
+  return out;
+}
+
+export class CachedTable {
+  private constructor(readonly cache: RowCache, private readonly client: PSClient, private readonly tableId: number, private readonly dim: number) {}
+
+  /**
+   * The cached side of table `t`, or null: BSP tables, custom optimizers (the worker may not have
+   * their module), a stateful optimizer on an fp16 wire, and a cache of 0 rows are not cached.
+   */
+  static for(t: TableDecl, tableId: number, client: PSClient, cache: RowCacheConfig | undefined): CachedTable | null {
+    if (!cache || cache.rows <= 0 || !(BUILTIN_OPTIMIZERS as readonly string[]).includes(t.optimizer) || (t.consistency !== 'ssp' && t.consistency !== 'asp')) return null;
+    const opt = getOptimizer(t.optimizer);
+    if (opt.slotCount > 0 && client.f16) return null;
+    return new CachedTable(new RowCache({
+      dim: t.dim, capacity: cache.rows, consistency: t.consistency, staleness: t.staleness ?? 0, aspRefresh: cache.aspRefresh,
+      update: opt.update, hyper: resolveHyper(opt, t.hyper), f16: client.f16, slotCount: opt.slotCount,
+      stateRefresh: cache.stateRefresh ?? DEFAULT_ROW_CACHE.stateRefresh, admit: cache.admit ?? DEFAULT_ROW_CACHE.admit,
+    }), client, tableId, t.dim);
+  }
+
+  /** The early pull of `keys` for `clock` (pipelined): what the cache lacks, or null when it holds every row. */
+  early(keys: BigUint64Array, clock: number): CachedEarly | null {
+    const idx = this.cache.missing(keys, clock);
+    return idx.length ? { idx, pulled: this.pull(keys, idx, clock) } : null;
+  }
+
+  /**
+   * The rows for `clock`: what the cache holds for it, then early rows (those the last push
+   * touched, `pushed`, re-pulled), then one pull (issued in the caller's turn, so it joins the
+   * step's batch) of the rest; then what may be held is held. With `trace`, the RowTrace too.
+   */
+  async rows(table: number, keys: BigUint64Array, clock: number, early: CachedEarly | null, pushed: BigUint64Array | null, trace: boolean): Promise<{ rows: Float32Array; trace: RowTrace | null }> {
+    const cache = this.cache, n = keys.length;
+    const out = new Float32Array(n * this.dim);
+    const miss = cache.serve(keys, clock, out);
+    // Which missing positions an early row covers (and is not outdated by this worker's last push).
+    const fromEarly = new Uint8Array(n);
+    if (early) for (const j of early.idx) fromEarly[j] = 1;
+    if (early && pushed) {
+      const index = indexOf(pushed), w = keyWords(keys);
+      for (const j of early.idx) if (index.lookup(w[2 * j]!, w[2 * j + 1]!) >= 0) fromEarly[j] = 0;
+    }
+    const pullNow = miss.filter((j) => !fromEarly[j]);
+    const now = pullNow.length ? this.pull(keys, pullNow, clock) : null; // issued in the caller's turn
+    const fresh = trace ? cache.peek(keys) : null, cached = new Uint8Array(n).fill(1);
+    if (early) this.place(keys, out, await early.pulled, fromEarly, clock, fresh, cached);
+    if (now) this.place(keys, out, await now, null, clock, fresh, cached);
+    cache.touchSeen(keys, clock);
+    if (!trace) return { rows: out, trace: null };
+    const readClock = new Int32Array(n).map((_, j) => (cached[j] ? -1 : clock));
+    return { rows: out, trace: { table, keys, readClock, ownSeen: new Uint8Array(n).fill(1), fresh: fresh!, cached } };
+  }
+
+  /** Positions `idx` of `keys` pulled for `clock`: the cache's plan says which come with their optimizer state; both pulls go out in this turn. */
+  private pull(keys: BigUint64Array, idx: Int32Array, clock: number): Promise<CachePull> {
+    const plan = this.cache.plan(keys, idx, clock);
+    const rows = plan.rowsOnly.length ? this.client.pullFresh(this.tableId, gatherKeys(keys, plan.rowsOnly), { clock }) : null;
+    const withState = plan.withState.length ? this.client.pullWithState(this.tableId, gatherKeys(keys, plan.withState), { clock }) : null;
+    rows?.catch(() => {});
+    withState?.catch(() => {});
+    return Promise.all([rows, withState]).then(([r, s]) => ({
+      rowsOnly: plan.rowsOnly, rows: r?.rows ?? null, fresh: r?.fresh ?? -1,
+      withState: plan.withState, stateRows: s?.rows ?? null, stateFresh: s?.fresh ?? -1, state: s?.state ?? null,
+    }));
+  }
+
+  /** A CachePull's rows (those `use` marks, or all) into `out` and the cache; for the trace, their freshness and that they were pulled. */
+  private place(keys: BigUint64Array, out: Float32Array, part: CachePull, use: Uint8Array | null, clock: number, fresh: Int32Array | null, cached: Uint8Array): void {
+    const { cache, dim } = this;
+    const one = (idx: Int32Array, rows: Float32Array | null, f: number, state: PulledState | null) => {
+      if (!rows) return;
+      const keep = use ? idx.filter((j) => use[j]) : idx;
+      if (keep.length !== idx.length) {
+        // Only some positions are used: their rows (and state) first.
+        const at = new Int32Array(keys.length);
+        idx.forEach((j, k) => { at[j] = k; });
+        rows = gatherRowsAt(rows, keep, at, dim);
+        if (state) state = { slots: state.slots.map((sl) => gatherRowsAt(sl, keep, at, dim)), steps: Float32Array.from(keep, (j) => state!.steps[at[j]!]!) };
+      }
+      scatterRows(out, keep, rows, dim);
+      if (state) cache.insertWithState(keys, keep, out, f, clock, state); else cache.insert(keys, keep, out, f, clock);
+      for (const j of keep) { cached[j] = 0; if (fresh) fresh[j] = f; }
+    };
+    one(part.rowsOnly, part.rows, part.fresh, null);
+    one(part.withState, part.stateRows, part.stateFresh, part.state);
+  }
+}
