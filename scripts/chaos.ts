@@ -12,20 +12,14 @@
 //
 // With --json the last line is one JSON object: kills, partitions, identical, maxAbsDiff,
 // secondsLostPerFailure, and the per-fault records.
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
 import { resolveCheckpoint } from '../src/train/checkpoint.ts';
 import type { DlrmTrainConfig } from '../test/helpers/train.ts';
-import { TestHosts } from '../test/helpers/netns.ts';
-import { Pods, podHost, replicas, localPaths, type Pod, type PodType } from '../test/helpers/pods.ts';
 import { readTrainingCheckpoint, maxDiff } from '../test/helpers/train.ts';
+import { hybridps, medianStepS, podRun } from '../test/helpers/pod-run.ts';
 
-const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 function flag(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);
@@ -42,12 +36,6 @@ const opts = {
   optimizer: process.argv.includes('--optimizer') ? process.argv[process.argv.indexOf('--optimizer') + 1]! : 'adagrad',
 };
 const say = (s: string) => process.stderr.write(`[chaos] ${s}\n`);
-
-function hybridps(args: string[]): string {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, ...args], { encoding: 'utf8', cwd: ROOT, env: { ...process.env, HYBRIDPS_LOG: 'warn' } });
-  if (r.status !== 0) throw new Error(`hybridps ${args[0]} failed (${r.status}): ${r.stderr}`);
-  return r.stdout;
-}
 
 /** A seeded generator (xorshift32) for which server to hit: the same seed, the same faults. */
 function rng(seed: number): () => number {
@@ -66,79 +54,36 @@ const RUN = ['--servers', String(opts.servers), '--workers', String(opts.workers
   '--batch', '64', '--steps', String(opts.steps), '--consistency', 'bsp', '--optimizer', opts.optimizer, '--eval-samples', '200', '--seed', String(opts.seed)];
 
 async function run(name: string, withFaults: boolean, deadline: number): Promise<RunResult> {
-  const [cm, job] = parseAllDocuments(hybridps(['kubernetes', 'samples/dlrm', ...RUN, '--data', '/data/train.tsv', '--image', 'local',
-    '--checkpoint-dir', `/checkpoints/${name}`])).map((d) => d.toJS());
-  const mounts: Record<string, string> = {
-    '/etc/hybridps/secret': join(work, 'secret'), '/etc/hybridps/train': join(work, `train-${name}`), '/data': join(work, 'data'), '/checkpoints': join(work, 'checkpoints'),
-  };
-  for (const d of Object.values(mounts)) mkdirSync(d, { recursive: true });
-  writeFileSync(join(mounts['/etc/hybridps/secret']!, 'secret'), `chaos-secret-${opts.seed}-0123456789`);
-  writeFileSync(join(mounts['/etc/hybridps/train']!, 'config.json'), localPaths(mounts)(cm.data['config.json']));
-
-  const names: string[] = [];
-  for (const t of ['chief', 'ps', 'worker'] as const) for (let i = 0; i < replicas(job, t); i++) names.push(`${t}${i}`);
-  const hosts = TestHosts.create(names);
-  const ip = new Map(names.map((n) => { const [, t, i] = /^([a-z]+)(\d+)$/.exec(n)!; return [podHost(job, t as PodType, Number(i)), hosts.host(n).ip] as const; }));
-  const pods = new Pods(job, { ip, mounts, exec: (t, i) => hosts.exec(`${t}${i}`) });
-  const servers: Pod[] = [];
   const faults: Fault[] = [];
   const random = rng(opts.seed);
-  const t0 = Date.now();
-  let step = 0;
-  const stepTimes: number[] = [];
-  const stepOf = (p: Pod) => { const m = [...p.log.join('').matchAll(/ progress rank=\d+ step=(\d+)/g)].at(-1); return m ? Number(m[1]) : 0; };
-  try {
-    pods.start('chief', 0);
-    for (let i = 0; i < opts.servers; i++) servers.push(pods.start('ps', i));
-    const workers = pods.startAll('worker');
-    const done = Promise.all(workers.map((w) => w.exit));
-    let finished = false;
-    void done.then(() => { finished = true; });
-    let nextFault = opts.killEvery;
-    while (!finished) {
-      if (Date.now() > deadline) throw new Error(`the ${name} run did not finish within --timeout-s ${opts.timeoutS} (at step ${step})`);
-      await new Promise((r) => setTimeout(r, 200));
-      const now = Math.min(...workers.map(stepOf));
-      if (now > step) stepTimes.push(Date.now());
-      step = now;
-      const open = faults.at(-1);
-      if (open && open.recoveredAfterS === undefined && step > open.atStep) open.recoveredAfterS = (Date.now() - open.at) / 1000;
-      if (!withFaults || opts.killEvery === 0 || step < nextFault || step >= opts.steps - 2) continue;
-      nextFault += opts.killEvery;
-      const live = servers.map((p, i) => (p.proc.exitCode === null && p.proc.signalCode === null ? i : -1)).filter((i) => i >= 0);
-      if (!opts.restart && live.length <= 2) continue; // R = 2 needs two servers left
-      const s = live[Math.floor(random() * live.length)]!;
-      const fault: Fault = { kind: opts.partitions ? 'partition' : 'kill', server: s, atStep: step, at: Date.now() };
-      faults.push(fault);
-      if (opts.partitions) {
-        say(`step ${step}: cutting server-${s}'s link for ${opts.cutS} s`);
-        hosts.setLink(`ps${s}`, false);
-        await new Promise((r) => setTimeout(r, opts.cutS * 1000));
-        hosts.setLink(`ps${s}`, true);
-        say(`step ${step}: server-${s}'s link healed`);
-      } else {
-        say(`step ${step}: kill -9 server-${s}${opts.restart ? ', then restart it' : ''}`);
-        servers[s]!.proc.kill('SIGKILL');
-        await servers[s]!.exit;
-        if (opts.restart) servers[s] = pods.start('ps', s);
-      }
+  let nextFault = opts.killEvery;
+  const r = await podRun({ work, name, args: RUN, deadline, poll: async (live) => {
+    const { step, servers, hosts } = live;
+    const open = faults.at(-1);
+    if (open && open.recoveredAfterS === undefined && step > open.atStep) open.recoveredAfterS = (Date.now() - open.at) / 1000;
+    if (!withFaults || opts.killEvery === 0 || step < nextFault || step >= opts.steps - 2) return;
+    nextFault += opts.killEvery;
+    const up = servers.map((p, i) => (p.proc.exitCode === null && p.proc.signalCode === null ? i : -1)).filter((i) => i >= 0);
+    if (!opts.restart && up.length <= 2) return; // R = 2 needs two servers left
+    const s = up[Math.floor(random() * up.length)]!;
+    const fault: Fault = { kind: opts.partitions ? 'partition' : 'kill', server: s, atStep: step, at: Date.now() };
+    faults.push(fault);
+    if (opts.partitions) {
+      say(`step ${step}: cutting server-${s}'s link for ${opts.cutS} s`);
+      hosts.setLink(`ps${s}`, false);
+      await new Promise((r) => setTimeout(r, opts.cutS * 1000));
+      hosts.setLink(`ps${s}`, true);
+      say(`step ${step}: server-${s}'s link healed`);
+    } else {
+      say(`step ${step}: kill -9 server-${s}${opts.restart ? ', then restart it' : ''}`);
+      servers[s]!.proc.kill('SIGKILL');
+      await servers[s]!.exit;
+      if (opts.restart) live.restartServer(s);
     }
-    const codes = await done;
-    if (codes.some((c) => c !== 0)) {
-      const logs = workers.map((w) => `--- ${w.name}: exit ${codes[workers.indexOf(w)]}\n${w.log.join('').slice(-2000)}`).join('\n');
-      throw new Error(`the ${name} run failed: worker exit codes ${codes.join(', ')}\n${logs}`);
-    }
-    const wallS = (Date.now() - t0) / 1000;
-    // The scheduler ends the job and the servers follow (job_ended); wait for them, bounded.
-    await Promise.race([Promise.all(pods.all.map((p) => p.exit)), new Promise((r) => setTimeout(r, 30_000))]);
-    const gaps = stepTimes.slice(1).map((t, i) => (t - stepTimes[i]!) / 1000).sort((x, y) => x - y);
-    const medianStepS = gaps.length ? gaps[Math.floor(gaps.length / 2)]! : 0;
-    for (const f of faults) if (f.recoveredAfterS !== undefined) f.lostS = Math.max(0, f.recoveredAfterS - medianStepS);
-    return { wallS, checkpoint: join(mounts['/checkpoints']!, name), faults, medianStepS, config: JSON.parse(localPaths(mounts)(cm.data['config.json'])) };
-  } finally {
-    pods.killAll();
-    hosts.destroy();
-  }
+  } });
+  const median = medianStepS(r.stepTimes);
+  for (const f of faults) if (f.recoveredAfterS !== undefined) f.lostS = Math.max(0, f.recoveredAfterS - median);
+  return { wallS: r.wallS, checkpoint: r.checkpoint, faults, medianStepS: median, config: r.config };
 }
 
 async function main(): Promise<void> {

@@ -63,17 +63,18 @@ test('replication from a worker, or from a server not in the view, is refused; c
     const before = await good.pull(1, keysOf(...all.map(Number)));
     const push: BodyOf<'push'> = { type: 'push', table: 1, keys: mine.subarray(0, 1), values: new Float32Array(DIM).fill(1), worker: 0, clock: 0, seq: 9, f16: false };
     const pending: BodyOf<'copyPending'> = { type: 'copyPending', table: 1, clock: 0, keys: mine.subarray(0, 1), sums: new Float64Array(DIM).fill(5), applied: [] };
-    for (const [nodeId, role, why] of [
-      ['worker-0', Role.Worker, /from worker-0, which is not a server in view \d+ \(a worker\)/],
-      ['evil', Role.Client, /from evil, which is not a server in view \d+ \(a client\)/],
-      ['server-9', Role.Server, /from server-9, which is not a server in view \d+ \(a server not registered\)/],
+    // A server the view does not list (declared dead, or never registered) is fenced: Fenced, retried under the next view.
+    for (const [nodeId, role, why, code] of [
+      ['worker-0', Role.Worker, /from worker-0, which is not a server in view \d+ \(a worker\)/, ErrorCode.Unsupported],
+      ['evil', Role.Client, /from evil, which is not a server in view \d+ \(a client\)/, ErrorCode.Unsupported],
+      ['server-9', Role.Server, /from server-9 \(sent under view \d+\), which is not a server in view \d+ \(a server not registered\).*fenced by view \d+/, ErrorCode.Fenced],
     ] as const) {
       const conn = (await dial(url0, { nodeId, secret: SECRET, role, epoch })).conn;
-      await refused(conn, copyRows(mine.subarray(0, 1), 0), ErrorCode.Unsupported, why);
-      await refused(conn, { type: 'replicaPush', push, origin: 'worker-0' }, ErrorCode.Unsupported, why);
-      await refused(conn, pending, ErrorCode.Unsupported, why);
-      await refused(conn, { type: 'handoffMetaRequest' }, ErrorCode.Unsupported, why);
-      await refused(conn, { type: 'handoffRequest', table: 1, offset: 0, limit: 10 }, ErrorCode.Unsupported, why);
+      await refused(conn, copyRows(mine.subarray(0, 1), 0), code, why);
+      await refused(conn, { type: 'replicaPush', push, origin: 'worker-0' }, code, why);
+      await refused(conn, pending, code, why);
+      await refused(conn, { type: 'handoffMetaRequest' }, code, why);
+      await refused(conn, { type: 'handoffRequest', table: 1, offset: 0, limit: 10 }, code, why);
       await conn.close();
     }
     // A server of the view copying keys that server-0 does not hold in its chains.

@@ -14,6 +14,7 @@ const secretOptions = (c: Command) => tlsOptions(c)
   .option('--secret-file <file>', 'file holding the cluster secret (or HYBRIDPS_SECRET / HYBRIDPS_SECRET_FILE)')
   .option('--host <host>', 'interface to listen on (default 127.0.0.1, or from TF_CONFIG)')
   .option('--port <port>', 'port to listen on (0: any free port)', int)
+  .option('--advertise <host:port>', 'servers and workers: the address peers reach this process at, announced instead of the one it listens on (a proxy or NAT in between; or HYBRIDPS_ADVERTISE)')
   .option('--heartbeat-ms <ms>', 'heartbeat interval', int)
   .option('--metrics-port <port>', 'serve Prometheus /metrics and JSON /status on this port (0: any)', int)
   .option('--startup-wait-s <s>', 'servers and workers: wait this long for the scheduler to resolve and listen, then exit 200 (default 300, or HYBRIDPS_STARTUP_WAIT_S)', int);

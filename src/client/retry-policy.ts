@@ -8,7 +8,7 @@ import { NotInViewError } from '../cluster/member.ts';
 
 /** Answers that mean "the cluster is changing under you": wait for the next view and re-send. */
 export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set([
-  ErrorCode.WrongOwner, ErrorCode.StaleEpoch, ErrorCode.Shutdown, ErrorCode.Aborted, ErrorCode.Timeout,
+  ErrorCode.WrongOwner, ErrorCode.StaleEpoch, ErrorCode.Shutdown, ErrorCode.Aborted, ErrorCode.Timeout, ErrorCode.Fenced,
 ]);
 
 // The client routed to a server that its current view no longer lists (the view moved meanwhile):
@@ -18,7 +18,7 @@ export { NotInViewError };
 /**
  * True for a failure that a re-send under the next view can cure: the link could not be opened,
  * closed under the request or timed out (TransportError); a server's WrongOwner, StaleEpoch,
- * Shutdown, Aborted or Timeout answer; a server gone from the view. Anything else (a refused
+ * Shutdown, Aborted, Timeout or Fenced answer; a server gone from the view. Anything else (a refused
  * request, a reply of the wrong kind, a local mistake) fails at once.
  */
 export function isRetryable(e: unknown): boolean {

@@ -45,11 +45,13 @@ export class ClusterMember {
   private waiters: (() => void)[] = [];
   private heartbeat?: NodeJS.Timeout;
   private schedulerBeatMs = 0;
+  /** This node's incarnation as the last view listing it had it (told to a restarted scheduler). */
+  private since: number | undefined;
 
   constructor(private readonly opts: MemberOptions) {
     this.schedulerPeer = new Peer(opts.schedulerUrl, {
       nodeId: opts.nodeId, secret: opts.secret, tls: opts.tls, role: opts.role, address: opts.address,
-      epoch: () => this.view.epoch, connectAttempts: 20,
+      epoch: () => this.view.epoch, connectAttempts: 20, since: () => this.since,
       onRequest: (env) => { if (env.body.type === 'clusterView') this.setView(env.body.view); },
       onConnect: (_conn, welcome) => { this.schedulerBeatMs = welcome.heartbeatMs ?? 0; if (welcome.view) this.setView(welcome.view); },
     });
@@ -113,6 +115,8 @@ export class ClusterMember {
     if (msg.epoch <= this.view.epoch) return;
     const previous = this.view;
     this.view = new ClusterView(msg);
+    const me = msg.members.find((m) => m.nodeId === this.opts.nodeId);
+    if (me?.since) this.since = me.since;
     for (const [id, peer] of this.servers) {
       if (!this.view.servers.some((s) => s.nodeId === id)) { void peer.close(); this.servers.delete(id); }
     }

@@ -16,6 +16,8 @@ export interface ClusterEnv {
   /** host:port this process should listen on. */
   listenHost?: string;
   listenPort?: number;
+  /** HYBRIDPS_ADVERTISE: the host:port peers reach this process at, when not where it listens (a proxy in between). */
+  advertise?: string;
   servers?: number;
   workers?: number;
 }
@@ -26,6 +28,12 @@ function splitHostPort(addr: string, what: string): { host: string; port: number
   const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(addr.replace(/^wss?:\/\//, ''));
   if (!m) throw new Error(`${what}: expected host:port, got "${addr}"`);
   return { host: m[1]!, port: Number(m[2]) };
+}
+
+/** An address to announce (`--advertise`, HYBRIDPS_ADVERTISE) as host:port, checked; `what` names its source in the error. */
+export function advertiseAddress(addr: string, what: string): string {
+  const hp = splitHostPort(addr, what);
+  return `${hp.host.includes(':') ? `[${hp.host}]` : hp.host}:${hp.port}`;
 }
 
 export function parseTfConfig(json: string): ClusterEnv {
@@ -64,5 +72,6 @@ export function clusterEnvFromProcess(env: NodeJS.ProcessEnv = process.env): Clu
   }
   if (env.HYBRIDPS_SCHEDULER) out.schedulerUrl = env.HYBRIDPS_SCHEDULER.startsWith('ws') ? env.HYBRIDPS_SCHEDULER : `ws://${env.HYBRIDPS_SCHEDULER}`;
   if (env.HYBRIDPS_INDEX) out.index = Number(env.HYBRIDPS_INDEX);
+  if (env.HYBRIDPS_ADVERTISE) out.advertise = advertiseAddress(env.HYBRIDPS_ADVERTISE, 'HYBRIDPS_ADVERTISE');
   return out;
 }

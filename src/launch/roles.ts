@@ -4,7 +4,7 @@
 import { Scheduler } from '../scheduler/scheduler.ts';
 import { PsServer } from '../server/ps-server.ts';
 import { limitsFromFlags, loadSecret, loadTls, UNENCRYPTED_WARNING, type LinkLimitFlags, type TlsCredentials, type TlsFiles } from '../transport/index.ts';
-import { clusterEnvFromProcess, type ClusterEnv } from './cluster-env.ts';
+import { advertiseAddress, clusterEnvFromProcess, type ClusterEnv } from './cluster-env.ts';
 import { ConfigError, exitCodeFor } from './exit-codes.ts';
 import { waitForPeer } from './startup-wait.ts';
 import { serveMetrics } from '../util/metrics-http.ts';
@@ -14,6 +14,8 @@ import type { WorkerEvent } from '../train/worker.ts';
 
 export interface CommonRoleFlags extends LinkLimitFlags, TlsFiles {
   secret?: string; secretFile?: string; host?: string; port?: number; heartbeatMs?: number; metricsPort?: number;
+  /** host:port announced to the scheduler instead of the listening address (or HYBRIDPS_ADVERTISE). */
+  advertise?: string;
   /** How long a server or worker waits for the scheduler to resolve and listen (or HYBRIDPS_STARTUP_WAIT_S). */
   startupWaitS?: number;
 }
@@ -21,6 +23,11 @@ export interface CommonRoleFlags extends LinkLimitFlags, TlsFiles {
 /** TF_CONFIG / HYBRIDPS_* of this process; a malformed one is a configuration error (exit 2). */
 export function orchestratorEnv(): ClusterEnv {
   try { return clusterEnvFromProcess(); } catch (e) { throw new ConfigError((e as Error).message); }
+}
+
+/** The address to announce instead of the listening one (--advertise, else HYBRIDPS_ADVERTISE); a malformed one is a ConfigError. */
+function advertised(flags: CommonRoleFlags, env: ClusterEnv): string | undefined {
+  try { return flags.advertise ? advertiseAddress(flags.advertise, '--advertise') : env.advertise; } catch (e) { throw new ConfigError((e as Error).message); }
 }
 
 /** The scheduler's address, once it resolves and accepts connections (see startup-wait.ts). */
@@ -103,6 +110,7 @@ export async function runServer(flags: CommonRoleFlags & { scheduler?: string; n
   const schedulerUrl = await reachableScheduler(flags, env, 'server');
   const s = await PsServer.start({
     secret: loadSecret(flags), tls: roleTls(flags, 'server'), schedulerUrl, host: flags.host ?? env.listenHost ?? '127.0.0.1', port: flags.port ?? env.listenPort ?? 0,
+    advertise: advertised(flags, env),
     nodeId: flags.nodeId ?? (env.role === 'server' && env.index !== undefined ? `server-${env.index}` : undefined),
     maxFrameBytes: flags.maxFrameMb ? flags.maxFrameMb << 20 : undefined, heartbeatIntervalMs: flags.heartbeatMs,
     optimizerModules: flags.optimizerModule, checkpointRoot: flags.checkpointRoot, limits: limitsFromFlags(flags),
@@ -141,7 +149,7 @@ export async function runWorker(flags: CommonRoleFlags & { scheduler?: string; n
   let code = 0;
   try {
     await runTrainWorker(cfg, {
-      nodeId, schedulerUrl, secret: loadSecret(flags), tls: roleTls(flags, nodeId), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort,
+      nodeId, schedulerUrl, secret: loadSecret(flags), tls: roleTls(flags, nodeId), host: flags.host ?? env.listenHost, port: flags.port ?? env.listenPort, advertise: advertised(flags, env),
       onCheckpointRequest: (listener) => onLauncherMessage((m) => { if (m.kind === 'checkpointAt') listener(m.step); }),
     }, report);
   } catch (e) {

@@ -44,6 +44,8 @@ interface BarrierState { generation: number; waiting: Map<number, () => void> }
 
 const DEFAULT_MAX_BARRIER_NAMES = 4096;
 const DEFAULT_MAX_BARRIERS_PER_WORKER = 64;
+/** Dropped node ids remembered (see `dropped`). */
+const MAX_DROPPED_NAMES = 4096;
 
 export class Scheduler {
   private listener!: Listener;
@@ -64,6 +66,10 @@ export class Scheduler {
   private jobEnded = false;
   /** How long this process did not run, summed (checks that ran late): not held against members. */
   private pausedMs = 0;
+  /** Node ids this scheduler declared dead or saw leave (a new registration of one is a new incarnation). */
+  private dropped = new Set<string>();
+  /** No member was heard for two intervals at the last check (see checkHeartbeats). */
+  private isolated = false;
   private readonly log = createLogger('scheduler');
   readonly nodeId: string;
   readonly stats = { registrations: 0, deaths: 0, views: 0, heartbeats: 0, barriers: 0, malformed: 0 };
@@ -119,7 +125,15 @@ export class Scheduler {
       return { type: 'welcome', nodeId: this.nodeId, view: this.view(), heartbeatMs: this.heartbeatMs };
     }
     const rank = previous && previous.member.role === hello.role ? previous.member.rank : this.freeRank(hello.role, hello.nodeId);
-    const member: MemberMsg = { nodeId: hello.nodeId, role: hello.role, address: hello.address, rank };
+    // A member that stays registered (a reconnect) keeps its `since`; one registering afresh (new,
+    // or back after it was declared dead) gets the epoch of the view about to list it, which is how
+    // a server learns that others took its key ranges meanwhile (docs/operations.md, "Fencing").
+    // A member this scheduler never saw (it restarted) keeps the incarnation its hello names,
+    // unless this scheduler itself declared it dead or saw it leave.
+    const dropped = this.dropped.delete(hello.nodeId);
+    const since = previous && previous.member.role === hello.role ? previous.member.since
+      : !dropped && hello.since && hello.since <= this.epoch ? hello.since : this.epoch + 1;
+    const member: MemberMsg = { nodeId: hello.nodeId, role: hello.role, address: hello.address, rank, since };
     this.members.set(hello.nodeId, { member, conn, lastSeen: Date.now(), pausedAtSeen: this.pausedMs, clock: previous?.clock ?? 0 });
     void conn.closed.then(() => this.drop(hello.nodeId, conn, 'connection closed'));
     this.log.info('joined', { node: hello.nodeId, role: Role[hello.role], rank, address: hello.address });
@@ -180,6 +194,9 @@ export class Scheduler {
     const m = this.members.get(nodeId);
     if (!m || m.conn !== conn) return;
     this.members.delete(nodeId);
+    this.dropped.add(nodeId);
+    // Bounded: the oldest names go first (a forgotten one returning keeps the since it claims).
+    if (this.dropped.size > MAX_DROPPED_NAMES) this.dropped.delete(this.dropped.values().next().value!);
     if (why === 'left') {
       this.log.info('left', { node: nodeId, role: Role[m.member.role] });
     } else {
@@ -208,12 +225,35 @@ export class Scheduler {
   private checkHeartbeats(): void {
     const limit = this.heartbeatMs * (this.opts.heartbeatMisses ?? 5);
     const now = Date.now();
+    const sinceLast = now - this.lastCheck;
+    this.lastCheck = now;
     // A check that runs late means this process did not run (GC, a busy machine): beats that
     // arrived meanwhile are still unread, so that time does not count as a member's silence.
-    this.pausedMs += Math.max(0, now - this.lastCheck - this.heartbeatMs);
-    this.lastCheck = now;
+    let credit = Math.max(0, sinceLast - this.heartbeatMs);
+    const quiet = (m: MemberState) => now - m.lastSeen - (this.pausedMs + credit - m.pausedAtSeen);
+    // No member heard for two intervals (two or more members, each beating every interval): far
+    // likelier that this scheduler is cut off than that all of them died together. That time does
+    // not count as their silence either; declaring them dead would fence every server when the
+    // link heals (each would drop its rows, with no one left to take them from).
+    const members = [...this.members.values()];
+    const isolated = members.length >= 2 && members.every((m) => quiet(m) > 2 * this.heartbeatMs);
+    if (isolated) credit = sinceLast;
+    this.pausedMs += credit;
+    if (isolated) {
+      if (!this.isolated) this.log.warn('no member heard for two heartbeat intervals: this scheduler looks cut off; declaring no one dead until they are heard again', { members: members.length });
+      this.isolated = true;
+      return;
+    }
+    if (this.isolated) {
+      // Heard again. After a long cut, TCP's retransmission backoff delays each link's first
+      // packets by seconds, link by link: every member gets a full timeout more from now.
+      this.log.info('members heard again; heartbeat checks resume');
+      this.isolated = false;
+      for (const m of members) { m.lastSeen = now; m.pausedAtSeen = this.pausedMs - limit; }
+      return;
+    }
     for (const [id, m] of this.members) {
-      if (now - m.lastSeen - (this.pausedMs - m.pausedAtSeen) > limit) this.drop(id, m.conn, `no heartbeat for ${now - m.lastSeen} ms`);
+      if (quiet(m) > limit) this.drop(id, m.conn, `no heartbeat for ${now - m.lastSeen} ms`);
     }
   }
 

@@ -53,10 +53,18 @@ export const MAY_SEND: { readonly [K in RequestType]?: Rule } = {
   handoffMetaRequest: serverInView, handoffRequest: serverInView,
 };
 
-/** Throws Unsupported, naming the sender, the cause and the fix, unless `from` may send `body` under `view`. */
-export function authorize(body: Body, from: Sender, view: ClusterView): void {
+/**
+ * Throws Unsupported, naming the sender, the cause and the fix, unless `from` may send `body` under
+ * `view`. A server the view does not list (declared dead, or not registered yet) is fenced: Fenced,
+ * naming its epoch (`senderEpoch`) and ours, so a worker waiting on it retries under the next view.
+ */
+export function authorize(body: Body, from: Sender, view: ClusterView, senderEpoch?: number): void {
   const rule = (MAY_SEND as { readonly [K in BodyType]?: Rule })[body.type];
   if (!rule) throw new RpcError(ErrorCode.Unsupported, `a server does not handle ${body.type}`);
   const why = rule(from, body, view);
-  if (why !== null) throw new RpcError(ErrorCode.Unsupported, `${body.type} from ${from.id}, ${why}`);
+  if (why === null) return;
+  if (from.role === Role.Server && !inView(from, view)) {
+    throw new RpcError(ErrorCode.Fenced, `${body.type} from ${from.id} (sent under view ${senderEpoch ?? '?'}), ${why}: fenced by view ${view.epoch}`);
+  }
+  throw new RpcError(ErrorCode.Unsupported, `${body.type} from ${from.id}, ${why}`);
 }

@@ -55,6 +55,13 @@ export class ClockTable {
     this.waiters = still;
   }
 
+  /** Forgets every clock, failing the waiting pulls with `err` (a server starting over). */
+  reset(err: Error): void {
+    this.rejectAll(err);
+    this.clocks.clear();
+    this.live = [];
+  }
+
   rejectAll(err: Error): void {
     for (const w of this.waiters.splice(0)) w.reject(err);
   }

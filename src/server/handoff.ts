@@ -30,13 +30,21 @@ export class Handoff {
   /** The take-over in progress, if any (pulls and pushes wait for it). */
   get inProgress(): Promise<void> | null { return this.taking; }
 
-  /** Call on every new view. On this server's first view, with other servers already running, starts taking over. */
-  onView(view: ClusterView, previous: ClusterView): void {
+  /**
+   * Call on every new view. When `joined` (this server's incarnation is new in this view: its
+   * first view, or back after it was declared dead, starting empty: fencing.ts), with other
+   * servers running, starts taking over.
+   */
+  onView(view: ClusterView, previous: ClusterView, joined: boolean): void {
     this.prevView = previous;
+    if (joined) this.outgoing.clear();
     // A fresh cluster's servers just find nothing to take.
-    if (previous.epoch === 0 && this.ctx.tables.size === 0) {
+    if (joined && this.ctx.tables.size === 0) {
       const others = view.servers.filter((m) => m.nodeId !== this.ctx.member.nodeId).map((m) => m.nodeId);
-      if (others.length > 0) this.taking = this.takeOver(others).finally(() => { this.taking = null; });
+      if (others.length > 0) {
+        const taking = this.takeOver(others).finally(() => { if (this.taking === taking) this.taking = null; });
+        this.taking = taking;
+      }
     }
   }
 
@@ -55,6 +63,10 @@ export class Handoff {
       }
     }));
     this.ctx.gate.applyReady(); // BSP sums taken over for clocks every worker has finished
+    // Every clock below the slowest worker's was applied where the rows came from: a push for
+    // one of them arriving late (a retry whose record was let go) is refused, not summed again.
+    const min = this.ctx.gate.clocks.minClock();
+    if (Number.isFinite(min)) for (const t of this.ctx.tables.values()) t.appliedClock = Math.max(t.appliedClock, min - 1);
     this.ctx.log.info('handoff complete', { from: from.join(','), rows, ms: Math.round(performance.now() - t0) });
   }
 
@@ -90,12 +102,15 @@ export class Handoff {
     this.requireServerInView(to);
     const view = this.ctx.member.view, prev = this.prevView, me = this.ctx.member.nodeId;
     const headIsTo = (table: number, lo: number, hi: number) => view.chainOf(table, lo, hi)[0]?.nodeId === to;
-    // Only the previous chain of a key holds its current value (elsewhere a copy may be stale).
-    const heldBefore = (table: number, lo: number, hi: number) =>
-      prev.servers.length === 0 || prev.chainOf(table, lo, hi).some((m) => m.nodeId === me);
-    // Unapplied BSP sums: only the previous head's count (replicas hold the same sums).
-    const wasHead = (table: number, lo: number, hi: number) =>
-      prev.servers.length === 0 || prev.chainOf(table, lo, hi)[0]?.nodeId === me;
+    // One source per key: the first server of its previous chain that is still in the view (its
+    // head, unless that one is gone). Rows and unapplied BSP sums come from that one snapshot:
+    // taking rows from every previous holder let a backup whose clock had not completed yet
+    // overwrite the head's applied rows, or a head's unapplied sums land on a backup's applied
+    // rows (an update lost or applied twice: `npm run chaos`, two kills, 2026-12-02).
+    // (Not `to` itself: a server restarted before its death was noticed is in both views, empty.)
+    const inView = new Set(view.servers.map((m) => m.nodeId).filter((id) => id !== to));
+    const source = (table: number, lo: number, hi: number) =>
+      prev.servers.length === 0 || prev.chainOf(table, lo, hi).find((m) => inView.has(m.nodeId))?.nodeId === me;
     const tables: HandoffTableMsg[] = [];
     let rowCount = 0, pendingClocks = 0;
     for (const t of this.ctx.tables.values()) {
@@ -103,12 +118,12 @@ export class Handoff {
       const rows = t.store.exportRows();
       const w = keyWords(rows.keys);
       const idx: number[] = [];
-      for (let i = 0; i < rows.keys.length; i++) if (headIsTo(id, w[2 * i]!, w[2 * i + 1]!) && heldBefore(id, w[2 * i]!, w[2 * i + 1]!)) idx.push(i);
+      for (let i = 0; i < rows.keys.length; i++) if (headIsTo(id, w[2 * i]!, w[2 * i + 1]!) && source(id, w[2 * i]!, w[2 * i + 1]!)) idx.push(i);
       this.outgoing.set(`${to}:${id}`, { rows, idx });
       const applied = this.ctx.dedup.appliedRows(id, (k) => headIsTo(id, keyLo(k), keyHi(k)));
       const pending: PendingSumsMsg[] = [];
       for (const [clock, acc] of t.pending) {
-        const snap = acc.snapshot((lo, hi) => headIsTo(id, lo, hi) && wasHead(id, lo, hi));
+        const snap = acc.snapshot((lo, hi) => headIsTo(id, lo, hi) && source(id, lo, hi));
         if (snap.keys.length) pending.push({ table: id, clock, keys: snap.keys, sums: snap.sums, applied: [] });
       }
       tables.push({ spec: t.spec, rows: idx.length, applied, pending });

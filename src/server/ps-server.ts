@@ -3,7 +3,7 @@
 // cluster, authorizes each request by its sender's role and identity (authorization.ts) and
 // dispatches it to the unit that owns it: pulls and pushes (kv-handler.ts) under each table's
 // consistency model (consistency.ts), replication chains (replication.ts), a joining server's handoff (handoff.ts), rows written
-// from outside (row-copy.ts) and checkpoints (checkpointing.ts). Everything a peer sends is
+// from outside (row-copy.ts) and checkpoints (checkpointing.ts); fencing by view epoch (fencing.ts). Everything a peer sends is
 // validated before any table is touched; a bad request gets an error naming the cause and
 // changes nothing.
 import { Listener, RpcError, type Connection, type LinkLimits, type TlsCredentials } from '../transport/index.ts';
@@ -25,6 +25,7 @@ import { KvHandler } from './kv-handler.ts';
 import { ServerCheckpoints } from './checkpointing.ts';
 import { assignRows } from './row-copy.ts';
 import { authorize } from './authorization.ts';
+import { Fence } from './fencing.ts';
 
 export interface PsServerOptions {
   secret: Uint8Array;
@@ -33,6 +34,8 @@ export interface PsServerOptions {
   schedulerUrl: string;
   host?: string;
   port?: number;
+  /** host:port peers reach this server at, announced to the scheduler instead of where it listens (a proxy or NAT in between). */
+  advertise?: string;
   nodeId?: string;
   maxFrameBytes?: number;
   /** Bounds on what a peer's link may cost (docs/wire.md, "Bounds"). */
@@ -74,6 +77,7 @@ export class PsServer {
   private readonly dedup = new PushDeduper();
   private readonly tables: Tables;
   private readonly gate: ConsistencyGate;
+  private readonly fence: Fence;
   // Made in start(), once the listener's address is known.
   private listener!: Listener;
   private member!: ClusterMember;
@@ -87,6 +91,7 @@ export class PsServer {
     this.log = createLogger(this.nodeId);
     this.tables = new Tables(this.log);
     this.gate = new ConsistencyGate(this.tables, this.stats);
+    this.fence = new Fence(this.nodeId);
   }
 
   static async start(opts: PsServerOptions): Promise<PsServer> {
@@ -100,7 +105,7 @@ export class PsServer {
     });
     // Synchronously after the listen: no peer can reach this server before its units exist.
     s.member = new ClusterMember({
-      nodeId: s.nodeId, secret: opts.secret, tls: opts.tls, role: Role.Server, address: s.listener.url, schedulerUrl: opts.schedulerUrl,
+      nodeId: s.nodeId, secret: opts.secret, tls: opts.tls, role: Role.Server, address: opts.advertise ? s.listener.url.replace(/\/\/.*$/, `//${opts.advertise}`) : s.listener.url, schedulerUrl: opts.schedulerUrl,
       heartbeatIntervalMs: opts.heartbeatIntervalMs,
       onHeartbeatError: (e) => s.log.warn('heartbeat failed', { error: e.message }),
       onView: (view, previous) => s.onView(view, previous),
@@ -127,20 +132,43 @@ export class PsServer {
       this.log.info('the scheduler says the job has ended');
       this.opts.onJobEnd?.();
     }
-    this.handoff.onView(view, previous);
+    const membership = this.fence.onView(view);
+    if (membership === 'declaredDead') {
+      this.log.warn('fenced: this server was declared dead; it refuses data requests until it is registered again', { epoch: view.epoch });
+      this.gate.clocks.rejectAll(new RpcError(ErrorCode.Fenced, `server ${this.nodeId} was declared dead in view ${view.epoch}; retry under the current view`));
+    }
+    if (membership === 'joined' && previous.epoch > 0) this.startOver(view);
+    this.handoff.onView(view, previous, membership === 'joined');
     this.replication.rereplicate(previous);
     this.gate.setLiveWorkers(view.workers.map((w) => w.rank));
     this.log.info('view changed', { epoch: view.epoch, servers: view.servers.length, workers: view.workers.length });
     this.gate.applyReady();
   }
 
+  /**
+   * Registered again after being declared dead (fencing.ts): others held this server's ranges
+   * meanwhile, so what it holds is stale. It drops every table, clock and applied-push record
+   * and takes its rows over as a restarted server does (the handoff starts right after this).
+   */
+  private startOver(view: ClusterView): void {
+    const rows = [...this.tables.values()].reduce((a, t) => a + t.store.rows, 0);
+    this.log.warn('registered again after being declared dead: dropping the rows held and taking them over afresh', { epoch: view.epoch, rows });
+    this.gate.clocks.reset(new RpcError(ErrorCode.Fenced, `server ${this.nodeId} was declared dead and registered again in view ${view.epoch}; retry under the current view`));
+    this.tables.clear();
+    this.dedup.clear();
+  }
+
   private async onRequest(env: Envelope, conn: Connection): Promise<Body | void> {
     const t0 = performance.now();
+    const incarnation = this.fence.incarnation;
     await this.viewAtLeast(env.epoch);
     try {
-      authorize(env.body, { id: conn.peerId, role: conn.peerRole }, this.view);
+      authorize(env.body, { id: conn.peerId, role: conn.peerRole }, this.view, env.epoch);
+      this.fence.admit(env.body.type, env.epoch, this.view);
       if (WAITS_FOR_TAKEOVER.has(env.body.type) && this.handoff.inProgress) await this.handoff.inProgress;
-      return await this.dispatch(env.body, conn);
+      const reply = await this.dispatch(env.body, conn);
+      this.fence.acknowledge(env.body.type, incarnation, this.view);
+      return reply;
     } catch (e) {
       this.stats.rejected++;
       throw e;

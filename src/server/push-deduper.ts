@@ -35,6 +35,9 @@ interface SenderSeqs {
 export class PushDeduper {
   private senders = new Map<string, SenderSeqs>();
 
+  /** Forgets every push (a server starting over takes the applied pushes over with its rows). */
+  clear(): void { this.senders.clear(); }
+
   /** Whether any row of (sender, seq) was applied here. */
   seen(sender: string, seq: number): boolean {
     return !!this.senders.get(sender)?.entries.has(seq);

@@ -25,6 +25,9 @@ export class Tables {
 
   values(): IterableIterator<TableState> { return this.byId.values(); }
 
+  /** Forgets every table (a server fenced and starting over: fencing.ts). */
+  clear(): void { this.byId.clear(); }
+
   /** The table, or an UnknownTable error naming the declared ones. */
   get(id: number): TableState {
     const t = this.byId.get(id);

@@ -33,6 +33,8 @@ export interface WorkerIdentity {
   onCheckpointRequest?: (listener: (step: number) => void) => void;
   /** Where the hybrid mode's ring listener listens (and so what it announces); default 127.0.0.1, any port. */
   host?: string; port?: number;
+  /** host:port the other workers reach the ring listener at, announced instead of where it listens (a proxy in between). */
+  advertise?: string;
 }
 
 export interface WorkerProgress {
@@ -89,7 +91,9 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
   // The same seed on every worker: identical initial dense parameters without a broadcast.
   const runner = await ModelRunner.create(gpu, spec, { seed: cfg.seed });
   const ring = cfg.mode === 'hybrid' ? await DenseAllreduce.create({ nodeId: id.nodeId, secret: id.secret, tls: id.tls, host: id.host, port: id.port }, { f16: cfg.f16 }) : null;
-  const client = await PSClient.connect({ secret: id.secret, tls: id.tls, schedulerUrl: id.schedulerUrl, nodeId: id.nodeId, address: ring?.url ?? '', f16: cfg.f16 });
+  // Announced: where the ring listens, or the address peers reach it at (--advertise: a proxy in between).
+  const address = ring ? (id.advertise ? ring.url.replace(/\/\/.*$/, `//${id.advertise}`) : ring.url) : '';
+  const client = await PSClient.connect({ secret: id.secret, tls: id.tls, schedulerUrl: id.schedulerUrl, nodeId: id.nodeId, address, f16: cfg.f16 });
   ring?.attach(client);
   try {
     await client.waitForView((v) => v.servers.length >= cfg.servers && v.workers.length >= cfg.workers && client.rank >= 0, 120_000);

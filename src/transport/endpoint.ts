@@ -243,6 +243,8 @@ export interface DialOptions extends EndpointOptions {
   address?: string;
   /** Sent in the hello by a worker dialling its allreduce neighbour: the ring this link serves. */
   ringEpoch?: number;
+  /** Sent in the hello by a member dialling the scheduler: the incarnation it last had (fencing, Member.since). */
+  since?: () => number | undefined;
   onRequest?: RequestHandler;
   connectTimeoutMs?: number;
 }
@@ -292,7 +294,7 @@ export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection
       const conn = new Connection(ws, { nodeId: opts.nodeId, epoch: opts.epoch, requestTimeoutMs: opts.requestTimeoutMs, onRequest: opts.onRequest, ...connectionLimits(limits) });
       conn.peerId = challenge.sender;
       const mac = computeMac(opts.secret, challenge.body.nonce, opts.role, opts.nodeId);
-      conn.request({ type: 'hello', role: opts.role, nodeId: opts.nodeId, address: opts.address ?? '', mac, ringEpoch: opts.ringEpoch }, opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS)
+      conn.request({ type: 'hello', role: opts.role, nodeId: opts.nodeId, address: opts.address ?? '', mac, ringEpoch: opts.ringEpoch, since: opts.since?.() }, opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS)
         .then((reply) => { // a welcome: any other answer rejects (UnexpectedReplyError)
           settled = true;
           clearTimeout(timer);

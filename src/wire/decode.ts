@@ -110,7 +110,8 @@ function decodeView(bb: flatbuffers.ByteBuffer, v: W.ClusterView): ClusterViewMs
   const members: MemberMsg[] = [];
   for (let i = 0; i < v.membersLength(); i++) {
     const m = v.members(i)!;
-    members.push({ nodeId: m.nodeId() ?? '', role: m.role(), address: m.address() ?? '', rank: m.rank() });
+    const since = num(m.since());
+    members.push({ nodeId: m.nodeId() ?? '', role: m.role(), address: m.address() ?? '', rank: m.rank(), ...(since ? { since } : {}) });
   }
   return { epoch: num(v.epoch()), members, vnodes: v.vnodes(), replicas: v.replicas(), workersEpoch: num(v.workersEpoch()), ...(v.jobEnded() ? { jobEnded: true } : {}) };
 }
@@ -188,6 +189,8 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
       const ring = h.ringEpoch();
       const hello: BodyOf<'hello'> = { type: 'hello', role: h.role(), nodeId: h.nodeId() ?? '', address: h.address() ?? '', mac: vec(bb, h, 3, Uint8Array) };
       if (ring !== null) hello.ringEpoch = num(ring);
+      const since = h.since();
+      if (since !== null) hello.since = num(since);
       return hello;
     }
     case W.Body.Welcome: {

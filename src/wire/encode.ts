@@ -43,6 +43,7 @@ function encodeView(b: flatbuffers.Builder, v: ClusterViewMsg): number {
     W.Member.addRole(b, m.role);
     W.Member.addAddress(b, addr);
     W.Member.addRank(b, m.rank);
+    if (m.since) W.Member.addSince(b, big(m.since));
     return W.Member.endMember(b);
   });
   const mv = W.ClusterView.createMembersVector(b, members);
@@ -147,7 +148,8 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       const id = b.createString(body.nodeId);
       const addr = b.createString(body.address);
       const mac = bulkVector(b, body.mac, 1);
-      return [W.Body.Hello, W.Hello.createHello(b, body.role, id, addr, mac, body.ringEpoch === undefined ? null : big(body.ringEpoch))];
+      return [W.Body.Hello, W.Hello.createHello(b, body.role, id, addr, mac, body.ringEpoch === undefined ? null : big(body.ringEpoch),
+        body.since === undefined ? null : big(body.since))];
     }
     case 'welcome': {
       const id = b.createString(body.nodeId);

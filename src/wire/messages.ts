@@ -5,7 +5,8 @@ export { Role, Consistency, ErrorCode } from './generated/hybridps/wire.ts';
 type Role = W.Role;
 type ErrorCode = W.ErrorCode;
 
-export interface MemberMsg { nodeId: string; role: Role; address: string; rank: number }
+/** since: the epoch of the first view listing this incarnation (absent: not known; see fbs Member). */
+export interface MemberMsg { nodeId: string; role: Role; address: string; rank: number; since?: number }
 /** Rows of one (sender, seq) push, as a replica must remember them (see CopyPending). */
 export interface AppliedPushMsg { sender: string; seq: number; keys: BigUint64Array }
 /** BSP sums of one clock not yet applied, f64 (keys.length x dim), with the pushes they hold. */
@@ -58,7 +59,8 @@ export interface ValuesWriter { length: number; write(dst: Float32Array): void }
 export type Body =
   | { type: 'challenge'; nonce: Uint8Array }
   /** `ringEpoch`: set on a worker's link to its allreduce neighbour, the ring it serves. */
-  | { type: 'hello'; role: Role; nodeId: string; address: string; mac: Uint8Array; ringEpoch?: number }
+  /** `since`: on a member's link to the scheduler, the incarnation it last saw itself listed with (fbs Hello). */
+  | { type: 'hello'; role: Role; nodeId: string; address: string; mac: Uint8Array; ringEpoch?: number; since?: number }
   | { type: 'welcome'; nodeId: string; view: ClusterViewMsg | null; heartbeatMs?: number }
   | { type: 'clusterView'; view: ClusterViewMsg }
   | { type: 'heartbeat'; nodeId: string; clock: number }

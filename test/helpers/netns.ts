@@ -85,9 +85,26 @@ export class TestHosts {
     return ['ip', 'netns', 'exec', this.host(name).ns];
   }
 
+  /** Gives host `name` one more address on its link (a proxy listening for several hosts). */
+  addAddress(name: string, addr: string): void {
+    ip(['-n', this.host(name).ns, 'addr', 'add', `${addr}/24`, 'dev', 'eth0'], `host ${name}'s address ${addr}`);
+  }
+
   /** Cuts (or restores) `name`'s only link: its eth0 goes down, so it neither sends nor receives. */
   setLink(name: string, up: boolean): void {
     ip(['-n', this.host(name).ns, 'link', 'set', 'eth0', up ? 'up' : 'down'], `host ${name}'s link`);
+  }
+
+  /**
+   * Cuts (or heals) the path between hosts `a` and `b` only: a blackhole route to the other's
+   * address on each side (iproute2 alone; no iptables or nft needed), so packets between the two
+   * vanish as on a broken link while both still reach every other host. Connections between them
+   * stay open and their packets are retransmitted once the path heals, as after a real partition.
+   */
+  setPath(a: string, b: string, up: boolean): void {
+    for (const [from, to] of [[a, b], [b, a]] as const) {
+      ip(['-n', this.host(from).ns, 'route', up ? 'del' : 'add', 'blackhole', `${this.host(to).ip}/32`], `the path from ${from} to ${to}`);
+    }
   }
 
   destroy(): void {

@@ -36,6 +36,12 @@ export class Pods {
   constructor(private readonly job: Obj, private readonly o: {
     /** Address of each pod, by its DNS name (podHost). */
     ip: Map<string, string>;
+    /**
+     * What TF_CONFIG names map to, when not `ip`: a proxy's addresses, one per pod, with the pods
+     * between them. Each pod still listens on its own address and announces its proxy address
+     * (HYBRIDPS_ADVERTISE), so every link between pods runs through the proxy.
+     */
+    tfConfigIp?: Map<string, string>;
     mounts: Record<string, string>;
     /** Command prefix per pod (e.g. ['ip', 'netns', 'exec', ns]). */
     exec?: (type: PodType, index: number) => string[];
@@ -49,8 +55,10 @@ export class Pods {
     const ip = this.o.ip.get(podHost(this.job, type, index));
     if (!ip) throw new Error(`no address for ${podHost(this.job, type, index)}`);
     const args: string[] = c.args.map((a: string) => this.local(a.replace('$(POD_IP)', ip)));
-    const tfConfig = [...this.o.ip].reduce((t, [name, addr]) => t.replaceAll(name, addr), operatorTfConfig(this.job, type, index));
+    const named = this.o.tfConfigIp ?? this.o.ip;
+    const tfConfig = [...named].reduce((t, [name, addr]) => t.replaceAll(name, addr), operatorTfConfig(this.job, type, index));
     const env: Record<string, string> = { HYBRIDPS_LOG: 'info', ...this.o.env, TF_CONFIG: tfConfig, POD_IP: ip };
+    if (this.o.tfConfigIp) env.HYBRIDPS_ADVERTISE = `${this.o.tfConfigIp.get(podHost(this.job, type, index))}:${args[args.indexOf('--port') + 1]}`;
     for (const e of c.env) if (e.value !== undefined) env[e.name] = e.value;
     const prefix = this.o.exec?.(type, index) ?? [];
     const argv = [...prefix, process.execPath, '--import', 'tsx', MAIN, ...args];

@@ -16,5 +16,6 @@ export enum ErrorCode {
   Shutdown = 10,
   Conflict = 11,
   Unsupported = 12,
-  Aborted = 13
+  Aborted = 13,
+  Fenced = 14
 }

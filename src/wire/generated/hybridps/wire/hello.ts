@@ -64,8 +64,13 @@ ringEpoch():bigint|null {
   return offset ? this.bb!.readUint64(this.bb_pos + offset) : null;
 }
 
+since():bigint|null {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.readUint64(this.bb_pos + offset) : null;
+}
+
 static startHello(builder:flatbuffers.Builder) {
-  builder.startObject(5);
+  builder.startObject(6);
 }
 
 static addRole(builder:flatbuffers.Builder, role:Role) {
@@ -100,12 +105,16 @@ static addRingEpoch(builder:flatbuffers.Builder, ringEpoch:bigint) {
   builder.addFieldInt64(4, ringEpoch, null);
 }
 
+static addSince(builder:flatbuffers.Builder, since:bigint) {
+  builder.addFieldInt64(5, since, null);
+}
+
 static endHello(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createHello(builder:flatbuffers.Builder, role:Role, nodeIdOffset:flatbuffers.Offset, addressOffset:flatbuffers.Offset, macOffset:flatbuffers.Offset, ringEpoch:bigint|null):flatbuffers.Offset {
+static createHello(builder:flatbuffers.Builder, role:Role, nodeIdOffset:flatbuffers.Offset, addressOffset:flatbuffers.Offset, macOffset:flatbuffers.Offset, ringEpoch:bigint|null, since:bigint|null):flatbuffers.Offset {
   Hello.startHello(builder);
   Hello.addRole(builder, role);
   Hello.addNodeId(builder, nodeIdOffset);
@@ -113,6 +122,8 @@ static createHello(builder:flatbuffers.Builder, role:Role, nodeIdOffset:flatbuff
   Hello.addMac(builder, macOffset);
   if (ringEpoch !== null)
     Hello.addRingEpoch(builder, ringEpoch);
+  if (since !== null)
+    Hello.addSince(builder, since);
   return Hello.endHello(builder);
 }
 }

@@ -49,8 +49,13 @@ rank():number {
   return offset ? this.bb!.readInt32(this.bb_pos + offset) : 0;
 }
 
+since():bigint {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readUint64(this.bb_pos + offset) : BigInt('0');
+}
+
 static startMember(builder:flatbuffers.Builder) {
-  builder.startObject(4);
+  builder.startObject(5);
 }
 
 static addNodeId(builder:flatbuffers.Builder, nodeIdOffset:flatbuffers.Offset) {
@@ -69,17 +74,22 @@ static addRank(builder:flatbuffers.Builder, rank:number) {
   builder.addFieldInt32(3, rank, 0);
 }
 
+static addSince(builder:flatbuffers.Builder, since:bigint) {
+  builder.addFieldInt64(4, since, BigInt('0'));
+}
+
 static endMember(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createMember(builder:flatbuffers.Builder, nodeIdOffset:flatbuffers.Offset, role:Role, addressOffset:flatbuffers.Offset, rank:number):flatbuffers.Offset {
+static createMember(builder:flatbuffers.Builder, nodeIdOffset:flatbuffers.Offset, role:Role, addressOffset:flatbuffers.Offset, rank:number, since:bigint):flatbuffers.Offset {
   Member.startMember(builder);
   Member.addNodeId(builder, nodeIdOffset);
   Member.addRole(builder, role);
   Member.addAddress(builder, addressOffset);
   Member.addRank(builder, rank);
+  Member.addSince(builder, since);
   return Member.endMember(builder);
 }
 }
