@@ -1,7 +1,7 @@
 // Partitions between a worker and a server, on hosts of their own (network namespaces; the
 // harness of test/hosts-netns.test.ts), mid-BSP-run with R = 2, paths cut by blackhole routes:
-//   - a worker cut off from one server only (for 4 s, under the heartbeat timeout: nobody is
-//     declared dead): its requests to that server are held by TCP and go through once the path
+//   - a worker cut off from one server only (for 4 s; its heartbeats still reach the scheduler, so
+//     nobody is declared dead): its requests to that server are held by TCP and go through once the path
 //     heals; the other worker waits at the BSP barrier meanwhile;
 //   - the path between a worker and a server flapping several times inside one clock.
 // Both end bit-identical to the fault-free run. Slow (three runs).

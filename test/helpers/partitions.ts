@@ -9,9 +9,15 @@ import { maxDiff, readTrainingCheckpoint, tmp } from './train.ts';
 import { hybridps, podRun, slowestStep, type LiveRun, type PodRunResult } from './pod-run.ts';
 
 const TINY = JSON.stringify({ numTables: 26, dim: 4, bottom: [13, 8, 4], top: [8, 1], rowsPerTable: 100 });
-// Long enough that a fault declared after the 5 s heartbeat timeout still falls mid-run when a
-// step takes 0.1 s (an idle machine); the fault must also be healed before the last step.
+// Long enough that a fault declared after the heartbeat timeout (HEARTBEAT below) still falls
+// mid-run when a step takes 0.07 s (an idle machine); the fault must be healed before the last step.
 export const STEPS = 100;
+/**
+ * These tests are about heartbeats: members beat every 400 ms (the scheduler's pace), so one is
+ * declared dead after 2 s of silence (5 misses) and the scheduler takes itself for cut off after
+ * 0.8 s without any beat. The default (1 s, 5 s) let an idle machine's run end before the fault.
+ */
+const HEARTBEAT = ['--heartbeat-ms', '400'];
 /** The step after which a scenario's fault starts (the run is well under way, far from its end). */
 export const FAULT_AT = 8;
 const RUN = ['--servers', '3', '--workers', '2', '--replicas', '2', '--model', TINY, '--batch', '32', '--steps', String(STEPS),
@@ -39,7 +45,7 @@ export class PartitionRuns {
 
   /** The fault-free run (once). */
   async reference(): Promise<PodRunResult> {
-    this.clean ??= await podRun({ work: this.work, name: 'clean', args: RUN, deadline: Date.now() + RUN_MS });
+    this.clean ??= await podRun({ work: this.work, name: 'clean', args: RUN, schedulerArgs: HEARTBEAT, deadline: Date.now() + RUN_MS });
     return this.clean;
   }
 
@@ -52,7 +58,7 @@ export class PartitionRuns {
     const clean = await this.reference();
     let done = false;
     const logsByPod = new Map<string, string>();
-    const r = await podRun({ work: this.work, name, args: RUN, deadline: Date.now() + RUN_MS, poll: async (live) => {
+    const r = await podRun({ work: this.work, name, args: RUN, schedulerArgs: HEARTBEAT, deadline: Date.now() + RUN_MS, poll: async (live) => {
       if (!done && live.step >= FAULT_AT) {
         done = true;
         await fault(live);

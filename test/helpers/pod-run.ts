@@ -61,10 +61,13 @@ export async function podRun(o: {
   work: string; name: string; args: string[]; deadline: number; poll?: (r: LiveRun) => Promise<void> | void;
   /** Put a TCP proxy (tcp-proxy.ts) on a host of its own between every two pods, adding this much latency each way. */
   proxyDelayMs?: number;
+  /** More arguments for the scheduler's `hybridps run` (e.g. `--heartbeat-ms`: members beat at its pace). */
+  schedulerArgs?: string[];
 }): Promise<PodRunResult> {
   const { work, name } = o;
   const [cm, job] = parseAllDocuments(hybridps(['kubernetes', 'samples/dlrm', ...o.args, '--data', '/data/train.tsv', '--image', 'local',
     '--checkpoint-dir', `/checkpoints/${name}`])).map((d) => d.toJS());
+  job.spec.tfReplicaSpecs.Chief.template.spec.containers[0].args.push(...(o.schedulerArgs ?? []));
   const mounts: Record<string, string> = {
     '/etc/hybridps/secret': join(work, 'secret'), '/etc/hybridps/train': join(work, `train-${name}`), '/data': join(work, 'data'), '/checkpoints': join(work, 'checkpoints'),
   };
