@@ -7,9 +7,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect as tlsConnect } from 'node:tls';
-import { connect } from 'node:net';
 import { RingAllreduce } from '../src/allreduce/index.ts';
-import { ClientHandshake, upgradeRequest } from '../src/allreduce/data-handshake.ts';
+import { dialData as dialRingData, until, type DataSocketOpener } from './helpers/ring-data.ts';
 import { dialTlsOptions } from '../src/transport/tls.ts';
 import type { TlsCredentials } from '../src/transport/index.ts';
 import { SECRET } from './helpers/secret.ts';
@@ -17,13 +16,6 @@ import { randomFloats } from './helpers/random.ts';
 import { makeTestPki } from './helpers/tls.ts';
 
 const pki = makeTestPki();
-
-async function until(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  for (const end = Date.now() + ms; !cond();) {
-    if (Date.now() > end) assert.unreachable(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 async function ringOf(w: number, tls: TlsCredentials | undefined, halvingMinBytes = Infinity): Promise<RingAllreduce[]> {
   const ids = Array.from({ length: w }, (_, i) => `w${i}`);
@@ -80,24 +72,11 @@ test('halving/doubling over TLS (streams to non-neighbours too) gives the plain 
 
 /** Dials `url`'s data port over TLS with `tls` (or plain TCP when null) as the right neighbour; resolves with how it ended. */
 function dialData(url: string, tls: Partial<TlsCredentials> | null, nodeId: string, expectPeer: string): Promise<string> {
-  const u = new URL(url);
-  return new Promise((resolve) => {
-    const hs = new ClientHandshake({ secret: SECRET, nodeId, ringEpoch: 1, expectPeer, url });
-    const where = { host: u.hostname, port: Number(u.port) };
-    const sock = tls ? tlsConnect({ ...where, ...dialTlsOptions({ ...pki.good, ...tls } as TlsCredentials), ...(tls.cert ? {} : { cert: undefined, key: undefined }) }) : connect(where);
-    let done = false;
-    const finish = (why: string) => { if (!done) { done = true; sock.destroy(); resolve(why); } };
-    sock.once(tls ? 'secureConnect' : 'connect', () => sock.write(upgradeRequest(u.host)));
-    sock.on('data', (d: Buffer) => {
-      try {
-        const r = hs.feed(new Uint8Array(d));
-        if (r.send) sock.write(r.send);
-        if (r.done) finish('open');
-      } catch (e) { finish((e as Error).message); }
-    });
-    sock.on('error', (e: Error) => finish(e.message));
-    sock.on('close', () => finish('closed'));
+  const overTls: DataSocketOpener = (where) => ({
+    sock: tlsConnect({ ...where, ...dialTlsOptions({ ...pki.good, ...tls } as TlsCredentials), ...(tls?.cert ? {} : { cert: undefined, key: undefined }) }),
+    ready: 'secureConnect',
   });
+  return dialRingData(url, nodeId, SECRET, 1, expectPeer, tls ? overTls : undefined);
 }
 
 test('a data-port dial with another CA\'s, an expired or no certificate, or without TLS, is refused before the data handshake', async () => {

@@ -2,7 +2,7 @@
 // port as some node with some secret (the real opening, data-handshake.ts), and checking every
 // rank's result against the float64 reference.
 import * as assert from 'uvu/assert';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { ClientHandshake, upgradeRequest } from '../../src/allreduce/data-handshake.ts';
 import { f16ErrorBound } from '../../src/allreduce/index.ts';
 
@@ -15,15 +15,22 @@ export async function until(what: string, cond: () => boolean, ms = 30_000): Pro
   }
 }
 
-/** Dials `url`'s data port as `nodeId` with `secret`; resolves with why it was refused, or 'open'. */
-export function dialData(url: string, nodeId: string, secret: Uint8Array, ringEpoch: number, expectPeer: string): Promise<string> {
+/** Opens the TCP (or TLS) connection a data-port dial runs over, and names the event that says it is up. */
+export type DataSocketOpener = (where: { host: string; port: number }) => { sock: Socket; ready: 'connect' | 'secureConnect' };
+const plainSocket: DataSocketOpener = (where) => ({ sock: connect(where), ready: 'connect' });
+
+/**
+ * Dials `url`'s data port as `nodeId` with `secret` (over `open`'s socket: plain TCP unless given);
+ * resolves with why it was refused (the socket error's message, if any), or 'open'.
+ */
+export function dialData(url: string, nodeId: string, secret: Uint8Array, ringEpoch: number, expectPeer: string, open: DataSocketOpener = plainSocket): Promise<string> {
   const u = new URL(url);
   return new Promise((resolve) => {
     const hs = new ClientHandshake({ secret, nodeId, ringEpoch, expectPeer, url });
-    const sock = connect({ host: u.hostname, port: Number(u.port) });
-    let done = false;
+    const { sock, ready } = open({ host: u.hostname, port: Number(u.port) });
+    let done = false, error = '';
     const finish = (why: string) => { if (!done) { done = true; sock.destroy(); resolve(why); } };
-    sock.on('connect', () => sock.write(upgradeRequest(u.host)));
+    sock.once(ready, () => sock.write(upgradeRequest(u.host)));
     sock.on('data', (d: Buffer) => {
       try {
         const r = hs.feed(new Uint8Array(d));
@@ -31,8 +38,8 @@ export function dialData(url: string, nodeId: string, secret: Uint8Array, ringEp
         if (r.done) finish('open');
       } catch (e) { finish((e as Error).message); }
     });
-    sock.on('error', () => {});
-    sock.on('close', () => finish('closed without an answer'));
+    sock.on('error', (e: Error) => { error = e.message; });
+    sock.on('close', () => finish(error || 'closed without an answer'));
   });
 }
 
