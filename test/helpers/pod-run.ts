@@ -49,7 +49,7 @@ export interface PodRunResult {
   proxy?: ProxyStats;
 }
 
-export interface ProxyStats { delayMs: number; connections: number; bytes: number; chunks: number }
+export interface ProxyStats { delayMs: number; loss: number; rtoMs: number; connections: number; bytes: number; chunks: number; lostChunks: number }
 
 /**
  * Renders `hybridps kubernetes` with `args` (the training flags; `--data /data/train.tsv` is added)
@@ -61,6 +61,9 @@ export async function podRun(o: {
   work: string; name: string; args: string[]; deadline: number; poll?: (r: LiveRun) => Promise<void> | void;
   /** Put a TCP proxy (tcp-proxy.ts) on a host of its own between every two pods, adding this much latency each way. */
   proxyDelayMs?: number;
+  /** With the proxy: the share of chunks it treats as lost, each held proxyRtoMs more (tcp-proxy.ts). */
+  proxyLoss?: number;
+  proxyRtoMs?: number;
   /** More arguments for the scheduler's `hybridps run` (e.g. `--heartbeat-ms`: members beat at its pace). */
   schedulerArgs?: string[];
 }): Promise<PodRunResult> {
@@ -88,7 +91,7 @@ export async function podRun(o: {
     tfConfigIp = new Map([...ip.keys()].map((name, k) => [name, `10.77.0.${101 + k}`]));
     for (const addr of tfConfigIp.values()) hosts.addAddress('proxy', addr);
     const maps = [...ip].map(([name, addr]) => `${tfConfigIp!.get(name)}:${PORT}=${addr}:${PORT}`);
-    proxy = spawn(hosts.exec('proxy')[0]!, [...hosts.exec('proxy').slice(1), process.execPath, '--import', 'tsx', PROXY, '--delay-ms', String(o.proxyDelayMs), ...maps],
+    proxy = spawn(hosts.exec('proxy')[0]!, [...hosts.exec('proxy').slice(1), process.execPath, '--import', 'tsx', PROXY, '--delay-ms', String(o.proxyDelayMs), '--loss', String(o.proxyLoss ?? 0), '--rto-ms', String(o.proxyRtoMs ?? 200), ...maps],
       { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     proxy.stdout!.on('data', (b: Buffer) => proxyOut.push(b.toString()));
     for (const t0 = Date.now(); !proxyOut.join('').includes('ready'); await new Promise((r) => setTimeout(r, 50))) {
