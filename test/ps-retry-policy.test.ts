@@ -39,7 +39,7 @@ test('link failures and a server gone from the view are retried', () => {
 test('remote errors are retried by code only', () => {
   for (const name of Object.keys(ErrorCode).filter((k) => Number.isNaN(Number(k)))) {
     const code = ErrorCode[name as keyof typeof ErrorCode];
-    const want = ['WrongOwner', 'StaleEpoch', 'Shutdown', 'Aborted', 'Timeout'].includes(name);
+    const want = ['WrongOwner', 'StaleEpoch', 'Shutdown', 'Aborted', 'Timeout', 'Fenced'].includes(name); // Fenced: the sender retries under the new view (fencing.ts)
     assert.is(isRetryable(new RemoteError(code, 'could not reach anything', 's0')), want, name);
     assert.is(RETRYABLE_CODES.has(code), want, name);
   }
