@@ -2,7 +2,7 @@
 // R = 2 on hosts of its own (3 servers, 2 workers, podRun), once without faults and then once per
 // scenario with links cut mid-run, each compared with the fault-free run's final parameters.
 import * as assert from 'uvu/assert';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveCheckpoint } from '../../src/train/checkpoint.ts';
 import { maxDiff, readTrainingCheckpoint, tmp } from './train.ts';
@@ -65,8 +65,13 @@ export class PartitionRuns {
         const at = slowestStep(live.workers);
         assert.ok(at < STEPS, `${name}: the fault was healed mid-run (the workers were at step ${at} of ${STEPS})`);
       }
-      for (const p of live.pods.all) logsByPod.set(p.name, logOf(live, p.name));
     } });
+    // Each pod's whole output, as podRun kept it when the run ended (`NN-<pod>.log`): a poll's
+    // snapshot may predate the pod's last lines (seen: a take-over logged after the last poll).
+    for (const f of readdirSync(r.logs)) {
+      const m = /^\d+-(.+)\.log$/.exec(f);
+      if (m) logsByPod.set(m[1]!, (logsByPod.get(m[1]!) ?? '') + readFileSync(join(r.logs, f), 'utf8')); // a restarted pod: one file per start
+    }
     assert.ok(done, `${name}: the fault never ran (the run ended before step ${FAULT_AT})`);
     const a = await readTrainingCheckpoint(await resolveCheckpoint(clean.checkpoint), clean.config);
     const b = await readTrainingCheckpoint(await resolveCheckpoint(r.checkpoint), clean.config);
