@@ -12,6 +12,7 @@ import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../keys/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
 import { RequestCoalescer, writeRows } from './request-coalescer.ts';
+import { gatherRows, isIdentity, rangeKeys } from './row-parts.ts';
 import { keysFromNumbers, keyWords } from '../keys/keys.ts';
 
 export interface PSClientOptions {
@@ -41,15 +42,6 @@ export interface WireBytes { pull: number; push: number; other: number }
 
 /** Rows' optimizer state, in the order of the keys pulled: slot k of key j at slots[k][j * dim ..], its update count at steps[j]. */
 export interface PulledState { slots: Float32Array[]; steps: Float32Array }
-
-/** How a flat dense vector is cut into rows of a range table. */
-export function rangeKeys(offset: number, length: number, blockSize: number): { keys: BigUint64Array; first: number } {
-  const first = Math.floor(offset / blockSize);
-  const last = Math.floor((offset + length - 1) / blockSize);
-  const n = new Float64Array(Math.max(0, last - first + 1));
-  for (let i = 0; i < n.length; i++) n[i] = first + i;
-  return { keys: keysFromNumbers(n), first };
-}
 
 /** Rows with their optimizer state, in `keys` order (PSClient.readRows / writeRows). */
 export interface RowsWithState { keys: BigUint64Array; values: Float32Array; slots: Float32Array[]; steps: Uint32Array }
@@ -399,16 +391,4 @@ export class PSClient {
   async close(): Promise<void> {
     await this.member.leave();
   }
-}
-
-/** Rows `idx` (each `dim` floats) of `rows`, packed. */
-function gatherRows(rows: Float32Array, idx: readonly number[], dim: number): Float32Array {
-  const out = new Float32Array(idx.length * dim);
-  idx.forEach((k, i) => out.set(rows.subarray(k * dim, (k + 1) * dim), i * dim));
-  return out;
-}
-
-/** True when a part is every key in order (one server, or all keys on one): no gather needed. */
-function isIdentity(idx: Int32Array, n: number): boolean {
-  return idx.length === n && (n === 0 || (idx[0] === 0 && idx[n - 1] === n - 1));
 }
