@@ -1,6 +1,7 @@
 // Hot rows of BSP tables (issue #12, item 5; NVIDIA's "hybrid embedding" for MLPerf DLRM): the
 // most frequent rows of each table live on every worker, are never pulled or pushed per step,
-// and their gradients ride in the dense allreduce. Every worker then applies the servers' own
+// and their gradients ride in the dense allreduce (the touched ones only, in a second sum after
+// the dense one: see HotStep.sumWithDense). Every worker then applies the servers' own
 // update function (same optimizer, hyper-parameters and slots, e.g. AdaGrad's accumulator) to
 // the summed gradient, so every worker holds the same bits and the result is what the servers
 // would have computed from the same BSP sum.
@@ -52,7 +53,7 @@ class HotTable {
 
 export class HotRows {
   private readonly tables: (HotTable | null)[];
-  /** Floats this set appends to the dense allreduce: every hot row's gradient, then one touch count per hot row. */
+  /** Floats of a `stage` vector: every hot row's gradient, then one touch count per hot row. */
   readonly length: number;
   /** The staged gradients of the current step (zero outside the rows touched since the last apply). */
   private readonly staged: Float32Array;
@@ -133,25 +134,63 @@ export class HotRows {
     return out;
   }
 
+  /** The touch counts of a `stage` vector (one float per hot row, table after table): what the first sum carries. */
+  counts(staged: Float32Array): Float32Array {
+    return staged.subarray(this.gradLength);
+  }
+
+  /** Floats of hot gradients in a `stage` vector (the touch counts follow them). */
+  get gradLength(): number {
+    return this.length - this.rows;
+  }
+
+  /** Per table (spec order), the hot rows some worker touched, by summed touch counts `counts`. */
+  touched(counts: Float32Array): Int32Array[] {
+    if (counts.length !== this.rows) throw new Error(`hot rows: ${counts.length} touch counts, expected ${this.rows}`);
+    return this.tables.map((t) => {
+      if (!t) return new Int32Array(0);
+      const n = t.init.keys.length, at = t.countOffset - this.gradLength, rows: number[] = [];
+      for (let r = 0; r < n; r++) if (counts[at + r]! > 0) rows.push(r);
+      return Int32Array.from(rows);
+    });
+  }
+
+  /** This worker's staged gradients of the `touched` rows, packed table after table, row after row (zeros where it did not touch one). */
+  pack(touched: Int32Array[]): Float32Array {
+    let n = 0;
+    touched.forEach((rows, i) => { n += rows.length * (this.tables[i]?.init.dim ?? 0); });
+    const out = new Float32Array(n), staged = this.staged;
+    let o = 0;
+    touched.forEach((rows, i) => {
+      const t = this.tables[i];
+      if (!t) return;
+      const d = t.init.dim;
+      for (let k = 0; k < rows.length; k++, o += d) out.set(staged.subarray(t.gradOffset + rows[k]! * d, t.gradOffset + (rows[k]! + 1) * d), o);
+    });
+    return out;
+  }
+
   /**
-   * Applies the summed hot gradients (a `stage` vector summed over workers): the servers' update
-   * function once per row some worker touched, in key order. Clears what this worker staged.
+   * Applies the summed packed gradients `sums` (a `pack` of the same `touched` summed over
+   * workers): the servers' update function once per touched row, in key order. Clears what this
+   * worker staged.
    */
-  apply(sum: Float32Array): void {
-    if (sum.length !== this.length) throw new Error(`hot rows: summed gradient has ${sum.length} floats, expected ${this.length}`);
+  apply(touched: Int32Array[], sums: Float32Array): void {
     const staged = this.staged;
-    for (const t of this.tables) {
-      if (!t) continue;
-      const { dim: d, optimizer, hyper } = t.init, n = t.init.keys.length, update = optimizer.update;
-      for (let r = 0; r < n; r++) {
-        const touched = sum[t.countOffset + r]! > 0 || staged[t.countOffset + r]! > 0;
-        if (!touched) continue;
-        const step = ++t.steps[r]!;
-        update(t.values, r * d, sum, t.gradOffset + r * d, d, t.slots, r * d, step, hyper);
+    let o = 0;
+    touched.forEach((rows, i) => {
+      const t = this.tables[i];
+      if (!t) return;
+      const { dim: d, optimizer, hyper } = t.init, update = optimizer.update;
+      if (o + rows.length * d > sums.length) throw new Error(`hot rows: summed gradient has ${sums.length} floats, fewer than the touched rows need`);
+      for (let k = 0; k < rows.length; k++, o += d) {
+        const r = rows[k]!;
+        update(t.values, r * d, sums, o, d, t.slots, r * d, ++t.steps[r]!, hyper);
         staged.fill(0, t.gradOffset + r * d, t.gradOffset + (r + 1) * d);
         staged[t.countOffset + r] = 0;
       }
-    }
+    });
+    if (o !== sums.length) throw new Error(`hot rows: summed gradient has ${sums.length} floats, the touched rows ${o}`);
   }
 
   /** Table i's rows with their optimizer state (for a checkpoint's write-back), in hot-key order. */
@@ -220,24 +259,36 @@ export class HotStep {
   }
 
   /**
-   * The staged hot gradients summed with the dense gradient through `hook` (one allreduce: the
-   * hot part appended), the hot update applied; returns the summed dense part. Without a hook
-   * (one worker) the update applies to this worker's own gradients.
+   * The staged hot gradients summed across workers through `hook`, the hot update applied;
+   * returns the summed dense part. Two sums: first the dense gradient with one touch count per
+   * hot row appended, then the gradients of just the rows some worker touched (the same list on
+   * every worker, from the summed counts). Why not every hot row's gradient in one sum: at 4096
+   * hot rows per table (94k rows x 64 floats, 24.5 MB) a step touches about 12k of them per
+   * worker, so the one sum moved ~5x the bytes it needed and cost about what the servers saved
+   * (bench/RESULTS.md, 2026-12-02 session 6: allreduce 211 -> 381 ms a step at W = 2). Without a
+   * hook (one worker) the update applies to this worker's own gradients.
    */
   async sumWithDense(dense: Float32Array, staged: Float32Array, hook?: DenseHook): Promise<Float32Array> {
+    const hot = this.hot;
     if (!hook) {
       // After the step's push has gone out (the client sends a turn's pushes in a setImmediate):
       // the update then runs while the servers work, not before the push leaves.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      this.hot.apply(staged);
+      const touched = hot.touched(hot.counts(staged));
+      hot.apply(touched, hot.pack(touched));
       return dense;
     }
-    const n = dense.length + staged.length;
+    const counts = hot.counts(staged), n = dense.length + counts.length;
     if (this.combined?.length !== n) this.combined = new Float32Array(n);
     const buf = this.combined;
-    buf.set(dense); buf.set(staged, dense.length);
+    buf.set(dense); buf.set(counts, dense.length);
     const out = (await hook(buf)) ?? buf;
-    this.hot.apply(out.subarray(dense.length));
+    const touched = hot.touched(out.subarray(dense.length));
+    const packed = hot.pack(touched);
+    // Every worker makes this second sum, with the same length (the counts are summed exactly:
+    // small integers in f32, or in fp16 on an fp16 ring), so the ring's sums stay in step.
+    const sums = packed.length ? (await hook(packed)) ?? packed : packed;
+    hot.apply(touched, sums);
     return out.subarray(0, dense.length);
   }
 }
