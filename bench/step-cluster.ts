@@ -29,6 +29,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { cpus, loadavg, totalmem, freemem } from 'node:os';
 import { LocalCluster } from '../src/launch/local-cluster.ts';
+import { ROLE_V8_FLAGS } from '../src/util/package-files.ts'; // as training's workers run
 import { printTable } from './table.ts';
 import { DEFAULT_ROW_CACHE } from '../src/worker/worker-step.ts';
 import {
@@ -110,7 +111,7 @@ function spawnFloorServer(): Promise<{ port: number; proc: ChildProcess }> {
 /** Starts one worker process; resolves with its result, rejects on its error or early exit. */
 function runWorker(cfg: WorkerProcConfig, secret: string, log: (s: string) => void, procs: ChildProcess[]): Promise<WorkerProcResult> {
   const env = { ...process.env, HYBRIDPS_SECRET: secret, BENCH_STEP_WORKER: JSON.stringify(cfg), HYBRIDPS_LOG: process.env.HYBRIDPS_LOG ?? 'warn' };
-  const proc = track(spawn(process.execPath, [...nodeArgs, '--import', 'tsx', here('./step-worker-proc.ts')], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced' }));
+  const proc = track(spawn(process.execPath, [...ROLE_V8_FLAGS, ...nodeArgs, '--import', 'tsx', here('./step-worker-proc.ts')], { env, stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'advanced' }));
   procs.push(proc);
   for (const s of [proc.stdout!, proc.stderr!]) createInterface({ input: s }).on('line', (l) => { if (!DAWN_NOISE.test(l)) log(`[${cfg.nodeId}] ${l}`); });
   // Settles when the process has exited: with its result, or with its error.

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 
 const sources = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 if (existsSync(sources)) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', sources, ...process.argv.slice(2)], { stdio: 'inherit' });
+  // --initial-heap-size: the roles' V8 flag (ROLE_V8_FLAGS in src/util/package-files.ts says why).
+  const r = spawnSync(process.execPath, ['--initial-heap-size=512', '--import', 'tsx', sources, ...process.argv.slice(2)], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 } else {
   await import('../dist/cli/main.js');

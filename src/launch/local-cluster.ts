@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { generateSecret } from '../transport/index.ts';
-import { cliNodeArgs } from '../util/package-files.ts';
+import { cliNodeArgs, ROLE_V8_FLAGS } from '../util/package-files.ts';
 import { childSpawnOptions, onChildMessage, ProtocolError, type ReadyInfo } from './child-protocol.ts';
 import type { WorkerEvent } from '../train/worker.ts';
 import { ROLE_KINDS, tlsEnv, type LocalTls, type RoleKind } from './tls-certs.ts';
@@ -61,7 +61,7 @@ export class LocalCluster {
     const timeoutMs = o.timeoutMs ?? 30_000;
     const kind = role.split(' ')[0] as RoleKind; // 'scheduler', 'server 1', 'worker 0'
     const env = this.opts.tls && ROLE_KINDS.includes(kind) ? { ...this.env, ...tlsEnv(this.opts.tls, kind) } : this.env;
-    const proc = spawn(process.execPath, [...(this.opts.nodeArgs ?? []), ...cliNodeArgs(), ...args], childSpawnOptions(env));
+    const proc = spawn(process.execPath, [...ROLE_V8_FLAGS, ...(this.opts.nodeArgs ?? []), ...cliNodeArgs(), ...args], childSpawnOptions(env));
     const log = this.opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
     createInterface({ input: proc.stderr! }).on('line', (l) => log(l));
     createInterface({ input: proc.stdout! }).on('line', (l) => (o.onStdout ?? log)(l));

@@ -31,3 +31,16 @@ export function cliNodeArgs(): string[] {
   const compiled = resolve(dirname(here), '..', 'cli', 'main.js');
   return [existsSync(compiled) ? compiled : here];
 }
+
+/**
+ * V8 flags for the processes of long-running roles (scheduler, server, worker), put before
+ * `cliNodeArgs()` wherever this package starts one. Why `--initial-heap-size`: a worker's step
+ * allocates frames and rows (~16 MB a step at the gpu preset) and V8 answered with ~2.5 full
+ * mark-compacts a step on an 11-17 MB heap (20% of the worker's CPU); with the first heap limits
+ * at 512 MB there were a third as many, and the worker's CPU per step fell from 43-51 ms to
+ * 21-27 ms (bench step s2-w1-adagrad-bsp, 4 runs each, load 12-20, 2026-12-02; worker RSS 225 ->
+ * 270-280 MB). Nothing is reserved up front. `NODE_OPTIONS` does not accept this flag, and
+ * `v8.setFlagsFromString` is too late for it (the heap is sized at start), so it has to be on
+ * the command line: a role started by hand runs `node --initial-heap-size=512 $(command -v hybridps) run ...`.
+ */
+export const ROLE_V8_FLAGS: readonly string[] = ['--initial-heap-size=512'];
