@@ -143,6 +143,14 @@ s('SSP(1), 1 worker: early rows plus re-pulls of its own pushes equal serial bit
   // Early pulls happened (a pull of clock c+1 answered while the worker was at c).
   assert.ok(piped.reads.some((r) => r.clock > 0 && r.minClock === r.clock - 1), 'some pull was answered ahead of the worker clock');
   for (const tr of piped.traces[0]) for (const t of tr.tables) assert.ok(t.ownSeen.every((x) => x === 1), 'own updates seen');
+  // Each row travels once a step: the early pull leaves out the keys the running step is about to
+  // push, which are pulled once, after that push (they were pulled early and again after it).
+  const readFor = new Map<string, Set<bigint>>();
+  for (const r of piped.reads) {
+    const id = `${r.worker}/${r.table}/${r.clock}`, got = readFor.get(id) ?? new Set<bigint>();
+    for (const k of r.keys) { assert.ok(!got.has(k), `key ${k} of table ${r.table} read twice for clock ${r.clock}`); got.add(k); }
+    readFor.set(id, got);
+  }
 });
 
 s('SSP(1), 2 workers of different speeds: every row used at clock c was read at a clock >= c - 1; own updates seen', async (ctx) => {
