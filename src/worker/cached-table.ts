@@ -74,9 +74,17 @@ export class CachedTable {
     }), client, tableId, t.dim);
   }
 
-  /** The early pull of `keys` for `clock` (pipelined): what the cache lacks, or null when it holds every row. */
-  early(keys: BigUint64Array, clock: number): CachedEarly | null {
-    const idx = this.cache.missing(keys, clock);
+  /**
+   * The early pull of `keys` for `clock` (pipelined): what the cache lacks, or null when it holds
+   * every row. Keys of `running` (the step now running, about to push them) are left out: they
+   * would come back without that push and be pulled again after it; `rows` pulls them once, then.
+   */
+  early(keys: BigUint64Array, clock: number, running?: BigUint64Array): CachedEarly | null {
+    let idx = this.cache.missing(keys, clock);
+    if (running?.length && idx.length) {
+      const index = indexOf(running), w = keyWords(keys);
+      idx = idx.filter((j) => index.lookup(w[2 * j]!, w[2 * j + 1]!) < 0);
+    }
     return idx.length ? { idx, pulled: this.pull(keys, idx, clock) } : null;
   }
 
