@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { LocalCluster } from '../src/launch/local-cluster.ts';
+import { ROLE_V8_FLAGS } from '../src/util/package-files.ts'; // the client runs as a worker runs
 import { PSClient } from '../src/client/ps-client.ts';
 import { printTable } from './table.ts';
 import { PSLITE_HOWTO, psliteBuilt, runPslite } from './pslite-baseline.ts';
@@ -23,7 +24,7 @@ const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
 
 function runProc(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<Record<string, number>> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', file, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [...ROLE_V8_FLAGS, ...nodeArgs, '--import', 'tsx', file, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
     let last = '';
     createInterface({ input: p.stdout! }).on('line', (l) => { last = l; });
     p.on('exit', (code) => (code === 0 ? resolve(last ? JSON.parse(last) : {}) : reject(new Error(`${file} exited ${code}`))));
