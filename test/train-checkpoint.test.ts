@@ -56,8 +56,9 @@ test('resume from a checkpoint equals an uninterrupted run (same shape, 3 server
 
 test('hot rows (--hot-rows): the checkpoint holds the whole table, equal to one written without; resuming from it continues exactly', async () => {
   // AdaGrad on the rows: the accumulators of the hot rows live on the workers between checkpoints.
-  const off = await run({ steps: 6, hotRows: 0, checkpointEvery: 3, checkpointDir: join(dir, 'hot-off') });
-  const on = await run({ steps: 6, hotRows: 8, checkpointEvery: 3, checkpointDir: join(dir, 'hot-on') });
+  // Evaluations at step 2 (before the first write-back of the hot rows) and at the end.
+  const off = await run({ steps: 6, hotRows: 0, checkpointEvery: 3, evalSteps: 2, checkpointDir: join(dir, 'hot-off') });
+  const on = await run({ steps: 6, hotRows: 8, checkpointEvery: 3, evalSteps: 2, checkpointDir: join(dir, 'hot-on') });
   assert.ok(on.s.results.every((r) => (r.hotRows ?? 0) > 0), `every worker held hot rows: ${on.s.results.map((r) => r.hotRows)}`);
   assert.is(new Set(on.s.results.map((r) => r.hotHash)).size, 1, 'both workers hold the same hot keys, values, accumulators and update counts, bit for bit');
   const cfg = base({});
@@ -66,6 +67,13 @@ test('hot rows (--hot-rows): the checkpoint holds the whole table, equal to one 
   for (const [name, a, b] of [['step 3', on3, off3], ['step 6', on.ckpt, off.ckpt]] as const) {
     assert.ok(maxDiff(a, b) <= 1e-6 && maxDiff(b, a) <= 1e-6, `${name}: with hot rows vs without: ${maxDiff(a, b)}, without vs with: ${maxDiff(b, a)} (Infinity: rows missing)`);
   }
+  // Held-out evaluation reads the hot rows from the workers' copies (only the others are pulled): the same scores.
+  assert.ok(on.s.evals.length >= 2 && on.s.evals.length === off.s.evals.length && on.s.evals[0]!.step === 2, `evaluations at steps ${on.s.evals.map((e) => e.step)} and ${off.s.evals.map((e) => e.step)}`);
+  on.s.evals.forEach((evOn, k) => {
+    const evOff = off.s.evals[k]!;
+    assert.ok(evOn.samples > 0 && evOn.samples === evOff.samples, `evaluated ${evOn.samples} and ${evOff.samples} samples`);
+    assert.ok(Math.abs(evOn.logloss - evOff.logloss) <= 1e-6 && Math.abs(evOn.auc - evOff.auc) <= 1e-6, `evaluation with hot rows ${JSON.stringify(evOn)} vs without ${JSON.stringify(evOff)}`);
+  });
   // Resumed from the step-3 checkpoint written with hot rows: the hot rows (and their accumulators) come back from the servers.
   const resumed = await run({ steps: 6, hotRows: 8, resume: join(dir, 'hot-on', 'step-3'), checkpointDir: join(dir, 'hot-resumed') });
   assert.is(resumed.s.results[0]!.firstStep, 3);

@@ -9,7 +9,7 @@ import type { PSClient } from '../client/ps-client.ts';
 import type { ModelBatch } from '../model/model-module.ts';
 import { exactAuc, loglossFromLogits } from '../metrics/classification.ts';
 import type { Minibatch } from './batches.ts';
-import type { HotRows } from '../worker/hot-rows.ts';
+import { pullSplit, type HotRows } from '../worker/hot-rows.ts';
 
 /** `positives`: held-out samples labelled 1 (with `samples`, what the AUC's standard error needs). */
 export interface EvalResult { step: number; samples: number; positives: number; logloss: number; auc: number }
@@ -35,8 +35,11 @@ export async function evaluateHeldOut(src: EvalSource, step: number, limit: numb
   for await (const mb of src.batches(limit)) {
     const wb = src.toBatch(mb);
     const preps = wb.tables.map((t) => prepareTable(t, wb.B));
-    const pulled = await Promise.all(preps.map((p, i) => client.pull(tableIds[i]!, p.keys, { clock })));
-    const rows = pulled.map((r, i) => (src.hot ? src.hot.overlay(i, preps[i]!.keys, r) : r));
+    // Hot rows come from the worker's copies; only the others are pulled.
+    const rows = await Promise.all(preps.map((p, i) => {
+      const split = src.hot?.split(i, p.keys);
+      return split ? pullSplit(client, src.hot!, tableIds[i]!, i, split, clock) : client.pull(tableIds[i]!, p.keys, { clock });
+    }));
     const scores = await runner.predict({ B: wb.B, inputs: wb.inputs, tables: preps.map((prep, i) => ({ prep, rows: rows[i]! })) });
     for (let i = 0; i < wb.B; i++) { logits.push(scores[i]!); labels.push(wb.inputs.labels![i]!); }
   }

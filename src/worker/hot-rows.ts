@@ -99,7 +99,7 @@ export class HotRows {
     return out;
   }
 
-  /** Rows pulled from the servers for `keys` of table i with the hot ones replaced by the held ones (evaluation). */
+  /** Rows pulled from the servers for `keys` of table i with the hot ones replaced by the held ones (reading a whole table). */
   overlay(i: number, keys: BigUint64Array, rows: Float32Array): Float32Array {
     const s = this.split(i, keys);
     if (!s) return rows;
@@ -242,6 +242,12 @@ export class HotRows {
   }
 }
 
+/** Table i's rows of a split at `clock`: the cold ones pulled (issued now), the hot ones from `hot`. */
+export function pullSplit(client: PSClient, hot: HotRows, tableId: number, i: number, s: HotSplit, clock: number): Promise<Float32Array> {
+  const cold = s.cold.length ? client.pull(tableId, s.coldKeys, { clock }) : Promise.resolve(new Float32Array(0));
+  return cold.then((rows) => hot.assemble(i, s, rows));
+}
+
 /** A hot set's step over the network: the cold part pulled and pushed, the dense gradient summed with the hot one. */
 export class HotStep {
   private combined: Float32Array | null = null;
@@ -249,8 +255,7 @@ export class HotStep {
 
   /** Table i's rows for a step at `clock`: the cold ones pulled (issued now, so they join the step's batch), the hot ones held. */
   pull(tableId: number, i: number, keys: BigUint64Array, s: HotSplit, clock: number): Promise<Float32Array> {
-    const cold = s.cold.length ? this.client.pull(tableId, s.coldKeys, { clock }) : Promise.resolve(new Float32Array(0));
-    return cold.then((rows) => this.hot.assemble(i, s, rows));
+    return pullSplit(this.client, this.hot, tableId, i, s, clock);
   }
 
   /** Pushes table i's cold gradients (nothing when every key was hot). */
