@@ -1,13 +1,16 @@
 // bf16 on the wire (src/wire/bf16.ts, row-format.ts): f32 -> bf16 against a float64 reference of
 // IEEE round-to-nearest-even on random bit patterns (every exponent, subnormals, NaN, +-Inf) and
 // on values at and next to rounding ties; bf16 -> f32 exact for every pattern; the array forms on
-// views at an offset; frames with bf16 rows round-trip and are smaller; format names, flags and
-// configurations that name no known format are refused naming the choices.
+// views at an offset; frames with bf16 rows round-trip and are smaller; older peers' f16 flag is
+// written and read; a frame with two value vectors, and format names, flags and configurations
+// that name no known format, are refused naming the cause.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bf16BitsToF32, bf16ToF32, f32ToBf16, f32ToBf16Bits, roundToBf16InPlace, BF16_RELATIVE_ERROR } from '../src/wire/bf16.ts';
 import { parseRowFormat, resolveRowFormat, roundToWire } from '../src/wire/row-format.ts';
-import { decode, encode } from '../src/wire/codec.ts';
+import * as flatbuffers from 'flatbuffers';
+import { decode, encode, WireError } from '../src/wire/codec.ts';
+import * as W from '../src/wire/generated/hybridps/wire.ts';
 import { validateConfig } from '../src/train/config.ts';
 import { trainJobFromFlags } from '../src/cli/train-flags.ts';
 import { tinyConfig } from './helpers/train.ts';
@@ -137,6 +140,40 @@ test('bf16 rows round-trip through a frame at 2 bytes a value (pull reply, push)
   const push = decode(encode({ requestId: 2, reply: false, sender: 'w', epoch: 1, body: { type: 'pushBatch', parts: [{ table: 1, keys, seq: 1, offset: 0 }], values: new Float32Array(0), writer: { length: vals.length, write: (d) => d.set(vals) }, worker: 0, clock: 0, format: 'bf16' } })).body;
   assert.ok(push.type === 'pushBatch' && push.format === 'bf16');
   if (push.type === 'pushBatch') assert.equal(Array.from(push.values), Array.from(roundToWire(vals.slice(), 'bf16')));
+});
+
+/** A frame built with the generated code, as a peer of another version might write it. */
+function rawFrame(body: (b: flatbuffers.Builder) => [W.Body, number], reply = false): Uint8Array {
+  const b = new flatbuffers.Builder(256);
+  const [type, off] = body(b);
+  const sender = b.createString('peer');
+  W.Envelope.finishEnvelopeBuffer(b, W.Envelope.createEnvelope(b, 5n, reply, sender, 1n, type, off));
+  return b.asUint8Array();
+}
+
+test('older peers: a pull flagged only f16 asks for f16; an f16 pull still sets the flag, a bf16 one does not; two value vectors are refused', () => {
+  const asked = (f16: boolean, format: W.RowFormat) => {
+    const body = decode(rawFrame((b) => [W.Body.Pull, W.Pull.createPull(b, 1, W.Pull.createKeysVector(b, [1n]), -1n, 0, f16, format)])).body;
+    return body.type === 'pull' ? body.format : undefined;
+  };
+  assert.is(asked(true, W.RowFormat.F32), 'f16', 'an older worker\'s f16 flag');
+  assert.is(asked(false, W.RowFormat.F32), 'f32');
+  assert.is(asked(false, W.RowFormat.BF16), 'bf16');
+  assert.is(asked(true, W.RowFormat.BF16), 'bf16', 'the format wins over the flag');
+  const flag = (format: 'f16' | 'bf16') => {
+    const frame = encode({ requestId: 1, reply: false, sender: 'w', epoch: 1, body: { type: 'pull', table: 1, keys: BigUint64Array.of(1n), clock: -1, worker: 0, format } });
+    return (W.Envelope.getRootAsEnvelope(new flatbuffers.ByteBuffer(frame)).body(new W.Pull()) as W.Pull).f16();
+  };
+  assert.is(flag('f16'), true, 'an older server reads the f16 flag');
+  assert.is(flag('bf16'), false, 'an older server answers a bf16 pull in f32, which decodes');
+  const both = rawFrame((b) => {
+    const v = W.PullReply.createValuesVector(b, [1, 2]), vb = W.PullReply.createValuesBf16Vector(b, [0x3f80, 0x4000]);
+    return [W.Body.PullReply, W.PullReply.createPullReply(b, 1, 2, v, 0, -1n, vb)];
+  }, true);
+  assert.throws(() => decode(both), (e: unknown) => e instanceof WireError && /row values in more than one format \(f32 2, f16 0, bf16 2 values\)/.test((e as Error).message));
+  const onlyBf16 = decode(rawFrame((b) => [W.Body.PullReply, W.PullReply.createPullReply(b, 1, 2, 0, 0, -1n, W.PullReply.createValuesBf16Vector(b, [0x3f80, 0xc040]))], true)).body;
+  assert.ok(onlyBf16.type === 'pullReply' && onlyBf16.format === 'bf16');
+  if (onlyBf16.type === 'pullReply') assert.equal(Array.from(onlyBf16.values), [1, -3]);
 });
 
 test('unknown formats are refused naming the choices: names, the CLI flag, PSClient options, a configuration', async () => {
