@@ -36,6 +36,7 @@ for (const format of ['f32', 'bf16', 'f16'] as const) {
   test(`hybrid BSP, 2 workers, rows as ${format}: trains, dense parameters identical on both workers`, async () => {
     const s = await run(format);
     assert.is(s.steps, STEPS);
+    assert.is(s.wireRows, format, 'the summary names the format');
     const losses = s.history.loss;
     assert.ok(losses.every(Number.isFinite), 'finite losses');
     assert.ok(mean(losses.slice(-10)) < mean(losses.slice(0, 10)), `loss fell: ${mean(losses.slice(0, 10)).toFixed(4)} -> ${mean(losses.slice(-10)).toFixed(4)}`);
