@@ -396,4 +396,3 @@ export class PSClient {
     await this.member.leave();
   }
 }
-

@@ -95,7 +95,7 @@ export class RequestCoalescer {
       if (p.state && width === 0) throw new Error(`server ${serverId} sent no optimizer state for a part that asked for it (a server from before state pulls? upgrade it, or run without the row cache)`);
       const start = r.offsets[i]!, rows = start + p.keys.length * r.dims[i]!, end = rows + p.keys.length * width;
       if (end > r.values.length) throw new Error(`server ${serverId} answered part ${i} with values [${start}, ${end}) of ${r.values.length}`);
-      // Views of the reply frame.
+      // Views of the reply's values: of the frame itself under f32, of the one widened copy under f16 / bf16.
       return { values: r.values.subarray(start, rows), fresh: r.fresh ?? -1, format: r.format ?? 'f32', ...(width ? { state: r.values.subarray(rows, end) } : {}) };
     });
   }
