@@ -8,6 +8,7 @@
 export { Scheduler, type SchedulerOptions } from './scheduler/scheduler.ts';
 export { PsServer, type PsServerOptions } from './server/ps-server.ts';
 export { PSClient, type PSClientOptions, type WireBytes } from './client/ps-client.ts';
+export { ROW_FORMATS, type RowFormat } from './wire/row-format.ts';
 export { generateSecret, loadSecret } from './transport/auth.ts';
 export { loadTls, type TlsCredentials } from './transport/tls.ts';
 export { registerOptimizer, optimizerNames, type UpdateFn, type OptimizerDef } from './server/optimizers.ts';

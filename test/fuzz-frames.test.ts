@@ -19,9 +19,9 @@ const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294
 const pick = <T>(xs: T[]) => xs[Math.floor(rnd() * xs.length)]!;
 
 const corpus: Body[] = [
-  { type: 'pull', table: 1, keys, clock: -1, worker: 0, f16: false },
+  { type: 'pull', table: 1, keys, clock: -1, worker: 0 },
   { type: 'push', table: 1, keys: keys.slice(0, 4), values: new Float32Array(16).fill(0.25), worker: 0, clock: 0, seq: 1 },
-  { type: 'push', table: 1, keys: keys.slice(4, 8), values: new Float32Array(16).fill(0.5), worker: 0, clock: 0, seq: 2, f16: true },
+  { type: 'push', table: 1, keys: keys.slice(4, 8), values: new Float32Array(16).fill(0.5), worker: 0, clock: 0, seq: 2, format: 'f16' },
   { type: 'clock', worker: 0, clock: 1 },
   { type: 'statsRequest' },
   { type: 'handoffRequest', table: 3, offset: 0, limit: 100 },

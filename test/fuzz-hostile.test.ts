@@ -190,7 +190,7 @@ test('4. vectors at every alignment over the wire: pulls read the keys sent, pus
   const at = { keys: new Set<number>(), values: new Set<number>() };
   for (let k = 0; k < 8; k++) {
     const env = (requestId: number, body: Envelope['body']) => encodeMisaligned({ requestId, reply: false, sender: 'attacker-4', epoch, body }, k);
-    const pull = env(400 + k, { type: 'pull', table: 1, keys: keys16, clock: -1, worker: -1, f16: false });
+    const pull = env(400 + k, { type: 'pull', table: 1, keys: keys16, clock: -1, worker: -1 });
     at.keys.add(vectorOffset(pull, 1) % 8);
     link.ws.send(pull);
     const r = await link.next(10_000);
@@ -225,7 +225,7 @@ test('6a. a peer that sends pulls and never reads the replies is held back by TC
   const keys = BigUint64Array.from({ length: 4096 }, (_, i) => BigInt(i));
   const rowsBefore = await good.pull(2, keys.subarray(0, 256));
   const { ws } = await deafLink('attacker-6a');
-  const frame = encode({ requestId: 1, reply: false, sender: 'attacker-6a', epoch: good.view.epoch, body: { type: 'pull', table: 2, keys, clock: -1, worker: -1, f16: false } });
+  const frame = encode({ requestId: 1, reply: false, sender: 'attacker-6a', epoch: good.view.epoch, body: { type: 'pull', table: 2, keys, clock: -1, worker: -1 } });
   await server.call({ cmd: 'mark' });
   const sent = await flood(ws, frame, 300 << 20);
   await sleep(1000);

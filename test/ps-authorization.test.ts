@@ -61,7 +61,7 @@ test('replication from a worker, or from a server not in the view, is refused; c
     const theirs = BigUint64Array.from(all.filter((k) => good.view.ownerOf(1, k).nodeId === 'server-1'));
     assert.ok(mine.length > 0 && theirs.length > 0);
     const before = await good.pull(1, keysOf(...all.map(Number)));
-    const push: BodyOf<'push'> = { type: 'push', table: 1, keys: mine.subarray(0, 1), values: new Float32Array(DIM).fill(1), worker: 0, clock: 0, seq: 9, f16: false };
+    const push: BodyOf<'push'> = { type: 'push', table: 1, keys: mine.subarray(0, 1), values: new Float32Array(DIM).fill(1), worker: 0, clock: 0, seq: 9 };
     const pending: BodyOf<'copyPending'> = { type: 'copyPending', table: 1, clock: 0, keys: mine.subarray(0, 1), sums: new Float64Array(DIM).fill(5), applied: [] };
     // A server the view does not list (declared dead, or never registered) is fenced: Fenced, retried under the next view.
     for (const [nodeId, role, why, code] of [

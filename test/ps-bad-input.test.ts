@@ -35,7 +35,7 @@ const push = (over: Partial<Extract<Body, { type: 'push' }>>): RequestBody =>
   ({ type: 'push', table: 1, keys, values: new Float32Array(12).fill(1), worker: 0, clock: 0, seq: Math.floor(Math.random() * 1e9), ...over });
 
 test('unknown table', async () => {
-  await expectError({ type: 'pull', table: 77, keys, clock: -1, worker: 0, f16: false }, ErrorCode.UnknownTable, /unknown table 77/);
+  await expectError({ type: 'pull', table: 77, keys, clock: -1, worker: 0 }, ErrorCode.UnknownTable, /unknown table 77/);
   await expectError(push({ table: 77 }), ErrorCode.UnknownTable, /unknown table/);
   await unchanged();
 });
@@ -56,7 +56,7 @@ test('NaN and Inf in a push', async () => {
 
 test('duplicate keys and keys beyond 48 bits', async () => {
   await expectError(push({ keys: keysOf(1, 1, 2) }), ErrorCode.Malformed, /duplicate/i);
-  await expectError({ type: 'pull', table: 1, keys: BigUint64Array.of(2n ** 50n), clock: -1, worker: 0, f16: false }, ErrorCode.Malformed, /2\^48/);
+  await expectError({ type: 'pull', table: 1, keys: BigUint64Array.of(2n ** 50n), clock: -1, worker: 0 }, ErrorCode.Malformed, /2\^48/);
   await unchanged();
 });
 
@@ -126,8 +126,10 @@ test('unauthenticated peers are refused before any other message is read', async
   await unchanged();
 });
 
-test('optimizer state asked for on an fp16 wire is refused (it travels only as f32)', async () => {
-  await expectError({ type: 'pullBatch', parts: [{ table: 1, keys, state: true }], clock: -1, worker: 0, f16: true }, ErrorCode.Malformed, /optimizer state on an fp16 wire.*without f16/);
+test('optimizer state asked for on an fp16 or bf16 wire is refused (it travels only as f32)', async () => {
+  for (const format of ['f16', 'bf16'] as const) {
+    await expectError({ type: 'pullBatch', parts: [{ table: 1, keys, state: true }], clock: -1, worker: 0, format }, ErrorCode.Malformed, new RegExp(`optimizer state with ${format} rows.*with format f32`));
+  }
   await unchanged();
 });
 

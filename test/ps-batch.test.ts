@@ -72,7 +72,7 @@ test('a bad part refuses the whole batch and changes nothing', async () => {
       ['one seq twice', ErrorCode.Malformed,
         { type: 'pushBatch', parts: [good, { table: 2, keys: keysOf(5), seq: 1, offset: 4 }], values: new Float32Array(7).fill(1), worker: 0, clock: 0 }],
       ['a key of 2^48 in a pull part', ErrorCode.Malformed,
-        { type: 'pullBatch', parts: [{ table: 1, keys: keysOf(1) }, { table: 2, keys: BigUint64Array.of(2n ** 48n) }], clock: -1, worker: 0, f16: false }],
+        { type: 'pullBatch', parts: [{ table: 1, keys: keysOf(1) }, { table: 2, keys: BigUint64Array.of(2n ** 48n) }], clock: -1, worker: 0 }],
     ];
     for (const [what, code, body] of cases) {
       try {
@@ -164,7 +164,7 @@ test('the coalescer cuts a batch at MAX_BATCH_VALUE_BYTES and keeps one message 
     const offsets = Uint32Array.from(parts, (_, i) => parts.slice(0, i).reduce((a, p) => a + p.keys.length, 0));
     return { body: { type: body.type === 'pull' ? 'pullReply' : 'pullBatchReply', values: new Float32Array(n), offsets, dims: new Uint32Array(parts.length).fill(1) } };
   };
-  const co = new RequestCoalescer(send as never, () => 0, false);
+  const co = new RequestCoalescer(send as never, () => 0, 'f32');
   const big = MAX_BATCH_VALUE_BYTES / 4 / 2 + 1; // rows of dim 1: two of them overflow one batch
   const keys = new BigUint64Array(big);
   await Promise.all([co.pull('s0', 1, keys, 1, 0), co.pull('s0', 2, keys, 1, 0), co.pull('s0', 3, keysOf(1), 1, 0), co.pull('s1', 1, keysOf(1), 1, 0), co.pull('s0', 4, keysOf(1), 1, 1)]);

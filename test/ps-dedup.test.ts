@@ -43,7 +43,7 @@ test('a server applies each part of a re-routed push once, whichever way it arri
     const worker = (await dial(url, { nodeId: 'w1', secret: SECRET, role: Role.Worker, epoch })).conn;
     // Replication is taken from the servers of the view only: this link speaks as the one server.
     const peerServer = (await dial(url, { nodeId: 'server-0', secret: SECRET, role: Role.Server, epoch })).conn;
-    const push = (keys: BigUint64Array): PushBody => ({ type: 'push', table: 1, keys, values: new Float32Array(keys.length * 2).fill(1), worker: 1, clock: 0, seq: 7, f16: false });
+    const push = (keys: BigUint64Array): PushBody => ({ type: 'push', table: 1, keys, values: new Float32Array(keys.length * 2).fill(1), worker: 1, clock: 0, seq: 7 });
     // Rows 10, 11 forwarded by another head as replicas of push 7; rows 20, 21 of the same push sent here directly.
     await peerServer.request({ type: 'replicaPush', push: push(keysOf(10, 11)), origin: 'w1' });
     const ack = await worker.request(push(keysOf(20, 21)));
@@ -79,7 +79,7 @@ test('sums copied to a new replica carry their pushes: the same push forwarded l
     const head = (await dial(url, { nodeId: 'server-0', secret: SECRET, role: Role.Server, epoch })).conn;
     const keys = keysOf(10, 11);
     await head.request({ type: 'copyPending', table: 1, clock: 0, keys, sums: Float64Array.of(3, 3, 3, 3), applied: [{ sender: 'w1', seq: 5, keys }] });
-    const retry: PushBody = { type: 'push', table: 1, keys, values: new Float32Array(4).fill(3), worker: 1, clock: 0, seq: 5, f16: false };
+    const retry: PushBody = { type: 'push', table: 1, keys, values: new Float32Array(4).fill(3), worker: 1, clock: 0, seq: 5 };
     const ack = await head.request({ type: 'replicaPush', push: retry, origin: 'w1' });
     assert.is(ack.body.type === 'pushAck' && ack.body.applied, false);
     await reader.clock();

@@ -80,7 +80,7 @@ test('real failures: a dead address, a dropped link and a silent peer give retry
     const { conn } = await dial(listener.url, { nodeId: 'w1', secret: SECRET, role: Role.Worker });
     const slow = await conn.request({ type: 'clock', worker: 0, clock: 1 }, 50).then(() => null, (e: unknown) => e);
     assert.instance(slow, RequestTimeoutError);
-    const dropped = await conn.request({ type: 'pull', table: 1, keys: BigUint64Array.of(1n), clock: -1, worker: 0, f16: false }).then(() => null, (e: unknown) => e);
+    const dropped = await conn.request({ type: 'pull', table: 1, keys: BigUint64Array.of(1n), clock: -1, worker: 0 }).then(() => null, (e: unknown) => e);
     assert.instance(dropped, ConnectionClosedError);
     const after = await conn.request(stats).then(() => null, (e: unknown) => e);
     assert.instance(after, ConnectionClosedError, 'a request on a closed link');

@@ -36,11 +36,11 @@ for (const replicas of [1, 2]) {
           assert.match((e as Error).message, new RegExp(`key ${foreign} of table 1 belongs to ${owner} in view \\d+, not server-0`));
         }
       };
-      await refused({ type: 'pull', table: 1, keys, clock: -1, worker: 0, f16: false });
-      await refused({ type: 'push', table: 1, keys, values: new Float32Array(8).fill(1), worker: 0, clock: 0, seq: 99, f16: false });
+      await refused({ type: 'pull', table: 1, keys, clock: -1, worker: 0 });
+      await refused({ type: 'push', table: 1, keys, values: new Float32Array(8).fill(1), worker: 0, clock: 0, seq: 99 });
       assert.equal(Array.from(await client.pull(1, keys)), Array.from(before), 'the refused push changed nothing');
       // The key server-0 heads alone is served.
-      const mine = await conn.request({ type: 'pull', table: 1, keys: keys.subarray(0, 1), clock: -1, worker: 0, f16: false });
+      const mine = await conn.request({ type: 'pull', table: 1, keys: keys.subarray(0, 1), clock: -1, worker: 0 });
       assert.is(mine.body.type, 'pullReply');
       await conn.close();
     } finally { await c.close(); }

@@ -1,11 +1,12 @@
-// The wire contract: every body round-trips, payloads are zero-copy views, fp16 stays within its
-// bound, damaged frames are refused with a WireError (never another exception), and the
+// The wire contract: every body round-trips (row payloads as f32, fp16 and bf16), payloads are
+// zero-copy views, fp16 stays within its bound (bf16: test/wire-bf16.test.ts), damaged frames are refused with a WireError (never another exception), and the
 // generated code matches fbs/.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { encode, decode, WireError, Role, Consistency, ErrorCode, type Body } from '../src/wire/codec.ts';
 import { f32ToF16, f16ToF32, F16_RELATIVE_ERROR } from '../src/wire/f16.ts';
+import { roundToWire } from '../src/wire/row-format.ts';
 import { randomFloats } from './helpers/random.ts';
 import { encodeMisaligned, frameAt, vectorOffset } from './helpers/hostile-frames.ts';
 
@@ -13,7 +14,9 @@ const keys = BigUint64Array.from([0n, 1n, 2n ** 48n - 1n, 123456789n]);
 const vals = randomFloats(keys.length * 3, 5);
 const view = { epoch: 9, vnodes: 32, replicas: 2, workersEpoch: 8, members: [{ nodeId: 's0', role: Role.Server, address: 'ws://127.0.0.1:1', rank: 0 }, { nodeId: 'w0', role: Role.Worker, address: '', rank: 3 }] };
 const spec = { id: 3, name: 'emb', dim: 3, init: 'normal', initScale: 0.5, seed: 2n ** 63n + 5n, optimizer: 'adam', hyper: { lr: 0.01, beta1: 0.9 }, consistency: Consistency.SSP, staleness: 4 };
-const push = { type: 'push', table: 3, keys, values: vals, worker: 2, clock: 11, seq: 99, f16: false } as const;
+const push = { type: 'push', table: 3, keys, values: vals, worker: 2, clock: 11, seq: 99 } as const;
+// Values a 2-byte format carries exactly, so their bodies round-trip to the same values.
+const vals16 = roundToWire(vals.slice(), 'f16'), valsBf16 = roundToWire(vals.slice(), 'bf16');
 
 const bodies: Body[] = [
   { type: 'challenge', nonce: new Uint8Array([1, 2, 3]) },
@@ -25,9 +28,13 @@ const bodies: Body[] = [
   { type: 'leave', nodeId: 'w0' },
   { type: 'declareTables', tables: [spec], workers: 4 },
   { type: 'declareTablesReply', tables: [spec] },
-  { type: 'pull', table: 3, keys, clock: 4, worker: 1, f16: true },
-  { type: 'pullReply', table: 3, dim: 3, values: vals, f16: false, fresh: 6 },
+  { type: 'pull', table: 3, keys, clock: 4, worker: 1, format: 'f16' },
+  { type: 'pull', table: 3, keys, clock: 4, worker: 1, format: 'bf16' },
+  { type: 'pullReply', table: 3, dim: 3, values: vals, fresh: 6 },
+  { type: 'pullReply', table: 3, dim: 3, values: vals16, format: 'f16', fresh: 6 },
+  { type: 'pullReply', table: 3, dim: 3, values: valsBf16, format: 'bf16', fresh: 6 },
   push,
+  { ...push, values: valsBf16, format: 'bf16' },
   { type: 'pushAck', seq: 99, applied: true },
   { type: 'clock', worker: 2, clock: 12 },
   { type: 'clockAck', clock: 12 },
@@ -59,11 +66,15 @@ const bodies: Body[] = [
   { type: 'assignRows', table: 3, keys, values: vals },
   { type: 'assignRows', table: 3, keys, values: vals, state: { slots: randomFloats(24, 3), slotCount: 2, steps: new Uint32Array([0, 7, 2 ** 32 - 1, 1]) } },
   { type: 'readRows', table: 3, keys },
-  { type: 'pullBatch', parts: [{ table: 3, keys }, { table: 7, keys: BigUint64Array.of(9n) }, { table: 1, keys: new BigUint64Array(0) }], clock: 4, worker: 1, f16: false },
-  { type: 'pullBatchReply', offsets: Uint32Array.of(0, 12), dims: Uint32Array.of(3, 2), values: vals.subarray(0, 14), f16: false, fresh: 3 },
-  { type: 'pullBatch', parts: [{ table: 3, keys, state: true }, { table: 7, keys: BigUint64Array.of(9n) }], clock: 4, worker: 1, f16: false },
-  { type: 'pullBatchReply', offsets: Uint32Array.of(0, 8), dims: Uint32Array.of(1, 1), values: vals.subarray(0, 9), f16: false, fresh: 3, stateWidths: Uint32Array.of(1, 0) },
-  { type: 'pushBatch', parts: [{ table: 3, keys, seq: 99, offset: 0 }, { table: 7, keys: BigUint64Array.of(9n), seq: 2 ** 40, offset: 12 }], values: vals, worker: 2, clock: 11, f16: false },
+  { type: 'pullBatch', parts: [{ table: 3, keys }, { table: 7, keys: BigUint64Array.of(9n) }, { table: 1, keys: new BigUint64Array(0) }], clock: 4, worker: 1 },
+  { type: 'pullBatch', parts: [{ table: 3, keys }], clock: 4, worker: 1, format: 'bf16' },
+  { type: 'pullBatchReply', offsets: Uint32Array.of(0, 12), dims: Uint32Array.of(3, 2), values: vals.subarray(0, 14), fresh: 3 },
+  { type: 'pullBatchReply', offsets: Uint32Array.of(0, 12), dims: Uint32Array.of(3, 2), values: valsBf16.subarray(0, 14), format: 'bf16', fresh: 3 },
+  { type: 'pullBatch', parts: [{ table: 3, keys, state: true }, { table: 7, keys: BigUint64Array.of(9n) }], clock: 4, worker: 1 },
+  { type: 'pullBatchReply', offsets: Uint32Array.of(0, 8), dims: Uint32Array.of(1, 1), values: vals.subarray(0, 9), fresh: 3, stateWidths: Uint32Array.of(1, 0) },
+  { type: 'pushBatch', parts: [{ table: 3, keys, seq: 99, offset: 0 }, { table: 7, keys: BigUint64Array.of(9n), seq: 2 ** 40, offset: 12 }], values: vals, worker: 2, clock: 11 },
+  { type: 'pushBatch', parts: [{ table: 3, keys, seq: 99, offset: 0 }], values: vals16, worker: 2, clock: 11, format: 'f16' },
+  { type: 'pushBatch', parts: [{ table: 3, keys, seq: 99, offset: 0 }], values: valsBf16, worker: 2, clock: 11, format: 'bf16' },
   { type: 'pushBatchAck', acks: [{ seq: 99, applied: true }, { seq: 2 ** 40, applied: false }] },
   { type: 'statsReply', json: '{"a":1}' },
   { type: 'ok' },
@@ -80,7 +91,7 @@ test('every body type round-trips', () => {
 
 function normal(b: Body): unknown {
   return JSON.parse(JSON.stringify(b, (_k, v) => (typeof v === 'bigint' ? v.toString() : ArrayBuffer.isView(v) ? Array.from(v as unknown as number[], String) : v),
-  ), (k, v) => (k === 'f16' ? undefined : v));
+  ), (k, v) => ((k === 'f16' && v === false) || (k === 'format' && v === 'f32') ? undefined : v)); // the defaults, which decode spells out
 }
 
 test('the hello carries the ring epoch in its own field (0 included), absent when not given', () => {
@@ -97,11 +108,11 @@ test('the hello carries the ring epoch in its own field (0 included), absent whe
 
 test('a pull reply without freshness (an older server) decodes as -1: unknown, not cacheable', () => {
   const back = (body: Body) => decode(encode({ requestId: 1, reply: true, sender: 's', epoch: 1, body })).body;
-  const one = back({ type: 'pullReply', table: 3, dim: 3, values: vals, f16: false });
+  const one = back({ type: 'pullReply', table: 3, dim: 3, values: vals });
   assert.ok(one.type === 'pullReply' && one.fresh === -1);
-  const batch = back({ type: 'pullBatchReply', offsets: Uint32Array.of(0), dims: Uint32Array.of(3), values: vals, f16: false });
+  const batch = back({ type: 'pullBatchReply', offsets: Uint32Array.of(0), dims: Uint32Array.of(3), values: vals });
   assert.ok(batch.type === 'pullBatchReply' && batch.fresh === -1);
-  const fresh = back({ type: 'pullReply', table: 3, dim: 3, values: vals, f16: false, fresh: 41 });
+  const fresh = back({ type: 'pullReply', table: 3, dim: 3, values: vals, fresh: 41 });
   assert.ok(fresh.type === 'pullReply' && fresh.fresh === 41);
 });
 
@@ -146,8 +157,8 @@ test('fp16 values stay within the documented relative error', () => {
   }
   assert.equal(Array.from(f16ToF32(f32ToF16(new Float32Array([Infinity, -Infinity, 1e6, 0])))), [Infinity, -Infinity, Infinity, 0]);
   assert.ok(Number.isNaN(f16ToF32(f32ToF16(new Float32Array([NaN])))[0]));
-  const env = decode(encode({ requestId: 1, reply: true, sender: 's', epoch: 1, body: { type: 'pullReply', table: 1, dim: 3, values: vals, f16: true } }));
-  assert.ok(env.body.type === 'pullReply' && env.body.f16 === true && env.body.values.length === vals.length);
+  const env = decode(encode({ requestId: 1, reply: true, sender: 's', epoch: 1, body: { type: 'pullReply', table: 1, dim: 3, values: vals, format: 'f16' } }));
+  assert.ok(env.body.type === 'pullReply' && env.body.format === 'f16' && env.body.values.length === vals.length);
 });
 
 test('truncated, bit-flipped and random frames are refused with WireError only', () => {

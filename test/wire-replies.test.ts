@@ -9,7 +9,7 @@ import { ErrorCode, Role, type Body, type BodyType } from '../src/wire/codec.ts'
 import { REPLY_OF, UnexpectedReplyError, replyTypesOf } from '../src/wire/replies.ts';
 import { SECRET } from './helpers/secret.ts';
 
-const pull = { type: 'pull', table: 1, keys: BigUint64Array.of(1n, 2n), clock: -1, worker: 0, f16: false } as const;
+const pull = { type: 'pull', table: 1, keys: BigUint64Array.of(1n, 2n), clock: -1, worker: 0 } as const;
 
 test('the reply map: each request kind gets its reply kind(s)', () => {
   const want: Partial<Record<BodyType, BodyType[]>> = {

@@ -1,6 +1,6 @@
 // RowCache alone (src/worker/row-cache.ts), no servers: the SSP rule at its boundary (a row of
 // freshness m serves clock c exactly while c - s <= m), ASP's refresh interval, rows of unknown
-// freshness never held, the local update equal to the servers' (SGD, also fp16-rounded), and
+// freshness never held, the local update equal to the servers' (SGD, also fp16- and bf16-rounded), and
 // eviction: expired rows first, then the least recently used, never a row of the current clock.
 // Stateful (AdaGrad): the plan (state kept, second touch), a row held only with its state, the
 // state outliving its row for row-only refreshes, and the local update equal to the servers'.
@@ -9,12 +9,13 @@ import * as assert from 'uvu/assert';
 import { RowCache, ADMIT_WINDOW, type RowCacheOptions } from '../src/worker/row-cache.ts';
 import { getOptimizer, resolveHyper } from '../src/server/optimizers.ts';
 import { f16ToF32, f32ToF16 } from '../src/wire/f16.ts';
+import { bf16ToF32, f32ToBf16 } from '../src/wire/bf16.ts';
 import { randomFloats } from './helpers/random.ts';
 
 const sgd = getOptimizer('sgd');
 const DIM = 3;
 const cache = (o: Partial<RowCacheOptions> = {}) => new RowCache({
-  dim: DIM, capacity: 8, consistency: 'ssp', staleness: 2, aspRefresh: 3, update: sgd.update, hyper: resolveHyper(sgd, { lr: 0.5 }), f16: false, ...o,
+  dim: DIM, capacity: 8, consistency: 'ssp', staleness: 2, aspRefresh: 3, update: sgd.update, hyper: resolveHyper(sgd, { lr: 0.5 }), format: 'f32', ...o,
 });
 const keys = (...k: number[]) => BigUint64Array.from(k.map(BigInt));
 const all = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
@@ -47,18 +48,20 @@ test('ASP: a row read at clock 4 is served at clocks 4..6 (refresh 3), then pull
   assert.is(c.missing(k, 7).length, 1);
 });
 
-test('the local update is the servers\' SGD update, bit for bit, on the gradient the wire carries (f32 or f16)', () => {
-  for (const f16 of [false, true]) {
-    const c = cache({ f16 });
-    const k = keys(3, 4, 5), rows = randomFloats(3 * DIM, 4), grads = randomFloats(3 * DIM, 5);
+test('the local update is the servers\' SGD update, bit for bit, on the gradient the wire carries (f32, f16 or bf16)', () => {
+  for (const format of ['f32', 'f16', 'bf16'] as const) {
+    const c = cache({ format });
+    const k = keys(3, 4, 5), rows = randomFloats(3 * DIM, 4), grads = randomFloats(3 * DIM, 5), before = grads.slice();
     c.insert(k, all(3), rows, 0, 0);
     c.applyPush(k, grads);
-    const sent = f16 ? f16ToF32(f32ToF16(grads)) : grads;
+    assert.equal(Array.from(grads), Array.from(before), 'the caller\'s gradients are left as they were');
+    const sent = format === 'f16' ? f16ToF32(f32ToF16(grads)) : format === 'bf16' ? bf16ToF32(f32ToBf16(grads)) : grads;
+    if (format !== 'f32') assert.ok(sent.some((v, i) => v !== grads[i]), `${format} rounds some of these gradients`);
     const want = Float32Array.from(rows);
     for (let j = 0; j < 3; j++) sgd.update(want, j * DIM, sent, j * DIM, DIM, [], 0, 1, resolveHyper(sgd, { lr: 0.5 }));
     const got = new Float32Array(3 * DIM);
     c.peek(k, got);
-    assert.equal(Array.from(got), Array.from(want), f16 ? 'fp16 wire' : 'f32 wire');
+    assert.equal(Array.from(got), Array.from(want), `${format} wire`);
   }
 });
 
@@ -127,7 +130,8 @@ test('stateful local update: row, accumulator and count as the servers apply the
   assert.equal(Array.from(got), Array.from(w));
   assert.equal(Array.from(gotState.slots[0]!), Array.from(acc));
   assert.equal(Array.from(gotState.steps), [3, 4]);
-  assert.throws(() => stateful({ f16: true }), /only on an f32 wire/);
+  assert.throws(() => stateful({ format: 'f16' }), /only on an f32 wire/);
+  assert.throws(() => stateful({ format: 'bf16' }), /only on an f32 wire/);
 });
 
 test('clear forgets every row', () => {

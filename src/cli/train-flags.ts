@@ -9,12 +9,13 @@ import { loadModelModule, resolveModelConfig, resolveModelRef } from '../train/m
 import type { TrainJob } from '../launch/train-job.ts';
 import { resolveDataFiles } from '../data/data-files.ts';
 import type { OptimizerName } from '../model/model-spec.ts';
+import { parseRowFormat, type RowFormat } from '../wire/row-format.ts';
 
 export interface TrainFlags {
   servers?: number; workers?: number; replicas?: number; mode?: string; consistency?: string;
   batch?: number; steps?: number; epochs?: number; lr?: string; optimizer?: string; data?: string;
   evalEvery?: number; evalSamples?: number; checkpointDir?: string; checkpointEvery?: number; resume?: string; partialDense?: boolean;
-  preset?: string; seed?: number; f16?: boolean; pipeline?: boolean; cacheRows?: number; cacheRefresh?: number; hotRows?: number; rowsPerTable?: number; samples?: number; badLines?: string; dataSplit?: string;
+  preset?: string; seed?: number; f16?: boolean; wireRows?: string; pipeline?: boolean; cacheRows?: number; cacheRefresh?: number; hotRows?: number; rowsPerTable?: number; samples?: number; badLines?: string; dataSplit?: string;
   /** JSON overrides of the model shape (tests use tiny models). */
   model?: string;
   json?: boolean;
@@ -85,7 +86,7 @@ export async function trainJobFromFlags(f: TrainFlags, sample: Sample = { dir: p
     resume: f.resume ? resolve(f.resume) : undefined,
     partialDense: !!f.partialDense,
     seed: f.seed ?? DEFAULTS.seed,
-    f16: !!f.f16,
+    wireRows: wireRowsFlag(f),
     pipeline: f.pipeline !== false,
     cacheRows: f.cacheRows ?? DEFAULTS.cacheRows,
     cacheRefresh: f.cacheRefresh ?? DEFAULTS.cacheRefresh,
@@ -101,4 +102,11 @@ export async function trainJobFromFlags(f: TrainFlags, sample: Sample = { dir: p
   // the workers to expand in the same order. A name that matches nothing fails here.
   resolveDataFiles(f.data);
   return { config: cfg, data: { file: f.data.split(',').map((s) => s.trim()).filter(Boolean).map((s) => resolve(s)).join(',') } };
+}
+
+/** --wire-rows f32|f16|bf16, with --f16 its older spelling of f16 (both given: they must agree). */
+function wireRowsFlag(f: TrainFlags): RowFormat {
+  const rows = f.wireRows === undefined ? undefined : parseRowFormat(f.wireRows, '--wire-rows');
+  if (f.f16 && rows !== undefined && rows !== 'f16') throw new Error(`--f16 means --wire-rows f16, but --wire-rows ${rows} was given too; leave one out`);
+  return rows ?? (f.f16 ? 'f16' : 'f32');
 }

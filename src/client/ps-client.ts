@@ -4,7 +4,8 @@
 // fails because a link dropped or the view moved is re-routed and re-sent with the same
 // sequence number, so the server applies it once.
 import type { Peer, TlsCredentials } from '../transport/index.ts';
-import { Role, type Envelope, type TableSpecMsg } from '../wire/codec.ts';
+import { Role, type Envelope, type RowFormat, type TableSpecMsg } from '../wire/codec.ts';
+import { resolveRowFormat, rowValueBytes } from '../wire/row-format.ts';
 import type { Reply, RequestBody } from '../wire/replies.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
 import { ClusterMember } from '../cluster/member.ts';
@@ -26,7 +27,9 @@ export interface PSClientOptions {
   address?: string;
   requestTimeoutMs?: number;
   heartbeatIntervalMs?: number;
-  /** Send values as fp16 on the wire (halves bytes; relative error <= 2^-11 per value). */
+  /** How row values travel in pull replies and pushes: f32 (default), f16 or bf16 (2 bytes a value; docs/wire.md). */
+  format?: RowFormat;
+  /** Older spelling of format 'f16' (true); may not contradict `format`. */
   f16?: boolean;
   maxFrameBytes?: number;
   /** Attempts per request part across view changes and reconnects. */
@@ -57,8 +60,11 @@ export class PSClient {
   private seq = 0;
   private readonly log;
   private readonly coalescer: RequestCoalescer | null;
+  /** How row values travel (PSClientOptions.format). */
+  readonly format: RowFormat;
 
   private constructor(private readonly opts: PSClientOptions) {
+    this.format = resolveRowFormat(opts.format, opts.f16, 'PSClient option');
     this.nodeId = opts.nodeId ?? `worker-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     this.log = createLogger(this.nodeId);
     this.member = new ClusterMember({
@@ -70,7 +76,7 @@ export class PSClient {
         if (me) this.rank = me.rank;
       },
     });
-    this.coalescer = opts.coalesce === false ? null : new RequestCoalescer((id, body) => this.toServer(id, body), () => this.rank, !!opts.f16);
+    this.coalescer = opts.coalesce === false ? null : new RequestCoalescer((id, body) => this.toServer(id, body), () => this.rank, this.format);
   }
 
   static async connect(opts: PSClientOptions): Promise<PSClient> {
@@ -80,9 +86,6 @@ export class PSClient {
   }
 
   get view(): ClusterView { return this.member.view; }
-
-  /** Whether values travel as fp16 (a worker-side row cache applies the gradient the servers will see). */
-  get f16(): boolean { return !!this.opts.f16; }
 
   onViewChange(listener: (v: ClusterView) => void): void { this.member.onViewChange(listener); }
 
@@ -147,7 +150,7 @@ export class PSClient {
    * slots[k][j * dim ..], its update count at steps[j]. Needs coalescing and an f32 wire.
    */
   async pullWithState(table: number, keys: BigUint64Array, opts: { clock?: number } = {}): Promise<{ rows: Float32Array; fresh: number; state: PulledState }> {
-    if (!this.coalescer || this.opts.f16) throw new Error('pullWithState: optimizer state is pulled only in a PullBatch (coalescing on) on an f32 wire (f16 off)');
+    if (!this.coalescer || this.format !== 'f32') throw new Error(`pullWithState: optimizer state is pulled only in a PullBatch (coalescing on) on an f32 wire (this client's rows travel as ${this.format})`);
     return this.pullRows(table, keys, opts.clock ?? -1, true) as Promise<{ rows: Float32Array; fresh: number; state: PulledState }>;
   }
 
@@ -157,7 +160,7 @@ export class PSClient {
     let state: PulledState | undefined;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
       const r = this.coalescer ? await this.coalescer.pull(serverId, table, partKeys, dim, clock, withState) : (await this.toServer(serverId, {
-        type: 'pull', table, keys: partKeys, clock, worker: this.rank, f16: !!this.opts.f16,
+        type: 'pull', table, keys: partKeys, clock, worker: this.rank, format: this.format,
       })).body;
       const v = r.values, m = idx.length;
       if (v.length !== m * dim) {
@@ -165,7 +168,8 @@ export class PSClient {
       }
       fresh = Math.min(fresh, r.fresh ?? -1);
       const st = 'state' in r ? r.state : undefined;
-      this.bytes.pull += partKeys.byteLength + (this.opts.f16 ? v.length * 2 : v.byteLength) + (st?.byteLength ?? 0);
+      // The values at the width they travelled (an older server may answer f32 whatever was asked).
+      this.bytes.pull += partKeys.byteLength + v.length * rowValueBytes(r.format ?? 'f32') + (st?.byteLength ?? 0);
       if (withState) {
         // Per part: slot 0 (m x dim), slot 1, ..., then m update counts.
         const slotCount = st ? (st.length / m - 1) / dim : -1;
@@ -207,9 +211,9 @@ export class PSClient {
       else {
         let values = grads;
         if (rows.idx) writeRows(rows, (values = new Float32Array(idx.length * dim)), 0);
-        await this.toServer(serverId, { type: 'push', table, keys: partKeys, values, worker: this.rank, clock, seq, f16: !!this.opts.f16 });
+        await this.toServer(serverId, { type: 'push', table, keys: partKeys, values, worker: this.rank, clock, seq, format: this.format });
       }
-      this.bytes.push += partKeys.byteLength + partKeys.length * dim * (this.opts.f16 ? 2 : 4);
+      this.bytes.push += partKeys.byteLength + partKeys.length * dim * rowValueBytes(this.format);
     });
   }
 

@@ -3,14 +3,14 @@
 // over 26 tables sends one pull and one push frame per server instead of 26 each. A turn with one
 // part for a server sends the plain Pull / Push. A batch that fails fails each of its parts with
 // the same error, so the client's per-part retry (re-route under the next view, same seq) holds.
-import type { Envelope } from '../wire/codec.ts';
+import type { Envelope, RowFormat } from '../wire/codec.ts';
 import type { Reply, RequestBody } from '../wire/replies.ts';
 
 type Send = <B extends RequestBody>(serverId: string, body: B) => Promise<Envelope<Reply<B['type']>>>;
 
 interface Waiter<T> { resolve: (v: T) => void; reject: (e: unknown) => void }
-/** A part's rows (a view of the reply frame) and how fresh the server said they are (PullReply.fresh). */
-export interface PulledPart { values: Float32Array; fresh: number; state?: Float32Array }
+/** A part's rows (a view of the reply frame, or widened from it), how fresh the server said they are (PullReply.fresh), and the format they travelled in. */
+export interface PulledPart { values: Float32Array; fresh: number; format: RowFormat; state?: Float32Array }
 interface PullPart extends Waiter<PulledPart> { table: number; keys: BigUint64Array; state: boolean }
 /**
  * A push part's gradient rows: rows `idx` of `src` (row width `dim`), or all of `src` in order
@@ -42,7 +42,7 @@ export class RequestCoalescer {
   private fullPushes: Queue<PushPart>[] = [];
   private scheduled = false;
 
-  constructor(private readonly send: Send, private readonly worker: () => number, private readonly f16: boolean) {}
+  constructor(private readonly send: Send, private readonly worker: () => number, private readonly format: RowFormat) {}
 
   /**
    * The rows of `keys` (keys.length x the table's dim), asked for together with this turn's other
@@ -80,11 +80,11 @@ export class RequestCoalescer {
   }
 
   private async sendPulls({ serverId, clock, parts }: Queue<PullPart>): Promise<PulledPart[]> {
-    const base = { clock, worker: this.worker(), f16: this.f16 };
+    const base = { clock, worker: this.worker(), format: this.format };
     if (parts.length === 1 && !parts[0]!.state) {
       const p = parts[0]!;
       const r = (await this.send(serverId, { type: 'pull', table: p.table, keys: p.keys, ...base })).body;
-      return [{ values: r.values, fresh: r.fresh ?? -1 }];
+      return [{ values: r.values, fresh: r.fresh ?? -1, format: r.format ?? 'f32' }];
     }
     const r = (await this.send(serverId, { type: 'pullBatch', parts: parts.map((p) => ({ table: p.table, keys: p.keys, ...(p.state ? { state: true } : {}) })), ...base })).body;
     if (r.offsets.length !== parts.length || r.dims.length !== parts.length) {
@@ -95,25 +95,25 @@ export class RequestCoalescer {
       if (p.state && width === 0) throw new Error(`server ${serverId} sent no optimizer state for a part that asked for it (a server from before state pulls? upgrade it, or run without the row cache)`);
       const start = r.offsets[i]!, rows = start + p.keys.length * r.dims[i]!, end = rows + p.keys.length * width;
       if (end > r.values.length) throw new Error(`server ${serverId} answered part ${i} with values [${start}, ${end}) of ${r.values.length}`);
-      // Views of the reply frame.
-      return { values: r.values.subarray(start, rows), fresh: r.fresh ?? -1, ...(width ? { state: r.values.subarray(rows, end) } : {}) };
+      // Views of the reply's values: of the frame itself under f32, of the one widened copy under f16 / bf16.
+      return { values: r.values.subarray(start, rows), fresh: r.fresh ?? -1, format: r.format ?? 'f32', ...(width ? { state: r.values.subarray(rows, end) } : {}) };
     });
   }
 
   private async sendPushes({ serverId, clock, parts }: Queue<PushPart>): Promise<void[]> {
-    const worker = this.worker(), f16 = this.f16;
+    const worker = this.worker(), format = this.format;
     if (parts.length === 1) {
       const p = parts[0]!;
       let values = p.rows.src;
       if (p.rows.idx) writeRows(p.rows, (values = new Float32Array(rowsLength(p.rows))), 0);
-      await this.send(serverId, { type: 'push', table: p.table, keys: p.keys, values, worker, clock, seq: p.seq, f16 });
+      await this.send(serverId, { type: 'push', table: p.table, keys: p.keys, values, worker, clock, seq: p.seq, format });
       return [undefined];
     }
     let length = 0;
     const wire = parts.map((p) => { const offset = length; length += rowsLength(p.rows); return { table: p.table, keys: p.keys, seq: p.seq, offset }; });
     // The gradients go straight into the frame, part after part (no concatenated copy, no per-part gather).
     const writer = { length, write: (dst: Float32Array) => { for (let i = 0; i < parts.length; i++) writeRows(parts[i]!.rows, dst, wire[i]!.offset); } };
-    const ack = (await this.send(serverId, { type: 'pushBatch', parts: wire, values: new Float32Array(0), writer, worker, clock, f16 })).body;
+    const ack = (await this.send(serverId, { type: 'pushBatch', parts: wire, values: new Float32Array(0), writer, worker, clock, format })).body;
     if (ack.acks.length !== parts.length) throw new Error(`server ${serverId} acknowledged ${ack.acks.length} of ${parts.length} push parts`);
     return parts.map(() => undefined);
   }

@@ -5,6 +5,7 @@ import { consistencyName, type TrainConfig } from '../train/config.ts';
 import type { WorkerResult, EvalResult } from '../train/worker.ts';
 import type { RunSummary, RunHistory, RunCacheSummary } from './compare-report.ts';
 import { fmtBytes } from '../util/units.ts';
+import type { RowFormat } from '../wire/row-format.ts';
 import { basename } from 'node:path';
 
 export interface TrainSummary extends RunSummary {
@@ -16,6 +17,8 @@ export interface TrainSummary extends RunSummary {
   /** Lines and bad lines of the whole file as the workers read it; `parsedPerWorker` by rank. */
   data: { path: string; split: 'bytes' | 'stream'; lines: number; parsedPerWorker: number[]; bad: number; badLines: { file: string; line: number; why: string }[] };
   wallSec: number;
+  /** How row values travelled (--wire-rows): what the pull and push bytes were counted at. */
+  wireRows: RowFormat;
 }
 
 /** What the launcher heard from the workers during a run. */
@@ -52,7 +55,7 @@ export function summarize(cfg: TrainConfig, run: RunRecord): TrainSummary {
     cache: cacheSummary(results),
     model: r0.model, mode: cfg.mode, consistency: consistencyName(cfg.consistency), workers: cfg.workers, servers: cfg.servers, steps: stepsRun,
     samplesPerSec: samples / Math.max(trainSec, 1e-9), logloss: final.logloss, auc: final.auc, bytes, phases, history: run.history,
-    plantedAuc: run.plantedAuc, results, failedWorkers: run.failedWorkers, evals: run.evals, checkpoint: run.checkpoint, wallSec: run.wallSec,
+    plantedAuc: run.plantedAuc, results, failedWorkers: run.failedWorkers, evals: run.evals, checkpoint: run.checkpoint, wallSec: run.wallSec, wireRows: cfg.wireRows,
     data: dataSummary(cfg.data, results), settings: { batch: cfg.batch, optimizer: { ...cfg.optimizer }, lr: { ...cfg.lr } },
   };
 }
@@ -82,7 +85,7 @@ export function formatSummary(s: TrainSummary): string {
     `trained ${s.model}, ${s.steps} steps (${s.mode}, ${s.consistency}, ${s.workers} worker(s), ${s.servers} server(s)) in ${s.wallSec.toFixed(1)} s`,
     `  throughput   ${s.samplesPerSec.toFixed(0)} samples/s`,
     `  per step     ${Object.entries(s.phases).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}`,
-    `  on the wire  pull ${fmtBytes(s.bytes.pull)}, push ${fmtBytes(s.bytes.push)}, allreduce ${fmtBytes(s.bytes.allreduce)}`,
+    `  on the wire  pull ${fmtBytes(s.bytes.pull)}, push ${fmtBytes(s.bytes.push)}, allreduce ${fmtBytes(s.bytes.allreduce)}${s.wireRows === 'f32' ? '' : ` (rows as ${s.wireRows})`}`,
     `  held-out     logloss ${s.logloss.toFixed(4)}, AUC ${s.auc.toFixed(4)}${s.plantedAuc !== undefined ? ` (planted model: ${s.plantedAuc.toFixed(4)}, gap ${(s.plantedAuc - s.auc).toFixed(4)})` : ''}`,
   ];
   if (s.cache) {
@@ -102,7 +105,7 @@ export function formatSummary(s: TrainSummary): string {
 export function summaryJson(s: TrainSummary): object {
   return {
     model: s.model, mode: s.mode, consistency: s.consistency, workers: s.workers, servers: s.servers, steps: s.steps,
-    samplesPerSec: +s.samplesPerSec.toFixed(1), logloss: s.logloss, auc: s.auc, bytes: s.bytes, phasesMs: s.phases,
+    samplesPerSec: +s.samplesPerSec.toFixed(1), logloss: s.logloss, auc: s.auc, bytes: s.bytes, wireRows: s.wireRows, phasesMs: s.phases,
     ...(s.plantedAuc !== undefined ? { plantedAuc: s.plantedAuc } : {}),
     ...(s.cache ? { cache: { ...s.cache, hitRate: +s.cache.hitRate.toFixed(4) } } : {}),
     data: s.data, checkpoint: s.checkpoint, wallSec: +s.wallSec.toFixed(2), evals: s.evals,

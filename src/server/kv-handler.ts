@@ -28,7 +28,7 @@ export class KvHandler {
     // frame, which ws does not reuse).
     const keys = p.keys;
     return {
-      type: 'pullReply', table: p.table, dim: t.spec.dim, values: EMPTY, f16: p.f16, fresh: this.fresh(),
+      type: 'pullReply', table: p.table, dim: t.spec.dim, values: EMPTY, format: p.format ?? 'f32', fresh: this.fresh(),
       writer: { length: keys.length * t.spec.dim, write: (dst) => { t.store.pull(keys, dst); } },
     };
   }
@@ -45,8 +45,11 @@ export class KvHandler {
 
   /** Every part checked first; then each waits for its table's consistency; the rows of all go straight into one reply section. */
   async pullBatch(b: BodyOf<'pullBatch'>): Promise<Body> {
-    // Optimizer state travels exactly or not at all: an fp16 reply would round the update counts.
-    if (b.f16 && b.parts.some((x) => x.state)) throw new RpcError(ErrorCode.Malformed, 'a pull batch asked for optimizer state on an fp16 wire; state travels only as f32 (pull it without f16)');
+    // Optimizer state travels exactly or not at all: an fp16 or bf16 reply would round the update counts.
+    const format = b.format ?? 'f32';
+    if (format !== 'f32' && b.parts.some((x) => x.state)) {
+      throw new RpcError(ErrorCode.Malformed, `a pull batch asked for optimizer state with ${format} rows; state travels only as f32 (pull it with format f32)`);
+    }
     const ts = b.parts.map((x) => this.checkPull(x.table, x.keys));
     await Promise.all([...new Set(ts)].map((t) => this.ctx.gate.beforePull(t, b.clock)));
     const offsets = new Uint32Array(ts.length), dims = new Uint32Array(ts.length), widths = new Uint32Array(ts.length);
@@ -61,7 +64,7 @@ export class KvHandler {
     });
     this.ctx.stats.pullFrames++;
     return {
-      type: 'pullBatchReply', offsets, dims, values: EMPTY, f16: b.f16, fresh: this.fresh(), stateWidths: widths,
+      type: 'pullBatchReply', offsets, dims, values: EMPTY, format, fresh: this.fresh(), stateWidths: widths,
       writer: {
         length, write: (dst) => {
           ts.forEach((t, i) => {
@@ -94,7 +97,7 @@ export class KvHandler {
       if (x.offset + n > b.values.length) {
         throw new RpcError(ErrorCode.BadDimension, `push batch part of table ${x.table} needs values [${x.offset}, ${x.offset + n}), the batch has ${b.values.length}`);
       }
-      return { type: 'push', table: x.table, keys: x.keys, values: b.values.subarray(x.offset, x.offset + n), worker: b.worker, clock: b.clock, seq: x.seq, f16: false };
+      return { type: 'push', table: x.table, keys: x.keys, values: b.values.subarray(x.offset, x.offset + n), worker: b.worker, clock: b.clock, seq: x.seq, format: 'f32' };
     });
     const checked = parts.map((p) => this.checkPush(p, sender, 0));
     this.ctx.stats.pushFrames++;

@@ -146,12 +146,12 @@ export class Replication {
 
 /** Rows `idx` of push `p` (the same push, sent as f32, when idx is every row). */
 export function subsetPush(p: PushBody, idx: ArrayLike<number>, dim: number): PushBody {
-  if (idx.length === p.keys.length) return { ...p, f16: false };
+  if (idx.length === p.keys.length) return { ...p, format: 'f32' };
   const keys = gatherKeys(p.keys, idx); // word by word: no BigInt per key
   const values = new Float32Array(idx.length * dim);
   for (let i = 0; i < idx.length; i++) {
     const k = idx[i]!;
     values.set(p.values.subarray(k * dim, (k + 1) * dim), i * dim);
   }
-  return { ...p, keys, values, f16: false };
+  return { ...p, keys, values, format: 'f32' };
 }

@@ -7,6 +7,7 @@ import { DEFAULT_ROW_CACHE } from '../worker/worker-step.ts';
 
 /** Hot rows per BSP table by default (bench/RESULTS.md, 2026-12-02 session 6). */
 export const DEFAULT_HOT_ROWS = 0;
+import { isRowFormat, ROW_FORMATS, type RowFormat } from '../wire/row-format.ts';
 import { DENSE_OPTIMIZERS, BUILTIN_OPTIMIZERS, isOneOf, type ConsistencyModel, type DenseOptimizerName, type OptimizerName } from '../wire/vocabulary.ts';
 export { parseConsistency, consistencyName, type DenseOptimizerName } from '../wire/vocabulary.ts';
 
@@ -46,8 +47,12 @@ export interface TrainConfig<C extends ModelConfig = ModelConfig> {
   /** Resuming from a `dense.safetensors` that lacks some dense parameters: start those fresh (logged) instead of refusing. */
   partialDense: boolean;
   seed: number;
-  /** Values as fp16 on the wire (PS and allreduce). */
-  f16: boolean;
+  /**
+   * How row values travel between workers and servers (pull replies, pushes; docs/wire.md). 'f16'
+   * (`--f16`) also sends the dense allreduce as fp16, as `--f16` always did; under 'bf16' the
+   * allreduce stays f32 (its segments know only f32 and f16, docs/allreduce.md).
+   */
+  wireRows: RowFormat;
   /** Each worker reads its own byte range of the file ('bytes'), or every worker reads the whole stream ('stream'); see batches.ts. */
   dataSplit: 'bytes' | 'stream';
   /** Bad data lines: skip (counted, reported) or stop. */
@@ -67,7 +72,7 @@ export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   consistency: { kind: 'bsp', staleness: 0 },
   batch: 256, steps: 0, epochs: 1,
   lr: { emb: 0.05, dense: 0.05 }, optimizer: { emb: 'adagrad', dense: 'adagrad' },
-  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, partialDense: false, seed: 1, f16: false, onBadLine: 'skip', dataSplit: 'bytes', pipeline: true,
+  evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, partialDense: false, seed: 1, wireRows: 'f32', onBadLine: 'skip', dataSplit: 'bytes', pipeline: true,
   cacheRows: DEFAULT_ROW_CACHE.rows, cacheRefresh: DEFAULT_ROW_CACHE.aspRefresh, hotRows: DEFAULT_HOT_ROWS,
 };
 
@@ -103,6 +108,10 @@ export function validateConfig(c: TrainConfig): void {
   if (!isOneOf(DENSE_OPTIMIZERS, c.optimizer.dense)) bad.push(`--optimizer dense=${c.optimizer.dense}: one of ${DENSE_OPTIMIZERS.join(', ')}`);
   if (typeof c.modelModule !== 'string' || !c.modelModule) bad.push('no modelModule (a built-in model name such as "dlrm", or the absolute path of a model module file; hybridps launch writes it)');
   if (!c.model || !Number.isInteger(c.model.rowsPerTable) || c.model.rowsPerTable < 1) bad.push(`model.rowsPerTable must be an integer >= 1 (got ${JSON.stringify(c.model?.rowsPerTable)})`);
+  if (!isRowFormat(c.wireRows)) {
+    const legacy = (c as { f16?: unknown }).f16 !== undefined ? ' (a configuration written before --wire-rows says "f16": true|false; write "wireRows": "f16"|"f32" instead, or render it again)' : '';
+    bad.push(`--wire-rows ${JSON.stringify(c.wireRows)}: one of ${ROW_FORMATS.join(', ')}${legacy}`);
+  }
   if (c.dataSplit !== 'bytes' && c.dataSplit !== 'stream') bad.push(`--data-split ${c.dataSplit}: bytes or stream`);
   if (c.checkpointEvery > 0 && !c.checkpointDir) bad.push('--checkpoint-every needs --checkpoint-dir');
   if (!c.data) bad.push('no data file');

@@ -90,10 +90,10 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
   });
   // The same seed on every worker: identical initial dense parameters without a broadcast.
   const runner = await ModelRunner.create(gpu, spec, { seed: cfg.seed });
-  const ring = cfg.mode === 'hybrid' ? await DenseAllreduce.create({ nodeId: id.nodeId, secret: id.secret, tls: id.tls, host: id.host, port: id.port }, { f16: cfg.f16 }) : null;
+  const ring = cfg.mode === 'hybrid' ? await DenseAllreduce.create({ nodeId: id.nodeId, secret: id.secret, tls: id.tls, host: id.host, port: id.port }, { f16: cfg.wireRows === 'f16' }) : null;
   // Announced: where the ring listens, or the address peers reach it at (--advertise: a proxy in between).
   const address = ring ? (id.advertise ? ring.url.replace(/\/\/.*$/, `//${id.advertise}`) : ring.url) : '';
-  const client = await PSClient.connect({ secret: id.secret, tls: id.tls, schedulerUrl: id.schedulerUrl, nodeId: id.nodeId, address, f16: cfg.f16 });
+  const client = await PSClient.connect({ secret: id.secret, tls: id.tls, schedulerUrl: id.schedulerUrl, nodeId: id.nodeId, address, format: cfg.wireRows });
   ring?.attach(client);
   try {
     await client.waitForView((v) => v.servers.length >= cfg.servers && v.workers.length >= cfg.workers && client.rank >= 0, 120_000);

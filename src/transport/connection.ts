@@ -132,7 +132,7 @@ export class Connection {
       const err = e instanceof WireError ? e : new WireError(String(e));
       this.opts.onMalformed?.(err);
       // The error reply counts against the in-flight limit and waits for the socket like any other.
-      const reply = this.send({ requestId: 0, reply: true, sender: this.opts.nodeId, epoch: this.epoch(), body: { type: 'error', code: err.code, message: err.message } });
+      const reply = this.send({ requestId: err.requestId ?? 0, reply: true, sender: this.opts.nodeId, epoch: this.epoch(), body: { type: 'error', code: err.code, message: err.message } });
       this.track(buf.byteLength, reply.catch(() => {}));
       return;
     }

@@ -5,7 +5,7 @@
 import * as flatbuffers from 'flatbuffers';
 import * as W from './generated/hybridps/wire.ts';
 import { verifyRoot, type TableSpec } from './verify.ts';
-import { f16ToF32 } from './f16.ts';
+import { fromWireRowFormat, widenValues, type RowFormat } from './row-format.ts';
 import {
   WireError, type AppliedPushMsg, type Body, type BodyOf, type ClusterViewMsg, type Envelope, type HandoffTableMsg, type MemberMsg,
   type PendingSumsMsg, type PushBody, type SenderPushesMsg, type TableSpecMsg, type WorkerClockMsg,
@@ -27,7 +27,7 @@ const MemberSpec: TableSpec = [str, s1, str, s4];
 const ViewSpec: TableSpec = [s8, { k: 'tables', spec: MemberSpec }, s4, s4];
 const HyperSpec: TableSpec = [str, s8];
 const TableSpecSpec: TableSpec = [s2, str, s4, str, s8, s8, str, { k: 'tables', spec: HyperSpec }, s1, s4];
-const PushSpec: TableSpec = [s2, v8, v4, v2, s4, s8, s8];
+const PushSpec: TableSpec = [s2, v8, v4, v2, s4, s8, s8, v2];
 const AppliedPushSpec: TableSpec = [str, s8, v8];
 const CopyPendingSpec: TableSpec = [s2, s8, v8, v8, { k: 'tables', spec: AppliedPushSpec }];
 const HandoffTableSpec: TableSpec = [{ k: 'table', spec: TableSpecSpec }, s4, { k: 'tables', spec: AppliedPushSpec }, { k: 'tables', spec: CopyPendingSpec }];
@@ -40,8 +40,8 @@ BodySpecs[W.Body.Heartbeat] = [str, s8];
 BodySpecs[W.Body.Leave] = [str];
 BodySpecs[W.Body.DeclareTables] = [{ k: 'tables', spec: TableSpecSpec }, s4];
 BodySpecs[W.Body.DeclareTablesReply] = [{ k: 'tables', spec: TableSpecSpec }];
-BodySpecs[W.Body.Pull] = [s2, v8, s8, s4, s1];
-BodySpecs[W.Body.PullReply] = [s2, s4, v4, v2, s8];
+BodySpecs[W.Body.Pull] = [s2, v8, s8, s4, s1, s1];
+BodySpecs[W.Body.PullReply] = [s2, s4, v4, v2, s8, v2];
 BodySpecs[W.Body.Push] = PushSpec;
 BodySpecs[W.Body.PushAck] = [s8, s1];
 BodySpecs[W.Body.Clock] = [s4, s8];
@@ -61,9 +61,9 @@ BodySpecs[W.Body.HandoffMetaRequest] = [];
 BodySpecs[W.Body.HandoffMeta] = [{ k: 'tables', spec: HandoffTableSpec }, { k: 'tables', spec: [s4, s8] }, { k: 'tables', spec: [str, v8] }];
 BodySpecs[W.Body.AssignRows] = [s2, v8, v4, s1, v4, s4, v4];
 BodySpecs[W.Body.ReadRows] = [s2, v8];
-BodySpecs[W.Body.PullBatch] = [{ k: 'tables', spec: [s2, v8, s1] }, s8, s4, s1];
-BodySpecs[W.Body.PullBatchReply] = [v4, v4, v4, v2, s8, v4];
-BodySpecs[W.Body.PushBatch] = [{ k: 'tables', spec: [s2, v8, s8, s4] }, v4, v2, s4, s8];
+BodySpecs[W.Body.PullBatch] = [{ k: 'tables', spec: [s2, v8, s1] }, s8, s4, s1, s1];
+BodySpecs[W.Body.PullBatchReply] = [v4, v4, v4, v2, s8, v4, v2];
+BodySpecs[W.Body.PushBatch] = [{ k: 'tables', spec: [s2, v8, s8, s4] }, v4, v2, s4, s8, v2];
 BodySpecs[W.Body.PushBatchAck] = [{ k: 'tables', spec: [s8, s1] }];
 BodySpecs[W.Body.StatsReply] = [str];
 BodySpecs[W.Body.Ok] = [];
@@ -94,11 +94,27 @@ function vec<T extends ArrayBufferView>(bb: flatbuffers.ByteBuffer, table: flatb
   return new Ctor(copy.buffer, 0, len);
 }
 
-function values(bb: flatbuffers.ByteBuffer, t: { bb_pos: number }, slot32: number, slot16: number): { values: Float32Array; f16: boolean } {
+/**
+ * A row payload: whichever of its values vectors (f32 at slot32, fp16 at slot16, bf16 at
+ * slotBf16) is filled, widened to f32; two filled at once are refused.
+ */
+function values(bb: flatbuffers.ByteBuffer, t: { bb_pos: number }, slot32: number, slot16: number, slotBf16?: number): { values: Float32Array; format: RowFormat } {
   const v32 = vec(bb, t, slot32, Float32Array);
-  if (v32.length) return { values: v32, f16: false };
   const v16 = vec(bb, t, slot16, Uint16Array);
-  return v16.length ? { values: f16ToF32(v16), f16: true } : { values: v32, f16: false };
+  const vb = slotBf16 === undefined ? v16.subarray(0, 0) : vec(bb, t, slotBf16, Uint16Array);
+  if ((v32.length ? 1 : 0) + (v16.length ? 1 : 0) + (vb.length ? 1 : 0) > 1) {
+    throw new WireError(`row values in more than one format (f32 ${v32.length}, f16 ${v16.length}, bf16 ${vb.length} values); a frame carries one`);
+  }
+  if (v16.length) return { values: widenValues(v16, 'f16'), format: 'f16' };
+  if (vb.length) return { values: widenValues(vb, 'bf16'), format: 'bf16' };
+  return { values: v32, format: 'f32' };
+}
+
+/** The reply format a Pull / PullBatch asks for; a value this build does not know is refused. */
+function askedFormat(what: string, p: { format(): number; f16(): boolean }): RowFormat {
+  const f = fromWireRowFormat(p.format(), p.f16());
+  if (f === undefined) throw new WireError(`${what} asks for rows in format ${p.format()}, which this peer does not know (0 f32, 1 f16, 2 bf16): upgrade it, or ask for f32`);
+  return f;
 }
 
 const num = (x: bigint): number => {
@@ -172,9 +188,9 @@ function decodeHandoffMeta(bb: flatbuffers.ByteBuffer, m: W.HandoffMeta): BodyOf
 }
 
 function decodePush(bb: flatbuffers.ByteBuffer, p: W.Push): PushBody {
-  const v = values(bb, p, 2, 3);
+  const v = values(bb, p, 2, 3, 7);
   return {
-    type: 'push', table: p.table(), keys: vec(bb, p, 1, BigUint64Array), values: v.values, f16: v.f16,
+    type: 'push', table: p.table(), keys: vec(bb, p, 1, BigUint64Array), values: v.values, format: v.format,
     worker: p.worker(), clock: num(p.clock()), seq: num(p.seq()),
   };
 }
@@ -211,12 +227,12 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     }
     case W.Body.Pull: {
       const p = get(W.Pull);
-      return { type: 'pull', table: p.table(), keys: vec(bb, p, 1, BigUint64Array), clock: num(p.clock()), worker: p.worker(), f16: p.f16() };
+      return { type: 'pull', table: p.table(), keys: vec(bb, p, 1, BigUint64Array), clock: num(p.clock()), worker: p.worker(), format: askedFormat('pull', p) };
     }
     case W.Body.PullReply: {
       const p = get(W.PullReply);
-      const v = values(bb, p, 2, 3);
-      return { type: 'pullReply', table: p.table(), dim: p.dim(), values: v.values, f16: v.f16, fresh: num(p.fresh()) };
+      const v = values(bb, p, 2, 3, 5);
+      return { type: 'pullReply', table: p.table(), dim: p.dim(), values: v.values, format: v.format, fresh: num(p.fresh()) };
     }
     case W.Body.Push: return decodePush(bb, get(W.Push));
     case W.Body.PushAck: { const a = get(W.PushAck); return { type: 'pushAck', seq: num(a.seq()), applied: a.applied() }; }
@@ -250,7 +266,7 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
       const v = values(bb, a, 5, 6);
       return {
         type: 'allreduceChunk', opId: num(a.opId()), ringEpoch: num(a.ringEpoch()), step: a.step(), segment: a.segment(),
-        offset: num(a.offset()), values: v.values, f16: v.f16,
+        offset: num(a.offset()), values: v.values, f16: v.format === 'f16',
       };
     }
     case W.Body.StatsRequest: return { type: 'statsRequest' };
@@ -274,13 +290,13 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
         const x = p.parts(i)!;
         parts.push({ table: x.table(), keys: vec(bb, x, 1, BigUint64Array), ...(x.state() ? { state: true } : {}) });
       }
-      return { type: 'pullBatch', parts, clock: num(p.clock()), worker: p.worker(), f16: p.f16() };
+      return { type: 'pullBatch', parts, clock: num(p.clock()), worker: p.worker(), format: askedFormat('pull batch', p) };
     }
     case W.Body.PullBatchReply: {
       const r = get(W.PullBatchReply);
-      const v = values(bb, r, 2, 3);
+      const v = values(bb, r, 2, 3, 6);
       const widths = r.stateWidthsLength() ? vec(bb, r, 5, Uint32Array) : undefined;
-      return { type: 'pullBatchReply', offsets: vec(bb, r, 0, Uint32Array), dims: vec(bb, r, 1, Uint32Array), values: v.values, f16: v.f16, fresh: num(r.fresh()), ...(widths ? { stateWidths: widths } : {}) };
+      return { type: 'pullBatchReply', offsets: vec(bb, r, 0, Uint32Array), dims: vec(bb, r, 1, Uint32Array), values: v.values, format: v.format, fresh: num(r.fresh()), ...(widths ? { stateWidths: widths } : {}) };
     }
     case W.Body.PushBatch: {
       const p = get(W.PushBatch);
@@ -289,8 +305,8 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
         const x = p.parts(i)!;
         parts.push({ table: x.table(), keys: vec(bb, x, 1, BigUint64Array), seq: num(x.seq()), offset: x.offset() });
       }
-      const v = values(bb, p, 1, 2);
-      return { type: 'pushBatch', parts, values: v.values, f16: v.f16, worker: p.worker(), clock: num(p.clock()) };
+      const v = values(bb, p, 1, 2, 5);
+      return { type: 'pushBatch', parts, values: v.values, format: v.format, worker: p.worker(), clock: num(p.clock()) };
     }
     case W.Body.PushBatchAck: {
       const a = get(W.PushBatchAck);
@@ -313,10 +329,16 @@ function decodeVerified(bytes: Uint8Array, spec: TableSpec, expect?: W.Body): En
     if (!W.Envelope.bufferHasIdentifier(bb)) throw new WireError('frame does not carry the HBPS identifier');
     const env = W.Envelope.getRootAsEnvelope(bb);
     if (expect !== undefined && env.bodyType() !== expect) throw new WireError(`expected ${bodyName(expect)}, got ${bodyName(env.bodyType())}`);
-    return {
-      requestId: num(env.requestId()), reply: env.reply(), sender: env.sender() ?? '', epoch: num(env.epoch()),
-      body: decodeBody(bb, env),
-    };
+    const requestId = num(env.requestId()), reply = env.reply();
+    let body: Body;
+    try {
+      body = decodeBody(bb, env);
+    } catch (e) {
+      // The envelope parsed: a request's error reply can go to its requester instead of id 0.
+      if (e instanceof WireError && !reply) e.requestId = requestId;
+      throw e;
+    }
+    return { requestId, reply, sender: env.sender() ?? '', epoch: num(env.epoch()), body };
   } catch (e) {
     if (e instanceof WireError) throw e;
     throw new WireError(`malformed frame: ${(e as Error).message}`);

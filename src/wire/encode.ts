@@ -2,7 +2,7 @@
 // values) are bulk-copied into the builder instead of one add per element.
 import * as flatbuffers from 'flatbuffers';
 import * as W from './generated/hybridps/wire.ts';
-import { f32ToF16 } from './f16.ts';
+import { narrowValues, toWireRowFormat, type RowFormat } from './row-format.ts';
 import type { AppliedPushMsg, Body, BodyOf, ClusterViewMsg, Envelope, PendingSumsMsg, PushBody, TableSpecMsg, ValuesWriter } from './messages.ts';
 
 /** Appends a vector with one memcpy (the generated createXVector adds element by element). */
@@ -15,21 +15,42 @@ function bulkVector(b: flatbuffers.Builder, data: ArrayBufferView, elemSize: num
   return b.endVector();
 }
 
-function valuesVectors(b: flatbuffers.Builder, values: Float32Array, f16: boolean | undefined, writer?: ValuesWriter): [number, number] {
-  if (writer && !f16) {
+/** The one values vector of a row payload, by format: [values, values_f16, values_bf16] offsets (0: absent). */
+type ValueVectors = [number, number, number];
+
+/**
+ * Reserves an n-element vector of 2-byte values in the builder and narrows `values` straight into
+ * it (no staging array); where the reserved bytes are not 2-aligned in memory, through a copy.
+ */
+function narrowVector(b: flatbuffers.Builder, values: Float32Array, format: 'f16' | 'bf16'): number {
+  b.startVector(2, values.length, 4);
+  const internal = b as unknown as { space: number; bb: flatbuffers.ByteBuffer };
+  internal.space -= values.length * 2;
+  const bytes = internal.bb.bytes();
+  const at = bytes.byteOffset + internal.space;
+  if (at % 2 === 0) narrowValues(values, format, new Uint16Array(bytes.buffer, at, values.length));
+  else bytes.set(new Uint8Array(narrowValues(values, format).buffer), internal.space);
+  return b.endVector();
+}
+
+function valuesVectors(b: flatbuffers.Builder, values: Float32Array, format: RowFormat | undefined, writer?: ValuesWriter): ValueVectors {
+  const f = format ?? 'f32';
+  if (writer && f === 'f32') {
     // Reserve the vector in the builder and let the writer fill it in place.
     b.startVector(4, writer.length, 4);
     const internal = b as unknown as { space: number; bb: flatbuffers.ByteBuffer };
     internal.space -= writer.length * 4;
     const bytes = internal.bb.bytes();
     writer.write(new Float32Array(bytes.buffer, bytes.byteOffset + internal.space, writer.length));
-    return [b.endVector(), 0];
+    return [b.endVector(), 0, 0];
   }
   if (writer) {
     values = new Float32Array(writer.length);
     writer.write(values);
   }
-  return f16 ? [0, bulkVector(b, f32ToF16(values), 2)] : [bulkVector(b, values, 4), 0];
+  if (f === 'f16') return [0, narrowVector(b, values, f), 0];
+  if (f === 'bf16') return [0, 0, narrowVector(b, values, f)];
+  return [bulkVector(b, values, 4), 0, 0];
 }
 
 const big = (n: number): bigint => BigInt(n);
@@ -116,12 +137,13 @@ function encodeHandoffMeta(b: flatbuffers.Builder, m: BodyOf<'handoffMeta'>): nu
 
 function encodePush(b: flatbuffers.Builder, p: PushBody): number {
   const keys = bulkVector(b, p.keys, 8);
-  const [vals, vals16] = valuesVectors(b, p.values, p.f16);
+  const [vals, vals16, valsBf16] = valuesVectors(b, p.values, p.format);
   W.Push.startPush(b);
   W.Push.addTable(b, p.table);
   W.Push.addKeys(b, keys);
   if (vals) W.Push.addValues(b, vals);
   if (vals16) W.Push.addValuesF16(b, vals16);
+  if (valsBf16) W.Push.addValuesBf16(b, valsBf16);
   W.Push.addWorker(b, p.worker);
   W.Push.addClock(b, big(p.clock));
   W.Push.addSeq(b, big(p.seq));
@@ -130,14 +152,15 @@ function encodePush(b: flatbuffers.Builder, p: PushBody): number {
 
 function encodePullBatch(b: flatbuffers.Builder, p: BodyOf<'pullBatch'>): number {
   const parts = W.PullBatch.createPartsVector(b, p.parts.map((x) => W.PullPart.createPullPart(b, x.table, bulkVector(b, x.keys, 8), !!x.state)));
-  return W.PullBatch.createPullBatch(b, parts, big(p.clock), p.worker, p.f16);
+  const f = p.format ?? 'f32';
+  return W.PullBatch.createPullBatch(b, parts, big(p.clock), p.worker, f === 'f16', toWireRowFormat(f));
 }
 
 function encodePushBatch(b: flatbuffers.Builder, p: BodyOf<'pushBatch'>): number {
   const parts = W.PushBatch.createPartsVector(b, p.parts.map((x) =>
     W.PushPart.createPushPart(b, x.table, bulkVector(b, x.keys, 8), big(x.seq), x.offset)));
-  const [vals, vals16] = valuesVectors(b, p.values, p.f16, p.writer);
-  return W.PushBatch.createPushBatch(b, parts, vals, vals16, p.worker, big(p.clock));
+  const [vals, vals16, valsBf16] = valuesVectors(b, p.values, p.format, p.writer);
+  return W.PushBatch.createPushBatch(b, parts, vals, vals16, p.worker, big(p.clock), valsBf16);
 }
 
 function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
@@ -171,12 +194,13 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
     case 'declareTablesReply':
       return [W.Body.DeclareTablesReply, W.DeclareTablesReply.createDeclareTablesReply(b, encodeTableSpecs(b, body.tables))];
     case 'pull': {
-      const keys = bulkVector(b, body.keys, 8);
-      return [W.Body.Pull, W.Pull.createPull(b, body.table, keys, big(body.clock), body.worker, body.f16)];
+      const keys = bulkVector(b, body.keys, 8), f = body.format ?? 'f32';
+      // f16 is also flagged the older way, so a server from before `format` still answers in fp16.
+      return [W.Body.Pull, W.Pull.createPull(b, body.table, keys, big(body.clock), body.worker, f === 'f16', toWireRowFormat(f))];
     }
     case 'pullReply': {
-      const [vals, vals16] = valuesVectors(b, body.values, body.f16, body.writer);
-      return [W.Body.PullReply, W.PullReply.createPullReply(b, body.table, body.dim, vals, vals16, big(body.fresh ?? -1))];
+      const [vals, vals16, valsBf16] = valuesVectors(b, body.values, body.format, body.writer);
+      return [W.Body.PullReply, W.PullReply.createPullReply(b, body.table, body.dim, vals, vals16, big(body.fresh ?? -1), valsBf16)];
     }
     case 'push':
       return [W.Body.Push, encodePush(b, body)];
@@ -210,7 +234,7 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       return [W.Body.CopyRows, W.CopyRows.createCopyRows(b, body.table, keys, vals, slots, body.slotCount, steps)];
     }
     case 'allreduceChunk': {
-      const [vals, vals16] = valuesVectors(b, body.values, body.f16);
+      const [vals, vals16] = valuesVectors(b, body.values, body.f16 ? 'f16' : 'f32');
       return [W.Body.AllreduceChunk, W.AllreduceChunk.createAllreduceChunk(
         b, big(body.opId), big(body.ringEpoch), body.step, body.segment, big(body.offset), vals, vals16)];
     }
@@ -236,8 +260,8 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       const offsets = bulkVector(b, body.offsets, 4);
       const dims = bulkVector(b, body.dims, 4);
       const widths = body.stateWidths?.some((w) => w > 0) ? bulkVector(b, body.stateWidths, 4) : 0;
-      const [vals, vals16] = valuesVectors(b, body.values, body.f16, body.writer);
-      return [W.Body.PullBatchReply, W.PullBatchReply.createPullBatchReply(b, offsets, dims, vals, vals16, big(body.fresh ?? -1), widths)];
+      const [vals, vals16, valsBf16] = valuesVectors(b, body.values, body.format, body.writer);
+      return [W.Body.PullBatchReply, W.PullBatchReply.createPullBatchReply(b, offsets, dims, vals, vals16, big(body.fresh ?? -1), widths, valsBf16)];
     }
     case 'pushBatch':
       return [W.Body.PushBatch, encodePushBatch(b, body)];

@@ -1,7 +1,9 @@
 // The messages of the wire contract as TypeScript values: what encode() takes and decode() returns.
 import * as W from './generated/hybridps/wire.ts';
+import type { RowFormat } from './row-format.ts';
 
 export { Role, Consistency, ErrorCode } from './generated/hybridps/wire.ts';
+export type { RowFormat } from './row-format.ts';
 type Role = W.Role;
 type ErrorCode = W.ErrorCode;
 
@@ -29,10 +31,12 @@ export interface TableSpecMsg {
   id: number; name: string; dim: number; init: string; initScale: number; seed: bigint;
   optimizer: string; hyper: Record<string, number>; consistency: W.Consistency; staleness: number;
 }
-export interface PullBody { type: 'pull'; table: number; keys: BigUint64Array; clock: number; worker: number; f16: boolean }
+/** `format`: the reply's row values (absent: f32). */
+export interface PullBody { type: 'pull'; table: number; keys: BigUint64Array; clock: number; worker: number; format?: RowFormat }
+/** `format`, here and on the replies: how `values` travel (absent: f32); decoded values are always f32. */
 export interface PushBody {
   type: 'push'; table: number; keys: BigUint64Array; values: Float32Array;
-  worker: number; clock: number; seq: number; f16?: boolean;
+  worker: number; clock: number; seq: number; format?: RowFormat;
 }
 export interface AllreduceChunkBody {
   type: 'allreduceChunk'; opId: number; ringEpoch: number; step: number; segment: number;
@@ -44,11 +48,11 @@ export interface PullPartMsg {
   /** Also the rows' optimizer state (PullBatchReply.stateWidths); f32 wire only. */
   state?: boolean;
 }
-export interface PullBatchBody { type: 'pullBatch'; parts: PullPartMsg[]; clock: number; worker: number; f16: boolean }
+export interface PullBatchBody { type: 'pullBatch'; parts: PullPartMsg[]; clock: number; worker: number; format?: RowFormat }
 /** One table's rows of a PushBatch: keys.length x dim values at `offset` of the batch's values. */
 export interface PushPartMsg { table: number; keys: BigUint64Array; seq: number; offset: number }
 export interface PushBatchBody {
-  type: 'pushBatch'; parts: PushPartMsg[]; values: Float32Array; worker: number; clock: number; f16?: boolean;
+  type: 'pushBatch'; parts: PushPartMsg[]; values: Float32Array; worker: number; clock: number; format?: RowFormat;
   /** Writes the parts' gradients straight into the frame (instead of `values`). */
   writer?: ValuesWriter;
 }
@@ -69,7 +73,7 @@ export type Body =
   | { type: 'declareTablesReply'; tables: TableSpecMsg[] }
   | PullBody
     /** fresh: the slowest live worker's clock when the rows were read (-1 / absent: unknown; see fbs PullReply.fresh). */
-  | { type: 'pullReply'; table: number; dim: number; values: Float32Array; f16?: boolean; writer?: ValuesWriter; fresh?: number }
+  | { type: 'pullReply'; table: number; dim: number; values: Float32Array; format?: RowFormat; writer?: ValuesWriter; fresh?: number }
   | PushBody
   | { type: 'pushAck'; seq: number; applied: boolean }
   | { type: 'clock'; worker: number; clock: number }
@@ -91,7 +95,7 @@ export type Body =
   | { type: 'readRows'; table: number; keys: BigUint64Array }
   | PullBatchBody
   /** Part i's values (keys_i x dims[i]) start at offsets[i] of the one value section. */
-  | { type: 'pullBatchReply'; offsets: Uint32Array; dims: Uint32Array; values: Float32Array; f16?: boolean; writer?: ValuesWriter; fresh?: number; stateWidths?: Uint32Array }
+  | { type: 'pullBatchReply'; offsets: Uint32Array; dims: Uint32Array; values: Float32Array; format?: RowFormat; writer?: ValuesWriter; fresh?: number; stateWidths?: Uint32Array }
   | PushBatchBody
   | { type: 'pushBatchAck'; acks: PushAckMsg[] }
   | { type: 'statsReply'; json: string }
@@ -111,5 +115,7 @@ export interface Envelope<B extends Body = Body> {
 
 /** A frame that failed to parse or verify; the cause is in the message. */
 export class WireError extends Error {
+  /** Set when the frame was a request whose envelope parsed but whose body did not: its error reply goes to this id. */
+  requestId?: number;
   constructor(message: string, readonly code: ErrorCode = W.ErrorCode.Malformed) { super(message); }
 }

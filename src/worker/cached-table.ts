@@ -61,15 +61,15 @@ export class CachedTable {
 
   /**
    * The cached side of table `t`, or null: BSP tables, custom optimizers (the worker may not have
-   * their module), a stateful optimizer on an fp16 wire, and a cache of 0 rows are not cached.
+   * their module), a stateful optimizer on an fp16 or bf16 wire, and a cache of 0 rows are not cached.
    */
   static for(t: TableDecl, tableId: number, client: PSClient, cache: RowCacheConfig | undefined): CachedTable | null {
     if (!cache || cache.rows <= 0 || !(BUILTIN_OPTIMIZERS as readonly string[]).includes(t.optimizer) || (t.consistency !== 'ssp' && t.consistency !== 'asp')) return null;
     const opt = getOptimizer(t.optimizer);
-    if (opt.slotCount > 0 && client.f16) return null;
+    if (opt.slotCount > 0 && client.format !== 'f32') return null;
     return new CachedTable(new RowCache({
       dim: t.dim, capacity: cache.rows, consistency: t.consistency, staleness: t.staleness ?? 0, aspRefresh: cache.aspRefresh,
-      update: opt.update, hyper: resolveHyper(opt, t.hyper), f16: client.f16, slotCount: opt.slotCount,
+      update: opt.update, hyper: resolveHyper(opt, t.hyper), format: client.format, slotCount: opt.slotCount,
       stateRefresh: cache.stateRefresh ?? DEFAULT_ROW_CACHE.stateRefresh, admit: cache.admit ?? DEFAULT_ROW_CACHE.admit,
     }), client, tableId, t.dim);
   }

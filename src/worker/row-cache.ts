@@ -10,9 +10,10 @@
 //   clock the pull carried only says m >= r - s, so it is not what is stored.
 // - Own updates: with each push the worker applies the same update function the servers run
 //   (src/server/optimizers.ts) to its cached copy, with the very gradient the servers receive
-//   (f16-rounded when the wire is fp16). A row enters the cache only from a pull issued after the
-//   worker's previous push was acknowledged, or re-pulled after it (WorkerStep's early rows that
-//   the last push touched are re-pulled), so it holds every own push before it and none after.
+//   (rounded as the wire rounds it under fp16 or bf16). A row enters the cache only from a pull
+//   issued after the worker's previous push was acknowledged, or re-pulled after it (WorkerStep's
+//   early rows that the last push touched are re-pulled), so it holds every own push before it
+//   and none after.
 //   For SGD (w -= lr * g, stateless, additive) the copy is the server's row with the others'
 //   optional later updates left out: at W = 1 it equals the server's row bit for bit (test).
 // - Stateful optimizers (AdaGrad, Adam, FTRL): the update reads and writes the row's slots (and
@@ -59,7 +60,7 @@
 // the rows of the current clock are never evicted to make room for each other.
 import { KeyIndex, hash64 } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
-import { f16BitsToF32, f32ToF16Bits } from '../wire/f16.ts';
+import { roundToWire, rowValueBytes, type RowFormat } from '../wire/row-format.ts';
 import type { UpdateFn } from '../server/optimizers.ts';
 import type { PulledState } from '../client/ps-client.ts';
 
@@ -75,8 +76,8 @@ export interface RowCacheOptions {
   /** The table's update function and its resolved hyperparameters. */
   update: UpdateFn;
   hyper: Record<string, number>;
-  /** Gradients travel as fp16: apply them rounded, as the servers receive them. */
-  f16: boolean;
+  /** How gradients travel: under f16 / bf16 they are applied rounded, as the servers receive them. */
+  format: RowFormat;
   /**
    * The optimizer's slot rows per row (0: stateless, SGD). A stateful cache holds each row's
    * slots and update count, pulled with the row (PSClient.pullWithState), and updates them with
@@ -137,9 +138,9 @@ export class RowCache {
     this.keyLo = new Uint32Array(n);
     this.keyHi = new Uint32Array(n);
     for (let s = n - 1; s >= 0; s--) this.free.push(s);
-    this.rowBytes = 8 + opts.dim * (opts.f16 ? 2 : 4);
+    this.rowBytes = 8 + opts.dim * rowValueBytes(opts.format);
     const k = opts.slotCount ?? 0;
-    if (k > 0 && opts.f16) throw new Error('row cache: a stateful optimizer\'s rows are cached only on an f32 wire (its state travels exactly)');
+    if (k > 0 && opts.format !== 'f32') throw new Error('row cache: a stateful optimizer\'s rows are cached only on an f32 wire (its state travels exactly)');
     this.slots = Array.from({ length: k }, () => new Float32Array(n * opts.dim));
     this.steps = new Uint32Array(k > 0 ? n : 0);
     this.stateClock = new Int32Array(k > 0 ? n : 0).fill(-1);
@@ -270,10 +271,11 @@ export class RowCache {
   applyPush(keys: BigUint64Array, grads: Float32Array): void {
     const { dim: d, update, hyper } = this.opts, w = keyWords(keys);
     let g = grads;
-    if (this.opts.f16) {
+    if (this.opts.format !== 'f32') {
       if (this.scratch.length < grads.length) this.scratch = new Float32Array(grads.length);
-      g = this.scratch;
-      for (let i = 0; i < grads.length; i++) g[i] = f16BitsToF32(f32ToF16Bits(grads[i]!));
+      g = this.scratch.subarray(0, grads.length);
+      g.set(grads);
+      roundToWire(g, this.opts.format);
     }
     if (this.stateful) {
       // Every held state takes the push (an expired row's too: its state may serve a refresh), as TableStore.apply does.

@@ -69,7 +69,7 @@ async function mix(m: Mix): Promise<Record<string, number>> {
       const conn = links.misaligned;
       for (let k = 0; live(); k = (k + 1) % 8) {
         const env = (body: Body) => encodeMisaligned({ requestId: 1000 + k, reply: false, sender: 'mix-misaligned', epoch: m.epoch, body }, k);
-        conn.ws.send(env({ type: 'pull', table: 1, keys: keys16, clock: -1, worker: -1, f16: false }));
+        conn.ws.send(env({ type: 'pull', table: 1, keys: keys16, clock: -1, worker: -1 }));
         conn.ws.send(env({ type: 'push', table: 1, keys: keys16, values: new Float32Array(16 * 8).fill(NaN), worker: 0, clock: 0, seq: 9000 + k }));
         add('misaligned pull + NaN push');
         await sleep(10);
@@ -78,7 +78,7 @@ async function mix(m: Mix): Promise<Record<string, number>> {
     async unreadPulls() {
       const keys = BigUint64Array.from({ length: 4096 }, (_, i) => BigInt(i));
       const conn = links.deafPulls;
-      await flood('unread 1 MiB pulls', conn.ws, frame({ type: 'pull', table: 2, keys, clock: -1, worker: -1, f16: false }, 'mix-deaf-pulls'));
+      await flood('unread 1 MiB pulls', conn.ws, frame({ type: 'pull', table: 2, keys, clock: -1, worker: -1 }, 'mix-deaf-pulls'));
       conn.ws.terminate();
     },
     async tinyFrames() {

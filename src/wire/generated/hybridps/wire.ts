@@ -46,6 +46,7 @@ export { ReadRows } from './wire/read-rows.js';
 export { ReplicaPush } from './wire/replica-push.js';
 export { Restore } from './wire/restore.js';
 export { Role } from './wire/role.js';
+export { RowFormat } from './wire/row-format.js';
 export { SenderPushes } from './wire/sender-pushes.js';
 export { StatsReply } from './wire/stats-reply.js';
 export { StatsRequest } from './wire/stats-request.js';

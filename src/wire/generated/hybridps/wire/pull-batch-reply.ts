@@ -102,8 +102,23 @@ stateWidthsArray():Uint32Array|null {
   return offset ? new Uint32Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
 }
 
+valuesBf16(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? this.bb!.readUint16(this.bb!.__vector(this.bb_pos + offset) + index * 2) : 0;
+}
+
+valuesBf16Length():number {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+valuesBf16Array():Uint16Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 16);
+  return offset ? new Uint16Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
 static startPullBatchReply(builder:flatbuffers.Builder) {
-  builder.startObject(6);
+  builder.startObject(7);
 }
 
 static addOffsets(builder:flatbuffers.Builder, offsetsOffset:flatbuffers.Offset) {
@@ -215,12 +230,33 @@ static startStateWidthsVector(builder:flatbuffers.Builder, numElems:number) {
   builder.startVector(4, numElems, 4);
 }
 
+static addValuesBf16(builder:flatbuffers.Builder, valuesBf16Offset:flatbuffers.Offset) {
+  builder.addFieldOffset(6, valuesBf16Offset, 0);
+}
+
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint16Array):flatbuffers.Offset;
+/**
+ * @deprecated This Uint8Array overload will be removed in the future.
+ */
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset;
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint16Array|Uint8Array):flatbuffers.Offset {
+  builder.startVector(2, data.length, 2);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt16(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startValuesBf16Vector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(2, numElems, 2);
+}
+
 static endPullBatchReply(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPullBatchReply(builder:flatbuffers.Builder, offsetsOffset:flatbuffers.Offset, dimsOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, fresh:bigint, stateWidthsOffset:flatbuffers.Offset):flatbuffers.Offset {
+static createPullBatchReply(builder:flatbuffers.Builder, offsetsOffset:flatbuffers.Offset, dimsOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, fresh:bigint, stateWidthsOffset:flatbuffers.Offset, valuesBf16Offset:flatbuffers.Offset):flatbuffers.Offset {
   PullBatchReply.startPullBatchReply(builder);
   PullBatchReply.addOffsets(builder, offsetsOffset);
   PullBatchReply.addDims(builder, dimsOffset);
@@ -228,6 +264,7 @@ static createPullBatchReply(builder:flatbuffers.Builder, offsetsOffset:flatbuffe
   PullBatchReply.addValuesF16(builder, valuesF16Offset);
   PullBatchReply.addFresh(builder, fresh);
   PullBatchReply.addStateWidths(builder, stateWidthsOffset);
+  PullBatchReply.addValuesBf16(builder, valuesBf16Offset);
   return PullBatchReply.endPullBatchReply(builder);
 }
 }

@@ -5,6 +5,7 @@
 import * as flatbuffers from 'flatbuffers';
 
 import { PullPart } from './pull-part.js';
+import { RowFormat } from './row-format.js';
 
 
 export class PullBatch {
@@ -50,8 +51,13 @@ f16():boolean {
   return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
 }
 
+format():RowFormat {
+  const offset = this.bb!.__offset(this.bb_pos, 12);
+  return offset ? this.bb!.readInt8(this.bb_pos + offset) : RowFormat.F32;
+}
+
 static startPullBatch(builder:flatbuffers.Builder) {
-  builder.startObject(4);
+  builder.startObject(5);
 }
 
 static addParts(builder:flatbuffers.Builder, partsOffset:flatbuffers.Offset) {
@@ -82,17 +88,22 @@ static addF16(builder:flatbuffers.Builder, f16:boolean) {
   builder.addFieldInt8(3, +f16, +false);
 }
 
+static addFormat(builder:flatbuffers.Builder, format:RowFormat) {
+  builder.addFieldInt8(4, format, RowFormat.F32);
+}
+
 static endPullBatch(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPullBatch(builder:flatbuffers.Builder, partsOffset:flatbuffers.Offset, clock:bigint, worker:number, f16:boolean):flatbuffers.Offset {
+static createPullBatch(builder:flatbuffers.Builder, partsOffset:flatbuffers.Offset, clock:bigint, worker:number, f16:boolean, format:RowFormat):flatbuffers.Offset {
   PullBatch.startPullBatch(builder);
   PullBatch.addParts(builder, partsOffset);
   PullBatch.addClock(builder, clock);
   PullBatch.addWorker(builder, worker);
   PullBatch.addF16(builder, f16);
+  PullBatch.addFormat(builder, format);
   return PullBatch.endPullBatch(builder);
 }
 }

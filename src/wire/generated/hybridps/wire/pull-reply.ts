@@ -67,8 +67,23 @@ fresh():bigint {
   return offset ? this.bb!.readInt64(this.bb_pos + offset) : BigInt('-1');
 }
 
+valuesBf16(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.readUint16(this.bb!.__vector(this.bb_pos + offset) + index * 2) : 0;
+}
+
+valuesBf16Length():number {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+valuesBf16Array():Uint16Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? new Uint16Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
 static startPullReply(builder:flatbuffers.Builder) {
-  builder.startObject(5);
+  builder.startObject(6);
 }
 
 static addTable(builder:flatbuffers.Builder, table:number) {
@@ -125,18 +140,40 @@ static addFresh(builder:flatbuffers.Builder, fresh:bigint) {
   builder.addFieldInt64(4, fresh, BigInt('-1'));
 }
 
+static addValuesBf16(builder:flatbuffers.Builder, valuesBf16Offset:flatbuffers.Offset) {
+  builder.addFieldOffset(5, valuesBf16Offset, 0);
+}
+
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint16Array):flatbuffers.Offset;
+/**
+ * @deprecated This Uint8Array overload will be removed in the future.
+ */
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset;
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint16Array|Uint8Array):flatbuffers.Offset {
+  builder.startVector(2, data.length, 2);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt16(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startValuesBf16Vector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(2, numElems, 2);
+}
+
 static endPullReply(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPullReply(builder:flatbuffers.Builder, table:number, dim:number, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, fresh:bigint):flatbuffers.Offset {
+static createPullReply(builder:flatbuffers.Builder, table:number, dim:number, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, fresh:bigint, valuesBf16Offset:flatbuffers.Offset):flatbuffers.Offset {
   PullReply.startPullReply(builder);
   PullReply.addTable(builder, table);
   PullReply.addDim(builder, dim);
   PullReply.addValues(builder, valuesOffset);
   PullReply.addValuesF16(builder, valuesF16Offset);
   PullReply.addFresh(builder, fresh);
+  PullReply.addValuesBf16(builder, valuesBf16Offset);
   return PullReply.endPullReply(builder);
 }
 }

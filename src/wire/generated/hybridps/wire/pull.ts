@@ -4,6 +4,9 @@
 
 import * as flatbuffers from 'flatbuffers';
 
+import { RowFormat } from './row-format.js';
+
+
 export class Pull {
   bb: flatbuffers.ByteBuffer|null = null;
   bb_pos = 0;
@@ -52,8 +55,13 @@ f16():boolean {
   return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
 }
 
+format():RowFormat {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.readInt8(this.bb_pos + offset) : RowFormat.F32;
+}
+
 static startPull(builder:flatbuffers.Builder) {
-  builder.startObject(5);
+  builder.startObject(6);
 }
 
 static addTable(builder:flatbuffers.Builder, table:number) {
@@ -88,18 +96,23 @@ static addF16(builder:flatbuffers.Builder, f16:boolean) {
   builder.addFieldInt8(4, +f16, +false);
 }
 
+static addFormat(builder:flatbuffers.Builder, format:RowFormat) {
+  builder.addFieldInt8(5, format, RowFormat.F32);
+}
+
 static endPull(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPull(builder:flatbuffers.Builder, table:number, keysOffset:flatbuffers.Offset, clock:bigint, worker:number, f16:boolean):flatbuffers.Offset {
+static createPull(builder:flatbuffers.Builder, table:number, keysOffset:flatbuffers.Offset, clock:bigint, worker:number, f16:boolean, format:RowFormat):flatbuffers.Offset {
   Pull.startPull(builder);
   Pull.addTable(builder, table);
   Pull.addKeys(builder, keysOffset);
   Pull.addClock(builder, clock);
   Pull.addWorker(builder, worker);
   Pull.addF16(builder, f16);
+  Pull.addFormat(builder, format);
   return Pull.endPull(builder);
 }
 }

@@ -75,8 +75,23 @@ clock():bigint {
   return offset ? this.bb!.readInt64(this.bb_pos + offset) : BigInt('0');
 }
 
+valuesBf16(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.readUint16(this.bb!.__vector(this.bb_pos + offset) + index * 2) : 0;
+}
+
+valuesBf16Length():number {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+valuesBf16Array():Uint16Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 14);
+  return offset ? new Uint16Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
 static startPushBatch(builder:flatbuffers.Builder) {
-  builder.startObject(5);
+  builder.startObject(6);
 }
 
 static addParts(builder:flatbuffers.Builder, partsOffset:flatbuffers.Offset) {
@@ -145,18 +160,40 @@ static addClock(builder:flatbuffers.Builder, clock:bigint) {
   builder.addFieldInt64(4, clock, BigInt('0'));
 }
 
+static addValuesBf16(builder:flatbuffers.Builder, valuesBf16Offset:flatbuffers.Offset) {
+  builder.addFieldOffset(5, valuesBf16Offset, 0);
+}
+
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint16Array):flatbuffers.Offset;
+/**
+ * @deprecated This Uint8Array overload will be removed in the future.
+ */
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset;
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint16Array|Uint8Array):flatbuffers.Offset {
+  builder.startVector(2, data.length, 2);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt16(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startValuesBf16Vector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(2, numElems, 2);
+}
+
 static endPushBatch(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPushBatch(builder:flatbuffers.Builder, partsOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, worker:number, clock:bigint):flatbuffers.Offset {
+static createPushBatch(builder:flatbuffers.Builder, partsOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, worker:number, clock:bigint, valuesBf16Offset:flatbuffers.Offset):flatbuffers.Offset {
   PushBatch.startPushBatch(builder);
   PushBatch.addParts(builder, partsOffset);
   PushBatch.addValues(builder, valuesOffset);
   PushBatch.addValuesF16(builder, valuesF16Offset);
   PushBatch.addWorker(builder, worker);
   PushBatch.addClock(builder, clock);
+  PushBatch.addValuesBf16(builder, valuesBf16Offset);
   return PushBatch.endPushBatch(builder);
 }
 }

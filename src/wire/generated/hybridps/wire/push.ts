@@ -82,8 +82,23 @@ seq():bigint {
   return offset ? this.bb!.readUint64(this.bb_pos + offset) : BigInt('0');
 }
 
+valuesBf16(index: number):number|null {
+  const offset = this.bb!.__offset(this.bb_pos, 18);
+  return offset ? this.bb!.readUint16(this.bb!.__vector(this.bb_pos + offset) + index * 2) : 0;
+}
+
+valuesBf16Length():number {
+  const offset = this.bb!.__offset(this.bb_pos, 18);
+  return offset ? this.bb!.__vector_len(this.bb_pos + offset) : 0;
+}
+
+valuesBf16Array():Uint16Array|null {
+  const offset = this.bb!.__offset(this.bb_pos, 18);
+  return offset ? new Uint16Array(this.bb!.bytes().buffer, this.bb!.bytes().byteOffset + this.bb!.__vector(this.bb_pos + offset), this.bb!.__vector_len(this.bb_pos + offset)) : null;
+}
+
 static startPush(builder:flatbuffers.Builder) {
-  builder.startObject(7);
+  builder.startObject(8);
 }
 
 static addTable(builder:flatbuffers.Builder, table:number) {
@@ -160,12 +175,33 @@ static addSeq(builder:flatbuffers.Builder, seq:bigint) {
   builder.addFieldInt64(6, seq, BigInt('0'));
 }
 
+static addValuesBf16(builder:flatbuffers.Builder, valuesBf16Offset:flatbuffers.Offset) {
+  builder.addFieldOffset(7, valuesBf16Offset, 0);
+}
+
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint16Array):flatbuffers.Offset;
+/**
+ * @deprecated This Uint8Array overload will be removed in the future.
+ */
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint8Array):flatbuffers.Offset;
+static createValuesBf16Vector(builder:flatbuffers.Builder, data:number[]|Uint16Array|Uint8Array):flatbuffers.Offset {
+  builder.startVector(2, data.length, 2);
+  for (let i = data.length - 1; i >= 0; i--) {
+    builder.addInt16(data[i]!);
+  }
+  return builder.endVector();
+}
+
+static startValuesBf16Vector(builder:flatbuffers.Builder, numElems:number) {
+  builder.startVector(2, numElems, 2);
+}
+
 static endPush(builder:flatbuffers.Builder):flatbuffers.Offset {
   const offset = builder.endObject();
   return offset;
 }
 
-static createPush(builder:flatbuffers.Builder, table:number, keysOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, worker:number, clock:bigint, seq:bigint):flatbuffers.Offset {
+static createPush(builder:flatbuffers.Builder, table:number, keysOffset:flatbuffers.Offset, valuesOffset:flatbuffers.Offset, valuesF16Offset:flatbuffers.Offset, worker:number, clock:bigint, seq:bigint, valuesBf16Offset:flatbuffers.Offset):flatbuffers.Offset {
   Push.startPush(builder);
   Push.addTable(builder, table);
   Push.addKeys(builder, keysOffset);
@@ -174,6 +210,7 @@ static createPush(builder:flatbuffers.Builder, table:number, keysOffset:flatbuff
   Push.addWorker(builder, worker);
   Push.addClock(builder, clock);
   Push.addSeq(builder, seq);
+  Push.addValuesBf16(builder, valuesBf16Offset);
   return Push.endPush(builder);
 }
 }
