@@ -328,6 +328,10 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     'GCs minor/major': `${r.gc.minor}/${r.gc.major}`, 'reads/op': r.readsPerOp, 'segs/op': r.segmentsPerOp, 'cpu ms/op': r.cpuMsPerOp, 'sys ms/op': r.sysMsPerOp,
     ...(anyRawRing ? { 'raw ring cpu/sys ms': r.rawRingCpuMs === undefined ? '-' : `${r.rawRingCpuMs}/${r.rawRingSysMs}` } : {}),
     ...(py ? { 'gloo cpu ms/op': r.glooCpuMsPerOp ?? '-' } : {}),
+    // Cores the W ranks kept busy during an op (W x CPU per op / wall time): on a shared machine,
+    // the share of it an implementation got (Gloo runs 3-4 busy threads per rank, ours one).
+    'cores used': +(r.workers * r.cpuMsPerOp / (r.seconds * 1000)).toFixed(2),
+    ...(py ? { 'gloo cores': r.glooSeconds === undefined || r.glooCpuMsPerOp === undefined ? '-' : +(r.workers * r.glooCpuMsPerOp / (r.glooSeconds * 1000)).toFixed(2) } : {}),
   }));
   printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes${args.tls ? ' (TLS rows: one TLS stream)' : ''}${anyRawRing ? '; raw ring: W streams at once, a rank\'s bytes each, no adds' : ''}; gloo: torch ${py?.torch ?? 'not found'})`, rows);
   return {

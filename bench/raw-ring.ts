@@ -26,7 +26,9 @@ async function peerMain(): Promise<void> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const outbound = new Promise<Socket>((r) => server.once('connection', r));
   process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n');
-  let received = 0;
+  // Bytes received in all, and those the reps so far are owed: a global count, since the left
+  // neighbour may start a case's first rep before this rank has its command.
+  let received = 0, expected = 0;
   let onReceived: () => void = () => {};
   let out: Socket | null = null;
   serveCommands(async (m) => {
@@ -45,7 +47,6 @@ async function peerMain(): Promise<void> {
       const sock = out!;
       const bytes = m.bytes as number, segment = m.segmentBytes as number;
       const src = new Uint8Array(m.bufferBytes as number).fill(1);
-      let expected = received;
       const rep = () => new Promise<number>((resolve) => {
         const t = performance.now();
         expected += bytes;
