@@ -6,7 +6,7 @@
 //
 // `node --import tsx bench/allreduce-ab.ts [--json]`, with AB_WORKERS=4, AB_SIZES=16,64 (MiB),
 // AB_REPS=9 and AB_CONFIGS=`seg=2048,seg=512,seg=512;halving=off` (segment KiB; halving=off: the
-// ring; exchange=off). Prints the median ms (the slowest rank's per rep) and CPU ms per op and rank
+// ring; exchange=on|off: the direct exchange at W = 2 at every size, or never). Prints the median ms (the slowest rank's per rep) and CPU ms per op and rank
 // (user + system, system) per configuration and size.
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -30,7 +30,8 @@ export function parseConfig(text: string): Config {
     else if (k === 'halving' && v === 'off') c.halvingMinBytes = Infinity;
     else if (k === 'halving' && v === 'on') c.halvingMinBytes = 0;
     else if (k === 'exchange' && v === 'off') c.exchangeMaxBytes = 0;
-    else throw new Error(`bad AB_CONFIGS part '${part}': use seg=<KiB>, halving=on|off, exchange=off, joined by ';', configurations by ','`);
+    else if (k === 'exchange' && v === 'on') c.exchangeMaxBytes = Number.MAX_SAFE_INTEGER;
+    else throw new Error(`bad AB_CONFIGS part '${part}': use seg=<KiB>, halving=on|off, exchange=on|off, joined by ';', configurations by ','`);
   }
   return c;
 }

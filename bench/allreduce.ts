@@ -332,6 +332,7 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     // the share of it an implementation got (Gloo runs 3-4 busy threads per rank, ours one).
     'cores used': +(r.workers * r.cpuMsPerOp / (r.seconds * 1000)).toFixed(2),
     ...(py ? { 'gloo cores': r.glooSeconds === undefined || r.glooCpuMsPerOp === undefined ? '-' : +(r.workers * r.glooCpuMsPerOp / (r.glooSeconds * 1000)).toFixed(2) } : {}),
+    ...(anyRawRing ? { 'raw ring cores': r.rawRingGBps === undefined ? '-' : +(r.workers * r.rawRingCpuMs! / ((2 * (r.workers - 1) / r.workers) * r.bytes / r.rawRingGBps / 1e6)).toFixed(2) } : {}),
   }));
   printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes${args.tls ? ' (TLS rows: one TLS stream)' : ''}${anyRawRing ? '; raw ring: W streams at once, a rank\'s bytes each, no adds' : ''}; gloo: torch ${py?.torch ?? 'not found'})`, rows);
   return {
