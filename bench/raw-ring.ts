@@ -68,7 +68,7 @@ async function peerMain(): Promise<void> {
       const cpu0 = process.cpuUsage();
       for (let i = 0; i < m.reps; i++) seconds.push(await rep());
       const cpu = process.cpuUsage(cpu0);
-      return { seconds, userMs: cpu.user / 1000 / m.reps, sysMs: cpu.system / 1000 / m.reps };
+      return { seconds, userMs: cpu.user / 1000 / m.reps, sysMs: cpu.system / 1000 / m.reps, receivedTotal: received };
     }
     throw new Error(`unknown command ${m.cmd}`);
   });
@@ -82,24 +82,27 @@ export interface RawRingResult {
   /** Mean over ranks, per rep: user and system CPU ms. */
   userMs: number;
   sysMs: number;
+  /** Bytes each rank had received in all (every case so far, warm-ups included) when it answered: the fewest of the ranks, and the most. */
+  receivedTotal: { min: number; max: number };
 }
 
 /**
  * W raw-ring processes, each case sending `2(W-1)/W x bytes` per rank per rep (written in
  * `segmentBytes` writes from a buffer of `bytes`); results by case bytes.
  */
-export async function runRawRing(workers: number, cases: { bytes: number; reps: number }[], segmentBytes: number): Promise<Map<number, RawRingResult>> {
+export async function runRawRing(workers: number, cases: { bytes: number; reps: number }[], segmentBytes: number, timeoutMs = LONG): Promise<Map<number, RawRingResult>> {
   const out = new Map<number, RawRingResult>();
   const procs = Array.from({ length: workers }, () => JsonProc.start(here, {}, { args: ['peer'] }));
   try {
-    const ports = (await Promise.all(procs.map((p) => p.next(LONG)))).map((x) => x.port as number);
-    await Promise.all(procs.map((p, i) => p.call({ cmd: 'connect', leftPort: ports[(i - 1 + workers) % workers] }, LONG)));
+    const ports = (await Promise.all(procs.map((p) => p.next(timeoutMs)))).map((x) => x.port as number);
+    await Promise.all(procs.map((p, i) => p.call({ cmd: 'connect', leftPort: ports[(i - 1 + workers) % workers] }, timeoutMs)));
     for (const c of cases) {
       const perRank = Math.round((2 * (workers - 1) / workers) * c.bytes);
-      const rs = await Promise.all(procs.map((p) => p.call({ cmd: 'run', bytes: perRank, bufferBytes: c.bytes, segmentBytes, reps: c.reps }, LONG)));
+      const rs = await Promise.all(procs.map((p) => p.call({ cmd: 'run', bytes: perRank, bufferBytes: c.bytes, segmentBytes, reps: c.reps }, timeoutMs)));
       const seconds = median(Array.from({ length: c.reps }, (_, i) => Math.max(...rs.map((r) => r.seconds[i] as number))));
       const mean = (k: 'userMs' | 'sysMs') => rs.reduce((a, r) => a + (r[k] as number), 0) / workers;
-      out.set(c.bytes, { seconds, perLinkGBps: perRank / seconds / 1e9, userMs: mean('userMs'), sysMs: mean('sysMs') });
+      const totals = rs.map((r) => r.receivedTotal as number);
+      out.set(c.bytes, { seconds, perLinkGBps: perRank / seconds / 1e9, userMs: mean('userMs'), sysMs: mean('sysMs'), receivedTotal: { min: Math.min(...totals), max: Math.max(...totals) } });
     }
   } finally { await Promise.all(procs.map((p) => p.stop())); }
   return out;
