@@ -4,7 +4,10 @@
 // onread into one preallocated buffer), timed until the receiver has it all. Rows for the DLRM
 // sample's dense gradient (its actual sizes, W = 2) in ms per step. Gloo (PyTorch's gloo backend)
 // in the same run when a python with torch is found (HYBRIDPS_TORCH_PYTHON, else python3 on PATH,
-// else /usr/bin/python3: Debian's python3-torch installs there).
+// else /usr/bin/python3: Debian's python3-torch installs there). A second baseline per W, the raw
+// ring (bench/raw-ring.ts: W processes each sending a rank's bytes to its right neighbour at once,
+// no adds): the loopback ceiling for an allreduce's traffic on this machine (`vs raw ring`). CPU
+// per op and rank, user and system apart, for ours, the raw ring and Gloo.
 //
 // `node --import tsx bench/allreduce.ts [--json] [--quick] [--crossover | --tls]`. --crossover: W = 2,
 // direct exchange against the ring, and W = 4, halving/doubling against the ring, at 64 KiB-16 MiB
@@ -30,6 +33,7 @@ import { dialTlsOptions, listenerTlsOptions } from '../src/transport/tls.ts';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { makeLocalTls, tlsEnv } from '../src/launch/tls-certs.ts';
 import { JsonProc, serveCommands } from '../test/helpers/json-proc.ts';
+import { runRawRing } from './raw-ring.ts';
 
 const MiB = 1 << 20;
 const here = fileURLToPath(import.meta.url);
@@ -71,19 +75,24 @@ async function workerMain(): Promise<void> {
       const gcs = gcObserver();
       buf.fill(1);
       await ring.allreduce(buf); // warm-up, and a barrier: nobody starts timing before all are here
-      const before = { reads: ring.stats.reads, segments: ring.stats.segmentsSent, cpu: process.cpuUsage() };
+      const before = { reads: ring.stats.reads, segments: ring.stats.segmentsSent };
+      const opCpu = { user: 0, system: 0 };
       for (let i = 0; i < m.reps; i++) {
         buf.fill(1); // sums of sums would overflow to Infinity after a few dozen reps
+        const c = process.cpuUsage();
         const t = performance.now();
         await ring.allreduce(buf, 'sum', { f16: m.f16 });
         seconds.push((performance.now() - t) / 1000);
+        const d = process.cpuUsage(c);
+        opCpu.user += d.user; opCpu.system += d.system;
       }
       if (buf[0] !== m.workers || buf[buf.length - 1] !== m.workers) throw new Error(`wrong sum ${buf[0]}, expected ${m.workers}`);
       // Per op on this rank: reads that returned data, segments written (the syscalls, roughly).
-      // CPU per op (user + system, this process): on a machine shared with others the wall time
-      // is mostly waiting to be scheduled, the CPU an op costs is what changes make smaller.
-      const cpu = process.cpuUsage(before.cpu);
-      const perOp = { reads: (ring.stats.reads - before.reads) / m.reps, segments: (ring.stats.segmentsSent - before.segments) / m.reps, cpuMs: (cpu.user + cpu.system) / 1000 / m.reps };
+      // CPU per op (this process, during the op only: the bench's fill is outside), user and
+      // system apart: system is the kernel's share (send, TCP, receive copies), the floor of which
+      // the raw ring measures; on a shared machine the wall time is mostly waiting to be
+      // scheduled, the CPU an op costs is what changes make smaller.
+      const perOp = { reads: (ring.stats.reads - before.reads) / m.reps, segments: (ring.stats.segmentsSent - before.segments) / m.reps, cpuMs: (opCpu.user + opCpu.system) / 1000 / m.reps, sysMs: opCpu.system / 1000 / m.reps };
       return { seconds, cpu: process.cpuUsage(), gc: gcs.stop(), exchanges: ring.stats.exchanges, perOp };
     }
     throw new Error(`unknown command ${m.cmd}`);
@@ -168,9 +177,17 @@ interface Row {
   rawGBps?: number; ratioToRaw?: number; cpuPerWorker: number; gc: { minor: number; major: number; ms: number };
   /** Rank 0, per op: data-stream reads that returned bytes, and segments written. */
   readsPerOp: number; segmentsPerOp: number;
-  /** CPU ms per op, averaged over the ranks (fill of the buffer included: the same for every schedule). */
-  cpuMsPerOp: number;
+  /** CPU ms per op, averaged over the ranks (during the op only), and its system (kernel) part. */
+  cpuMsPerOp: number; sysMsPerOp: number;
   glooSeconds?: number; glooBusGBps?: number; vsGloo?: number;
+  /** Gloo's CPU ms per op (process time of a rank, all its threads), averaged over the ranks. */
+  glooCpuMsPerOp?: number;
+  /**
+   * The raw ring (bench/raw-ring.ts): W processes sending a rank's bytes round a ring at once, no
+   * adds. rawRingGBps is per link (comparable to busGBps); its CPU per rep and rank, user + system
+   * and system alone: what the kernel charges for this traffic.
+   */
+  rawRingGBps?: number; vsRawRing?: number; rawRingCpuMs?: number; rawRingSysMs?: number;
 }
 
 /** Runs `cases` (sizes, with reps) on a ring of W worker processes; one row per case. */
@@ -192,8 +209,9 @@ async function runRing(workers: number, cases: { bytes: number; label: string; r
       const algo = chooseSchedule(workers, c.bytes, { exchangeMaxBytes: Number(env.EXCHANGE_MAX_BYTES ?? EXCHANGE_MAX_BYTES), halvingMinBytes: Number(env.HALVING_MIN_BYTES ?? HALVING_MIN_BYTES) });
       const perOp = out[0].perOp as { reads: number; segments: number };
       const cpuMsPerOp = out.reduce((a, o) => a + (o.perOp.cpuMs as number), 0) / workers;
-      rows.push({ workers, bytes: c.bytes, label: c.label, algo, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), cpuPerWorker: +cpu.toFixed(2), gc, readsPerOp: +perOp.reads.toFixed(1), segmentsPerOp: +perOp.segments.toFixed(1), cpuMsPerOp: +cpuMsPerOp.toFixed(2) });
-      log(`[bench allreduce] W=${workers} ${c.label} (${algo}): ${(seconds * 1000).toFixed(2)} ms, ${busGBps.toFixed(3)} GB/s bus, ${cpuMsPerOp.toFixed(2)} CPU ms/op per rank, ${perOp.reads.toFixed(1)} reads/op; GCs in rank 0 during ${c.reps} reps: ${gc.minor} minor, ${gc.major} major`);
+      const sysMsPerOp = out.reduce((a, o) => a + (o.perOp.sysMs as number), 0) / workers;
+      rows.push({ workers, bytes: c.bytes, label: c.label, algo, seconds: +seconds.toFixed(5), busGBps: +busGBps.toFixed(3), cpuPerWorker: +cpu.toFixed(2), gc, readsPerOp: +perOp.reads.toFixed(1), segmentsPerOp: +perOp.segments.toFixed(1), cpuMsPerOp: +cpuMsPerOp.toFixed(2), sysMsPerOp: +sysMsPerOp.toFixed(2) });
+      log(`[bench allreduce] W=${workers} ${c.label} (${algo}): ${(seconds * 1000).toFixed(2)} ms, ${busGBps.toFixed(3)} GB/s bus, ${cpuMsPerOp.toFixed(2)} CPU ms/op per rank (${sysMsPerOp.toFixed(2)} system), ${perOp.reads.toFixed(1)} reads/op; GCs in rank 0 during ${c.reps} reps: ${gc.minor} minor, ${gc.major} major`);
     }
   } finally { await Promise.all(procs.map((p) => p.stop())); }
   return rows;
@@ -205,9 +223,10 @@ function runGloo(py: { python: string }, workers: number, rows: Row[], log: (s: 
   const reps = Object.fromEntries(rows.map((r) => [String(r.bytes), repsFor(r.bytes, false)]));
   const r = spawnSync(py.python, [GLOO, String(workers), JSON.stringify(reps), ...rows.map((x) => String(x.bytes))], { encoding: 'utf8', timeout: 900_000 });
   if (r.status !== 0) { log(`[bench allreduce] gloo W=${workers} failed: ${r.stderr.trim().split('\n').at(-1)}`); return; }
-  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { results: Record<string, number[]> };
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { results: Record<string, number[]>; cpuMs: Record<string, number> };
   for (const row of rows) {
     const secs = median(out.results[String(row.bytes)]!);
+    row.glooCpuMsPerOp = +out.cpuMs[String(row.bytes)]!.toFixed(2);
     row.glooSeconds = +secs.toFixed(6);
     row.glooBusGBps = +((2 * (workers - 1) / workers) * row.bytes / secs / 1e9).toFixed(3);
     row.vsGloo = +(row.busGBps / row.glooBusGBps).toFixed(3);
@@ -257,10 +276,19 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
   const py = findTorchPython();
   if (!py) log('[bench allreduce] gloo: no python with torch found (set HYBRIDPS_TORCH_PYTHON, or apt-get install python3-torch), no Gloo comparison');
   const results: Row[] = [];
-  const measure = async (workers: number, cs: typeof cases, extraEnv: Record<string, string> = {}, algo?: string, gloo = true) => {
+  // rawRing: the same W's raw ring right after (the loopback ceiling for this traffic, `vs raw ring`).
+  const measure = async (workers: number, cs: typeof cases, extraEnv: Record<string, string> = {}, algo?: string, gloo = true, rawRing = false) => {
     const rows = await runRing(workers, cs, { ...env, ...extraEnv }, log);
     if (algo) for (const r of rows) r.algo = algo;
     if (py && gloo) runGloo(py, workers, rows, log);
+    if (rawRing) {
+      const rr = await runRawRing(workers, cs, segmentBytes);
+      for (const r of rows) {
+        const x = rr.get(r.bytes)!;
+        Object.assign(r, { rawRingGBps: +x.perLinkGBps.toFixed(3), vsRawRing: +(r.busGBps / x.perLinkGBps).toFixed(3), rawRingCpuMs: +(x.userMs + x.sysMs).toFixed(2), rawRingSysMs: +x.sysMs.toFixed(2) });
+        log(`[bench allreduce] raw ring W=${workers} ${r.label}: ${x.perLinkGBps.toFixed(3)} GB/s per link, ${(x.userMs + x.sysMs).toFixed(2)} CPU ms per rep and rank (${x.sysMs.toFixed(2)} system)`);
+      }
+    }
     results.push(...rows);
   };
   if (args.crossover) {
@@ -281,7 +309,7 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
       await measure(2, cases, { ...ringOnly, ...tlsVars } as Record<string, string>, 'ring, TLS', false);
     } finally { rmSync(tlsDir, { recursive: true, force: true }); }
   } else {
-    for (const workers of workerCounts) await measure(workers, cases);
+    for (const workers of workerCounts) await measure(workers, cases, {}, undefined, true, true);
     // The DLRM sample's dense gradient, W = 2: the hybrid layout's dense sync per step.
     await measure(2, dense.map((d) => ({ bytes: d.floats * 4, label: `dlrm ${d.preset} dense (${d.floats} floats)`, reps: quick ? 21 : 101 })));
   }
@@ -291,13 +319,22 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
     r.rawGBps = +(r.bytes / t / 1e9).toFixed(3);
     r.ratioToRaw = +(r.busGBps / r.rawGBps).toFixed(3);
   }
+  const anyRawRing = results.some((r) => r.rawRingGBps !== undefined);
   const rows = results.map((r) => ({
     W: r.workers, size: r.label, algo: r.algo, ms: +(r.seconds * 1000).toFixed(3), 'bus GB/s': r.busGBps,
     ...(raw.size ? { 'raw GB/s': r.rawGBps ?? '-', 'vs raw': r.ratioToRaw ?? '-' } : {}),
+    ...(anyRawRing ? { 'raw ring GB/s': r.rawRingGBps ?? '-', 'vs raw ring': r.vsRawRing ?? '-' } : {}),
     ...(py ? { 'gloo ms': r.glooSeconds === undefined ? '-' : +(r.glooSeconds * 1000).toFixed(3), 'gloo GB/s': r.glooBusGBps ?? '-', 'vs gloo': r.vsGloo ?? '-' } : {}),
-    'GCs minor/major': `${r.gc.minor}/${r.gc.major}`, 'reads/op': r.readsPerOp, 'segs/op': r.segmentsPerOp, 'cpu ms/op': r.cpuMsPerOp,
+    'GCs minor/major': `${r.gc.minor}/${r.gc.major}`, 'reads/op': r.readsPerOp, 'segs/op': r.segmentsPerOp, 'cpu ms/op': r.cpuMsPerOp, 'sys ms/op': r.sysMsPerOp,
+    ...(anyRawRing ? { 'raw ring cpu/sys ms': r.rawRingCpuMs === undefined ? '-' : `${r.rawRingCpuMs}/${r.rawRingSysMs}` } : {}),
+    ...(py ? { 'gloo cpu ms/op': r.glooCpuMsPerOp ?? '-' } : {}),
+    // Cores the W ranks kept busy during an op (W x CPU per op / wall time): on a shared machine,
+    // the share of it an implementation got (Gloo runs 3-4 busy threads per rank, ours one).
+    'cores used': +(r.workers * r.cpuMsPerOp / (r.seconds * 1000)).toFixed(2),
+    ...(py ? { 'gloo cores': r.glooSeconds === undefined || r.glooCpuMsPerOp === undefined ? '-' : +(r.workers * r.glooCpuMsPerOp / (r.glooSeconds * 1000)).toFixed(2) } : {}),
+    ...(anyRawRing ? { 'raw ring cores': r.rawRingGBps === undefined ? '-' : +(r.workers * r.rawRingCpuMs! / ((2 * (r.workers - 1) / r.workers) * r.bytes / r.rawRingGBps / 1e6)).toFixed(2) } : {}),
   }));
-  printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes${args.tls ? ' (TLS rows: one TLS stream)' : ''}; gloo: torch ${py?.torch ?? 'not found'})`, rows);
+  printTable(`allreduce on loopback (${segmentBytes / 1024} KiB segments; raw: one TCP stream, same bytes${args.tls ? ' (TLS rows: one TLS stream)' : ''}${anyRawRing ? '; raw ring: W streams at once, a rank\'s bytes each, no adds' : ''}; gloo: torch ${py?.torch ?? 'not found'})`, rows);
   return {
     bench: 'allreduce', mode: args.crossover ? 'crossover' : args.tls ? 'tls' : 'default', segmentBytes, exchangeMaxBytes: EXCHANGE_MAX_BYTES, halvingMinBytes: HALVING_MIN_BYTES, sizes, results,
     gloo: py ? { torch: py.torch, python: py.python } : null, dense,
