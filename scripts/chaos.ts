@@ -15,8 +15,8 @@
 // steps made by chance (docs/operations.md, "The chaos run"), whatever the load.
 //
 // With --json the last line is one JSON object: kills, partitions, identical, maxAbsDiff,
-// secondsLostPerFailure, and the per-fault records.
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+// takeOverRetries, secondsLostPerFailure, and the per-fault records.
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveCheckpoint } from '../src/train/checkpoint.ts';
@@ -51,7 +51,7 @@ function rng(seed: number): () => number {
 interface Fault { kind: 'kill' | 'partition'; server: number; atStep: number; at: number; recoveredAfterS?: number; lostS?: number }
 
 /** medianStepS: the median time between the slowest worker's steps (what a step costs without a fault). */
-interface RunResult { wallS: number; checkpoint: string; faults: Fault[]; medianStepS: number; config: DlrmTrainConfig }
+interface RunResult { wallS: number; checkpoint: string; faults: Fault[]; medianStepS: number; config: DlrmTrainConfig; logs: string }
 
 const work = mkdtempSync(join(tmpdir(), 'hps-chaos-'));
 const TINY = JSON.stringify({ numTables: 26, dim: 4, bottom: [13, 8, 4], top: [8, 1], rowsPerTable: 200 });
@@ -99,7 +99,7 @@ async function run(name: string, withFaults: boolean, deadline: number): Promise
   } });
   const median = medianStepS(r.stepTimes);
   for (const f of faults) if (f.recoveredAfterS !== undefined) f.lostS = Math.max(0, f.recoveredAfterS - median);
-  return { wallS: r.wallS, checkpoint: r.checkpoint, faults, medianStepS: median, config: r.config };
+  return { wallS: r.wallS, checkpoint: r.checkpoint, faults, medianStepS: median, config: r.config, logs: r.logs };
 }
 
 async function main(): Promise<void> {
@@ -115,12 +115,16 @@ async function main(): Promise<void> {
   const b = await readTrainingCheckpoint(await resolveCheckpoint(chaos.checkpoint), clean.config);
   const diff = Math.max(maxDiff(a, b), maxDiff(b, a));
   const n = chaos.faults.length;
+  // How often a take-over had to run again (a source failed mid-way: src/server/handoff.ts), from the servers' logs.
+  const serverLogs = readdirSync(chaos.logs).filter((f) => /-ps-\d+\.log$/.test(f)).map((f) => readFileSync(join(chaos.logs, f), 'utf8')).join('');
+  const takeOverRetries = serverLogs.split('take-over incomplete').length - 1;
   const report = {
     kills: chaos.faults.filter((f) => f.kind === 'kill').length,
     partitions: chaos.faults.filter((f) => f.kind === 'partition').length,
     identical: diff === 0,
     maxAbsDiff: Number.isFinite(diff) ? diff : null,
     // Per fault: from the fault to the next step, less a normal step (the polling adds up to 0.2 s).
+    takeOverRetries,
     secondsLostPerFailure: n ? Number((chaos.faults.reduce((a, f) => a + (f.lostS ?? 0), 0) / n).toFixed(2)) : 0,
     medianStepS: Number(chaos.medianStepS.toFixed(3)),
     // The two runs' wall times: on a loaded machine their difference is noise as much as faults.
