@@ -20,8 +20,13 @@ const HANDOFF_TIMEOUT_MS = 60_000;
 
 /** Between failed take-over attempts: the next view, or this long (a source that stays in the view but failed). */
 const RETRY_WAIT_MS = 5_000;
+/** How long a DataLost answer waits for a newer view before the take-over stops for good. */
+const LOST_WAIT_MS = 10_000;
 
 /** Re-replication of the taker's rows, put off until its take-over is done (Replication.rereplicate). */
+/** The keys of one page taken over, and where from: 8 bytes a row, looked up only if the view moved meanwhile (finish). */
+interface TakenPage { table: number; from: string; keys: Float64Array }
+
 export type DeferredCopies = (old: ClusterView, skip: (table: number, key: number, serverId: string) => boolean) => void;
 
 export class Handoff {
@@ -35,6 +40,8 @@ export class Handoff {
    * same `since`, takes over from the view before its new first attempt instead).
    */
   private basisOf = new Map<string, { view: ClusterView; since: number; used: boolean }>();
+  /** The last `since` seen per server: one listed again under the same one (a restarted scheduler's views) has no new basis. */
+  private sinceOf = new Map<string, number>();
   /** Set while this server takes over its rows: data requests wait for it (rejected for good: rows lost). */
   private taking: Promise<void> | null = null;
   /** Bumped at each new incarnation: an older take-over's loop stops touching state. */
@@ -57,10 +64,11 @@ export class Handoff {
   onView(view: ClusterView, previous: ClusterView, joined: boolean): void {
     this.prevView = previous;
     for (const m of view.servers) {
-      const was = previous.servers.find((p) => p.nodeId === m.nodeId);
-      if (!was || (was.since ?? 0) !== (m.since ?? 0)) this.basisOf.set(m.nodeId, { view: previous, since: m.since ?? 0, used: false });
+      const since = m.since ?? 0;
+      // (Not from this server's first view: what came before it is unknown here.)
+      if (this.sinceOf.get(m.nodeId) !== since && previous.epoch > 0) this.basisOf.set(m.nodeId, { view: previous, since, used: false });
+      this.sinceOf.set(m.nodeId, since);
     }
-    for (const id of this.basisOf.keys()) if (!view.servers.some((m) => m.nodeId === id)) this.basisOf.delete(id);
     if (joined) { this.outgoing.clear(); this.generation++; }
     this.wake?.();
     // A fresh cluster's servers just find nothing to take.
@@ -93,24 +101,27 @@ export class Handoff {
       const view = this.ctx.member.view;
       if (attempt > 1) { this.ctx.tables.clear(); this.ctx.dedup.clear(); } // a failed attempt's partial state
       const from = view.servers.filter((m) => m.nodeId !== this.ctx.member.nodeId).map((m) => m.nodeId);
-      const sourceOf = new Map<number, Map<number, string>>();
+      const taken: TakenPage[] = [];
       let rows = 0;
       const failed: { from: string; error: string }[] = [];
+      let lost: RemoteError | undefined;
       await Promise.all(from.map(async (serverId) => {
         try {
-          const n = await this.takeOverFrom(serverId, sourceOf, attempt > 1, generation); // (not `rows += await`: that reads rows before the wait)
+          const n = await this.takeOverFrom(serverId, taken, attempt > 1, generation); // (not `rows += await`: that reads rows before the wait)
           rows += n;
         } catch (e) {
-          if (e instanceof RemoteError && e.code === ErrorCode.DataLost) throw new RpcError(ErrorCode.DataLost, `${this.ctx.member.nodeId} refuses its rows: ${e.message}`);
+          if (e instanceof RemoteError && e.code === ErrorCode.DataLost) lost = e;
           failed.push({ from: serverId, error: (e as Error).message });
         }
-      })).catch((e: RpcError) => {
-        if (generation === this.generation) this.ctx.log.error('take-over stopped: rows this server heads are lost', { error: e.message });
-        throw e;
-      });
+      }));
       if (generation !== this.generation) return; // registered again meanwhile: a newer take-over runs
+      // Lost, unless a newer view comes soon: a restarted scheduler lists the servers again one by one.
+      if (lost && !(await this.nextView(view.epoch, LOST_WAIT_MS))) {
+        this.ctx.log.error('take-over stopped: rows this server heads are lost', { error: lost.message });
+        throw new RpcError(ErrorCode.DataLost, `${this.ctx.member.nodeId} refuses its rows: ${lost.message}`);
+      }
       if (failed.length === 0) {
-        this.finish(start, sourceOf);
+        this.finish(start, taken);
         this.ctx.log.info('handoff complete', { from: from.join(','), rows, attempts: attempt, ms: Math.round(performance.now() - t0) });
         return;
       }
@@ -121,19 +132,21 @@ export class Handoff {
     }
   }
 
-  /** Resolves at the next view after `epoch` (at once if it is here), or after RETRY_WAIT_MS. */
-  private async nextView(epoch: number): Promise<void> {
-    if (this.ctx.member.view.epoch > epoch) return;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(done, RETRY_WAIT_MS);
-      const self = this;
-      function done() { clearTimeout(t); if (self.wake === done) self.wake = null; resolve(); }
-      this.wake = done;
-    });
+  /** Resolves at the next view after `epoch` (at once if it is here), or after `ms`: whether one came. */
+  private async nextView(epoch: number, ms = RETRY_WAIT_MS): Promise<boolean> {
+    if (this.ctx.member.view.epoch <= epoch) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, ms);
+        const self = this;
+        function done() { clearTimeout(t); if (self.wake === done) self.wake = null; resolve(); }
+        this.wake = done;
+      });
+    }
+    return this.ctx.member.view.epoch > epoch;
   }
 
   /** After every source answered: BSP sums now complete are applied, clocks fixed, copies put off are sent. */
-  private finish(start: ClusterView, sourceOf: Map<number, Map<number, string>>): void {
+  private finish(start: ClusterView, taken: TakenPage[]): void {
     this.ctx.gate.applyReady(); // BSP sums taken over for clocks every worker has finished
     // Every clock below the slowest worker's was applied where the rows came from: a push for
     // one of them arriving late (a retry whose record was let go) is refused, not summed again.
@@ -141,10 +154,17 @@ export class Handoff {
     if (Number.isFinite(min)) for (const t of this.ctx.tables.values()) t.appliedClock = Math.max(t.appliedClock, min - 1);
     // The view moved during the take-over: the rows this server heads now go to chain members
     // that did not hold them when it joined, but not back to the server they came from.
-    if (this.ctx.member.view.epoch !== start.epoch) this.deferredCopies(start, (table, key, serverId) => sourceOf.get(table)?.get(key) === serverId);
+    if (this.ctx.member.view.epoch === start.epoch) return;
+    const cameFrom = new Map<number, Map<number, string>>();
+    for (const p of taken) {
+      let m = cameFrom.get(p.table);
+      if (!m) cameFrom.set(p.table, (m = new Map()));
+      for (const k of p.keys) m.set(k, p.from);
+    }
+    this.deferredCopies(start, (table, key, serverId) => cameFrom.get(table)?.get(key) === serverId);
   }
 
-  private async takeOverFrom(serverId: string, sourceOf: Map<number, Map<number, string>>, retry: boolean, generation: number): Promise<number> {
+  private async takeOverFrom(serverId: string, taken: TakenPage[], retry: boolean, generation: number): Promise<number> {
     const peer = this.ctx.member.server(serverId);
     const current = () => { if (generation !== this.generation) throw new Error('superseded: this server registered again, and takes its rows over afresh'); };
     const meta = (await peer.request({ type: 'handoffMetaRequest', retry }, HANDOFF_TIMEOUT_MS)).body;
@@ -161,13 +181,11 @@ export class Handoff {
     }
     let rows = 0;
     for (const t of meta.tables) {
-      let sources = sourceOf.get(t.spec.id);
-      if (!sources) sourceOf.set(t.spec.id, (sources = new Map()));
       for (let offset = 0; offset < t.rows; offset += HANDOFF_PAGE) {
         const page = await peer.request({ type: 'handoffRequest', table: t.spec.id, offset, limit: HANDOFF_PAGE }, HANDOFF_TIMEOUT_MS);
         current();
         importCopiedRows(this.ctx.tables.get(page.body.table), page.body);
-        for (const k of keysToNumbers(page.body.keys)) sources.set(k, serverId);
+        taken.push({ table: t.spec.id, from: serverId, keys: keysToNumbers(page.body.keys) });
         rows += page.body.keys.length;
       }
     }
@@ -224,6 +242,7 @@ export class Handoff {
   /** The basis of `to`'s take-over (see basisOf); its first attempt fixes it. */
   private basisFor(to: string, retry: boolean): ClusterView {
     const since = this.ctx.member.view.servers.find((m) => m.nodeId === to)?.since ?? 0;
+    if (since === 0) return this.prevView; // a scheduler without incarnations: the view before this one
     let b = this.basisOf.get(to);
     if (!b || b.since !== since || (b.used && !retry)) this.basisOf.set(to, (b = { view: this.prevView, since, used: false }));
     b.used = true;
