@@ -49,7 +49,8 @@ const bodies: Body[] = [
   { type: 'statsRequest' },
   { type: 'handoffRequest', table: 65535, offset: 4096, limit: 1024 },
   { type: 'copyPending', table: 3, clock: 12, keys: BigUint64Array.of(5n, 2n ** 47n), sums: Float64Array.of(0.1, -2.5e-300, 1e300, 7), applied: [{ sender: 'w1', seq: 2 ** 40, keys: BigUint64Array.of(5n, 2n ** 47n) }, { sender: 'w0', seq: 0, keys: new BigUint64Array(0) }] },
-  { type: 'handoffMetaRequest' },
+  { type: 'handoffMetaRequest', retry: false },
+  { type: 'handoffMetaRequest', retry: true },
   {
     type: 'handoffMeta',
     tables: [

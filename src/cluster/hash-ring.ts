@@ -34,6 +34,9 @@ export class HashRing {
     this.owners = Uint16Array.from(pts, (p) => p[1]);
   }
 
+  /** The sorted vnode positions: between two consecutive ones every hash has the same chain. */
+  get positions(): Uint32Array { return this.points; }
+
   /** Index of the first point at or after h (wrapping). */
   private pointIndex(h: number): number {
     const p = this.points;

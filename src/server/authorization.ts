@@ -62,7 +62,17 @@ export function authorize(body: Body, from: Sender, view: ClusterView, senderEpo
   const rule = (MAY_SEND as { readonly [K in BodyType]?: Rule })[body.type];
   if (!rule) throw new RpcError(ErrorCode.Unsupported, `a server does not handle ${body.type}`);
   const why = rule(from, body, view);
-  if (why === null) return;
+  if (why === null) {
+    // A server's request sent before its current incarnation began (it sat in a cut link's buffers
+    // while the sender was declared dead and registered again): that state was dropped, and a
+    // copy or forward of it would overwrite rows others updated since.
+    const m = from.role === Role.Server && senderEpoch !== undefined ? inView(from, view) : undefined;
+    if (m && (m.since ?? 0) > senderEpoch!) {
+      throw new RpcError(ErrorCode.Fenced, `${body.type} from ${from.id} was sent under view ${senderEpoch}, before it registered again in view ${m.since}: ` +
+        'a request of its earlier incarnation, refused; it retries under the current view');
+    }
+    return;
+  }
   if (from.role === Role.Server && !inView(from, view)) {
     throw new RpcError(ErrorCode.Fenced, `${body.type} from ${from.id} (sent under view ${senderEpoch ?? '?'}), ${why}: fenced by view ${view.epoch}`);
   }

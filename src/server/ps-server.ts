@@ -112,7 +112,7 @@ export class PsServer {
     });
     const ctx: ServerContext = { member: s.member, tables: s.tables, gate: s.gate, dedup: s.dedup, stats: s.stats, log: s.log };
     s.replication = new Replication(ctx);
-    s.handoff = new Handoff(ctx);
+    s.handoff = new Handoff(ctx, (old, skip) => s.replication.rereplicate(old, skip));
     s.kv = new KvHandler(ctx, s.replication);
     s.checkpoints = new ServerCheckpoints(ctx, opts.checkpointRoot);
     await s.member.join();
@@ -139,7 +139,8 @@ export class PsServer {
     }
     if (membership === 'joined' && previous.epoch > 0) this.startOver(view);
     this.handoff.onView(view, previous, membership === 'joined');
-    this.replication.rereplicate(previous);
+    // A server taking its rows over holds part of them: it copies what it heads once it has them all (Handoff.finish).
+    if (!this.handoff.inProgress) this.replication.rereplicate(previous);
     this.gate.setLiveWorkers(view.workers.map((w) => w.rank));
     this.log.info('view changed', { epoch: view.epoch, servers: view.servers.length, workers: view.workers.length });
     this.gate.applyReady();
@@ -165,7 +166,14 @@ export class PsServer {
     try {
       authorize(env.body, { id: conn.peerId, role: conn.peerRole }, this.view, env.epoch);
       this.fence.admit(env.body.type, env.epoch, this.view);
-      if (WAITS_FOR_TAKEOVER.has(env.body.type) && this.handoff.inProgress) await this.handoff.inProgress;
+      if (WAITS_FOR_TAKEOVER.has(env.body.type) && this.handoff.inProgress) {
+        await this.handoff.inProgress;
+        // Checked again under the view it resumes in: a take-over retried under a later view
+        // (handoff.ts) may have taken these rows from another source since, and a copy from a
+        // server declared dead meanwhile would overwrite them with what that server held.
+        authorize(env.body, { id: conn.peerId, role: conn.peerRole }, this.view, env.epoch);
+        this.fence.admit(env.body.type, env.epoch, this.view);
+      }
       const reply = await this.dispatch(env.body, conn);
       this.fence.acknowledge(env.body.type, incarnation, this.view);
       return reply;
@@ -192,7 +200,7 @@ export class PsServer {
       case 'copyRows': return this.replication.copyIn(body);
       case 'readRows': return this.replication.readOut(body);
       case 'copyPending': return this.replication.copyPendingIn(body);
-      case 'handoffMetaRequest': return this.handoff.meta(conn.peerId);
+      case 'handoffMetaRequest': return this.handoff.meta(conn.peerId, body.retry);
       case 'handoffRequest': return this.handoff.page(body, conn.peerId);
       case 'checkpoint': return await this.checkpoints.write(body.dir, body.step);
       case 'restore': return await this.checkpoints.restore(body.dir);

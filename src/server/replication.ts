@@ -56,8 +56,11 @@ export class Replication {
       this.ctx.member.server(serverId).request({ type: 'replicaPush', push: subsetPush(p, idx, dim), origin })));
   }
 
-  /** Copies every row this server heads to the chain members that did not hold it under `old`. */
-  rereplicate(old: ClusterView): void {
+  /**
+   * Copies every row this server heads to the chain members that did not hold it under `old`
+   * (and that `skip` does not name: a take-over's source for that key, which holds it).
+   */
+  rereplicate(old: ClusterView, skip?: (table: number, key: number, serverId: string) => boolean): void {
     const view = this.ctx.member.view, me = this.ctx.member.nodeId;
     if (view.replicas < 2 || old.servers.length === 0) return;
     for (const t of this.ctx.tables.values()) {
@@ -71,7 +74,7 @@ export class Replication {
         if (chain[0]?.nodeId !== me) continue;
         const before = new Set(old.chainOf(t.spec.id, lo, hi).map((m) => m.nodeId));
         for (const m of chain.slice(1)) {
-          if (before.has(m.nodeId)) continue;
+          if (before.has(m.nodeId) || skip?.(t.spec.id, keyNumber(lo, hi), m.nodeId)) continue;
           let list = targets.get(m.nodeId);
           if (!list) targets.set(m.nodeId, (list = []));
           list.push(i);

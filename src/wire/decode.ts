@@ -57,7 +57,7 @@ BodySpecs[W.Body.AllreduceChunk] = [s8, s8, s4, s4, s8, v4, v2];
 BodySpecs[W.Body.StatsRequest] = [];
 BodySpecs[W.Body.HandoffRequest] = [s2, s4, s4];
 BodySpecs[W.Body.CopyPending] = CopyPendingSpec;
-BodySpecs[W.Body.HandoffMetaRequest] = [];
+BodySpecs[W.Body.HandoffMetaRequest] = [s1];
 BodySpecs[W.Body.HandoffMeta] = [{ k: 'tables', spec: HandoffTableSpec }, { k: 'tables', spec: [s4, s8] }, { k: 'tables', spec: [str, v8] }];
 BodySpecs[W.Body.AssignRows] = [s2, v8, v4, s1, v4, s4, v4];
 BodySpecs[W.Body.ReadRows] = [s2, v8];
@@ -271,7 +271,7 @@ function decodeBody(bb: flatbuffers.ByteBuffer, env: W.Envelope): Body {
     }
     case W.Body.StatsRequest: return { type: 'statsRequest' };
     case W.Body.CopyPending: return { type: 'copyPending', ...decodePendingSums(bb, get(W.CopyPending)) };
-    case W.Body.HandoffMetaRequest: return { type: 'handoffMetaRequest' };
+    case W.Body.HandoffMetaRequest: return { type: 'handoffMetaRequest', retry: get(W.HandoffMetaRequest).retry() };
     case W.Body.HandoffMeta: return decodeHandoffMeta(bb, get(W.HandoffMeta));
     case W.Body.AssignRows: {
       const a = get(W.AssignRows);

@@ -242,6 +242,7 @@ function encodeBody(b: flatbuffers.Builder, body: Body): [W.Body, number] {
       return [W.Body.CopyPending, encodePendingSums(b, body)];
     case 'handoffMetaRequest':
       W.HandoffMetaRequest.startHandoffMetaRequest(b);
+      if (body.retry) W.HandoffMetaRequest.addRetry(b, true);
       return [W.Body.HandoffMetaRequest, W.HandoffMetaRequest.endHandoffMetaRequest(b)];
     case 'handoffMeta':
       return [W.Body.HandoffMeta, encodeHandoffMeta(b, body)];

@@ -89,7 +89,7 @@ export type Body =
   | { type: 'statsRequest' }
   | { type: 'handoffRequest'; table: number; offset: number; limit: number }
   | ({ type: 'copyPending' } & PendingSumsMsg)
-  | { type: 'handoffMetaRequest' }
+  | { type: 'handoffMetaRequest'; retry?: boolean }
   | { type: 'handoffMeta'; tables: HandoffTableMsg[]; clocks: WorkerClockMsg[]; wholePushes: SenderPushesMsg[] }
   | { type: 'assignRows'; table: number; keys: BigUint64Array; values: Float32Array; state?: RowState }
   | { type: 'readRows'; table: number; keys: BigUint64Array }

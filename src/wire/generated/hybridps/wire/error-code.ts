@@ -17,5 +17,6 @@ export enum ErrorCode {
   Conflict = 11,
   Unsupported = 12,
   Aborted = 13,
-  Fenced = 14
+  Fenced = 14,
+  DataLost = 15
 }

@@ -22,8 +22,17 @@ static getSizePrefixedRootAsHandoffMetaRequest(bb:flatbuffers.ByteBuffer, obj?:H
   return (obj || new HandoffMetaRequest()).__init(bb.readInt32(bb.position()) + bb.position(), bb);
 }
 
+retry():boolean {
+  const offset = this.bb!.__offset(this.bb_pos, 4);
+  return offset ? !!this.bb!.readInt8(this.bb_pos + offset) : false;
+}
+
 static startHandoffMetaRequest(builder:flatbuffers.Builder) {
-  builder.startObject(0);
+  builder.startObject(1);
+}
+
+static addRetry(builder:flatbuffers.Builder, retry:boolean) {
+  builder.addFieldInt8(0, +retry, +false);
 }
 
 static endHandoffMetaRequest(builder:flatbuffers.Builder):flatbuffers.Offset {
@@ -31,8 +40,9 @@ static endHandoffMetaRequest(builder:flatbuffers.Builder):flatbuffers.Offset {
   return offset;
 }
 
-static createHandoffMetaRequest(builder:flatbuffers.Builder):flatbuffers.Offset {
+static createHandoffMetaRequest(builder:flatbuffers.Builder, retry:boolean):flatbuffers.Offset {
   HandoffMetaRequest.startHandoffMetaRequest(builder);
+  HandoffMetaRequest.addRetry(builder, retry);
   return HandoffMetaRequest.endHandoffMetaRequest(builder);
 }
 }
