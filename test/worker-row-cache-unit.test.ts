@@ -4,6 +4,9 @@
 // eviction: expired rows first, then the least recently used, never a row of the current clock.
 // Stateful (AdaGrad): the plan (state kept, second touch), a row held only with its state, the
 // state outliving its row for row-only refreshes, and the local update equal to the servers'.
+// The local update runs in the servers' WASM SIMD kernels where it can (asserted), and equals the
+// JS path bit for bit (SGD with and without weight decay on every wire, AdaGrad, Adam: rows, slots
+// and counts, through inserts, refreshes and evictions).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RowCache, ADMIT_WINDOW, type RowCacheOptions } from '../src/worker/row-cache.ts';
@@ -15,7 +18,7 @@ import { randomFloats } from './helpers/random.ts';
 const sgd = getOptimizer('sgd');
 const DIM = 3;
 const cache = (o: Partial<RowCacheOptions> = {}) => new RowCache({
-  dim: DIM, capacity: 8, consistency: 'ssp', staleness: 2, aspRefresh: 3, update: sgd.update, hyper: resolveHyper(sgd, { lr: 0.5 }), format: 'f32', ...o,
+  dim: DIM, capacity: 8, consistency: 'ssp', staleness: 2, aspRefresh: 3, update: sgd.update, optimizer: 'sgd', hyper: resolveHyper(sgd, { lr: 0.5 }), format: 'f32', ...o,
 });
 const keys = (...k: number[]) => BigUint64Array.from(k.map(BigInt));
 const all = (n: number) => Int32Array.from({ length: n }, (_, i) => i);
@@ -51,6 +54,7 @@ test('ASP: a row read at clock 4 is served at clocks 4..6 (refresh 3), then pull
 test('the local update is the servers\' SGD update, bit for bit, on the gradient the wire carries (f32, f16 or bf16)', () => {
   for (const format of ['f32', 'f16', 'bf16'] as const) {
     const c = cache({ format });
+    assert.ok(c.simdUpdates, 'SGD runs in the WASM kernel');
     const k = keys(3, 4, 5), rows = randomFloats(3 * DIM, 4), grads = randomFloats(3 * DIM, 5), before = grads.slice();
     c.insert(k, all(3), rows, 0, 0);
     c.applyPush(k, grads);
@@ -91,7 +95,7 @@ test('eviction: expired rows first, then the least recently used; rows of the cu
 });
 
 const adagrad = getOptimizer('adagrad');
-const stateful = (o: Partial<RowCacheOptions> = {}) => cache({ update: adagrad.update, hyper: resolveHyper(adagrad, { lr: 0.5 }), slotCount: 1, stateRefresh: 4, admit: 'second-touch', ...o });
+const stateful = (o: Partial<RowCacheOptions> = {}) => cache({ update: adagrad.update, optimizer: 'adagrad', hyper: resolveHyper(adagrad, { lr: 0.5 }), slotCount: 1, stateRefresh: 4, admit: 'second-touch', ...o });
 const stateOf = (n: number, seed: number) => ({ slots: [randomFloats(n * DIM, seed).map(Math.abs)], steps: Float32Array.from({ length: n }, (_, i) => i + 1) });
 
 test('stateful plan: second touch within the window pulls with state; a held state serves row-only refreshes for stateRefresh clocks', () => {
@@ -119,6 +123,7 @@ test('stateful plan: second touch within the window pulls with state; a held sta
 
 test('stateful local update: row, accumulator and count as the servers apply them, also while the row is expired', () => {
   const c = stateful();
+  assert.ok(c.simdUpdates, 'AdaGrad runs in the WASM kernel');
   const k = keys(3, 4), rows = randomFloats(2 * DIM, 5), st = stateOf(2, 6), g = randomFloats(2 * DIM, 7);
   c.insertWithState(k, all(2), rows, 0, 0, st);
   c.applyPush(k, g);
@@ -132,6 +137,44 @@ test('stateful local update: row, accumulator and count as the servers apply the
   assert.equal(Array.from(gotState.steps), [3, 4]);
   assert.throws(() => stateful({ format: 'f16' }), /only on an f32 wire/);
   assert.throws(() => stateful({ format: 'bf16' }), /only on an f32 wire/);
+});
+
+test('the WASM kernel path equals the JS path bit for bit: SGD (+ weight decay, f16, bf16), AdaGrad, Adam, through refreshes and evictions', () => {
+  const adam = getOptimizer('adam');
+  const cases: [string, Partial<RowCacheOptions>][] = [
+    ['sgd', {}], ['sgd f16', { format: 'f16' }], ['sgd bf16', { format: 'bf16' }],
+    ['sgd wd', { hyper: resolveHyper(sgd, { lr: 0.5, weight_decay: 0.01 }) }],
+    ['adagrad', { update: adagrad.update, optimizer: 'adagrad', hyper: resolveHyper(adagrad, { lr: 0.5 }), slotCount: 1, stateRefresh: 2, admit: 'all' }],
+    ['adam', { update: adam.update, optimizer: 'adam', hyper: resolveHyper(adam, { lr: 0.1 }), slotCount: 2, stateRefresh: 2, admit: 'all' }],
+  ];
+  const dim = 7; // not a multiple of 4: the kernels' scalar tail runs too
+  for (const [what, o] of cases) {
+    const mk = (simd: boolean) => cache({ dim, capacity: 16, ...o, simd });
+    const [wasm, js] = [mk(true), mk(false)];
+    assert.ok(wasm.simdUpdates && !js.simdUpdates, what);
+    const k = o.slotCount ?? 0;
+    for (let clock = 0; clock < 12; clock++) {
+      // 10 of 24 keys a clock (more than the cache holds over a few clocks: evictions), a seeded pick.
+      const ks = BigUint64Array.from({ length: 10 }, (_, i) => BigInt((clock * 7 + i * 5) % 24));
+      const rows = randomFloats(10 * dim, 100 + clock), idx = all(10);
+      for (const c of [wasm, js]) {
+        const miss = c.serve(ks, clock, new Float32Array(10 * dim));
+        if (k > 0) c.insertWithState(ks, miss.filter((j) => j % 2 === 0), rows, clock, clock, { slots: Array.from({ length: k }, (_, q) => randomFloats(10 * dim, 200 + clock * 4 + q).map(Math.abs)), steps: Float32Array.from(idx, (j) => j + clock) });
+        c.insert(ks, miss, rows, clock, clock);
+        c.applyPush(ks, randomFloats(10 * dim, 300 + clock));
+        c.applyPush(ks, randomFloats(10 * dim, 400 + clock)); // a second push: Adam's count moves on
+      }
+      const probe = BigUint64Array.from({ length: 24 }, (_, i) => BigInt(i));
+      const look = (c: RowCache) => {
+        const out = new Float32Array(24 * dim), st = { slots: Array.from({ length: k }, () => new Float32Array(24 * dim)), steps: new Float32Array(24) };
+        return { held: Array.from(c.peek(probe, out, st)), out: Array.from(out), slots: st.slots.map((x) => Array.from(x)), steps: Array.from(st.steps) };
+      };
+      const [a, b] = [look(wasm), look(js)];
+      assert.equal(a, b, `${what}, clock ${clock}`);
+      assert.ok(a.held.filter((x) => x >= 0).length > 0, `${what}: rows are held`);
+    }
+    assert.ok(wasm.stats.evictions > 0 && wasm.stats.evictions === js.stats.evictions, `${what}: evictions ${wasm.stats.evictions}`);
+  }
 });
 
 test('clear forgets every row', () => {

@@ -164,6 +164,7 @@ for (const optimizer of ['adagrad', 'adam'] as const) {
       assert.ok(st.hits > 0 && st.misses > 0, `${what}: hits ${st.hits}, misses ${st.misses}`);
       assert.ok(cached.stateChecks > 0 && cached.stateChecks === cached.heldChecks, `${what}: ${cached.stateChecks} state checks of ${cached.heldChecks} held rows`);
       assert.ok(cached.caches[0].every((c) => c!.statePulls > 0), what);
+      assert.ok(cached.caches[0].every((c) => c!.simdUpdates), `${what}: the local update runs in the servers' WASM SIMD kernel`);
       if (cache.rows === 3) assert.ok(st.evictions > 0, `${what}: evictions ${st.evictions}`);
       repliesHonest(cached.answered);
     }

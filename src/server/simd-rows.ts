@@ -5,6 +5,9 @@
 // the kernel updates them in place from a list of row offsets; only the gradients are copied in
 // (one memcpy per chunk). The results equal the JS reference updates of optimizers.ts bit for bit
 // (test/store-simd.test.ts); custom optimizers and FTRL run their JS update per row.
+// The worker's row cache (src/worker/row-cache.ts) uses it too, with one memory sized up front
+// for its fixed capacity (never grown) and the gradients gathered by row (runAt).
+import { copyRow } from './row-blocks.ts';
 import { instantiate, MAX_PAGES, newMemory, PAGE_BYTES, type WasmMemory } from '../util/wasm-module.ts';
 import { kernelModule } from './optimizer-kernels.ts';
 
@@ -57,24 +60,28 @@ export class WasmRows {
   /** Bumped when the memory grows: views on the old buffer are detached (length 0) then. */
   generation = 0;
 
-  /** Rows in WASM memory for a built-in optimizer, or null (no kernel for it, no WASM SIMD here, or no memory). */
-  static create(optimizer: string, hyper: Record<string, number>, dim: number): WasmRows | null {
+  /**
+   * Rows in WASM memory for a built-in optimizer, or null (no kernel for it, no WASM SIMD here, or
+   * no memory). With `fixedBytes` the memory holds the scratch and exactly that much more, and
+   * never grows (one alloc(fixedBytes) then succeeds and views on the buffer stay valid).
+   */
+  static create(optimizer: string, hyper: Record<string, number>, dim: number, fixedBytes?: number): WasmRows | null {
     const mod = kernelModule();
     const plan = PLANS[optimizer];
     if (!mod || !plan) return null;
     try {
-      return new WasmRows(mod, plan(hyper), dim);
+      return new WasmRows(mod, plan(hyper), dim, fixedBytes);
     } catch {
       return null; // this process cannot reserve another WASM memory: the JS update it is
     }
   }
 
-  private constructor(mod: object, plan: Plan, private readonly dim: number) {
+  private constructor(mod: object, plan: Plan, private readonly dim: number, fixedBytes?: number) {
     this.plan = plan;
     this.chunkRows = Math.max(1, Math.floor(CHUNK_FLOATS / dim));
     this.gradAt = SCRATCH_AT + ((this.chunkRows * 4 + 15) & ~15);
     this.top = (this.gradAt + this.chunkRows * dim * 4 + 15) & ~15;
-    this.memory = newMemory(this.top, MAX_PAGES * PAGE_BYTES);
+    this.memory = fixedBytes === undefined ? newMemory(this.top, MAX_PAGES * PAGE_BYTES) : newMemory(this.top + ((fixedBytes + 15) & ~15));
     this.refresh();
     this.kernel = instantiate(mod, this.memory)[plan.kernel] as Kernel;
     this.args = [SCRATCH_AT, 0, this.gradAt, dim];
@@ -121,22 +128,46 @@ export class WasmRows {
    * grads[i * dim ..] for row i, in order. `step(i)` counts row i's update and returns its count.
    */
   run(rowAt: Int32Array, b: number, e: number, grads: Float32Array, step: (i: number) => number): void {
-    const d = this.dim, args = this.args, i32 = this.i32, f32 = this.f32, kernel = this.kernel;
+    const d = this.dim, i32 = this.i32, f32 = this.f32;
     for (let c = b; c < e; c += this.chunkRows) {
       const ce = Math.min(e, c + this.chunkRows);
       for (let i = c; i < ce; i++) i32[(SCRATCH_AT >> 2) + i - c] = rowAt[i]!;
       f32.set(grads.subarray(c * d, ce * d), this.gradAt >> 2);
-      if (!this.plan.perRow) {
-        for (let i = c; i < ce; i++) step(i);
-        args[0] = SCRATCH_AT; args[1] = ce - c; args[2] = this.gradAt;
-        kernel.apply(null, args);
-        continue;
-      }
+      this.call(c, ce, step);
+    }
+  }
+
+  /**
+   * Like run over the list rowAt[0..n), the gradient of entry i being row gradRow[i] of `grads`
+   * (a push's rows of which only some are held): copied into the scratch word by word, then
+   * `round` (if given) applied to each chunk's gradients there, in place (the wire's rounding).
+   */
+  runAt(rowAt: Int32Array, gradRow: Int32Array, n: number, grads: Float32Array, step: (i: number) => number, round?: (g: Float32Array) => void): void {
+    const d = this.dim, i32 = this.i32, g32 = new Int32Array(grads.buffer, grads.byteOffset, grads.length), ga = this.gradAt >> 2;
+    for (let c = 0; c < n; c += this.chunkRows) {
+      const ce = Math.min(n, c + this.chunkRows);
       for (let i = c; i < ce; i++) {
-        args[0] = SCRATCH_AT + (i - c) * 4; args[1] = 1; args[2] = this.gradAt + (i - c) * d * 4;
-        this.plan.scalars(args, 4, step(i));
-        kernel.apply(null, args);
+        i32[(SCRATCH_AT >> 2) + i - c] = rowAt[i]!;
+        copyRow(i32, ga + (i - c) * d, g32, gradRow[i]! * d, d);
       }
+      round?.(this.f32.subarray(ga, ga + (ce - c) * d));
+      this.call(c, ce, step);
+    }
+  }
+
+  /** The kernel over list entries c..ce, whose row offsets and gradients are in the scratch. */
+  private call(c: number, ce: number, step: (i: number) => number): void {
+    const d = this.dim, args = this.args, kernel = this.kernel;
+    if (!this.plan.perRow) {
+      for (let i = c; i < ce; i++) step(i);
+      args[0] = SCRATCH_AT; args[1] = ce - c; args[2] = this.gradAt;
+      kernel.apply(null, args);
+      return;
+    }
+    for (let i = c; i < ce; i++) {
+      args[0] = SCRATCH_AT + (i - c) * 4; args[1] = 1; args[2] = this.gradAt + (i - c) * d * 4;
+      this.plan.scalars(args, 4, step(i));
+      kernel.apply(null, args);
     }
   }
 

@@ -69,7 +69,7 @@ export class CachedTable {
     if (opt.slotCount > 0 && client.format !== 'f32') return null;
     return new CachedTable(new RowCache({
       dim: t.dim, capacity: cache.rows, consistency: t.consistency, staleness: t.staleness ?? 0, aspRefresh: cache.aspRefresh,
-      update: opt.update, hyper: resolveHyper(opt, t.hyper), format: client.format, slotCount: opt.slotCount,
+      update: opt.update, optimizer: t.optimizer, hyper: resolveHyper(opt, t.hyper), format: client.format, slotCount: opt.slotCount,
       stateRefresh: cache.stateRefresh ?? DEFAULT_ROW_CACHE.stateRefresh, admit: cache.admit ?? DEFAULT_ROW_CACHE.admit,
     }), client, tableId, t.dim);
   }

@@ -58,10 +58,18 @@
 // used every step are the hot ones). An eviction pass frees an eighth of the capacity at once
 // (rebuilding the key index, which has no delete), so its cost is amortised over many inserts;
 // the rows of the current clock are never evicted to make room for each other.
+//
+// Storage: row s and then its slots at s * stride (stride = (1 + slots) * dim floats), the layout
+// the servers' SIMD kernels read (src/server/simd-rows.ts). With a built-in optimizer that has a
+// kernel, that storage is a WASM memory sized for the capacity up front (never grown, so no view
+// of it is ever detached) and applyPush is one kernel call over the held rows a push touches;
+// otherwise (custom update, no WASM SIMD) it is a plain array and the JS update runs per row.
 import { KeyIndex, hash64 } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { roundToWire, rowValueBytes, type RowFormat } from '../wire/row-format.ts';
 import type { UpdateFn } from '../server/optimizers.ts';
+import { WasmRows } from '../server/simd-rows.ts';
+import { copyRow } from '../server/row-blocks.ts';
 import type { PulledState } from '../client/ps-client.ts';
 
 export interface RowCacheOptions {
@@ -76,6 +84,13 @@ export interface RowCacheOptions {
   /** The table's update function and its resolved hyperparameters. */
   update: UpdateFn;
   hyper: Record<string, number>;
+  /**
+   * The built-in optimizer `update` is (by name): with a SIMD kernel for it the local update runs
+   * in WASM, as the servers' does (bit for bit the same as `update`). Absent: `update` in JS.
+   */
+  optimizer?: string;
+  /** false: the JS update even where a kernel exists (tests compare the two). */
+  simd?: boolean;
   /** How gradients travel: under f16 / bf16 they are applied rounded, as the servers receive them. */
   format: RowFormat;
   /**
@@ -105,13 +120,32 @@ export interface RowCacheStats {
 }
 
 const NO_SLOTS: Float32Array[] = [];
+const NO_STEP = (): number => 0;
+
+/** An Int32Array view of a Float32Array's words (rows are copied as words: row-blocks.ts, copyRow). */
+const words = (a: Float32Array): Int32Array => new Int32Array(a.buffer, a.byteOffset, a.length);
 
 export class RowCache {
   readonly stats: RowCacheStats = { hits: 0, misses: 0, evictions: 0, bytesSaved: 0 };
   /** Stateful: rows pulled with their optimizer state (each costs its slots and a count more than a row). */
   statePulls = 0;
   private readonly index: KeyIndex;
-  private readonly values: Float32Array;
+  /** Row s at s * stride, its slot q at s * stride + (q + 1) * dim; in WASM memory when `wasm`. */
+  private readonly mem: Float32Array;
+  private readonly mem32: Int32Array;
+  private readonly stride: number;
+  /** The kernels' memory (null: the JS update), and where `mem` starts in it (bytes). */
+  private readonly wasm: WasmRows | null = null;
+  private readonly memAt: number = 0;
+  /** applyPush's lists: held rows' byte offsets, their positions in the push, their slots. */
+  private rowAt = new Int32Array(0);
+  private gradRow = new Int32Array(0);
+  private pushSlot = new Int32Array(0);
+  private readonly stepOf: (i: number) => number;
+  private readonly round: ((g: Float32Array) => void) | undefined;
+  /** scan's and plan's position lists (copied out: callers keep them). */
+  private idxScratch = new Int32Array(0);
+  private idxScratch2 = new Int32Array(0);
   /** Per slot: SSP, the reply's freshness; ASP, the clock the row was read at. -1: free. */
   private readonly stamp: Int32Array;
   private readonly lastUse: Int32Array;
@@ -120,7 +154,7 @@ export class RowCache {
   private free: number[] = [];
   private readonly rowBytes: number;
   private scratch = new Float32Array(0);
-  /** Stateful: per slot, its optimizer slot rows, update count and the clock the state was read at (-1: none). */
+  /** Stateful: per slot, its optimizer slot rows (views of `mem` at offset (q + 1) * dim: the JS update's slot arrays), update count and the clock the state was read at (-1: none). */
   private readonly slots: Float32Array[];
   private readonly steps: Uint32Array;
   private readonly stateClock: Int32Array;
@@ -132,7 +166,6 @@ export class RowCache {
     if (!(Number.isInteger(opts.capacity) && opts.capacity > 0)) throw new Error(`row cache: capacity ${opts.capacity} must be a positive integer`);
     const n = opts.capacity;
     this.index = new KeyIndex(n);
-    this.values = new Float32Array(n * opts.dim);
     this.stamp = new Int32Array(n).fill(-1);
     this.lastUse = new Int32Array(n);
     this.keyLo = new Uint32Array(n);
@@ -141,16 +174,34 @@ export class RowCache {
     this.rowBytes = 8 + opts.dim * rowValueBytes(opts.format);
     const k = opts.slotCount ?? 0;
     if (k > 0 && opts.format !== 'f32') throw new Error('row cache: a stateful optimizer\'s rows are cached only on an f32 wire (its state travels exactly)');
-    this.slots = Array.from({ length: k }, () => new Float32Array(n * opts.dim));
+    const d = opts.dim;
+    this.stride = (1 + k) * d;
+    const bytes = n * this.stride * 4;
+    if (opts.optimizer !== undefined && opts.simd !== false) this.wasm = WasmRows.create(opts.optimizer, opts.hyper, d, bytes);
+    if (this.wasm) {
+      this.memAt = this.wasm.alloc(bytes);
+      this.mem = new Float32Array(this.wasm.buffer, this.memAt, n * this.stride);
+    } else {
+      this.mem = new Float32Array(n * this.stride);
+    }
+    this.mem32 = words(this.mem);
+    this.slots = Array.from({ length: k }, (_, q) => this.mem.subarray((q + 1) * d));
     this.steps = new Uint32Array(k > 0 ? n : 0);
     this.stateClock = new Int32Array(k > 0 ? n : 0).fill(-1);
     let m = 1;
     while (k > 0 && opts.admit === 'second-touch' && m < 8 * n) m *= 2;
     this.seen = new Int32Array(m > 1 ? m : 0);
     this.seenMask = m - 1;
+    // Adam's bias correction reads the count after this update, as TableStore.applyWasm counts it.
+    this.stepOf = k > 0 ? (i: number) => ++this.steps[this.pushSlot[i]!]! : NO_STEP;
+    const format = opts.format;
+    this.round = format === 'f32' ? undefined : (g: Float32Array) => { roundToWire(g, format); };
   }
 
   get stateful(): boolean { return this.slots.length > 0; }
+
+  /** Whether applyPush runs the WASM SIMD kernel (else the JS update per row). */
+  get simdUpdates(): boolean { return this.wasm !== null; }
 
   /** Stateful: may the state in `slot` still serve a row-only refresh at `clock`? */
   private stateUsable(slot: number, clock: number): boolean {
@@ -192,15 +243,17 @@ export class RowCache {
    */
   plan(keys: BigUint64Array, idx: ArrayLike<number>, clock: number): PullPlan {
     if (!this.stateful) return { withState: new Int32Array(0), rowsOnly: Int32Array.from(idx) };
-    const w = keyWords(keys), withState: number[] = [], rowsOnly: number[] = [];
+    if (this.idxScratch.length < idx.length) { this.idxScratch = new Int32Array(idx.length * 2); this.idxScratch2 = new Int32Array(idx.length * 2); }
+    const w = keyWords(keys), withState = this.idxScratch, rowsOnly = this.idxScratch2;
+    let a = 0, r = 0;
     for (let k = 0; k < idx.length; k++) {
       const j = idx[k]!, lo = w[2 * j]!, hi = w[2 * j + 1]!, s = this.index.lookup(lo, hi);
-      if (s >= 0 && this.stateUsable(s, clock)) { rowsOnly.push(j); continue; }
+      if (s >= 0 && this.stateUsable(s, clock)) { rowsOnly[r++] = j; continue; }
       let admit = true;
       if (this.seen.length) { const at = this.seen[hash64(lo, hi) & this.seenMask]! - 1; admit = at >= 0 && at < clock && at >= clock - ADMIT_WINDOW; }
-      (admit ? withState : rowsOnly).push(j);
+      if (admit) withState[a++] = j; else rowsOnly[r++] = j;
     }
-    return { withState: Int32Array.from(withState), rowsOnly: Int32Array.from(rowsOnly) };
+    return { withState: withState.slice(0, a), rowsOnly: rowsOnly.slice(0, r) };
   }
 
   /** Second-touch admission: these keys were looked up at `clock` (after that clock's plans). */
@@ -215,14 +268,9 @@ export class RowCache {
    * (`state` in idx order, as PSClient.pullWithState gives it), read at `readClock`.
    */
   insertWithState(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, state: PulledState): void {
-    const d = this.opts.dim;
     if (state.slots.length !== this.slots.length) throw new Error(`row cache: state of ${state.slots.length} slots for an optimizer of ${this.slots.length}`);
     this.statePulls += idx.length;
-    this.place(keys, idx, rows, fresh, readClock, (s, k) => {
-      for (let q = 0; q < this.slots.length; q++) this.slots[q]!.set(state.slots[q]!.subarray(k * d, k * d + d), s * d);
-      this.steps[s] = state.steps[k]!;
-      this.stateClock[s] = readClock;
-    });
+    this.place(keys, idx, rows, fresh, readClock, state);
   }
 
   /**
@@ -237,13 +285,15 @@ export class RowCache {
   }
 
   /**
-   * Stores rows (see insert). `withState` stores the k-th row's state in slot s; without it a
-   * stateful cache only refreshes rows whose held state is usable (a row must travel with its state).
+   * Stores rows (see insert). With `state`, its k-th row's state goes with the row at idx[k];
+   * without it a stateful cache only refreshes rows whose held state is usable (a row must travel
+   * with its state). Rows and slots are copied as words, no view per row (row-blocks.ts, copyRow).
    */
-  private place(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, withState: ((s: number, k: number) => void) | null): void {
+  private place(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, state: PulledState | null): void {
     const stamp = this.opts.consistency === 'ssp' ? Math.min(fresh, readClock) : readClock;
     if (stamp < 0 || idx.length === 0) return;
-    const d = this.opts.dim, w = keyWords(keys), needState = this.stateful && !withState;
+    const d = this.opts.dim, stride = this.stride, mem = this.mem32, w = keyWords(keys), needState = this.stateful && !state;
+    const src = words(rows), slotSrc = state ? state.slots.map(words) : null;
     for (let k = 0; k < idx.length; k++) {
       const j = idx[k]!, lo = w[2 * j]!, hi = w[2 * j + 1]!;
       let s = this.index.lookup(lo, hi);
@@ -256,10 +306,13 @@ export class RowCache {
         this.keyLo[s] = lo;
         this.keyHi[s] = hi;
       }
-      this.values.set(rows.subarray(j * d, j * d + d), s * d);
+      copyRow(mem, s * stride, src, j * d, d);
       this.stamp[s] = stamp;
       this.lastUse[s] = readClock;
-      withState?.(s, k);
+      if (!slotSrc) continue;
+      for (let q = 0; q < slotSrc.length; q++) copyRow(mem, s * stride + (q + 1) * d, slotSrc[q]!, k * d, d);
+      this.steps[s] = state!.steps[k]!;
+      this.stateClock[s] = readClock;
     }
   }
 
@@ -269,7 +322,8 @@ export class RowCache {
    * it fails.
    */
   applyPush(keys: BigUint64Array, grads: Float32Array): void {
-    const { dim: d, update, hyper } = this.opts, w = keyWords(keys);
+    if (this.wasm) { this.applyPushWasm(keys, grads); return; }
+    const { update, hyper } = this.opts, d = this.opts.dim, stride = this.stride, w = keyWords(keys);
     let g = grads;
     if (this.opts.format !== 'f32') {
       if (this.scratch.length < grads.length) this.scratch = new Float32Array(grads.length);
@@ -281,14 +335,32 @@ export class RowCache {
       // Every held state takes the push (an expired row's too: its state may serve a refresh), as TableStore.apply does.
       for (let j = 0; j < keys.length; j++) {
         const s = this.slotOf(w, j);
-        if (s >= 0 && this.stateClock[s]! >= 0) update(this.values, s * d, g, j * d, d, this.slots, s * d, ++this.steps[s]!, hyper);
+        if (s >= 0 && this.stateClock[s]! >= 0) update(this.mem, s * stride, g, j * d, d, this.slots, s * stride, ++this.steps[s]!, hyper);
       }
       return;
     }
     for (let j = 0; j < keys.length; j++) {
       const s = this.slotOf(w, j);
-      if (s >= 0 && this.stamp[s]! >= 0) update(this.values, s * d, g, j * d, d, NO_SLOTS, 0, 0, hyper);
+      if (s >= 0 && this.stamp[s]! >= 0) update(this.mem, s * stride, g, j * d, d, NO_SLOTS, 0, 0, hyper);
     }
+  }
+
+  /**
+   * applyPush through the kernel: the held rows the push touches (the same rows, in the same
+   * order, as the JS loop above), their gradients gathered into the kernel's scratch and rounded
+   * there to the wire's format; one kernel call per chunk (Adam: per row, its count in the scalars).
+   */
+  private applyPushWasm(keys: BigUint64Array, grads: Float32Array): void {
+    const n = keys.length, w = keyWords(keys), held = this.stateful ? this.stateClock : this.stamp, rowBytes = this.stride * 4;
+    if (this.rowAt.length < n) { this.rowAt = new Int32Array(n * 2); this.gradRow = new Int32Array(n * 2); this.pushSlot = new Int32Array(n * 2); }
+    const rowAt = this.rowAt, gradRow = this.gradRow, pushSlot = this.pushSlot;
+    let m = 0;
+    for (let j = 0; j < n; j++) {
+      const s = this.slotOf(w, j);
+      if (s < 0 || held[s]! < 0) continue;
+      rowAt[m] = this.memAt + s * rowBytes; gradRow[m] = j; pushSlot[m] = s; m++;
+    }
+    if (m > 0) this.wasm!.runAt(rowAt, gradRow, m, grads, this.stepOf, this.round);
   }
 
   /**
@@ -296,14 +368,14 @@ export class RowCache {
    * read clock) and, with `out` (keys.length x dim), the held row copied there. Counts nothing.
    */
   peek(keys: BigUint64Array, out?: Float32Array, state?: PulledState): Int32Array {
-    const d = this.opts.dim, w = keyWords(keys), stamp = new Int32Array(keys.length).fill(-1);
+    const d = this.opts.dim, stride = this.stride, w = keyWords(keys), stamp = new Int32Array(keys.length).fill(-1);
     for (let j = 0; j < keys.length; j++) {
       const s = this.slotOf(w, j);
       if (s < 0) continue;
       stamp[j] = this.stamp[s]!;
-      out?.set(this.values.subarray(s * d, s * d + d), j * d);
+      out?.set(this.mem.subarray(s * stride, s * stride + d), j * d);
       if (!state || !this.stateful) continue;
-      this.slots.forEach((slot, q) => state.slots[q]!.set(slot.subarray(s * d, s * d + d), j * d));
+      this.slots.forEach((_, q) => state.slots[q]!.set(this.mem.subarray(s * stride + (q + 1) * d, s * stride + (q + 2) * d), j * d));
       state.steps[j] = this.steps[s]!;
     }
     return stamp;
@@ -311,15 +383,18 @@ export class RowCache {
 
   /** The positions of the keys not servable at `clock`; with `out`, the others' rows copied there and marked used. */
   private scan(keys: BigUint64Array, clock: number, out: Float32Array | null): Int32Array {
-    const d = this.opts.dim, w = keyWords(keys), miss: number[] = [];
-    for (let j = 0; j < keys.length; j++) {
+    const d = this.opts.dim, stride = this.stride, w = keyWords(keys), n = keys.length;
+    if (this.idxScratch.length < n) { this.idxScratch = new Int32Array(n * 2); this.idxScratch2 = new Int32Array(n * 2); }
+    const miss = this.idxScratch, to = out ? words(out) : null, mem = this.mem32;
+    let m = 0;
+    for (let j = 0; j < n; j++) {
       const s = this.slotOf(w, j);
-      if (s < 0 || !this.valid(s, clock)) { miss.push(j); continue; }
-      if (!out) continue;
-      out.set(this.values.subarray(s * d, s * d + d), j * d);
+      if (s < 0 || !this.valid(s, clock)) { miss[m++] = j; continue; }
+      if (!to) continue;
+      copyRow(to, j * d, mem, s * stride, d);
       this.lastUse[s] = clock;
     }
-    return Int32Array.from(miss);
+    return miss.slice(0, m);
   }
 
   /** Forgets every row (e.g. after a restore: nothing read before it may be served after). */
