@@ -8,6 +8,7 @@ import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { gatherKeys } from '../keys/index-arrays.ts';
 import { RowCache } from './row-cache.ts';
+import { copyRow } from '../server/row-blocks.ts';
 import { getOptimizer, resolveHyper } from '../server/optimizers.ts';
 import { BUILTIN_OPTIMIZERS } from '../wire/vocabulary.ts';
 import type { RowTrace } from './worker-step.ts';
@@ -44,15 +45,21 @@ export function indexOf(keys: BigUint64Array): KeyIndex {
   return index;
 }
 
-/** Rows (rows.length / dim of them, in `idx` order) copied into `out` at positions idx. */
+const words = (a: Float32Array): Int32Array => new Int32Array(a.buffer, a.byteOffset, a.length);
+
+/**
+ * Rows (rows.length / dim of them, in `idx` order) copied into `out` at positions idx; as words,
+ * not a subarray per row (each pulled row of a step came through here as one garbage view).
+ */
 export function scatterRows(out: Float32Array, idx: ArrayLike<number>, rows: Float32Array, dim: number): void {
-  for (let k = 0; k < idx.length; k++) out.set(rows.subarray(k * dim, (k + 1) * dim), idx[k]! * dim);
+  const to = words(out), from = words(rows);
+  for (let k = 0; k < idx.length; k++) copyRow(to, idx[k]! * dim, from, k * dim, dim);
 }
 
 /** The rows (of `dim`) of `src` for positions `keep`, where position j is row at[j] of src. */
 function gatherRowsAt(src: Float32Array, keep: Int32Array, at: Int32Array, dim: number): Float32Array {
-  const out = new Float32Array(keep.length * dim);
-  keep.forEach((j, k) => { const r = at[j]!; out.set(src.subarray(r * dim, (r + 1) * dim), k * dim); });
+  const out = new Float32Array(keep.length * dim), to = words(out), from = words(src);
+  for (let k = 0; k < keep.length; k++) copyRow(to, k * dim, from, at[keep[k]!]! * dim, dim);
   return out;
 }
 
