@@ -6,11 +6,12 @@
 //
 // `node --import tsx bench/allreduce-ab.ts [--json]`, with AB_WORKERS=4, AB_SIZES=16,64 (MiB),
 // AB_REPS=9 and AB_CONFIGS=`seg=2048,seg=512,seg=512;halving=off` (segment KiB; halving=off: the
-// ring; exchange=on|off: the direct exchange at W = 2 at every size, or never). Prints the median ms (the slowest rank's per rep) and CPU ms per op and rank
+// ring; exchange=on|off: the direct exchange at W = 2 at every size, or never; buf=wasm|plain: the
+// op buffer an allreduceBuffer() in the adder's WASM memory, or a plain Float32Array, the default). Prints the median ms (the slowest rank's per rep) and CPU ms per op and rank
 // (user + system, system) per configuration and size.
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { RingAllreduce } from '../src/allreduce/index.ts';
+import { RingAllreduce, allreduceBuffer, releaseAllreduceBuffer } from '../src/allreduce/index.ts';
 import { JsonProc, serveCommands } from '../test/helpers/json-proc.ts';
 import { printTable } from './table.ts';
 
@@ -19,7 +20,7 @@ const LONG = 600_000;
 const here = fileURLToPath(import.meta.url);
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2; };
 
-interface Config { name: string; segmentBytes: number; halvingMinBytes?: number; exchangeMaxBytes?: number }
+interface Config { name: string; segmentBytes: number; halvingMinBytes?: number; exchangeMaxBytes?: number; wasmBuffer?: boolean }
 
 /** `seg=512;halving=off` -> a Config; throws naming the bad part. */
 export function parseConfig(text: string): Config {
@@ -31,7 +32,8 @@ export function parseConfig(text: string): Config {
     else if (k === 'halving' && v === 'on') c.halvingMinBytes = 0;
     else if (k === 'exchange' && v === 'off') c.exchangeMaxBytes = 0;
     else if (k === 'exchange' && v === 'on') c.exchangeMaxBytes = Number.MAX_SAFE_INTEGER;
-    else throw new Error(`bad AB_CONFIGS part '${part}': use seg=<KiB>, halving=on|off, exchange=on|off, joined by ';', configurations by ','`);
+    else if (k === 'buf' && (v === 'wasm' || v === 'plain')) c.wasmBuffer = v === 'wasm';
+    else throw new Error(`bad AB_CONFIGS part '${part}': use seg=<KiB>, halving=on|off, exchange=on|off, buf=wasm|plain, joined by ';', configurations by ','`);
   }
   return c;
 }
@@ -45,11 +47,12 @@ async function workerMain(): Promise<void> {
   process.stdout.write(JSON.stringify({ urls: rings.map((r) => r.url) }) + '\n');
   serveCommands(async (m) => {
     if (m.cmd === 'ring') { rings.forEach((r, k) => r.setRing(m.members[k], 1)); return { ok: true }; }
-    const buf = new Float32Array(m.bytes / 4);
-    for (const r of rings) { buf.fill(1); await r.allreduce(buf); } // warm-up, and a barrier
+    const bufs = configs.map((c) => (c.wasmBuffer ? allreduceBuffer(m.bytes / 4) : new Float32Array(m.bytes / 4)));
+    for (const [k, r] of rings.entries()) { bufs[k]!.fill(1); await r.allreduce(bufs[k]!); } // warm-up, and a barrier
     const seconds: number[][] = rings.map(() => []), user = rings.map(() => 0), sys = rings.map(() => 0);
     for (let i = 0; i < m.reps; i++) {
       for (let k = 0; k < rings.length; k++) {
+        const buf = bufs[k]!;
         buf.fill(1);
         const c = process.cpuUsage(), t = performance.now();
         await rings[k]!.allreduce(buf);
@@ -58,7 +61,10 @@ async function workerMain(): Promise<void> {
         user[k]! += d.user; sys[k]! += d.system;
       }
     }
-    if (buf[0] !== m.workers) throw new Error(`wrong sum ${buf[0]}, expected ${m.workers}`);
+    bufs.forEach((buf, k) => {
+      if (buf[0] !== m.workers || buf[buf.length - 1] !== m.workers) throw new Error(`wrong sum ${buf[0]} (${configs[k]!.name}), expected ${m.workers}`);
+      if (configs[k]!.wasmBuffer) releaseAllreduceBuffer(buf);
+    });
     return { seconds, cpuMs: user.map((u, k) => (u + sys[k]!) / 1000 / m.reps), sysMs: sys.map((s) => s / 1000 / m.reps) };
   });
 }

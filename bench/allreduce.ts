@@ -7,7 +7,9 @@
 // else /usr/bin/python3: Debian's python3-torch installs there). A second baseline per W, the raw
 // ring (bench/raw-ring.ts: W processes each sending a rank's bytes to its right neighbour at once,
 // no adds): the loopback ceiling for an allreduce's traffic on this machine (`vs raw ring`). CPU
-// per op and rank, user and system apart, for ours, the raw ring and Gloo.
+// per op and rank, user and system apart, for ours, the raw ring and Gloo. The op buffer is an
+// allreduceBuffer() (in the adder's WASM memory: adds in place); ALLREDUCE_BUFFER=plain measures a
+// plain Float32Array (each reduced block copied into WASM memory and back).
 //
 // `node --import tsx bench/allreduce.ts [--json] [--quick] [--crossover | --tls]`. --crossover: W = 2,
 // direct exchange against the ring, and W = 4, halving/doubling against the ring, at 64 KiB-16 MiB
@@ -20,7 +22,7 @@ import { spawnSync } from 'node:child_process';
 import { gcObserver } from './gc-observer.ts';
 import { randomBytes } from 'node:crypto';
 import { createServer, connect, type AddressInfo } from 'node:net';
-import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES, HALVING_MIN_BYTES } from '../src/allreduce/index.ts';
+import { RingAllreduce, DEFAULT_SEGMENT_BYTES, EXCHANGE_MAX_BYTES, HALVING_MIN_BYTES, allreduceBuffer, releaseAllreduceBuffer } from '../src/allreduce/index.ts';
 import { chooseSchedule } from '../src/allreduce/schedule.ts';
 import { DLRM_PRESETS, dlrmSpec } from '../src/model/dlrm.ts';
 import { denseSizes } from '../src/model/model-spec.ts';
@@ -70,7 +72,8 @@ async function workerMain(): Promise<void> {
   serveCommands(async (m) => {
     if (m.cmd === 'ring') { ring.setRing(m.members, m.epoch); return { ok: true }; }
     if (m.cmd === 'run') {
-      const buf = new Float32Array(m.bytes / 4);
+      const plain = process.env.ALLREDUCE_BUFFER === 'plain';
+      const buf = plain ? new Float32Array(m.bytes / 4) : allreduceBuffer(m.bytes / 4);
       const seconds: number[] = [];
       const gcs = gcObserver();
       buf.fill(1);
@@ -93,6 +96,7 @@ async function workerMain(): Promise<void> {
       // the raw ring measures; on a shared machine the wall time is mostly waiting to be
       // scheduled, the CPU an op costs is what changes make smaller.
       const perOp = { reads: (ring.stats.reads - before.reads) / m.reps, segments: (ring.stats.segmentsSent - before.segments) / m.reps, cpuMs: (opCpu.user + opCpu.system) / 1000 / m.reps, sysMs: opCpu.system / 1000 / m.reps };
+      if (!plain) releaseAllreduceBuffer(buf);
       return { seconds, cpu: process.cpuUsage(), gc: gcs.stop(), exchanges: ring.stats.exchanges, perOp };
     }
     throw new Error(`unknown command ${m.cmd}`);
@@ -247,7 +251,7 @@ export async function runAllreduceBench(args: { json: boolean; quick?: boolean; 
   const workerCounts = process.env.ALLREDUCE_WORKERS ? process.env.ALLREDUCE_WORKERS.split(',').map(Number) : [2, 4];
   // EXCHANGE_MAX_BYTES (0: off) / HALVING_MIN_BYTES (Infinity: off) in the environment set the workers' limits.
   const limits = Object.fromEntries((['EXCHANGE_MAX_BYTES', 'HALVING_MIN_BYTES'] as const).filter((k) => process.env[k] !== undefined).map((k) => [k, process.env[k]!]));
-  const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn', ...limits };
+  const env = { HYBRIDPS_SECRET: randomBytes(16).toString('hex'), SEGMENT_BYTES: String(segmentBytes), HYBRIDPS_LOG: 'warn', ALLREDUCE_BUFFER: process.env.ALLREDUCE_BUFFER ?? 'wasm', ...limits };
   const cases = sizes.map((bytes) => ({ bytes, label: `${bytes / MiB} MiB`, reps: repsFor(bytes, quick) }));
   const dense = (['small', 'gpu'] as const).map((preset) => ({ preset, floats: denseFloats(preset) }));
 

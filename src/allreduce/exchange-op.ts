@@ -6,7 +6,7 @@
 // addition commutes), so they hold the same bits; with f16 each first rounds its own values as
 // the wire rounds them, then rounds the sum once more, so the ring's f16 bound holds.
 import { divideInPlace, roundToF16InPlace } from './local-math.ts';
-import type { SimdAdder } from './simd-add.ts';
+import { simdAddInto } from './simd-add.ts';
 import { badSegment, checkFlags, OpBase, scheduleFlags, type OpSpec } from './ring-op.ts';
 import type { SegmentHeader } from './segment-header.ts';
 import type { SegmentTarget } from './segment-receiver.ts';
@@ -16,8 +16,8 @@ export class ExchangeOp extends OpBase implements SegmentTarget {
   private cursor = 0;
   private nextSegment = 0;
 
-  /** `staging`: at least buf.length floats for the peer's values, in `adder`'s memory (the final add is SIMD). */
-  constructor(spec: OpSpec, staging: Float32Array, private readonly adder: SimdAdder) {
+  /** `staging`: at least buf.length floats for the peer's values, in the arena (the final add is SIMD: simd-add.ts). */
+  constructor(spec: OpSpec, staging: Float32Array) {
     super(spec);
     this.theirs = staging.subarray(0, spec.buf.length);
   }
@@ -67,7 +67,7 @@ export class ExchangeOp extends OpBase implements SegmentTarget {
     if (this.settled || this.cursor < this.spec.buf.length || this.pendingSends > 0) return;
     const { buf, f16, mean } = this.spec;
     if (f16) roundToF16InPlace(buf);
-    this.adder.addInto(buf, 0, this.theirs, 0, buf.length);
+    simdAddInto(buf, 0, this.theirs, 0, buf.length);
     if (mean) divideInPlace(buf, 2);
     if (f16) roundToF16InPlace(buf);
     this.finish();

@@ -16,7 +16,6 @@ import { badSegment, checkFlags, OpBase, pipelineCut, scheduleFlags, takeValues,
 import { halvingSteps, type HalvingStep } from './schedule.ts';
 import type { SegmentHeader } from './segment-header.ts';
 import type { SegmentTarget } from './segment-receiver.ts';
-import type { SimdAdder } from './simd-add.ts';
 
 /** A piece of an all-gather step's send range and how it becomes ready: the own block (-1) or a step's copy. */
 interface Piece { lo: number; hi: number; step: number }
@@ -95,8 +94,8 @@ export class HalvingOp extends OpBase implements SegmentTarget {
     return !s.reduce || this.reducedTo(h.step, h.offset, h.offset + h.count) === h.offset + h.count;
   }
 
-  take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number, adder: SimdAdder): void {
-    takeValues(this, this.steps[h.step]!.reduce, at, src, from, n, adder);
+  take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number): void {
+    takeValues(this, this.steps[h.step]!.reduce, at, src, from, n);
   }
 
   copyTarget(h: SegmentHeader): Float32Array | null {

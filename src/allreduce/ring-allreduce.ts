@@ -30,8 +30,7 @@ import type { SegmentTarget } from './segment-receiver.ts';
 import { DataStreams } from './data-streams.ts';
 import type { SegmentHeader } from './segment-header.ts';
 import { chooseSchedule, isPowerOfTwo } from './schedule.ts';
-import { SimdAdder } from './simd-add.ts';
-import { addInto } from './local-math.ts';
+import { arenaFloats, releaseFloats } from './simd-add.ts';
 
 const log = createLogger('allreduce');
 
@@ -124,7 +123,7 @@ export class RingAllreduce {
   /** Ring epoch each inbound control link announced in its hello (its ring_epoch field). */
   private readonly inboundEpoch = new Map<Connection, number | undefined>();
   /** The peer's values of a direct exchange land here (in WASM memory): grown once, reused by every exchange. */
-  private staging: SimdAdder | null = null;
+  private staging: Float32Array | null = null;
   private stagingBusy = false;
   private readonly segmentElems: number;
   private readonly timeoutMs: number;
@@ -229,14 +228,18 @@ export class RingAllreduce {
     const schedule = chooseSchedule(w, buf.byteLength, { exchangeMaxBytes: this.exchangeMaxBytes, halvingMinBytes: this.halvingMinBytes });
     const exchange = schedule === 'exchange';
     let ownsStaging = false;
+    let staging: Float32Array | null = null;
     let ringOp: Op;
     if (exchange) {
       ownsStaging = !this.stagingBusy;
       const bytes = Math.max(4, buf.byteLength);
-      if (ownsStaging && (this.staging?.buffer.byteLength ?? 0) < bytes) this.staging = new SimdAdder(bytes, addInto);
-      const adder = ownsStaging ? this.staging! : new SimdAdder(bytes, addInto); // concurrent exchanges: one of their own
+      if (ownsStaging && (this.staging?.byteLength ?? 0) < bytes) {
+        if (this.staging) releaseFloats(this.staging);
+        this.staging = arenaFloats(bytes / 4);
+      }
+      staging = ownsStaging ? this.staging! : arenaFloats(bytes / 4); // concurrent exchanges: one of their own
       if (ownsStaging) this.stagingBusy = true;
-      ringOp = new ExchangeOp(spec, new Float32Array(adder.buffer.buffer, 0, buf.length), adder);
+      ringOp = new ExchangeOp(spec, staging);
     } else if (schedule === 'halving') ringOp = new HalvingOp(spec, ring.members.map((m) => m.nodeId));
     else ringOp = new RingOp(spec);
     this.ops.set(opId, ringOp);
@@ -252,6 +255,7 @@ export class RingAllreduce {
     } finally {
       clearTimeout(timer.handle);
       if (ownsStaging) this.stagingBusy = false;
+      else if (staging) releaseFloats(staging); // the op is over (on failure the streams are closed already)
       if (this.ops.get(opId) === ringOp) this.ops.delete(opId);
     }
   }
@@ -262,6 +266,8 @@ export class RingAllreduce {
     this.failOps(() => new AllreduceAbortedError('RingAllreduce closed'));
     const right = this.right;
     this.closeLinks('closing');
+    if (this.staging) releaseFloats(this.staging); // the streams that read into it are closed
+    this.staging = null;
     await Promise.all([right?.close('closing'), this.listener.close()]);
   }
 

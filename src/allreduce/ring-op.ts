@@ -8,7 +8,7 @@ import { divideInPlace, roundToF16InPlace } from './local-math.ts';
 import { blockStart, finalReduceStep, isReduceStep, recvBlock, sendBlock, stepCount } from './schedule.ts';
 import { FLAG_EXCHANGE, FLAG_F16, FLAG_HALVING, type SegmentHeader } from './segment-header.ts';
 import type { SegmentTarget } from './segment-receiver.ts';
-import type { SimdAdder } from './simd-add.ts';
+import { simdAddInto } from './simd-add.ts';
 import type { OutSegment } from './segment-sender.ts';
 
 export interface OpSpec {
@@ -101,8 +101,8 @@ export abstract class OpBase {
 }
 
 /** Adds (reduce steps) or copies (all-gather steps) received values into the op's buffer at `at`. */
-export function takeValues(op: OpBase, reduce: boolean, at: number, src: Float32Array, from: number, n: number, adder: SimdAdder): void {
-  if (reduce) adder.addInto(op.spec.buf, at, src, from, n);
+export function takeValues(op: OpBase, reduce: boolean, at: number, src: Float32Array, from: number, n: number): void {
+  if (reduce) simdAddInto(op.spec.buf, at, src, from, n);
   else op.spec.buf.set(src.subarray(from, from + n), at);
   op.lastProgress = performance.now();
 }
@@ -156,8 +156,8 @@ export class RingOp extends OpBase implements SegmentTarget {
     if (h.offset + h.count > this.end[s]!) throw bad(`${h.count} values at offset ${h.offset} overrun the block ending at ${this.end[s]} (do all ranks pass buffers of ${buf.length} elements?)`);
   }
 
-  take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number, adder: SimdAdder): void {
-    takeValues(this, isReduceStep(h.step, this.spec.workers), at, src, from, n, adder);
+  take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number): void {
+    takeValues(this, isReduceStep(h.step, this.spec.workers), at, src, from, n);
   }
 
   copyTarget(h: SegmentHeader): Float32Array | null {

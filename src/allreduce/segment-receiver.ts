@@ -15,8 +15,7 @@ import type { TlsCredentials } from '../transport/index.ts';
 import { connectDataSocket } from './data-socket.ts';
 import { f16ToF32 } from '../wire/f16.ts';
 import { ClientHandshake, upgradeRequest } from './data-handshake.ts';
-import { SimdAdder } from './simd-add.ts';
-import { addInto } from './local-math.ts';
+import { arenaFloats, releaseFloats, simdArena } from './simd-add.ts';
 import { FLAG_F16, HEADER_BYTES, payloadBytes, readHeader, type SegmentHeader } from './segment-header.ts';
 
 /**
@@ -27,8 +26,8 @@ import { FLAG_F16, HEADER_BYTES, payloadBytes, readHeader, type SegmentHeader } 
 export interface SegmentTarget {
   /** Checks the header against what the op expects next from `from` (a node id); throws AllreduceProtocolError. */
   check(h: SegmentHeader, from: string): void;
-  /** Values `at`..`at+n` of the buffer (element offsets; `h` checked before) are src[from..from+n); `adder` adds them fastest. */
-  take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number, adder: SimdAdder): void;
+  /** Values `at`..`at+n` of the buffer (element offsets; `h` checked before) are src[from..from+n) (src in the WASM arena: simd-add.ts adds them fastest). */
+  take(h: SegmentHeader, at: number, src: Float32Array, from: number, n: number): void;
   /** The segment `h` is complete. */
   segmentDone(h: SegmentHeader): void;
   /**
@@ -79,17 +78,31 @@ export interface SegmentReceiverOptions {
 
 export const DEFAULT_RECEIVE_BUFFER_BYTES = 1 << 20;
 
+/**
+ * Whether `view` starts inside `region`: a read into place, not into buf. Both may be in the WASM
+ * arena, where views on one memory name different SharedArrayBuffer objects (one per grow) and
+ * addresses are what tell them apart.
+ */
+function startsIn(view: Uint8Array, region: ArrayBufferView): boolean {
+  const arena = simdArena();
+  const same = view.buffer === region.buffer || (arena !== null && arena.owns(view) && arena.owns(region));
+  return same && view.byteOffset >= region.byteOffset && view.byteOffset < region.byteOffset + region.byteLength;
+}
+
 export class SegmentReceiver {
   private socket: Socket | null = null;
   private closedByUs = false;
   private handshake: ClientHandshake | null = null;
+  /** buf and scratch, one region of the WASM arena (the SIMD add reads from there): given back once closed and no socket is left. */
+  private readonly region: Float32Array;
+  private released = false;
+  /** Sockets dialled and not closed yet (the kernel may still read into buf while one is open). */
+  private live = 0;
   private readonly buf: Uint8Array;
-  /** Owns buf (in WASM memory) and adds from it with SIMD. */
-  private readonly adder: SimdAdder;
   private readonly words: Uint32Array;
   private readonly f32: Float32Array;
   private readonly u16: Uint16Array;
-  private readonly scratch: Float32Array<ArrayBuffer>;
+  private readonly scratch: Float32Array;
   /** Views of buf from offset 0..HEADER_BYTES: where the next read goes, made once. */
   private readonly views: Uint8Array[] = [];
   /** The same, ending at HEADER_BYTES: a header is read alone, so that a copied segment's values can go straight into place. */
@@ -114,12 +127,14 @@ export class SegmentReceiver {
 
   constructor(private readonly o: SegmentReceiverOptions) {
     const bytes = Math.max(64 << 10, o.bufferBytes ?? DEFAULT_RECEIVE_BUFFER_BYTES) & ~3;
-    this.adder = new SimdAdder(bytes, addInto);
-    this.buf = this.adder.buffer;
-    this.words = new Uint32Array(this.buf.buffer, 0, bytes / 4);
-    this.f32 = new Float32Array(this.buf.buffer, 0, bytes / 4);
-    this.u16 = new Uint16Array(this.buf.buffer, 0, bytes / 2);
-    this.scratch = new Float32Array(bytes / 2);
+    // The f16 values' f32 scratch (2 bytes per received byte) sits after buf: the adds from it are SIMD too.
+    this.region = arenaFloats(bytes / 4 + bytes / 2);
+    const at = this.region.byteOffset;
+    this.buf = new Uint8Array(this.region.buffer, at, bytes);
+    this.words = new Uint32Array(this.region.buffer, at, bytes / 4);
+    this.f32 = this.region.subarray(0, bytes / 4);
+    this.u16 = new Uint16Array(this.region.buffer, at, bytes / 2);
+    this.scratch = this.region.subarray(bytes / 4);
     for (let i = 0; i <= HEADER_BYTES; i++) this.views.push(this.buf.subarray(i));
     for (let i = 0; i < HEADER_BYTES; i++) this.headerViews.push(this.buf.subarray(i, HEADER_BYTES));
     void this.connect();
@@ -136,6 +151,14 @@ export class SegmentReceiver {
   close(): void {
     this.closedByUs = true;
     this.socket?.destroy();
+    this.maybeRelease();
+  }
+
+  /** Gives the region back once nothing can read into it: closed by us and every socket closed. */
+  private maybeRelease(): void {
+    if (!this.closedByUs || this.live > 0 || this.released) return;
+    this.released = true;
+    releaseFloats(this.region);
   }
 
   private async connect(): Promise<void> {
@@ -165,9 +188,12 @@ export class SegmentReceiver {
       const socket: Socket = connectDataSocket(u, this.o.tls, {
         buffer: () => this.nextReadBuffer(), callback: (n: number, landed: Uint8Array): boolean => this.onRead(n, landed, socket, opened, fail),
       }, () => socket.write(upgradeRequest(u.host)));
+      this.live++;
       const timer = setTimeout(() => fail(new Error('handshake timed out')), Math.max(100, deadline - performance.now()));
       socket.on('error', (e: Error) => fail(e));
       socket.on('close', () => {
+        this.live--;
+        this.maybeRelease();
         if (!open) return fail(new Error('closed during the handshake'));
         if (!this.closedByUs) this.o.onBroken(`data stream from ${this.o.role} ${this.o.peer} closed`);
       });
@@ -218,13 +244,13 @@ export class SegmentReceiver {
       this.fill = r.rest!.length;
       this.socket = socket;
       opened();
-    } else if (this.direct && landed.buffer === this.direct.buffer) {
+    } else if (this.direct && startsIn(landed, this.direct)) {
       this.landedInPlace(n);
     } else {
       // Node asked for this read's buffer before the last parse: after wake() consumed
       // pending bytes the read may have landed further up. Move it down to the pending end.
       // The spare: see its comment (a parse ran since, so fill is small again).
-      const at = landed.byteOffset;
+      const at = landed.byteOffset - this.buf.byteOffset;
       if (landed.buffer === this.spare.buffer) this.buf.set(this.spare.subarray(0, n), this.fill);
       else if (at !== this.fill) this.buf.copyWithin(this.fill, at, at + n);
       this.fill += n;
@@ -274,10 +300,10 @@ export class SegmentReceiver {
       if (this.f16) {
         const k = Math.min(take >> 1, this.valuesLeft), at = pos >> 1;
         f16ToF32(this.u16.subarray(at, at + k), this.scratch); // f16 only: a view per read
-        this.cur.take(this.hdr, dst, this.scratch, 0, k, this.adder);
+        this.cur.take(this.hdr, dst, this.scratch, 0, k);
         this.valuesLeft -= k;
       } else {
-        this.cur.take(this.hdr, dst, this.f32, pos >> 2, take >> 2, this.adder);
+        this.cur.take(this.hdr, dst, this.f32, pos >> 2, take >> 2);
         this.valuesLeft -= take >> 2;
       }
       this.o.onBytes(take, false);

@@ -9,7 +9,7 @@ interface Wasm {
   validate(bytes: Uint8Array): boolean;
   Module: new (bytes: Uint8Array) => object;
   Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-  Memory: new (d: { initial: number; maximum: number }) => WasmMemory;
+  Memory: new (d: { initial: number; maximum: number; shared?: boolean }) => WasmMemory;
 }
 const WA = (globalThis as unknown as { WebAssembly: Wasm }).WebAssembly;
 
@@ -65,8 +65,12 @@ const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
 const section = (id: number, bytes: number[]) => [id, ...uleb(bytes.length), ...bytes];
 const name = (s: string) => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
 
-/** A module importing one memory as ("m", "mem") with at least one page, exporting `funcs` (no results). */
-export function buildModule(funcs: WasmFunc[]): Uint8Array {
+/**
+ * A module importing one memory as ("m", "mem") with at least one page, exporting `funcs` (no
+ * results). `shared`: the import is a shared memory of up to MAX_PAGES (one that grows without
+ * detaching the views on it: newSharedMemory).
+ */
+export function buildModule(funcs: WasmFunc[], shared = false): Uint8Array {
   const locals = (types: number[]) => {
     const runs: number[][] = [];
     for (let i = 0; i < types.length;) {
@@ -81,7 +85,7 @@ export function buildModule(funcs: WasmFunc[]): Uint8Array {
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec(funcs.map((f) => [0x60, ...vec(f.params.map((p) => [p])), 0]))),
-    ...section(2, vec([[...name('m'), ...name('mem'), 0x02, 0x00, 0x01]])),
+    ...section(2, vec([[...name('m'), ...name('mem'), 0x02, ...(shared ? [0x03, 0x01, ...uleb(MAX_PAGES)] : [0x00, 0x01])]])),
     ...section(3, vec(funcs.map((_, i) => uleb(i)))),
     ...section(7, vec(funcs.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]))),
     ...section(10, vec(code)),
@@ -103,6 +107,18 @@ export const PAGE_BYTES = 65536, MAX_PAGES = 65536;
 export function newMemory(bytes: number, maxBytes?: number): WasmMemory {
   const pages = Math.max(1, Math.ceil(bytes / PAGE_BYTES));
   return new WA.Memory({ initial: pages, maximum: maxBytes === undefined ? pages : Math.min(MAX_PAGES, Math.ceil(maxBytes / PAGE_BYTES)) });
+}
+
+/**
+ * A shared memory of `bytes` (rounded up to pages) that can grow to 4 GiB. Growing it never
+ * detaches or moves what is there (the address range is reserved up front), so views made before
+ * a grow() stay valid; `buffer` is a new SharedArrayBuffer object after each grow. Null where this
+ * Node has no shared WebAssembly memory.
+ */
+export function newSharedMemory(bytes: number): WasmMemory | null {
+  try {
+    return new WA.Memory({ initial: Math.max(1, Math.ceil(bytes / PAGE_BYTES)), maximum: MAX_PAGES, shared: true });
+  } catch { return null; }
 }
 
 /** The exported functions of `module` run over `memory`. */

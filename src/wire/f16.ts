@@ -49,7 +49,7 @@ export function f32ToF16(src: Float32Array, dst = new Uint16Array(src.length)): 
 
 // Decoding goes through a 64K-entry table: one lookup per value.
 let table: Float32Array | undefined;
-export function f16ToF32(src: Uint16Array, dst = new Float32Array(src.length)): Float32Array {
+export function f16ToF32(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
   if (!table) {
     table = new Float32Array(65536);
     for (let h = 0; h < 65536; h++) table[h] = f16BitsToF32(h);

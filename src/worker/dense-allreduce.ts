@@ -5,6 +5,11 @@
 //
 // A failed allreduce (a neighbour died, the ring was rebuilt) is retried on the next ring with the
 // gradient as it was before the attempt: a failed op may have half-reduced the buffer in place.
+// The op runs on a copy of the gradient in the adder's WASM memory (allreduceBuffer: adds in place,
+// no block copied in and out), so the caller's array is the retry's original and needs no copy
+// of its own, and the copy, once summed, is kept as the last result: two passes over the gradient
+// per sum where the old path made 2 + 2(W-1)/W (a copy for the retry, one for the last result,
+// and each reduced block into WASM memory and back).
 //
 // A failure can also leave workers one sum apart: a worker that received every block of sum k just
 // before the neighbour died has finished k (and moved on, perhaps to wait for the others' clock at
@@ -20,7 +25,7 @@
 // says what to do, rather than training on with dense parameters that differ between workers.
 import type { PSClient } from '../client/ps-client.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
-import { RingAllreduce, AllreduceError, type RingAllreduceOptions } from '../allreduce/index.ts';
+import { RingAllreduce, AllreduceError, allreduceBuffer, releaseAllreduceBuffer, type RingAllreduceOptions } from '../allreduce/index.ts';
 import { createLogger } from '../util/log.ts';
 import type { DenseHook } from './worker-step.ts';
 
@@ -45,6 +50,11 @@ export class DenseAllreduce {
   private startedAny = false;
   /** Set when this worker turned out to have joined a running job: every later sum throws it. */
   private refusal: Error | null = null;
+  /** The sums' op buffers in WASM memory, at most three: the last result, and the next sum's (per length). */
+  private work: Float32Array[] = [];
+  /** Those a sum in progress holds (sums are not meant to overlap; if they do, each gets its own). */
+  private readonly inUse = new Set<Float32Array>();
+  private closed = false;
   /** The current ring's reconcile; sums wait for it so its operations come first on the ring. */
   private reconciling: Promise<void> = Promise.resolve();
 
@@ -125,23 +135,32 @@ export class DenseAllreduce {
 
   /** Sums `buf` over the current ring, in place; on a ring failure waits for the next ring and retries. */
   async sum(buf: Float32Array): Promise<Float32Array> {
-    const attempts = this.opts.attempts ?? 5;
     await this.reconciling;
     if (this.refusal) throw this.refusal;
     this.startedAny = true;
     const seq = this.finished;
-    const original = buf.slice();
+    const work = this.workBuffer(buf.length); // `buf` stays the original until the sum is done
+    this.inUse.add(work);
+    try { return await this.sumIn(buf, work, seq); } finally {
+      this.inUse.delete(work);
+      if (this.closed) this.releaseWork();
+    }
+  }
+
+  private async sumIn(buf: Float32Array, work: Float32Array, seq: number): Promise<Float32Array> {
+    const attempts = this.opts.attempts ?? 5;
     for (let i = 0; ; i++) {
       const epoch = this.ring.ringEpoch;
       try {
-        await this.ring.allreduce(buf, 'sum', { f16: this.opts.f16 });
+        work.set(buf);
+        await this.ring.allreduce(work, 'sum', { f16: this.opts.f16 });
         this.finished = seq + 1;
-        this.lastResult = buf.slice();
+        this.lastResult = work;
+        buf.set(work);
         return buf;
       } catch (e) {
         if (!(e instanceof AllreduceError) || i + 1 >= attempts || !this.client) throw e;
         this.log.warn('allreduce failed; waiting for a new ring', { attempt: i + 1, error: e.message });
-        buf.set(original);
         await this.client.waitForView((v) => v.workersEpoch > epoch, this.opts.newRingTimeoutMs ?? 15_000);
         this.follow(this.client.view);
         await this.reconciling;
@@ -155,8 +174,34 @@ export class DenseAllreduce {
     }
   }
 
+  /** An op buffer of `n` floats that is not the last result (which a reconcile may still need); frees the others. */
+  private workBuffer(n: number): Float32Array {
+    this.work = this.work.filter((b) => {
+      const keep = b === this.lastResult || this.inUse.has(b) || b.length === n;
+      if (!keep) releaseAllreduceBuffer(b);
+      return keep;
+    });
+    let b = this.work.find((x) => x.length === n && x !== this.lastResult && !this.inUse.has(x));
+    if (!b) this.work.push(b = allreduceBuffer(n));
+    return b;
+  }
+
   /** The worker step's dense hook: returns the sum over workers of the scaled gradients. */
   hook(): DenseHook { return (grads) => this.sum(grads); }
 
-  close(): Promise<void> { return this.ring.close(); }
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.ring.close();
+    this.releaseWork();
+  }
+
+  /** After close: gives back the op buffers no sum holds (a sum still unwinding gives back its own). */
+  private releaseWork(): void {
+    if (this.lastResult && this.work.includes(this.lastResult)) this.lastResult = this.lastResult.slice();
+    this.work = this.work.filter((b) => {
+      if (this.inUse.has(b)) return true;
+      releaseAllreduceBuffer(b);
+      return false;
+    });
+  }
 }
