@@ -33,23 +33,10 @@
 //   others' contributions the state may lack. Rows enter with their state only on their second
 //   touch (looked up in the last ADMIT_WINDOW clocks): a row used once would cost its state's bytes
 //   and never hit.
-// - Which way, measured (`npm run bench -- step --config s2-w1-adagrad-ssp2 --gpu-steps 0
-//   --cache-policy second-touch:16,all:16,all:0,second-touch:0`, batch 2048, 26 x 100k rows,
-//   planted Zipf ids, 1 worker, SSP:2, pipelined, 2026-12-02 03:30, bench/RESULTS.md): pull bytes
-//   per step against 7.03 MB without a cache: state with every miss, pulled with every row (all:0)
-//   10.15 MB (+44%); second touch, state with every row (second-touch:0) 7.54 MB (+7%); every miss,
-//   state kept 16 clocks (all:16) 8.04 MB (+14%); second touch, state kept 16 clocks
-//   (second-touch:16, the default) 6.09 MB (-13%; hit rate 0.18, 3049 of 22293 rows per step
-//   pulled with their state). Earlier, SGD only (the same sizes): hit rate 0.19, pull bytes -27%.
-//   Pulling state only with the push reply or re-pulling pushed rows was ruled out before: the same
-//   bytes as no cache (every hot row is pushed every step it is used).
-//   CPU, and why it does not pay on this machine: the worker's CPU time per data-path step went
-//   from 74 ms without the cache to 164 ms with it (same run, load 20-27 on 2 cores); this class's
-//   own work is ~16 ms of it (a microbenchmark at 26 tables x 860 keys, AdaGrad: serve 3.7, plan
-//   3.9, insert 3.1, touchSeen 0.9, the local update 4.1 ms), the rest the split pulls (rows-only
-//   and with state: twice the routing and key gathers), their reassembly and the garbage. On a
-//   CPU-bound 2-core machine shared with the servers that costs more than the 13% of pull bytes
-//   saves; where the network, not the CPU, is the limit it is the other way round.
+// - Which way, and what it costs: the admission and state policies were chosen by pull bytes
+//   (`bench step --cache-policy ...`; second touch with state kept 16 clocks: the fewest bytes),
+//   and the cache's CPU is why it does not pay on one 2-core box: bench/RESULTS.md (2026-12-02,
+//   sessions 6 and 7) has both, docs/training.md the summary.
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
 //
