@@ -2,37 +2,24 @@
 // locally for as long as the table's consistency allows, with this worker's own pushes applied
 // to them, so a skewed batch pulls only the rows it does not hold yet.
 //
-// Why it stays exact (docs/architecture.md, consistency, has the long form; docs/training.md the user's view):
+// Why it stays exact (docs/architecture.md, consistency, has the long form):
 // - SSP(s) promises a read at clock c every update of the clocks < c - s, plus all of this
 //   worker's own. A pull reply says how fresh its rows are (PullReply.fresh = m: every live
 //   worker had finished the clocks < m when the server read them, and their pushes were applied
 //   before they said so). A cached row of freshness m may serve clock c while c - s <= m; the
 //   clock the pull carried only says m >= r - s, so it is not what is stored.
-// - Own updates: with each push the worker applies the same update function the servers run
-//   (src/server/optimizers.ts) to its cached copy, with the very gradient the servers receive
-//   (rounded as the wire rounds it under fp16 or bf16). A row enters the cache only from a pull
-//   issued after the worker's previous push was acknowledged, or re-pulled after it (WorkerStep's
-//   early rows that the last push touched are re-pulled), so it holds every own push before it
-//   and none after.
-//   For SGD (w -= lr * g, stateless, additive) the copy is the server's row with the others'
-//   optional later updates left out: at W = 1 it equals the server's row bit for bit (test).
-// - Stateful optimizers (AdaGrad, Adam, FTRL): the update reads and writes the row's slots (and
-//   Adam its update count), which the servers keep. A held row therefore carries them: they are
-//   pulled with the row (PullPart.state, f32 only) and every own push updates row, slots and count
-//   with the servers' function, as TableStore.apply does. So the held (row, state) is the
-//   server's (row, state) as it was read, with this worker's later pushes applied in order: at W = 1
-//   exactly the server's, bit for bit (test: rows, slots and counts after every step). At W > 1
-//   the others' pushes since the read are missing from both, row and state, which SSP allows for
-//   the row (within the bound) and which for the state only changes the size of this worker's own
-//   steps (AdaGrad: its accumulator lacks the others' g^2, so its own steps on the copy are larger
-//   than the server's); the copy always holds this worker's effect, never loses an update, and is
-//   replaced by the server's at the next read.
-//   The state outlives the row: a held state keeps serving row-only refreshes (the row re-pulled,
-//   the state kept, since at W = 1 it equals the server's anyway) for `stateRefresh` clocks after
-//   it was read; then it is pulled again with the row. At W > 1 that bounds how many clocks of the
-//   others' contributions the state may lack. Rows enter with their state only on their second
-//   touch (looked up in the last ADMIT_WINDOW clocks): a row used once would cost its state's bytes
-//   and never hit.
+// - Own updates: each push applies the servers' update function to the cached copy with the very
+//   gradient the servers receive (rounded as the wire rounds it). A row enters only from a pull
+//   issued after the previous push was acknowledged, so it holds every own push before it and
+//   none after; for SGD at W = 1 it equals the server's row bit for bit (test).
+// - Stateful optimizers (AdaGrad, Adam, FTRL): a held row carries its slots (and Adam its count),
+//   pulled with it (PullPart.state, f32 only); every own push updates row and state with the
+//   servers' function, so at W = 1 the held (row, state) is the server's bit for bit (test). At
+//   W > 1 both lack the others' pushes since the read (SSP allows it for the row; for the state it
+//   only changes the size of this worker's own steps) until the next read replaces them. A held
+//   state serves row-only refreshes for `stateRefresh` clocks, then travels with the row again;
+//   rows enter with their state only on their second touch within ADMIT_WINDOW clocks
+//   (docs/training.md, "Row cache", has the long form).
 // - Which way, and what it costs: the admission and state policies were chosen by pull bytes
 //   (`bench step --cache-policy ...`; second touch with state kept 16 clocks: the fewest bytes),
 //   and the cache's CPU is why it does not pay on one 2-core box: bench/RESULTS.md (2026-12-02,
@@ -40,11 +27,9 @@
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
 //
-// Eviction: expired rows first (validity only shrinks as the clock advances, so they can never
-// be served again), then least recently used (by the clock of last use: with Zipf ids the rows
-// used every step are the hot ones). An eviction pass frees an eighth of the capacity at once
-// (rebuilding the key index, which has no delete), so its cost is amortised over many inserts;
-// the rows of the current clock are never evicted to make room for each other.
+// Eviction: expired rows first (they can never be served again), then least recently used (by
+// clock of last use), an eighth of the capacity per pass (the key index is rebuilt: it has no
+// delete); the current clock's rows are never evicted for each other.
 //
 // Storage: row s and then its slots at s * stride (stride = (1 + slots) * dim floats), the layout
 // the servers' SIMD kernels read (src/server/simd-rows.ts). With a built-in optimizer that has a
@@ -64,27 +49,17 @@ export interface RowCacheOptions {
   /** Rows held at most (> 0). */
   capacity: number;
   consistency: 'ssp' | 'asp';
-  /** SSP's bound s. */
-  staleness: number;
-  /** ASP: clocks a row is served after the clock it was read at. */
-  aspRefresh: number;
+  /** SSP's bound s; ASP: clocks a row is served after the clock it was read at. */
+  staleness: number; aspRefresh: number;
   /** The table's update function and its resolved hyperparameters. */
-  update: UpdateFn;
-  hyper: Record<string, number>;
-  /**
-   * The built-in optimizer `update` is (by name): with a SIMD kernel for it the local update runs
-   * in WASM, as the servers' does (bit for bit the same as `update`). Absent: `update` in JS.
-   */
+  update: UpdateFn; hyper: Record<string, number>;
+  /** The built-in optimizer `update` is (by name): with a SIMD kernel, the update runs in WASM as the servers' does (absent: JS). */
   optimizer?: string;
   /** false: the JS update even where a kernel exists (tests compare the two). */
   simd?: boolean;
   /** How gradients travel: under f16 / bf16 they are applied rounded, as the servers receive them. */
   format: RowFormat;
-  /**
-   * The optimizer's slot rows per row (0: stateless, SGD). A stateful cache holds each row's
-   * slots and update count, pulled with the row (PSClient.pullWithState), and updates them with
-   * its own pushes as the servers do.
-   */
+  /** The optimizer's slot rows per row (0: stateless, SGD); a stateful cache holds them and the count (PSClient.pullWithState). */
   slotCount?: number;
   /** Stateful: clocks a held state keeps serving row-only refreshes after it was read (0: pulled with every row). */
   stateRefresh?: number;
@@ -99,9 +74,7 @@ export const ADMIT_WINDOW = 8;
 export interface PullPlan { withState: Int32Array; rowsOnly: Int32Array }
 
 export interface RowCacheStats {
-  hits: number;
-  misses: number;
-  evictions: number;
+  hits: number; misses: number; evictions: number;
   /** Pull bytes not sent: key and row of every hit, at the wire's value width. */
   bytesSaved: number;
 }
