@@ -2,11 +2,10 @@
 // BLOCK_ROWS rows, each row followed by its optimizer slots (row s in block s >> BLOCK_SHIFT at
 // (s & BLOCK_MASK) * stride, stride = dim * (1 + slots); slot k at + (k + 1) * dim), and
 // Uint32Array blocks of per-row update counts. For the built-in optimizers with a SIMD kernel the
-// blocks live in one WebAssembly memory per table, updated in place (simd-rows.ts). No object or
-// Map entry per row, so memory per row stays near dim * 4 * (1 + slots) bytes plus the index and
-// the growth slack (see docs/store.md).
-// Keys are handled as (lo, hi) u32 words through a Uint32Array view of the BigUint64Array, so
-// hot paths do no BigInt arithmetic.
+// blocks live in one WebAssembly memory per table, updated in place and pulled by a WASM gather
+// (simd-rows.ts). No object or Map entry per row: memory per row stays near dim * 4 * (1 + slots)
+// bytes plus the index and the growth slack (docs/store.md). Keys are (lo, hi) u32 words (a
+// Uint32Array view of the BigUint64Array): hot paths do no BigInt arithmetic.
 import { KeyIndex } from '../keys/key-index.ts';
 import { makeRowInitializer, type RowInitializer } from './initializers.ts';
 import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
@@ -90,9 +89,9 @@ export class TableStore {
     if (out === undefined) out = new Float32Array(n * d);
     else if (out.length !== n * d) throw new RangeError(`pull: out has length ${out.length}, need ${n} keys x dim ${d} = ${n * d}`);
     if (state && state.length !== n * this.stateWidth) throw new RangeError(`pull: state has length ${state.length}, need ${n} keys x ${this.stateWidth}`);
-    // Index probes first, then the copies, each in touch blocks (see TOUCH_BLOCK); the slab is
-    // read only after every missing row was created.
+    // Index probes first (every missing row created), then the copies, in touch blocks (TOUCH_BLOCK).
     const slots = this.slotsOf(keys);
+    if (this.allWasm && !state) return this.pullWasm(slots, n, out);
     const v = this.words, stride = this.stride, o = new Int32Array(out.buffer, out.byteOffset, out.length);
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
@@ -135,11 +134,27 @@ export class TableStore {
     }
   }
 
+  /** The byte offsets in the WASM memory of rows slots[0..n), in a scratch array valid until the next call. */
+  private rowOffsets(rows: Int32Array, n: number): Int32Array {
+    if (this.rowAtScratch.length < n) this.rowAtScratch = new Int32Array(Math.max(n, this.rowAtScratch.length * 2));
+    const rowAt = this.rowAtScratch, blockAt = this.blockAt, rowBytes = this.stride * 4;
+    for (let i = 0; i < n; i++) { const s = rows[i]!; rowAt[i] = blockAt[s >>> BLOCK_SHIFT]! + (s & BLOCK_MASK) * rowBytes; }
+    return rowAt;
+  }
+
+  /** pull() of rows in the WASM memory: copied by the WASM gather (memory.copy a row), a touch block at a time. */
+  private pullWasm(rows: Int32Array, n: number, out: Float32Array): Float32Array {
+    const rowAt = this.rowOffsets(rows, n);
+    for (let b = 0, e = 0; b < n; b = e) {
+      this.touchRows(rows, b, (e = Math.min(n, b + TOUCH_BLOCK)), false);
+      this.wasm!.gather(rowAt, b, e, this.dim, out, b * this.dim);
+    }
+    return out;
+  }
+
   /** apply() through the SIMD kernel: the rows' byte offsets in the WASM memory, in push order. */
   private applyWasm(rows: Int32Array, n: number, grads: Float32Array): void {
-    if (this.rowAtScratch.length < n) this.rowAtScratch = new Int32Array(Math.max(n, this.rowAtScratch.length * 2));
-    const rowAt = this.rowAtScratch, blockAt = this.blockAt, rowBytes = this.stride * 4, steps = this.steps;
-    for (let i = 0; i < n; i++) { const s = rows[i]!; rowAt[i] = blockAt[s >>> BLOCK_SHIFT]! + (s & BLOCK_MASK) * rowBytes; }
+    const rowAt = this.rowOffsets(rows, n), steps = this.steps;
     const step = (i: number) => { const s = rows[i]!; return ++steps[s >>> BLOCK_SHIFT]![s & BLOCK_MASK]!; };
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
@@ -272,7 +287,6 @@ export class TableStore {
     if (this.wasm) b += this.wasm.bytesUsed;
     return b;
   }
-
   /** Allocated row capacity of the slabs. */
   get capacityRows(): number { return this.capacity; }
 
