@@ -12,14 +12,12 @@ import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './opt
 import { keyWords } from '../keys/keys.ts';
 import { checkImport, checkTableConfig, slotSources, type ImportRows, type TableConfig, type TableRows } from './table-config.ts';
 import { WasmRows } from './simd-rows.ts';
-
+import { SlotsMemo } from './recent-slots.ts';
 export { checkPush } from './request-checks.ts';
 export { checkTableConfig, MAX_DIM, type ImportRows, type TableConfig, type TableRows } from './table-config.ts';
-
 import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, FLOATS_PER_LINE, TOUCH_BLOCK, copyRow } from './row-blocks.ts';
 
 const MIN_ROWS = 64;
-
 export class TableStore {
   readonly config: Readonly<TableConfig>;
   readonly dim: number;
@@ -35,8 +33,7 @@ export class TableStore {
   /** Floats from one row to the next: the row and its slots. */
   private readonly stride: number;
   private readonly slotInit: number[];
-  private capacity = 0;
-  private count = 0;
+  private capacity = 0; private count = 0;
   /** Rows with their slots, one array per block; the last block may be shorter than BLOCK_ROWS. */
   private readonly values: Float32Array[] = [];
   /** slots[b][k]: block b seen from slot k of its first row (the arrays update fns get for a row of block b). */
@@ -47,10 +44,11 @@ export class TableStore {
   /** Every block in the WASM memory: pushes run the SIMD kernel. */
   private allWasm: boolean;
   private rowAtScratch = new Int32Array(0);
+  private slotScratch = new Int32Array(0);
   /** The blocks' floats as 32-bit words: pulls copy rows as integers (no float conversions). */
   private readonly words: Int32Array[] = [];
   private readonly steps: Uint32Array[] = [];
-  private slotScratch = new Int32Array(0);
+  private readonly recent = new SlotsMemo(); // the slots of recent key lists (recent-slots.ts)
   /** Where touch loops leave their sum, so the compiler cannot drop their loads as unused. */
   private touchSink = 0;
 
@@ -165,9 +163,10 @@ export class TableStore {
 
   /** The slot of every key (rows created on first touch), in a scratch array valid until the next call. */
   private slotsOf(keys: BigUint64Array): Int32Array {
-    const n = keys.length;
+    const n = keys.length, w = keyWords(keys), known = this.recent.find(w);
+    if (known) return known; // the keys of a recent request: the rows exist, their slots are these
     if (this.slotScratch.length < n) this.slotScratch = new Int32Array(Math.max(n, this.slotScratch.length * 2));
-    const out = this.slotScratch, w = keyWords(keys), index = this.index;
+    const out = this.slotScratch, index = this.index;
     let sink = 0;
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
@@ -175,6 +174,7 @@ export class TableStore {
       for (let i = b; i < e; i++) out[i] = this.slotOf(w[2 * i]!, w[2 * i + 1]!);
     }
     this.touchSink = sink;
+    this.recent.remember(w, out, n);
     return out;
   }
 
