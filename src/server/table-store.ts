@@ -140,13 +140,13 @@ export class TableStore {
     return rowAt;
   }
 
-  /** pull() of rows in the WASM memory: copied by the WASM gather (memory.copy a row), a touch block at a time. */
+  /**
+   * pull() of rows in the WASM memory: copied by the WASM gather (memory.copy a row). No touch loop:
+   * a row's memcpy has the CPU fetch its lines itself, and the JS touch only added work (4096 rows
+   * of 1M x 64: 1.68-1.74 -> 1.33-1.37 ms a pull without it; bench/RESULTS.md, session 8).
+   */
   private pullWasm(rows: Int32Array, n: number, out: Float32Array): Float32Array {
-    const rowAt = this.rowOffsets(rows, n);
-    for (let b = 0, e = 0; b < n; b = e) {
-      this.touchRows(rows, b, (e = Math.min(n, b + TOUCH_BLOCK)), false);
-      this.wasm!.gather(rowAt, b, e, this.dim, out, b * this.dim);
-    }
+    this.wasm!.gather(this.rowOffsets(rows, n), 0, n, this.dim, out, 0);
     return out;
   }
 
