@@ -7,7 +7,7 @@
 // Where the time goes, for ours and ps-lite alike: the servers' CPU time (sampled from /proc over
 // the timed rounds) and the clients' (their own count), per pull + push round of one client; what
 // a round's wall time has beyond them is time neither side was running (the kernel's wake-ups
-// and scheduling, waits for a core).
+// and scheduling, waits for a core). The raw ws baseline's CPU is counted the same way.
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -40,13 +40,13 @@ function runProc(file: string, args: string[], env: NodeJS.ProcessEnv, onLine?: 
  * Runs `clients` benchmark clients at once and samples the CPU time of `serverPids` from the first
  * client's TIMED_START to the last client's result: the servers' CPU over the timed rounds.
  */
-async function runClients(clients: number, serverPids: number[], env: (i: number) => NodeJS.ProcessEnv): Promise<{ results: Record<string, number>[]; serverCpuMs: number }> {
+async function runClients(clients: number, serverPids: number[], proc: (i: number) => { file: string; args: string[]; env: NodeJS.ProcessEnv }): Promise<{ results: Record<string, number>[]; serverCpuMs: number }> {
   let started = 0, finished = 0, cpu0 = NaN, cpu1 = NaN;
   const onLine = (l: string) => {
     if (l === 'TIMED_START' && started++ === 0) cpu0 = cpuMsOfAll(serverPids);
     else if (l.startsWith('{') && ++finished === clients) cpu1 = cpuMsOfAll(serverPids);
   };
-  const results = await Promise.all(Array.from({ length: clients }, (_, i) => runProc(here('./ps-client-proc.ts'), [], env(i), onLine)));
+  const results = await Promise.all(Array.from({ length: clients }, (_, i) => { const p = proc(i); return runProc(p.file, p.args, p.env, onLine); }));
   return { results, serverCpuMs: cpu1 - cpu0 };
 }
 
@@ -90,7 +90,7 @@ export async function runPsBench(args: { json: boolean; quick?: boolean; tls?: b
         for (const { optimizer, clients } of runs) {
           process.stderr.write(`[bench ps] ${servers} server(s), ${clients} client(s), ${optimizer}${tls ? ', TLS' : ''}\n`);
           const serverPids = cluster.children.filter((c) => c.role === 'server').map((c) => c.pid);
-          const run = await runClients(clients, serverPids, (i) => ({ ...env, MODE: 'run', NODE_ID: `bench-${i}`, SEED: String(i + 1), OPT: optimizer }));
+          const run = await runClients(clients, serverPids, (i) => ({ file: here('./ps-client-proc.ts'), args: [], env: { ...env, MODE: 'run', NODE_ID: `bench-${i}`, SEED: String(i + 1), OPT: optimizer } }));
           const ours = run.results;
           const rowsMoved = clients * rounds * 2 * keys; // rows back on pull, rows out on push
           if (tls) {
@@ -101,8 +101,8 @@ export async function runPsBench(args: { json: boolean; quick?: boolean; tls?: b
               payloadMBps: '-', rawWsMBps: '-', ratio: '-', vsPlain: +(rowsPerSec / Number(plainRow(optimizer, clients)!.rowsPerSec)).toFixed(3) });
             continue;
           }
-          const raw = await Promise.all(Array.from({ length: clients }, () =>
-            runProc(here('./raw-ws-echo.ts'), ['client', echoUrl, String(keyBytes), String(valueBytes), String(rounds), String(warmup)], {})));
+          const rawRun = await runClients(clients, [echo.pid!], () => ({ file: here('./raw-ws-echo.ts'), args: ['client', echoUrl, String(keyBytes), String(valueBytes), String(rounds), String(warmup)], env: {} }));
+          const raw = rawRun.results;
           const oursMs = slowest(ours), rawMs = slowest(raw);
           const payloadMBps = rowsMoved * dim * 4 / 1e6 / (oursMs / 1000);
           const rawWsMBps = rowsMoved * dim * 4 / 1e6 / (rawMs / 1000);
@@ -112,6 +112,7 @@ export async function runPsBench(args: { json: boolean; quick?: boolean; tls?: b
             pullMs: mean(ours, 'pullMs', rounds), pushMs: mean(ours, 'pushMs', rounds),
             serverCpuMs: perRound(run.serverCpuMs, clients, rounds), clientCpuMs: mean(ours, 'cpuMs', rounds),
             payloadMBps: +payloadMBps.toFixed(1), rawWsMBps: +rawWsMBps.toFixed(1), ratio: +(payloadMBps / rawWsMBps).toFixed(3),
+            rawServerCpuMs: perRound(rawRun.serverCpuMs, clients, rounds), rawClientCpuMs: mean(raw, 'cpuMs', rounds),
             ...(pki ? { vsPlain: '-' } : {}),
           };
           if (pslite) {
@@ -160,6 +161,8 @@ export async function runPsBench(args: { json: boolean; quick?: boolean; tls?: b
     // Where a round goes at AdaGrad 1 x 1, ms: wall (pull + push), the server's CPU, the client's CPU.
     breakdown: {
       ours: { wallMs: +(Number(main.pullMs) + Number(main.pushMs)).toFixed(2), serverCpuMs: main.serverCpuMs, clientCpuMs: main.clientCpuMs },
+      // The same bytes over plain ws, no FlatBuffers, no table: what the transport alone costs.
+      rawWs: { wallMs: +((2 * keys * dim * 4) / 1e3 / Number(main.rawWsMBps)).toFixed(2), serverCpuMs: main.rawServerCpuMs, clientCpuMs: main.rawClientCpuMs },
       pslite: main.pslitePullMs === undefined ? null
         : { wallMs: +(Number(main.pslitePullMs) + Number(main.pslitePushMs)).toFixed(2), serverCpuMs: main.psliteServerCpuMs, clientCpuMs: main.psliteClientCpuMs },
     },
@@ -172,7 +175,7 @@ export async function runPsBench(args: { json: boolean; quick?: boolean; tls?: b
   console.log(pslite ? `rows/s vs ps-lite (adagrad, 1 server, 1 client): ${summary.vsPslite} (target >= 1.5)` : `[bench ps] ${PSLITE_HOWTO}`);
   const b = summary.breakdown, line = (w: string, x: { wallMs: number; serverCpuMs: unknown; clientCpuMs: unknown }) =>
     `${w}: ${x.wallMs} ms a round, server CPU ${x.serverCpuMs} ms, client CPU ${x.clientCpuMs} ms`;
-  console.log(`where a round goes (adagrad, 1 server, 1 client): ${line('ours', b.ours)}${b.pslite ? `; ${line('ps-lite', b.pslite)}` : ''}`);
+  console.log(`where a round goes (adagrad, 1 server, 1 client): ${line('ours', b.ours)}; ${line('raw ws', b.rawWs)}${b.pslite ? `; ${line('ps-lite', b.pslite)}` : ''}`);
   return summary;
 }
 
