@@ -13,6 +13,7 @@
 // Role: `node --import tsx bench/raw-ring.ts peer`, driven by JSON lines (test/helpers/json-proc.ts).
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { JsonProc, serveCommands } from '../test/helpers/json-proc.ts';
 
 const MiB = 1 << 20;
@@ -31,14 +32,26 @@ async function peerMain(): Promise<void> {
   let received = 0, expected = 0;
   let onReceived: () => void = () => {};
   let out: Socket | null = null;
+  // readerThread: the receiving socket lives in a worker thread (raw-ring-reader.mjs), which
+  // counts into `counts` (bytes received, bytes this thread waits for) and posts when they meet.
+  let counts: BigInt64Array | null = null;
+  const receivedNow = () => (counts ? Number(Atomics.load(counts, 0)) : received);
   serveCommands(async (m) => {
     if (m.cmd === 'connect') {
-      const inbound = connect({
-        host: '127.0.0.1', port: m.leftPort,
-        onread: { buffer: new Uint8Array(MiB), callback: (n: number) => { received += n; onReceived(); return true; } },
-      });
-      inbound.setNoDelay(true);
-      await new Promise<void>((r, j) => { inbound.once('connect', r); inbound.once('error', j); });
+      if (m.readerThread) {
+        counts = new BigInt64Array(new SharedArrayBuffer(16));
+        const reader = new Worker(new URL('./raw-ring-reader.mjs', import.meta.url), { workerData: { leftPort: m.leftPort, counts: counts.buffer } });
+        reader.unref();
+        await new Promise<void>((r, j) => { reader.once('message', () => r()); reader.once('error', j); });
+        reader.on('message', () => onReceived());
+      } else {
+        const inbound = connect({
+          host: '127.0.0.1', port: m.leftPort,
+          onread: { buffer: new Uint8Array(MiB), callback: (n: number) => { received += n; onReceived(); return true; } },
+        });
+        inbound.setNoDelay(true);
+        await new Promise<void>((r, j) => { inbound.once('connect', r); inbound.once('error', j); });
+      }
       out = await outbound;
       out.setNoDelay(true);
       return { ok: true };
@@ -50,8 +63,9 @@ async function peerMain(): Promise<void> {
       const rep = () => new Promise<number>((resolve) => {
         const t = performance.now();
         expected += bytes;
+        if (counts) Atomics.store(counts, 1, BigInt(expected));
         let sent = 0, written = 0;
-        const check = () => { if (written === bytes && received >= expected) { onReceived = () => {}; resolve((performance.now() - t) / 1000); } };
+        const check = () => { if (written === bytes && receivedNow() >= expected) { onReceived = () => {}; resolve((performance.now() - t) / 1000); } };
         onReceived = check;
         const pump = () => {
           while (sent < bytes && sock.writableLength < 16 * MiB) {
@@ -68,7 +82,7 @@ async function peerMain(): Promise<void> {
       const cpu0 = process.cpuUsage();
       for (let i = 0; i < m.reps; i++) seconds.push(await rep());
       const cpu = process.cpuUsage(cpu0);
-      return { seconds, userMs: cpu.user / 1000 / m.reps, sysMs: cpu.system / 1000 / m.reps, receivedTotal: received };
+      return { seconds, userMs: cpu.user / 1000 / m.reps, sysMs: cpu.system / 1000 / m.reps, receivedTotal: receivedNow() };
     }
     throw new Error(`unknown command ${m.cmd}`);
   });
@@ -90,12 +104,12 @@ export interface RawRingResult {
  * W raw-ring processes, each case sending `2(W-1)/W x bytes` per rank per rep (written in
  * `segmentBytes` writes from a buffer of `bytes`); results by case bytes.
  */
-export async function runRawRing(workers: number, cases: { bytes: number; reps: number }[], segmentBytes: number, timeoutMs = LONG): Promise<Map<number, RawRingResult>> {
+export async function runRawRing(workers: number, cases: { bytes: number; reps: number }[], segmentBytes: number, timeoutMs = LONG, o: { readerThread?: boolean } = {}): Promise<Map<number, RawRingResult>> {
   const out = new Map<number, RawRingResult>();
   const procs = Array.from({ length: workers }, () => JsonProc.start(here, {}, { args: ['peer'] }));
   try {
     const ports = (await Promise.all(procs.map((p) => p.next(timeoutMs)))).map((x) => x.port as number);
-    await Promise.all(procs.map((p, i) => p.call({ cmd: 'connect', leftPort: ports[(i - 1 + workers) % workers] }, timeoutMs)));
+    await Promise.all(procs.map((p, i) => p.call({ cmd: 'connect', leftPort: ports[(i - 1 + workers) % workers], readerThread: o.readerThread ?? false }, timeoutMs)));
     for (const c of cases) {
       const perRank = Math.round((2 * (workers - 1) / workers) * c.bytes);
       const rs = await Promise.all(procs.map((p) => p.call({ cmd: 'run', bytes: perRank, bufferBytes: c.bytes, segmentBytes, reps: c.reps }, timeoutMs)));

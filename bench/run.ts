@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps [--tls], store, kernels, allreduce [--tls], step, pipeline, data, rowformats).
+// `npm run bench -- <name> [--json] [--quick]`: runs one benchmark (ps [--tls], store, kernels, allreduce [--tls], rawring-threads, step, pipeline, data, rowformats).
 // step also takes --all, --config NAME[,NAME], --rows-per-table N, --batch N, --steps N,
 // --gpu-steps N, --no-pipeline, --cache-rows N, --cache-policy ADMIT:REFRESH[,...], --hot-rows N[,N...] (see bench/step-cluster.ts), --scale-rows M (the same
 // configurations again at M rows per table in the same run, and the ratio: bench/step-scale.ts);
@@ -34,6 +34,8 @@ const benches: Record<string, () => Promise<object>> = {
     if (scaleRows !== undefined) return (await import('./step-scale.ts')).runStepScaleBench({ ...args, scaleRows });
     return (await import('./step-cluster.ts')).runStepClusterBench(args);
   },
+  // The raw ring with its receiving socket in a worker thread against one thread (bench/raw-ring-threads.ts).
+  'rawring-threads': async () => (await import('./raw-ring-threads.ts')).runRawRingThreadsBench({ json, quick }),
   // A worker's share of the data against parsing all of it, plain/gzip/BGZF; also takes --workers W.
   data: async () => (await import('./data.ts')).runDataBench({ json, quick, workers: intFlag('--workers') }),
   // f32 <-> f16 / bf16 conversion of row values (docs/wire.md, Payloads).

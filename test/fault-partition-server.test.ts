@@ -33,14 +33,7 @@ test('a server cut off from the scheduler (reachable by workers) is declared dea
   assert.match(ps1, /handoff complete/, 'and took its rows over');
 });
 
-// Issue #16, still open: this scenario failed once in three full runs of the suite on the fixed
-// code (max |diff| 0.159, 2026-12-02 09:19: server-1's retried take-over, then server-2 declared
-// dead and back; the old code fails it every time, 0.509). Until that is found it runs only when
-// asked: HYBRIDPS_OPEN_SCENARIOS=1 node scripts/run-tests.mjs fault-partition-server.
-const openScenario = process.env.HYBRIDPS_OPEN_SCENARIOS === '1' ? test : test.skip;
-if (process.env.HYBRIDPS_OPEN_SCENARIOS !== '1') console.error('fault-partition-server: SKIPPED the open take-over-source-cut scenario (issue #16; HYBRIDPS_OPEN_SCENARIOS=1 runs it)');
-
-openScenario('a take-over whose source is cut off mid-way is taken again from the next holder under the new view, and the run equals a fault-free one', async () => {
+test('a take-over whose source is cut off mid-way is taken again from the next holder under the new view, and the run equals a fault-free one', async () => {
   // server-1 is declared dead, then comes back while its path to server-2 is cut: its take-over
   // gets server-0's ranges but hangs on server-2's. Then server-2 is cut off too and declared
   // dead. server-1 must not finish with partial rows (it did: `npm run chaos -- --partitions`,

@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { ClusterView } from '../src/cluster/cluster-view.ts';
 import { ErrorCode, Role, type Body, type BodyOf } from '../src/wire/codec.ts';
 import { Handoff } from '../src/server/handoff.ts';
+import { Replication } from '../src/server/replication.ts';
 import { Tables } from '../src/server/tables.ts';
 import { ConsistencyGate } from '../src/server/consistency.ts';
 import { PushDeduper } from '../src/server/push-deduper.ts';
@@ -53,7 +54,9 @@ function taker(answer: (server: string, body: Body) => Promise<Body>) {
   const tables = new Tables(log);
   const ctx = { member: member as unknown as ClusterMember, tables, gate: new ConsistencyGate(tables, newServerStats()), dedup: new PushDeduper(), stats: newServerStats(), log } as ServerContext;
   ctx.gate.setLiveWorkers([0]);
-  const handoff = new Handoff(ctx, () => {});
+  // The copies put off until the take-over is done go out through a real Replication (Handoff.finish).
+  const replication = new Replication(ctx);
+  const handoff = new Handoff(ctx, (old, skip) => replication.rereplicate(old, skip));
   const show = (v: ClusterView, prev: ClusterView, joined: boolean) => { member.view = v; handoff.onView(v, prev, joined); };
   return { handoff, tables, sent, show };
 }
@@ -80,11 +83,43 @@ test('a source whose link closes mid-way: the take-over drops what it took and r
   await serving;
   assert.equal(t.sent.filter((s) => s.body.type === 'handoffMetaRequest').map((s) => [s.to, (s.body as BodyOf<'handoffMetaRequest'>).retry]),
     [['server-1', false], ['server-2', false], ['server-1', true]]);
+  assert.is(t.sent.filter((s) => s.body.type === 'copyRows').length, 0, 'with R = 2 of 2 servers left there is no new replica to copy to');
   assert.is(t.tables.get(1).store.rows, 3, 'the second attempt\'s rows (server-1 now hands server-2\'s ranges too)');
   // The first attempt's BSP sum was dropped with its rows: applied once (SGD lr 0.1: 1 - 0.1 x 1), not twice (0.8).
   const row = t.tables.get(1).store.pull(BigUint64Array.of(5n));
   assert.ok(Math.abs(row[0]! - 0.9) < 1e-6, `key 5 after the take-over: ${row[0]}`);
   assert.is(t.handoff.inProgress, null, 'serving');
+});
+
+test('after a retried take-over, rows go to the chain members new since the joining view, never back to the server they came from', async () => {
+  // Four servers: server-0 joins (view 4), its take-over hangs on server-2, which is declared
+  // dead (view 5); the retry takes its rows from server-1 and server-3. Every key server-0 heads
+  // in view 5 whose backup is new since view 4 (server-1 where it was server-2) is copied there,
+  // unless it came from server-1 itself.
+  const basis = view(3, [1, 2, 3]), joined = view(4, [0, 1, 2, 3], { 0: 4 }), after = view(5, [0, 1, 3], { 0: 4 });
+  const chainIs = (v: ClusterView, k: number, ids: string) => v.chainOf(1, k, 0).map((m) => m.nodeId.slice(-1)).join('') === ids;
+  const keysWith = (before: string, now: string) => [...Array(400).keys()].filter((k) => chainIs(joined, k, before) && chainIs(after, k, now)).slice(0, 3).map(BigInt);
+  const fromServer3 = keysWith('02', '01'); // backup server-2 -> server-1: a copy is due
+  const fromServer1 = keysWith('20', '01'); // the same new backup, but it is where they came from
+  assert.ok(fromServer3.length > 0 && fromServer1.length > 0, 'the ring has both kinds of key');
+  let cut!: (e: Error) => void;
+  let retried = false;
+  const t = taker(async (id, body) => {
+    if (id === 'server-2' && !retried) return await new Promise<Body>((_, reject) => { cut = reject; });
+    if (body.type === 'handoffMetaRequest') retried ||= !!body.retry;
+    if (body.type === 'copyRows') return { type: 'ok' };
+    return holder(!retried ? [] : id === 'server-1' ? fromServer1 : fromServer3, 1)(body);
+  });
+  t.show(basis, ClusterView.empty(), false);
+  t.show(joined, basis, true);
+  const serving = t.handoff.inProgress!;
+  await new Promise((r) => setTimeout(r, 50));
+  cut(new ConnectionClosedError('server-2 left the view'));
+  t.show(after, joined, false);
+  await serving;
+  const copies = t.sent.filter((s) => s.body.type === 'copyRows');
+  assert.equal(copies.map((c) => c.to), ['server-1'], 'one copy, to server-1');
+  assert.equal([...(copies[0]!.body as BodyOf<'copyRows'>).keys].sort(), [...fromServer3].sort(), 'of server-3\'s keys only: none of server-1\'s back to it');
 });
 
 test('a holder answering DataLost, and no newer view: the take-over stops for good, and every request is refused with DataLost', async () => {

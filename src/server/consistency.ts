@@ -54,13 +54,28 @@ export class ConsistencyGate {
   }
 
   /**
-   * Adds sums of `clock` copied from another server (a new replica's CopyPending, a handoff);
-   * false, changing nothing, when this server already applied that clock. Call applyReady after.
+   * Adds sums of `clock` taken over with rows from another server (a handoff: the table is new
+   * here and takes no clock until the take-over is done); false, changing nothing, when this
+   * server already applied that clock. Call applyReady after.
    */
   addPending(t: TableState, clock: number, keys: BigUint64Array, sums: Float64Array): boolean {
     if (!Number.isSafeInteger(clock) || clock <= t.appliedClock) return false;
     this.sums(t, clock).add(keys, sums);
     return true;
+  }
+
+  /**
+   * Sums of `clock` that came with rows a chain's head just copied here (CopyPending after its
+   * CopyRows): the head had not applied `clock` to those rows when it copied them. Summed for
+   * the clock, or, when this server has applied it already (the workers' Clock reached it before
+   * the head's), applied to the copied rows now: dropping them lost that clock's update of the
+   * copy, which a later take-over from this server then served (test/ps-copy-pending.test.ts;
+   * `fault-partition-server`, the take-over-source-cut scenario, 2026-12-02). Call applyReady after.
+   */
+  takeCopiedSums(t: TableState, clock: number, keys: BigUint64Array, sums: Float64Array): 'pending' | 'applied' {
+    if (this.addPending(t, clock, keys, sums)) return 'pending';
+    this.apply(t, keys, Float32Array.from(sums)); // the f32 rounding drain() gives a clock's sums
+    return 'applied';
   }
 
   /** Worker `worker` finished `clock` steps: applies what that completes; returns its clock as this server sees it. */
@@ -72,8 +87,24 @@ export class ConsistencyGate {
     return this.clocks.clockOf(worker);
   }
 
+  /**
+   * While this server takes its rows over (handoff.ts): clocks are recorded, nothing is applied.
+   * A clock completing between two pages or two sources applied the sums taken so far to rows
+   * not imported yet (which the import then overwrote), and moved appliedClock past the sums a
+   * later source still had to hand over, which were then dropped. `resume` applies what is ready.
+   */
+  private held = false;
+
+  hold(): void { this.held = true; }
+
+  resume(): void {
+    this.held = false;
+    this.applyReady();
+  }
+
   /** Applies every BSP clock all live workers have finished, oldest first, then lets waiting pulls through. */
   applyReady(): void {
+    if (this.held) return;
     const min = this.clocks.minClock();
     for (const t of this.tables.values()) {
       if (t.spec.consistency !== Consistency.BSP) continue;

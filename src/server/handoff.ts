@@ -75,12 +75,14 @@ export class Handoff {
     if (joined && this.ctx.tables.size === 0) {
       const others = view.servers.filter((m) => m.nodeId !== this.ctx.member.nodeId).map((m) => m.nodeId);
       if (others.length > 0) {
+        this.ctx.gate.hold(); // nothing applied on part of the rows (ConsistencyGate.hold)
         const taking = this.takeOver(this.generation);
         this.taking = taking;
         // Rejected (rows lost): `taking` stays, so every data request is refused with its error from now on.
         taking.then(() => { if (this.taking === taking) this.taking = null; }, () => {});
       } else {
         this.taking = null;
+        this.ctx.gate.resume();
       }
     }
   }
@@ -147,7 +149,7 @@ export class Handoff {
 
   /** After every source answered: BSP sums now complete are applied, clocks fixed, copies put off are sent. */
   private finish(start: ClusterView, taken: TakenPage[]): void {
-    this.ctx.gate.applyReady(); // BSP sums taken over for clocks every worker has finished
+    this.ctx.gate.resume(); // BSP sums taken over for clocks every worker has finished are applied now
     // Every clock below the slowest worker's was applied where the rows came from: a push for
     // one of them arriving late (a retry whose record was let go) is refused, not summed again.
     const min = this.ctx.gate.clocks.minClock();

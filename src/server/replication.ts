@@ -7,7 +7,7 @@
 import { RpcError } from '../transport/index.ts';
 import { Consistency, ErrorCode, type Body, type BodyOf, type PushBody } from '../wire/codec.ts';
 import type { ClusterView } from '../cluster/cluster-view.ts';
-import { keyAt, keyNumber, keysToNumbers, keyWords } from '../keys/keys.ts';
+import { keyNumber, keysToNumbers, keyWords } from '../keys/keys.ts';
 import type { ServerContext } from './server-context.ts';
 import { checkFinite, checkKeys, refuse } from './request-checks.ts';
 import { copyRowsBody, importCopiedRows } from './row-copy.ts';
@@ -58,45 +58,59 @@ export class Replication {
 
   /**
    * Copies every row this server heads to the chain members that did not hold it under `old`
-   * (and that `skip` does not name: a take-over's source for that key, which holds it).
+   * (and that `skip` does not name: a take-over's source for that key, which holds it), with the
+   * BSP sums of clocks not applied yet of every such key, including keys that have no row yet
+   * (first pushed in a clock still open): those sums alone were once left out, so the new
+   * replica missed that clock's update of the row, and a take-over from it after the head failed
+   * served the row one update behind (`fault-partition-server`, take-over-source-cut, 2026-12-02).
    */
   rereplicate(old: ClusterView, skip?: (table: number, key: number, serverId: string) => boolean): void {
     const view = this.ctx.member.view, me = this.ctx.member.nodeId;
     if (view.replicas < 2 || old.servers.length === 0) return;
+    const others = view.servers.filter((m) => m.nodeId !== me).map((m) => m.nodeId);
     for (const t of this.ctx.tables.values()) {
-      if (t.store.rows === 0) continue;
+      if (t.store.rows === 0 && t.pending.size === 0) continue;
+      /** Whether key (lo, hi), headed here, moves to `serverId`: a chain member now, not under `old` (the pending sums' keys). */
+      const movesTo = (serverId: string, lo: number, hi: number): boolean => {
+        const chain = view.chainOf(t.spec.id, lo, hi);
+        if (chain[0]?.nodeId !== me || !chain.some((m, i) => i > 0 && m.nodeId === serverId)) return false;
+        if (old.chainOf(t.spec.id, lo, hi).some((m) => m.nodeId === serverId)) return false;
+        return !skip?.(t.spec.id, keyNumber(lo, hi), serverId);
+      };
+      // The rows: one pass, each row's chain looked up once (a view change may see millions).
       const rows = t.store.exportRows();
       const words = keyWords(rows.keys);
-      const targets = new Map<string, number[]>();
+      const targets = new Map<string, number[]>(others.map((id) => [id, []]));
       for (let i = 0; i < rows.keys.length; i++) {
         const lo = words[2 * i]!, hi = words[2 * i + 1]!;
         const chain = view.chainOf(t.spec.id, lo, hi);
         if (chain[0]?.nodeId !== me) continue;
-        const before = new Set(old.chainOf(t.spec.id, lo, hi).map((m) => m.nodeId));
+        const before = old.chainOf(t.spec.id, lo, hi);
         for (const m of chain.slice(1)) {
-          if (before.has(m.nodeId) || skip?.(t.spec.id, keyNumber(lo, hi), m.nodeId)) continue;
-          let list = targets.get(m.nodeId);
-          if (!list) targets.set(m.nodeId, (list = []));
-          list.push(i);
+          if (before.some((b) => b.nodeId === m.nodeId) || skip?.(t.spec.id, keyNumber(lo, hi), m.nodeId)) continue;
+          targets.get(m.nodeId)?.push(i);
         }
       }
       for (const [serverId, idx] of targets) {
-        this.ctx.log.info('copying rows to new replica', { table: t.spec.name, to: serverId, rows: idx.length });
-        const peer = this.ctx.member.server(serverId);
         const failed = (e: unknown) => this.ctx.log.warn('row copy failed', { to: serverId, error: (e as Error).message });
-        const track = (p: Promise<unknown>) => { this.copiesInFlight++; void p.catch(failed).finally(() => { this.copiesInFlight--; }); };
-        track(peer.request(copyRowsBody(t, rows, idx)));
-        // And the BSP sums of clocks not yet applied for those rows: the new replica must apply
-        // them too, or a failure of this server before the clock completes would lose them.
-        const moving = new Set(idx.map((i) => keyAt(words, i)));
+        const send = (body: BodyOf<'copyRows' | 'copyPending'>) => {
+          this.copiesInFlight++;
+          void this.ctx.member.server(serverId).request(body).catch(failed).finally(() => { this.copiesInFlight--; });
+        };
+        if (idx.length > 0) {
+          this.ctx.log.info('copying rows to new replica', { table: t.spec.name, to: serverId, rows: idx.length });
+          send(copyRowsBody(t, rows, idx));
+        }
+        // And the BSP sums of clocks not yet applied of the keys moving there: the new replica
+        // must apply them too, or a failure of this server before the clock completes would lose them.
         for (const [clock, acc] of t.pending) {
-          const snap = acc.snapshot((lo, hi) => moving.has(keyNumber(lo, hi)));
+          const snap = acc.snapshot((lo, hi) => movesTo(serverId, lo, hi));
           if (snap.keys.length === 0) continue;
           // With the pushes summed into them: the same push forwarded to the replica later (a
           // worker's retry after this view change) must not be counted on top of the copy.
           const inSnap = new Set(keysToNumbers(snap.keys));
           const applied = this.ctx.dedup.appliedRows(t.spec.id, (k) => inSnap.has(k));
-          track(peer.request({ type: 'copyPending', table: t.spec.id, clock, keys: snap.keys, sums: snap.sums, applied }));
+          send({ type: 'copyPending', table: t.spec.id, clock, keys: snap.keys, sums: snap.sums, applied });
         }
       }
     }
@@ -129,10 +143,15 @@ export class Replication {
     this.requireInChains(c.table, c.keys);
     if (c.sums.length !== c.keys.length * t.spec.dim) throw new RpcError(ErrorCode.BadDimension, `copyPending of ${c.keys.length} rows has ${c.sums.length} sums, dim ${t.spec.dim}`);
     refuse(checkFinite(c.sums, 'copyPending sum'));
+    if (!Number.isSafeInteger(c.clock) || c.clock < 0) throw new RpcError(ErrorCode.Malformed, `copyPending of table ${t.spec.name} names clock ${c.clock}, not a clock number (a non-negative integer)`);
     for (const a of c.applied) refuse(checkKeys(a.keys));
     // The pushes in these sums count as applied here: a retry forwarded later adds nothing.
     for (const a of c.applied) this.ctx.dedup.record(a.sender, a.seq, a.keys, c.table);
-    if (this.ctx.gate.addPending(t, c.clock, c.keys, c.sums)) this.ctx.gate.applyReady();
+    if (this.ctx.gate.takeCopiedSums(t, c.clock, c.keys, c.sums) === 'applied') {
+      this.ctx.log.info('copied BSP sums applied on arrival (this server had applied their clock already)', { table: t.spec.name, clock: c.clock, rows: c.keys.length });
+    } else {
+      this.ctx.gate.applyReady();
+    }
     return { type: 'ok' };
   }
 
