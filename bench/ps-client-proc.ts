@@ -1,5 +1,7 @@
 // One benchmark client process: pull + push rounds of unique random keys against a running
-// cluster, then one JSON line with its timings on stdout.
+// cluster, then one JSON line with its timings (and its CPU time over the timed rounds) on
+// stdout. `TIMED_START` on a line of its own marks the end of the warm-up: the bench samples the
+// servers' CPU time from there to the JSON line.
 import { PSClient } from '../src/client/ps-client.ts';
 import { loadTls } from '../src/transport/index.ts';
 import { Consistency } from '../src/wire/codec.ts';
@@ -37,6 +39,8 @@ if (env.MODE === 'fill') {
     await client.pull(table, batches[r % batches.length]!);
     await client.push(table, batches[r % batches.length]!, grads);
   }
+  process.stdout.write('TIMED_START\n');
+  const cpu0 = process.cpuUsage();
   let pullMs = 0, pushMs = 0;
   for (let r = 0; r < rounds; r++) {
     const keys = batches[r % batches.length]!;
@@ -47,7 +51,8 @@ if (env.MODE === 'fill') {
     await client.push(table, keys, grads);
     pushMs += performance.now() - t;
   }
-  process.stdout.write(JSON.stringify({ pullMs, pushMs, rounds, keysPer, dim }) + '\n');
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write(JSON.stringify({ pullMs, pushMs, cpuMs: (cpu.user + cpu.system) / 1000, rounds, keysPer, dim }) + '\n');
 }
 await client.close();
 process.exit(0);

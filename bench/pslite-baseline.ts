@@ -1,8 +1,12 @@
 // The ps-lite baseline of `bench ps`: runs bench/pslite/ps-bench (a C++ parameter server over
 // ps-lite's ZeroMQ van doing the same pull + push of unique random rows, with SGD or AdaGrad in
 // its request handle) as ps-lite wants it, one scheduler, S servers and W workers on loopback,
-// and returns the workers' timings. Built by bench/pslite/build.sh; absent, the bench says how.
+// and returns the workers' timings and CPU time, and the servers' CPU time over the timed rounds
+// (sampled from /proc between the first worker's TIMED_START and the last worker's result).
+// Built by bench/pslite/build.sh; absent, the bench says how.
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { cpuMsOfAll } from './proc-cpu.ts';
 import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -23,8 +27,15 @@ function freePort(): Promise<number> {
 
 export interface PsliteRun { rows: number; dim: number; keys: number; rounds: number; warmup: number; optimizer: 'sgd' | 'adagrad'; lr: number }
 
-/** One ps-lite job (fill, warm-up, timed rounds); each worker's { pullMs, pushMs } over the timed rounds. */
-export async function runPslite(servers: number, workers: number, job: PsliteRun): Promise<{ pullMs: number; pushMs: number }[]> {
+export interface PsliteResult {
+  /** Each worker's { pullMs, pushMs, cpuMs } over its timed rounds. */
+  workers: { pullMs: number; pushMs: number; cpuMs: number }[];
+  /** The servers' CPU time (all of them, every thread) over the timed rounds, ms. */
+  serverCpuMs: number;
+}
+
+/** One ps-lite job (fill, warm-up, timed rounds). */
+export async function runPslite(servers: number, workers: number, job: PsliteRun): Promise<PsliteResult> {
   const port = await freePort();
   const base = {
     ...process.env, DMLC_NUM_SERVER: String(servers), DMLC_NUM_WORKER: String(workers),
@@ -33,14 +44,21 @@ export async function runPslite(servers: number, workers: number, job: PsliteRun
     WARMUP: String(job.warmup), OPT: job.optimizer, LR: String(job.lr),
   };
   const roles = ['scheduler', ...Array<string>(servers).fill('server'), ...Array<string>(workers).fill('worker')];
-  let worker = 0;
+  let worker = 0, started = 0, finished = 0, cpu0 = NaN, cpu1 = NaN;
+  const serverPids: number[] = [];
   const procs = roles.map((role) => {
     const seed = role === 'worker' ? ++worker : 0;
     const p = spawn(PSLITE_BIN, [], { env: { ...base, DMLC_ROLE: role, SEED: String(seed) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (role === 'server') serverPids.push(p.pid!);
     let out = '', err = '';
-    p.stdout!.on('data', (b: Buffer) => { out += b; });
+    createInterface({ input: p.stdout! }).on('line', (l) => {
+      out += l + '\n';
+      if (role !== 'worker') return;
+      if (l === 'TIMED_START' && started++ === 0) cpu0 = cpuMsOfAll(serverPids);
+      else if (l.startsWith('{') && ++finished === workers) cpu1 = cpuMsOfAll(serverPids);
+    });
     p.stderr!.on('data', (b: Buffer) => { err += b; });
-    const done = new Promise<string>((resolve, reject) => p.on('exit', (code, sig) => (code === 0 ? resolve(out)
+    const done = new Promise<string>((resolve, reject) => p.on('close', (code, sig) => (code === 0 ? resolve(out)
       : reject(new Error(`ps-lite ${role} exited ${code ?? sig}: ${err.trim().split('\n').find((l) => /Check failed|error/i.test(l)) ?? err.trim().split('\n').at(-1)}`)))));
     return { role, p, done };
   });
@@ -48,7 +66,7 @@ export async function runPslite(servers: number, workers: number, job: PsliteRun
   const guard = setTimeout(() => { for (const x of procs) x.p.kill('SIGKILL'); }, 600_000);
   try {
     const outs = await Promise.all(procs.map((x) => x.done));
-    return outs.filter((_, i) => procs[i]!.role === 'worker').map((o) => JSON.parse(o.trim().split('\n').at(-1)!));
+    return { workers: outs.filter((_, i) => procs[i]!.role === 'worker').map((o) => JSON.parse(o.trim().split('\n').at(-1)!)), serverCpuMs: cpu1 - cpu0 };
   } finally {
     clearTimeout(guard);
     for (const x of procs) if (x.p.exitCode === null) x.p.kill('SIGKILL');

@@ -1,6 +1,8 @@
 // The baseline for the PS benchmark: plain `ws`, no FlatBuffers, no apply. A server process
 // answers each request frame with a frame of the size the request names (first 4 bytes), so
 // a client can mimic a pull (small request, big reply) and a push (big request, small reply).
+// The client prints `TIMED_START` after its warm-up (bench ps samples the server's CPU from there)
+// and its own CPU time over the timed rounds in its JSON line.
 import { WebSocketServer, WebSocket } from 'ws';
 
 if (process.argv[2] === 'server') {
@@ -28,6 +30,8 @@ if (process.argv[2] === 'server') {
     ws.send(b);
   });
   for (let i = 0; i < Number(warmupS ?? 0); i++) { await req(small, big); await req(big + small, 16); } // as the PS client does
+  process.stdout.write('TIMED_START\n');
+  const cpu0 = process.cpuUsage();
   let pullMs = 0, pushMs = 0;
   for (let i = 0; i < rounds; i++) {
     let t = performance.now();
@@ -37,7 +41,8 @@ if (process.argv[2] === 'server') {
     await req(big + small, 16); // like a push: keys and rows out, an ack back
     pushMs += performance.now() - t;
   }
-  process.stdout.write(JSON.stringify({ pullMs, pushMs, rounds }) + '\n');
+  const cpu = process.cpuUsage(cpu0);
+  process.stdout.write(JSON.stringify({ pullMs, pushMs, cpuMs: (cpu.user + cpu.system) / 1000, rounds }) + '\n');
   ws.close();
   process.exit(0);
 }

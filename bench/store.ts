@@ -7,12 +7,16 @@
 //    optimizer, a copy of the old code);
 //  - pull: the rows gathered into a reply frame as the server does (encode() of a pullReply with
 //    a writer, into a reused FlatBuffers builder), with the per-row copy of today against the old
-//    `set(subarray())` per row, and the garbage collections each causes (a PerformanceObserver).
+//    `set(subarray())` per row, and the garbage collections each causes (a PerformanceObserver);
+//  - pull then push of the same rows (the server's order in `bench ps`): the pull's JS word copy
+//    against the WASM gather, and the push (checks and apply) with and without the table's
+//    memo of recent key lists (recent-slots.ts), 16 rounds of each variant in turn.
 import { gcObserver } from './gc-observer.ts';
 import * as flatbuffers from 'flatbuffers';
 import { TableStore } from '../src/server/table-store.ts';
 import { registerOptimizer, type OptimizerDef } from '../src/server/optimizers.ts';
 import { encode } from '../src/wire/codec.ts';
+import { pushProblem } from '../src/server/request-checks.ts';
 import { printTable } from './table.ts';
 
 // The float64 loops of SGD and AdaGrad before the SIMD kernels (src/server/optimizers.ts at 576a54f).
@@ -104,7 +108,7 @@ export async function runStoreBench(args: { json: boolean; quick?: boolean }): P
     body: { type: 'pullReply', table: 1, dim, values: new Float32Array(0), writer: { length: keys.length * dim, write: (dst) => pull(keys, dst) } },
   }, builder);
   const variants: [string, (k: BigUint64Array, o: Float32Array) => void][] = [
-    ['copyRow (new)', (k, o) => { store.pull(k, o); }],
+    ['store.pull (new)', (k, o) => { store.pull(k, o); }],
     ['set(subarray) (old)', (k, o) => oldPull(store, k, o)],
   ];
   const pullRows: Record<string, number | string>[] = [];
@@ -123,5 +127,32 @@ export async function runStoreBench(args: { json: boolean; quick?: boolean }): P
     pullRows.push({ pull: name, 'reply ms': median(times), 'minor gc': g.minor, 'major gc': g.major, 'gc ms': g.ms, 'per pulls': rounds });
   }
   printTable(`pull into a reused reply frame: ${nkeys} random rows`, pullRows);
-  return { rows, dim, keys: nkeys, rounds, apply: applyRows, pull: pullRows };
+
+  // Pull then push of the same rows, as a worker does; the push's keys arrive in a frame of their own (a copy).
+  const internals = store as unknown as { allWasm: boolean; recent: object };
+  const memo = internals.recent, noMemo = { find: () => null, remember: () => {} };
+  const paths: [string, boolean, object][] = [['js copy, no memo (before)', false, noMemo], ['gather, no memo', true, noMemo], ['gather + memo (now)', true, memo]];
+  const out = new Float32Array(nkeys * dim), pt = paths.map(() => ({ pull: [] as number[], push: [] as number[] }));
+  for (let r = 0; r < 16 * paths.length * Math.ceil((warmup + rounds) / 16); r++) {
+    const v = Math.floor(r / 16) % paths.length, keys = keySets[r % 16]!;
+    internals.allWasm = paths[v]![1];
+    internals.recent = paths[v]![2];
+    let t0 = performance.now();
+    store.pull(keys, out);
+    const pullMs = performance.now() - t0;
+    internals.allWasm = true;
+    const pushed = keys.slice();
+    t0 = performance.now();
+    pushProblem(dim, pushed, grads);
+    store.apply(pushed, grads);
+    if (r >= 16 * paths.length) { pt[v]!.pull.push(pullMs); pt[v]!.push.push(performance.now() - t0); }
+    if (r % 10 === 0) await tick();
+  }
+  internals.recent = memo;
+  const before = { pull: median(pt[0]!.pull), push: median(pt[0]!.push) };
+  const roundRows = paths.map(([name], v) => ({
+    path: name, 'pull ms': median(pt[v]!.pull), 'push ms': median(pt[v]!.push), 'before / this': +((before.pull + before.push) / (median(pt[v]!.pull) + median(pt[v]!.push))).toFixed(2),
+  }));
+  printTable(`pull then push of the same ${nkeys} random rows, adagrad (median of ${pt[0]!.pull.length} each)`, roundRows);
+  return { rows, dim, keys: nkeys, rounds, apply: applyRows, pull: pullRows, round: roundRows };
 }

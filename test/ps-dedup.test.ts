@@ -34,6 +34,17 @@ test('PushDeduper: past its row budget the oldest pushes count as applied in ful
   assert.ok(d.wholePushes()[0]![1].includes(0) && !d.wholePushes()[0]![1].includes(99));
 });
 
+test('PushDeduper: past its window of 65 536 numbers a sender\'s oldest numbers go first, in the order they came', () => {
+  const d = new PushDeduper();
+  const window = 1 << 16, n = 3 * window + 77, key = keysOf(1);
+  // Numbers that do not grow with arrival (a client's parts reach a server out of order): eviction follows arrival.
+  const seqOf = (i: number) => (i * 40503) % n; // 40503 is prime to n: every number once
+  for (let i = 0; i < n; i++) d.record('w', seqOf(i), key, 1);
+  for (const i of [0, 1, 1000, n - window - 1]) assert.not.ok(d.seen('w', seqOf(i)), `arrival ${i} (seq ${seqOf(i)}) was let go`);
+  for (const i of [n - window, n - window + 1, n - 2, n - 1]) assert.ok(d.seen('w', seqOf(i)), `arrival ${i} (seq ${seqOf(i)}) is kept`);
+  assert.equal(Array.from(d.unapplied('w', seqOf(n - 1), keysOf(1, 2))!), [1], 'a kept number still knows its rows');
+});
+
 test('a server applies each part of a re-routed push once, whichever way it arrives', async () => {
   const c = await startCluster({ servers: 1 });
   try {

@@ -145,6 +145,32 @@ test('a key twice in one apply, and pushes spanning many chunks, equal the JS re
   }
 });
 
+test('pulls of a SIMD table (the WASM gather) return the JS copy\'s rows bit for bit, create missing rows, and fill exactly their window of a larger frame', () => {
+  const r = rng(seed ^ 0x1b873593);
+  for (const o of ['sgd', 'adagrad', 'adam']) {
+    for (const dim of [1, 3, 17, 64, 67, 301, 20_001]) {
+      const n = dim > 1000 ? 5 : 900; // 900 rows: many touch blocks and several gather chunks
+      const cfg = { id: 1, name: 't', dim, init: 'uniform' as const, initScale: 0.5, seed: 7n, optimizer: o, hyper: {} };
+      const simd = new TableStore(cfg), ref = new TableStore({ ...cfg, scalarUpdates: true });
+      assert.ok(simd.simdUpdates && !ref.simdUpdates, `${o}: one store on each path`);
+      // Half of the rows exist (pushed once, so rows and slots differ from their initial values); the pull asks for
+      // them and for as many new ones, shuffled.
+      const old = BigUint64Array.from({ length: n }, (_, i) => BigInt(i * 104729 + 11));
+      const g = grads(r, n * dim);
+      simd.apply(old, g);
+      ref.apply(old, g);
+      const keys = BigUint64Array.from([...old, ...Array.from({ length: n }, (_, i) => BigInt(i * 7 + 5) << 30n)]);
+      for (let i = keys.length - 1; i > 0; i--) { const j = Math.floor(r() * (i + 1)); [keys[i], keys[j]] = [keys[j]!, keys[i]!]; }
+      // Into the middle of a NaN-filled frame, as a reply's values vector: the bytes around it must stay NaN.
+      const frame = new Float32Array(keys.length * dim + 2 * 7).fill(NaN), out = frame.subarray(7, 7 + keys.length * dim);
+      simd.pull(keys, out);
+      sameBits(out, ref.pull(keys), `${o} dim ${dim} pulled rows`);
+      for (const i of [0, 6, frame.length - 7, frame.length - 1]) assert.ok(Number.isNaN(frame[i]), `${o} dim ${dim}: frame[${i}] outside the rows was written`);
+      assert.is(simd.rows, 2 * n, `${o} dim ${dim}: the missing rows were created`);
+    }
+  }
+});
+
 test('NaN and Inf gradients are refused before the table is touched, as before', () => {
   const keys = BigUint64Array.of(1n, 2n);
   for (const bad of [NaN, Infinity, -Infinity]) {

@@ -4,7 +4,8 @@
 // rows and the AdaGrad accumulator in contiguous slabs, rows created on first touch) and
 // applies SGD or AdaGrad in its request handle; a worker fills every row once, then runs
 // WARMUP untimed and ROUNDS timed rounds of pull + push of KEYS unique random rows and prints
-// one JSON line with its timings. Like ours, a push with a non-finite gradient or a repeated key
+// one JSON line with its timings and its process's CPU time over the timed rounds (`TIMED_START`
+// on a line of its own marks their start, for the bench to sample the servers' CPU). Like ours, a push with a non-finite gradient or a repeated key
 // is refused before anything changes, so both sides check every pushed value.
 //
 // Env: ROWS, DIM, KEYS, ROUNDS, WARMUP, SEED, OPT (sgd | adagrad), LR; ps-lite's DMLC_* vars.
@@ -19,6 +20,7 @@
 #include <unordered_set>
 #include <vector>
 #include <algorithm>
+#include <sys/resource.h>
 #include "ps/ps.h"
 
 namespace {
@@ -105,6 +107,13 @@ double Ms(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::ti
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+/** User + system CPU time of this process (every thread: ZeroMQ's I/O threads too), ms. */
+double CpuMs() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3 + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3;
+}
+
 void RunWorker(const Config& c) {
   ps::KVWorker<float> kv(0, 0);
   const ps::Key stride = c.stride();
@@ -134,8 +143,9 @@ void RunWorker(const Config& c) {
     batches.push_back(keys);
   }
   ps::SArray<float> g(static_cast<size_t>(c.keys) * c.dim, 0.001f);
-  double pullMs = 0, pushMs = 0;
+  double pullMs = 0, pushMs = 0, cpu0 = 0;
   for (int r = 0; r < c.warmup + c.rounds; r++) {
+    if (r == c.warmup) { std::printf("TIMED_START\n"); std::fflush(stdout); cpu0 = CpuMs(); }
     const auto& keys = batches[r % batches.size()];
     ps::SArray<float> vals;
     auto t0 = std::chrono::steady_clock::now();
@@ -146,7 +156,7 @@ void RunWorker(const Config& c) {
     if (vals.size() != keys.size() * c.dim) { std::fprintf(stderr, "pull returned %zu values\n", vals.size()); std::exit(1); }
     if (r >= c.warmup) { pullMs += Ms(t0, t1); pushMs += Ms(t1, t2); }
   }
-  std::printf("{\"pullMs\":%.3f,\"pushMs\":%.3f,\"rounds\":%d,\"keysPer\":%d,\"dim\":%d}\n", pullMs, pushMs, c.rounds, c.keys, c.dim);
+  std::printf("{\"pullMs\":%.3f,\"pushMs\":%.3f,\"cpuMs\":%.3f,\"rounds\":%d,\"keysPer\":%d,\"dim\":%d}\n", pullMs, pushMs, CpuMs() - cpu0, c.rounds, c.keys, c.dim);
   std::fflush(stdout);
 }
 

@@ -26,6 +26,14 @@ interface Entry {
 
 interface SenderSeqs {
   entries: Map<number, Entry>; // insertion order = age
+  /**
+   * The seqs of `entries` in insertion order, oldest from `first`: the one to evict is read here, not
+   * from entries.keys().next(), which walks past every entry deleted before it (V8 keeps them as
+   * holes until the map is rebuilt): with the window full, a one-row push's check and record
+   * took 22-28 us, and take 2.0-2.7 us so (bench/RESULTS.md, 2026-12-02 session 8).
+   */
+  order: number[];
+  first: number;
   /** Seqs whose rows are still kept, oldest first (from `head`), and how many words they hold. */
   withKeys: number[];
   head: number;
@@ -62,15 +70,17 @@ export class PushDeduper {
   /** Records rows of (sender, seq), a push to `table`, as applied; without `keys`, every row of it (a handoff's import). */
   record(sender: string, seq: number, keys?: BigUint64Array, table = -1): void {
     let s = this.senders.get(sender);
-    if (!s) this.senders.set(sender, (s = { entries: new Map(), withKeys: [], head: 0, words: 0 }));
+    if (!s) this.senders.set(sender, (s = { entries: new Map(), order: [], first: 0, withKeys: [], head: 0, words: 0 }));
     let e = s.entries.get(seq);
     if (!e) {
       if (s.entries.size >= WINDOW) {
-        const oldest = s.entries.keys().next().value!;
+        const oldest = s.order[s.first++]!;
         this.forgetRows(s, s.entries.get(oldest)!);
         s.entries.delete(oldest);
+        if (s.first > 1024 && s.first * 2 > s.order.length) { s.order = s.order.slice(s.first); s.first = 0; }
       }
       s.entries.set(seq, (e = { parts: [], table }));
+      s.order.push(seq);
       if (keys) s.withKeys.push(seq);
     }
     if (!keys) { this.forgetRows(s, e); e.parts = null; return; }

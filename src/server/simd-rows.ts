@@ -47,6 +47,7 @@ export function hasSimdKernel(optimizer: string): boolean {
 export class WasmRows {
   private readonly memory: WasmMemory;
   private readonly kernel: Kernel;
+  private readonly gatherKernel: Kernel;
   private readonly plan: Plan;
   private readonly chunkRows: number;
   private readonly gradAt: number;
@@ -83,7 +84,9 @@ export class WasmRows {
     this.top = (this.gradAt + this.chunkRows * dim * 4 + 15) & ~15;
     this.memory = fixedBytes === undefined ? newMemory(this.top, MAX_PAGES * PAGE_BYTES) : newMemory(this.top + ((fixedBytes + 15) & ~15));
     this.refresh();
-    this.kernel = instantiate(mod, this.memory)[plan.kernel] as Kernel;
+    const exports = instantiate(mod, this.memory);
+    this.kernel = exports[plan.kernel] as Kernel;
+    this.gatherKernel = exports.gather as Kernel;
     this.args = [SCRATCH_AT, 0, this.gradAt, dim];
     plan.scalars(this.args, 4, 1);
   }
@@ -152,6 +155,20 @@ export class WasmRows {
       }
       round?.(this.f32.subarray(ga, ga + (ce - c) * d));
       this.call(c, ce, step);
+    }
+  }
+
+  /**
+   * The first `floats` floats of the rows at byte offsets rowAt[b..e), one after the other, into
+   * `out` from `outAt`: gathered by memory.copy into the scratch, then one set() a chunk.
+   */
+  gather(rowAt: Int32Array, b: number, e: number, floats: number, out: Float32Array, outAt: number): void {
+    const i32 = this.i32, ga = this.gradAt >> 2, chunk = Math.min(this.chunkRows, Math.max(1, Math.floor(this.chunkRows * this.dim / floats)));
+    for (let c = b; c < e; c += chunk) {
+      const ce = Math.min(e, c + chunk), m = ce - c;
+      for (let i = c; i < ce; i++) i32[(SCRATCH_AT >> 2) + i - c] = rowAt[i]!;
+      this.gatherKernel(SCRATCH_AT, m, this.gradAt, floats * 4);
+      out.set(this.f32.subarray(ga, ga + m * floats), outAt + (c - b) * floats);
     }
   }
 

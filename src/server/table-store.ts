@@ -2,25 +2,22 @@
 // BLOCK_ROWS rows, each row followed by its optimizer slots (row s in block s >> BLOCK_SHIFT at
 // (s & BLOCK_MASK) * stride, stride = dim * (1 + slots); slot k at + (k + 1) * dim), and
 // Uint32Array blocks of per-row update counts. For the built-in optimizers with a SIMD kernel the
-// blocks live in one WebAssembly memory per table, updated in place (simd-rows.ts). No object or
-// Map entry per row, so memory per row stays near dim * 4 * (1 + slots) bytes plus the index and
-// the growth slack (see docs/store.md).
-// Keys are handled as (lo, hi) u32 words through a Uint32Array view of the BigUint64Array, so
-// hot paths do no BigInt arithmetic.
+// blocks live in one WebAssembly memory per table, updated in place and pulled by a WASM gather
+// (simd-rows.ts). No object or Map entry per row: memory per row stays near dim * 4 * (1 + slots)
+// bytes plus the index and the growth slack (docs/store.md). Keys are (lo, hi) u32 words (a
+// Uint32Array view of the BigUint64Array): hot paths do no BigInt arithmetic.
 import { KeyIndex } from '../keys/key-index.ts';
 import { makeRowInitializer, type RowInitializer } from './initializers.ts';
 import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
 import { keyWords } from '../keys/keys.ts';
 import { checkImport, checkTableConfig, slotSources, type ImportRows, type TableConfig, type TableRows } from './table-config.ts';
 import { WasmRows } from './simd-rows.ts';
-
+import { SlotsMemo } from './recent-slots.ts';
 export { checkPush } from './request-checks.ts';
 export { checkTableConfig, MAX_DIM, type ImportRows, type TableConfig, type TableRows } from './table-config.ts';
-
 import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, FLOATS_PER_LINE, TOUCH_BLOCK, copyRow } from './row-blocks.ts';
 
 const MIN_ROWS = 64;
-
 export class TableStore {
   readonly config: Readonly<TableConfig>;
   readonly dim: number;
@@ -36,8 +33,7 @@ export class TableStore {
   /** Floats from one row to the next: the row and its slots. */
   private readonly stride: number;
   private readonly slotInit: number[];
-  private capacity = 0;
-  private count = 0;
+  private capacity = 0; private count = 0;
   /** Rows with their slots, one array per block; the last block may be shorter than BLOCK_ROWS. */
   private readonly values: Float32Array[] = [];
   /** slots[b][k]: block b seen from slot k of its first row (the arrays update fns get for a row of block b). */
@@ -48,10 +44,11 @@ export class TableStore {
   /** Every block in the WASM memory: pushes run the SIMD kernel. */
   private allWasm: boolean;
   private rowAtScratch = new Int32Array(0);
+  private slotScratch = new Int32Array(0);
   /** The blocks' floats as 32-bit words: pulls copy rows as integers (no float conversions). */
   private readonly words: Int32Array[] = [];
   private readonly steps: Uint32Array[] = [];
-  private slotScratch = new Int32Array(0);
+  private readonly recent = new SlotsMemo(); // the slots of recent key lists (recent-slots.ts)
   /** Where touch loops leave their sum, so the compiler cannot drop their loads as unused. */
   private touchSink = 0;
 
@@ -90,9 +87,9 @@ export class TableStore {
     if (out === undefined) out = new Float32Array(n * d);
     else if (out.length !== n * d) throw new RangeError(`pull: out has length ${out.length}, need ${n} keys x dim ${d} = ${n * d}`);
     if (state && state.length !== n * this.stateWidth) throw new RangeError(`pull: state has length ${state.length}, need ${n} keys x ${this.stateWidth}`);
-    // Index probes first, then the copies, each in touch blocks (see TOUCH_BLOCK); the slab is
-    // read only after every missing row was created.
+    // Index probes first (every missing row created), then the copies, in touch blocks (TOUCH_BLOCK).
     const slots = this.slotsOf(keys);
+    if (this.allWasm && !state) return this.pullWasm(slots, n, out);
     const v = this.words, stride = this.stride, o = new Int32Array(out.buffer, out.byteOffset, out.length);
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
@@ -135,11 +132,27 @@ export class TableStore {
     }
   }
 
+  /** The byte offsets in the WASM memory of rows slots[0..n), in a scratch array valid until the next call. */
+  private rowOffsets(rows: Int32Array, n: number): Int32Array {
+    if (this.rowAtScratch.length < n) this.rowAtScratch = new Int32Array(Math.max(n, this.rowAtScratch.length * 2));
+    const rowAt = this.rowAtScratch, blockAt = this.blockAt, rowBytes = this.stride * 4;
+    for (let i = 0; i < n; i++) { const s = rows[i]!; rowAt[i] = blockAt[s >>> BLOCK_SHIFT]! + (s & BLOCK_MASK) * rowBytes; }
+    return rowAt;
+  }
+
+  /**
+   * pull() of rows in the WASM memory: copied by the WASM gather (memory.copy a row). No touch loop:
+   * a row's memcpy has the CPU fetch its lines itself, and the JS touch only added work (4096 rows
+   * of 1M x 64: 1.68-1.74 -> 1.33-1.37 ms a pull without it; bench/RESULTS.md, session 8).
+   */
+  private pullWasm(rows: Int32Array, n: number, out: Float32Array): Float32Array {
+    this.wasm!.gather(this.rowOffsets(rows, n), 0, n, this.dim, out, 0);
+    return out;
+  }
+
   /** apply() through the SIMD kernel: the rows' byte offsets in the WASM memory, in push order. */
   private applyWasm(rows: Int32Array, n: number, grads: Float32Array): void {
-    if (this.rowAtScratch.length < n) this.rowAtScratch = new Int32Array(Math.max(n, this.rowAtScratch.length * 2));
-    const rowAt = this.rowAtScratch, blockAt = this.blockAt, rowBytes = this.stride * 4, steps = this.steps;
-    for (let i = 0; i < n; i++) { const s = rows[i]!; rowAt[i] = blockAt[s >>> BLOCK_SHIFT]! + (s & BLOCK_MASK) * rowBytes; }
+    const rowAt = this.rowOffsets(rows, n), steps = this.steps;
     const step = (i: number) => { const s = rows[i]!; return ++steps[s >>> BLOCK_SHIFT]![s & BLOCK_MASK]!; };
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
@@ -150,9 +163,10 @@ export class TableStore {
 
   /** The slot of every key (rows created on first touch), in a scratch array valid until the next call. */
   private slotsOf(keys: BigUint64Array): Int32Array {
-    const n = keys.length;
+    const n = keys.length, w = keyWords(keys), known = this.recent.find(w);
+    if (known) return known; // the keys of a recent request: the rows exist, their slots are these
     if (this.slotScratch.length < n) this.slotScratch = new Int32Array(Math.max(n, this.slotScratch.length * 2));
-    const out = this.slotScratch, w = keyWords(keys), index = this.index;
+    const out = this.slotScratch, index = this.index;
     let sink = 0;
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
@@ -160,6 +174,7 @@ export class TableStore {
       for (let i = b; i < e; i++) out[i] = this.slotOf(w[2 * i]!, w[2 * i + 1]!);
     }
     this.touchSink = sink;
+    this.recent.remember(w, out, n);
     return out;
   }
 
@@ -272,7 +287,6 @@ export class TableStore {
     if (this.wasm) b += this.wasm.bytesUsed;
     return b;
   }
-
   /** Allocated row capacity of the slabs. */
   get capacityRows(): number { return this.capacity; }
 

@@ -50,6 +50,8 @@ export const op = {
   f32Sqrt: [0x91], f32Add: [0x92], f32Sub: [0x93], f32Mul: [0x94], f32Div: [0x95],
   v128Load: [...simd(0x00), 0x04, 0x00], v128Store: [...simd(0x0b), 0x04, 0x00], f32x4Splat: simd(0x13),
   f32x4Sqrt: simd(0xe3), f32x4Add: simd(0xe4), f32x4Sub: simd(0xe5), f32x4Mul: simd(0xe6), f32x4Div: simd(0xe7),
+  /** memory.copy (bulk memory) within the one memory: [dst, src, bytes] on the stack. */
+  memoryCopy: [0xfc, 0x0a, 0x00, 0x00],
 };
 
 export interface WasmFunc {
