@@ -70,26 +70,20 @@ export class Replication {
     const others = view.servers.filter((m) => m.nodeId !== me).map((m) => m.nodeId);
     for (const t of this.ctx.tables.values()) {
       if (t.store.rows === 0 && t.pending.size === 0) continue;
-      /** Whether key (lo, hi), headed here, moves to `serverId`: a chain member now, not under `old` (the pending sums' keys). */
-      const movesTo = (serverId: string, lo: number, hi: number): boolean => {
+      /** The servers key (lo, hi) moves to, if this server heads it: chain members now, not under `old`, not `skip`ped. */
+      const movesTo = (lo: number, hi: number): string[] => {
         const chain = view.chainOf(t.spec.id, lo, hi);
-        if (chain[0]?.nodeId !== me || !chain.some((m, i) => i > 0 && m.nodeId === serverId)) return false;
-        if (old.chainOf(t.spec.id, lo, hi).some((m) => m.nodeId === serverId)) return false;
-        return !skip?.(t.spec.id, keyNumber(lo, hi), serverId);
+        if (chain[0]?.nodeId !== me) return [];
+        const before = old.chainOf(t.spec.id, lo, hi);
+        return chain.slice(1).map((m) => m.nodeId)
+          .filter((id) => !before.some((b) => b.nodeId === id) && !skip?.(t.spec.id, keyNumber(lo, hi), id));
       };
-      // The rows: one pass, each row's chain looked up once (a view change may see millions).
+      // The rows: one pass, each row's chains looked up once (a view change may see millions).
       const rows = t.store.exportRows();
       const words = keyWords(rows.keys);
       const targets = new Map<string, number[]>(others.map((id) => [id, []]));
       for (let i = 0; i < rows.keys.length; i++) {
-        const lo = words[2 * i]!, hi = words[2 * i + 1]!;
-        const chain = view.chainOf(t.spec.id, lo, hi);
-        if (chain[0]?.nodeId !== me) continue;
-        const before = old.chainOf(t.spec.id, lo, hi);
-        for (const m of chain.slice(1)) {
-          if (before.some((b) => b.nodeId === m.nodeId) || skip?.(t.spec.id, keyNumber(lo, hi), m.nodeId)) continue;
-          targets.get(m.nodeId)?.push(i);
-        }
+        for (const id of movesTo(words[2 * i]!, words[2 * i + 1]!)) targets.get(id)?.push(i);
       }
       for (const [serverId, idx] of targets) {
         const failed = (e: unknown) => this.ctx.log.warn('row copy failed', { to: serverId, error: (e as Error).message });
@@ -104,7 +98,7 @@ export class Replication {
         // And the BSP sums of clocks not yet applied of the keys moving there: the new replica
         // must apply them too, or a failure of this server before the clock completes would lose them.
         for (const [clock, acc] of t.pending) {
-          const snap = acc.snapshot((lo, hi) => movesTo(serverId, lo, hi));
+          const snap = acc.snapshot((lo, hi) => movesTo(lo, hi).includes(serverId));
           if (snap.keys.length === 0) continue;
           // With the pushes summed into them: the same push forwarded to the replica later (a
           // worker's retry after this view change) must not be counted on top of the copy.
