@@ -13,7 +13,7 @@
 // older checkout of the runner (copy it, bench/ids.ts and src/gpu/counting-device.ts there) for a
 // before/after comparison with the same program.
 //   node --import tsx bench/gpu-step.ts [--quick] [--steps=N]
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { acquireGpu } from '../src/gpu/device.ts';
 import { countingGpu, type GpuCounts } from '../src/gpu/counting-device.ts';
@@ -21,6 +21,7 @@ import { ModelRunner } from '../src/model/model-runner.ts';
 import { dlrmSpec, DLRM_PRESETS } from '../src/model/dlrm.ts';
 import { prepareTable } from '../src/model/batch-prep.ts';
 import { skewedIds, uniquePerSample, xorshift } from './ids.ts';
+import { cpuMsOfStat } from './proc-cpu.ts';
 
 export interface GpuStepResult {
   adapter: string;
@@ -54,13 +55,8 @@ export function workerThreadsCpu(): number {
   }
   for (const t of tasks) {
     if (t === String(process.pid)) continue;
-    try {
-      const st = readFileSync(`/proc/self/task/${t}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      s += (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-    } catch {
-      // the thread ended
-    }
+    const ms = cpuMsOfStat(`/proc/self/task/${t}/stat`);
+    if (!Number.isNaN(ms)) s += ms / 1000; // (NaN: the thread ended)
   }
   return s;
 }

@@ -6,10 +6,10 @@ import { readFileSync } from 'node:fs';
 /** Clock ticks a second of /proc's utime and stime (USER_HZ: 100 on every Linux we run on). */
 const TICKS_PER_SECOND = 100;
 
-/** The process's CPU time so far, ms (resolution 10 ms), or NaN. */
-export function cpuMsOf(pid: number): number {
+/** CPU time so far, ms (resolution 10 ms), of the process or thread whose /proc stat file is `statPath`; NaN if it cannot be read (gone). */
+export function cpuMsOfStat(statPath: string): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(statPath, 'utf8');
     // Fields after the command name (which may hold spaces, in parentheses): utime and stime are the 12th and 13th.
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return ((Number(f[11]) + Number(f[12])) * 1000) / TICKS_PER_SECOND;
@@ -17,6 +17,9 @@ export function cpuMsOf(pid: number): number {
     return NaN;
   }
 }
+
+/** The process's CPU time so far, ms (resolution 10 ms), or NaN. */
+export const cpuMsOf = (pid: number): number => cpuMsOfStat(`/proc/${pid}/stat`);
 
 /** The summed CPU time of `pids`, ms (NaN if any cannot be read). */
 export const cpuMsOfAll = (pids: number[]): number => pids.reduce((a, p) => a + cpuMsOf(p), 0);
