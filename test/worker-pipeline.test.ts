@@ -1,5 +1,6 @@
 // The pipelined worker step against the serial one on real servers (loopback): under BSP every
-// parameter is bit-identical after N steps (1 and 2 workers); under SSP(1) one worker is
+// parameter is bit-identical after N steps (1 and 2 workers), with the next step's pulls sent
+// early and held by the servers until the clocks before theirs are applied; under SSP(1) one worker is
 // bit-identical too (its early rows are re-pulled where it pushed them: its own updates are
 // seen), and with two workers of different speeds every row a step uses was read, as the server
 // saw it, at a clock >= (the step's clock) - s (the servers' pull handler is instrumented).
@@ -30,7 +31,7 @@ function randomBatch(r: () => number): WorkerBatch {
   };
 }
 
-interface ServerRead { worker: number; table: number; clock: number; keys: Set<bigint>; minClock: number }
+interface ServerRead { worker: number; table: number; clock: number; keys: Set<bigint>; minClock: number; arrivedAt: number }
 
 /**
  * Records every pull a server answers, single or batched (one entry per table part): who, which
@@ -43,14 +44,16 @@ function instrument(cluster: TestCluster, reads: ServerRead[]): void {
     const inner = srv as unknown as { kv: { pull(p: PullBody): Promise<unknown>; pullBatch(b: Batch): Promise<unknown> }; gate: { clocks: { minClock(): number } } };
     const pull = inner.kv.pull.bind(inner.kv), pullBatch = inner.kv.pullBatch.bind(inner.kv);
     inner.kv.pull = async (p) => {
+      const arrivedAt = inner.gate.clocks.minClock();
       const reply = await pull(p);
-      reads.push({ worker: p.worker, table: p.table, clock: p.clock, keys: new Set(p.keys), minClock: inner.gate.clocks.minClock() });
+      reads.push({ worker: p.worker, table: p.table, clock: p.clock, keys: new Set(p.keys), minClock: inner.gate.clocks.minClock(), arrivedAt });
       return reply;
     };
     inner.kv.pullBatch = async (b) => {
+      const arrivedAt = inner.gate.clocks.minClock();
       const reply = await pullBatch(b);
       const minClock = inner.gate.clocks.minClock();
-      for (const part of b.parts) reads.push({ worker: b.worker, table: part.table, clock: b.clock, keys: new Set(part.keys), minClock });
+      for (const part of b.parts) reads.push({ worker: b.worker, table: part.table, clock: b.clock, keys: new Set(part.keys), minClock, arrivedAt });
       return reply;
     };
   }
@@ -119,8 +122,14 @@ s('BSP: pipelined equals serial bit for bit (1 worker)', async (ctx) => {
 
 s('BSP: pipelined equals serial bit for bit (2 workers, summing dense hook)', async (ctx) => {
   const piped = await pipelinedEqualsSerial(ctx, 2, 'bsp');
-  // No early pull under BSP: every pull carried the clock of the step that used it.
+  // Every pull carried the clock of the step that used it.
   for (const tr of piped.traces.flat()) for (const t of tr.tables) assert.ok(t.readClock.every((c) => c === tr.clock));
+  // The next step's pulls were sent during the running step (they reached a server before the
+  // clock they carry), and the servers held every one until all workers had finished the clocks
+  // before it: no row was read before the updates it must see.
+  const steps = piped.reads.filter((r) => r.clock > 0);
+  assert.ok(steps.some((r) => r.arrivedAt < r.clock), 'no pull was sent ahead of its clock');
+  for (const r of steps) assert.ok(r.minClock >= r.clock, `a pull of clock ${r.clock} answered at ${r.minClock}`);
 });
 
 s('BSP with hot rows (AdaGrad, 2 workers): pipelined equals serial bit for bit, and both equal the run without hot rows', async (ctx) => {

@@ -207,12 +207,19 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       taken++;
       return stepper.prepare(modelBatch(mod, cfg.model, mb), clock);
     };
+    // After an evaluation or a checkpoint step the next batch is prepared without early pulls:
+    // their rows would be dropped unused (nothing read before a checkpoint is used after it), and
+    // a pull creates the rows it reads, so the checkpoint would hold the next batch's new rows,
+    // untrained, or not, by timing. (A checkpoint asked for by signal is not known ahead: its
+    // early pulls are settled and dropped below.)
+    const pausesAfter = (s: number) => (cfg.evalSteps > 0 && s % cfg.evalSteps === 0 && rank === 0)
+      || (!!cfg.checkpointDir && ((cfg.checkpointEvery > 0 && s % cfg.checkpointEvery === 0) || requested.has(s)));
     let ahead: Promise<PreparedBatch | null> | null = null;
     for (;;) {
       const cur = await (ahead ?? take());
       ahead = null;
       if (!cur) break;
-      const r = await stepper.run(cur, cfg.pipeline ? (clock) => { ahead = take(clock); ahead.catch(() => {}); } : undefined);
+      const r = await stepper.run(cur, cfg.pipeline ? (clock) => { ahead = pausesAfter(step + 1) ? take() : take(clock); ahead.catch(() => {}); } : undefined);
       if (!Number.isFinite(r.loss)) throw new Error(`step ${step + 1}: the loss is ${r.loss}; lower --lr (emb ${cfg.lr.emb}, dense ${cfg.lr.dense})`);
       step++;
       samples += cur.batch.B;

@@ -8,9 +8,11 @@
 //
 // Pipelined (`pipeline: true`): while the GPU computes step t, the caller's `ahead` callback
 // prepares batch t+1 (`prepare`), which also pulls its rows early where the table's consistency
-// allows (SSP with staleness >= 1, ASP; never BSP). Before step t+1 uses early rows it re-pulls
-// those that step t pushed, so a worker always sees its own updates, and every early pull carries
-// the clock it will be used at, so the SSP gate keeps the bound. The sparse push and the dense
+// allows (SSP with staleness >= 1, ASP, and BSP tables without hot rows). Every early pull
+// carries the clock it will be used at, so the servers' gate keeps the model: under BSP they hold
+// it until every update of the clocks before it is applied (step t's push among them); under
+// SSP and ASP it may be answered at once, so before step t+1 uses such rows it re-pulls those
+// that step t pushed, and a worker always sees its own updates. The sparse push and the dense
 // part (allreduce + local update, or the dense push) of a step run concurrently, then the clock.
 //
 // Row cache (`cache.rows > 0`): SSP and ASP tables with a built-in optimizer keep their rows in a
@@ -197,13 +199,24 @@ export class WorkerStep {
     return sum;
   }
 
-  /** May table `i` be pulled now for a step at `clock`? BSP: only at its own clock (it waits for that clock's updates). */
+  /**
+   * May table `i` be pulled now for a step at `clock`? BSP: for the next clock only, without hot
+   * rows: the servers hold such a pull until that clock's updates (this worker's push of the
+   * running step among them) are applied, then answer at once, so the rows are exactly what a
+   * pull at run time reads, and the request's trip and the servers' decoding are off the step.
+   */
   private mayPullEarly(i: number, clock: number): boolean {
     const t = this.opts.runner.spec.tables[i]!;
     const ahead = clock - this.opts.client.clockValue;
     if (ahead <= 0) return false; // pulled at run time anyway
     if (t.consistency === 'asp') return true;
+    if (this.heldByServers(i)) return ahead === 1 && !this.hot?.hot.keys(i).length;
     return t.consistency === 'ssp' && (t.staleness ?? 0) >= ahead;
+  }
+
+  /** BSP: a pull at clock c is answered after every update of the clocks < c, so own pushes since need no re-pull. */
+  private heldByServers(i: number): boolean {
+    return this.opts.runner.spec.tables[i]!.consistency === 'bsp';
   }
 
   /**
@@ -223,7 +236,7 @@ export class WorkerStep {
     // twice): leave them out of the early pull, and pull them once, after the push.
     const running = this.inFlight;
     const late = preps.map((p, i) => {
-      if (!pullEarly[i] || this.cached[i] || !running) return null;
+      if (!pullEarly[i] || this.cached[i] || !running || this.heldByServers(i)) return null;
       const idx = Int32Array.from(touched(p.keys, indexOf(running[i]!)));
       return idx.length ? { idx, against: running[i]! } : null;
     });
@@ -270,7 +283,7 @@ export class WorkerStep {
     // Re-pull what the early pull left out and what this worker pushed since it was issued (the
     // same positions when the one push since was of the keys left out against: no second lookup).
     const covered = (i: number) => this.pushSeq === p.pushSeq + 1 && p.late[i]?.against === this.lastPushed[i];
-    const pushed = early.map((e, i) => (e && this.pushSeq !== p.pushSeq && !covered(i) ? indexOf(this.lastPushed[i]!) : null));
+    const pushed = early.map((e, i) => (e && this.pushSeq !== p.pushSeq && !covered(i) && !this.heldByServers(i) ? indexOf(this.lastPushed[i]!) : null));
     const repull = pushed.map((index, i) => {
       const left = early[i] ? p.late[i]?.idx ?? null : null, since = index ? touched(p.preps[i]!.keys, index) : [];
       if (!left) return since;
