@@ -13,7 +13,7 @@ import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../keys/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
 import { RequestCoalescer, writeRows } from './request-coalescer.ts';
-import { gatherRows, isIdentity, rangeKeys } from './row-parts.ts';
+import { gatherRows, isIdentity, mergeBySeq, rangeKeys } from './row-parts.ts';
 import { keysFromNumbers, keyWords } from '../keys/keys.ts';
 
 export interface PSClientOptions {
@@ -251,7 +251,7 @@ export class PSClient {
         }
       }));
       if (failed.length === 0) return;
-      groups = failed;
+      groups = mergeBySeq(failed);
       this.log.warn('re-routing request parts', { table, parts: failed.length, error: (lastErr as Error).message });
       const epoch = view.epoch;
       await this.waitForView((v) => v.epoch > epoch, 500 * 2 ** attempt).catch(() => {});

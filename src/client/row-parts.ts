@@ -22,3 +22,21 @@ export function gatherRows(rows: Float32Array, idx: readonly number[], dim: numb
 export function isIdentity(idx: Int32Array, n: number): boolean {
   return idx.length === n && (n === 0 || (idx[0] === 0 && idx[n - 1] === n - 1));
 }
+
+/**
+ * Failed parts of one request merged per push number (their positions joined), for re-routing:
+ * a part re-routed under one view can split across servers, and if those pieces fail again they
+ * can meet at one server under the next view; sent as two parts with one number in one batch,
+ * the server refused the batch as malformed (`npm run chaos -- --partitions`, 2026-12-02).
+ */
+export function mergeBySeq(parts: { idx: Int32Array; seq: number }[]): { idx: Int32Array; seq: number }[] {
+  const bySeq = new Map<number, Int32Array[]>();
+  for (const p of parts) { const l = bySeq.get(p.seq); if (l) l.push(p.idx); else bySeq.set(p.seq, [p.idx]); }
+  return [...bySeq].map(([seq, l]) => {
+    if (l.length === 1) return { idx: l[0]!, seq };
+    const idx = new Int32Array(l.reduce((a, x) => a + x.length, 0));
+    let at = 0;
+    for (const x of l) { idx.set(x, at); at += x.length; }
+    return { idx, seq };
+  });
+}
