@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { connect as tcpConnect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
+import type { Link } from '../src/transport/framed-socket.ts';
 import { JsonProc } from './helpers/json-proc.ts';
 import { SECRET } from './helpers/secret.ts';
 import { table, keysOf } from './helpers/cluster.ts';
@@ -96,7 +97,7 @@ function assertRefused(reply: Envelope, code: ErrorCode, pattern: RegExp, what: 
 }
 
 /** Sends frames while the socket takes them (under 1 MiB queued here), until `maxBytes` or a stall. */
-async function flood(ws: WebSocket, frame: Uint8Array, maxBytes: number, stallMs = 1500): Promise<number> {
+async function flood(ws: Link, frame: Uint8Array, maxBytes: number, stallMs = 1500): Promise<number> {
   let sent = 0;
   let progress = performance.now();
   while (sent < maxBytes && ws.readyState === WebSocket.OPEN && performance.now() - progress < stallMs) {
@@ -214,7 +215,7 @@ test('4. vectors at every alignment over the wire: pulls read the keys sent, pus
 });
 
 /** A link that reads nothing from now on: every reply stays queued on the server's side. */
-async function deafLink(nodeId: string): Promise<{ ws: WebSocket; conn: Connection }> {
+async function deafLink(nodeId: string): Promise<{ ws: Link; conn: Connection }> {
   const { conn } = await dial(serverUrl, { nodeId, secret: SECRET, role: Role.Worker });
   conn.ws.removeAllListeners('message');
   conn.ws.pause();

@@ -3,7 +3,7 @@
 // the scheduler's pace from its welcome, and keeps one link per server node id, closing the links
 // of servers that left the view. A scheduler that restarts is found again by the next heartbeat
 // (the link reconnects on demand and registers anew).
-import { Peer, RpcError, type TlsCredentials } from '../transport/index.ts';
+import { Peer, RpcError, linkKind, type TlsCredentials } from '../transport/index.ts';
 import { ErrorCode, type BodyOf, type ClusterViewMsg, type Envelope, type Role } from '../wire/codec.ts';
 import type { ReplyType, RequestBody } from '../wire/replies.ts';
 import { ClusterView } from './cluster-view.ts';
@@ -89,6 +89,8 @@ export class ClusterMember {
         nodeId: this.opts.nodeId, secret: this.opts.secret, tls: this.opts.tls, role: this.opts.role,
         epoch: () => this.view.epoch, requestTimeoutMs: this.opts.requestTimeoutMs, connectAttempts: 4,
         maxFrameBytes: this.opts.maxFrameBytes,
+        // Pulls and pushes: the framed link costs less CPU a frame than ws (bench/RESULTS.md, session 9).
+        link: linkKind('frames'),
       });
       this.servers.set(nodeId, p);
     }

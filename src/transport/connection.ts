@@ -1,9 +1,9 @@
-// One authenticated WebSocket link, used the same way on both ends: requests matched to replies
+// One authenticated link (a WebSocket or a framed stream, framed-socket.ts), used the same way on both ends: requests matched to replies
 // by id with a timeout each, one-way notifications, and bounded memory: a sender waits when the
 // socket has more than `highWaterBytes` queued, and at most `maxInFlight` received frames (and
 // `maxInFlightBytes` of them) are being handled at once. At that limit the socket is not read, so
 // a peer that sends requests and never reads the replies is held back by TCP, not by our memory.
-import type WebSocket from 'ws';
+import type { Link } from './framed-socket.ts';
 import * as flatbuffers from 'flatbuffers';
 import { decode, encode, ErrorCode, WireError, type Body, type BodyOf, type BodyType, type Envelope } from '../wire/codec.ts';
 import { replyTypesOf, UnexpectedReplyError, type ReplyType, type RequestBody } from '../wire/replies.ts';
@@ -20,6 +20,8 @@ const SMALL_FRAME_BYTES = 4096;
  * buffers): counted against the high-water mark, so many tiny queued replies are bounded too.
  */
 const QUEUED_FRAME_OVERHEAD = 512;
+/** readyState of an open link (ws's WebSocket.OPEN; FramedSocket uses the same values). */
+const LINK_OPEN = 1;
 
 export type RequestHandler = (env: Envelope, conn: Connection) => Body | void | Promise<Body | void>;
 
@@ -80,13 +82,13 @@ export class Connection {
   private readonly highWaterBytes: number;
   onRequest?: RequestHandler;
 
-  constructor(readonly ws: WebSocket, private readonly opts: ConnectionOptions) {
+  constructor(readonly ws: Link, private readonly opts: ConnectionOptions) {
     this.onRequest = opts.onRequest;
     this.maxInFlight = opts.maxInFlight ?? DEFAULT_LIMITS.maxInFlight;
     this.maxInFlightBytes = opts.maxInFlightBytes ?? DEFAULT_LIMITS.maxInFlightBytes;
     this.highWaterBytes = opts.highWaterBytes ?? DEFAULT_LIMITS.sendHighWaterBytes;
     this.closed = new Promise((resolve) => {
-      ws.on('close', (code, reason) => {
+      ws.on('close', (code: number, reason: Buffer) => {
         this.isClosed = true;
         this.closeInfo = { code, reason: reason.toString() };
         const why = `connection to ${this.peerId} closed (${code}${reason.length ? ` ${reason}` : ''})`;
@@ -99,10 +101,17 @@ export class Connection {
       });
     });
     ws.on('error', () => { /* 'close' follows; errors are reported through it */ });
-    ws.on('message', (data, isBinary) => this.onFrame(data as Buffer, isBinary));
+    ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(data, isBinary));
   }
 
   get isOpen(): boolean { return !this.isClosed; }
+
+  /**
+   * Whether a frame sent now can still reach the peer. A link that is closing (a close frame
+   * either way, or the peer hung up) is not: replies waiting for the socket must then not be
+   * encoded, or a peer that floods requests and hangs up makes us build every reply for nothing.
+   */
+  private get sendable(): boolean { return !this.isClosed && this.ws.readyState === LINK_OPEN; }
 
   private epoch(): number { return this.opts.epoch?.() ?? 0; }
 
@@ -218,7 +227,7 @@ export class Connection {
   }
 
   private sendRaw(env: Envelope): void {
-    if (this.isClosed) return;
+    if (!this.sendable) return;
     const builder = this.builders.pop() ?? new flatbuffers.Builder(1024);
     let bytes = encode(env, builder);
     const owner = bytes.buffer === builder.dataBuffer().bytes().buffer ? builder : null;
@@ -249,10 +258,10 @@ export class Connection {
 
   /** Sends one frame, first waiting while the socket's send buffer is over the high-water mark. */
   async send(env: Envelope): Promise<void> {
-    while (!this.isClosed && this.queuedBytes() > this.highWaterBytes) {
+    while (this.sendable && this.queuedBytes() > this.highWaterBytes) {
       await new Promise<void>((r) => this.drainWaiters.push(r));
     }
-    if (this.isClosed) throw new ConnectionClosedError(`connection to ${this.peerId} is closed`);
+    if (!this.sendable) throw new ConnectionClosedError(`connection to ${this.peerId} is ${this.isClosed ? 'closed' : 'closing'}`);
     this.sendRaw(env);
   }
 

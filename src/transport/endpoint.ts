@@ -5,12 +5,17 @@
 // accept, so a peer that never finishes the HTTP upgrade counts too), each for `helloTimeoutMs`.
 // With TLS credentials (tls.ts) the listener is an https server that demands a client certificate
 // from the cluster CA: a peer without one fails the TLS handshake and nothing of it is read.
+// A link is a WebSocket or, upgraded to `hybridps-frames` on the same port, a framed stream
+// (framed-socket.ts, lighter; the dialer picks with `link`): admission, limits and the handshake
+// are the same for both.
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { Socket, AddressInfo } from 'node:net';
 import { WebSocketServer, WebSocket } from 'ws';
 import { Connection, type RequestHandler } from './connection.ts';
+import type { FramedSocket, Link } from './framed-socket.ts';
+import { acceptFramed, dialFramed, FRAMES_PROTOCOL } from './framed-upgrade.ts';
 import { computeMac, newNonce, verifyMac } from './auth.ts';
 import { DEFAULT_MAX_FRAME_BYTES, resolveLimits, setMaxPayload, type LinkLimits } from './limits.ts';
 import { ConnectError } from './errors.ts';
@@ -54,12 +59,14 @@ function connectionLimits(l: Required<LinkLimits>) {
 export class Listener {
   readonly connections = new Set<Connection>();
   /** Sockets accepted and not yet authenticated, with the timer that closes each. */
-  private readonly unauthenticated = new Map<Socket, { timer: NodeJS.Timeout; ws?: WebSocket }>();
+  private readonly unauthenticated = new Map<Socket, { timer: NodeJS.Timeout; ws?: Link }>();
   readonly stats = { refusedBusy: 0, helloTimeouts: 0, refusedHello: 0, refusedTls: 0 };
   /** TLS: the accepted TCP socket of each connection by its remote address (the upgrade hands over the TLS socket over it). */
   private readonly tcpOf = new Map<string, Socket>();
   /** Sockets handed to rawUpgrade: no longer the HTTP server's to close. */
   private readonly rawSockets = new Set<Socket>();
+  /** Framed links (not ws's, so not in wss.clients), to cut off at close(). */
+  private readonly framed = new Set<FramedSocket>();
   private reports = { second: 0, count: 0, unreported: 0 };
 
   private constructor(private readonly http: Server, private readonly wss: WebSocketServer, readonly url: string, private readonly opts: ListenOptions, private readonly limits: Required<LinkLimits>) {}
@@ -103,8 +110,16 @@ export class Listener {
       if (!socket || !listener.unauthenticated.has(socket)) { stream.destroy(); return; } // refused or timed out
       const badName = opts.tls && peerNameProblem(opts.tls, stream as TLSSocket);
       if (badName) { listener.stats.refusedTls++; listener.reportRejected(`TLS peer ${remoteKey(stream)} refused: ${badName}`); socket.destroy(); return; }
+      const protocol = String(req.headers.upgrade ?? '').toLowerCase();
+      if (protocol === FRAMES_PROTOCOL) {
+        const link = acceptFramed(stream, head, limits.preAuthMaxFrameBytes);
+        listener.framed.add(link);
+        link.once('close', () => listener.framed.delete(link));
+        listener.accept(link, socket);
+        return;
+      }
       const raw = opts.rawUpgrade;
-      if (raw && String(req.headers.upgrade ?? '').toLowerCase() === raw.protocol) {
+      if (raw && protocol === raw.protocol) {
         listener.rawSockets.add(socket);
         socket.once('close', () => listener.rawSockets.delete(socket));
         raw.onSocket(stream, head, () => listener.authenticated(socket));
@@ -159,11 +174,11 @@ export class Listener {
     this.opts.onRejected?.(more ? `${why} (and ${more} refusals since the last report)` : why);
   }
 
-  private sendPlain(ws: WebSocket, body: Body, requestId = 0): void {
+  private sendPlain(ws: Link, body: Body, requestId = 0): void {
     ws.send(encode({ requestId, reply: true, sender: this.opts.nodeId, epoch: this.opts.epoch?.() ?? 0, body }));
   }
 
-  private refuse(ws: WebSocket, why: string, requestId = 0): void {
+  private refuse(ws: Link, why: string, requestId = 0): void {
     this.stats.refusedHello++;
     this.reportRejected(why);
     try { this.sendPlain(ws, { type: 'error', code: ErrorCode.Unauthenticated, message: why }, requestId); } catch { /* gone */ }
@@ -171,7 +186,7 @@ export class Listener {
     setTimeout(() => ws.terminate(), 1000).unref();
   }
 
-  private accept(ws: WebSocket, socket: Socket): void {
+  private accept(ws: Link, socket: Socket): void {
     const opts = this.opts;
     const pending = this.unauthenticated.get(socket);
     if (!pending) { ws.terminate(); return; }
@@ -189,7 +204,7 @@ export class Listener {
     });
     // Everything up to the Connection's creation runs synchronously in this handler, so frames
     // that follow the hello reach the Connection, under the raised frame limit.
-    ws.once('message', async (data, isBinary) => {
+    ws.once('message', async (data: Buffer, isBinary: boolean) => {
       if (!this.unauthenticated.has(socket)) return; // timed out meanwhile
       let env: Envelope<Extract<Body, { type: 'hello' }>>;
       try {
@@ -228,6 +243,7 @@ export class Listener {
   async close(): Promise<void> {
     for (const c of this.connections) void c.close(1001, 'shutting down');
     for (const ws of this.wss.clients) ws.terminate();
+    for (const link of this.framed) link.terminate();
     for (const [socket, p] of this.unauthenticated) { clearTimeout(p.timer); socket.destroy(); }
     for (const socket of this.rawSockets) socket.destroy();
     this.unauthenticated.clear();
@@ -247,6 +263,22 @@ export interface DialOptions extends EndpointOptions {
   since?: () => number | undefined;
   onRequest?: RequestHandler;
   connectTimeoutMs?: number;
+  /** The link's framing: a WebSocket, or a framed stream (framed-socket.ts, less CPU a frame). Default: linkKind('ws'). */
+  link?: LinkKind;
+}
+
+export type LinkKind = 'ws' | 'frames';
+
+/**
+ * The framing for a link whose dialler prefers `preferred` (members' server links: frames; the
+ * rest: ws), unless HYBRIDPS_LINK names one for every link: `ws` to step back from framed links,
+ * `frames` to run all of them framed (the transport tests run over both that way).
+ */
+export function linkKind(preferred: LinkKind, env: NodeJS.ProcessEnv = process.env): LinkKind {
+  const v = env.HYBRIDPS_LINK;
+  if (v === undefined || v === '') return preferred;
+  if (v === 'ws' || v === 'frames') return v;
+  throw new Error(`HYBRIDPS_LINK must be ws or frames, got ${JSON.stringify(v)}`);
 }
 
 /**
@@ -269,7 +301,7 @@ export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection
       return;
     }
     // The challenge is tiny: until it is in, so is the frame limit (the welcome may be larger).
-    const ws = new WebSocket(url, {
+    const ws: Link = (opts.link ?? linkKind('ws')) === 'frames' ? dialFramed(url, opts.tls, limits.preAuthMaxFrameBytes) : new WebSocket(url, {
       maxPayload: limits.preAuthMaxFrameBytes, perMessageDeflate: false, generateMask: zeroMask,
       // ws hands these to tls.connect; its own typing of checkServerIdentity is not Node's.
       ...(opts.tls ? dialTlsOptions(opts.tls) as object : {}),
@@ -285,9 +317,9 @@ export function dial(url: string, opts: DialOptions): Promise<{ conn: Connection
     const timer = setTimeout(() => fail(new ConnectError(url, `connecting to ${url} timed out`)), opts.connectTimeoutMs ?? HANDSHAKE_TIMEOUT_MS);
     const hint = (m: string) => / 503$/.test(m) ? ' (too many connections are waiting to authenticate there; retry later)'
       : opts.tls && /hang up|ECONNRESET/.test(m) ? ' (under TLS: the peer may have refused this node\'s certificate; is it from the cluster CA, unexpired, with the cluster name?)' : '';
-    ws.on('error', (e) => fail(new ConnectError(url, `cannot connect to ${url}: ${e.message}${hint(e.message)}`)));
-    ws.on('close', (code, reason) => fail(new ConnectError(url, `${url} closed the connection during the handshake (${code} ${reason})`)));
-    ws.once('message', (data) => {
+    ws.on('error', (e: Error) => fail(new ConnectError(url, `cannot connect to ${url}: ${e.message}${hint(e.message)}`)));
+    ws.on('close', (code: number, reason: Buffer) => fail(new ConnectError(url, `${url} closed the connection during the handshake (${code} ${reason})`)));
+    ws.once('message', (data: Buffer) => {
       let challenge: Envelope<Extract<Body, { type: 'challenge' }>>;
       try { challenge = decodeHandshake(data as Buffer, 'challenge'); } catch (e) { return fail(new ConnectError(url, `bad challenge from ${url}: ${(e as Error).message}`)); }
       setMaxPayload(ws, limits.maxFrameBytes);

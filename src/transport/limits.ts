@@ -3,7 +3,7 @@
 // almost nothing; after it, what a connection holds is bounded by its in-flight limits and the
 // send high-water mark.
 import * as wsModule from 'ws';
-import type WebSocket from 'ws';
+import { FramedSocket, type Link } from './framed-socket.ts';
 
 export interface LinkLimits {
   /** Largest frame once the peer is authenticated (ws maxPayload; larger closes with 1009). */
@@ -71,7 +71,8 @@ type WithReceiver = { _receiver?: { _maxPayload?: number } };
 }
 
 /** Sets the largest frame `ws` accepts from now on, on this connection only. */
-export function setMaxPayload(ws: WebSocket, bytes: number): void {
+export function setMaxPayload(ws: Link, bytes: number): void {
+  if (ws instanceof FramedSocket) { ws.maxPayload = bytes; return; }
   const r = (ws as unknown as WithReceiver)._receiver;
   if (!r || typeof r._maxPayload !== 'number') throw new Error('ws connection has no receiver to set maxPayload on');
   r._maxPayload = bytes;

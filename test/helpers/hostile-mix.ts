@@ -5,6 +5,7 @@
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { setPriority } from 'node:os';
 import WebSocket from 'ws';
+import type { Link } from '../../src/transport/framed-socket.ts';
 import { serveCommands } from './json-proc.ts';
 import { SECRET } from './secret.ts';
 import { aliasedClusterView, aliasedDeclareTables, encodeMisaligned } from './hostile-frames.ts';
@@ -39,7 +40,7 @@ async function mix(m: Mix): Promise<Record<string, number>> {
     return conn;
   };
   /** Sends `frame` while the socket takes it, until the end. */
-  const flood = async (what: string, ws: WebSocket, frame: Uint8Array) => {
+  const flood = async (what: string, ws: Link, frame: Uint8Array) => {
     while (live() && ws.readyState === WebSocket.OPEN) {
       let burst = 0;
       while (ws.bufferedAmount < 1 << 20 && burst++ < 2000) { ws.send(frame); add(what); }
