@@ -243,7 +243,7 @@ export class WorkerStep {
     const early = preps.map((p, i) => (pullEarly[i] && !this.cached[i] ? this.pullExcept(i, p.keys, late[i]?.idx ?? null, clock) : null));
     const cachedEarly = preps.map((p, i) => (pullEarly[i] ? this.cached[i]?.early(p.keys, clock, running?.[i]) ?? null : null));
     for (const e of early) e?.catch(() => {}); // awaited (or dropped) later
-    for (const e of cachedEarly) e?.pulled.catch(() => {});
+    for (const e of cachedEarly) e?.pulled?.catch(() => {});
     return { batch, clock, preps, prepMs, early, cachedEarly, pushSeq: this.pushSeq, late, hot };
   }
 
