@@ -127,8 +127,9 @@ export class RowCache {
   private gen = 0;
   /** The lookup the last serve used: applyPush of the same keys reads its slots. */
   private last: CacheLookup | null = null;
-  /** Where touch loops leave their sum, so the compiler cannot drop their loads as unused. */
+  /** Where touch loops leave their sum, so the compiler cannot drop their loads as unused; lookup's hashes of a block. */
   private touchSink = 0;
+  private hashes = new Int32Array(0);
   /** The slots' arrays (CacheSlots): stamp (SSP: the reply's freshness; ASP: the read clock; -1: free), last use, state clock. */
   private readonly stamp: Int32Array;
   private readonly lastUse: Int32Array;
@@ -203,18 +204,31 @@ export class RowCache {
    */
   lookup(keys: BigUint64Array, clock: number): CacheLookup {
     const n = keys.length, w = keyWords(keys), index = this.index, slot = new Int32Array(n), code = new Uint8Array(n);
-    const stateful = this.stateful, seen = this.seen.length ? this.seen : null;
+    const stateful = this.stateful, seen = this.seen.length ? this.seen : null, mask = this.seenMask, stamp = this.stamp, sc = this.stateClock;
+    if (this.hashes.length < TOUCH_BLOCK) this.hashes = new Int32Array(TOUCH_BLOCK);
+    const h = this.hashes;
     let sink = 0;
     for (let b = 0; b < n; b += TOUCH_BLOCK) {
       const e = Math.min(n, b + TOUCH_BLOCK);
-      for (let j = b; j < e; j++) sink += index.touch(w[2 * j]!, w[2 * j + 1]!);
+      // Three passes a block, each of independent loads: the buckets (and admission filter
+      // entries), then the slots' stamps (and state clocks), then the codes from what is now in cache.
       for (let j = b; j < e; j++) {
-        const lo = w[2 * j]!, hi = w[2 * j + 1]!, s = index.lookup(lo, hi);
+        const x = hash64(w[2 * j]!, w[2 * j + 1]!);
+        h[j - b] = x;
+        sink += index.touchHashed(x);
+        if (seen) sink += seen[x & mask]!;
+      }
+      for (let j = b; j < e; j++) {
+        const s = index.lookupHashed(w[2 * j]!, w[2 * j + 1]!, h[j - b]!);
         slot[j] = s;
+        if (s >= 0) sink += stamp[s]! + (stateful ? sc[s]! : 0);
+      }
+      for (let j = b; j < e; j++) {
+        const s = slot[j]!;
         if (s >= 0 && this.valid(s, clock)) continue; // HIT (0)
         if (!stateful || (s >= 0 && this.stateUsable(s, clock))) { code[j] = PULL_ROW; continue; }
         let admit = true;
-        if (seen) { const at = seen[hash64(lo, hi) & this.seenMask]! - 1; admit = at >= 0 && at < clock && at >= clock - ADMIT_WINDOW; }
+        if (seen) { const at = seen[h[j - b]! & mask]! - 1; admit = at >= 0 && at < clock && at >= clock - ADMIT_WINDOW; }
         code[j] = admit ? PULL_STATE : PULL_ONCE;
       }
     }
