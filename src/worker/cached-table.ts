@@ -1,6 +1,6 @@
 // One row-cached table's side of a worker step (issue #12, item 3): which of a step's rows the
 // RowCache serves, which early rows (pulled during the last GPU work) stand, which rows are
-// pulled now, with their optimizer state where the cache's plan says so (a stateful optimizer:
+// pulled now, with their optimizer state where the step's lookup says so (a stateful optimizer:
 // row-cache.ts says why and when), and what is then held. WorkerStep keeps one per cached table.
 import type { PSClient, PulledState } from '../client/ps-client.ts';
 import type { TableDecl } from '../model/model-spec.ts';

@@ -96,13 +96,6 @@ const NO_STEP = (): number => 0;
 /** An Int32Array view of a Float32Array's words (rows are copied as words: row-blocks.ts, copyRow). */
 const words = (a: Float32Array): Int32Array => new Int32Array(a.buffer, a.byteOffset, a.length);
 
-/** The positions whose code passes `keep`. */
-function positions(code: Uint8Array, keep: (c: number) => boolean): Int32Array {
-  const out: number[] = [];
-  for (let j = 0; j < code.length; j++) if (keep(code[j]!)) out.push(j);
-  return Int32Array.from(out);
-}
-
 export class RowCache {
   readonly stats: RowCacheStats = { hits: 0, misses: 0, evictions: 0, bytesSaved: 0 };
   /** Stateful: rows pulled with their optimizer state (each costs its slots and a count more than a row). */
@@ -260,19 +253,7 @@ export class RowCache {
     return (this.last = l);
   }
 
-  /** Positions of the keys this cache cannot serve at `clock` (counts nothing). */
-  missing(keys: BigUint64Array, clock: number): Int32Array {
-    return positions(this.lookup(keys, clock).code, (c) => c !== HIT);
-  }
-
-  /** Copies every row servable at `clock` into `out` (keys.length x dim) and counts; returns the positions of the others. */
-  serve(keys: BigUint64Array, clock: number, out: Float32Array): Int32Array {
-    const l = this.lookup(keys, clock);
-    this.serveLookup(l, out);
-    return positions(l.code, (c) => c !== HIT);
-  }
-
-  /** Second-touch admission: these keys were looked up at `clock` (after that clock's plans). */
+  /** Second-touch admission: these keys were looked up at `clock` (after that clock's lookups). */
   touchSeen(keys: BigUint64Array, clock: number): void {
     if (!this.seen.length) return;
     const w = keyWords(keys);

@@ -19,7 +19,7 @@
 // RowCache (row-cache.ts: why it is exact); a stateful optimizer's (AdaGrad, Adam, FTRL) only on
 // an f32 wire. Such a table's step serves what the cache holds for this clock, takes early rows
 // for the rest (re-pulling those the last push touched), pulls what is left (with its optimizer
-// state where the cache's plan says so), holds what it may, and applies its own push to the held
+// state where the step's lookup says so), holds what it may, and applies its own push to the held
 // rows while the push is on the wire (read only after it is acknowledged; a failed push clears
 // the cache). Early pulls ask only for what the cache lacks.
 //
