@@ -71,6 +71,16 @@ test('insert replaces, lookupOrInsert keeps; iteration visits each key once', ()
   assert.is(count, idx.size);
 });
 
+test('lookupHashed and touchHashed by a key\'s hash64 agree with lookup and touch', () => {
+  const idx = new KeyIndex(64);
+  for (let i = 0; i < 40; i++) idx.insert(i * 7919, i >> 2, i);
+  for (let i = 0; i < 80; i++) {
+    const lo = i * 7919, hi = i >> 2, h = hash64(lo, hi);
+    assert.is(idx.lookupHashed(lo, hi, h), idx.lookup(lo, hi));
+    assert.is(idx.touchHashed(h), idx.touch(lo, hi));
+  }
+});
+
 test('negative (signed) words are the same key as their unsigned value', () => {
   const idx = new KeyIndex();
   idx.insert(-1, -2, 5);

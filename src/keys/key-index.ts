@@ -74,9 +74,13 @@ export class KeyIndex {
 
   /** The slot stored for key (lo, hi), or -1 if absent. */
   lookup(lo: number, hi: number): number {
-    lo >>>= 0; hi >>>= 0;
+    return this.lookupHashed(lo >>> 0, hi >>> 0, hash64(lo >>> 0, hi >>> 0));
+  }
+
+  /** lookup() of a key whose hash64 `h` the caller has (a loop that hashed it to touch it), its words as u32. */
+  lookupHashed(lo: number, hi: number, h: number): number {
     const t = this.table, mask = this.mask;
-    let b = hash64(lo, hi) & mask;
+    let b = h & mask;
     for (;;) {
       const i = b * WORDS;
       const s = t[i + 2]!;
@@ -92,7 +96,12 @@ export class KeyIndex {
    * at once, and the lookups right after find them in cache (see TableStore's touch blocks).
    */
   touch(lo: number, hi: number): number {
-    return this.table[(hash64(lo >>> 0, hi >>> 0) & this.mask) * WORDS + 2]!;
+    return this.touchHashed(hash64(lo >>> 0, hi >>> 0));
+  }
+
+  /** touch() of a key by its hash64. */
+  touchHashed(h: number): number {
+    return this.table[(h & this.mask) * WORDS + 2]!;
   }
 
   /** Stores key -> slot, replacing the slot if the key is present. */

@@ -27,21 +27,26 @@
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
 //
-// Eviction: expired rows first (they can never be served again), then least recently used (by
-// clock of last use), an eighth of the capacity per pass (the key index is rebuilt: it has no
-// delete); the current clock's rows are never evicted for each other.
+// One lookup a key a step: RowCache.lookup finds every key's slot and what to do with it (served,
+// or pulled as a row, with its state, or once and not held) in one pass of touch blocks; the
+// step's serve, its pulls, its inserts and the push's local update then use those slots, with no
+// further probe (each a cache miss: the index and rows of 26 tables far exceed L2). A lookup stays
+// current while the index is unchanged but through it (CacheLookup.gen); else it is done again.
+//
+// Slots and eviction (expired rows first, then the least recently used): cache-slots.ts.
 //
 // Storage: row s and then its slots at s * stride (stride = (1 + slots) * dim floats), the layout
 // the servers' SIMD kernels read (src/server/simd-rows.ts). With a built-in optimizer that has a
 // kernel, that storage is a WASM memory sized for the capacity up front (never grown, so no view
 // of it is ever detached) and applyPush is one kernel call over the held rows a push touches;
 // otherwise (custom update, no WASM SIMD) it is a plain array and the JS update runs per row.
-import { KeyIndex, hash64 } from '../keys/key-index.ts';
+import { hash64, type KeyIndex } from '../keys/key-index.ts';
+import { CacheSlots } from './cache-slots.ts';
 import { keyWords } from '../keys/keys.ts';
 import { roundToWire, rowValueBytes, type RowFormat } from '../wire/row-format.ts';
 import type { UpdateFn } from '../server/optimizers.ts';
 import { WasmRows } from '../server/simd-rows.ts';
-import { copyRow } from '../server/row-blocks.ts';
+import { copyRow, TOUCH_BLOCK } from '../server/row-blocks.ts';
 import type { PulledState } from '../client/ps-client.ts';
 
 export interface RowCacheOptions {
@@ -70,8 +75,14 @@ export interface RowCacheOptions {
 /** Second-touch admission: a row looked up within this many clocks before is admitted. */
 export const ADMIT_WINDOW = 8;
 
-/** Which positions of a miss to pull with their state (to be held) and which as rows only (held when their state is). */
-export interface PullPlan { withState: Int32Array; rowsOnly: Int32Array }
+/** What a lookup found for a key: served from the cache, or pulled as a row (held if it may be), with its state (held), or once (a row, not held). */
+export const HIT = 0, PULL_ROW = 1, PULL_STATE = 2, PULL_ONCE = 3;
+
+/**
+ * One lookup of a step's keys at `clock` (RowCache.lookup): per position, the key's slot (-1: not
+ * held) and its code (HIT, PULL_ROW, PULL_STATE, PULL_ONCE). Current while `gen` is the cache's.
+ */
+export interface CacheLookup { readonly keys: BigUint64Array; readonly clock: number; gen: number; readonly slot: Int32Array; readonly code: Uint8Array }
 
 export interface RowCacheStats {
   hits: number; misses: number; evictions: number;
@@ -89,6 +100,8 @@ export class RowCache {
   readonly stats: RowCacheStats = { hits: 0, misses: 0, evictions: 0, bytesSaved: 0 };
   /** Stateful: rows pulled with their optimizer state (each costs its slots and a count more than a row). */
   statePulls = 0;
+  /** Which slot holds which key, the rows' stamps, last uses and state clocks, eviction. */
+  private readonly held: CacheSlots;
   private readonly index: KeyIndex;
   /** Row s at s * stride, its slot q at s * stride + (q + 1) * dim; in WASM memory when `wasm`. */
   private readonly mem: Float32Array;
@@ -103,36 +116,32 @@ export class RowCache {
   private pushSlot = new Int32Array(0);
   private readonly stepOf: (i: number) => number;
   private readonly round: ((g: Float32Array) => void) | undefined;
-  /** scan's and plan's position lists (copied out: callers keep them). */
-  private idxScratch = new Int32Array(0);
-  private idxScratch2 = new Int32Array(0);
-  /** Per slot: SSP, the reply's freshness; ASP, the clock the row was read at. -1: free. */
+  /** Moves on whenever the index or a stamp changes other than through the lookup that is kept current (CacheLookup.gen). */
+  private gen = 0;
+  /** The lookup the last serve used: applyPush of the same keys reads its slots. */
+  private last: CacheLookup | null = null;
+  /** Where touch loops leave their sum, so the compiler cannot drop their loads as unused; lookup's hashes of a block. */
+  private touchSink = 0;
+  private hashes = new Int32Array(0);
+  /** The slots' arrays (CacheSlots): stamp (SSP: the reply's freshness; ASP: the read clock; -1: free), last use, state clock. */
   private readonly stamp: Int32Array;
   private readonly lastUse: Int32Array;
-  private readonly keyLo: Uint32Array;
-  private readonly keyHi: Uint32Array;
-  private free: number[] = [];
+  private readonly stateClock: Int32Array;
   private readonly rowBytes: number;
   private scratch = new Float32Array(0);
-  /** Stateful: per slot, its optimizer slot rows (views of `mem` at offset (q + 1) * dim: the JS update's slot arrays), update count and the clock the state was read at (-1: none). */
+  /** Stateful: per slot, its optimizer slot rows (views of `mem` at offset (q + 1) * dim: the JS update's slot arrays) and update count. */
   private readonly slots: Float32Array[];
   private readonly steps: Uint32Array;
-  private readonly stateClock: Int32Array;
   /** Second-touch admission: last clock + 1 a key hashing here was looked up (0: never). */
   private readonly seen: Int32Array;
   private readonly seenMask: number;
 
   constructor(readonly opts: RowCacheOptions) {
     if (!(Number.isInteger(opts.capacity) && opts.capacity > 0)) throw new Error(`row cache: capacity ${opts.capacity} must be a positive integer`);
-    const n = opts.capacity;
-    this.index = new KeyIndex(n);
-    this.stamp = new Int32Array(n).fill(-1);
-    this.lastUse = new Int32Array(n);
-    this.keyLo = new Uint32Array(n);
-    this.keyHi = new Uint32Array(n);
-    for (let s = n - 1; s >= 0; s--) this.free.push(s);
+    const n = opts.capacity, k = opts.slotCount ?? 0;
+    this.held = new CacheSlots(n, k > 0);
+    ({ index: this.index, stamp: this.stamp, lastUse: this.lastUse, stateClock: this.stateClock } = this.held);
     this.rowBytes = 8 + opts.dim * rowValueBytes(opts.format);
-    const k = opts.slotCount ?? 0;
     if (k > 0 && opts.format !== 'f32') throw new Error('row cache: a stateful optimizer\'s rows are cached only on an f32 wire (its state travels exactly)');
     const d = opts.dim;
     this.stride = (1 + k) * d;
@@ -147,7 +156,6 @@ export class RowCache {
     this.mem32 = words(this.mem);
     this.slots = Array.from({ length: k }, (_, q) => this.mem.subarray((q + 1) * d));
     this.steps = new Uint32Array(k > 0 ? n : 0);
-    this.stateClock = new Int32Array(k > 0 ? n : 0).fill(-1);
     let m = 1;
     while (k > 0 && opts.admit === 'second-touch' && m < 8 * n) m *= 2;
     this.seen = new Int32Array(m > 1 ? m : 0);
@@ -169,7 +177,7 @@ export class RowCache {
     return at >= 0 && clock - at <= (this.opts.stateRefresh ?? 0);
   }
 
-  get size(): number { return this.opts.capacity - this.free.length; }
+  get size(): number { return this.held.size; }
 
   /** May the row in `slot` serve a read at `clock`? */
   private valid(slot: number, clock: number): boolean {
@@ -180,43 +188,72 @@ export class RowCache {
 
   private slotOf(w: Uint32Array, j: number): number { return this.index.lookup(w[2 * j]!, w[2 * j + 1]!); }
 
-  /** Positions of the keys this cache cannot serve at `clock` (counts nothing). */
-  missing(keys: BigUint64Array, clock: number): Int32Array {
-    return this.scan(keys, clock, null);
+  /**
+   * Every key's slot and code at `clock` (counts nothing). Stateless: a miss is pulled as a row and
+   * held. Stateful: a row whose held state is usable as a row only; the others with their state
+   * when admitted (every one, or second-touch: looked up in the last ADMIT_WINDOW clocks), else as
+   * rows only, used once and not held. In touch blocks: the blocks' index buckets are loaded
+   * first (independent loads the CPU overlaps), then probed (row-blocks.ts, TOUCH_BLOCK).
+   */
+  lookup(keys: BigUint64Array, clock: number): CacheLookup {
+    const n = keys.length, w = keyWords(keys), index = this.index, slot = new Int32Array(n), code = new Uint8Array(n);
+    const stateful = this.stateful, seen = this.seen.length ? this.seen : null, mask = this.seenMask, stamp = this.stamp, sc = this.stateClock;
+    if (this.hashes.length < TOUCH_BLOCK) this.hashes = new Int32Array(TOUCH_BLOCK);
+    const h = this.hashes;
+    let sink = 0;
+    for (let b = 0; b < n; b += TOUCH_BLOCK) {
+      const e = Math.min(n, b + TOUCH_BLOCK);
+      // Three passes a block, each of independent loads: the buckets (and admission filter
+      // entries), then the slots' stamps (and state clocks), then the codes from what is now in cache.
+      for (let j = b; j < e; j++) {
+        const x = hash64(w[2 * j]!, w[2 * j + 1]!);
+        h[j - b] = x;
+        sink += index.touchHashed(x);
+        if (seen) sink += seen[x & mask]!;
+      }
+      for (let j = b; j < e; j++) {
+        const s = index.lookupHashed(w[2 * j]!, w[2 * j + 1]!, h[j - b]!);
+        slot[j] = s;
+        if (s >= 0) sink += stamp[s]! + (stateful ? sc[s]! : 0);
+      }
+      for (let j = b; j < e; j++) {
+        const s = slot[j]!;
+        if (s >= 0 && this.valid(s, clock)) continue; // HIT (0)
+        if (!stateful || (s >= 0 && this.stateUsable(s, clock))) { code[j] = PULL_ROW; continue; }
+        let admit = true;
+        if (seen) { const at = seen[h[j - b]! & mask]! - 1; admit = at >= 0 && at < clock && at >= clock - ADMIT_WINDOW; }
+        code[j] = admit ? PULL_STATE : PULL_ONCE;
+      }
+    }
+    this.touchSink = sink;
+    return { keys, clock, gen: this.gen, slot, code };
   }
 
-  /** Copies every row servable at `clock` into `out` (keys.length x dim) and counts; returns the positions of the others. */
-  serve(keys: BigUint64Array, clock: number, out: Float32Array): Int32Array {
-    const miss = this.scan(keys, clock, out);
-    const hits = keys.length - miss.length;
-    this.stats.hits += hits;
-    this.stats.misses += miss.length;
-    this.stats.bytesSaved += hits * this.rowBytes;
-    return miss;
-  }
+  /** `l` if it is still current, else the same keys looked up again. */
+  refresh(l: CacheLookup): CacheLookup { return l.gen === this.gen ? l : this.lookup(l.keys, l.clock); }
 
   /**
-   * How to pull the missing positions `idx` for `clock`. Stateless: all as rows (each is then
-   * held). Stateful: rows whose held state is usable as rows only; the others with their state
-   * when admitted (every one, or second-touch: looked up in the last ADMIT_WINDOW clocks), else
-   * as rows only, used once and not held.
+   * Copies the rows `l` found servable into `out` (keys.length x dim), marks them used and counts;
+   * returns the lookup it used (`l`, or `l` done again if it was not current), which applyPush then reads.
    */
-  plan(keys: BigUint64Array, idx: ArrayLike<number>, clock: number): PullPlan {
-    if (!this.stateful) return { withState: new Int32Array(0), rowsOnly: Int32Array.from(idx) };
-    if (this.idxScratch.length < idx.length) { this.idxScratch = new Int32Array(idx.length * 2); this.idxScratch2 = new Int32Array(idx.length * 2); }
-    const w = keyWords(keys), withState = this.idxScratch, rowsOnly = this.idxScratch2;
-    let a = 0, r = 0;
-    for (let k = 0; k < idx.length; k++) {
-      const j = idx[k]!, lo = w[2 * j]!, hi = w[2 * j + 1]!, s = this.index.lookup(lo, hi);
-      if (s >= 0 && this.stateUsable(s, clock)) { rowsOnly[r++] = j; continue; }
-      let admit = true;
-      if (this.seen.length) { const at = this.seen[hash64(lo, hi) & this.seenMask]! - 1; admit = at >= 0 && at < clock && at >= clock - ADMIT_WINDOW; }
-      if (admit) withState[a++] = j; else rowsOnly[r++] = j;
+  serveLookup(l: CacheLookup, out: Float32Array): CacheLookup {
+    l = this.refresh(l);
+    const d = this.opts.dim, stride = this.stride, to = words(out), mem = this.mem32, n = l.keys.length, { slot, code } = l;
+    let hits = 0;
+    for (let j = 0; j < n; j++) {
+      if (code[j] !== HIT) continue;
+      const s = slot[j]!;
+      copyRow(to, j * d, mem, s * stride, d);
+      this.lastUse[s] = l.clock;
+      hits++;
     }
-    return { withState: withState.slice(0, a), rowsOnly: rowsOnly.slice(0, r) };
+    this.stats.hits += hits;
+    this.stats.misses += n - hits;
+    this.stats.bytesSaved += hits * this.rowBytes;
+    return (this.last = l);
   }
 
-  /** Second-touch admission: these keys were looked up at `clock` (after that clock's plans). */
+  /** Second-touch admission: these keys were looked up at `clock` (after that clock's lookups). */
   touchSeen(keys: BigUint64Array, clock: number): void {
     if (!this.seen.length) return;
     const w = keyWords(keys);
@@ -227,10 +264,10 @@ export class RowCache {
    * Stateful: holds the rows at positions `idx` of `rows` (keys.length x dim) with their state
    * (`state` in idx order, as PSClient.pullWithState gives it), read at `readClock`.
    */
-  insertWithState(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, state: PulledState): void {
+  insertWithState(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, state: PulledState, l?: CacheLookup): void {
     if (state.slots.length !== this.slots.length) throw new Error(`row cache: state of ${state.slots.length} slots for an optimizer of ${this.slots.length}`);
     this.statePulls += idx.length;
-    this.place(keys, idx, rows, fresh, readClock, state);
+    this.place(keys, idx, rows, fresh, readClock, state, l ?? null);
   }
 
   /**
@@ -240,31 +277,34 @@ export class RowCache {
    * worker is live and had not finished that clock): it is taken as the read clock, which the
    * rows do cover, so a wrong reply never makes a row look fresher than the pull's own clock.
    */
-  insert(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number): void {
-    this.place(keys, idx, rows, fresh, readClock, null);
+  insert(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, l?: CacheLookup): void {
+    this.place(keys, idx, rows, fresh, readClock, null, l ?? null);
   }
 
   /**
    * Stores rows (see insert). With `state`, its k-th row's state goes with the row at idx[k];
    * without it a stateful cache only refreshes rows whose held state is usable (a row must travel
    * with its state). Rows and slots are copied as words, no view per row (row-blocks.ts, copyRow).
+   * With `l` (a lookup of these keys) current, its slots stand in for the probes, the slots of new
+   * rows are written into it and it stays current; anything else that changes stamps moves `gen`.
    */
-  private place(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, state: PulledState | null): void {
+  private place(keys: BigUint64Array, idx: ArrayLike<number>, rows: Float32Array, fresh: number, readClock: number, state: PulledState | null, l: CacheLookup | null): void {
     const stamp = this.opts.consistency === 'ssp' ? Math.min(fresh, readClock) : readClock;
     if (stamp < 0 || idx.length === 0) return;
     const d = this.opts.dim, stride = this.stride, mem = this.mem32, w = keyWords(keys), needState = this.stateful && !state;
     const src = words(rows), slotSrc = state ? state.slots.map(words) : null;
+    let hint = l !== null && l.keys === keys && l.gen === this.gen ? l : null;
+    this.gen++;
+    if (hint) hint.gen = this.gen;
     for (let k = 0; k < idx.length; k++) {
       const j = idx[k]!, lo = w[2 * j]!, hi = w[2 * j + 1]!;
-      let s = this.index.lookup(lo, hi);
+      let s = hint ? hint.slot[j]! : this.index.lookup(lo, hi);
       if (needState && (s < 0 || !this.stateUsable(s, readClock))) continue;
       if (s < 0) {
-        if (this.free.length === 0) this.evict(readClock);
-        if (this.free.length === 0) return; // every held row is in use at this clock
-        s = this.free.pop()!;
-        this.index.insert(lo, hi, s);
-        this.keyLo[s] = lo;
-        this.keyHi[s] = hi;
+        if (this.held.full) { this.evict(readClock); hint = null; } // the slots moved: probe from here on
+        s = this.held.take(lo, hi);
+        if (s < 0) return; // every held row is in use at this clock
+        if (hint) hint.slot[j] = s;
       }
       copyRow(mem, s * stride, src, j * d, d);
       this.stamp[s] = stamp;
@@ -282,8 +322,9 @@ export class RowCache {
    * it fails.
    */
   applyPush(keys: BigUint64Array, grads: Float32Array): void {
-    if (this.wasm) { this.applyPushWasm(keys, grads); return; }
-    const { update, hyper } = this.opts, d = this.opts.dim, stride = this.stride, w = keyWords(keys);
+    const slot = this.slotsOf(keys);
+    if (this.wasm) { this.applyPushWasm(slot, grads); return; }
+    const { update, hyper } = this.opts, d = this.opts.dim, stride = this.stride;
     let g = grads;
     if (this.opts.format !== 'f32') {
       if (this.scratch.length < grads.length) this.scratch = new Float32Array(grads.length);
@@ -294,13 +335,13 @@ export class RowCache {
     if (this.stateful) {
       // Every held state takes the push (an expired row's too: its state may serve a refresh), as TableStore.apply does.
       for (let j = 0; j < keys.length; j++) {
-        const s = this.slotOf(w, j);
+        const s = slot[j]!;
         if (s >= 0 && this.stateClock[s]! >= 0) update(this.mem, s * stride, g, j * d, d, this.slots, s * stride, ++this.steps[s]!, hyper);
       }
       return;
     }
     for (let j = 0; j < keys.length; j++) {
-      const s = this.slotOf(w, j);
+      const s = slot[j]!;
       if (s >= 0 && this.stamp[s]! >= 0) update(this.mem, s * stride, g, j * d, d, NO_SLOTS, 0, 0, hyper);
     }
   }
@@ -310,17 +351,25 @@ export class RowCache {
    * order, as the JS loop above), their gradients gathered into the kernel's scratch and rounded
    * there to the wire's format; one kernel call per chunk (Adam: per row, its count in the scalars).
    */
-  private applyPushWasm(keys: BigUint64Array, grads: Float32Array): void {
-    const n = keys.length, w = keyWords(keys), held = this.stateful ? this.stateClock : this.stamp, rowBytes = this.stride * 4;
+  private applyPushWasm(slot: Int32Array, grads: Float32Array): void {
+    const n = slot.length, held = this.stateful ? this.stateClock : this.stamp, rowBytes = this.stride * 4;
     if (this.rowAt.length < n) { this.rowAt = new Int32Array(n * 2); this.gradRow = new Int32Array(n * 2); this.pushSlot = new Int32Array(n * 2); }
     const rowAt = this.rowAt, gradRow = this.gradRow, pushSlot = this.pushSlot;
     let m = 0;
     for (let j = 0; j < n; j++) {
-      const s = this.slotOf(w, j);
+      const s = slot[j]!;
       if (s < 0 || held[s]! < 0) continue;
       rowAt[m] = this.memAt + s * rowBytes; gradRow[m] = j; pushSlot[m] = s; m++;
     }
     if (m > 0) this.wasm!.runAt(rowAt, gradRow, m, grads, this.stepOf, this.round);
+  }
+
+  /** The slot of every key: the last serve's lookup when it is of these keys and current, else probed. */
+  private slotsOf(keys: BigUint64Array): Int32Array {
+    const l = this.last;
+    if (l && l.keys === keys && l.gen === this.gen) return l.slot;
+    const w = keyWords(keys);
+    return Int32Array.from({ length: keys.length }, (_, j) => this.slotOf(w, j));
   }
 
   /**
@@ -341,60 +390,15 @@ export class RowCache {
     return stamp;
   }
 
-  /** The positions of the keys not servable at `clock`; with `out`, the others' rows copied there and marked used. */
-  private scan(keys: BigUint64Array, clock: number, out: Float32Array | null): Int32Array {
-    const d = this.opts.dim, stride = this.stride, w = keyWords(keys), n = keys.length;
-    if (this.idxScratch.length < n) { this.idxScratch = new Int32Array(n * 2); this.idxScratch2 = new Int32Array(n * 2); }
-    const miss = this.idxScratch, to = out ? words(out) : null, mem = this.mem32;
-    let m = 0;
-    for (let j = 0; j < n; j++) {
-      const s = this.slotOf(w, j);
-      if (s < 0 || !this.valid(s, clock)) { miss[m++] = j; continue; }
-      if (!to) continue;
-      copyRow(to, j * d, mem, s * stride, d);
-      this.lastUse[s] = clock;
-    }
-    return miss.slice(0, m);
-  }
-
   /** Forgets every row (e.g. after a restore: nothing read before it may be served after). */
   clear(): void {
-    this.index.clear();
-    this.stamp.fill(-1);
-    this.stateClock.fill(-1);
-    this.free = [];
-    for (let s = this.opts.capacity - 1; s >= 0; s--) this.free.push(s);
+    this.gen++;
+    this.held.clear();
   }
 
-  private drop(s: number): void {
-    this.stamp[s] = -1;
-    if (this.stateful) this.stateClock[s] = -1;
-  }
-
-  /** Frees at least an eighth of the capacity: expired rows, then the least recently used, never rows used at `clock`. */
+  /** Frees slots (CacheSlots.evict): dead rows are expired ones, but for a stateful optimizer's whose state may still serve a refresh. */
   private evict(clock: number): void {
-    const n = this.opts.capacity, target = Math.max(1, Math.ceil(n / 8));
-    const live: number[] = [];
-    let freed = 0;
-    for (let s = 0; s < n; s++) {
-      if (this.stamp[s]! < 0) continue;
-      // Stateful: an expired row still holds a state that may serve a refresh.
-      if (!this.valid(s, clock) && !(this.stateful && this.stateUsable(s, clock))) { this.drop(s); freed++; } else live.push(s);
-    }
-    if (freed < target) {
-      live.sort((a, b) => this.lastUse[a]! - this.lastUse[b]!);
-      for (const s of live) {
-        if (freed >= target || this.lastUse[s]! >= clock) break;
-        this.drop(s);
-        freed++;
-      }
-    }
-    this.stats.evictions += freed;
-    this.index.clear();
-    this.free = [];
-    for (let s = n - 1; s >= 0; s--) {
-      if (this.stamp[s]! < 0) this.free.push(s);
-      else this.index.insert(this.keyLo[s]!, this.keyHi[s]!, s);
-    }
+    this.stats.evictions += this.held.evict(clock, (s) => !this.valid(s, clock) && !(this.stateful && this.stateUsable(s, clock)));
+    this.gen++;
   }
 }

@@ -19,7 +19,7 @@
 // RowCache (row-cache.ts: why it is exact); a stateful optimizer's (AdaGrad, Adam, FTRL) only on
 // an f32 wire. Such a table's step serves what the cache holds for this clock, takes early rows
 // for the rest (re-pulling those the last push touched), pulls what is left (with its optimizer
-// state where the cache's plan says so), holds what it may, and applies its own push to the held
+// state where the step's lookup says so), holds what it may, and applies its own push to the held
 // rows while the push is on the wire (read only after it is acknowledged; a failed push clears
 // the cache). Early pulls ask only for what the cache lacks.
 //
@@ -243,7 +243,7 @@ export class WorkerStep {
     const early = preps.map((p, i) => (pullEarly[i] && !this.cached[i] ? this.pullExcept(i, p.keys, late[i]?.idx ?? null, clock) : null));
     const cachedEarly = preps.map((p, i) => (pullEarly[i] ? this.cached[i]?.early(p.keys, clock, running?.[i]) ?? null : null));
     for (const e of early) e?.catch(() => {}); // awaited (or dropped) later
-    for (const e of cachedEarly) e?.pulled.catch(() => {});
+    for (const e of cachedEarly) e?.pulled?.catch(() => {});
     return { batch, clock, preps, prepMs, early, cachedEarly, pushSeq: this.pushSeq, late, hot };
   }
 
