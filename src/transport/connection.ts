@@ -1,8 +1,9 @@
-// One authenticated link (a WebSocket or a framed stream, framed-socket.ts), used the same way on both ends: requests matched to replies
-// by id with a timeout each, one-way notifications, and bounded memory: a sender waits when the
-// socket has more than `highWaterBytes` queued, and at most `maxInFlight` received frames (and
-// `maxInFlightBytes` of them) are being handled at once. At that limit the socket is not read, so
-// a peer that sends requests and never reads the replies is held back by TCP, not by our memory.
+// One authenticated link (a WebSocket, or a framed stream: framed-socket.ts), used the same way
+// on both ends: requests matched to replies by id with a timeout each, one-way notifications,
+// and bounded memory: a sender waits when the socket has more than `highWaterBytes` queued, and
+// at most `maxInFlight` received frames (and `maxInFlightBytes` of them) are being handled at
+// once. At that limit the socket is not read, so a peer that sends requests and never reads the
+// replies is held back by TCP, not by our memory.
 import type { Link } from './framed-socket.ts';
 import * as flatbuffers from 'flatbuffers';
 import { decode, encode, ErrorCode, WireError, type Body, type BodyOf, type BodyType, type Envelope } from '../wire/codec.ts';
