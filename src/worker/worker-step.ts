@@ -31,10 +31,7 @@
 // (sum over local samples) / globalBatch, so under BSP the servers' sum over workers is exactly
 // the gradient of the global batch mean and the update equals single-process minibatch SGD.
 import type { PSClient } from '../client/ps-client.ts';
-import type { TableSpecMsg } from '../wire/codec.ts';
 import type { ModelRunner, DenseOptimizer } from '../model/model-runner.ts';
-import type { ModelSpec, TableDecl, ConsistencyName, OptimizerName } from '../model/model-spec.ts';
-import { consistencyCode } from '../wire/vocabulary.ts';
 import { prepareTable, type TableBatch, type PreparedTable } from '../model/batch-prep.ts';
 import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
@@ -42,6 +39,7 @@ import { gatherKeys } from '../keys/index-arrays.ts';
 import type { RowCache, RowCacheStats } from './row-cache.ts';
 import { CachedTable, indexOf, scatterRows, type CachedEarly, type RowCacheConfig } from './cached-table.ts';
 export { DEFAULT_ROW_CACHE, type RowCacheConfig, type CachedEarly } from './cached-table.ts';
+export { psTableSpec, psTableSpecs, psDenseTableSpec } from './ps-table-specs.ts';
 import { HotStep, type HotRows, type HotSplit } from './hot-rows.ts';
 
 export interface WorkerBatch {
@@ -124,31 +122,6 @@ export interface WorkerStepResult {
   /** The clock this step ran at. */
   clock: number;
   ms: StepPhases;
-}
-
-/** The PS table spec of a model table. */
-export function psTableSpec(t: TableDecl, id: number, seed: bigint): TableSpecMsg {
-  return {
-    id, name: t.name, dim: t.dim, init: t.init, initScale: t.initScale, seed, optimizer: t.optimizer,
-    hyper: t.hyper, consistency: consistencyCode(t.consistency), staleness: t.staleness ?? 0,
-  };
-}
-
-/** PS specs for every table of the model, ids firstId, firstId+1, ... */
-export function psTableSpecs(spec: ModelSpec, firstId = 1, seed = 7n): { specs: TableSpecMsg[]; tableIds: number[] } {
-  const specs = spec.tables.map((t, i) => psTableSpec(t, firstId + i, seed + BigInt(i)));
-  return { specs, tableIds: specs.map((s) => s.id) };
-}
-
-/**
- * The range table holding the dense vector in pure-PS mode (rows of `block` floats). The caller
- * pushes the initial values once (e.g. `initDensePs`) since range rows start from the initializer.
- */
-export function psDenseTableSpec(id: number, block: number, opt: { optimizer: OptimizerName; hyper: Record<string, number>; consistency?: ConsistencyName }): TableSpecMsg {
-  return {
-    id, name: 'dense_params', dim: block, init: 'zeros', initScale: 0, seed: 0n, optimizer: opt.optimizer, hyper: opt.hyper,
-    consistency: consistencyCode(opt.consistency ?? 'bsp'), staleness: 0,
-  };
 }
 
 const now = () => performance.now();
