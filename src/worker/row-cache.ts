@@ -20,20 +20,16 @@
 //   state serves row-only refreshes for `stateRefresh` clocks, then travels with the row again;
 //   rows enter with their state only on their second touch within ADMIT_WINDOW clocks
 //   (docs/training.md, "Row cache", has the long form).
-// - Which way, and what it costs: the admission and state policies were chosen by pull bytes
-//   (`bench step --cache-policy ...`; second touch with state kept 16 clocks: the fewest bytes),
-//   and the cache's CPU is why it does not pay on one 2-core box: bench/RESULTS.md (2026-12-02,
-//   sessions 6 and 7) has both, docs/training.md the summary.
+// - The admission and state policies were chosen by pull bytes (`bench step --cache-policy`;
+//   bench/RESULTS.md, sessions 6 and 7; docs/training.md the summary).
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
 //
 // One lookup a key a step: RowCache.lookup finds every key's slot and what to do with it (served,
-// or pulled as a row, with its state, or once and not held) in one pass of touch blocks; the
-// step's serve, its pulls, its inserts and the push's local update then use those slots, with no
-// further probe (each a cache miss: the index and rows of 26 tables far exceed L2). A lookup stays
-// current while the index is unchanged but through it (CacheLookup.gen); else it is done again.
-//
-// Slots and eviction (expired rows first, then the least recently used): cache-slots.ts.
+// pulled as a row, with its state, or once and not held) in one pass of touch blocks; the serve,
+// inserts and the push's local update reuse those slots (a probe is a cache miss: the index and
+// rows of 26 tables far exceed L2). A lookup stays current while the index changes only through
+// it (CacheLookup.gen). Slots and eviction (expired first, then LRU): cache-slots.ts.
 //
 // Storage: row s and then its slots at s * stride (stride = (1 + slots) * dim floats), the layout
 // the servers' SIMD kernels read (src/server/simd-rows.ts). With a built-in optimizer that has a
