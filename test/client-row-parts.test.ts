@@ -3,7 +3,8 @@
 // number twice (the server refuses such a batch as malformed).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mergeBySeq, isIdentity } from '../src/client/row-parts.ts';
+import { groupedOrder, mergeBySeq, isIdentity, runStart } from '../src/client/row-parts.ts';
+import { scatterRows } from '../src/util/row-words.ts';
 
 test('mergeBySeq: the pieces of one push number become one part, each position once, others untouched', () => {
   const merged = mergeBySeq([
@@ -22,6 +23,34 @@ test('isIdentity: every key in order', () => {
   assert.ok(isIdentity(Int32Array.of(0, 1, 2), 3));
   assert.not.ok(isIdentity(Int32Array.of(0, 2), 3));
   assert.ok(isIdentity(new Int32Array(0), 0));
+});
+
+test('runStart: a part that is one contiguous run of the request, else -1', () => {
+  assert.is(runStart(Int32Array.of(3, 4, 5)), 3);
+  assert.is(runStart(Int32Array.of(3, 5, 6)), -1);
+  assert.is(runStart(Int32Array.of(7)), 7);
+  assert.is(runStart(new Int32Array(0)), -1);
+});
+
+test('groupedOrder: the parts one after the other, so each becomes a run; null when they already are', () => {
+  const parts = [Int32Array.of(0, 3, 4), Int32Array.of(1, 2, 5)];
+  const order = groupedOrder(parts, 6)!;
+  assert.equal([...order], [0, 3, 4, 1, 2, 5]);
+  // Re-partitioned in the new order (position j holds old order[j]), each part is a run.
+  const again = parts.map((p) => Int32Array.from([...order.keys()].filter((j) => p.includes(order[j]!))));
+  assert.equal(again.map(runStart), [0, 3]);
+  assert.is(groupedOrder([Int32Array.of(0, 1), Int32Array.of(2, 3)], 4), null);
+  assert.is(groupedOrder([Int32Array.of(0, 1, 2)], 3), null);
+});
+
+test('scatterRows: rows land at their positions, whether idx is a run or not', () => {
+  const dim = 3, rows = Float32Array.from({ length: 2 * dim }, (_, i) => i + 1);
+  for (const idx of [Int32Array.of(1, 2), Int32Array.of(3, 0), [2, 0]]) {
+    const out = new Float32Array(4 * dim).fill(NaN), want = new Float32Array(4 * dim).fill(NaN);
+    for (let k = 0; k < idx.length; k++) want.set(rows.subarray(k * dim, (k + 1) * dim), idx[k]! * dim);
+    scatterRows(out, idx, rows, dim);
+    assert.equal([...out].map(String), [...want].map(String), `idx ${[...idx]}`);
+  }
 });
 
 test.run();

@@ -1,7 +1,7 @@
 // Batch prep (unique ids, inverse index, CSR of occurrences) vs a brute-force reference.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { prepareTable } from '../src/model/batch-prep.ts';
+import { permuteTable, prepareTable } from '../src/model/batch-prep.ts';
 import { rng, testSeed } from './helpers/reference.ts';
 
 function bruteForce(ids: number[], offsets: number[]) {
@@ -50,6 +50,33 @@ test('multi-hot bags (some empty, repeated ids within a bag) match brute force',
     assert.equal(Array.from(p.csrOffsets), want.csrOffsets, 'csrOffsets');
     assert.equal(Array.from(p.csrItems), want.csrItems, 'csrItems');
   }
+});
+
+test('permuteTable: rows moved, every occurrence still points at its id, each row keeps its samples in order', () => {
+  const r = rng(seed + 2);
+  for (let trial = 0; trial < 20; trial++) {
+    const B = 1 + Math.floor(r() * 40), offsets = [0], ids: number[] = [];
+    for (let b = 0; b < B; b++) {
+      const n = Math.floor(r() * 5);
+      for (let i = 0; i < n; i++) ids.push(Math.floor(r() * 30));
+      offsets.push(ids.length);
+    }
+    const p = prepareTable({ ids: Uint32Array.from(ids), offsets: Uint32Array.from(offsets) }, B), U = p.unique.length;
+    const order = Int32Array.from({ length: U }, (_, j) => j);
+    for (let j = U - 1; j > 0; j--) { const k = Math.floor(r() * (j + 1)); [order[j], order[k]] = [order[k]!, order[j]!]; }
+    const q = permuteTable(p, order);
+    const itemsOf = (t: typeof p, u: number) => Array.from(t.csrItems.subarray(t.csrOffsets[u]!, t.csrOffsets[u + 1]!));
+    for (let j = 0; j < U; j++) {
+      assert.is(q.unique[j], p.unique[order[j]!], `unique ${j} (trial ${trial}, seed ${seed})`);
+      assert.is(q.keys[j], BigInt(q.unique[j]!), 'keys follow unique');
+      assert.equal(itemsOf(q, j), itemsOf(p, order[j]!), 'a row keeps its samples, in order');
+    }
+    for (let i = 0; i < ids.length; i++) assert.is(q.unique[q.inverse[i]!], ids[i], `occurrence ${i} reads its id`);
+    assert.is(q.bagOffsets, p.bagOffsets);
+  }
+  const p = prepareTable({ ids: [5, 6, 5] }, 3);
+  assert.throws(() => permuteTable(p, Int32Array.of(0)), /1 entries for 2 unique rows/);
+  assert.throws(() => permuteTable(p, Int32Array.of(1, 1)), /not a permutation/);
 });
 
 test('bad input is refused with the cause', () => {

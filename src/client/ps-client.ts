@@ -13,8 +13,9 @@ import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../keys/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
 import { RequestCoalescer, writeRows } from './request-coalescer.ts';
-import { gatherRows, isIdentity, mergeBySeq, rangeKeys } from './row-parts.ts';
+import { gatherRows, groupedOrder, isIdentity, mergeBySeq, rangeKeys, runStart } from './row-parts.ts';
 import { keysFromNumbers, keyWords } from '../keys/keys.ts';
+import { scatterRows } from '../util/row-words.ts';
 
 export interface PSClientOptions {
   secret: Uint8Array;
@@ -177,16 +178,12 @@ export class PSClient {
           throw new Error(`server ${serverId} answered ${st?.length ?? 0} state values for ${m} rows of dim ${dim}: not k slot rows and a count per row`);
         }
         state ??= { slots: Array.from({ length: slotCount }, () => new Float32Array(n * dim)), steps: new Float32Array(n) };
-        for (let i = 0; i < m; i++) {
-          const j = idx[i]!;
-          for (let k = 0; k < slotCount; k++) state.slots[k]!.set(st.subarray((k * m + i) * dim, (k * m + i + 1) * dim), j * dim);
-          state.steps[j] = st[slotCount * m * dim + i]!;
-        }
+        for (let k = 0; k < slotCount; k++) scatterRows(state.slots[k]!, idx, st.subarray(k * m * dim, (k + 1) * m * dim), dim);
+        for (let i = 0; i < m; i++) state.steps[idx[i]!] = st[slotCount * m * dim + i]!;
       }
       // One server answered for every key, in order: hand out the reply itself (a view of the frame).
       if (isIdentity(idx, n)) { out = v; return; }
-      out ??= new Float32Array(n * dim);
-      for (let i = 0; i < m; i++) out.set(v.subarray(i * dim, (i + 1) * dim), idx[i]! * dim);
+      scatterRows((out ??= new Float32Array(n * dim)), idx, v, dim); // one copy when idx is a run (ownerOrder)
     });
     return { rows: out ?? new Float32Array(n * dim), fresh, ...(withState ? { state: state ?? { slots: [], steps: new Float32Array(0) } } : {}) };
   }
@@ -206,11 +203,12 @@ export class PSClient {
     const dim = this.dimOf(table);
     if (grads.length !== keys.length * dim) throw new Error(`push of ${keys.length} keys needs ${keys.length * dim} values, got ${grads.length}`);
     await this.forEachPart(table, keys, async (serverId, idx, partKeys, seq) => {
-      const rows = { src: grads, idx: isIdentity(idx, keys.length) ? null : idx, dim }, clock = opts.clock ?? this.clockValue;
+      const run = runStart(idx), m = idx.length, clock = opts.clock ?? this.clockValue; // a run: its gradients are a subarray
+      const rows = run >= 0 ? { src: grads.subarray(run * dim, (run + m) * dim), idx: null, dim } : { src: grads, idx, dim };
       if (this.coalescer) await this.coalescer.push(serverId, table, partKeys, rows, seq, clock); // gathered into the frame
       else {
-        let values = grads;
-        if (rows.idx) writeRows(rows, (values = new Float32Array(idx.length * dim)), 0);
+        let values = rows.src;
+        if (rows.idx) writeRows(rows, (values = new Float32Array(m * dim)), 0);
         await this.toServer(serverId, { type: 'push', table, keys: partKeys, values, worker: this.rank, clock, seq, format: this.format });
       }
       this.bytes.push += partKeys.byteLength + partKeys.length * dim * rowValueBytes(this.format);
@@ -241,7 +239,7 @@ export class PSClient {
       const failed: { idx: Int32Array; seq: number }[] = [];
       let lastErr: unknown;
       await Promise.all(tasks.map(async (t) => {
-        const partKeys = isIdentity(t.idx, keys.length) ? keys : gatherKeys(keys, t.idx);
+        const run = runStart(t.idx), partKeys = run >= 0 ? keys.subarray(run, run + t.idx.length) : gatherKeys(keys, t.idx);
         try {
           await send(t.serverId, t.idx, partKeys, t.seq);
         } catch (e) {
@@ -256,6 +254,11 @@ export class PSClient {
       const epoch = view.epoch;
       await this.waitForView((v) => v.epoch > epoch, 500 * 2 ** attempt).catch(() => {});
     }
+  }
+
+  /** Order of `keys` grouping them by owner now (position j: keys[order[j]]), null if they are: each server's part then is one run. */
+  ownerOrder(table: number, keys: BigUint64Array): Int32Array | null {
+    return groupedOrder(this.view.ring.partition(table, keys), keys.length);
   }
 
   /** Reads `length` floats of a dense range table starting at `offset`. */
@@ -320,12 +323,9 @@ export class PSClient {
         throw new Error(`server ${serverId} answered readRows of ${m} rows of dim ${dim} with ${r.keys.length} keys, ${r.values.length} values, ${r.slots.length} slot values (${sc} slots), ${r.steps.length} counts`);
       }
       while (out.slots.length < sc) out.slots.push(new Float32Array(n * dim));
-      for (let i = 0; i < m; i++) {
-        const at = idx[i]! * dim;
-        out.values.set(r.values.subarray(i * dim, (i + 1) * dim), at);
-        for (let s = 0; s < sc; s++) out.slots[s]!.set(r.slots.subarray((s * m + i) * dim, (s * m + i + 1) * dim), at);
-        out.steps[idx[i]!] = r.steps[i]!;
-      }
+      scatterRows(out.values, idx, r.values, dim);
+      for (let s = 0; s < sc; s++) scatterRows(out.slots[s]!, idx, r.slots.subarray(s * m * dim, (s + 1) * m * dim), dim);
+      for (let i = 0; i < m; i++) out.steps[idx[i]!] = r.steps[i]!;
       this.bytes.other += r.values.byteLength + r.slots.byteLength;
     });
     return out;

@@ -1,5 +1,7 @@
 // The pure pieces of cutting rows and keys into per-server parts (ps-client.ts): which rows a
-// range of a dense vector is, a part's rows gathered, and whether a part is every key in order.
+// range of a dense vector is, a part's rows gathered, whether a part is every key in order or one
+// contiguous run of them (the worker orders a batch's rows by owner so that each part is a run:
+// its keys, gradients and pulled rows are then subarrays and single copies, not per-row gathers).
 import { keysFromNumbers } from '../keys/keys.ts';
 
 /** How a flat dense vector is cut into rows of a range table. */
@@ -21,6 +23,28 @@ export function gatherRows(rows: Float32Array, idx: readonly number[], dim: numb
 /** True when a part is every key in order (one server, or all keys on one): no gather needed. */
 export function isIdentity(idx: Int32Array, n: number): boolean {
   return idx.length === n && (n === 0 || (idx[0] === 0 && idx[n - 1] === n - 1));
+}
+
+/**
+ * Where a part's positions `idx` (increasing, as a partition makes them) are one contiguous run of
+ * the request, its first position; -1 when they are not.
+ */
+export function runStart(idx: Int32Array): number {
+  const m = idx.length;
+  return m > 0 && idx[m - 1]! - idx[0]! === m - 1 ? idx[0]! : -1;
+}
+
+/**
+ * The positions of a partition's parts one after the other (part 0's, then part 1's, ...): the
+ * order that makes each part a contiguous run. Null when the parts already are (one server, or
+ * the keys already grouped).
+ */
+export function groupedOrder(parts: Int32Array[], n: number): Int32Array | null {
+  if (parts.every((p) => p.length === 0 || runStart(p) >= 0)) return null;
+  const order = new Int32Array(n);
+  let at = 0;
+  for (const p of parts) { order.set(p, at); at += p.length; }
+  return order;
 }
 
 /**

@@ -1,7 +1,9 @@
 // Per-table batch preparation: the unique row ids of a batch (first-occurrence order), the inverse
 // index (occurrence -> unique slot) for the embedding gather, and the CSR of occurrences per
 // unique row (as sample indices) for the segment-sum that reduces row gradients without atomics.
-// Ids are deduplicated with an open-addressing hash in typed arrays (no Map per id).
+// Ids are deduplicated with an open-addressing hash in typed arrays (no Map per id). permuteTable
+// puts the unique rows in another order (the worker groups them by owning server, so that each
+// server's part of a pull or push is one contiguous run: no gather or scatter per row).
 import { KEY_LIMIT, keyHi } from '../keys/keys.ts';
 
 /** One table's ids in a batch: `ids[offsets[b] .. offsets[b+1])` are sample b's bag. */
@@ -13,7 +15,7 @@ export interface TableBatch {
 }
 
 export interface PreparedTable {
-  /** Unique row ids in first-occurrence order. */
+  /** Unique row ids: first-occurrence order from prepareTable, any order after permuteTable. */
   unique: Float64Array;
   /** The same ids as PS keys. */
   keys: BigUint64Array;
@@ -112,4 +114,33 @@ export function prepareTable(batch: TableBatch, B: number): PreparedTable {
 
 export function prepareBatch(tables: TableBatch[], B: number): PreparedTable[] {
   return tables.map((t) => prepareTable(t, B));
+}
+
+/**
+ * `p` with its unique rows in the order `order` (new row j is old row order[j]; a permutation of
+ * 0..U-1): unique ids, keys and the CSR's segments moved, the inverse index renumbered. Each row's
+ * occurrences keep their order, so the segment-sum adds a row's gradients in the same order and
+ * the result is bit-identical; only where each row sits changes.
+ */
+export function permuteTable(p: PreparedTable, order: Int32Array): PreparedTable {
+  const U = p.unique.length;
+  if (order.length !== U) throw new Error(`permuteTable: order has ${order.length} entries for ${U} unique rows`);
+  const rank = new Int32Array(U).fill(-1);
+  for (let j = 0; j < U; j++) {
+    const o = order[j]!;
+    if (!(o >= 0 && o < U) || rank[o] !== -1) throw new Error(`permuteTable: order is not a permutation of 0..${U - 1} (entry ${j} is ${o})`);
+    rank[o] = j;
+  }
+  const unique = new Float64Array(U), keys = new BigUint64Array(U);
+  const csrOffsets = new Uint32Array(U + 1), csrItems = new Uint32Array(p.csrItems.length);
+  for (let j = 0; j < U; j++) {
+    const o = order[j]!, from = p.csrOffsets[o]!, to = p.csrOffsets[o + 1]!;
+    unique[j] = p.unique[o]!;
+    keys[j] = p.keys[o]!;
+    csrItems.set(p.csrItems.subarray(from, to), csrOffsets[j]!);
+    csrOffsets[j + 1] = csrOffsets[j]! + (to - from);
+  }
+  const inverse = new Uint32Array(p.inverse.length);
+  for (let i = 0; i < inverse.length; i++) inverse[i] = rank[p.inverse[i]!]!;
+  return { unique, keys, inverse, bagOffsets: p.bagOffsets, csrOffsets, csrItems };
 }

@@ -1,5 +1,6 @@
 // How a table store (table-store.ts) lays its rows out: blocks of BLOCK_ROWS rows, touched in
-// blocks of TOUCH_BLOCK rows, and copied word by word; the numbers that chose each.
+// blocks of TOUCH_BLOCK rows (rows are copied word by word: src/util/row-words.ts); the numbers
+// that chose each.
 /**
  * Rows handled per touch block. Random rows of a large table miss every cache level; a loop that
  * only loads one word per cache line of each row in a block has independent loads that the CPU
@@ -20,20 +21,3 @@ export const BLOCK_ROWS = 1 << BLOCK_SHIFT;
 export const BLOCK_MASK = BLOCK_ROWS - 1;
 /** 64-byte cache lines hold 16 floats. */
 export const FLOATS_PER_LINE = 16;
-
-/**
- * dst[at + j] = src[from + j], j < n, over the floats' 32-bit words, four at a time. Not
- * set(subarray()): a row is 64-256 floats, and a subarray per row was a garbage object per row of
- * every pull (bench/store.ts, 200 pulls of 4096 rows: 80 scavenges, 212 ms, before; 1 after).
- * Words, not floats: a Float32Array element loop converts each value to float64 and back, and
- * took 6.6 ms a pull where set(subarray()) took 3.4 (same run).
- */
-export function copyRow(dst: Int32Array, at: number, src: Int32Array, from: number, n: number): void {
-  const n4 = n & ~3;
-  let j = 0;
-  for (; j < n4; j += 4) {
-    dst[at + j] = src[from + j]!; dst[at + j + 1] = src[from + j + 1]!;
-    dst[at + j + 2] = src[from + j + 2]!; dst[at + j + 3] = src[from + j + 3]!;
-  }
-  for (; j < n; j++) dst[at + j] = src[from + j]!;
-}

@@ -7,7 +7,7 @@
 // (test/store-simd.test.ts); custom optimizers and FTRL run their JS update per row.
 // The worker's row cache (src/worker/row-cache.ts) uses it too, with one memory sized up front
 // for its fixed capacity (never grown) and the gradients gathered by row (runAt).
-import { copyRow } from './row-blocks.ts';
+import { copyRow } from '../util/row-words.ts';
 import { instantiate, MAX_PAGES, newMemory, PAGE_BYTES, type WasmMemory } from '../util/wasm-module.ts';
 import { kernelModule } from './optimizer-kernels.ts';
 

@@ -3,9 +3,8 @@
 // (s & BLOCK_MASK) * stride, stride = dim * (1 + slots); slot k at + (k + 1) * dim), and
 // Uint32Array blocks of per-row update counts. For the built-in optimizers with a SIMD kernel the
 // blocks live in one WebAssembly memory per table, updated in place and pulled by a WASM gather
-// (simd-rows.ts). No object or Map entry per row: memory per row stays near dim * 4 * (1 + slots)
-// bytes plus the index and the growth slack (docs/store.md). Keys are (lo, hi) u32 words (a
-// Uint32Array view of the BigUint64Array): hot paths do no BigInt arithmetic.
+// (simd-rows.ts). No object or Map entry per row (memory per row: docs/store.md). Keys are (lo,
+// hi) u32 words (a Uint32Array view of the BigUint64Array): hot paths do no BigInt arithmetic.
 import { KeyIndex } from '../keys/key-index.ts';
 import { makeRowInitializer, type RowInitializer } from './initializers.ts';
 import { getOptimizer, resolveHyper, type Optimizer, type UpdateFn } from './optimizers.ts';
@@ -15,7 +14,8 @@ import { WasmRows } from './simd-rows.ts';
 import { SlotsMemo } from './recent-slots.ts';
 export { checkPush } from './request-checks.ts';
 export { checkTableConfig, MAX_DIM, type ImportRows, type TableConfig, type TableRows } from './table-config.ts';
-import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, FLOATS_PER_LINE, TOUCH_BLOCK, copyRow } from './row-blocks.ts';
+import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, FLOATS_PER_LINE, TOUCH_BLOCK } from './row-blocks.ts';
+import { copyRow } from '../util/row-words.ts';
 
 const MIN_ROWS = 64;
 export class TableStore {
@@ -49,8 +49,7 @@ export class TableStore {
   private readonly words: Int32Array[] = [];
   private readonly steps: Uint32Array[] = [];
   private readonly recent = new SlotsMemo(); // the slots of recent key lists (recent-slots.ts)
-  /** Where touch loops leave their sum, so the compiler cannot drop their loads as unused. */
-  private touchSink = 0;
+  private touchSink = 0; // where touch loops leave their sum, so their loads are not dropped as unused
 
   constructor(cfg: TableConfig) {
     const bad = checkTableConfig(cfg);
@@ -150,15 +149,16 @@ export class TableStore {
     return out;
   }
 
-  /** apply() through the SIMD kernel: the rows' byte offsets in the WASM memory, in push order. */
+  /**
+   * apply() through the SIMD kernel, the rows' byte offsets in push order. Rows of up to 8 cache
+   * lines with their slots (SGD, AdaGrad at dim 64) go in one call without the JS touch loop,
+   * which hid less than it cost; longer ones (Adam) touch first (docs/store.md, "Touch or not").
+   */
   private applyWasm(rows: Int32Array, n: number, grads: Float32Array): void {
     const rowAt = this.rowOffsets(rows, n), steps = this.steps;
     const step = (i: number) => { const s = rows[i]!; return ++steps[s >>> BLOCK_SHIFT]![s & BLOCK_MASK]!; };
-    for (let b = 0; b < n; b += TOUCH_BLOCK) {
-      const e = Math.min(n, b + TOUCH_BLOCK);
-      this.touchRows(rows, b, e, true);
-      this.wasm!.run(rowAt, b, e, grads, step);
-    }
+    if (this.stride <= 8 * FLOATS_PER_LINE) { this.wasm!.run(rowAt, 0, n, grads, step); return; }
+    for (let b = 0; b < n; b += TOUCH_BLOCK) { const e = Math.min(n, b + TOUCH_BLOCK); this.touchRows(rows, b, e, true); this.wasm!.run(rowAt, b, e, grads, step); }
   }
 
   /** The slot of every key (rows created on first touch), in a scratch array valid until the next call. */

@@ -8,7 +8,7 @@ import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { gatherKeys } from '../keys/index-arrays.ts';
 import { RowCache, HIT, PULL_STATE, type CacheLookup } from './row-cache.ts';
-import { copyRow } from '../server/row-blocks.ts';
+import { copyRow, scatterRows, words } from '../util/row-words.ts';
 import { getOptimizer, resolveHyper } from '../server/optimizers.ts';
 import { BUILTIN_OPTIMIZERS } from '../wire/vocabulary.ts';
 import type { RowTrace } from './worker-step.ts';
@@ -47,17 +47,6 @@ export function indexOf(keys: BigUint64Array): KeyIndex {
   const index = new KeyIndex(keys.length), w = keyWords(keys);
   for (let j = 0; j < keys.length; j++) index.insert(w[2 * j]!, w[2 * j + 1]!, j);
   return index;
-}
-
-const words = (a: Float32Array): Int32Array => new Int32Array(a.buffer, a.byteOffset, a.length);
-
-/**
- * Rows (rows.length / dim of them, in `idx` order) copied into `out` at positions idx; as words,
- * not a subarray per row (each pulled row of a step came through here as one garbage view).
- */
-export function scatterRows(out: Float32Array, idx: ArrayLike<number>, rows: Float32Array, dim: number): void {
-  const to = words(out), from = words(rows);
-  for (let k = 0; k < idx.length; k++) copyRow(to, idx[k]! * dim, from, k * dim, dim);
 }
 
 /** The rows (of `dim`) of `src` for positions `keep`, where position j is row at[j] of src. */

@@ -20,8 +20,7 @@
 //   state serves row-only refreshes for `stateRefresh` clocks, then travels with the row again;
 //   rows enter with their state only on their second touch within ADMIT_WINDOW clocks
 //   (docs/training.md, "Row cache", has the long form).
-// - The admission and state policies were chosen by pull bytes (`bench step --cache-policy`;
-//   bench/RESULTS.md, sessions 6 and 7; docs/training.md the summary).
+// - Admission and state policies: chosen by pull bytes (`bench step --cache-policy`; RESULTS.md).
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
 //
@@ -42,7 +41,8 @@ import { keyWords } from '../keys/keys.ts';
 import { roundToWire, rowValueBytes, type RowFormat } from '../wire/row-format.ts';
 import type { UpdateFn } from '../server/optimizers.ts';
 import { WasmRows } from '../server/simd-rows.ts';
-import { copyRow, TOUCH_BLOCK } from '../server/row-blocks.ts';
+import { TOUCH_BLOCK } from '../server/row-blocks.ts';
+import { copyRow } from '../util/row-words.ts';
 import type { PulledState } from '../client/ps-client.ts';
 
 export interface RowCacheOptions {

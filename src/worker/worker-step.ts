@@ -32,12 +32,13 @@
 // the gradient of the global batch mean and the update equals single-process minibatch SGD.
 import type { PSClient } from '../client/ps-client.ts';
 import type { ModelRunner, DenseOptimizer } from '../model/model-runner.ts';
-import { prepareTable, type TableBatch, type PreparedTable } from '../model/batch-prep.ts';
+import { permuteTable, prepareTable, type TableBatch, type PreparedTable } from '../model/batch-prep.ts';
 import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { gatherKeys } from '../keys/index-arrays.ts';
 import type { RowCache, RowCacheStats } from './row-cache.ts';
-import { CachedTable, indexOf, scatterRows, type CachedEarly, type RowCacheConfig } from './cached-table.ts';
+import { CachedTable, indexOf, type CachedEarly, type RowCacheConfig } from './cached-table.ts';
+import { scatterRows } from '../util/row-words.ts';
 export { DEFAULT_ROW_CACHE, type RowCacheConfig, type CachedEarly } from './cached-table.ts';
 export { psTableSpec, psTableSpecs, psDenseTableSpec } from './ps-table-specs.ts';
 import { HotStep, type HotRows, type HotSplit } from './hot-rows.ts';
@@ -200,7 +201,7 @@ export class WorkerStep {
     const spec = this.opts.runner.spec;
     if (batch.tables.length !== spec.tables.length) throw new Error(`worker step: batch has ${batch.tables.length} tables, model ${spec.tables.length}`);
     const t0 = now();
-    const preps = batch.tables.map((t) => prepareTable(t, batch.B));
+    const preps = batch.tables.map((t, i) => this.ownerOrdered(i, prepareTable(t, batch.B)));
     const hot = preps.map((p, i) => this.hot?.hot.split(i, p.keys) ?? null); // which keys are held here
     const prepMs = now() - t0;
     const pullEarly = preps.map((_, i) => !!this.opts.pipeline && this.mayPullEarly(i, clock));
@@ -218,6 +219,16 @@ export class WorkerStep {
     for (const e of early) e?.catch(() => {}); // awaited (or dropped) later
     for (const e of cachedEarly) e?.pulled?.catch(() => {});
     return { batch, clock, preps, prepMs, early, cachedEarly, pushSeq: this.pushSeq, late, hot };
+  }
+
+  /**
+   * `p` with its unique rows grouped by owning server: each server's part of the pull and push is
+   * then one contiguous run (subarrays and one copy, not a gather per row). BSP at the gpu preset,
+   * 1 worker, 2 servers: data path 50.1 -> 42.3 ms a step (bench/RESULTS.md, session 10).
+   */
+  private ownerOrdered(i: number, p: PreparedTable): PreparedTable {
+    const order = this.opts.client.ownerOrder(this.opts.tableIds[i]!, p.keys);
+    return order ? permuteTable(p, order) : p;
   }
 
   /** Table i's rows of `keys` (keys.length x dim) but those at positions `except` (left as zeros, filled later). */
