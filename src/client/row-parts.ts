@@ -3,6 +3,8 @@
 // contiguous run of them (the worker orders a batch's rows by owner so that each part is a run:
 // its keys, gradients and pulled rows are then subarrays and single copies, not per-row gathers).
 import { keysFromNumbers } from '../keys/keys.ts';
+import { runStart } from '../util/row-words.ts';
+export { runStart } from '../util/row-words.ts';
 
 /** How a flat dense vector is cut into rows of a range table. */
 export function rangeKeys(offset: number, length: number, blockSize: number): { keys: BigUint64Array; first: number } {
@@ -23,15 +25,6 @@ export function gatherRows(rows: Float32Array, idx: readonly number[], dim: numb
 /** True when a part is every key in order (one server, or all keys on one): no gather needed. */
 export function isIdentity(idx: Int32Array, n: number): boolean {
   return idx.length === n && (n === 0 || (idx[0] === 0 && idx[n - 1] === n - 1));
-}
-
-/**
- * Where a part's positions `idx` (increasing, as a partition makes them) are one contiguous run of
- * the request, its first position; -1 when they are not.
- */
-export function runStart(idx: Int32Array): number {
-  const m = idx.length;
-  return m > 0 && idx[m - 1]! - idx[0]! === m - 1 ? idx[0]! : -1;
 }
 
 /**

@@ -28,13 +28,16 @@ export function copyRow(dst: Int32Array, at: number, src: Int32Array, from: numb
  * else row by row as words (each pulled row of a step came through here as one garbage view).
  */
 export function scatterRows(out: Float32Array, idx: ArrayLike<number>, rows: Float32Array, dim: number): void {
-  const m = idx.length;
-  if (m > 0 && idx[m - 1]! - idx[0]! === m - 1 && isIncreasing(idx)) { out.set(rows.subarray(0, m * dim), idx[0]! * dim); return; }
+  const m = idx.length, run = runStart(idx);
+  if (run >= 0) { out.set(rows.subarray(0, m * dim), run * dim); return; }
   const to = words(out), from = words(rows);
   for (let k = 0; k < m; k++) copyRow(to, idx[k]! * dim, from, k * dim, dim);
 }
 
-function isIncreasing(idx: ArrayLike<number>): boolean {
-  for (let k = 1; k < idx.length; k++) if (idx[k]! <= idx[k - 1]!) return false;
-  return true;
+/** Where positions `idx` are one increasing contiguous run (k, k+1, ...), its start k; else -1. */
+export function runStart(idx: ArrayLike<number>): number {
+  const m = idx.length;
+  if (m === 0 || idx[m - 1]! - idx[0]! !== m - 1) return -1;
+  for (let k = 1; k < m; k++) if (idx[k]! !== idx[k - 1]! + 1) return -1;
+  return idx[0]!;
 }
