@@ -3,7 +3,8 @@
 // number twice (the server refuses such a batch as malformed).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { groupedOrder, mergeBySeq, isIdentity, runStart } from '../src/client/row-parts.ts';
+import { groupedOrder, mergeBySeq, isIdentity, OwnerGroups, runStart } from '../src/client/row-parts.ts';
+import { HashRing } from '../src/cluster/hash-ring.ts';
 import { scatterRows } from '../src/util/row-words.ts';
 
 test('mergeBySeq: the pieces of one push number become one part, each position once, others untouched', () => {
@@ -41,6 +42,25 @@ test('groupedOrder: the parts one after the other, so each becomes a run; null w
   assert.equal(again.map(runStart), [0, 3]);
   assert.is(groupedOrder([Int32Array.of(0, 1), Int32Array.of(2, 3)], 4), null);
   assert.is(groupedOrder([Int32Array.of(0, 1, 2)], 3), null);
+});
+
+test('OwnerGroups: grouped keys are owner runs, reused under their ring and table only', () => {
+  const ring = new HashRing(['s0', 's1', 's2']), groups = new OwnerGroups();
+  const keys = BigUint64Array.from({ length: 500 }, (_, i) => BigInt(i * 7919 + 3));
+  const { order, keys: grouped } = groups.group(ring, 4, keys);
+  assert.ok(order, '500 keys on 3 servers are not grouped by owner already');
+  assert.equal([...grouped], [...order!].map((j) => keys[j]!), 'grouped keys are keys in order');
+  const direct = ring.partition(4, grouped), reused = groups.partition(ring, 4, grouped);
+  assert.equal(reused.map((p) => [...p]), direct.map((p) => [...p]), 'the remembered parts are what hashing gives');
+  for (const p of reused) assert.ok(p.length === 0 || runStart(p) >= 0, 'each part a contiguous run');
+  // Another ring (a new view) or another table: hashed again, not reused.
+  const moved = new HashRing(['s0', 's1']);
+  assert.equal(groups.partition(moved, 4, grouped).map((p) => [...p]), moved.partition(4, grouped).map((p) => [...p]));
+  assert.equal(groups.partition(ring, 5, grouped).map((p) => [...p]), ring.partition(5, grouped).map((p) => [...p]));
+  // Already grouped (one server): the same array back, its parts remembered.
+  const one = new HashRing(['s0']), same = groups.group(one, 4, keys);
+  assert.is(same.order, null);
+  assert.is(same.keys, keys);
 });
 
 test('scatterRows: rows land at their positions, whether idx is a run or not', () => {

@@ -73,8 +73,13 @@ test('permuteTable: rows moved, every occurrence still points at its id, each ro
     }
     for (let i = 0; i < ids.length; i++) assert.is(q.unique[q.inverse[i]!], ids[i], `occurrence ${i} reads its id`);
     assert.is(q.bagOffsets, p.bagOffsets);
+    // Keys already in order (the client's grouped array): used as they are, the rest the same.
+    const inOrder = BigUint64Array.from(order, (o) => p.keys[o]!), k = permuteTable(p, order, inOrder);
+    assert.is(k.keys, inOrder);
+    assert.equal([...k.inverse], [...q.inverse]);
   }
   const p = prepareTable({ ids: [5, 6, 5] }, 3);
+  assert.throws(() => permuteTable(p, Int32Array.of(0, 1), new BigUint64Array(1)), /1 keys in order for 2 unique rows/);
   assert.throws(() => permuteTable(p, Int32Array.of(0)), /1 entries for 2 unique rows/);
   assert.throws(() => permuteTable(p, Int32Array.of(1, 1)), /not a permutation/);
 });

@@ -13,7 +13,7 @@ import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../keys/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
 import { RequestCoalescer, writeRows } from './request-coalescer.ts';
-import { gatherRows, groupedOrder, isIdentity, mergeBySeq, rangeKeys, runStart } from './row-parts.ts';
+import { gatherRows, isIdentity, mergeBySeq, OwnerGroups, rangeKeys, runStart } from './row-parts.ts';
 import { keysFromNumbers, keyWords } from '../keys/keys.ts';
 import { scatterRows } from '../util/row-words.ts';
 
@@ -61,6 +61,7 @@ export class PSClient {
   private seq = 0;
   private readonly log;
   private readonly coalescer: RequestCoalescer | null;
+  private readonly ownerGroups = new OwnerGroups();
   /** How row values travel (PSClientOptions.format). */
   readonly format: RowFormat;
 
@@ -183,7 +184,7 @@ export class PSClient {
       }
       // One server answered for every key, in order: hand out the reply itself (a view of the frame).
       if (isIdentity(idx, n)) { out = v; return; }
-      scatterRows((out ??= new Float32Array(n * dim)), idx, v, dim); // one copy when idx is a run (ownerOrder)
+      scatterRows((out ??= new Float32Array(n * dim)), idx, v, dim); // one copy when idx is a run (groupByOwner)
     });
     return { rows: out ?? new Float32Array(n * dim), fresh, ...(withState ? { state: state ?? { slots: [], steps: new Float32Array(0) } } : {}) };
   }
@@ -232,7 +233,7 @@ export class PSClient {
       const tasks: { serverId: string; idx: Int32Array; seq: number }[] = [];
       for (const g of groups) {
         const subset = isIdentity(g.idx, keys.length) ? keys : gatherKeys(keys, g.idx);
-        view.ring.partition(table, subset).forEach((part, s) => {
+        this.ownerGroups.partition(view.ring, table, subset).forEach((part, s) => {
           if (part.length) tasks.push({ serverId: view.servers[s]!.nodeId, idx: subset === keys ? part : compose(g.idx, part), seq: g.seq ?? ++this.seq });
         });
       }
@@ -256,9 +257,13 @@ export class PSClient {
     }
   }
 
-  /** Order of `keys` grouping them by owner now (position j: keys[order[j]]), null if they are: each server's part then is one run. */
-  ownerOrder(table: number, keys: BigUint64Array): Int32Array | null {
-    return groupedOrder(this.view.ring.partition(table, keys), keys.length);
+  /**
+   * `keys` grouped by owner now (position j: keys[order[j]]; order null: already grouped), so each
+   * server's part of a pull or push of them is one run; the client remembers their parts while
+   * the view lasts. The returned array must not be changed.
+   */
+  groupByOwner(table: number, keys: BigUint64Array): { order: Int32Array | null; keys: BigUint64Array } {
+    return this.ownerGroups.group(this.view.ring, table, keys);
   }
 
   /** Reads `length` floats of a dense range table starting at `offset`. */

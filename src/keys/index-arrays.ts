@@ -4,9 +4,9 @@
 import { keyWords } from './keys.ts';
 
 /** [0, 1, ..., n - 1]. */
-export function iota(n: number): Int32Array {
+export function iota(n: number, from = 0): Int32Array {
   const a = new Int32Array(n);
-  for (let i = 0; i < n; i++) a[i] = i;
+  for (let i = 0; i < n; i++) a[i] = from + i;
   return a;
 }
 

@@ -120,9 +120,10 @@ export function prepareBatch(tables: TableBatch[], B: number): PreparedTable[] {
  * `p` with its unique rows in the order `order` (new row j is old row order[j]; a permutation of
  * 0..U-1): unique ids, keys and the CSR's segments moved, the inverse index renumbered. Each row's
  * occurrences keep their order, so the segment-sum adds a row's gradients in the same order and
- * the result is bit-identical; only where each row sits changes.
+ * the result is bit-identical; only where each row sits changes. `keysInOrder`: the keys already
+ * permuted (the client's grouped array, which it recognises), used as they are.
  */
-export function permuteTable(p: PreparedTable, order: Int32Array): PreparedTable {
+export function permuteTable(p: PreparedTable, order: Int32Array, keysInOrder?: BigUint64Array): PreparedTable {
   const U = p.unique.length;
   if (order.length !== U) throw new Error(`permuteTable: order has ${order.length} entries for ${U} unique rows`);
   const rank = new Int32Array(U).fill(-1);
@@ -131,12 +132,13 @@ export function permuteTable(p: PreparedTable, order: Int32Array): PreparedTable
     if (!(o >= 0 && o < U) || rank[o] !== -1) throw new Error(`permuteTable: order is not a permutation of 0..${U - 1} (entry ${j} is ${o})`);
     rank[o] = j;
   }
-  const unique = new Float64Array(U), keys = new BigUint64Array(U);
+  if (keysInOrder && keysInOrder.length !== U) throw new Error(`permuteTable: ${keysInOrder.length} keys in order for ${U} unique rows`);
+  const unique = new Float64Array(U), keys = keysInOrder ?? new BigUint64Array(U);
   const csrOffsets = new Uint32Array(U + 1), csrItems = new Uint32Array(p.csrItems.length);
   for (let j = 0; j < U; j++) {
     const o = order[j]!, from = p.csrOffsets[o]!, to = p.csrOffsets[o + 1]!;
     unique[j] = p.unique[o]!;
-    keys[j] = p.keys[o]!;
+    if (!keysInOrder) keys[j] = p.keys[o]!;
     csrItems.set(p.csrItems.subarray(from, to), csrOffsets[j]!);
     csrOffsets[j + 1] = csrOffsets[j]! + (to - from);
   }

@@ -223,12 +223,13 @@ export class WorkerStep {
 
   /**
    * `p` with its unique rows grouped by owning server: each server's part of the pull and push is
-   * then one contiguous run (subarrays and one copy, not a gather per row). BSP at the gpu preset,
-   * 1 worker, 2 servers: data path 50.1 -> 42.3 ms a step (bench/RESULTS.md, session 10).
+   * then one contiguous run (subarrays and one copy, not a gather per row), and the client reuses
+   * the grouping for both. BSP at the gpu preset, 1 worker, 2 servers: data path 50.1 -> 42.3 ms
+   * a step (bench/RESULTS.md, session 10).
    */
   private ownerOrdered(i: number, p: PreparedTable): PreparedTable {
-    const order = this.opts.client.ownerOrder(this.opts.tableIds[i]!, p.keys);
-    return order ? permuteTable(p, order) : p;
+    const { order, keys } = this.opts.client.groupByOwner(this.opts.tableIds[i]!, p.keys);
+    return order ? permuteTable(p, order, keys) : p;
   }
 
   /** Table i's rows of `keys` (keys.length x dim) but those at positions `except` (left as zeros, filled later). */
