@@ -253,7 +253,7 @@ export async function runStepClusterBench(args: StepBenchArgs): Promise<object> 
     for (const { c, cacheRows: rowsCached, policy, hotRows } of runs) {
       log(`[bench step] ${c.name}${rowsCached ? ` with a row cache of ${rowsCached} rows per table` : ''}${hotRows ? ` with ${hotRows} hot rows per table` : ''}: starting the scheduler, ${c.servers} server(s), ${c.workers} worker(s)`);
       const row = await runConfig(c, sizes, args.pipeline ?? true, rowsCached, policy, hotRows, floorServer.port, log);
-      log(`[bench step] ${row.name}: data path ${row.dataPathMs} ms, wire floor ${row.wireFloorMs} ms (x${row.ratio}), step with the GPU work ${row.stepMs} ms (${row.wallSec} s)`);
+      log(`[bench step] ${row.name}: data path ${row.dataPathMs} ms, wire floor ${row.wireFloorMs} ms (x${row.ratio}), step with the GPU work ${Number.isFinite(row.stepMs) ? `${row.stepMs} ms` : 'not run (--gpu-steps 0)'} (${row.wallSec} s)`);
       if (row.viewChanges) log(`[bench step] ${row.name}: WARNING the cluster view changed ${row.viewChanges} time(s) during the run (a member lost and back?): its numbers are suspect`);
       rows.push(row);
     }
