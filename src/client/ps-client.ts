@@ -203,8 +203,8 @@ export class PSClient {
   async push(table: number, keys: BigUint64Array, grads: Float32Array, opts: { clock?: number } = {}): Promise<void> {
     const dim = this.dimOf(table);
     if (grads.length !== keys.length * dim) throw new Error(`push of ${keys.length} keys needs ${keys.length * dim} values, got ${grads.length}`);
-    await this.forEachPart(table, keys, async (serverId, idx, partKeys, seq) => {
-      const run = runStart(idx), m = idx.length, clock = opts.clock ?? this.clockValue; // a run: its gradients are a subarray
+    await this.forEachPart(table, keys, async (serverId, idx, partKeys, seq, run) => {
+      const m = idx.length, clock = opts.clock ?? this.clockValue; // a run: its gradients are a subarray
       const rows = run >= 0 ? { src: grads.subarray(run * dim, (run + m) * dim), idx: null, dim } : { src: grads, idx, dim };
       if (this.coalescer) await this.coalescer.push(serverId, table, partKeys, rows, seq, clock); // gathered into the frame
       else {
@@ -223,7 +223,7 @@ export class PSClient {
    */
   private async forEachPart(
     table: number, keys: BigUint64Array,
-    send: (serverId: string, idx: Int32Array, partKeys: BigUint64Array, seq: number) => Promise<void>,
+    send: (serverId: string, idx: Int32Array, partKeys: BigUint64Array, seq: number, run: number) => Promise<void>,
   ): Promise<void> {
     if (keys.length === 0) return;
     let groups: { idx: Int32Array; seq?: number }[] = [{ idx: iota(keys.length) }];
@@ -242,7 +242,7 @@ export class PSClient {
       await Promise.all(tasks.map(async (t) => {
         const run = runStart(t.idx), partKeys = run >= 0 ? keys.subarray(run, run + t.idx.length) : gatherKeys(keys, t.idx);
         try {
-          await send(t.serverId, t.idx, partKeys, t.seq);
+          await send(t.serverId, t.idx, partKeys, t.seq, run); // run: where idx is one run of keys, its start (else -1)
         } catch (e) {
           if (!isRetryable(e) || attempt >= (this.opts.retries ?? 5)) throw e;
           lastErr = e;
@@ -257,11 +257,7 @@ export class PSClient {
     }
   }
 
-  /**
-   * `keys` grouped by owner now (position j: keys[order[j]]; order null: already grouped), so each
-   * server's part of a pull or push of them is one run; the client remembers their parts while
-   * the view lasts. The returned array must not be changed.
-   */
+  /** `keys` grouped by owner (keys[order[j]] at j; null: already grouped), their parts kept for the pull and push (row-parts.ts OwnerGroups). */
   groupByOwner(table: number, keys: BigUint64Array): { order: Int32Array | null; keys: BigUint64Array } {
     return this.ownerGroups.group(this.view.ring, table, keys);
   }
