@@ -73,4 +73,35 @@ test('snapshot copies the f64 sums of the rows asked for, in first-seen order, a
   assert.equal(copy.drain(), acc.drain());
 });
 
+test('addPush holds a clock\'s first push unsummed: the same bits as summing it, alone or with more pushes', () => {
+  const dim = 3, rand = (n: number) => Float32Array.from({ length: n }, (_, i) => (i % 7 === 0 ? -0 : i % 11 === 0 ? 1e-40 : (Math.random() - 0.5) * 10 ** ((i % 5) - 2)));
+  const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+  const drainOf = (pushes: [BigUint64Array, Float32Array][], held: boolean) => {
+    const acc = new BspAccumulator(dim);
+    for (const [k, g] of pushes) (held ? acc.addPush(k, g) : acc.add(k, g));
+    const rows = acc.rows, d = acc.drain();
+    return { rows, keys: Array.from(d.keys), bits: bits(d.grads) };
+  };
+  const a: [BigUint64Array, Float32Array] = [K(5, 2n ** 47n + 1n, 9, 1), rand(12)];
+  const b: [BigUint64Array, Float32Array] = [K(9, 4), rand(6)];
+  for (const pushes of [[a], [a, b], [b, a, b]]) {
+    const summed = drainOf(pushes, false), held = drainOf(pushes, true);
+    assert.equal(held, summed, `${pushes.length} push(es)`);
+  }
+  assert.ok(drainOf([a], true).bits.includes(0) && !drainOf([a], true).bits.includes(0x80000000), '-0 comes out as +0, as its f64 sum does');
+  // Reused across clocks: a smaller push after a larger one, and a snapshot folds the held push first.
+  const acc = new BspAccumulator(dim);
+  acc.addPush(...a);
+  acc.drain();
+  acc.addPush(...b);
+  assert.is(acc.rows, 2);
+  const snap = acc.snapshot(() => true);
+  assert.equal(Array.from(snap.keys), [9n, 4n]);
+  assert.equal(Array.from(snap.sums), Array.from(b[1]).map((x) => x + 0));
+  assert.equal(bits(acc.drain().grads), drainOf([b], false).bits);
+  assert.is(acc.rows, 0);
+  // A push is not held when its shape is wrong: add() refuses it.
+  assert.throws(() => acc.addPush(K(1), new Float32Array(2)), /grads length 2 does not match 1 keys x dim 3/);
+});
+
 test.run();

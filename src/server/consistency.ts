@@ -44,10 +44,10 @@ export class ConsistencyGate {
     return t.spec.consistency !== Consistency.BSP;
   }
 
-  /** Takes the (validated, not yet applied) rows of a push: BSP sums them for `clock`; SSP and ASP apply them now. */
+  /** Takes the (validated: unique keys, finite values; not yet applied) rows of a push: BSP sums them for `clock`; SSP and ASP apply them now. */
   take(t: TableState, clock: number, keys: BigUint64Array, values: Float32Array): void {
     if (t.spec.consistency === Consistency.BSP) {
-      this.sums(t, clock).add(keys, values);
+      this.sums(t, clock).addPush(keys, values);
       return;
     }
     this.apply(t, keys, values);
