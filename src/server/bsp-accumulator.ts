@@ -99,9 +99,9 @@ export class BspAccumulator {
   /**
    * The summed rows (rounded to f32) with their keys in first-seen order (a held push alone: as it
    * came); then resets. Both are views of this accumulator's memory, valid until its next add()
-   * or addPush(): a clock's sums are applied
-   * straight from them, and the accumulator is reused for a later clock with its capacity
-   * (ConsistencyGate), so a clock allocates nothing once the tables have grown.
+   * or addPush(): a clock's sums are applied straight from them, and the accumulator is reused
+   * for a later clock with its capacity (ConsistencyGate), so a clock allocates nothing once the
+   * tables have grown.
    */
   drain(): { keys: BigUint64Array; grads: Float32Array } {
     if (this.held > 0) return this.drainHeld();
