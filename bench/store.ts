@@ -8,15 +8,18 @@
 //  - pull: the rows gathered into a reply frame as the server does (encode() of a pullReply with
 //    a writer, into a reused FlatBuffers builder), with the per-row copy of today against the old
 //    `set(subarray())` per row, and the garbage collections each causes (a PerformanceObserver);
-//  - pull then push of the same rows (the server's order in `bench ps`): the pull's JS word copy
-//    against the WASM gather, and the push (checks and apply) with and without the table's
-//    memo of recent key lists (recent-slots.ts), 16 rounds of each variant in turn.
+//  - pull then push of the same rows (the server's order in `bench ps`): the WASM gather and the
+//    SIMD kernel with and without the WASM touch of each block of rows first (simd-rows.ts), and
+//    without the table's memo of recent key lists (recent-slots.ts), 16 rounds of each in turn.
+// 64 key sets of 4096 rows (128 MiB of AdaGrad rows, beyond this machine's 32 MiB L3) are used in
+// turn, so rows come from memory as in a server's large table, not from the cache.
 import { gcObserver } from './gc-observer.ts';
 import * as flatbuffers from 'flatbuffers';
 import { TableStore } from '../src/server/table-store.ts';
 import { registerOptimizer, type OptimizerDef } from '../src/server/optimizers.ts';
 import { encode } from '../src/wire/codec.ts';
 import { pushProblem } from '../src/server/request-checks.ts';
+import { setTouchFirst } from '../src/server/simd-rows.ts';
 import { printTable } from './table.ts';
 
 // The float64 loops of SGD and AdaGrad before the SIMD kernels (src/server/optimizers.ts at 576a54f).
@@ -61,7 +64,7 @@ export async function runStoreBench(args: { json: boolean; quick?: boolean }): P
   const rows = args.quick ? 200_000 : 1_000_000, dim = 64, nkeys = 4096, rounds = args.quick ? 40 : 200, warmup = 20;
   for (const o of OLD) registerOptimizer(o);
   const rnd = xorshift(12345);
-  const keySets = Array.from({ length: 16 }, () => {
+  const keySets = Array.from({ length: 64 }, () => {
     const set = new Set<bigint>();
     while (set.size < nkeys) set.add(BigInt(rnd() % rows));
     return BigUint64Array.from(set);
@@ -113,12 +116,12 @@ export async function runStoreBench(args: { json: boolean; quick?: boolean }): P
   ];
   const pullRows: Record<string, number | string>[] = [];
   for (const [name, pull] of variants) {
-    for (let r = 0; r < warmup; r++) reply(pull, keySets[r % 16]!);
+    for (let r = 0; r < warmup; r++) reply(pull, keySets[r % keySets.length]!);
     await tick();
     const gc = gcObserver(), times: number[] = [];
     for (let r = 0; r < rounds; r++) {
       const t0 = performance.now();
-      reply(pull, keySets[r % 16]!);
+      reply(pull, keySets[r % keySets.length]!);
       times.push(performance.now() - t0);
       await tick(); // gc entries arrive between turns
     }
@@ -129,18 +132,17 @@ export async function runStoreBench(args: { json: boolean; quick?: boolean }): P
   printTable(`pull into a reused reply frame: ${nkeys} random rows`, pullRows);
 
   // Pull then push of the same rows, as a worker does; the push's keys arrive in a frame of their own (a copy).
-  const internals = store as unknown as { allWasm: boolean; recent: object };
+  const internals = store as unknown as { recent: object };
   const memo = internals.recent, noMemo = { find: () => null, remember: () => {} };
-  const paths: [string, boolean, object][] = [['js copy, no memo (before)', false, noMemo], ['gather, no memo', true, noMemo], ['gather + memo (now)', true, memo]];
+  const paths: [string, boolean, object][] = [['no touch, memo (before)', false, memo], ['touch, no memo', true, noMemo], ['touch + memo (now)', true, memo]];
   const out = new Float32Array(nkeys * dim), pt = paths.map(() => ({ pull: [] as number[], push: [] as number[] }));
   for (let r = 0; r < 16 * paths.length * Math.ceil((warmup + rounds) / 16); r++) {
-    const v = Math.floor(r / 16) % paths.length, keys = keySets[r % 16]!;
-    internals.allWasm = paths[v]![1];
+    const v = Math.floor(r / 16) % paths.length, keys = keySets[r % keySets.length]!;
+    setTouchFirst(paths[v]![1]);
     internals.recent = paths[v]![2];
     let t0 = performance.now();
     store.pull(keys, out);
     const pullMs = performance.now() - t0;
-    internals.allWasm = true;
     const pushed = keys.slice();
     t0 = performance.now();
     pushProblem(dim, pushed, grads);
@@ -149,6 +151,7 @@ export async function runStoreBench(args: { json: boolean; quick?: boolean }): P
     if (r % 10 === 0) await tick();
   }
   internals.recent = memo;
+  setTouchFirst(true);
   const before = { pull: median(pt[0]!.pull), push: median(pt[0]!.push) };
   const roundRows = paths.map(([name], v) => ({
     path: name, 'pull ms': median(pt[v]!.pull), 'push ms': median(pt[v]!.push), 'before / this': +((before.pull + before.push) / (median(pt[v]!.pull) + median(pt[v]!.push))).toFixed(2),

@@ -13,7 +13,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TableStore } from '../src/server/table-store.ts';
-import { hasSimdKernel } from '../src/server/simd-rows.ts';
+import { hasSimdKernel, setTouchFirst } from '../src/server/simd-rows.ts';
+import { kernelModule } from '../src/server/optimizer-kernels.ts';
+import { instantiate, newMemory } from '../src/util/wasm-module.ts';
 import { getOptimizer, registerOptimizer, resolveHyper } from '../src/server/optimizers.ts';
 import { pushProblem } from '../src/server/request-checks.ts';
 import { ErrorCode } from '../src/wire/codec.ts';
@@ -168,6 +170,41 @@ test('pulls of a SIMD table (the WASM gather) return the JS copy\'s rows bit for
       for (const i of [0, 6, frame.length - 7, frame.length - 1]) assert.ok(Number.isNaN(frame[i]), `${o} dim ${dim}: frame[${i}] outside the rows was written`);
       assert.is(simd.rows, 2 * n, `${o} dim ${dim}: the missing rows were created`);
     }
+  }
+});
+
+test('the WASM touch reads one word of every 64-byte line of each span and its last word, and writes nothing', () => {
+  const r = rng(seed ^ 0x2545f491);
+  const mem = newMemory(1 << 20), touch = instantiate(kernelModule()!, mem).touch as (rows: number, count: number, bytes: number) => number;
+  const words = new Int32Array(mem.buffer);
+  for (let i = 0; i < words.length; i++) words[i] = (r() * 2 ** 31) | 0;
+  const before = words.slice();
+  for (const bytes of [4, 60, 64, 68, 256, 508, 512, 1028]) {
+    // Spans at 16-byte aligned offsets (the store's rows), so most cross a line boundary; the list at 0.
+    const at = Array.from({ length: 37 }, () => 4096 + Math.floor(r() * 60_000) * 16);
+    words.set(at, 0);
+    before.set(at, 0);
+    let want = 0;
+    for (const p of at) {
+      want = (want + words[(p + bytes - 4) >> 2]!) | 0;
+      for (let q = p; q < p + bytes; q += 64) want = (want + words[q >> 2]!) | 0;
+    }
+    assert.is(touch(0, at.length, bytes), want, `spans of ${bytes} bytes`);
+  }
+  assert.ok(words.every((w, i) => w === before[i]), 'touch changed the memory');
+});
+
+test('pushes and pulls with and without the touch before the kernel are the same bits', () => {
+  const r = rng(seed ^ 0x68e31da4);
+  for (const o of ['sgd', 'adagrad', 'adam']) {
+    const dim = 64, n = 300, cfg = { id: 1, name: 't', dim, init: 'uniform' as const, initScale: 0.5, seed: 7n, optimizer: o, hyper: {} };
+    const a = new TableStore(cfg), b = new TableStore(cfg);
+    const keys = BigUint64Array.from({ length: n }, (_, i) => BigInt(i * 7919 + 3)), g = grads(r, n * dim);
+    try {
+      setTouchFirst(false); b.apply(keys, g); b.apply(keys, g); const pb = b.pull(keys);
+      setTouchFirst(true); a.apply(keys, g); a.apply(keys, g); const pa = a.pull(keys);
+      sameBits(pa, pb, `${o}: rows after two pushes`);
+    } finally { setTouchFirst(true); }
   }
 });
 

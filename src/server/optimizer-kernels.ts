@@ -139,9 +139,38 @@ function gatherFunc(): { name: string; params: number[]; locals: number[]; body:
   };
 }
 
+/**
+ * `touch(rows, count, bytes) -> i32`: loads one word of every 64-byte line of the `count` spans
+ * of `bytes` at the byte offsets that are the i32s at `rows` (and each span's last word), and
+ * returns their sum (so the loads are kept). Random rows of a large table miss every cache level
+ * and the TLB; a loop this tight (about five instructions a line) keeps a dozen rows' misses in
+ * flight at once, where the kernel that then updates or copies them row by row stalls on each in
+ * turn. WebAssembly has no prefetch instruction: this loop is its stand-in. Measured in C on this
+ * machine (4096 random rows of 1M x 512 B, an AdaGrad update, a pass over each 64 rows first):
+ * 405 -> 148 ns a row; a 256-byte row copy 135 -> 80 ns (bench/RESULTS.md, session 14).
+ */
+function touchFunc(): { name: string; params: number[]; results: number[]; locals: number[]; body: number[] } {
+  const ROWS = 0, COUNT = 1, BYTES = 2, ACC = 3, P = 4, Q = 5;
+  const bump = (local: number, by: number) => [...op.get(local), ...op.i32(by), ...op.i32Add, ...op.set(local)];
+  const addLoad = (addr: number[]) => [...addr, ...op.i32Load, ...op.get(ACC), ...op.i32Add, ...op.set(ACC)];
+  return {
+    name: 'touch', params: [I32, I32, I32], results: [I32], locals: [I32, I32, I32],
+    body: [
+      ...op.block, ...op.loop, ...op.get(COUNT), ...op.i32Eqz, ...op.brIf(1),
+      ...op.get(ROWS), ...op.i32Load, ...op.tee(P), ...op.get(BYTES), ...op.i32Add, ...op.set(Q),
+      ...addLoad([...op.get(Q), ...op.i32(4), ...op.i32Sub]),
+      ...op.block, ...op.loop, ...op.get(P), ...op.get(Q), ...op.i32GeU, ...op.brIf(1),
+      ...addLoad(op.get(P)), ...bump(P, 64), ...op.br(0), ...op.end, ...op.end,
+      ...bump(ROWS, 4), ...bump(COUNT, -1),
+      ...op.br(0), ...op.end, ...op.end,
+      ...op.get(ACC),
+    ],
+  };
+}
+
 let compiled: object | null | undefined;
 /** The module of every kernel and the row gather, or null where this Node has no WASM SIMD (the JS updates and copies run then). */
 export function kernelModule(): object | null {
-  if (compiled === undefined) compiled = compileModule(buildModule([...Object.values(KERNELS).map(emit), gatherFunc()]));
+  if (compiled === undefined) compiled = compileModule(buildModule([...Object.values(KERNELS).map(emit), gatherFunc(), touchFunc()]));
   return compiled;
 }

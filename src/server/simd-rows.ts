@@ -9,15 +9,27 @@
 // for its fixed capacity (never grown) and the gradients gathered by row (runAt).
 import { copyRow } from '../util/row-words.ts';
 import { instantiate, MAX_PAGES, newMemory, PAGE_BYTES, type WasmMemory } from '../util/wasm-module.ts';
-import { kernelModule } from './optimizer-kernels.ts';
+import { KERNELS, kernelModule } from './optimizer-kernels.ts';
 
 /** Floats of gradient copied in per kernel call (64 KiB: stays in L2 with its rows). */
 const CHUNK_FLOATS = 16 << 10;
 /** Where the scratch (row offsets, then gradients) starts; block storage follows it. */
 const SCRATCH_AT = 0;
 
+/**
+ * Rows whose lines the WASM `touch` loads (optimizer-kernels.ts) before the kernel or the gather
+ * works on them: a dozen rows' misses overlap inside a block, and the block's lines (64 AdaGrad
+ * rows of dim 64: 32 KiB) stay in L1/L2 until they are used. 32 to 128 were alike in C.
+ */
+const TOUCH_ROWS = 64;
+
 /** (rows, count, g, n, ...scalars): see optimizer-kernels.ts. */
 type Kernel = (...args: number[]) => void;
+type Touch = (rows: number, count: number, bytes: number) => number;
+
+/** Whether kernels and gathers touch their rows first (on; bench/store.ts turns it off for its A/B). */
+let touchFirst = true;
+export function setTouchFirst(on: boolean): void { touchFirst = on; }
 
 /**
  * How one optimizer maps onto a kernel: its scalars (written into the call's arguments from `at`;
@@ -48,8 +60,13 @@ export class WasmRows {
   private readonly memory: WasmMemory;
   private readonly kernel: Kernel;
   private readonly gatherKernel: Kernel;
+  private readonly touch: Touch;
+  /** Where `touch` sums go, so their loads are never unused. */
+  private touchSink = 0;
   private readonly plan: Plan;
   private readonly chunkRows: number;
+  /** A row with its slots, in rows of `dim` floats (the kernel's arrays but the gradient). */
+  private readonly rowFloats: number;
   private readonly gradAt: number;
   private readonly args: number[];
   private f32!: Float32Array;
@@ -79,6 +96,7 @@ export class WasmRows {
 
   private constructor(mod: object, plan: Plan, private readonly dim: number, fixedBytes?: number) {
     this.plan = plan;
+    this.rowFloats = KERNELS[plan.kernel]!.arrays - 1;
     this.chunkRows = Math.max(1, Math.floor(CHUNK_FLOATS / dim));
     this.gradAt = SCRATCH_AT + ((this.chunkRows * 4 + 15) & ~15);
     this.top = (this.gradAt + this.chunkRows * dim * 4 + 15) & ~15;
@@ -87,6 +105,7 @@ export class WasmRows {
     const exports = instantiate(mod, this.memory);
     this.kernel = exports[plan.kernel] as Kernel;
     this.gatherKernel = exports.gather as Kernel;
+    this.touch = exports.touch as Touch;
     this.args = [SCRATCH_AT, 0, this.gradAt, dim];
     plan.scalars(this.args, 4, 1);
   }
@@ -167,7 +186,14 @@ export class WasmRows {
     for (let c = b; c < e; c += chunk) {
       const ce = Math.min(e, c + chunk), m = ce - c;
       for (let i = c; i < ce; i++) i32[(SCRATCH_AT >> 2) + i - c] = rowAt[i]!;
-      this.gatherKernel(SCRATCH_AT, m, this.gradAt, floats * 4);
+      if (!touchFirst) this.gatherKernel(SCRATCH_AT, m, this.gradAt, floats * 4);
+      else {
+        for (let t = 0; t < m; t += TOUCH_ROWS) {
+          const k = Math.min(TOUCH_ROWS, m - t);
+          this.touchSink += this.touch(SCRATCH_AT + t * 4, k, floats * 4);
+          this.gatherKernel(SCRATCH_AT + t * 4, k, this.gradAt + t * floats * 4, floats * 4);
+        }
+      }
       out.set(this.f32.subarray(ga, ga + m * floats), outAt + (c - b) * floats);
     }
   }
@@ -175,13 +201,20 @@ export class WasmRows {
   /** The kernel over list entries c..ce, whose row offsets and gradients are in the scratch. */
   private call(c: number, ce: number, step: (i: number) => number): void {
     const d = this.dim, args = this.args, kernel = this.kernel;
+    const rowBytes = d * 4 * this.rowFloats; // the row and its slots
     if (!this.plan.perRow) {
       for (let i = c; i < ce; i++) step(i);
-      args[0] = SCRATCH_AT; args[1] = ce - c; args[2] = this.gradAt;
-      kernel.apply(null, args);
+      if (!touchFirst) { args[0] = SCRATCH_AT; args[1] = ce - c; args[2] = this.gradAt; kernel.apply(null, args); return; }
+      for (let t = 0; t < ce - c; t += TOUCH_ROWS) {
+        const k = Math.min(TOUCH_ROWS, ce - c - t);
+        this.touchSink += this.touch(SCRATCH_AT + t * 4, k, rowBytes);
+        args[0] = SCRATCH_AT + t * 4; args[1] = k; args[2] = this.gradAt + t * d * 4;
+        kernel.apply(null, args);
+      }
       return;
     }
     for (let i = c; i < ce; i++) {
+      if (touchFirst && (i - c) % TOUCH_ROWS === 0) this.touchSink += this.touch(SCRATCH_AT + (i - c) * 4, Math.min(TOUCH_ROWS, ce - i), rowBytes);
       args[0] = SCRATCH_AT + (i - c) * 4; args[1] = 1; args[2] = this.gradAt + (i - c) * d * 4;
       this.plan.scalars(args, 4, step(i));
       kernel.apply(null, args);

@@ -140,9 +140,9 @@ export class TableStore {
   }
 
   /**
-   * pull() of rows in the WASM memory: copied by the WASM gather (memory.copy a row). No touch loop:
-   * a row's memcpy has the CPU fetch its lines itself, and the JS touch only added work (4096 rows
-   * of 1M x 64: 1.68-1.74 -> 1.33-1.37 ms a pull without it; bench/RESULTS.md, session 8).
+   * pull() of rows in the WASM memory: copied by the WASM gather (memory.copy a row), which
+   * touches each block's rows in WASM first (simd-rows.ts). No JS touch loop: it only added work
+   * (4096 rows of 1M x 64: 1.68-1.74 -> 1.33-1.37 ms a pull without it; bench/RESULTS.md, session 8).
    */
   private pullWasm(rows: Int32Array, n: number, out: Float32Array): Float32Array {
     this.wasm!.gather(this.rowOffsets(rows, n), 0, n, this.dim, out, 0);
@@ -150,15 +150,14 @@ export class TableStore {
   }
 
   /**
-   * apply() through the SIMD kernel, the rows' byte offsets in push order. Rows of up to 8 cache
-   * lines with their slots (SGD, AdaGrad at dim 64) go in one call without the JS touch loop,
-   * which hid less than it cost; longer ones (Adam) touch first (docs/store.md, "Touch or not").
+   * apply() through the SIMD kernel, the rows' byte offsets in push order. No JS touch loop: the
+   * kernel's own WASM touch (simd-rows.ts) fetches each block's rows with their slots first
+   * (docs/store.md, "Touch or not").
    */
   private applyWasm(rows: Int32Array, n: number, grads: Float32Array): void {
     const rowAt = this.rowOffsets(rows, n), steps = this.steps;
     const step = (i: number) => { const s = rows[i]!; return ++steps[s >>> BLOCK_SHIFT]![s & BLOCK_MASK]!; };
-    if (this.stride <= 8 * FLOATS_PER_LINE) { this.wasm!.run(rowAt, 0, n, grads, step); return; }
-    for (let b = 0; b < n; b += TOUCH_BLOCK) { const e = Math.min(n, b + TOUCH_BLOCK); this.touchRows(rows, b, e, true); this.wasm!.run(rowAt, b, e, grads, step); }
+    this.wasm!.run(rowAt, 0, n, grads, step);
   }
 
   /** The slot of every key (rows created on first touch), in a scratch array valid until the next call. */

@@ -44,7 +44,7 @@ const simd = (op: number) => [0xfd, ...uleb(op)];
 export const op = {
   block: [0x02, 0x40], loop: [0x03, 0x40], end: [0x0b], br: (depth: number) => [0x0c, depth], brIf: (depth: number) => [0x0d, depth],
   get: (i: number) => [0x20, ...uleb(i)], set: (i: number) => [0x21, ...uleb(i)], tee: (i: number) => [0x22, ...uleb(i)],
-  i32: (n: number) => [0x41, ...sleb(n)], i32Eqz: [0x45], i32LtU: [0x49], i32Add: [0x6a], i32Sub: [0x6b], i32Mul: [0x6c],
+  i32: (n: number) => [0x41, ...sleb(n)], i32Eqz: [0x45], i32LtU: [0x49], i32GeU: [0x4f], i32Add: [0x6a], i32Sub: [0x6b], i32Mul: [0x6c],
   i32Load: [0x28, 0x02, 0x00],
   f32Load: [0x2a, 0x02, 0x00], f32Store: [0x38, 0x02, 0x00],
   f32Sqrt: [0x91], f32Add: [0x92], f32Sub: [0x93], f32Mul: [0x94], f32Div: [0x95],
@@ -57,6 +57,8 @@ export const op = {
 export interface WasmFunc {
   name: string;
   params: number[];
+  /** Result types (none when absent). */
+  results?: number[];
   /** Local types after the parameters, in index order. */
   locals?: number[];
   /** The body's instructions, without the local declarations or the final `end`. */
@@ -68,9 +70,9 @@ const section = (id: number, bytes: number[]) => [id, ...uleb(bytes.length), ...
 const name = (s: string) => [...uleb(s.length), ...[...s].map((c) => c.charCodeAt(0))];
 
 /**
- * A module importing one memory as ("m", "mem") with at least one page, exporting `funcs` (no
- * results). `shared`: the import is a shared memory of up to MAX_PAGES (one that grows without
- * detaching the views on it: newSharedMemory).
+ * A module importing one memory as ("m", "mem") with at least one page, exporting `funcs`.
+ * `shared`: the import is a shared memory of up to MAX_PAGES (one that grows without detaching
+ * the views on it: newSharedMemory).
  */
 export function buildModule(funcs: WasmFunc[], shared = false): Uint8Array {
   const locals = (types: number[]) => {
@@ -86,7 +88,7 @@ export function buildModule(funcs: WasmFunc[], shared = false): Uint8Array {
   const code = funcs.map((f) => { const b = [...locals(f.locals ?? []), ...f.body, ...op.end]; return [...uleb(b.length), ...b]; });
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec(funcs.map((f) => [0x60, ...vec(f.params.map((p) => [p])), 0]))),
+    ...section(1, vec(funcs.map((f) => [0x60, ...vec(f.params.map((p) => [p])), ...vec((f.results ?? []).map((r) => [r]))]))),
     ...section(2, vec([[...name('m'), ...name('mem'), 0x02, ...(shared ? [0x03, 0x01, ...uleb(MAX_PAGES)] : [0x00, 0x01])]])),
     ...section(3, vec(funcs.map((_, i) => uleb(i)))),
     ...section(7, vec(funcs.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]))),
