@@ -46,6 +46,8 @@ export interface WireBytes { pull: number; push: number; other: number }
 
 /** Rows' optimizer state, in the order of the keys pulled: slot k of key j at slots[k][j * dim ..], its update count at steps[j]. */
 export interface PulledState { slots: Float32Array[]; steps: Float32Array }
+/** A pull's clock (waited on as the table's consistency requires); `into`: >= keys x dim floats to write rows into. */
+export interface PullOptions { clock?: number; into?: Float32Array }
 
 /** Rows with their optimizer state, in `keys` order (PSClient.readRows / writeRows). */
 export interface RowsWithState { keys: BigUint64Array; values: Float32Array; slots: Float32Array[]; steps: Uint32Array }
@@ -131,10 +133,10 @@ export class PSClient {
   }
 
   /**
-   * Rows of `keys` (unique keys expected), row-major keys.length x dim. With `clock`, the pull
-   * waits on the servers as the table's consistency model requires.
+   * Rows of `keys` (unique keys expected), row-major keys.length x dim (`opts`: PullOptions). With
+   * `into`, a view of it (unless one server answered every key in order: the reply's own view).
    */
-  async pull(table: number, keys: BigUint64Array, opts: { clock?: number } = {}): Promise<Float32Array> {
+  async pull(table: number, keys: BigUint64Array, opts: PullOptions = {}): Promise<Float32Array> {
     return (await this.pullFresh(table, keys, opts)).rows;
   }
 
@@ -142,8 +144,8 @@ export class PSClient {
    * `pull`, and how fresh the rows are: the least of the answering servers' PullReply.fresh (every
    * update of the clocks < fresh is in them; -1: unknown, e.g. an older server or no keys).
    */
-  async pullFresh(table: number, keys: BigUint64Array, opts: { clock?: number } = {}): Promise<{ rows: Float32Array; fresh: number }> {
-    return this.pullRows(table, keys, opts.clock ?? -1, false);
+  async pullFresh(table: number, keys: BigUint64Array, opts: PullOptions = {}): Promise<{ rows: Float32Array; fresh: number }> {
+    return this.pullRows(table, keys, opts.clock ?? -1, false, opts.into);
   }
 
   /**
@@ -156,8 +158,9 @@ export class PSClient {
     return this.pullRows(table, keys, opts.clock ?? -1, true) as Promise<{ rows: Float32Array; fresh: number; state: PulledState }>;
   }
 
-  private async pullRows(table: number, keys: BigUint64Array, clock: number, withState: boolean): Promise<{ rows: Float32Array; fresh: number; state?: PulledState }> {
+  private async pullRows(table: number, keys: BigUint64Array, clock: number, withState: boolean, into?: Float32Array): Promise<{ rows: Float32Array; fresh: number; state?: PulledState }> {
     const dim = this.dimOf(table), n = keys.length;
+    if (into && into.length < n * dim) throw new RangeError(`pull: into has ${into.length} floats for ${n} rows of dim ${dim}`);
     let out: Float32Array | null = null, fresh = n ? Infinity : -1;
     let state: PulledState | undefined;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
@@ -184,9 +187,9 @@ export class PSClient {
       }
       // One server answered for every key, in order: hand out the reply itself (a view of the frame).
       if (isIdentity(idx, n)) { out = v; return; }
-      scatterRows((out ??= new Float32Array(n * dim)), idx, v, dim); // one copy when idx is a run (groupByOwner)
+      scatterRows((out ??= into?.subarray(0, n * dim) ?? new Float32Array(n * dim)), idx, v, dim); // one copy when idx is a run (groupByOwner)
     });
-    return { rows: out ?? new Float32Array(n * dim), fresh, ...(withState ? { state: state ?? { slots: [], steps: new Float32Array(0) } } : {}) };
+    return { rows: out ?? new Float32Array(0), fresh, ...(withState ? { state: state ?? { slots: [], steps: new Float32Array(0) } } : {}) }; // out: set unless no keys
   }
 
   /** Pulls of several tables at once: with coalescing (the default) one message per server. */

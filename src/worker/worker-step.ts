@@ -42,6 +42,7 @@ import { scatterRows } from '../util/row-words.ts';
 export { DEFAULT_ROW_CACHE, type RowCacheConfig, type CachedEarly } from './cached-table.ts';
 export { psTableSpec, psTableSpecs, psDenseTableSpec } from './ps-table-specs.ts';
 import { HotStep, type HotRows, type HotSplit } from './hot-rows.ts';
+import { Lent, RowArrays } from './row-arrays.ts';
 
 export interface WorkerBatch {
   B: number;
@@ -105,6 +106,8 @@ export interface PreparedBatch {
   late: ({ idx: Int32Array; against: BigUint64Array } | null)[];
   /** Per table: where its hot keys are (null: no hot rows). */
   hot: (HotSplit | null)[];
+  /** The row arrays its pulls write into, given back once the step's GPU work is done. */
+  lent: Lent;
 }
 
 
@@ -143,9 +146,12 @@ export class WorkerStep {
   /** Per table: its cached side (row cache and pulls), or null (not cached). */
   private readonly cached: (CachedTable | null)[];
   private readonly hot: HotStep | null;
+  /** The arrays pulled rows are written into, reused from step to step (row-arrays.ts). */
+  private readonly rowArrays: RowArrays;
 
   constructor(readonly opts: WorkerStepOptions) {
     const n = opts.runner.spec.tables.length;
+    this.rowArrays = new RowArrays(n);
     if (opts.tableIds.length !== n) throw new Error(`worker step: ${opts.tableIds.length} table ids for ${n} model tables`);
     if (!(opts.globalBatch > 0)) throw new Error(`worker step: globalBatch ${opts.globalBatch}`);
     const c = opts.cache;
@@ -214,11 +220,12 @@ export class WorkerStep {
       const idx = Int32Array.from(touched(p.keys, indexOf(running[i]!)));
       return idx.length ? { idx, against: running[i]! } : null;
     });
-    const early = preps.map((p, i) => (pullEarly[i] && !this.cached[i] ? this.pullExcept(i, p.keys, late[i]?.idx ?? null, clock) : null));
+    const lent = new Lent(this.rowArrays);
+    const early = preps.map((p, i) => (pullEarly[i] && !this.cached[i] ? this.pullExcept(i, p.keys, late[i]?.idx ?? null, clock, lent) : null));
     const cachedEarly = preps.map((p, i) => (pullEarly[i] ? this.cached[i]?.early(p.keys, clock, running?.[i]) ?? null : null));
     for (const e of early) e?.catch(() => {}); // awaited (or dropped) later
     for (const e of cachedEarly) e?.pulled?.catch(() => {});
-    return { batch, clock, preps, prepMs, early, cachedEarly, pushSeq: this.pushSeq, late, hot };
+    return { batch, clock, preps, prepMs, early, cachedEarly, pushSeq: this.pushSeq, late, hot, lent };
   }
 
   /**
@@ -233,19 +240,19 @@ export class WorkerStep {
   }
 
   /** Table i's rows of `keys` (keys.length x dim) but those at positions `except` (left as zeros, filled later). */
-  private pullExcept(i: number, keys: BigUint64Array, except: Int32Array | null, clock: number): Promise<Float32Array> {
-    const { client, tableIds, runner } = this.opts;
-    if (!except?.length) return client.pull(tableIds[i]!, keys, { clock });
+  private pullExcept(i: number, keys: BigUint64Array, except: Int32Array | null, clock: number, lent: Lent): Promise<Float32Array> {
+    const { client, tableIds, runner } = this.opts, dim = runner.spec.tables[i]!.dim, n = keys.length * dim;
+    if (!except?.length) return lent.fill(i, n, (into) => client.pull(tableIds[i]!, keys, { clock, into }));
     const skip = new Uint8Array(keys.length);
     for (const j of except) skip[j] = 1;
     const rest: number[] = [];
     for (let j = 0; j < keys.length; j++) if (!skip[j]) rest.push(j);
-    const dim = runner.spec.tables[i]!.dim;
-    return client.pull(tableIds[i]!, gatherKeys(keys, rest), { clock }).then((rows) => {
-      const out = new Float32Array(keys.length * dim);
+    return lent.fill(i, n, (into) => client.pull(tableIds[i]!, gatherKeys(keys, rest), { clock }).then((rows) => {
+      const out = into.subarray(0, n);
+      for (const j of except) out.fill(0, j * dim, (j + 1) * dim);
       scatterRows(out, rest, rows, dim);
       return out;
-    });
+    }));
   }
 
   /** Drops a prepared batch's early rows, once their pulls settled: nothing read before a checkpoint is used after it. */
@@ -282,7 +289,8 @@ export class WorkerStep {
     });
     const [full, patches, densePulled, cachedRows] = await Promise.all([
       Promise.all(p.preps.map((prep, i) => (early[i] || this.cached[i] ? null
-        : p.hot[i] ? this.hot!.pull(tableIds[i]!, i, prep.keys, p.hot[i]!, clock) : client.pull(tableIds[i]!, prep.keys, { clock })))),
+        : p.hot[i] ? this.hot!.pull(tableIds[i]!, i, prep.keys, p.hot[i]!, clock)
+          : p.lent.fill(i, prep.keys.length * runner.spec.tables[i]!.dim, (into) => client.pull(tableIds[i]!, prep.keys, { clock, into }))))),
       Promise.all(repull.map((idx, i) => (idx.length ? client.pull(tableIds[i]!, gatherKeys(p.preps[i]!.keys, idx), { clock }) : null))),
       dense.mode === 'ps' ? client.pullRange(dense.tableId, 0, runner.denseLength, { clock }) : Promise.resolve(null),
       Promise.all(p.preps.map((prep, i) => this.cached[i]?.rows(i, prep.keys, clock, cachedEarly[i] ?? null, this.pushSeq !== p.pushSeq ? this.lastPushed[i]! : null, !!this.opts.trace) ?? null)),
@@ -347,6 +355,7 @@ export class WorkerStep {
     );
     ahead?.(clock + 1); // the next batch's prep (and early pulls) while the GPU computes
     const r = await gpu;
+    p.lent.giveBack(); // the runner has copied the rows into its upload
 
     const t3 = now();
     const dg = r.denseGrads;
