@@ -1,7 +1,9 @@
-// PS throughput on loopback: a 1M-row dim-64 table, 4096 unique random keys a request, pull and
-// push (AdaGrad; SGD as a second row) from 1 and 2 client processes against 1 and 2 servers, next
-// to plain `ws` moving the same bytes (no FlatBuffers, no table) and to ps-lite doing the same
-// work in C++ (bench/pslite/, when built), all in the same run. Also server memory per row.
+// PS throughput on loopback: a 1M-row dim-64 table, 4096 unique random keys a request (grouped by
+// owning server once, before the timed rounds, as a worker's batch prep groups them and as the
+// ps-lite baseline sorts its keys), pull and push (AdaGrad; SGD as a second row) from 1 and 2
+// client processes against 1 and 2 servers, next to plain `ws` moving the same bytes (no
+// FlatBuffers, no table) and to ps-lite doing the same work in C++ (bench/pslite/, when built),
+// all in the same run. Also server memory per row.
 // With --tls, every configuration runs again over mutual TLS (a throwaway CA, `launch --tls`'s
 // certificates) in the same run, and each TLS row says its rows/s against the plain row's.
 // Where the time goes, for ours and ps-lite alike: the servers' CPU time (sampled from /proc over
