@@ -3,10 +3,13 @@
 // and TLS, and a hostile peer gets what it gets over ws: a frame whose header names more than
 // the limit is refused from the header (1009) before or after the hello, garbage or a wrong
 // opcode before the hello closes the link without reaching a handler, and a peer that trickles
-// bytes (a partial upgrade, a partial frame header) is cut off at the hello timeout.
+// bytes (a partial upgrade, a partial frame header) is cut off at the hello timeout. The dialling
+// end of a plain link reads into a reused scratch or straight into the frame (onread): every
+// frame arrives whole and unchanged by the reads after it, however the stream is cut.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { dialFramed } from '../src/transport/framed-upgrade.ts';
 import { Listener, dial, FramedSocket, type Connection, type ListenOptions } from '../src/transport/index.ts';
 import { encode, Role } from '../src/wire/codec.ts';
 import { SECRET } from './helpers/secret.ts';
@@ -174,6 +177,42 @@ test('a peer that floods requests, reads no reply and hangs up gets none of the 
     await guard(server.closed, 'the server to see the hang-up');
     assert.ok(server.stats.sentFrames - sentBefore <= 2, `${server.stats.sentFrames - sentBefore} replies were built after the peer hung up`);
   } finally { await listener.close(); }
+});
+
+test('the dialling end delivers every frame whole and unchanged by later reads, however the stream is cut', async () => {
+  const sizes = [0, 1, 5, 100, 4095, 4096, 16383, 16384, 16385, 65535, 65536, 65537, 70000, 3_000_000, 7, 1_000_000, 2, 200_000, 3];
+  const payload = (i: number, n: number) => { const b = Buffer.allocUnsafe(n); for (let k = 0; k < n; k++) b[k] = (i * 31 + k * 7) & 255; return b; };
+  const stream = Buffer.concat(sizes.flatMap((n, i) => [header(n, 2), payload(i, n)]));
+  let seed = 12345;
+  const rand = (m: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return 1 + (seed % m); };
+  const server = createServer((sock) => {
+    let req = Buffer.alloc(0);
+    sock.on('data', (c: Buffer) => {
+      req = Buffer.concat([req, c]);
+      if (req.indexOf('\r\n\r\n') < 0) return;
+      sock.removeAllListeners('data');
+      // The 101 and the first bytes of the frames in one write (they arrive with the response), then pieces.
+      let at = 3;
+      sock.write(Buffer.concat([Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: hybridps-frames\r\nConnection: Upgrade\r\n\r\n'), stream.subarray(0, at)]));
+      const next = () => {
+        if (at >= stream.length) return;
+        const n = Math.min(stream.length - at, rand(at < 200_000 ? 9 : 150_000));
+        const ok = sock.write(stream.subarray(at, at + n));
+        at += n;
+        if (ok) setImmediate(next); else sock.once('drain', next);
+      };
+      next();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const link = dialFramed(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`, undefined, 8 << 20);
+  const got: Buffer[] = [];
+  link.on('message', (m: Buffer) => got.push(m));
+  link.on('error', () => {});
+  try {
+    await until('every frame', () => got.length === sizes.length);
+    sizes.forEach((n, i) => assert.ok(got[i]!.equals(payload(i, n)), `frame ${i} (${n} bytes) arrived whole and unchanged`));
+  } finally { link.terminate(); server.close(); }
 });
 
 test.run();

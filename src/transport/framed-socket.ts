@@ -10,6 +10,13 @@ import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 
 const HEADER = 5;
+/**
+ * A dialled plain-TCP link reads through Node's `onread` (framed-upgrade.ts): into a reused
+ * scratch of SCRATCH_BYTES, or, while at least DIRECT_READ bytes of a frame are still to come,
+ * straight into the frame. A 6 MB pull reply then comes in ~10 reads with no chunk allocated and
+ * no copy, where 'data' events bring ~100 new 64 KiB chunks, each copied into the frame.
+ */
+const SCRATCH_BYTES = 64 << 10, DIRECT_READ = 16 << 10;
 const OP_TEXT = 1, OP_BINARY = 2, OP_CLOSE = 8;
 /** ws's readyState values (tests compare with WebSocket.OPEN). */
 const OPEN = 1, CLOSING = 2, CLOSED = 3;
@@ -51,6 +58,10 @@ export class FramedSocket extends EventEmitter implements Link {
   /** Cleared on a received close frame or a framing error: what follows is read and dropped. */
   private reading = true;
   private closeTimer?: NodeJS.Timeout;
+  /** start() was called: reads are frames (before it, the upgrade's response). */
+  private started = false;
+  /** The onread scratch (reused by every read: what a frame keeps of it is copied). */
+  private scratch: Buffer | null = null;
 
   constructor(readonly socket: Socket, maxPayload: number) {
     super();
@@ -67,8 +78,32 @@ export class FramedSocket extends EventEmitter implements Link {
 
   /** Starts reading frames; `head` holds bytes that came in before (after the HTTP upgrade). */
   start(head?: Uint8Array): void {
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    if (head?.length) this.onData(Buffer.from(head.buffer, head.byteOffset, head.byteLength));
+    this.started = true;
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk, false));
+    if (head?.length) this.onData(Buffer.from(head.buffer, head.byteOffset, head.byteLength), false);
+  }
+
+  /** onread's buffer: where the next read lands (the rest of the frame being filled, or the scratch). */
+  readTarget(): Uint8Array {
+    const f = this.frame;
+    if (this.started && this.reading && f && f.length - this.filled >= DIRECT_READ) return f.subarray(this.filled);
+    return (this.scratch ??= Buffer.allocUnsafe(SCRATCH_BYTES));
+  }
+
+  /** onread's callback: `n` bytes landed in `buf` (the last readTarget(), or Node's first buffer). */
+  onRead(n: number, buf: Uint8Array): void {
+    // Before start(), the upgrade's response: handed to dialFramed's 'data' listener, as a copy.
+    if (!this.started) { this.socket.emit('data', Buffer.from(buf.subarray(0, n))); return; }
+    if (this.frame && buf.buffer === this.frame.buffer && buf.byteOffset === this.frame.byteOffset + this.filled) { // straight into the frame
+      this.filled += n;
+      if (this.filled === this.frame!.length) {
+        const f = this.frame!;
+        this.frame = null;
+        this.deliver(this.frameOp, f);
+      }
+      return;
+    }
+    this.onData(Buffer.from(buf.buffer, buf.byteOffset, n), true); // a reused buffer (the scratch)
   }
 
   get bufferedAmount(): number { return this.socket.writableLength; }
@@ -141,7 +176,8 @@ export class FramedSocket extends EventEmitter implements Link {
     this.closeTimer ??= setTimeout(() => this.socket.destroy(), CLOSE_TIMEOUT_MS).unref();
   }
 
-  private onData(chunk: Buffer): void {
+  /** `chunk` from a 'data' event, or (`reused`) the onread scratch: then a frame keeps a copy, not a view. */
+  private onData(chunk: Buffer, reused: boolean): void {
     let at = 0;
     while (this.reading && at < chunk.length) {
       if (!this.frame) {
@@ -158,8 +194,8 @@ export class FramedSocket extends EventEmitter implements Link {
         if (op !== OP_BINARY && op !== OP_TEXT && op !== OP_CLOSE) return this.fail(new FrameError(`invalid opcode ${op}`, 'WS_ERR_INVALID_OPCODE', 1002));
         const limit = op === OP_CLOSE ? MAX_CLOSE_PAYLOAD : this.maxPayload;
         if (len > limit) return this.fail(new FrameError('Max payload size exceeded', 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH', op === OP_CLOSE ? 1002 : 1009));
-        if (chunk.length - at >= len) { // whole in this chunk: no copy, as ws does
-          const f = chunk.subarray(at, at + len);
+        if (chunk.length - at >= len) { // whole in this chunk: no copy (but from the scratch), as ws does
+          const f = reused ? Buffer.from(chunk.subarray(at, at + len)) : chunk.subarray(at, at + len);
           at += len;
           this.deliver(op, f);
           continue;

@@ -28,8 +28,13 @@ export function acceptFramed(stream: Socket, head: Uint8Array, maxPayload: numbe
 export function dialFramed(url: string, tls: TlsCredentials | undefined, maxPayload: number): FramedSocket {
   const u = new URL(url);
   const where = { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) };
-  const socket: Socket = tls ? tlsConnect({ ...where, ...dialTlsOptions(tls) }) : connect(where);
-  const link = new FramedSocket(socket, maxPayload);
+  // Plain TCP reads through onread (framed-socket.ts: no chunk per read, frames read in place).
+  // Node asks for the first read's buffer while connecting, before the link exists.
+  let link: FramedSocket | null = null;
+  const onread = { buffer: () => link?.readTarget() ?? Buffer.allocUnsafe(16 << 10), callback: (n: number, buf: Uint8Array) => { link!.onRead(n, buf); return true; } };
+  const socket: Socket = tls ? tlsConnect({ ...where, ...dialTlsOptions(tls) }) : connect({ ...where, onread });
+  link = new FramedSocket(socket, maxPayload);
+  const framed = link;
   socket.once(tls ? 'secureConnect' : 'connect', () => {
     socket.write(`GET / HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\nUpgrade: ${FRAMES_PROTOCOL}\r\n\r\n`);
   });
@@ -45,9 +50,9 @@ export function dialFramed(url: string, tls: TlsCredentials | undefined, maxPayl
     const status = acc.subarray(0, end).toString('latin1').split('\r\n')[0]!;
     const m = /^HTTP\/1\.1 (\d{3})/.exec(status);
     if (m?.[1] !== '101') return refuse(`Unexpected server response: ${m?.[1] ?? status.slice(0, 80)}`);
-    link.start(acc.subarray(end + 4));
+    framed.start(acc.subarray(end + 4));
   };
-  const refuse = (why: string) => { socket.off('data', onResponse); link.emit('error', new Error(why)); socket.destroy(); };
+  const refuse = (why: string) => { socket.off('data', onResponse); framed.emit('error', new Error(why)); socket.destroy(); };
   socket.on('data', onResponse);
-  return link;
+  return framed;
 }
