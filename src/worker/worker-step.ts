@@ -14,6 +14,7 @@
 // SSP and ASP it may be answered at once, so before step t+1 uses such rows it re-pulls those
 // that step t pushed, and a worker always sees its own updates. The sparse push and the dense
 // part (allreduce + local update, or the dense push) of a step run concurrently, then the clock.
+// Pulled rows are written into arrays lent to the step and taken back after its GPU work (row-arrays.ts).
 //
 // Row cache (`cache.rows > 0`): SSP and ASP tables with a built-in optimizer keep their rows in a
 // RowCache (row-cache.ts: why it is exact); a stateful optimizer's (AdaGrad, Adam, FTRL) only on
