@@ -84,6 +84,33 @@ test('permuteTable: rows moved, every occurrence still points at its id, each ro
   assert.throws(() => permuteTable(p, Int32Array.of(1, 1)), /not a permutation/);
 });
 
+test('prepareTable with a row order equals permuteTable of the unordered table, field by field', () => {
+  const r = rng(seed + 3);
+  for (let trial = 0; trial < 30; trial++) {
+    const B = 1 + Math.floor(r() * 60), multi = trial % 2 === 1, offsets = [0], ids: number[] = [];
+    for (let b = 0; b < B; b++) {
+      const n = multi ? Math.floor(r() * 5) : 1;
+      for (let i = 0; i < n; i++) ids.push(Math.floor(r() * (trial < 10 ? 20 : 2 ** 40)));
+      offsets.push(ids.length);
+    }
+    const batch = multi ? { ids: Float64Array.from(ids), offsets: Uint32Array.from(offsets) } : { ids: Float64Array.from(ids) };
+    const plain = prepareTable(batch, B), U = plain.unique.length;
+    const order = Int32Array.from({ length: U }, (_, j) => j);
+    for (let j = U - 1; j > 0; j--) { const k = Math.floor(r() * (j + 1)); [order[j], order[k]] = [order[k]!, order[j]!]; }
+    let seen: BigUint64Array | null = null;
+    const inOrder = BigUint64Array.from(order, (o) => plain.keys[o]!);
+    const fused = prepareTable(batch, B, (keys) => { seen = keys; return { order, keys: inOrder }; });
+    const want = permuteTable(plain, order, inOrder);
+    assert.equal([...seen!], [...plain.keys], `the order is asked of the keys in first-occurrence order (trial ${trial}, seed ${seed})`);
+    for (const f of ['unique', 'inverse', 'bagOffsets', 'csrOffsets', 'csrItems'] as const) assert.equal([...fused[f]], [...want[f]], `${f} (trial ${trial}, seed ${seed})`);
+    assert.is(fused.keys, inOrder, 'the grouped keys as given');
+    const none = prepareTable(batch, B, (keys) => ({ order: null, keys }));
+    for (const f of ['unique', 'inverse', 'csrOffsets', 'csrItems'] as const) assert.equal([...none[f]], [...plain[f]], `no order: as prepared (${f})`);
+  }
+  assert.throws(() => prepareTable({ ids: [5, 6, 5] }, 3, (keys) => ({ order: Int32Array.of(1, 1), keys })), /not a permutation/);
+  assert.throws(() => prepareTable({ ids: [5, 6, 5] }, 3, () => ({ order: Int32Array.of(1, 0), keys: new BigUint64Array(3) })), /3 keys in order for 2 unique rows/);
+});
+
 test('bad input is refused with the cause', () => {
   assert.throws(() => prepareTable({ ids: [1, 2] }, 3), /one id per sample/);
   assert.throws(() => prepareTable({ ids: [1, -2] }, 2), /not an integer/);

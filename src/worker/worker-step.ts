@@ -33,7 +33,7 @@
 // the gradient of the global batch mean and the update equals single-process minibatch SGD.
 import type { PSClient } from '../client/ps-client.ts';
 import type { ModelRunner, DenseOptimizer } from '../model/model-runner.ts';
-import { permuteTable, prepareTable, type TableBatch, type PreparedTable } from '../model/batch-prep.ts';
+import { prepareTable, type RowOrder, type TableBatch, type PreparedTable } from '../model/batch-prep.ts';
 import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { gatherKeys } from '../keys/index-arrays.ts';
@@ -208,7 +208,7 @@ export class WorkerStep {
     const spec = this.opts.runner.spec;
     if (batch.tables.length !== spec.tables.length) throw new Error(`worker step: batch has ${batch.tables.length} tables, model ${spec.tables.length}`);
     const t0 = now();
-    const preps = batch.tables.map((t, i) => this.ownerOrdered(i, prepareTable(t, batch.B)));
+    const preps = batch.tables.map((t, i) => prepareTable(t, batch.B, this.ownerOrder(i)));
     const hot = preps.map((p, i) => this.hot?.hot.split(i, p.keys) ?? null); // which keys are held here
     const prepMs = now() - t0;
     const pullEarly = preps.map((_, i) => !!this.opts.pipeline && this.mayPullEarly(i, clock));
@@ -230,14 +230,13 @@ export class WorkerStep {
   }
 
   /**
-   * `p` with its unique rows grouped by owning server: each server's part of the pull and push is
-   * then one contiguous run (subarrays and one copy, not a gather per row), and the client reuses
-   * the grouping for both. BSP at the gpu preset, 1 worker, 2 servers: data path 50.1 -> 42.3 ms
-   * a step (bench/RESULTS.md, session 10).
+   * Table i's unique rows grouped by owning server (batch prep lays them out so): each server's
+   * part of the pull and push is then one contiguous run (subarrays and one copy, not a gather per
+   * row), and the client reuses the grouping for both. BSP at the gpu preset, 1 worker, 2
+   * servers: data path 50.1 -> 42.3 ms a step (bench/RESULTS.md, session 10).
    */
-  private ownerOrdered(i: number, p: PreparedTable): PreparedTable {
-    const { order, keys } = this.opts.client.groupByOwner(this.opts.tableIds[i]!, p.keys);
-    return order ? permuteTable(p, order, keys) : p;
+  private ownerOrder(i: number): RowOrder {
+    return (keys) => this.opts.client.groupByOwner(this.opts.tableIds[i]!, keys);
   }
 
   /** Table i's rows of `keys` (keys.length x dim) but those at positions `except` (left as zeros, filled later). */
