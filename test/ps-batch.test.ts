@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { startCluster, table, keysOf, randomFloats, SECRET, type TestCluster } from './helpers/cluster.ts';
 import { PSClient } from '../src/client/ps-client.ts';
 import { PsServer } from '../src/server/ps-server.ts';
-import { dial, RemoteError } from '../src/transport/index.ts';
+import { dial, FramedSocket, RemoteError } from '../src/transport/index.ts';
 import { Consistency, ErrorCode, Role } from '../src/wire/codec.ts';
 import type { ClusterView } from '../src/cluster/cluster-view.ts';
 import { RequestCoalescer, MAX_BATCH_VALUE_BYTES } from '../src/client/request-coalescer.ts';
@@ -52,6 +52,29 @@ test('26 tables: one pull and one push frame per server per step, the same rows 
   assert.equal(batched.pullFrames, [[1, 1], [1, 1], [1, 1]], 'one pull frame per server per step');
   assert.equal(batched.pushFrames, [[1, 1], [1, 1], [1, 1]], 'one push frame per server per step');
   assert.equal(single.pullFrames, [[TABLES, TABLES], [TABLES, TABLES], [TABLES, TABLES]], 'without coalescing: one per table');
+});
+
+test('a batch of contiguous parts goes out as the frame around them and the gradients where they are, and applies as a copied one', async () => {
+  const c = await startCluster({ servers: 2 });
+  const sent = FramedSocket.prototype.sendParts;
+  let gathered = 0;
+  FramedSocket.prototype.sendParts = function (this: FramedSocket, parts, cb) { gathered++; return sent.call(this, parts, cb); };
+  try {
+    const w = await connect(c, 'w0', true), dim = 16;
+    const specs = [1, 2, 3].map((id) => table({ id, dim, init: 'uniform', initScale: 0.3, optimizer: 'sgd', hyper: { lr: 0.5 }, consistency: Consistency.ASP }));
+    await w.declareTables(specs);
+    // Keys grouped by owner, as a worker's batch prep groups them: each server's part of each table is one run.
+    const keys = specs.map((s) => w.groupByOwner(s.id, keysOf(...Array.from({ length: 300 }, (_, k) => k * 7919 + s.id))).keys);
+    const before = await Promise.all(specs.map((s, i) => w.pull(s.id, keys[i]!).then((r) => r.slice())));
+    const grads = specs.map((_, i) => randomFloats(keys[i]!.length * dim, 40 + i));
+    await Promise.all(specs.map((s, i) => w.push(s.id, keys[i]!, grads[i]!)));
+    assert.ok(gathered >= 2, `the pushes went out as gathered frames (${gathered})`);
+    const after = await Promise.all(specs.map((s, i) => w.pull(s.id, keys[i]!)));
+    for (let i = 0; i < specs.length; i++) {
+      const want = before[i]!.map((v, j) => Math.fround(v - Math.fround(0.5 * grads[i]![j]!)));
+      assert.equal(Array.from(after[i]!), Array.from(want), `table ${i + 1}: w - lr * g, every row`);
+    }
+  } finally { FramedSocket.prototype.sendParts = sent; await c.close(); }
 });
 
 test('a bad part refuses the whole batch and changes nothing', async () => {

@@ -1,10 +1,12 @@
 // The wire contract: every body round-trips (row payloads as f32, fp16 and bf16), payloads are
 // zero-copy views, fp16 stays within its bound (bf16: test/wire-bf16.test.ts), damaged frames are refused with a WireError (never another exception), and the
-// generated code matches fbs/.
+// generated code matches fbs/. A frame encoded with a hole for its values, sent as the frame's
+// bytes around the hole and the values' chunks, is byte for byte the frame encoded whole.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { encode, decode, WireError, Role, Consistency, ErrorCode, type Body } from '../src/wire/codec.ts';
+import { encode, encodeWithHole, decode, WireError, Role, Consistency, ErrorCode, type Body } from '../src/wire/codec.ts';
+import * as flatbuffers from 'flatbuffers';
 import { f32ToF16, f16ToF32, F16_RELATIVE_ERROR } from '../src/wire/f16.ts';
 import { roundToWire } from '../src/wire/row-format.ts';
 import { randomFloats } from './helpers/random.ts';
@@ -186,6 +188,33 @@ test('truncated, bit-flipped and random frames are refused with WireError only',
 test('generated FlatBuffers code matches fbs/ (npm run gen:fbs)', () => {
   const out = execFileSync(process.execPath, ['scripts/gen-fbs.mjs', '--check'], { encoding: 'utf8' });
   assert.match(out, /up to date/);
+});
+
+test('a pushBatch encoded with a hole, sent as prefix + chunks + suffix, is byte for byte the whole frame', () => {
+  for (const sizes of [[3], [1, 2, 5], [0, 7, 0, 4096], [64 * 1850, 64 * 1849, 17]]) {
+    const chunks = sizes.map((n, i) => randomFloats(n, 100 + i));
+    const length = sizes.reduce((a, n) => a + n, 0);
+    let at = 0;
+    const parts = sizes.map((n, i) => { const offset = at; at += n; return { table: i + 1, keys: BigUint64Array.from({ length: Math.ceil(n / 64) }, (_, k) => BigInt(k * 3 + i)), seq: i, offset }; });
+    const write = (dst: Float32Array) => { let o = 0; for (const c of chunks) { dst.set(c, o); o += c.length; } };
+    const body = (withChunks: boolean) => ({ type: 'pushBatch' as const, parts, values: new Float32Array(0), worker: 1, clock: 4, writer: { length, write, ...(withChunks ? { chunks } : {}) } });
+    const env = (b: ReturnType<typeof body>) => ({ requestId: 5, reply: false, sender: 'w0', epoch: 2, body: b });
+    const whole = encode(env(body(false))).slice();
+    for (const builder of [undefined, new flatbuffers.Builder(16), new flatbuffers.Builder(length * 4 + 4096)]) {
+      const { bytes, hole } = encodeWithHole(env(body(true)), builder);
+      assert.ok(hole, `sizes ${sizes}: a hole`);
+      assert.is(hole!.bytes, length * 4);
+      const sent = Buffer.concat([bytes.subarray(0, hole!.at), ...hole!.chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength)), bytes.subarray(hole!.at + hole!.bytes)]);
+      assert.ok(sent.equals(whole), `sizes ${sizes}: the frame sent equals the frame encoded whole`);
+      const got = decode(sent).body as { values: Float32Array };
+      assert.equal(Array.from(got.values), chunks.flatMap((c) => Array.from(c)));
+    }
+    // Chunks that do not add up to the writer's length: no hole, the writer fills the frame.
+    const short = { ...body(true), writer: { length, write, chunks: chunks.slice(1) } };
+    const r = encodeWithHole(env(short));
+    assert.is(r.hole, sizes[0] === 0 ? r.hole : null);
+    if (sizes[0] !== 0) assert.ok(Buffer.from(r.bytes).equals(whole), 'filled as encode() fills it');
+  }
 });
 
 test.run();

@@ -112,7 +112,9 @@ export class RequestCoalescer {
     let length = 0;
     const wire = parts.map((p) => { const offset = length; length += rowsLength(p.rows); return { table: p.table, keys: p.keys, seq: p.seq, offset }; });
     // The gradients go straight into the frame, part after part (no concatenated copy, no per-part gather).
-    const writer = { length, write: (dst: Float32Array) => { for (let i = 0; i < parts.length; i++) writeRows(parts[i]!.rows, dst, wire[i]!.offset); } };
+    // Where every part's rows are contiguous (grouped keys), a framed link sends them from where they are (chunks).
+    const chunks = parts.every((p) => !p.rows.idx) ? parts.map((p) => p.rows.src) : undefined;
+    const writer = { length, chunks, write: (dst: Float32Array) => { for (let i = 0; i < parts.length; i++) writeRows(parts[i]!.rows, dst, wire[i]!.offset); } };
     const ack = (await this.send(serverId, { type: 'pushBatch', parts: wire, values: new Float32Array(0), writer, worker, clock, format })).body;
     if (ack.acks.length !== parts.length) throw new Error(`server ${serverId} acknowledged ${ack.acks.length} of ${parts.length} push parts`);
     return parts.map(() => undefined);

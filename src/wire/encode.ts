@@ -33,15 +33,24 @@ function narrowVector(b: flatbuffers.Builder, values: Float32Array, format: 'f16
   return b.endVector();
 }
 
+/**
+ * The values an encode() left out of its frame for the link to send from where they are: `chunks`
+ * (Float32Arrays, one after the other) belong at `at` in the frame, `bytes` long.
+ */
+export interface FrameHole { at: number; bytes: number; chunks: Float32Array[] }
+/** While an encode() that takes a hole runs: where its values vector is, counted from the buffer's end (builders grow at the front). */
+let hole: { fromEnd: number; bytes: number; chunks: Float32Array[] } | null = null, holeWanted = false;
+
 function valuesVectors(b: flatbuffers.Builder, values: Float32Array, format: RowFormat | undefined, writer?: ValuesWriter): ValueVectors {
   const f = format ?? 'f32';
   if (writer && f === 'f32') {
-    // Reserve the vector in the builder and let the writer fill it in place.
+    // Reserve the vector in the builder and let the writer fill it in place (or leave it to the link).
     b.startVector(4, writer.length, 4);
     const internal = b as unknown as { space: number; bb: flatbuffers.ByteBuffer };
     internal.space -= writer.length * 4;
     const bytes = internal.bb.bytes();
-    writer.write(new Float32Array(bytes.buffer, bytes.byteOffset + internal.space, writer.length));
+    if (holeWanted && !hole && writer.chunks?.reduce((n, c) => n + c.length, 0) === writer.length) hole = { fromEnd: bytes.length - internal.space, bytes: writer.length * 4, chunks: writer.chunks };
+    else writer.write(new Float32Array(bytes.buffer, bytes.byteOffset + internal.space, writer.length));
     return [b.endVector(), 0, 0];
   }
   if (writer) {
@@ -311,6 +320,19 @@ function appliedBytes(applied: AppliedPushMsg[]): number {
 
 function pendingBytes(p: PendingSumsMsg): number {
   return p.keys.byteLength + p.sums.byteLength + appliedBytes(p.applied) + 64;
+}
+
+/**
+ * encode(), but a values writer with `chunks` is not copied: its bytes in the frame are left as
+ * they are (stale) and `hole` says where the chunks go. The frame is whole only when sent as
+ * frame[0, at), the chunks, frame[at + bytes, end) (FramedSocket.sendParts).
+ */
+export function encodeWithHole(env: Envelope, builder?: flatbuffers.Builder): { bytes: Uint8Array; hole: FrameHole | null } {
+  holeWanted = true;
+  try {
+    const bytes = encode(env, builder), h = hole;
+    return { bytes, hole: h ? { at: bytes.byteLength - h.fromEnd, bytes: h.bytes, chunks: h.chunks } : null };
+  } finally { holeWanted = false; hole = null; }
 }
 
 /**

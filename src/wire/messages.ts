@@ -57,8 +57,12 @@ export interface PushBatchBody {
   writer?: ValuesWriter;
 }
 export interface PushAckMsg { seq: number; applied: boolean }
-/** Values produced straight into the outgoing frame (saves a buffer and a copy on big replies). */
-export interface ValuesWriter { length: number; write(dst: Float32Array): void }
+/**
+ * Values produced straight into the outgoing frame (saves a buffer and a copy on big replies).
+ * `chunks`, where the values are these arrays one after the other (`length` floats in all): a link
+ * that can write several buffers as one frame sends them as they are, not copied into it.
+ */
+export interface ValuesWriter { length: number; write(dst: Float32Array): void; chunks?: Float32Array[] }
 
 export type Body =
   | { type: 'challenge'; nonce: Uint8Array }
