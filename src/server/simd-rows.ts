@@ -3,7 +3,9 @@
 // than the kernel saved (4096 random AdaGrad rows of 200k x 64, one run: gather/scatter 2.3 ms a
 // push against 0.1 ms in the kernel, 2026-12-02), so the store's blocks live in this memory and
 // the kernel updates them in place from a list of row offsets; only the gradients are copied in
-// (one memcpy per chunk). The results equal the JS reference updates of optimizers.ts bit for bit
+// (one memcpy per chunk). Each block of 64 rows is touched first (optimizer-kernels.ts's touch,
+// WebAssembly's stand-in for prefetch: the rows' misses overlap instead of stalling one by one).
+// The results equal the JS reference updates of optimizers.ts bit for bit
 // (test/store-simd.test.ts); custom optimizers and FTRL run their JS update per row.
 // The worker's row cache (src/worker/row-cache.ts) uses it too, with one memory sized up front
 // for its fixed capacity (never grown) and the gradients gathered by row (runAt).
