@@ -233,18 +233,12 @@ export class Connection {
     // A link that writes several buffers as one frame sends big values (a push's gradients) from
     // where they are, not copied into the frame (~1.4 ms a step of the worker's CPU at the gpu preset).
     let hole: FrameHole | null = null, bytes: Uint8Array;
-    if (this.ws.sendParts) ({ bytes, hole } = encodeWithHole(env, builder));
+    if (this.ws.sendParts) ({ bytes, hole } = encodeWithHole(env, builder, SMALL_FRAME_BYTES)); // never in a small frame
     else bytes = encode(env, builder);
     const owner = bytes.buffer === builder.dataBuffer().bytes().buffer ? builder : null;
     // A small frame is copied out so that its builder is free at once: otherwise each of the
     // thousands of small replies a slow reader can have queued would hold a builder of its own.
     const small = bytes.byteLength <= SMALL_FRAME_BYTES;
-    if (hole && small) { // copied out below: the values are filled in first
-      const dst = new Uint8Array(bytes.buffer, bytes.byteOffset + hole.at, hole.bytes);
-      let at = 0;
-      for (const c of hole.chunks) { dst.set(new Uint8Array(c.buffer, c.byteOffset, c.byteLength), at); at += c.byteLength; }
-      hole = null;
-    }
     if (small) {
       bytes = bytes.slice();
       if (owner && this.builders.length < 4) this.builders.push(owner);

@@ -39,7 +39,7 @@ function narrowVector(b: flatbuffers.Builder, values: Float32Array, format: 'f16
  */
 export interface FrameHole { at: number; bytes: number; chunks: Float32Array[] }
 /** While an encode() that takes a hole runs: where its values vector is, counted from the buffer's end (builders grow at the front). */
-let hole: { fromEnd: number; bytes: number; chunks: Float32Array[] } | null = null, holeWanted = false;
+let hole: { fromEnd: number; bytes: number; chunks: Float32Array[] } | null = null, holeWanted = false, holeMinBytes = 0;
 
 function valuesVectors(b: flatbuffers.Builder, values: Float32Array, format: RowFormat | undefined, writer?: ValuesWriter): ValueVectors {
   const f = format ?? 'f32';
@@ -49,7 +49,7 @@ function valuesVectors(b: flatbuffers.Builder, values: Float32Array, format: Row
     const internal = b as unknown as { space: number; bb: flatbuffers.ByteBuffer };
     internal.space -= writer.length * 4;
     const bytes = internal.bb.bytes();
-    if (holeWanted && !hole && writer.chunks?.reduce((n, c) => n + c.length, 0) === writer.length) hole = { fromEnd: bytes.length - internal.space, bytes: writer.length * 4, chunks: writer.chunks };
+    if (holeWanted && !hole && writer.length * 4 > holeMinBytes && writer.chunks?.reduce((n, c) => n + c.length, 0) === writer.length) hole = { fromEnd: bytes.length - internal.space, bytes: writer.length * 4, chunks: writer.chunks };
     else writer.write(new Float32Array(bytes.buffer, bytes.byteOffset + internal.space, writer.length));
     return [b.endVector(), 0, 0];
   }
@@ -325,10 +325,12 @@ function pendingBytes(p: PendingSumsMsg): number {
 /**
  * encode(), but a values writer with `chunks` is not copied: its bytes in the frame are left as
  * they are (stale) and `hole` says where the chunks go. The frame is whole only when sent as
- * frame[0, at), the chunks, frame[at + bytes, end) (FramedSocket.sendParts).
+ * frame[0, at), the chunks, frame[at + bytes, end) (FramedSocket.sendParts). Values of at most
+ * `minBytes` are copied in as encode() copies them (no hole).
  */
-export function encodeWithHole(env: Envelope, builder?: flatbuffers.Builder): { bytes: Uint8Array; hole: FrameHole | null } {
+export function encodeWithHole(env: Envelope, builder?: flatbuffers.Builder, minBytes = 0): { bytes: Uint8Array; hole: FrameHole | null } {
   holeWanted = true;
+  holeMinBytes = minBytes;
   try {
     const bytes = encode(env, builder), h = hole;
     return { bytes, hole: h ? { at: bytes.byteLength - h.fromEnd, bytes: h.bytes, chunks: h.chunks } : null };
