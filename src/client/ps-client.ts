@@ -46,7 +46,7 @@ export interface WireBytes { pull: number; push: number; other: number }
 
 /** Rows' optimizer state, in the order of the keys pulled: slot k of key j at slots[k][j * dim ..], its update count at steps[j]. */
 export interface PulledState { slots: Float32Array[]; steps: Float32Array }
-/** A pull's clock (waited on as the table's consistency requires); `into`: >= keys x dim floats to write rows into. */
+/** A pull's clock (waited on as the table's consistency requires); `into`: >= keys x dim floats to write the rows into. */
 export interface PullOptions { clock?: number; into?: Float32Array }
 
 /** Rows with their optimizer state, in `keys` order (PSClient.readRows / writeRows). */
@@ -132,10 +132,7 @@ export class PSClient {
     return t.dim;
   }
 
-  /**
-   * Rows of `keys` (unique keys expected), row-major keys.length x dim (`opts`: PullOptions). With
-   * `into`, a view of it (unless one server answered every key in order: the reply's own view).
-   */
+  /** Rows of `keys` (unique keys expected), keys.length x dim: with `into`, a view of it (unless one server answered every key in order: its reply's view). */
   async pull(table: number, keys: BigUint64Array, opts: PullOptions = {}): Promise<Float32Array> {
     return (await this.pullFresh(table, keys, opts)).rows;
   }
@@ -300,8 +297,7 @@ export class PSClient {
 
   /** Positions of `keys` per server of their chains (every replica of each key). */
   private byChainMember(table: number, keys: BigUint64Array): Map<string, number[]> {
-    const byServer = new Map<string, number[]>();
-    const words = keyWords(keys);
+    const byServer = new Map<string, number[]>(), words = keyWords(keys);
     for (let i = 0; i < keys.length; i++) {
       for (const m of this.view.chainOf(table, words[2 * i]!, words[2 * i + 1]!)) {
         let list = byServer.get(m.nodeId);
