@@ -63,6 +63,28 @@ test('OwnerGroups: grouped keys are owner runs, reused under their ring and tabl
   assert.is(same.keys, keys);
 });
 
+test('OwnerGroups.subset: the keys at some positions of grouped keys keep parts equal to hashing them', () => {
+  const ring = new HashRing(['s0', 's1', 's2']), groups = new OwnerGroups();
+  const keys = BigUint64Array.from({ length: 400 }, (_, i) => BigInt(i * 104729 + 11));
+  const { keys: grouped } = groups.group(ring, 3, keys);
+  for (const every of [1, 2, 3, 7]) {
+    const at = Int32Array.from({ length: Math.ceil(400 / every) }, (_, k) => k * every);
+    const sub = groups.subset(ring, 3, grouped, at);
+    assert.equal([...sub], [...at].map((j) => grouped[j]!), 'the keys at those positions');
+    const reused = groups.partition(ring, 3, sub), direct = ring.partition(3, sub);
+    assert.equal(reused.map((p) => [...p]), direct.map((p) => [...p]), `every ${every}th key: the parts hashing gives`);
+    assert.ok(reused !== direct, 'remembered, not hashed again');
+  }
+  const empty = groups.subset(ring, 3, grouped, new Int32Array(0));
+  assert.equal(groups.partition(ring, 3, empty).map((p) => p.length), [0, 0, 0]);
+  // Not ascending, or keys never grouped: the plain gather, partitioned afresh when used.
+  const back = groups.subset(ring, 3, grouped, Int32Array.of(9, 2, 5));
+  assert.equal([...back], [grouped[9]!, grouped[2]!, grouped[5]!]);
+  assert.equal(groups.partition(ring, 3, back).map((p) => [...p]), ring.partition(3, back).map((p) => [...p]));
+  const loose = groups.subset(ring, 3, keys.slice(), Int32Array.of(1, 4));
+  assert.equal([...loose], [keys[1]!, keys[4]!]);
+});
+
 test('scatterRows: rows land at their positions, whether idx is a run or not', () => {
   const dim = 3, rows = Float32Array.from({ length: 2 * dim }, (_, i) => i + 1);
   for (const idx of [Int32Array.of(1, 2), Int32Array.of(3, 0), [2, 0]]) {

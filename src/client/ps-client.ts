@@ -3,7 +3,7 @@
 // owning server under the current cluster view and the parts go out in parallel; a part that
 // fails because a link dropped or the view moved is re-routed and re-sent with the same
 // sequence number, so the server applies it once.
-import type { Peer, TlsCredentials } from '../transport/index.ts';
+import type { Peer } from '../transport/index.ts';
 import { Role, type Envelope, type RowFormat, type TableSpecMsg } from '../wire/codec.ts';
 import { resolveRowFormat, rowValueBytes } from '../wire/row-format.ts';
 import type { Reply, RequestBody } from '../wire/replies.ts';
@@ -13,44 +13,12 @@ import { createLogger } from '../util/log.ts';
 import { compose, gatherKeys, iota } from '../keys/index-arrays.ts';
 import { isRetryable } from './retry-policy.ts';
 import { RequestCoalescer, writeRows } from './request-coalescer.ts';
-import { gatherRows, isIdentity, mergeBySeq, OwnerGroups, rangeKeys, runStart } from './row-parts.ts';
+import { checkAt, gatherRows, isIdentity, mergeBySeq, OwnerGroups, rangeKeys, runStart } from './row-parts.ts';
 import { keysFromNumbers, keyWords } from '../keys/keys.ts';
 import { scatterRows } from '../util/row-words.ts';
 
-export interface PSClientOptions {
-  secret: Uint8Array;
-  /** TLS credentials for its links (mutual TLS); absent: plain links. */
-  tls?: TlsCredentials;
-  schedulerUrl: string;
-  nodeId?: string;
-  role?: Role.Worker | Role.Client;
-  /** Address this node listens on (the worker's allreduce ring), announced to the scheduler. */
-  address?: string;
-  requestTimeoutMs?: number;
-  heartbeatIntervalMs?: number;
-  /** How row values travel in pull replies and pushes: f32 (default), f16 or bf16 (2 bytes a value; docs/wire.md). */
-  format?: RowFormat;
-  /** Older spelling of format 'f16' (true); may not contradict `format`. */
-  f16?: boolean;
-  maxFrameBytes?: number;
-  /** Attempts per request part across view changes and reconnects. */
-  retries?: number;
-  /**
-   * Send the pulls (pushes) issued in one event-loop turn as one PullBatch (PushBatch) per server
-   * (default true); false sends one Pull / Push per table per server.
-   */
-  coalesce?: boolean;
-}
-
-export interface WireBytes { pull: number; push: number; other: number }
-
-/** Rows' optimizer state, in the order of the keys pulled: slot k of key j at slots[k][j * dim ..], its update count at steps[j]. */
-export interface PulledState { slots: Float32Array[]; steps: Float32Array }
-/** A pull's clock (waited on as the table's consistency requires); `into`: >= keys x dim floats to write the rows into. */
-export interface PullOptions { clock?: number; into?: Float32Array }
-
-/** Rows with their optimizer state, in `keys` order (PSClient.readRows / writeRows). */
-export interface RowsWithState { keys: BigUint64Array; values: Float32Array; slots: Float32Array[]; steps: Uint32Array }
+export type { PSClientOptions, WireBytes, PulledState, PullOptions, RowsWithState } from './client-types.ts';
+import type { PSClientOptions, WireBytes, PulledState, PullOptions, RowsWithState } from './client-types.ts';
 
 export class PSClient {
   readonly nodeId: string;
@@ -142,7 +110,7 @@ export class PSClient {
    * update of the clocks < fresh is in them; -1: unknown, e.g. an older server or no keys).
    */
   async pullFresh(table: number, keys: BigUint64Array, opts: PullOptions = {}): Promise<{ rows: Float32Array; fresh: number }> {
-    return this.pullRows(table, keys, opts.clock ?? -1, false, opts.into);
+    return this.pullRows(table, keys, opts.clock ?? -1, false, opts.into, opts.at);
   }
 
   /**
@@ -155,9 +123,10 @@ export class PSClient {
     return this.pullRows(table, keys, opts.clock ?? -1, true) as Promise<{ rows: Float32Array; fresh: number; state: PulledState }>;
   }
 
-  private async pullRows(table: number, keys: BigUint64Array, clock: number, withState: boolean, into?: Float32Array): Promise<{ rows: Float32Array; fresh: number; state?: PulledState }> {
+  private async pullRows(table: number, keys: BigUint64Array, clock: number, withState: boolean, into?: Float32Array, at?: Int32Array): Promise<{ rows: Float32Array; fresh: number; state?: PulledState }> {
     const dim = this.dimOf(table), n = keys.length;
-    if (into && into.length < n * dim) throw new RangeError(`pull: into has ${into.length} floats for ${n} rows of dim ${dim}`);
+    if (at) checkAt(at, n, into, dim);
+    else if (into && into.length < n * dim) throw new RangeError(`pull: into has ${into.length} floats for ${n} rows of dim ${dim}`);
     let out: Float32Array | null = null, fresh = n ? Infinity : -1;
     let state: PulledState | undefined;
     await this.forEachPart(table, keys, async (serverId, idx, partKeys) => {
@@ -182,6 +151,7 @@ export class PSClient {
         for (let k = 0; k < slotCount; k++) scatterRows(state.slots[k]!, idx, st.subarray(k * m * dim, (k + 1) * m * dim), dim);
         for (let i = 0; i < m; i++) state.steps[idx[i]!] = st[slotCount * m * dim + i]!;
       }
+      if (at) { scatterRows(out = into!, compose(at, idx), v, dim); return; } // straight to their places
       // One server answered for every key, in order: hand out the reply itself (a view of the frame).
       if (isIdentity(idx, n)) { out = v; return; }
       scatterRows((out ??= into?.subarray(0, n * dim) ?? new Float32Array(n * dim)), idx, v, dim); // one copy when idx is a run (groupByOwner)
@@ -255,6 +225,11 @@ export class PSClient {
       const epoch = view.epoch;
       await this.waitForView((v) => v.epoch > epoch, 500 * 2 ** attempt).catch(() => {});
     }
+  }
+
+  /** The keys at ascending positions `at` of `keys`, their owner grouping kept where `keys` has one (OwnerGroups.subset). */
+  keysAt(table: number, keys: BigUint64Array, at: Int32Array): BigUint64Array {
+    return this.ownerGroups.subset(this.view.ring, table, keys, at);
   }
 
   /** `keys` grouped by owner (keys[order[j]] at j; null: already grouped), their parts kept for the pull and push (row-parts.ts OwnerGroups). */

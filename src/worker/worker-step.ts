@@ -36,10 +36,8 @@ import type { ModelRunner, DenseOptimizer } from '../model/model-runner.ts';
 import { prepareTable, type RowOrder, type TableBatch, type PreparedTable } from '../model/batch-prep.ts';
 import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
-import { gatherKeys } from '../keys/index-arrays.ts';
 import type { RowCache, RowCacheStats } from './row-cache.ts';
 import { CachedTable, indexOf, type CachedEarly, type RowCacheConfig } from './cached-table.ts';
-import { scatterRows } from '../util/row-words.ts';
 export { DEFAULT_ROW_CACHE, type RowCacheConfig, type CachedEarly } from './cached-table.ts';
 export { psTableSpec, psTableSpecs, psDenseTableSpec } from './ps-table-specs.ts';
 import { HotStep, type HotRows, type HotSplit } from './hot-rows.ts';
@@ -245,14 +243,22 @@ export class WorkerStep {
     if (!except?.length) return lent.fill(i, n, (into) => client.pull(tableIds[i]!, keys, { clock, into }));
     const skip = new Uint8Array(keys.length);
     for (const j of except) skip[j] = 1;
-    const rest: number[] = [];
-    for (let j = 0; j < keys.length; j++) if (!skip[j]) rest.push(j);
-    return lent.fill(i, n, (into) => client.pull(tableIds[i]!, gatherKeys(keys, rest), { clock }).then((rows) => {
+    const rest = new Int32Array(keys.length - except.length);
+    for (let j = 0, k = 0; j < keys.length; j++) if (!skip[j]) rest[k++] = j;
+    // Each pulled row straight to its place, its keys' owner grouping kept: an array and a scatter
+    // per table fewer, and no hashing of the keys again (bench/RESULTS.md, session 15).
+    const restKeys = client.keysAt(tableIds[i]!, keys, rest);
+    return lent.fill(i, n, (into) => {
       const out = into.subarray(0, n);
       for (const j of except) out.fill(0, j * dim, (j + 1) * dim);
-      scatterRows(out, rest, rows, dim);
-      return out;
-    }));
+      return client.pull(tableIds[i]!, restKeys, { clock, into: out, at: rest }).then(() => out);
+    });
+  }
+
+  /** Pulls table i's rows of `keys` at positions `idx` again, into the early rows `e` in place. */
+  private repullInto(i: number, keys: BigUint64Array, idx: Int32Array, e: Float32Array, clock: number): Promise<Float32Array> {
+    const { client, tableIds } = this.opts;
+    return client.pull(tableIds[i]!, client.keysAt(tableIds[i]!, keys, idx), { clock, into: e, at: idx });
   }
 
   /** Drops a prepared batch's early rows, once their pulls settled: nothing read before a checkpoint is used after it. */
@@ -287,22 +293,15 @@ export class WorkerStep {
       for (let j = 0; j < mark.length; j++) if (mark[j]) both.push(j);
       return both;
     });
-    const [full, patches, densePulled, cachedRows] = await Promise.all([
+    const [full, , densePulled, cachedRows] = await Promise.all([
       Promise.all(p.preps.map((prep, i) => (early[i] || this.cached[i] ? null
         : p.hot[i] ? this.hot!.pull(tableIds[i]!, i, prep.keys, p.hot[i]!, clock)
           : p.lent.fill(i, prep.keys.length * runner.spec.tables[i]!.dim, (into) => client.pull(tableIds[i]!, prep.keys, { clock, into }))))),
-      Promise.all(repull.map((idx, i) => (idx.length ? client.pull(tableIds[i]!, gatherKeys(p.preps[i]!.keys, idx), { clock }) : null))),
+      Promise.all(repull.map((idx, i) => (idx.length ? this.repullInto(i, p.preps[i]!.keys, Int32Array.from(idx), early[i]!, clock) : null))),
       dense.mode === 'ps' ? client.pullRange(dense.tableId, 0, runner.denseLength, { clock }) : Promise.resolve(null),
       Promise.all(p.preps.map((prep, i) => this.cached[i]?.rows(i, prep.keys, clock, cachedEarly[i] ?? null, this.pushSeq !== p.pushSeq ? this.lastPushed[i]! : null, !!this.opts.trace) ?? null)),
     ]);
-    const rows = p.preps.map((_, i) => {
-      const e = early[i];
-      if (cachedRows[i]) return cachedRows[i]!.rows;
-      if (!e) return full[i]!;
-      const dim = runner.spec.tables[i]!.dim, patch = patches[i];
-      if (patch) scatterRows(e, repull[i]!, patch, dim);
-      return e;
-    });
+    const rows = p.preps.map((_, i) => cachedRows[i]?.rows ?? early[i] ?? full[i]!); // early rows: patched in place
     if (!this.opts.trace) return { rows, dense: densePulled, trace: null };
     // The trace looks up the pushed keys itself (not the shortcut above): it checks the shortcut too.
     const pushedIndex = early.map((e, i) => (e && this.pushSeq !== p.pushSeq ? indexOf(this.lastPushed[i]!) : null));
