@@ -257,6 +257,21 @@ test('stateful lookup codes: a usable held state pulls a row, an admitted miss i
   assert.equal(Array.from(c.lookup(k, 4).code), [PULL_ROW, PULL_STATE, PULL_ONCE], 'row expired (freshness 1 < 4 - 2), state usable (read at 1, refresh 4)');
 });
 
+test('stateless second-touch: a miss seen in the last ADMIT_WINDOW clocks is held (PULL_ROW), the others pulled once; a held row is refreshed whatever was seen', () => {
+  const c = cache({ admit: 'second-touch' });
+  const k = keys(1, 2, 3);
+  assert.equal(Array.from(c.lookup(k, 0).code), [PULL_ONCE, PULL_ONCE, PULL_ONCE], 'never seen');
+  c.touchSeen(k.subarray(0, 2), 0); // keys 1 and 2 seen at clock 0
+  assert.equal(Array.from(c.lookup(k, 0).code), [PULL_ONCE, PULL_ONCE, PULL_ONCE], 'not at the clock they were seen at');
+  assert.equal(Array.from(c.lookup(k, 1).code), [PULL_ROW, PULL_ROW, PULL_ONCE]);
+  assert.equal(Array.from(c.lookup(k, ADMIT_WINDOW + 1).code), [PULL_ONCE, PULL_ONCE, PULL_ONCE], 'past the window');
+  c.insert(k, [0], randomFloats(3 * DIM, 60), 1, 1); // key 1 held, freshness 1
+  assert.equal(Array.from(c.lookup(k, 3).code), [HIT, PULL_ROW, PULL_ONCE]);
+  assert.equal(Array.from(c.lookup(k, ADMIT_WINDOW + 2).code), [PULL_ROW, PULL_ONCE, PULL_ONCE], 'an expired held row is refreshed in place');
+  // Without second-touch every miss is held.
+  assert.equal(Array.from(cache().lookup(k, 0).code), [PULL_ROW, PULL_ROW, PULL_ROW]);
+});
+
 test('clear forgets every row', () => {
   const c = cache();
   c.insert(keys(1), [0], randomFloats(DIM, 12), 3, 3);

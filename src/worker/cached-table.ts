@@ -7,7 +7,7 @@ import type { TableDecl } from '../model/model-spec.ts';
 import { KeyIndex } from '../keys/key-index.ts';
 import { keyWords } from '../keys/keys.ts';
 import { gatherKeys } from '../keys/index-arrays.ts';
-import { RowCache, HIT, PULL_STATE, type CacheLookup } from './row-cache.ts';
+import { RowCache, HIT, PULL_STATE, PULL_ONCE, type CacheLookup } from './row-cache.ts';
 import { copyRow, scatterRows, words } from '../util/row-words.ts';
 import { getOptimizer, resolveHyper } from '../server/optimizers.ts';
 import { BUILTIN_OPTIMIZERS } from '../wire/vocabulary.ts';
@@ -18,14 +18,14 @@ export interface RowCacheConfig {
   aspRefresh: number;
   /** Stateful optimizers: clocks a held optimizer state serves row-only refreshes (RowCacheOptions.stateRefresh; default DEFAULT_ROW_CACHE's). */
   stateRefresh?: number;
-  /** Stateful optimizers: which misses are pulled with their state and held (RowCacheOptions.admit). */
+  /** Which misses are held (stateful optimizers: pulled with their state): RowCacheOptions.admit. */
   admit?: 'all' | 'second-touch';
 }
 
 /**
  * The default cache: 16384 rows per table (4 MiB at dim 64, twice that with AdaGrad's slot), ASP
- * rows served for 2 clocks after their read; a stateful table's state kept for 16 clocks, rows
- * pulled with it on a second touch (chosen by measurement: row-cache.ts).
+ * rows served for 2 clocks after their read; a stateful table's state kept for 16 clocks, missing rows
+ * held only on a second touch (chosen by measurement: row-cache.ts).
  */
 export const DEFAULT_ROW_CACHE: Required<RowCacheConfig> = { rows: 16_384, aspRefresh: 2, stateRefresh: 16, admit: 'second-touch' };
 
@@ -133,7 +133,13 @@ export class CachedTable {
 
   /** A CachePull's rows (those `use` marks, or all) into `out` and the cache (`look`'s slots for probes); for the trace, their freshness and that they were pulled. */
   private place(keys: BigUint64Array, out: Float32Array, part: CachePull, use: Uint8Array | null, clock: number, look: CacheLookup, fresh: Int32Array | null, cached: Uint8Array | null): void {
-    const { cache, dim } = this;
+    const { cache, dim } = this, code = look.code;
+    // Rows pulled once (PULL_ONCE: not admitted) go to `out` only.
+    const held = (idx: Int32Array): Int32Array => {
+      let once = 0;
+      for (let k = 0; k < idx.length; k++) once += code[idx[k]!] === PULL_ONCE ? 1 : 0;
+      return once ? idx.filter((j) => code[j] !== PULL_ONCE) : idx;
+    };
     const one = (idx: Int32Array, rows: Float32Array | null, f: number, state: PulledState | null) => {
       if (!rows) return;
       let keep = idx;
@@ -150,7 +156,7 @@ export class CachedTable {
         }
       }
       scatterRows(out, keep, rows, dim);
-      if (state) cache.insertWithState(keys, keep, out, f, clock, state, look); else cache.insert(keys, keep, out, f, clock, look);
+      if (state) cache.insertWithState(keys, keep, out, f, clock, state, look); else cache.insert(keys, held(keep), out, f, clock, look);
       if (cached) for (const j of keep) { cached[j] = 0; if (fresh) fresh[j] = f; }
     };
     one(part.rowsOnly, part.rows, part.fresh, null);

@@ -20,6 +20,10 @@
 //   state serves row-only refreshes for `stateRefresh` clocks, then travels with the row again;
 //   rows enter with their state only on their second touch within ADMIT_WINDOW clocks
 //   (docs/training.md, "Row cache", has the long form).
+// - Second-touch admission holds a stateless table's missing row only on its second touch too: a
+//   row seen once (most of a skewed batch's tail) is pulled and used, not copied in, updated on
+//   every push and evicted again (bench step, SGD, SSP:2, 1 worker: 7954 evictions a step -> 0,
+//   hit rate 0.19 -> 0.18, the cache's worker CPU over no cache +16.2/+20.4 -> +14.7/+15.2 ms).
 // - Admission and state policies: chosen by pull bytes (`bench step --cache-policy`; RESULTS.md).
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
@@ -64,7 +68,7 @@ export interface RowCacheOptions {
   slotCount?: number;
   /** Stateful: clocks a held state keeps serving row-only refreshes after it was read (0: pulled with every row). */
   stateRefresh?: number;
-  /** Stateful: which missing rows are pulled with their state and held: all, or those this cache saw in the last ADMIT_WINDOW clocks. */
+  /** Which missing rows are held (stateful: pulled with their state): all, or those this cache saw in the last ADMIT_WINDOW clocks (the others are pulled once, PULL_ONCE). */
   admit?: 'all' | 'second-touch';
 }
 
@@ -153,7 +157,7 @@ export class RowCache {
     this.slots = Array.from({ length: k }, (_, q) => this.mem.subarray((q + 1) * d));
     this.steps = new Uint32Array(k > 0 ? n : 0);
     let m = 1;
-    while (k > 0 && opts.admit === 'second-touch' && m < 8 * n) m *= 2;
+    while (opts.admit === 'second-touch' && m < 8 * n) m *= 2;
     this.seen = new Int32Array(m > 1 ? m : 0);
     this.seenMask = m - 1;
     // Adam's bias correction reads the count after this update, as TableStore.applyWasm counts it.
@@ -185,10 +189,11 @@ export class RowCache {
   private slotOf(w: Uint32Array, j: number): number { return this.index.lookup(w[2 * j]!, w[2 * j + 1]!); }
 
   /**
-   * Every key's slot and code at `clock` (counts nothing). Stateless: a miss is pulled as a row and
-   * held. Stateful: a row whose held state is usable as a row only; the others with their state
-   * when admitted (every one, or second-touch: looked up in the last ADMIT_WINDOW clocks), else as
-   * rows only, used once and not held. In touch blocks: the blocks' index buckets are loaded
+   * Every key's slot and code at `clock` (counts nothing). Stateless: a held row is refreshed as a
+   * row, a missing one pulled as a row and held when admitted (every one, or second-touch: looked
+   * up in the last ADMIT_WINDOW clocks), else pulled once. Stateful: a row whose held state is
+   * usable as a row only; the others with their state when admitted, else as rows only, used once
+   * and not held. In touch blocks: the blocks' index buckets are loaded
    * first (independent loads the CPU overlaps), then probed (row-blocks.ts, TOUCH_BLOCK).
    */
   lookup(keys: BigUint64Array, clock: number): CacheLookup {
@@ -215,10 +220,11 @@ export class RowCache {
       for (let j = b; j < e; j++) {
         const s = slot[j]!;
         if (s >= 0 && this.valid(s, clock)) continue; // HIT (0)
-        if (!stateful || (s >= 0 && this.stateUsable(s, clock))) { code[j] = PULL_ROW; continue; }
+        if (stateful && s >= 0 && this.stateUsable(s, clock)) { code[j] = PULL_ROW; continue; }
+        if (!stateful && s >= 0) { code[j] = PULL_ROW; continue; } // held already: refreshed in place
         let admit = true;
         if (seen) { const at = seen[h[j - b]! & mask]! - 1; admit = at >= 0 && at < clock && at >= clock - ADMIT_WINDOW; }
-        code[j] = admit ? PULL_STATE : PULL_ONCE;
+        code[j] = !admit ? PULL_ONCE : stateful ? PULL_STATE : PULL_ROW;
       }
     }
     this.touchSink = sink;
