@@ -93,7 +93,7 @@ const trainOptions = (c: Command) => c
   .option('--wire-rows <format>', 'row values between workers and servers: f32 (default), f16 (also the dense allreduce) or bf16 (2 bytes a value; docs/wire.md)')
   .option('--f16', 'the same as --wire-rows f16: rows and the dense allreduce as fp16 on the wire')
   .option('--no-pipeline', 'a serial worker step (default: the next batch is prepared, and pulled where consistency allows, while the GPU computes)')
-  .option('--cache-rows <n>', 'worker-side row cache: rows held per SSP/ASP table with SGD (default 16384; 0: off; BSP is never cached)', int)
+  .option('--cache-rows <n>', 'worker-side row cache: rows held per SSP/ASP table (default 0: off; 16384 is a first size to try where the network, not the worker CPU, is the limit; BSP is never cached; docs/training.md)', int)
   .option('--hot-rows <n>', 'BSP, hybrid mode: the n most frequent rows per table (or a fraction below 1 of its rows) held on every worker, their gradients in the dense allreduce (default 0: off)', num)
   .option('--cache-refresh <clocks>', 'ASP: clocks a cached row is served after it was read (default 2)', int)
   .option('--bad-lines <policy>', 'skip (default; counted and reported) or fatal')

@@ -73,7 +73,10 @@ export const DEFAULTS: Omit<TrainConfig, 'model' | 'data'> = {
   batch: 256, steps: 0, epochs: 1,
   lr: { emb: 0.05, dense: 0.05 }, optimizer: { emb: 'adagrad', dense: 'adagrad' },
   evalEvery: 10, evalSteps: 0, evalSamples: 4096, checkpointEvery: 0, partialDense: false, seed: 1, wireRows: 'f32', onBadLine: 'skip', dataSplit: 'bytes', pipeline: true,
-  cacheRows: DEFAULT_ROW_CACHE.rows, cacheRefresh: DEFAULT_ROW_CACHE.aspRefresh, hotRows: DEFAULT_HOT_ROWS,
+  // The row cache is off unless asked for: on one box it has cost the worker more CPU than its
+  // hits save in every configuration measured (bench step, SSP:2, 1 and 2 workers, SGD and
+  // AdaGrad; docs/training.md, "Row cache").
+  cacheRows: 0, cacheRefresh: DEFAULT_ROW_CACHE.aspRefresh, hotRows: DEFAULT_HOT_ROWS,
 };
 
 /**

@@ -23,7 +23,8 @@ export interface RowCacheConfig {
 }
 
 /**
- * The default cache: 16384 rows per table (4 MiB at dim 64, twice that with AdaGrad's slot), ASP
+ * The cache's settings when it is on (training turns it on with `--cache-rows N`; the step
+ * benchmark's +cache rows use these): 16384 rows per table (4 MiB at dim 64, twice that with AdaGrad's slot), ASP
  * rows served for 2 clocks after their read; a stateful table's state kept for 16 clocks, missing rows
  * held only on a second touch (chosen by measurement: row-cache.ts).
  */
