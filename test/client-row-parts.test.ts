@@ -95,4 +95,21 @@ test('scatterRows: rows land at their positions, whether idx is a run or not', (
   }
 });
 
+test('scatterRows: runs long and short, falling and with holes, as a row-by-row copy places them', () => {
+  const dim = 5, idxs = [
+    [0, 1, 2, 3, 4, 5, 6, 7], // one run
+    [0, 1, 2, 3, 5, 6, 7, 8, 9, 11, 13, 14, 15, 16, 17, 18, 19], // runs of 4, 5, 1, 7 (SSP's early pull: holes)
+    [10, 11, 12, 13, 2, 3, 4, 5, 6, 0], // runs out of order
+    [7, 6, 5, 4, 3, 2, 1, 0], // falling: no run
+    [3, 4, 5, 1, 2, 8, 9, 10, 11], // runs of 3, 2 (row by row), then 4
+  ];
+  for (const idx of idxs) {
+    const rows = Float32Array.from({ length: idx.length * dim }, (_, i) => i + 0.5);
+    const out = new Float32Array(20 * dim).fill(NaN), want = new Float32Array(20 * dim).fill(NaN);
+    idx.forEach((j, k) => { for (let q = 0; q < dim; q++) want[j * dim + q] = rows[k * dim + q]!; });
+    scatterRows(out, Int32Array.from(idx), rows, dim);
+    assert.equal([...out].map(String), [...want].map(String), `idx ${idx}`);
+  }
+});
+
 test.run();

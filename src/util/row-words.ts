@@ -23,16 +23,25 @@ export function copyRow(dst: Int32Array, at: number, src: Int32Array, from: numb
 }
 
 /**
- * Rows (rows.length / dim of them, in `idx` order) copied into `out` at positions idx: one copy
- * when idx is one contiguous run (a pull's part when the worker grouped its keys by owner),
- * else row by row as words (each pulled row of a step came through here as one garbage view).
+ * Rows (rows.length / dim of them, in `idx` order) copied into `out` at positions idx: each run of
+ * RUN_ROWS or more contiguous positions as one copy (set, a memcpy; a pull's part is one run when
+ * the worker grouped its keys by owner), shorter runs row by row as words. SSP's early pull leaves
+ * the running step's rows out, so its positions are runs of ~4-5 with holes: 26 x ~690 rows of 64
+ * floats, in a loop, 1.51-1.62 ms a step row by row against 0.65-0.95 ms by runs.
  */
 export function scatterRows(out: Float32Array, idx: ArrayLike<number>, rows: Float32Array, dim: number): void {
-  const m = idx.length, run = runStart(idx);
-  if (run >= 0) { out.set(rows.subarray(0, m * dim), run * dim); return; }
-  const to = words(out), from = words(rows);
-  for (let k = 0; k < m; k++) copyRow(to, idx[k]! * dim, from, k * dim, dim);
+  const m = idx.length, to = words(out), from = words(rows);
+  for (let k = 0; k < m;) {
+    let e = k + 1;
+    while (e < m && idx[e] === idx[e - 1]! + 1) e++;
+    if (e - k >= RUN_ROWS) out.set(rows.subarray(k * dim, e * dim), idx[k]! * dim);
+    else for (let q = k; q < e; q++) copyRow(to, idx[q]! * dim, from, q * dim, dim);
+    k = e;
+  }
 }
+
+/** Runs at least this long are one set() (a view each); shorter ones are copied row by row. */
+const RUN_ROWS = 4;
 
 /** Where positions `idx` are one increasing contiguous run (k, k+1, ...), its start k; else -1. */
 export function runStart(idx: ArrayLike<number>): number {
