@@ -22,6 +22,9 @@ export function copyRow(dst: Int32Array, at: number, src: Int32Array, from: numb
   for (; j < n; j++) dst[at + j] = src[from + j]!;
 }
 
+/** Runs at least this long are one set() (a view each); shorter ones are copied row by row. */
+const RUN_ROWS = 4;
+
 /**
  * Rows (rows.length / dim of them, in `idx` order) copied into `out` at positions idx: each run of
  * RUN_ROWS or more contiguous positions as one copy (set, a memcpy; a pull's part is one run when
@@ -39,9 +42,6 @@ export function scatterRows(out: Float32Array, idx: ArrayLike<number>, rows: Flo
     k = e;
   }
 }
-
-/** Runs at least this long are one set() (a view each); shorter ones are copied row by row. */
-const RUN_ROWS = 4;
 
 /** Where positions `idx` are one increasing contiguous run (k, k+1, ...), its start k; else -1. */
 export function runStart(idx: ArrayLike<number>): number {

@@ -24,9 +24,9 @@ export interface RowCacheConfig {
 
 /**
  * The cache's settings when it is on (training turns it on with `--cache-rows N`; the step
- * benchmark's +cache rows use these): 16384 rows per table (4 MiB at dim 64, twice that with AdaGrad's slot), ASP
- * rows served for 2 clocks after their read; a stateful table's state kept for 16 clocks, missing rows
- * held only on a second touch (chosen by measurement: row-cache.ts).
+ * benchmark's +cache rows use these): 16384 rows per table (4 MiB at dim 64, twice that with
+ * AdaGrad's slot), ASP rows served for 2 clocks after their read; a stateful table's state kept
+ * for 16 clocks, missing rows held only on a second touch (chosen by measurement: row-cache.ts).
  */
 export const DEFAULT_ROW_CACHE: Required<RowCacheConfig> = { rows: 16_384, aspRefresh: 2, stateRefresh: 16, admit: 'second-touch' };
 
