@@ -17,14 +17,12 @@
 //   servers' function, so at W = 1 the held (row, state) is the server's bit for bit (test). At
 //   W > 1 both lack the others' pushes since the read (SSP allows it for the row; for the state it
 //   only changes the size of this worker's own steps) until the next read replaces them. A held
-//   state serves row-only refreshes for `stateRefresh` clocks, then travels with the row again;
-//   rows enter with their state only on their second touch within ADMIT_WINDOW clocks
+//   state serves row-only refreshes for `stateRefresh` clocks, then travels with the row again
 //   (docs/training.md, "Row cache", has the long form).
-// - Second-touch admission holds a stateless table's missing row only on its second touch too: a
-//   row seen once (most of a skewed batch's tail) is pulled and used, not copied in, updated on
-//   every push and evicted again (bench step, SGD, SSP:2, 1 worker: 7954 evictions a step -> 0,
-//   hit rate 0.19 -> 0.18, the cache's worker CPU over no cache +16.2/+20.4 -> +14.7/+15.2 ms).
-// - Admission and state policies: chosen by pull bytes (`bench step --cache-policy`; RESULTS.md).
+// - Admission: a missing row enters (a stateful one with its state) only on its second touch
+//   within ADMIT_WINDOW clocks; a row seen once is pulled and used, not copied in. Stateful: chosen
+//   by pull bytes (`bench step --cache-policy`); SGD, SSP:2, 1 worker: 7954 evictions a step -> 0,
+//   hit rate 0.19 -> 0.18, the cache's CPU over no cache +16-20 -> +15 ms (bench/RESULTS.md).
 // - ASP has no bound: a cached row is served for `aspRefresh` clocks after the clock it was read
 //   at (`--cache-refresh`), then pulled again.
 //
@@ -46,7 +44,7 @@ import { roundToWire, rowValueBytes, type RowFormat } from '../wire/row-format.t
 import type { UpdateFn } from '../server/optimizers.ts';
 import { WasmRows } from '../server/simd-rows.ts';
 import { TOUCH_BLOCK } from '../server/row-blocks.ts';
-import { copyRow } from '../util/row-words.ts';
+import { copyRow, words } from '../util/row-words.ts'; // rows copied as words
 import type { PulledState } from '../client/ps-client.ts';
 
 export interface RowCacheOptions {
@@ -92,9 +90,6 @@ export interface RowCacheStats {
 
 const NO_SLOTS: Float32Array[] = [];
 const NO_STEP = (): number => 0;
-
-/** An Int32Array view of a Float32Array's words (rows are copied as words: row-blocks.ts, copyRow). */
-const words = (a: Float32Array): Int32Array => new Int32Array(a.buffer, a.byteOffset, a.length);
 
 export class RowCache {
   readonly stats: RowCacheStats = { hits: 0, misses: 0, evictions: 0, bytesSaved: 0 };
@@ -189,12 +184,11 @@ export class RowCache {
   private slotOf(w: Uint32Array, j: number): number { return this.index.lookup(w[2 * j]!, w[2 * j + 1]!); }
 
   /**
-   * Every key's slot and code at `clock` (counts nothing). Stateless: a held row is refreshed as a
-   * row, a missing one pulled as a row and held when admitted (every one, or second-touch: looked
-   * up in the last ADMIT_WINDOW clocks), else pulled once. Stateful: a row whose held state is
-   * usable as a row only; the others with their state when admitted, else as rows only, used once
-   * and not held. In touch blocks: the blocks' index buckets are loaded
-   * first (independent loads the CPU overlaps), then probed (row-blocks.ts, TOUCH_BLOCK).
+   * Every key's slot and code at `clock` (counts nothing). A missing row is held when admitted
+   * (every one, or second-touch: looked up in the last ADMIT_WINDOW clocks), else pulled once.
+   * Stateless: a held row is refreshed as a row, an admitted one pulled as a row. Stateful: a row
+   * whose held state is usable as a row only, an admitted one with its state. In touch blocks:
+   * the buckets are loaded first (independent loads the CPU overlaps), then probed (TOUCH_BLOCK).
    */
   lookup(keys: BigUint64Array, clock: number): CacheLookup {
     const n = keys.length, w = keyWords(keys), index = this.index, slot = new Int32Array(n), code = new Uint8Array(n);
