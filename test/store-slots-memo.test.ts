@@ -63,6 +63,11 @@ test(`a table store with the memo pulls and updates the rows one without it does
     const lists = Array.from({ length: 7 }, (_, k) => Array.from({ length: 24 + k * 37 }, () => k * 5000 + Math.floor(r() * 5000)).filter((x, i, xs) => xs.indexOf(x) === i));
     const memo = (store as unknown as { recent: { find(w: Uint32Array): Int32Array | null } }).recent, find = memo.find.bind(memo);
     let mixing = false, mergedHits = 0;
+    /** Both stores pull `k`: the same values, bit for bit. */
+    const samePull = (k: BigUint64Array, step: number) => {
+      const got = store.pull(k.slice()), want = ref.pull(k.slice());
+      for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) assert.unreachable(`${optimizer} step ${step}: pulled value ${i}: ${got[i]}, without the memo ${want[i]}`);
+    };
     memo.find = (w) => { const got = find(w); if (got && mixing) mergedHits++; return got; };
     for (let step = 0; step < 200; step++) {
       // Mostly a recent list again (a pull then the push of its rows), sometimes altered in one key, which may be new.
@@ -71,10 +76,7 @@ test(`a table store with the memo pulls and updates the rows one without it does
       const other = lists[Math.floor(r() * r() * lists.length)]!;
       if (r() < 0.3 && other[0] !== keys[0]) {
         // Two lists pulled, then their rows pushed interleaved, each in its order (an SSP step's pulls and push).
-        for (const l of [keys, other]) {
-          const got = store.pull(keysFrom(l)), want = ref.pull(keysFrom(l));
-          for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) assert.unreachable(`${optimizer} step ${step}: pulled value ${i}: ${got[i]}, without the memo ${want[i]}`);
-        }
+        for (const l of [keys, other]) samePull(keysFrom(l), step);
         const mixed: number[] = [];
         let j = 0;
         for (const x of keys) { while (j < other.length && r() < 0.4) mixed.push(other[j++]!); mixed.push(x); }
@@ -85,8 +87,7 @@ test(`a table store with the memo pulls and updates the rows one without it does
       if (r() < 0.1) keys = keys.reverse();
       const k = keysFrom(keys);
       if (!mixing && r() < 0.5) {
-        const got = store.pull(k.slice()), want = ref.pull(k.slice());
-        for (let i = 0; i < want.length; i++) if (!Object.is(got[i], want[i])) assert.unreachable(`${optimizer} step ${step}: pulled value ${i}: ${got[i]}, without the memo ${want[i]}`);
+        samePull(k, step);
       } else {
         const g = Float32Array.from({ length: keys.length * dim }, () => r() * 2 - 1);
         store.apply(k.slice(), g);

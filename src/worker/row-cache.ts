@@ -214,8 +214,7 @@ export class RowCache {
       for (let j = b; j < e; j++) {
         const s = slot[j]!;
         if (s >= 0 && this.valid(s, clock)) continue; // HIT (0)
-        if (stateful && s >= 0 && this.stateUsable(s, clock)) { code[j] = PULL_ROW; continue; }
-        if (!stateful && s >= 0) { code[j] = PULL_ROW; continue; } // held already: refreshed in place
+        if (s >= 0 && (!stateful || this.stateUsable(s, clock))) { code[j] = PULL_ROW; continue; } // held: refreshed in place
         let admit = true;
         if (seen) { const at = seen[h[j - b]! & mask]! - 1; admit = at >= 0 && at < clock && at >= clock - ADMIT_WINDOW; }
         code[j] = !admit ? PULL_ONCE : stateful ? PULL_STATE : PULL_ROW;
