@@ -178,7 +178,7 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 test('criteoLines: index counts non-empty lines, lineNo physical lines', async () => {
   const seen: [number, number][] = [];
-  for await (const l of criteoLines(big)) if (l.index >= 39 && l.index <= 41) seen.push([l.index, l.lineNo]);
+  for await (const block of criteoLines(big)) for (const l of block) if (l.index >= 39 && l.index <= 41) seen.push([l.index, l.lineNo]);
   assert.equal(seen, [[39, 40], [40, 42], [41, 43]]);
 });
 

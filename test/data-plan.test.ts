@@ -20,9 +20,9 @@ import { tmp } from './helpers/train.ts';
 
 const dir = tmp('hps-plan-');
 
-async function collect(it: AsyncIterable<FileLine>): Promise<FileLine[]> {
+async function collect(it: AsyncIterable<FileLine[]>): Promise<FileLine[]> {
   const out: FileLine[] = [];
-  for await (const l of it) out.push(l);
+  for await (const block of it) out.push(...block);
   return out;
 }
 

@@ -4,7 +4,7 @@
 // (data_utils.py, dlrm_data_pytorch.py): an empty field is 0, dense x becomes log(1 + max(x, 0)),
 // a categorical id is int(hex, 16) mod rowsPerTable (dlrm's --max-ind-range). A malformed line is
 // reported with its line number and skipped (or fatal); it is never read as something else.
-import { numberedLines, type NumberedLine } from './lines.ts';
+import { numberedLines, type LineBlock } from './lines.ts';
 
 export const CRITEO_DENSE = 13;
 export const CRITEO_CATS = 26;
@@ -12,8 +12,8 @@ const FIELDS = 1 + CRITEO_DENSE + CRITEO_CATS;
 /** Criteo's ids are 32-bit hashes (8 hex digits); we take up to 64 bits and call longer a bad field. */
 const MAX_HEX_DIGITS = 16;
 
-/** The lines of a Criteo file (plain or gzip), numbered; `index` counts non-empty lines only. */
-export function criteoLines(path: string): AsyncGenerator<NumberedLine> {
+/** The lines of a Criteo file (plain or gzip), numbered, in blocks; `index` counts non-empty lines only. */
+export function criteoLines(path: string): AsyncGenerator<LineBlock> {
   return numberedLines(path);
 }
 
@@ -210,24 +210,26 @@ export class CriteoReader {
       cats: new Uint32Array(batchSize * CRITEO_CATS), firstLine: 0,
     });
     let mb = alloc(), n = 0;
-    for await (const { line, lineNo, index } of numberedLines(this.path)) {
-      this.stats.lines++;
-      if (!this.owns(index)) continue;
-      const label = parseCriteoLine(line, this.rows, mb.dense, mb.cats, n * CRITEO_DENSE, n * CRITEO_CATS);
-      if (typeof label === 'string') {
-        if (this.fatal) throw new Error(`${this.path}:${lineNo}: ${label}`);
-        this.stats.bad++;
-        if (this.stats.badLines.length < this.maxBad) this.stats.badLines.push({ line: lineNo, why: label });
-        continue;
-      }
-      if (n === 0) mb.firstLine = lineNo;
-      mb.labels[n++] = label;
-      this.stats.samples++;
-      if (n === batchSize) {
-        mb.size = n;
-        yield mb;
-        mb = alloc();
-        n = 0;
+    for await (const block of numberedLines(this.path)) {
+      for (const { line, lineNo, index } of block) {
+        this.stats.lines++;
+        if (!this.owns(index)) continue;
+        const label = parseCriteoLine(line, this.rows, mb.dense, mb.cats, n * CRITEO_DENSE, n * CRITEO_CATS);
+        if (typeof label === 'string') {
+          if (this.fatal) throw new Error(`${this.path}:${lineNo}: ${label}`);
+          this.stats.bad++;
+          if (this.stats.badLines.length < this.maxBad) this.stats.badLines.push({ line: lineNo, why: label });
+          continue;
+        }
+        if (n === 0) mb.firstLine = lineNo;
+        mb.labels[n++] = label;
+        this.stats.samples++;
+        if (n === batchSize) {
+          mb.size = n;
+          yield mb;
+          mb = alloc();
+          n = 0;
+        }
       }
     }
     if (n > 0) {

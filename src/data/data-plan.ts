@@ -13,7 +13,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { createGunzip, gunzipSync } from 'node:zlib';
 import { dataFileKind, bgzfBlocks, type DataFileKind } from './bgzf.ts';
-import { linesFrom, fileError, LineScanner, type FileLine, type LineStart } from './lines.ts';
+import { linesFrom, fileError, LineScanner, type LineBlock, type LineStart } from './lines.ts';
 
 export interface FilePlan {
   path: string;
@@ -95,17 +95,19 @@ export function fileOf(plan: DataPlan, index: number): FilePlan | undefined {
   return plan.files.find((f) => index >= f.firstIndex && index < f.firstIndex + f.lines);
 }
 
-/** The lines with global index in [lo, hi), each read from the nearest anchor before it. */
-export async function* planLines(plan: DataPlan, lo: number, hi: number): AsyncGenerator<FileLine> {
+/** The lines with global index in [lo, hi), each read from the nearest anchor before it, in blocks. */
+export async function* planLines(plan: DataPlan, lo: number, hi: number): AsyncGenerator<LineBlock> {
   for (const f of plan.files) {
     if (f.firstIndex + f.lines <= lo || f.lines === 0) continue;
     if (f.firstIndex >= hi) break;
     let a = f.anchors[0]!;
     for (const c of f.anchors) { if (c.index <= lo) a = c; else break; }
     // Between the anchor and lo the bytes are only scanned for newlines, not split into strings.
-    for await (const l of linesFrom(f.path, f.kind, a, Math.max(lo, a.index))) {
-      if (l.index >= hi) break;
-      yield { ...l, file: f.path };
+    for await (const block of linesFrom(f.path, f.kind, a, Math.max(lo, a.index))) {
+      if (block[block.length - 1]!.index < hi) { yield block; continue; }
+      const n = block.findIndex((l) => l.index >= hi);
+      if (n > 0) yield block.slice(0, n);
+      break;
     }
   }
 }

@@ -129,16 +129,18 @@ export function trainBatches(cfg: TrainConfig, o: { rank: number; workers: numbe
       let mb = allocate(b), n = 0, t = 0;
       const idx: number[] = [];
       for (const [lo, hi] of mine) {
-        for await (const l of planLinesOf(dp, lo, hi)) {
-          if (isEvalIndex(l.index, every)) continue;
-          if (parse(l, mb, n, firstPass)) { n++; if (trace) idx.push(l.index); }
-          if (++t < b) continue;
-          if (n === 0) throw new Error(`${l.file}: worker ${o.rank}'s batch for step ${step + 1} has no good line (all ${b} up to line ${l.lineNo} are bad)`);
-          mb.size = n;
-          step++;
-          if (trace) { appendFileSync(join(trace, `samples-${o.rank}-${process.pid}.txt`), `${step} ${idx.join(' ')}\n`); idx.length = 0; }
-          yield mb;
-          mb = allocate(b); n = 0; t = 0;
+        for await (const block of planLinesOf(dp, lo, hi)) {
+          for (const l of block) {
+            if (isEvalIndex(l.index, every)) continue;
+            if (parse(l, mb, n, firstPass)) { n++; if (trace) idx.push(l.index); }
+            if (++t < b) continue;
+            if (n === 0) throw new Error(`${l.file}: worker ${o.rank}'s batch for step ${step + 1} has no good line (all ${b} up to line ${l.lineNo} are bad)`);
+            mb.size = n;
+            step++;
+            if (trace) { appendFileSync(join(trace, `samples-${o.rank}-${process.pid}.txt`), `${step} ${idx.join(' ')}\n`); idx.length = 0; }
+            yield mb;
+            mb = allocate(b); n = 0; t = 0;
+          }
         }
       }
       firstPass = false;
@@ -153,15 +155,17 @@ export function trainBatches(cfg: TrainConfig, o: { rank: number; workers: numbe
     // With a step budget the data repeats as often as needed; otherwise `epochs` passes.
     for (let epoch = 0; cfg.steps > 0 || epoch < cfg.epochs; epoch++) {
       let mine = allocate(b), trainInEpoch = 0;
-      for await (const l of dataLines(files)) {
-        if (epoch === 0) stats.lines++;
-        if (isEvalIndex(l.index, every)) continue;
-        const p = j % G;
-        const keep = j >= skipSamples && p >= lo && p < lo + b;
-        if (!parse(l, keep ? mine : scratch, keep ? p - lo : 0, epoch === 0)) continue;
-        trainInEpoch++;
-        if (j >= skipSamples && p === G - 1) { yield mine; mine = allocate(b); }
-        j++;
+      for await (const block of dataLines(files)) {
+        for (const l of block) {
+          if (epoch === 0) stats.lines++;
+          if (isEvalIndex(l.index, every)) continue;
+          const p = j % G;
+          const keep = j >= skipSamples && p >= lo && p < lo + b;
+          if (!parse(l, keep ? mine : scratch, keep ? p - lo : 0, epoch === 0)) continue;
+          trainInEpoch++;
+          if (j >= skipSamples && p === G - 1) { yield mine; mine = allocate(b); }
+          j++;
+        }
       }
       if (trainInEpoch === 0) throw new Error(`${cfg.data}: no training samples (${stats.lines} lines, ${stats.bad} bad)`);
     }
@@ -178,14 +182,16 @@ export function trainBatches(cfg: TrainConfig, o: { rank: number; workers: numbe
 /** Held-out samples (every `evalEvery`-th line), the first `limit` of them, in batches of `B`. */
 export async function* evalBatches(cfg: TrainConfig, B: number, limit: number): AsyncGenerator<Minibatch> {
   let mb = allocate(B), n = 0, total = 0;
-  for await (const { line, index } of dataLines(resolveDataFiles(cfg.data))) {
-    if (!isEvalIndex(index, cfg.evalEvery)) continue;
-    const label = parseCriteoLine(line, cfg.model.rowsPerTable, mb.dense, mb.cats, n * CRITEO_DENSE, n * CRITEO_CATS);
-    if (typeof label === 'string') continue; // counted by the training pass
-    mb.labels[n++] = label;
-    total++;
-    if (n === B) { yield mb; mb = allocate(B); n = 0; }
-    if (total >= limit) break;
+  read: for await (const block of dataLines(resolveDataFiles(cfg.data))) {
+    for (const { line, index } of block) {
+      if (!isEvalIndex(index, cfg.evalEvery)) continue;
+      const label = parseCriteoLine(line, cfg.model.rowsPerTable, mb.dense, mb.cats, n * CRITEO_DENSE, n * CRITEO_CATS);
+      if (typeof label === 'string') continue; // counted by the training pass
+      mb.labels[n++] = label;
+      total++;
+      if (n === B) { yield mb; mb = allocate(B); n = 0; }
+      if (total >= limit) break read;
+    }
   }
   if (n > 0) { mb.size = n; yield mb; }
 }
