@@ -4,7 +4,9 @@
 // reading its share (`--data-split bytes`, the plan included; the last rank is the worst case of a
 // plain gzip file, which it inflates from the start), and for one worker parsing every
 // line (`--data-split stream`), alternated `repeats` times; medians and the share/whole ratio
-// (ideal 1/W plus the plan). `npm run bench -- data [--json] [--quick]`, `--workers W` (default 4).
+// (ideal 1/W plus the plan). Then what training's main thread still spends on a batch of 2048 when
+// its data thread (src/train/data-thread.ts) reads it, against reading it in that thread.
+// `npm run bench -- data [--json] [--quick]`, `--workers W` (default 4).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +15,7 @@ import { generateSynthetic } from '../src/data/synthetic.ts';
 import { bgzfCompress } from '../src/data/bgzf.ts';
 import { planData } from '../src/data/data-plan.ts';
 import { trainBatches } from '../src/train/batches.ts';
+import { trainBatchesInThread } from '../src/train/data-thread.ts';
 import { DEFAULTS, type TrainConfig } from '../src/train/config.ts';
 
 const cpuMs = async (f: () => Promise<unknown>): Promise<number> => {
@@ -58,7 +61,25 @@ export async function runDataBench(o: { json: boolean; quick: boolean; workers?:
       rows[kind] = r;
       log(`${kind.padEnd(6)} ${String(r.planMs).padStart(8)} ${String(r.shareMs).padStart(8)} ${String(r.wholeMs).padStart(8)} ${r.shareOverWhole.toFixed(3).padStart(12)}  ${parsedShare}/${parsedWhole}`);
     }
-    return { samples, workers: W, repeats, rows };
+    // The main thread's share when training reads through its data thread (src/train/data-thread.ts):
+    // the event loop's busy time per batch of 2048, the thread against reading in this thread
+    // (the plain file, one worker, alternated, medians).
+    const B = 2048, inline: number[] = [], threaded: number[] = [];
+    const busyPerBatch = async (make: typeof trainBatches | typeof trainBatchesInThread): Promise<number> => {
+      const cfg: TrainConfig = { ...DEFAULTS, model: { rowsPerTable: 1000 }, data: files.plain, dataSplit: 'bytes', workers: 1, batch: B, steps: 0, epochs: 1 };
+      const src = make(cfg, { rank: 0, workers: 1, skipSteps: 0 });
+      const e0 = performance.eventLoopUtilization();
+      let n = 0;
+      for await (const _ of src.batches) n++; // eslint-disable-line @typescript-eslint/no-unused-vars
+      const busy = performance.eventLoopUtilization(e0).active / n;
+      if ('close' in src) await (src as ReturnType<typeof trainBatchesInThread>).close();
+      return busy;
+    };
+    await busyPerBatch(trainBatchesInThread); // warm-up
+    for (let i = 0; i < repeats; i++) { inline.push(await busyPerBatch(trainBatches)); threaded.push(await busyPerBatch(trainBatchesInThread)); }
+    const mainThread = { batch: B, inlineMs: +median(inline).toFixed(2), threadMs: +median(threaded).toFixed(2) };
+    log(`main thread busy per batch of ${B} (plain file): read here ${mainThread.inlineMs} ms, through the data thread ${mainThread.threadMs} ms`);
+    return { samples, workers: W, repeats, rows, mainThread };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -4,6 +4,7 @@
 //   OUTDIR/bundle/hybridps.mjs   the CLI (it is also what `launch` starts its children with)
 //   OUTDIR/bundle/kernels.mjs    bench/kernels.ts      OUTDIR/bundle/step.mjs   bench/step.ts
 //   OUTDIR/bundle/probe.mjs      scripts/gpu-box/probe.ts (the adapter check)
+//   OUTDIR/bundle/data-thread-main.mjs   the training data reader's thread (src/train/data-thread.ts)
 //   OUTDIR/shaders/, samples/dlrm/   read at run time, found from the bundle (src/util/package-files.ts)
 //   OUTDIR/node_modules/         only what cannot be inlined: webgpu (its linux-x64 dawn.node),
 //                                bufferutil (native, optional for ws) and uplot (read as files)
@@ -28,6 +29,8 @@ const entries = {
   kernels: 'bench/kernels.ts',
   step: 'bench/step.ts',
   probe: 'scripts/gpu-box/probe.ts',
+  // Worker threads' modules (src/util/package-files.ts: moduleThread finds them beside the CLI).
+  'data-thread-main': 'src/train/data-thread-main.ts',
 };
 const NATIVE = ['webgpu', 'bufferutil', 'utf-8-validate'];
 await build({

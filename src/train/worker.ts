@@ -15,7 +15,8 @@ import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type Prepar
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
-import { trainBatches, evalBatches, modelBatch, type DataStats, type DataResume, type Minibatch } from './batches.ts';
+import { evalBatches, modelBatch, type DataStats, type DataResume, type Minibatch } from './batches.ts';
+import { trainBatchesInThread, type ThreadedBatches } from './data-thread.ts';
 import { setupHotRows, hotBudget, hotChoiceBatches, hotRowsDigest } from './hot-setup.ts';
 import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
@@ -95,6 +96,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
   const address = ring ? (id.advertise ? ring.url.replace(/\/\/.*$/, `//${id.advertise}`) : ring.url) : '';
   const client = await PSClient.connect({ secret: id.secret, tls: id.tls, schedulerUrl: id.schedulerUrl, nodeId: id.nodeId, address, format: cfg.wireRows });
   ring?.attach(client);
+  let data: ThreadedBatches | undefined;
   try {
     await client.waitForView((v) => v.servers.length >= cfg.servers && v.workers.length >= cfg.workers && client.rank >= 0, 120_000);
     if (ring) await client.waitForView((v) => v.workersEpoch === ring.ring.ringEpoch, 30_000);
@@ -137,7 +139,8 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
       ? { mode: 'ps', tableId: DENSE_TABLE_ID }
       : { mode: 'local', optimizer: denseOptimizer(cfg), hook: workers > 1 ? ring!.hook() : undefined };
     const globalBatch = cfg.batch * workers;
-    const source = trainBatches(cfg, { rank, workers, skipSteps: firstStep, resume: dataResume, log: (level, msg, fields) => log[level](msg, fields) });
+    // Read and parsed in a thread of its own (data-thread.ts): the main thread runs the step.
+    const source = data = trainBatchesInThread(cfg, { rank, workers, skipSteps: firstStep, resume: dataResume, log: (level, msg, fields) => log[level](msg, fields) });
     const batches = source.batches[Symbol.asyncIterator]();
     // Hot rows: rank 0 reads its first batches ahead (trained on next, from this buffer) to count their ids.
     const first: Minibatch[] = [];
@@ -261,6 +264,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     await client.barrier('done');
     return result;
   } finally {
+    await data?.close();
     await client.close().catch(() => {});
     await ring?.close().catch(() => {});
     runner.destroy();

@@ -3,8 +3,9 @@
 // ships) or a single-file bundle (bundle/*.mjs, what travels to a GPU box). All three sit below
 // the package root, the nearest directory up from this module that holds shaders/.
 import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 
 const here = fileURLToPath(import.meta.url);
 
@@ -44,3 +45,19 @@ export function cliNodeArgs(): string[] {
  * the command line: a role started by hand runs `node --initial-heap-size=512 $(command -v hybridps) run ...`.
  */
 export const ROLE_V8_FLAGS: readonly string[] = ['--initial-heap-size=512'];
+
+/**
+ * A worker thread running this package's module `rel` (e.g. 'train/data-thread-main'), the way
+ * this process runs its code: from the sources through tsx (a thread does not inherit `--import
+ * tsx`, so a small bootstrap registers it first), from dist/ the compiled module, from a bundle
+ * the entry bundled beside it (scripts/gpu-box/bundle.mjs bundles each such module as its own entry).
+ */
+export function moduleThread(rel: string, workerData: unknown): Worker {
+  if (here.endsWith('.ts')) {
+    const tsx = import.meta.resolve('tsx/esm/api'), entry = pathToFileURL(join(PACKAGE_ROOT, 'src', `${rel}.ts`)).href;
+    const boot = `import(${JSON.stringify(tsx)}).then((m) => m.register()).then(() => import(${JSON.stringify(entry)}));`;
+    return new Worker(boot, { eval: true, workerData });
+  }
+  const compiled = resolve(dirname(here), '..', `${rel}.js`);
+  return new Worker(existsSync(compiled) ? compiled : join(dirname(here), `${basename(rel)}.mjs`), { workerData });
+}
