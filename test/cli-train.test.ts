@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tmp } from './helpers/train.ts';
+import { readSample } from '../src/cli/train-flags.ts';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
 const dir = tmp();
@@ -137,6 +138,14 @@ test('bad flags fail at once with a message', () => {
   assert.match(r2.stderr, /--lr emb=-1/);
   const r3 = hybridps(['launch', 'nowhere']);
   assert.match(r3.stderr, /not a sample directory/);
+  assert.match(r3.stderr, /the package's samples: .*samples\/dlrm/);
+});
+
+test('a sample named relative to the package is found from any directory', () => {
+  const elsewhere = tmp('hps-cwd-');
+  const s = readSample('samples/wide-deep', elsewhere);
+  assert.is(s.dir, fileURLToPath(new URL('../samples/wide-deep', import.meta.url)));
+  assert.throws(() => readSample('samples/nope', elsewhere), /samples\/nope is not a sample directory/);
 });
 
 test.run();

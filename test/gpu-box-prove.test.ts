@@ -29,6 +29,7 @@ test('prove-local.sh: pack, unpack outside the repo, refuse lavapipe, then run w
   assert.is(r.status, 0, log.slice(-4000));
   assert.match(log, /\[prove\] 1\. software adapter refused/);
   assert.match(log, /\[prove\] 3\. side-by-side ran/);
+  assert.match(log, /\[prove\] 4\. bundled launch trained 3 steps/);
 });
 
 test('the checks are printed before anything runs, in order', () => {

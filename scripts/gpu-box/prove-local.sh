@@ -6,7 +6,8 @@
 #   1. step-vs-torch.sh without --software-ok: must refuse lavapipe (exit 3) before any benchmark;
 #   2. run.sh --software-ok hybridps --help: the bundled CLI;
 #   3. step-vs-torch.sh --software-ok --quick --kernels-args --only=bot (torch on the CPU when it
-#      is installed, else --no-torch): the whole side-by-side at small sizes.
+#      is installed, else --no-torch): the whole side-by-side at small sizes;
+#   4. run.sh --software-ok hybridps launch samples/dlrm (3 small steps): training from the bundle.
 # Usage: bash scripts/gpu-box/prove-local.sh [--no-pack] [KEEP_DIR]   (prints the directory; exit 0 = proved)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -45,3 +46,10 @@ echo "[prove] 2. bundled CLI runs"
 
 OUT="$box/out" bash scripts/gpu-box/step-vs-torch.sh --software-ok --quick --kernels-args --only=bot "${torch[@]}"
 echo "[prove] 3. side-by-side ran; results in $box/out"
+
+# Training from the bundle: its own synthetic data, a scheduler, a server and a worker as child
+# processes of the bundled CLI, the worker's data thread (bundle/data-thread-main.mjs) included.
+OUT="$box/out-train" bash scripts/gpu-box/run.sh --software-ok hybridps launch samples/dlrm --samples 4000 --steps 3 --batch 64 --workers 1 --servers 1 > "$box/train.log" 2>&1 \
+  || { cat "$box/train.log" >&2; echo "[prove] the bundled launch failed" >&2; exit 1; }
+grep -q '^trained dlrm, 3 steps' "$box/train.log" || { cat "$box/train.log" >&2; echo "[prove] the bundled launch did not train 3 steps" >&2; exit 1; }
+echo "[prove] 4. bundled launch trained 3 steps"

@@ -2,8 +2,9 @@
 // job. The sample names its model module ("module": a built-in name or a file in the sample
 // directory), which is loaded here to start from its defaults and check the configuration. Without --data the job names the default synthetic set (gen-data's planted model), which
 // the launch generates as a step of its own: parsing flags writes nothing.
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { PACKAGE_ROOT } from '../util/package-files.ts';
 import { DEFAULTS, parseConsistency, parsePerPart, validateConfig, type TrainConfig, type Mode } from '../train/config.ts';
 import { loadModelModule, resolveModelConfig, resolveModelRef } from '../train/model-loader.ts';
 import type { TrainJob } from '../launch/train-job.ts';
@@ -38,12 +39,23 @@ export interface SampleFile {
 /** A sample directory's sample.json, with `dir` (absolute) where its module path is relative to. */
 export type Sample = SampleFile & { dir: string };
 
-export function readSample(dir: string): Sample {
-  const path = join(dir, 'sample.json');
-  if (!existsSync(path)) throw new Error(`${dir} is not a sample directory (no sample.json); try samples/dlrm`);
+/**
+ * A sample directory's sample.json. A relative `dir` that is not one here is looked for in the
+ * package too, so `launch samples/dlrm` works from any directory (on a GPU box, outside the
+ * unpacked bundle that carries the samples).
+ */
+export function readSample(dir: string, from = process.cwd()): Sample {
+  let at = resolve(from, dir);
+  const packaged = isAbsolute(dir) ? '' : join(PACKAGE_ROOT, dir);
+  if (!existsSync(join(at, 'sample.json')) && packaged && existsSync(join(packaged, 'sample.json'))) at = packaged;
+  const path = join(at, 'sample.json');
+  if (!existsSync(path)) {
+    const ours = existsSync(join(PACKAGE_ROOT, 'samples')) ? readdirSync(join(PACKAGE_ROOT, 'samples')).filter((d) => existsSync(join(PACKAGE_ROOT, 'samples', d, 'sample.json'))) : [];
+    throw new Error(`${dir} is not a sample directory (no sample.json in ${at}); the package's samples: ${ours.map((d) => `samples/${d}`).join(', ') || 'none found'}`);
+  }
   let s: SampleFile;
   try { s = JSON.parse(readFileSync(path, 'utf8')) as SampleFile; } catch (e) { throw new Error(`${path}: ${(e as Error).message}`); }
-  return { ...s, dir: resolve(dir) };
+  return { ...s, dir: at };
 }
 
 /** The synthetic set a sample trains on without --data: its size and seed, and its model's rows per table. */
