@@ -1,15 +1,16 @@
 // Training's batches read in a thread (src/train/data-thread.ts) against trainBatches run in this
 // thread, on real files with bad lines: the same batches bit for bit, the same statistics after
 // each batch, the same cursors, for both data splits, several ranks and a resume that skips steps;
-// the same error message when the data cannot be trained on; the read-ahead stops at READ_AHEAD
+// the same error message when the data cannot be trained on; held-out batches (evalBatchesInThread)
+// equal evalBatches' with a limit and without; the read-ahead stops at READ_AHEAD
 // batches beyond what was taken (counted through the data layer's sample trace); a closed reader
 // answers no cursor.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
 import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
-import { trainBatches, type Minibatch, type DataStats } from '../src/train/batches.ts';
-import { trainBatchesInThread, READ_AHEAD } from '../src/train/data-thread.ts';
+import { trainBatches, evalBatches, type Minibatch, type DataStats } from '../src/train/batches.ts';
+import { trainBatchesInThread, evalBatchesInThread, READ_AHEAD } from '../src/train/data-thread.ts';
 import { tmp, writeRandomCriteo, tinyConfig } from './helpers/train.ts';
 
 const dir = tmp('hps-data-thread-');
@@ -79,6 +80,18 @@ test('data that cannot be trained on fails with the same message', async () => {
   const missing = trainBatchesInThread(nope, o);
   assert.is(await message(missing.batches), inline);
   await missing.close();
+});
+
+test('held-out batches through a thread equal evalBatches in place, with a limit or without', async () => {
+  const cfg = tinyConfig(data, { dataSplit: 'bytes', batch: 16 });
+  const arrays = async (it: AsyncIterable<Minibatch>) => { const out: number[][] = []; for await (const mb of it) out.push([mb.size, ...mb.labels.subarray(0, mb.size), ...mb.cats.subarray(0, mb.size * 26)]); return out; };
+  for (const [B, limit] of [[32, 50], [16, Number.MAX_SAFE_INTEGER]] as const) {
+    const want = await arrays(evalBatches(cfg, B, limit));
+    assert.ok(want.length >= 2, `${want.length} held-out batches`);
+    assert.equal(await arrays(evalBatchesInThread(cfg, B, limit)), want, `batch ${B}, limit ${limit}`);
+  }
+  // A caller that stops early ends the thread's generator too (its finally closes the thread).
+  for await (const mb of evalBatchesInThread(cfg, 8, 1000)) { assert.is(mb.size, 8); break; }
 });
 
 test(`the thread reads at most ${READ_AHEAD} batches ahead of what was taken`, async () => {

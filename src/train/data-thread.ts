@@ -6,7 +6,8 @@
 // what the step has taken; each batch's arrays are transferred, not copied. What the caller sees
 // is trainBatches' own interface: the batches in order, the data's statistics as of the last batch
 // handed out, and the data cursor after a step (asked of the thread, which holds the schedule).
-// Errors keep their messages: a bad data file fails the run as it did without the thread.
+// Errors keep their messages: a bad data file fails the run as it did without the thread. The
+// held-out batches of an evaluation are read in a thread the same way (evalBatchesInThread).
 // Every exchange with the thread is one of the typed messages below.
 import { moduleThread } from '../util/package-files.ts';
 import type { DataCursor } from '../data/schedule.ts';
@@ -16,7 +17,10 @@ import type { DataLog, DataResume, DataStats, Minibatch } from './batches.ts';
 /** Batches the thread reads ahead of the step (each ~330 KB at batch 2048: memory is no concern). */
 export const READ_AHEAD = 4;
 
-export interface DataThreadInit { cfg: TrainConfig; rank: number; workers: number; skipSteps: number; resume?: DataResume; readAhead: number }
+/** What the thread reads: a worker's training batches (trainBatches), or held-out batches (evalBatches). */
+export type DataThreadInit = { readAhead: number; cfg: TrainConfig } & (
+  | { kind: 'train'; rank: number; workers: number; skipSteps: number; resume?: DataResume }
+  | { kind: 'eval'; batch: number; limit: number });
 
 /** Main thread -> data thread. */
 export type ToDataThread =
@@ -42,7 +46,25 @@ export interface ThreadedBatches {
 }
 
 export function trainBatchesInThread(cfg: TrainConfig, o: { rank: number; workers: number; skipSteps: number; resume?: DataResume; log?: DataLog }): ThreadedBatches {
-  const init: DataThreadInit = { cfg, rank: o.rank, workers: o.workers, skipSteps: o.skipSteps, resume: o.resume, readAhead: READ_AHEAD };
+  return inThread({ kind: 'train', cfg, rank: o.rank, workers: o.workers, skipSteps: o.skipSteps, resume: o.resume, readAhead: READ_AHEAD }, o.log);
+}
+
+/**
+ * evalBatches (batches.ts) read in a thread: the held-out samples are read and parsed while the
+ * main thread pulls and scores the batch before. The thread ends with the generator (its end, an
+ * error, or the caller's break).
+ */
+export async function* evalBatchesInThread(cfg: TrainConfig, batch: number, limit: number): AsyncGenerator<Minibatch> {
+  const t = inThread({ kind: 'eval', cfg, batch, limit, readAhead: READ_AHEAD });
+  try {
+    yield* t.batches;
+  } finally {
+    await t.close();
+  }
+}
+
+function inThread(init: DataThreadInit, log?: DataLog): ThreadedBatches {
+  const cfg = init.cfg, o = { log };
   const thread = moduleThread('train/data-thread-main', init);
   thread.unref(); // never what keeps the process alive
   const send = (m: ToDataThread) => thread.postMessage(m);

@@ -15,8 +15,8 @@ import { WorkerStep, psTableSpecs, psDenseTableSpec, type DenseMode, type Prepar
 import { DenseAllreduce } from '../worker/dense-allreduce.ts';
 import { createLogger } from '../util/log.ts';
 import type { TrainConfig } from './config.ts';
-import { evalBatches, modelBatch, type DataStats, type DataResume, type Minibatch } from './batches.ts';
-import { trainBatchesInThread, type ThreadedBatches } from './data-thread.ts';
+import { modelBatch, type DataStats, type DataResume, type Minibatch } from './batches.ts';
+import { trainBatchesInThread, evalBatchesInThread, type ThreadedBatches } from './data-thread.ts';
 import { setupHotRows, hotBudget, hotChoiceBatches, hotRowsDigest } from './hot-setup.ts';
 import { evaluateHeldOut, type EvalSource, type EvalResult } from './evaluate.ts';
 import { saveTrainingCheckpoint, loadTrainingCheckpoint, resolveCheckpoint } from './checkpoint.ts';
@@ -156,7 +156,7 @@ export async function runTrainWorker(cfg: TrainConfig, id: WorkerIdentity, repor
     const denseNow = () => denseAt();
     const held: EvalSource = {
       client, runner, tableIds, denseAt, hot: hot ?? undefined,
-      batches: (limit) => evalBatches(cfg, 1024, limit), toBatch: (mb) => modelBatch(mod, cfg.model, mb),
+      batches: (limit) => evalBatchesInThread(cfg, 1024, limit), toBatch: (mb) => modelBatch(mod, cfg.model, mb),
     };
     // What evaluating costs is kept apart from training's numbers: a compare run evaluates about 10
     // times by default, and pure-PS evaluations also pull the dense vector.
