@@ -1,7 +1,7 @@
 // The data reader thread's side of data-thread.ts: runs trainBatches (or evalBatches) with the
-// worker's configuration, posts each batch (its arrays transferred) as long as the main thread has given
-// credit for it, and answers cursor requests from the schedule. It stays up after the data ends,
-// for the cursor of the last checkpoint, until the main thread closes it.
+// worker's configuration, posts each batch (its arrays transferred) as long as the main thread
+// has given credit for it, and answers cursor requests from the schedule. It stays up after the
+// data ends, for the cursor of the last checkpoint, until the main thread closes it.
 import { parentPort, workerData } from 'node:worker_threads';
 import { evalBatches, trainBatches, type DataStats } from './batches.ts';
 import type { DataThreadInit, FromDataThread, ToDataThread } from './data-thread.ts';

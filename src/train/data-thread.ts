@@ -63,8 +63,8 @@ export async function* evalBatchesInThread(cfg: TrainConfig, batch: number, limi
   }
 }
 
+/** Starts the thread on `init` and serves what it posts; `log` gets its log lines. */
 function inThread(init: DataThreadInit, log?: DataLog): ThreadedBatches {
-  const cfg = init.cfg, o = { log };
   const thread = moduleThread('train/data-thread-main', init);
   thread.unref(); // never what keeps the process alive
   const send = (m: ToDataThread) => thread.postMessage(m);
@@ -73,7 +73,7 @@ function inThread(init: DataThreadInit, log?: DataLog): ThreadedBatches {
   let failure: Error | null = null; // the thread died: every later wait fails with this
   const cursors = new Map<number, { resolve: (c: DataCursor | undefined) => void; reject: (e: Error) => void }>();
   let nextId = 0;
-  let stats: DataStats = { lines: 0, bad: 0, badLines: [], parsed: 0, split: cfg.dataSplit };
+  let stats: DataStats = { lines: 0, bad: 0, badLines: [], parsed: 0, split: init.cfg.dataSplit };
   const fail = (e: Error) => {
     failure ??= e;
     for (const w of cursors.values()) w.reject(failure);
@@ -81,7 +81,7 @@ function inThread(init: DataThreadInit, log?: DataLog): ThreadedBatches {
     wake?.();
   };
   thread.on('message', (m: FromDataThread) => {
-    if (m.type === 'log') { o.log?.(m.level, m.msg, m.fields); return; }
+    if (m.type === 'log') { log?.(m.level, m.msg, m.fields); return; }
     if (m.type === 'cursor') {
       const w = cursors.get(m.id);
       cursors.delete(m.id);
