@@ -1,5 +1,6 @@
 // How a table store (table-store.ts) lays its rows out: blocks of BLOCK_ROWS rows, touched in
-// blocks of TOUCH_BLOCK rows (rows are copied word by word: src/util/row-words.ts); the numbers
+// blocks of TOUCH_BLOCK rows (rows are copied word by word: src/util/row-words.ts), each block's
+// update counts in an array of their own (counted block by block: countByBlock); the numbers
 // that chose each.
 /**
  * Rows handled per touch block. Random rows of a large table miss every cache level; a loop that
@@ -21,3 +22,24 @@ export const BLOCK_ROWS = 1 << BLOCK_SHIFT;
 export const BLOCK_MASK = BLOCK_ROWS - 1;
 /** 64-byte cache lines hold 16 floats. */
 export const FLOATS_PER_LINE = 16;
+
+let byBlock = new Int32Array(0); // countByBlock's scratch, reused
+/**
+ * ++steps of rows[0..n), block by block: a counting sort of the slots by block first. Each count
+ * is a miss of its own (they are stored apart from the rows); in block order a block's counts are
+ * one 128 KiB array at a time. TableStore.apply of 4096 random rows of 1M x 64 AdaGrad, 8
+ * alternated runs: after a pull of its rows 0.70-0.73 -> 0.59-0.68 ms, cold 1.13-1.26 -> 1.07-1.16
+ * ms (without any counting 0.42 and 0.92: the real fix would be the count beside its row).
+ */
+export function countByBlock(rows: Int32Array, n: number, steps: Uint32Array[]): void {
+  const nb = steps.length, start = new Int32Array(nb + 1);
+  for (let i = 0; i < n; i++) start[(rows[i]! >>> BLOCK_SHIFT) + 1]!++;
+  for (let b = 0; b < nb; b++) start[b + 1]! += start[b]!;
+  if (byBlock.length < n) byBlock = new Int32Array(n);
+  const at = start.slice(0, nb);
+  for (let i = 0; i < n; i++) { const s = rows[i]!; byBlock[at[s >>> BLOCK_SHIFT]!++] = s; }
+  for (let b = 0; b < nb; b++) {
+    const st = steps[b]!, e = start[b + 1]!;
+    for (let j = start[b]!; j < e; j++) st[byBlock[j]! & BLOCK_MASK]!++;
+  }
+}

@@ -112,6 +112,9 @@ export class WasmRows {
     plan.scalars(this.args, 4, 1);
   }
 
+  /** Whether the kernel reads each row's update count (Adam's bias correction): counted before each row's update. */
+  get perRow(): boolean { return this.plan.perRow; }
+
   /** The memory's buffer (views on it are valid until `generation` changes). */
   get buffer(): ArrayBuffer { return this.memory.buffer; }
 
@@ -149,9 +152,10 @@ export class WasmRows {
 
   /**
    * Updates the rows at byte offsets rowAt[b..e) (the row, then its slots, in this memory) from
-   * grads[i * dim ..] for row i, in order. `step(i)` counts row i's update and returns its count.
+   * grads[i * dim ..] for row i, in order. `step(i)` counts row i's update and returns its count;
+   * null where the kernel does not read counts (not `perRow`) and the caller counts the rows itself.
    */
-  run(rowAt: Int32Array, b: number, e: number, grads: Float32Array, step: (i: number) => number): void {
+  run(rowAt: Int32Array, b: number, e: number, grads: Float32Array, step: ((i: number) => number) | null): void {
     const d = this.dim, i32 = this.i32, f32 = this.f32;
     for (let c = b; c < e; c += this.chunkRows) {
       const ce = Math.min(e, c + this.chunkRows);
@@ -201,11 +205,11 @@ export class WasmRows {
   }
 
   /** The kernel over list entries c..ce, whose row offsets and gradients are in the scratch. */
-  private call(c: number, ce: number, step: (i: number) => number): void {
+  private call(c: number, ce: number, step: ((i: number) => number) | null): void {
     const d = this.dim, args = this.args, kernel = this.kernel;
     const rowBytes = d * 4 * this.rowFloats; // the row and its slots
     if (!this.plan.perRow) {
-      for (let i = c; i < ce; i++) step(i);
+      if (step) for (let i = c; i < ce; i++) step(i);
       if (!touchFirst) { args[0] = SCRATCH_AT; args[1] = ce - c; args[2] = this.gradAt; kernel.apply(null, args); return; }
       for (let t = 0; t < ce - c; t += TOUCH_ROWS) {
         const k = Math.min(TOUCH_ROWS, ce - c - t);
@@ -218,7 +222,7 @@ export class WasmRows {
     for (let i = c; i < ce; i++) {
       if (touchFirst && (i - c) % TOUCH_ROWS === 0) this.touchSink += this.touch(SCRATCH_AT + (i - c) * 4, Math.min(TOUCH_ROWS, ce - i), rowBytes);
       args[0] = SCRATCH_AT + (i - c) * 4; args[1] = 1; args[2] = this.gradAt + (i - c) * d * 4;
-      this.plan.scalars(args, 4, step(i));
+      this.plan.scalars(args, 4, step!(i));
       kernel.apply(null, args);
     }
   }

@@ -14,7 +14,7 @@ import { WasmRows } from './simd-rows.ts';
 import { SlotsMemo } from './recent-slots.ts';
 export { checkPush } from './request-checks.ts';
 export { checkTableConfig, MAX_DIM, type ImportRows, type TableConfig, type TableRows } from './table-config.ts';
-import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, FLOATS_PER_LINE, TOUCH_BLOCK } from './row-blocks.ts';
+import { BLOCK_MASK, BLOCK_ROWS, BLOCK_SHIFT, FLOATS_PER_LINE, TOUCH_BLOCK, countByBlock } from './row-blocks.ts';
 import { copyRow } from '../util/row-words.ts';
 
 const MIN_ROWS = 64;
@@ -156,7 +156,9 @@ export class TableStore {
    */
   private applyWasm(rows: Int32Array, n: number, grads: Float32Array): void {
     const rowAt = this.rowOffsets(rows, n), steps = this.steps;
-    const step = (i: number) => { const s = rows[i]!; return ++steps[s >>> BLOCK_SHIFT]![s & BLOCK_MASK]!; };
+    // Adam reads each row's count before its update; the others are counted block by block.
+    const step = this.wasm!.perRow ? (i: number) => { const s = rows[i]!; return ++steps[s >>> BLOCK_SHIFT]![s & BLOCK_MASK]!; } : null;
+    if (!step) countByBlock(rows, n, steps);
     this.wasm!.run(rowAt, 0, n, grads, step);
   }
 
