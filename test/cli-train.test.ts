@@ -41,6 +41,8 @@ test('launch samples/dlrm --json: one summary object with the documented fields'
   assert.ok(j.bytes.pull > 0 && j.bytes.push > 0 && j.bytes.allreduce > 0, JSON.stringify(j.bytes));
   assert.is(j.evals.length, 3, 'evaluations at steps 6 and 12, and the final one');
   assert.match(r.stderr, /held-out +logloss/); // the people-facing summary goes to stderr with --json
+  // The cluster stops members first, the scheduler last: a finished run loses no peer.
+  assert.not.match(r.stderr, /peer lost/);
 });
 
 test('launch with the row cache (SSP:2, SGD tables, a tiny --cache-rows): finite loss, the summary shows hit rate and evictions', () => {

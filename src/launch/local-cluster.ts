@@ -111,17 +111,23 @@ export class LocalCluster {
       ...(this.opts.heartbeatMs ? ['--heartbeat-ms', String(this.opts.heartbeatMs)] : []), ...(this.opts.extraServerArgs ?? [])]);
   }
 
-  /** SIGTERM everyone, SIGKILL what is left after a grace period. */
+  /**
+   * SIGTERM everyone, SIGKILL what is left after a grace period: the servers and workers first,
+   * then the scheduler, so that each member's leave reaches a scheduler still there to hear it
+   * (stopped together, the scheduler logged every server of a finished run as a lost peer).
+   */
   async stop(graceMs = 5000): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     process.off('SIGINT', this.onSignal);
     process.off('SIGTERM', this.onSignal);
     const alive = this.children.filter((c) => c.proc.exitCode === null && c.proc.signalCode === null);
-    await Promise.all(alive.map((c) => new Promise<void>((resolve) => {
+    const term = (cs: ChildInfo[]) => Promise.all(cs.map((c) => new Promise<void>((resolve) => {
       const t = setTimeout(() => { c.proc.kill('SIGKILL'); }, graceMs);
       c.proc.once('exit', () => { clearTimeout(t); resolve(); });
       c.proc.kill('SIGTERM');
     })));
+    await term(alive.filter((c) => c.role !== 'scheduler'));
+    await term(alive.filter((c) => c.role === 'scheduler'));
   }
 }
