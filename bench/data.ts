@@ -72,7 +72,7 @@ export async function runDataBench(o: { json: boolean; quick: boolean; workers?:
       let n = 0;
       for await (const _ of src.batches) n++; // eslint-disable-line @typescript-eslint/no-unused-vars
       const busy = performance.eventLoopUtilization(e0).active / n;
-      if ('close' in src) await (src as ReturnType<typeof trainBatchesInThread>).close();
+      await (src as { close?: () => Promise<void> }).close?.(); // the thread's reader, not the in-place one
       return busy;
     };
     await busyPerBatch(trainBatchesInThread); // warm-up

@@ -152,11 +152,11 @@ export class TableStore {
   /**
    * apply() through the SIMD kernel, the rows' byte offsets in push order. No JS touch loop: the
    * kernel's own WASM touch (simd-rows.ts) fetches each block's rows with their slots first
-   * (docs/store.md, "Touch or not").
+   * (docs/store.md, "Touch or not"). Adam reads each row's count before its update; the other
+   * kernels' rows are counted block by block.
    */
   private applyWasm(rows: Int32Array, n: number, grads: Float32Array): void {
     const rowAt = this.rowOffsets(rows, n), steps = this.steps;
-    // Adam reads each row's count before its update; the others are counted block by block.
     const step = this.wasm!.perRow ? (i: number) => { const s = rows[i]!; return ++steps[s >>> BLOCK_SHIFT]![s & BLOCK_MASK]!; } : null;
     if (!step) countByBlock(rows, n, steps);
     this.wasm!.run(rowAt, 0, n, grads, step);
@@ -290,7 +290,6 @@ export class TableStore {
   }
   /** Allocated row capacity of the slabs. */
   get capacityRows(): number { return this.capacity; }
-
   // ---- internals ----
 
   /** The row's slot, creating (and initializing) the row if absent. */
